@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * x86_64 specifics: the register sets a stopped thread is captured with, and how they go into core
+ * notes. Every architecture provides this same header and arch.c with the same functions.
+ */
+#pragma once
+
+#include <elf.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#define ARCH_NAME        "x86_64"
+#define ARCH_ELF_MACHINE EM_X86_64
+#define ARCH_ELF_CLASS   ELFCLASS64
+#define ARCH_XSTATE_MAX  8192 /* ample for AVX-512 and AMX-less XSAVE areas */
+
+struct arch_regs {
+	struct user_regs_struct gp;
+	struct user_fpregs_struct fp;
+	bool fp_valid;
+	uint32_t xstate_len; /* 0 when the kernel gave none */
+	uint8_t *xstate;     /* points into caller-provided storage of ARCH_XSTATE_MAX bytes */
+};
+
+/* Fetch every register set of a ptrace-stopped thread. xstate_buf must hold ARCH_XSTATE_MAX bytes
+ * and outlive regs. Returns 0 or a negative errno; does not log. */
+int arch_get_regs(pid_t tid, struct arch_regs *regs, uint8_t *xstate_buf);
+
+/* Register accessors used by generic code (the manifest, later the analysis). */
+uint64_t arch_regs_pc(const struct arch_regs *regs);
+uint64_t arch_regs_sp(const struct arch_regs *regs);
+/* The syscall the thread is in (or -1), with up to 6 arguments. */
+long arch_regs_syscall(const struct arch_regs *regs, uint64_t args[6]);
+
+struct note_sink;
+struct osm_thread;
+struct osm_process;
+/* Append the per-thread notes after NT_PRSTATUS: NT_FPREGSET and NT_X86_XSTATE. */
+int arch_thread_extra_notes(const struct osm_thread *t, struct note_sink *ns);
+/* Fill the pr_reg part of NT_PRSTATUS. gregs has room for the elf_gregset_t. */
+void arch_fill_prstatus_regs(const struct arch_regs *regs, void *gregs, size_t len);

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/util.h"
+
+int read_file_at(int dirfd, const char *path, char **ret, size_t *ret_len)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n;
+
+		if (len + 1 >= cap) {
+			size_t ncap = cap ? cap * 2 : 4096;
+			char *p = realloc(buf, ncap);
+			if (!p)
+				return -ENOMEM;
+			buf = p;
+			cap = ncap;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		len += n;
+	}
+	if (!buf && !(buf = malloc(1)))
+		return -ENOMEM;
+	buf[len] = 0;
+	*ret = TAKE_PTR(buf);
+	if (ret_len)
+		*ret_len = len;
+	return 0;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= n;
+		off += n;
+	}
+	return 0;
+}
+
+int outfile_open(int dirfd, const char *final, struct outfile *ret)
+{
+	struct outfile of = {.dirfd = dirfd, .fd = -1};
+
+	if (asprintf(&of.tmp, ".%s.tmp", final) < 0) {
+		of.tmp = NULL;
+		return -ENOMEM;
+	}
+	of.final = strdup(final);
+	if (!of.final) {
+		free(of.tmp);
+		return -ENOMEM;
+	}
+	of.fd = openat(dirfd, of.tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (of.fd < 0) {
+		int r = -errno;
+		free(of.tmp);
+		free(of.final);
+		return r;
+	}
+	*ret = of;
+	return 0;
+}
+
+int outfile_commit(struct outfile *of)
+{
+	int r = 0;
+
+	if (fsync(of->fd) < 0)
+		r = -errno;
+	if (close(of->fd) < 0 && r == 0)
+		r = -errno;
+	of->fd = -1;
+	if (r == 0 &&
+	    syscall(SYS_renameat2, of->dirfd, of->tmp, of->dirfd, of->final, RENAME_NOREPLACE) < 0)
+		r = -errno;
+	if (r < 0)
+		unlinkat(of->dirfd, of->tmp, 0);
+	free(of->tmp);
+	free(of->final);
+	of->tmp = of->final = NULL;
+	return r;
+}
+
+void outfile_abort(struct outfile *of)
+{
+	if (of->fd >= 0)
+		close(of->fd);
+	of->fd = -1;
+	if (of->tmp)
+		unlinkat(of->dirfd, of->tmp, 0);
+	free(of->tmp);
+	free(of->final);
+	of->tmp = of->final = NULL;
+}

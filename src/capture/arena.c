@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "base/util.h"
+#include "capture/arena.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define OVERFLOW_CHUNK (64u << 20)
+
+static int add_chunk(struct arena *a, size_t size, bool touch)
+{
+	uint8_t *p;
+
+	if (grow_array((void **)&a->chunks, &a->cap, a->n + 1, sizeof(*a->chunks)))
+		return -ENOMEM;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	/* Huge pages make the copy cheaper (fewer faults and TLB misses); best effort. */
+	madvise(p, size, MADV_HUGEPAGE);
+	if (touch && madvise(p, size, MADV_POPULATE_WRITE) < 0) {
+		for (size_t off = 0; off < size; off += a->page_size)
+			p[off] = 0;
+	}
+	a->chunks[a->n++] = (struct arena_chunk){.base = p, .size = size};
+	return 0;
+}
+
+int arena_reserve(struct arena *a, size_t size, size_t page_size)
+{
+	a->page_size = page_size;
+	if (size == 0)
+		return 0;
+	return add_chunk(a, ALIGN_UP(size, page_size), true);
+}
+
+void *arena_alloc(struct arena *a, size_t len)
+{
+	len = ALIGN_UP(len, a->page_size);
+	for (size_t i = 0; i < a->n; i++) {
+		struct arena_chunk *c = &a->chunks[i];
+		if (c->size - c->used >= len) {
+			void *p = c->base + c->used;
+			c->used += len;
+			return p;
+		}
+	}
+	if (add_chunk(a, MAX(len, (size_t)OVERFLOW_CHUNK), false) < 0)
+		return NULL;
+	a->overflow_bytes += len;
+	a->chunks[a->n - 1].used = len;
+	return a->chunks[a->n - 1].base;
+}
+
+void arena_release(struct arena *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		munmap(a->chunks[i].base, a->chunks[i].size);
+	free(a->chunks);
+	memset(a, 0, sizeof(*a));
+}

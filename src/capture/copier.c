@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "base/util.h"
+#include "capture/copier.h"
+#include "freeze/guard.h"
+
+#define MAX_WORKERS 64
+
+struct copier {
+	pthread_t threads[MAX_WORKERS];
+	unsigned n_threads;
+	size_t page_size;
+
+	pthread_mutex_t lock;
+	pthread_cond_t start, done;
+	uint64_t generation; /* bumped for every run */
+	unsigned busy;       /* workers still inside the current run */
+	bool quit;
+
+	struct copy_job *jobs;
+	size_t n_jobs;
+	atomic_size_t next;
+	atomic_bool abort;
+};
+
+/* Read [remote, remote+len) page by page from /proc/PID/mem; zero what it refuses. */
+static void copy_slow(struct copy_job *j, uint64_t done, size_t page_size)
+{
+	while (done < j->len) {
+		uint64_t chunk = MIN(page_size - ((j->remote + done) % page_size), j->len - done);
+		ssize_t n = -1;
+
+		if (j->memfd >= 0)
+			n = pread(j->memfd, j->dest + done, chunk, (off_t)(j->remote + done));
+		if (n != (ssize_t)chunk) {
+			memset(j->dest + done, 0, chunk);
+			j->unreadable += chunk;
+		}
+		done += chunk;
+	}
+}
+
+void copy_job_run(struct copy_job *j, size_t page_size)
+{
+	uint64_t done = 0;
+
+	j->unreadable = 0;
+	while (done < j->len) {
+		struct iovec local = {.iov_base = j->dest + done, .iov_len = j->len - done};
+		struct iovec remote = {.iov_base = (void *)(uintptr_t)(j->remote + done),
+				       .iov_len = j->len - done};
+		ssize_t n = process_vm_readv(j->pid, &local, 1, &remote, 1, 0);
+
+		if (n > 0) {
+			done += (uint64_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		/* Refused at done: take one page the slow way, then try the fast way again. */
+		uint64_t page_end = MIN(ALIGN_DOWN(j->remote + done, page_size) + page_size,
+					j->remote + j->len);
+		struct copy_job one = *j;
+		one.remote = j->remote + done;
+		one.len = page_end - one.remote;
+		one.dest = j->dest + done;
+		one.unreadable = 0;
+		copy_slow(&one, 0, page_size);
+		j->unreadable += one.unreadable;
+		done += one.len;
+	}
+}
+
+static void drain(struct copier *c)
+{
+	for (;;) {
+		size_t i;
+		if (atomic_load(&c->abort))
+			return;
+		i = atomic_fetch_add(&c->next, 1);
+		if (i >= c->n_jobs)
+			return;
+		copy_job_run(&c->jobs[i], c->page_size);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct copier *c = arg;
+	uint64_t seen = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!c->quit && c->generation == seen)
+			pthread_cond_wait(&c->start, &c->lock);
+		if (c->quit)
+			break;
+		seen = c->generation;
+		pthread_mutex_unlock(&c->lock);
+		drain(c);
+		pthread_mutex_lock(&c->lock);
+		if (--c->busy == 0)
+			pthread_cond_broadcast(&c->done);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+struct copier *copier_new(unsigned n_workers, size_t page_size)
+{
+	struct copier *c = calloc(1, sizeof(*c));
+	sigset_t all, old;
+
+	if (!c)
+		return NULL;
+	c->page_size = page_size;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->start, NULL);
+	pthread_cond_init(&c->done, NULL);
+	/* Workers take no signals: signals to osmosis must reach the freezing thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (unsigned i = 0; i < MIN(n_workers, (unsigned)MAX_WORKERS); i++) {
+		if (pthread_create(&c->threads[i], NULL, worker_main, c))
+			break;
+		c->n_threads++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return c;
+}
+
+int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs)
+{
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	c->jobs = jobs;
+	c->n_jobs = n_jobs;
+	atomic_store(&c->next, 0);
+	atomic_store(&c->abort, false);
+	c->busy = c->n_threads;
+	c->generation++;
+	pthread_cond_broadcast(&c->start);
+	pthread_mutex_unlock(&c->lock);
+
+	/* The freezing thread copies too, checking for signals and the watchdog between jobs. */
+	for (;;) {
+		size_t i;
+		if ((r = guard_check()) < 0) {
+			atomic_store(&c->abort, true);
+			break;
+		}
+		i = atomic_fetch_add(&c->next, 1);
+		if (i >= n_jobs)
+			break;
+		copy_job_run(&jobs[i], c->page_size);
+	}
+
+	pthread_mutex_lock(&c->lock);
+	while (c->busy > 0)
+		pthread_cond_wait(&c->done, &c->lock);
+	c->jobs = NULL;
+	pthread_mutex_unlock(&c->lock);
+	return r < 0 ? r : guard_check();
+}
+
+void copier_free(struct copier *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->quit = true;
+	pthread_cond_broadcast(&c->start);
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < c->n_threads; i++)
+		pthread_join(c->threads[i], NULL);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->start);
+	pthread_cond_destroy(&c->done);
+	free(c);
+}

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Parallel memory copy out of frozen targets. Worker threads are started before the freeze and
+ * wait; during the freeze the freezing thread hands them a job list and copies alongside them,
+ * since the targets' own CPUs are idle then. process_vm_readv does the bulk; a range it refuses is
+ * read page by page through /proc/PID/mem, and a page neither gives is left as zeroes and counted.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct copy_job {
+	pid_t pid;
+	int memfd;       /* /proc/PID/mem, or -1 */
+	uint64_t remote; /* address in the target */
+	uint64_t len;
+	uint8_t *dest;
+	uint64_t unreadable; /* out: bytes neither method could read (zero-filled) */
+};
+
+struct copier;
+
+/* Start n_workers threads (0 is fine: the caller copies alone). Returns NULL on failure. */
+struct copier *copier_new(unsigned n_workers, size_t page_size);
+/* Run all jobs to completion using the workers and the calling thread. Stops early and returns
+ * the guard's error when a signal or the watchdog interrupts. Returns 0 or a negative errno. */
+int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs);
+void copier_free(struct copier *c);
+
+/* Copy one job on the calling thread (used by copier_run and by tests). */
+void copy_job_run(struct copy_job *j, size_t page_size);

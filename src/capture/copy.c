@@ -1,0 +1,336 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The copy method: inside the freeze, copy every byte the core will hold into the arena reserved
+ * before the freeze, then let the targets go. The freeze costs one pass over the dumped memory at
+ * memory-copy speed, split across worker threads (the targets' CPUs are idle meanwhile).
+ *
+ * Before the freeze: smaps (VmFlags for MADV_DONTDUMP, Rss and Swap for sizing), the arena, the
+ * workers, /proc/PID/pagemap and /proc/PID/mem opened.
+ * Inside the freeze: registers; maps re-read (cheap) and matched to the smaps facts, with a fresh
+ * smaps read only for mappings that changed; for private anonymous mappings that were not fully
+ * resident, pagemap says which pages exist (absent ones are zero); the copy.
+ * After the thaw: ELF-header pages that are not ELF are dropped, as the kernel does.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/parse.h"
+#include "base/timeutil.h"
+#include "base/util.h"
+#include "capture/capture.h"
+#include "proc/maps.h"
+
+#define JOB_MAX        (16u << 20) /* bytes per copy job: the guard is checked between jobs */
+#define PM_PRESENT     (1ull << 63)
+#define PM_SWAPPED     (1ull << 62)
+#define PAGEMAP_BATCH  65536
+#define PM_PFN_MASK    ((1ull << 55) - 1)
+
+/*
+ * The PFN of the kernel's shared zero page, or 0 when pagemap hides PFNs (not root). Reading a
+ * never-written anonymous page (gcore does, for one) maps the zero page there, and pagemap then
+ * calls it present; those pages are still zero and need no copy. Learned from a page of our own.
+ */
+static uint64_t zero_page_pfn(size_t page_size)
+{
+	static uint64_t pfn = UINT64_MAX;
+	volatile uint8_t *p;
+	uint64_t ent = 0;
+	int fd;
+
+	if (pfn != UINT64_MAX)
+		return pfn;
+	pfn = 0;
+	p = mmap(NULL, page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 0;
+	(void)p[0]; /* a read fault maps the zero page */
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && pread(fd, &ent, sizeof(ent), (off_t)((uintptr_t)p / page_size * 8)) == 8 &&
+	    (ent & PM_PRESENT))
+		pfn = ent & PM_PFN_MASK;
+	if (fd >= 0)
+		close(fd);
+	munmap((void *)p, page_size);
+	return pfn;
+}
+
+static int read_maps(struct capture_target *t, const char *file, struct osm_mapping **ret,
+		     size_t *ret_n)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	int r;
+
+	r = read_file_at(t->ref->procfd, file, &text, &len);
+	if (r < 0)
+		return r == -ENOENT ? -ESRCH : r;
+	r = maps_parse(text, len, ret, ret_n);
+	if (r == -EINVAL)
+		return log_error(r, "cannot parse /proc/%d/%s", t->proc->pid, file);
+	return r;
+}
+
+/* Bytes the arena needs for m: present pages only where absent pages can be skipped. */
+static uint64_t planned_size(const struct osm_mapping *m)
+{
+	uint64_t resident = m->rss_bytes + m->swap_bytes;
+
+	if (m->trim_absent && resident < m->dump_len)
+		return resident;
+	return m->dump_len;
+}
+
+static int copy_prepare(struct capture *c)
+{
+	uint64_t total = 0, slack;
+	int r;
+
+	for (size_t i = 0; i < c->n_targets; i++) {
+		struct capture_target *t = &c->targets[i];
+
+		r = read_maps(t, "smaps", &t->pre_maps, &t->n_pre_maps);
+		if (r < 0)
+			return r == -ESRCH ? log_error(r, "pid %d exited", t->proc->pid)
+					   : log_error(r, "cannot read /proc/%d/smaps: %m",
+						       t->proc->pid);
+		t->planned_bytes = 0;
+		for (size_t j = 0; j < t->n_pre_maps; j++) {
+			maps_plan_dump(&t->pre_maps[j], t->proc->coredump_filter, c->page_size);
+			t->planned_bytes += planned_size(&t->pre_maps[j]);
+		}
+		total += t->planned_bytes;
+		t->pagemap_fd = openat(t->ref->procfd, "pagemap", O_RDONLY | O_CLOEXEC);
+		if (pidref_open_mem(t->ref) < 0)
+			log_debug("pid %d: /proc/PID/mem unavailable; unreadable pages stay zero",
+				  t->proc->pid);
+	}
+	c->planned_bytes = total;
+	zero_page_pfn(c->page_size); /* learn it now, not inside the freeze */
+	/* Room for growth between now and the freeze. */
+	slack = MAX(total / 16, (uint64_t)(32u << 20));
+	r = arena_reserve(&c->arena, total + slack, c->page_size);
+	if (r < 0) {
+		char a[32];
+		return log_error(r, "cannot reserve %s to hold the targets' memory: %m",
+				 format_bytes(total + slack, a, sizeof(a)));
+	}
+	c->copier = copier_new(c->n_workers, c->page_size);
+	if (!c->copier)
+		return log_error(ENOMEM, "cannot start copy threads");
+	return 0;
+}
+
+static int add_job(struct capture *c, struct capture_target *t, uint64_t remote, uint64_t len,
+		   uint8_t *dest)
+{
+	while (len > 0) {
+		uint64_t n = MIN(len, (uint64_t)JOB_MAX);
+		if (grow_array((void **)&c->jobs, &c->cap_jobs, c->n_jobs + 1, sizeof(*c->jobs)))
+			return -ENOMEM;
+		c->jobs[c->n_jobs++] = (struct copy_job){
+			.pid = t->proc->pid, .memfd = t->ref->memfd, .remote = remote, .len = n,
+			.dest = dest};
+		remote += n;
+		dest += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Plan the extents of one mapping and queue their copies. */
+static bool page_has_data(uint64_t ent, uint64_t zero_pfn)
+{
+	if (ent & PM_SWAPPED)
+		return true;
+	if (!(ent & PM_PRESENT))
+		return false;
+	return !zero_pfn || (ent & PM_PFN_MASK) != zero_pfn;
+}
+
+static int plan_mapping(struct capture *c, struct capture_target *t, struct osm_mapping *m)
+{
+	static uint64_t pm[PAGEMAP_BATCH];
+	uint64_t zpfn = zero_page_pfn(c->page_size);
+	uint64_t npages, resident = m->rss_bytes + m->swap_bytes;
+	uint8_t *dest;
+
+	if (m->dump_len == 0)
+		return 0;
+	if (!m->trim_absent || resident >= m->dump_len || t->pagemap_fd < 0) {
+		dest = arena_alloc(&c->arena, m->dump_len);
+		if (!dest || mapping_add_extent(m, 0, m->dump_len, dest) < 0)
+			return -ENOMEM;
+		return add_job(c, t, m->start, m->dump_len, dest);
+	}
+
+	/* Private anonymous memory: a page that is neither present nor swapped is zero. */
+	npages = m->dump_len / c->page_size;
+	for (uint64_t base = 0; base < npages;) {
+		uint64_t n = MIN(npages - base, (uint64_t)PAGEMAP_BATCH);
+		off_t off = (off_t)((m->start / c->page_size + base) * sizeof(uint64_t));
+		ssize_t got = pread(t->pagemap_fd, pm, n * sizeof(uint64_t), off);
+
+		if (got <= 0) {
+			/* No pagemap: take the rest whole. */
+			uint64_t rest = (npages - base) * c->page_size;
+			dest = arena_alloc(&c->arena, rest);
+			if (!dest || mapping_add_extent(m, base * c->page_size, rest, dest) < 0)
+				return -ENOMEM;
+			return add_job(c, t, m->start + base * c->page_size, rest, dest);
+		}
+		n = (uint64_t)got / sizeof(uint64_t);
+		for (uint64_t i = 0; i < n;) {
+			uint64_t j = i;
+			if (!page_has_data(pm[i], zpfn)) {
+				i++;
+				continue;
+			}
+			while (j < n && page_has_data(pm[j], zpfn))
+				j++;
+			uint64_t off_b = (base + i) * c->page_size, len = (j - i) * c->page_size;
+			dest = arena_alloc(&c->arena, len);
+			if (!dest || mapping_add_extent(m, off_b, len, dest) < 0)
+				return -ENOMEM;
+			if (add_job(c, t, m->start + off_b, len, dest) < 0)
+				return -ENOMEM;
+			i = j;
+		}
+		base += n;
+	}
+	return 0;
+}
+
+static int capture_target_frozen(struct capture *c, struct capture_target *t)
+{
+	struct osm_mapping *maps = NULL;
+	size_t n = 0;
+	int r;
+
+	r = capture_thread_state(t->proc);
+	if (r < 0)
+		return r;
+	/* The layout may have changed since smaps was read: maps is cheap, smaps is read again
+	 * only if some mapping is new. */
+	r = read_maps(t, "maps", &maps, &n);
+	if (r < 0)
+		return r == -ESRCH ? log_error(r, "pid %d exited during the snapshot", t->proc->pid)
+				   : r;
+	if (maps_carry_smaps(maps, n, t->pre_maps, t->n_pre_maps) > 0) {
+		maps_free(maps, n);
+		r = read_maps(t, "smaps", &maps, &n);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < t->proc->n_maps; i++)
+		mapping_done(&t->proc->maps[i]);
+	free(t->proc->maps);
+	t->proc->maps = maps;
+	t->proc->n_maps = n;
+	for (size_t i = 0; i < n; i++) {
+		maps_plan_dump(&maps[i], t->proc->coredump_filter, c->page_size);
+		r = plan_mapping(c, t, &maps[i]);
+		if (r < 0)
+			return log_error(r, "out of memory planning the copy of pid %d", t->proc->pid);
+	}
+	return 0;
+}
+
+static int copy_frozen(struct capture *c)
+{
+	uint64_t t0;
+	int r;
+
+	c->n_jobs = 0;
+	for (size_t i = 0; i < c->n_targets; i++) {
+		r = capture_target_frozen(c, &c->targets[i]);
+		if (r < 0)
+			return r;
+	}
+	t0 = now_ns();
+	r = copier_run(c->copier, c->jobs, c->n_jobs);
+	c->copy_ns = now_ns() - t0;
+	return r;
+}
+
+static bool starts_with_elf_magic(const struct osm_mapping *m)
+{
+	return m->n_ext > 0 && m->ext[0].off == 0 && m->ext[0].len >= 4 &&
+	       !memcmp(m->ext[0].data, "\177ELF", 4);
+}
+
+static int copy_finish(struct capture *c)
+{
+	c->copied_bytes = 0;
+	for (size_t i = 0; i < c->n_jobs; i++) {
+		c->copied_bytes += c->jobs[i].len - c->jobs[i].unreadable;
+	}
+	for (size_t i = 0; i < c->n_targets; i++) {
+		struct osm_process *p = c->targets[i].proc;
+		p->captured_bytes = 0;
+		for (size_t j = 0; j < p->n_maps; j++) {
+			struct osm_mapping *m = &p->maps[j];
+			if (m->elf_header_only && !starts_with_elf_magic(m)) {
+				m->dump_len = 0;
+				m->n_ext = 0;
+			}
+			for (size_t k = 0; k < m->n_ext; k++)
+				p->captured_bytes += m->ext[k].len;
+		}
+	}
+	for (size_t i = 0; i < c->n_jobs; i++) {
+		/* Attribute unreadable bytes to their mapping, for the manifest. */
+		struct copy_job *j = &c->jobs[i];
+		if (!j->unreadable)
+			continue;
+		for (size_t k = 0; k < c->n_targets; k++) {
+			struct osm_process *p = c->targets[k].proc;
+			if (p->pid != j->pid)
+				continue;
+			for (size_t m = 0; m < p->n_maps; m++)
+				if (j->remote >= p->maps[m].start && j->remote < p->maps[m].end)
+					p->maps[m].unreadable += j->unreadable;
+		}
+	}
+	return 0;
+}
+
+static void copy_release(struct capture *c)
+{
+	copier_free(c->copier);
+	c->copier = NULL;
+	/* The model's extents point into the arena: release only after the cores are written. */
+	arena_release(&c->arena);
+	free(c->jobs);
+	c->jobs = NULL;
+	c->n_jobs = c->cap_jobs = 0;
+	for (size_t i = 0; i < c->n_targets; i++) {
+		struct capture_target *t = &c->targets[i];
+		maps_free(t->pre_maps, t->n_pre_maps);
+		t->pre_maps = NULL;
+		t->n_pre_maps = 0;
+		if (t->pagemap_fd >= 0)
+			close(t->pagemap_fd);
+		t->pagemap_fd = -1;
+	}
+}
+
+const struct capture_ops capture_copy_ops = {
+	.name = "copy",
+	.prepare = copy_prepare,
+	.frozen = copy_frozen,
+	.finish = copy_finish,
+	.release = copy_release,
+};
+
+const struct capture_ops *capture_method(const char *name)
+{
+	if (!strcmp(name, "copy") || !strcmp(name, "auto"))
+		return &capture_copy_ops;
+	return NULL;
+}

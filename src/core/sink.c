@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/util.h"
+#include "core/sink.h"
+
+static int file_write(struct core_sink *s, const void *buf, size_t len)
+{
+	struct file_sink *fs = (struct file_sink *)s;
+	int r = pwrite_all(fs->fd, buf, len, (off_t)s->pos);
+
+	if (r < 0)
+		return r;
+	s->pos += len;
+	return 0;
+}
+
+static int file_skip(struct core_sink *s, uint64_t len)
+{
+	s->pos += len;
+	return 0;
+}
+
+static int file_finish(struct core_sink *s)
+{
+	struct file_sink *fs = (struct file_sink *)s;
+
+	/* A trailing hole exists only once the size is set. */
+	if (ftruncate(fs->fd, (off_t)s->pos) < 0)
+		return -errno;
+	return 0;
+}
+
+void file_sink_init(struct file_sink *fs, int fd)
+{
+	*fs = (struct file_sink){
+		.base = {.write = file_write, .skip = file_skip, .finish = file_finish},
+		.fd = fd,
+	};
+}
+
+static int mem_reserve(struct mem_sink *ms, uint64_t end)
+{
+	if (end > ms->limit)
+		return -EFBIG;
+	return grow_array((void **)&ms->buf, &ms->cap, (size_t)end, 1);
+}
+
+static int mem_write(struct core_sink *s, const void *buf, size_t len)
+{
+	struct mem_sink *ms = (struct mem_sink *)s;
+	int r = mem_reserve(ms, s->pos + len);
+
+	if (r < 0)
+		return r;
+	memcpy(ms->buf + s->pos, buf, len);
+	s->pos += len;
+	return 0;
+}
+
+static int mem_skip(struct core_sink *s, uint64_t len)
+{
+	struct mem_sink *ms = (struct mem_sink *)s;
+	int r = mem_reserve(ms, s->pos + len);
+
+	if (r < 0)
+		return r;
+	s->pos += len; /* grow_array zero-fills */
+	return 0;
+}
+
+static int mem_finish(struct core_sink *s)
+{
+	return mem_reserve((struct mem_sink *)s, s->pos);
+}
+
+void mem_sink_init(struct mem_sink *ms, size_t limit)
+{
+	*ms = (struct mem_sink){
+		.base = {.write = mem_write, .skip = mem_skip, .finish = mem_finish},
+		.limit = limit,
+	};
+}
+
+void mem_sink_done(struct mem_sink *ms)
+{
+	free(ms->buf);
+	ms->buf = NULL;
+	ms->cap = 0;
+}

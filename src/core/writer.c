@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ELF core writer. Layout (that of gdb's gcore; the kernel's differs only in where the
+ * per-process notes sit between the first thread's notes):
+ *
+ *   Elf64_Ehdr                          e_type ET_CORE, e_phnum = 1 + mappings (or PN_XNUM)
+ *   Elf64_Phdr[]                        PT_NOTE, then one PT_LOAD per mapping, in address order
+ *   Elf64_Shdr (only with PN_XNUM)      sh_info holds the real program header count
+ *   notes:
+ *     NT_PRPSINFO                       the process
+ *     per thread, main thread first:    NT_PRSTATUS, NT_FPREGSET, NT_X86_XSTATE (arch), NT_SIGINFO
+ *     NT_AUXV, NT_FILE                  the process
+ *   padding to a page boundary
+ *   segment data                        p_filesz bytes per PT_LOAD, page aligned; zero pages and
+ *                                       ranges not captured are holes (read as zeroes)
+ *
+ * A PT_LOAD's p_memsz is the mapping's size; p_filesz is what the dump rule kept (maps.c): 0 for
+ * mappings the kernel would not dump, one page for ELF headers of file mappings, else all of it.
+ */
+#include <elf.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/procfs.h>
+
+#include "arch.h"
+#include "base/util.h"
+#include "core/notes.h"
+#include "core/writer.h"
+#include "proc/maps.h"
+
+static bool mapping_has_file(const struct osm_mapping *m)
+{
+	return m->path && m->path[0] == '/';
+}
+
+static void add_file_note(const struct osm_process *p, uint64_t page_size, struct note_sink *ns)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	size_t count = 0, names = 0, size, off;
+
+	for (size_t i = 0; i < p->n_maps; i++)
+		if (mapping_has_file(&p->maps[i])) {
+			count++;
+			names += strlen(p->maps[i].path) + 1;
+		}
+	size = 2 * 8 + count * 3 * 8 + names;
+	buf = calloc(1, size);
+	if (!buf) {
+		ns->err = -ENOMEM;
+		return;
+	}
+	((uint64_t *)buf)[0] = count;
+	((uint64_t *)buf)[1] = page_size;
+	off = 16;
+	for (size_t i = 0; i < p->n_maps; i++) {
+		const struct osm_mapping *m = &p->maps[i];
+		uint64_t ent[3] = {m->start, m->end, m->pgoff / page_size};
+		if (!mapping_has_file(m))
+			continue;
+		memcpy(buf + off, ent, sizeof(ent));
+		off += sizeof(ent);
+	}
+	for (size_t i = 0; i < p->n_maps; i++) {
+		const struct osm_mapping *m = &p->maps[i];
+		size_t l;
+		if (!mapping_has_file(m))
+			continue;
+		l = strlen(m->path) + 1;
+		memcpy(buf + off, m->path, l);
+		off += l;
+	}
+	note_add(ns, "CORE", NT_FILE, buf, size);
+}
+
+static void add_prpsinfo(const struct osm_process *p, struct note_sink *ns)
+{
+	static const char states[] = "RSDTZW";
+	struct elf_prpsinfo ps;
+	const char *s;
+
+	memset(&ps, 0, sizeof(ps));
+	s = strchr(states, p->state);
+	ps.pr_state = s && p->state ? (char)(s - states) : 0;
+	ps.pr_sname = p->state ? p->state : 'R';
+	ps.pr_zomb = p->state == 'Z';
+	ps.pr_uid = p->uid;
+	ps.pr_gid = p->gid;
+	ps.pr_pid = p->pid;
+	ps.pr_ppid = p->ppid;
+	ps.pr_pgrp = p->pgid;
+	ps.pr_sid = p->sid;
+	memcpy(ps.pr_fname, p->comm, MIN(strlen(p->comm), sizeof(ps.pr_fname)));
+	if (p->cmdline)
+		memcpy(ps.pr_psargs, p->cmdline, MIN(strlen(p->cmdline), sizeof(ps.pr_psargs) - 1));
+	note_add(ns, "CORE", NT_PRPSINFO, &ps, sizeof(ps));
+}
+
+static void us_to_timeval(uint64_t us, struct timeval *tv)
+{
+	tv->tv_sec = (time_t)(us / 1000000);
+	tv->tv_usec = (suseconds_t)(us % 1000000);
+}
+
+static void add_thread_notes(const struct osm_process *p, const struct osm_thread *t,
+			     struct note_sink *ns)
+{
+	struct elf_prstatus pr;
+	siginfo_t si;
+
+	memset(&pr, 0, sizeof(pr));
+	pr.pr_info.si_signo = t->inject_sig;
+	pr.pr_cursig = (short)t->inject_sig;
+	pr.pr_sigpend = t->sigpend;
+	pr.pr_sighold = t->sighold;
+	pr.pr_pid = t->tid;
+	pr.pr_ppid = p->ppid;
+	pr.pr_pgrp = p->pgid;
+	pr.pr_sid = p->sid;
+	us_to_timeval(t->utime_us, &pr.pr_utime);
+	us_to_timeval(t->stime_us, &pr.pr_stime);
+	arch_fill_prstatus_regs(&t->regs, &pr.pr_reg, sizeof(pr.pr_reg));
+	pr.pr_fpvalid = t->regs.fp_valid;
+	note_add(ns, "CORE", NT_PRSTATUS, &pr, sizeof(pr));
+	arch_thread_extra_notes(t, ns);
+	/* The stop's own siginfo is ptrace's (SIGTRAP) unless a real signal was being delivered:
+	 * record only a real one, as a kernel core of a live process would. */
+	memset(&si, 0, sizeof(si));
+	if (t->inject_sig)
+		si = t->siginfo;
+	note_add(ns, "CORE", NT_SIGINFO, &si, sizeof(si));
+}
+
+int core_build_notes(const struct osm_process *p, uint64_t page_size, struct note_sink *ns)
+{
+	const struct osm_thread *main_thread = process_find_thread(p, p->pid);
+
+	add_prpsinfo(p, ns);
+	/* The main thread first: debuggers make the first NT_PRSTATUS the current thread. */
+	if (main_thread && main_thread->captured)
+		add_thread_notes(p, main_thread, ns);
+	for (size_t i = 0; i < p->n_threads; i++) {
+		const struct osm_thread *t = p->threads[i];
+		if (t == main_thread || !t->captured)
+			continue;
+		add_thread_notes(p, t, ns);
+	}
+	if (p->auxv_len)
+		note_add(ns, "CORE", NT_AUXV, p->auxv, p->auxv_len);
+	add_file_note(p, page_size, ns);
+	return ns->err;
+}
+
+static bool page_is_zero(const uint8_t *p, uint64_t len)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	for (uint64_t i = 0; i < len / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/* Write [data, data+len) skipping whole zero pages, so they become holes. */
+static int write_sparse(struct core_sink *out, const uint8_t *data, uint64_t len,
+			uint64_t page_size)
+{
+	uint64_t i = 0;
+
+	while (i < len) {
+		uint64_t run = i, chunk;
+		bool zero = page_is_zero(data + i, MIN(page_size, len - i));
+		while (run < len) {
+			chunk = MIN(page_size, len - run);
+			if (page_is_zero(data + run, chunk) != zero)
+				break;
+			run += chunk;
+		}
+		int r = zero ? out->skip(out, run - i) : out->write(out, data + i, run - i);
+		if (r < 0)
+			return r;
+		i = run;
+	}
+	return 0;
+}
+
+static int cmp_extent(const void *a, const void *b)
+{
+	const struct osm_extent *x = a, *y = b;
+	return (x->off > y->off) - (x->off < y->off);
+}
+
+static int write_segment(struct core_sink *out, struct osm_mapping *m, uint64_t page_size)
+{
+	uint64_t pos = 0;
+	int r;
+
+	qsort(m->ext, m->n_ext, sizeof(*m->ext), cmp_extent);
+	for (size_t i = 0; i < m->n_ext; i++) {
+		struct osm_extent *e = &m->ext[i];
+		uint64_t len;
+
+		if (e->off >= m->dump_len || e->off < pos)
+			continue; /* beyond what the segment holds, or overlapping: ignore */
+		len = MIN(e->len, m->dump_len - e->off);
+		if (e->off > pos && (r = out->skip(out, e->off - pos)) < 0)
+			return r;
+		r = write_sparse(out, e->data, len, page_size);
+		if (r < 0)
+			return r;
+		pos = e->off + len;
+	}
+	if (pos < m->dump_len)
+		return out->skip(out, m->dump_len - pos);
+	return 0;
+}
+
+int core_write(const struct osm_process *p, struct core_sink *out, uint64_t page_size)
+{
+	struct note_sink ns = {0};
+	_cleanup_free_ Elf64_Phdr *ph = NULL;
+	Elf64_Ehdr eh;
+	Elf64_Shdr sh;
+	uint64_t phnum = p->n_maps + 1, off, data_off;
+	bool xnum = phnum >= PN_XNUM;
+	int r;
+
+	r = core_build_notes(p, page_size, &ns);
+	if (r < 0)
+		goto out;
+	ph = calloc(phnum, sizeof(*ph));
+	if (!ph) {
+		r = -ENOMEM;
+		goto out;
+	}
+
+	off = sizeof(eh) + phnum * sizeof(*ph) + (xnum ? sizeof(sh) : 0);
+	ph[0] = (Elf64_Phdr){.p_type = PT_NOTE, .p_offset = off, .p_filesz = ns.len, .p_align = 4};
+	data_off = ALIGN_UP(off + ns.len, page_size);
+	off = data_off;
+	for (size_t i = 0; i < p->n_maps; i++) {
+		const struct osm_mapping *m = &p->maps[i];
+		Elf64_Phdr *h = &ph[i + 1];
+
+		h->p_type = PT_LOAD;
+		h->p_flags = ((m->prot & PROT_READ) ? PF_R : 0) | ((m->prot & PROT_WRITE) ? PF_W : 0) |
+			     ((m->prot & PROT_EXEC) ? PF_X : 0);
+		h->p_offset = off;
+		h->p_vaddr = m->start;
+		h->p_filesz = m->dump_len;
+		h->p_memsz = m->end - m->start;
+		h->p_align = page_size;
+		off += m->dump_len;
+	}
+
+	memset(&eh, 0, sizeof(eh));
+	memcpy(eh.e_ident, ELFMAG, SELFMAG);
+	eh.e_ident[EI_CLASS] = ARCH_ELF_CLASS;
+	eh.e_ident[EI_DATA] = ELFDATA2LSB;
+	eh.e_ident[EI_VERSION] = EV_CURRENT;
+	eh.e_ident[EI_OSABI] = ELFOSABI_NONE;
+	eh.e_type = ET_CORE;
+	eh.e_machine = ARCH_ELF_MACHINE;
+	eh.e_version = EV_CURRENT;
+	eh.e_phoff = sizeof(eh);
+	eh.e_ehsize = sizeof(eh);
+	eh.e_phentsize = sizeof(Elf64_Phdr);
+	eh.e_phnum = xnum ? PN_XNUM : (Elf64_Half)phnum;
+	if (xnum) {
+		/* Extended numbering: the real count lives in section header 0's sh_info. */
+		eh.e_shoff = sizeof(eh) + phnum * sizeof(*ph);
+		eh.e_shentsize = sizeof(Elf64_Shdr);
+		eh.e_shnum = 1;
+		eh.e_shstrndx = SHN_UNDEF;
+		memset(&sh, 0, sizeof(sh));
+		sh.sh_info = (Elf64_Word)phnum;
+	}
+
+	if ((r = out->write(out, &eh, sizeof(eh))) < 0 ||
+	    (r = out->write(out, ph, phnum * sizeof(*ph))) < 0)
+		goto out;
+	if (xnum && (r = out->write(out, &sh, sizeof(sh))) < 0)
+		goto out;
+	if ((r = out->write(out, ns.buf, ns.len)) < 0)
+		goto out;
+	if ((r = out->skip(out, data_off - out->pos)) < 0)
+		goto out;
+	for (size_t i = 0; i < p->n_maps; i++) {
+		r = write_segment(out, &p->maps[i], page_size);
+		if (r < 0)
+			goto out;
+	}
+	r = out->finish(out);
+out:
+	note_sink_done(&ns);
+	return r;
+}

@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Freezing: see freeze.h for the invariants. The order of work follows the measurements in
+ * FACTS.md: interrupt every thread of a pass before waiting for any, so busy threads stop in
+ * parallel instead of one after another.
+ *
+ * One pass:
+ *   1. list /proc/PID/task;
+ *   2. PTRACE_SEIZE (with PTRACE_O_TRACECLONE, so threads cloned by an already seized thread are
+ *      attached by the kernel at birth) and PTRACE_INTERRUPT each thread not yet held;
+ *   3. wait until every seized thread reports a stop.
+ * Passes repeat until one finds no new thread: a thread cloned by a thread we had not seized yet
+ * shows up in the next listing.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/timeutil.h"
+#include "base/util.h"
+#include "freeze/freeze.h"
+#include "freeze/guard.h"
+#include "proc/procfs.h"
+
+#define MAX_PASSES 1000
+
+/* Whether tid is traced by this process (it was auto-attached at clone). */
+static bool traced_by_us(pid_t tid)
+{
+	char path[64], *buf = NULL, *p;
+	FILE *f;
+	bool r = false;
+	size_t cap = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", tid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (getline(&buf, &cap, f) > 0) {
+		if (!strncmp(buf, "TracerPid:", 10)) {
+			p = buf + 10;
+			r = strtol(p, NULL, 10) == getpid();
+			break;
+		}
+	}
+	free(buf);
+	fclose(f);
+	return r;
+}
+
+static bool is_group_stop_sig(int sig)
+{
+	return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
+static int seize_thread(struct freeze_target *t, pid_t tid, bool *ret_new)
+{
+	struct osm_thread *th = process_find_thread(t->proc, tid);
+
+	*ret_new = false;
+	if (th && (th->seized || th->gone))
+		return 0;
+	if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACECLONE) < 0) {
+		if (errno == ESRCH)
+			return 0; /* exited between the listing and now */
+		if (errno == EPERM && traced_by_us(tid)) {
+			/* Cloned by a thread we hold: the kernel attached it; it reports a stop. */
+		} else {
+			return log_error(errno, "cannot seize thread %d of pid %d: %m", tid,
+					 t->proc->pid);
+		}
+	} else if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 && errno != ESRCH) {
+		return log_error(errno, "cannot interrupt thread %d of pid %d: %m", tid, t->proc->pid);
+	}
+	if (!th) {
+		th = process_add_thread(t->proc, tid);
+		if (!th)
+			return log_error(ENOMEM, "out of memory");
+	}
+	th->seized = true;
+	*ret_new = true;
+	return 0;
+}
+
+/* A new task reported by PTRACE_EVENT_CLONE. Threads of the target join it; anything else (a
+ * clone outside the thread group) is let go at once. */
+static int adopt_clone(struct freeze_target *t, pid_t child)
+{
+	struct osm_thread *th = process_find_thread(t->proc, child);
+	char path[64];
+
+	snprintf(path, sizeof(path), "task/%d", child);
+	if (faccessat(t->ref->procfd, path, F_OK, 0) < 0) {
+		/* Not one of our threads: a separate process. Wait for its first stop, detach. */
+		int st;
+		if (waitpid(child, &st, __WALL) == child && WIFSTOPPED(st))
+			ptrace(PTRACE_DETACH, child, 0, 0);
+		return 0;
+	}
+	if (!th) {
+		th = process_add_thread(t->proc, child);
+		if (!th)
+			return log_error(ENOMEM, "out of memory");
+	}
+	th->seized = true;
+	return 0;
+}
+
+/* Wait until one seized thread reports its stop. */
+static int wait_stop(struct freeze_target *t, struct osm_thread *th)
+{
+	for (;;) {
+		int status, r;
+		pid_t w = waitpid(th->tid, &status, __WALL);
+
+		if (w < 0) {
+			if (errno == EINTR) {
+				r = guard_check();
+				if (r < 0)
+					return r;
+				continue;
+			}
+			if (errno == ECHILD) {
+				th->gone = true;
+				return 0;
+			}
+			return log_error(errno, "waiting for thread %d of pid %d: %m", th->tid,
+					 t->proc->pid);
+		}
+		if (WIFEXITED(status) || WIFSIGNALED(status)) {
+			th->gone = true;
+			return 0;
+		}
+		if (!WIFSTOPPED(status))
+			continue;
+
+		int event = status >> 16, sig = WSTOPSIG(status);
+		th->stopped = true;
+		if (event == PTRACE_EVENT_CLONE) {
+			unsigned long child = 0;
+			if (ptrace(PTRACE_GETEVENTMSG, th->tid, 0, &child) == 0 && child > 0)
+				return adopt_clone(t, (pid_t)child);
+		} else if (event == PTRACE_EVENT_STOP) {
+			if (is_group_stop_sig(sig))
+				th->group_stop_sig = sig;
+		} else if (event == 0) {
+			/* A signal-delivery-stop: the signal was on its way in; give it back at
+			 * the thaw. */
+			th->inject_sig = sig;
+		}
+		return 0;
+	}
+}
+
+static int freeze_target_pass(struct freeze_target *t, bool *ret_new)
+{
+	_cleanup_free_ pid_t *tids = NULL;
+	size_t n = 0;
+	int r;
+
+	*ret_new = false;
+	r = proc_list_tasks(t->ref->procfd, &tids, &n);
+	if (r < 0 || !pidref_alive(t->ref)) {
+		t->exited = true;
+		return log_error(ESRCH, "pid %d exited during the snapshot", t->proc->pid);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct osm_thread *th = process_find_thread(t->proc, tids[i]);
+		bool added;
+
+		/* A zombie thread (a leader that called pthread_exit) never stops again. */
+		if (th && th->state == 'Z' && !th->seized) {
+			th->gone = true;
+			continue;
+		}
+		r = seize_thread(t, tids[i], &added);
+		if (r < 0)
+			return r;
+		*ret_new |= added;
+	}
+	return 0;
+}
+
+static int wait_target(struct freeze_target *t)
+{
+	/* Threads may be appended while we wait (clone events): index, do not cache n. */
+	for (size_t i = 0; i < t->proc->n_threads; i++) {
+		struct osm_thread *th = t->proc->threads[i];
+		int r;
+
+		if (!th->seized || th->stopped || th->gone)
+			continue;
+		r = wait_stop(t, th);
+		if (r < 0)
+			return r;
+	}
+	if (process_live_threads(t->proc) == 0) {
+		t->exited = true;
+		return log_error(ESRCH, "pid %d exited during the snapshot", t->proc->pid);
+	}
+	return 0;
+}
+
+int freeze_session_freeze(struct freeze_session *s)
+{
+	int r = 0;
+
+	s->frozen = true;
+	s->t_first_stop = now_ns();
+	for (int pass = 0;; pass++) {
+		bool any_new = false;
+
+		if (pass >= MAX_PASSES) {
+			r = log_error(EAGAIN, "threads keep appearing faster than they can be frozen");
+			goto fail;
+		}
+		/* Interrupt everything new in every target first, then wait for all of it. */
+		for (size_t i = 0; i < s->n_targets; i++) {
+			bool n;
+			r = guard_check();
+			if (r < 0)
+				goto fail;
+			r = freeze_target_pass(&s->targets[i], &n);
+			if (r < 0)
+				goto fail;
+			any_new |= n;
+		}
+		for (size_t i = 0; i < s->n_targets; i++) {
+			r = wait_target(&s->targets[i]);
+			if (r < 0)
+				goto fail;
+		}
+		if (!any_new)
+			break;
+	}
+	/* The pids were seized by number: confirm each is still the process we opened. */
+	for (size_t i = 0; i < s->n_targets; i++) {
+		if (!pidref_alive(s->targets[i].ref)) {
+			s->targets[i].exited = true;
+			r = log_error(ESRCH, "pid %d exited during the snapshot",
+				      s->targets[i].proc->pid);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	freeze_session_thaw(s);
+	return r;
+}
+
+static void thaw_thread(struct osm_thread *th)
+{
+	if (!th->seized || th->gone)
+		return;
+	if (!th->stopped) {
+		/* Seized but its stop not collected yet (we are aborting): a tracee can be
+		 * detached only in a stop, so collect it briefly. If it never comes, the kernel
+		 * detaches it when osmosis exits, which every abort path does promptly. */
+		for (int i = 0; i < 100; i++) {
+			int status;
+			pid_t w = waitpid(th->tid, &status, __WALL | WNOHANG);
+			if (w == th->tid) {
+				if (!WIFSTOPPED(status)) {
+					th->gone = true;
+					return;
+				}
+				if ((status >> 16) == 0)
+					th->inject_sig = WSTOPSIG(status);
+				th->stopped = true;
+				break;
+			}
+			if (w < 0) {
+				th->gone = true;
+				return;
+			}
+			usleep(1000);
+		}
+	}
+	ptrace(PTRACE_DETACH, th->tid, 0, th->inject_sig);
+	th->seized = false;
+	th->stopped = false;
+}
+
+void freeze_session_thaw(struct freeze_session *s)
+{
+	if (!s->frozen)
+		return;
+	for (size_t i = 0; i < s->n_targets; i++) {
+		struct osm_process *p = s->targets[i].proc;
+		for (size_t j = 0; j < p->n_threads; j++)
+			thaw_thread(p->threads[j]);
+	}
+	s->t_thawed = now_ns();
+	s->frozen = false;
+}
+
+uint64_t freeze_session_pause_us(const struct freeze_session *s)
+{
+	if (!s->t_thawed || s->t_thawed < s->t_first_stop)
+		return 0;
+	return (s->t_thawed - s->t_first_stop) / 1000;
+}

@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: MIT */
+/* manifest.json: the snapshot's table of contents and the system state around it. Its fields are
+ * documented in docs/manifest.md; schema_version changes when a field changes meaning. */
+#pragma once
+
+#include "snapshot/model.h"
+
+#define MANIFEST_SCHEMA_VERSION 1
+
+/* Serialise s to a malloc'ed JSON string (pretty-printed). NULL on out of memory. */
+char *manifest_to_json(const struct osm_snapshot *s);
