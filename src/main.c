@@ -18,7 +18,7 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"snap", cmd_snap, "freeze processes at one instant and write their cores and a manifest"},
+    {"snap", cmd_snap, "freeze processes at one instant and write their cores and a manifest"},
 };
 
 static void usage(FILE *f)
@@ -76,8 +76,8 @@ int main(int argc, char **argv)
 
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (edit_distance(name, commands[i].name) <= 2) {
-			log_error(EINVAL, "'%s' is not an osmosis command; did you mean '%s'?", name,
-				  commands[i].name);
+			log_error(EINVAL, "'%s' is not an osmosis command; did you mean '%s'?",
+				  name, commands[i].name);
 			return EXIT_USAGE;
 		}
 	log_error(EINVAL, "'%s' is not an osmosis command (see osmosis --help)", name);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * File helpers. Output files hold secrets (a process's memory), so every file osmosis creates is
- * made with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, under a temporary name; it gets its final name only
- * by outfile_commit(), after fsync. Nothing partial is ever visible under a final name.
+ * made with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, under a temporary name; it gets its final name
+ * only by outfile_commit(), after fsync. Nothing partial is ever visible under a final name.
  */
 #pragma once
 
@@ -17,10 +17,10 @@ int write_all(int fd, const void *buf, size_t len);
 int pwrite_all(int fd, const void *buf, size_t len, off_t off);
 
 struct outfile {
-	int dirfd;    /* borrowed */
-	int fd;       /* -1 when closed */
-	char *tmp;    /* temporary name inside dirfd */
-	char *final;  /* final name inside dirfd */
+	int dirfd;   /* borrowed */
+	int fd;	     /* -1 when closed */
+	char *tmp;   /* temporary name inside dirfd */
+	char *final; /* final name inside dirfd */
 };
 
 /* Create final's temporary sibling ".final.tmp". Returns 0 or a negative errno; does not log. */

@@ -14,7 +14,8 @@ static void vlog(const char *prefix, const char *fmt, va_list ap)
 	char buf[2048];
 	int n;
 
-	/* Format into one buffer and write it with one call, so lines from several threads never mix. */
+	/* Format into one buffer and write it with one call, so lines from several threads never
+	 * mix. */
 	n = snprintf(buf, sizeof(buf), "osmosis: %s", prefix);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return;

@@ -21,7 +21,7 @@
 #include "snapshot/model.h"
 
 struct capture_target {
-	struct pidref *ref;       /* borrowed */
+	struct pidref *ref;	  /* borrowed */
 	struct osm_process *proc; /* borrowed */
 	int pagemap_fd;
 	struct osm_mapping *pre_maps; /* from smaps, before the freeze */

@@ -23,7 +23,7 @@ struct copier {
 	pthread_mutex_t lock;
 	pthread_cond_t start, done;
 	uint64_t generation; /* bumped for every run */
-	unsigned busy;       /* workers still inside the current run */
+	unsigned busy;	     /* workers still inside the current run */
 	bool quit;
 
 	struct copy_job *jobs;
@@ -67,8 +67,8 @@ void copy_job_run(struct copy_job *j, size_t page_size)
 		if (n < 0 && errno == EINTR)
 			continue;
 		/* Refused at done: take one page the slow way, then try the fast way again. */
-		uint64_t page_end = MIN(ALIGN_DOWN(j->remote + done, page_size) + page_size,
-					j->remote + j->len);
+		uint64_t page_end =
+		    MIN(ALIGN_DOWN(j->remote + done, page_size) + page_size, j->remote + j->len);
 		struct copy_job one = *j;
 		one.remote = j->remote + done;
 		one.len = page_end - one.remote;

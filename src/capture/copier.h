@@ -13,7 +13,7 @@
 
 struct copy_job {
 	pid_t pid;
-	int memfd;       /* /proc/PID/mem, or -1 */
+	int memfd;	 /* /proc/PID/mem, or -1 */
 	uint64_t remote; /* address in the target */
 	uint64_t len;
 	uint8_t *dest;

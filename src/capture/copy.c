@@ -25,11 +25,11 @@
 #include "capture/capture.h"
 #include "proc/maps.h"
 
-#define JOB_MAX        (16u << 20) /* bytes per copy job: the guard is checked between jobs */
-#define PM_PRESENT     (1ull << 63)
-#define PM_SWAPPED     (1ull << 62)
-#define PAGEMAP_BATCH  65536
-#define PM_PFN_MASK    ((1ull << 55) - 1)
+#define JOB_MAX	      (16u << 20) /* bytes per copy job: the guard is checked between jobs */
+#define PM_PRESENT    (1ull << 63)
+#define PM_SWAPPED    (1ull << 62)
+#define PAGEMAP_BATCH 65536
+#define PM_PFN_MASK   ((1ull << 55) - 1)
 
 /*
  * The PFN of the kernel's shared zero page, or 0 when pagemap hides PFNs (not root). Reading a
@@ -96,9 +96,9 @@ static int copy_prepare(struct capture *c)
 
 		r = read_maps(t, "smaps", &t->pre_maps, &t->n_pre_maps);
 		if (r < 0)
-			return r == -ESRCH ? log_error(r, "pid %d exited", t->proc->pid)
-					   : log_error(r, "cannot read /proc/%d/smaps: %m",
-						       t->proc->pid);
+			return r == -ESRCH
+				   ? log_error(r, "pid %d exited", t->proc->pid)
+				   : log_error(r, "cannot read /proc/%d/smaps: %m", t->proc->pid);
 		t->planned_bytes = 0;
 		for (size_t j = 0; j < t->n_pre_maps; j++) {
 			maps_plan_dump(&t->pre_maps[j], t->proc->coredump_filter, c->page_size);
@@ -133,9 +133,11 @@ static int add_job(struct capture *c, struct capture_target *t, uint64_t remote,
 		uint64_t n = MIN(len, (uint64_t)JOB_MAX);
 		if (grow_array((void **)&c->jobs, &c->cap_jobs, c->n_jobs + 1, sizeof(*c->jobs)))
 			return -ENOMEM;
-		c->jobs[c->n_jobs++] = (struct copy_job){
-			.pid = t->proc->pid, .memfd = t->ref->memfd, .remote = remote, .len = n,
-			.dest = dest};
+		c->jobs[c->n_jobs++] = (struct copy_job){.pid = t->proc->pid,
+							 .memfd = t->ref->memfd,
+							 .remote = remote,
+							 .len = n,
+							 .dest = dest};
 		remote += n;
 		dest += n;
 		len -= n;
@@ -236,7 +238,8 @@ static int capture_target_frozen(struct capture *c, struct capture_target *t)
 		maps_plan_dump(&maps[i], t->proc->coredump_filter, c->page_size);
 		r = plan_mapping(c, t, &maps[i]);
 		if (r < 0)
-			return log_error(r, "out of memory planning the copy of pid %d", t->proc->pid);
+			return log_error(r, "out of memory planning the copy of pid %d",
+					 t->proc->pid);
 	}
 	return 0;
 }
@@ -321,11 +324,11 @@ static void copy_release(struct capture *c)
 }
 
 const struct capture_ops capture_copy_ops = {
-	.name = "copy",
-	.prepare = copy_prepare,
-	.frozen = copy_frozen,
-	.finish = copy_finish,
-	.release = copy_release,
+    .name = "copy",
+    .prepare = copy_prepare,
+    .frozen = copy_frozen,
+    .finish = copy_finish,
+    .release = copy_release,
 };
 
 const struct capture_ops *capture_method(const char *name)

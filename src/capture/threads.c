@@ -47,13 +47,14 @@ int capture_thread_state(struct osm_process *p)
 			continue;
 		}
 		if (r < 0)
-			return log_error(r, "cannot read registers of thread %d of pid %d: %m", t->tid,
-					 p->pid);
+			return log_error(r, "cannot read registers of thread %d of pid %d: %m",
+					 t->tid, p->pid);
 		if (ptrace(PTRACE_GETSIGINFO, t->tid, 0, &t->siginfo) < 0)
 			memset(&t->siginfo, 0, sizeof(t->siginfo));
 		if (ptrace(PTRACE_GETSIGMASK, t->tid, sizeof(t->sighold), &t->sighold) < 0)
 			t->sighold = 0;
-		t->sigpend = pending_set(t->tid, 0) | pending_set(t->tid, PTRACE_PEEKSIGINFO_SHARED);
+		t->sigpend =
+		    pending_set(t->tid, 0) | pending_set(t->tid, PTRACE_PEEKSIGINFO_SHARED);
 		t->captured = true;
 	}
 	return 0;

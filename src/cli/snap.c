@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/parse.h"
@@ -38,24 +39,24 @@
 #define DEFAULT_MAX_PAUSE_NS (10ull * 1000000000ull)
 
 static const char snap_usage[] =
-	"Usage: osmosis snap [OPTIONS] PID...\n"
-	"\n"
-	"Freeze every thread of the given processes at one instant, keep their memory as it was,\n"
-	"resume them, then write one ELF core per process (core.PID) and manifest.json into a new\n"
-	"directory. Several PIDs are frozen together and resumed together.\n"
-	"\n"
-	"Options:\n"
-	"  -o, --output DIR        directory to create (default ./osmosis-HOST-UTCDATE-TIME);\n"
-	"                          an existing DIR is refused\n"
-	"  -m, --method METHOD     capture method: copy, or auto (default; chooses copy today)\n"
-	"      --max-pause SECONDS longest the targets may stay frozen (default 10); past it they\n"
-	"                          are resumed and the snapshot fails\n"
-	"  -q, --quiet             print nothing on success\n"
-	"  -v, --verbose           say more on stderr\n"
-	"  -h, --help              show this help\n"
-	"\n"
-	"Exit status: 0 on success, 1 on failure (nothing is left under DIR), 2 on bad usage.\n"
-	"See osmosis-snap(1).\n";
+    "Usage: osmosis snap [OPTIONS] PID...\n"
+    "\n"
+    "Freeze every thread of the given processes at one instant, keep their memory as it was,\n"
+    "resume them, then write one ELF core per process (core.PID) and manifest.json into a new\n"
+    "directory. Several PIDs are frozen together and resumed together.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output DIR        directory to create (default ./osmosis-HOST-UTCDATE-TIME);\n"
+    "                          an existing DIR is refused\n"
+    "  -m, --method METHOD     capture method: copy, or auto (default; chooses copy today)\n"
+    "      --max-pause SECONDS longest the targets may stay frozen (default 10); past it they\n"
+    "                          are resumed and the snapshot fails\n"
+    "  -q, --quiet             print nothing on success\n"
+    "  -v, --verbose           say more on stderr\n"
+    "  -h, --help              show this help\n"
+    "\n"
+    "Exit status: 0 on success, 1 on failure (nothing is left under DIR), 2 on bad usage.\n"
+    "See osmosis-snap(1).\n";
 
 struct snap_opts {
 	const char *output;
@@ -70,13 +71,13 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 {
 	enum { OPT_MAX_PAUSE = 0x100 };
 	static const struct option longopts[] = {
-		{"output", required_argument, NULL, 'o'},
-		{"method", required_argument, NULL, 'm'},
-		{"max-pause", required_argument, NULL, OPT_MAX_PAUSE},
-		{"quiet", no_argument, NULL, 'q'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{},
+	    {"output", required_argument, NULL, 'o'},
+	    {"method", required_argument, NULL, 'm'},
+	    {"max-pause", required_argument, NULL, OPT_MAX_PAUSE},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {},
 	};
 	int c;
 
@@ -84,7 +85,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	o->max_pause_ns = DEFAULT_MAX_PAUSE_NS;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+o:m:qvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:o:m:qvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			o->output = optarg;
@@ -112,10 +113,15 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		case 'h':
 			fputs(snap_usage, stdout);
 			exit(0); /* only from argument parsing: nothing is held yet */
+		case ':':
+			return log_error(EINVAL,
+					 "option '%s' needs an argument (see osmosis snap --help)",
+					 argv[optind - 1]);
 		case '?':
 		default:
 			if (optopt)
-				return log_error(EINVAL, "unknown option '-%c' (see osmosis snap --help)",
+				return log_error(EINVAL,
+						 "unknown option '-%c' (see osmosis snap --help)",
 						 optopt);
 			return log_error(EINVAL, "unknown option '%s' (see osmosis snap --help)",
 					 argv[optind - 1]);
@@ -159,15 +165,19 @@ static int open_target(pid_t pid, struct pidref *ref, struct osm_process *p)
 	if (r < 0)
 		return log_error(r, "cannot read /proc/%d/stat: %m", pid);
 	if (st.flags & PF_KTHREAD_FLAG)
-		return log_error(EINVAL, "pid %d (%s) is a kernel thread: it has no user memory to "
-					 "snapshot", pid, st.comm);
+		return log_error(EINVAL,
+				 "pid %d (%s) is a kernel thread: it has no user memory to "
+				 "snapshot",
+				 pid, st.comm);
 	if (st.state == 'Z' || st.state == 'X')
-		return log_error(ESRCH, "pid %d (%s) is a zombie: it has exited and holds no "
-					"memory", pid, st.comm);
+		return log_error(ESRCH,
+				 "pid %d (%s) is a zombie: it has exited and holds no "
+				 "memory",
+				 pid, st.comm);
 	r = proc_load_identity(ref, p);
 	if (r < 0)
-		return log_error(r, r == -ESRCH ? "no process with pid %d" : "cannot read pid %d: %m",
-				 pid);
+		return log_error(
+		    r, r == -ESRCH ? "no process with pid %d" : "cannot read pid %d: %m", pid);
 	if (geteuid() != 0) {
 		if (!p->dumpable)
 			return log_error(EPERM,
@@ -176,25 +186,27 @@ static int open_target(pid_t pid, struct pidref *ref, struct osm_process *p)
 					 "may snapshot it",
 					 pid, p->comm);
 		if (p->uid != getuid() || p->euid != getuid())
-			return log_error(EPERM,
-					 "pid %d (%s) belongs to uid %u; only that user or root may "
-					 "snapshot it",
-					 pid, p->comm, (unsigned)p->euid);
+			return log_error(
+			    EPERM,
+			    "pid %d (%s) belongs to uid %u; only that user or root may "
+			    "snapshot it",
+			    pid, p->comm, (unsigned)p->euid);
 	}
 	/* Opening /proc/PID/mem asks the kernel the same question ptrace will (PTRACE_MODE_ATTACH):
 	 * it answers for Yama, LSMs and capabilities before anything is frozen. */
 	r = pidref_open_mem(ref);
 	if (r == -EACCES || r == -EPERM)
-		return log_error(EPERM,
-				 "not permitted to trace pid %d (%s): the kernel refused access "
-				 "(ptrace restrictions such as Yama ptrace_scope or a security module)",
-				 pid, p->comm);
+		return log_error(
+		    EPERM,
+		    "not permitted to trace pid %d (%s): the kernel refused access "
+		    "(ptrace restrictions such as Yama ptrace_scope or a security module)",
+		    pid, p->comm);
 	if (r < 0)
 		return log_error(r, "cannot open the memory of pid %d (%s): %m", pid, p->comm);
 	r = proc_load_threads(ref, p);
 	if (r < 0)
-		return log_error(r, r == -ESRCH ? "no process with pid %d" : "cannot read pid %d: %m",
-				 pid);
+		return log_error(
+		    r, r == -ESRCH ? "no process with pid %d" : "cannot read pid %d: %m", pid);
 	return 0;
 }
 
@@ -280,8 +292,7 @@ static int write_manifest(struct snapdir *dir, const struct osm_snapshot *s)
 	return 0;
 }
 
-static void print_summary(const struct osm_snapshot *s, const struct capture *c,
-			  const char *dir)
+static void print_summary(const struct osm_snapshot *s, const struct capture *c, const char *dir)
 {
 	char a[32], b[32];
 	double secs = c->copy_ns / 1e9;
@@ -305,9 +316,10 @@ static int report_interrupt(int r)
 {
 	if (r == -EINTR) {
 		int sig = guard_signal();
-		log_error(EINTR, "interrupted by %s; the targets were resumed and no snapshot was "
-				 "written", sig ? sigabbrev_np(sig) ? sigabbrev_np(sig) : "a signal"
-						: "a signal");
+		log_error(EINTR,
+			  "interrupted by %s; the targets were resumed and no snapshot was "
+			  "written",
+			  sig ? sigabbrev_np(sig) ? sigabbrev_np(sig) : "a signal" : "a signal");
 		return 128 + (sig ? sig : SIGINT);
 	}
 	if (r == -ETIMEDOUT) {
@@ -365,6 +377,8 @@ int cmd_snap(int argc, char **argv)
 		ft[i] = (struct freeze_target){.ref = &refs[i], .proc = p};
 		ct[i] = (struct capture_target){.ref = &refs[i], .proc = p, .pagemap_fd = -1};
 	}
+	if (fault_point("vetted") < 0)
+		goto out;
 	if (fill_snapshot_header(s) < 0) {
 		log_error(ENOMEM, "cannot read the system's name");
 		goto out;
@@ -384,10 +398,12 @@ int cmd_snap(int argc, char **argv)
 	cap.n_workers = ncpu > 1 ? (unsigned)MIN(ncpu - 1, 7) : 0;
 	s->method = cap.ops->name;
 	s->method_reason = !strcmp(o.method, "auto")
-				   ? "auto: copy is the only method this build implements"
-				   : "requested with --method";
+			       ? "auto: copy is the only method this build implements"
+			       : "requested with --method";
 	prepared = true;
 	r = cap.ops->prepare(&cap);
+	if (r == 0)
+		r = fault_point("prepared");
 	if (r < 0)
 		goto fail;
 	r = guard_check();
@@ -404,10 +420,20 @@ int cmd_snap(int argc, char **argv)
 	}
 	r = freeze_session_freeze(&fs);
 	if (r == 0)
+		r = fault_point("frozen");
+	if (r == 0)
+		r = guard_check();
+	if (r == 0)
 		r = cap.ops->frozen(&cap);
+	if (r == 0)
+		r = fault_point("captured");
 	freeze_session_thaw(&fs);
 	guard_watchdog_disarm();
 	s->pause_us = freeze_session_pause_us(&fs);
+	if (r == 0)
+		r = freeze_session_check_survivors(&fs);
+	if (r == 0)
+		r = fault_point("thawed");
 	if (r < 0)
 		goto fail;
 
@@ -416,10 +442,14 @@ int cmd_snap(int argc, char **argv)
 		goto fail;
 	for (size_t i = 0; i < s->n_procs; i++) {
 		r = write_core(&dir, s->procs[i], cap.page_size);
+		if (r == 0)
+			r = fault_point("core-written");
 		if (r < 0)
 			goto fail;
 	}
 	r = write_manifest(&dir, s);
+	if (r == 0)
+		r = fault_point("manifest-written");
 	if (r < 0)
 		goto fail;
 	r = guard_check();

@@ -38,8 +38,8 @@ static int file_finish(struct core_sink *s)
 void file_sink_init(struct file_sink *fs, int fd)
 {
 	*fs = (struct file_sink){
-		.base = {.write = file_write, .skip = file_skip, .finish = file_finish},
-		.fd = fd,
+	    .base = {.write = file_write, .skip = file_skip, .finish = file_finish},
+	    .fd = fd,
 	};
 }
 
@@ -81,8 +81,8 @@ static int mem_finish(struct core_sink *s)
 void mem_sink_init(struct mem_sink *ms, size_t limit)
 {
 	*ms = (struct mem_sink){
-		.base = {.write = mem_write, .skip = mem_skip, .finish = mem_finish},
-		.limit = limit,
+	    .base = {.write = mem_write, .skip = mem_skip, .finish = mem_finish},
+	    .limit = limit,
 	};
 }
 

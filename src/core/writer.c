@@ -195,7 +195,8 @@ static int write_segment(struct core_sink *out, struct osm_mapping *m, uint64_t 
 	uint64_t pos = 0;
 	int r;
 
-	qsort(m->ext, m->n_ext, sizeof(*m->ext), cmp_extent);
+	if (m->n_ext > 1)
+		qsort(m->ext, m->n_ext, sizeof(*m->ext), cmp_extent);
 	for (size_t i = 0; i < m->n_ext; i++) {
 		struct osm_extent *e = &m->ext[i];
 		uint64_t len;
@@ -243,7 +244,8 @@ int core_write(const struct osm_process *p, struct core_sink *out, uint64_t page
 		Elf64_Phdr *h = &ph[i + 1];
 
 		h->p_type = PT_LOAD;
-		h->p_flags = ((m->prot & PROT_READ) ? PF_R : 0) | ((m->prot & PROT_WRITE) ? PF_W : 0) |
+		h->p_flags = ((m->prot & PROT_READ) ? PF_R : 0) |
+			     ((m->prot & PROT_WRITE) ? PF_W : 0) |
 			     ((m->prot & PROT_EXEC) ? PF_X : 0);
 		h->p_offset = off;
 		h->p_vaddr = m->start;

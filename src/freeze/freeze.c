@@ -53,6 +53,18 @@ static bool traced_by_us(pid_t tid)
 	return r;
 }
 
+/* Whether a thread has exited (zombie or dead): such a thread cannot be seized (EPERM). */
+static bool thread_exited(int procfd, pid_t tid)
+{
+	struct proc_stat st;
+	char path[64];
+
+	snprintf(path, sizeof(path), "task/%d/stat", tid);
+	if (proc_read_stat(procfd, path, &st) < 0)
+		return true;
+	return st.state == 'Z' || st.state == 'X';
+}
+
 static bool is_group_stop_sig(int sig)
 {
 	return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
@@ -70,12 +82,18 @@ static int seize_thread(struct freeze_target *t, pid_t tid, bool *ret_new)
 			return 0; /* exited between the listing and now */
 		if (errno == EPERM && traced_by_us(tid)) {
 			/* Cloned by a thread we hold: the kernel attached it; it reports a stop. */
+		} else if (errno == EPERM && thread_exited(t->ref->procfd, tid)) {
+			if (!th && !(th = process_add_thread(t->proc, tid)))
+				return log_error(ENOMEM, "out of memory");
+			th->gone = true;
+			return 0;
 		} else {
 			return log_error(errno, "cannot seize thread %d of pid %d: %m", tid,
 					 t->proc->pid);
 		}
 	} else if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 && errno != ESRCH) {
-		return log_error(errno, "cannot interrupt thread %d of pid %d: %m", tid, t->proc->pid);
+		return log_error(errno, "cannot interrupt thread %d of pid %d: %m", tid,
+				 t->proc->pid);
 	}
 	if (!th) {
 		th = process_add_thread(t->proc, tid);
@@ -199,7 +217,10 @@ static int wait_target(struct freeze_target *t)
 		if (r < 0)
 			return r;
 	}
-	if (process_live_threads(t->proc) == 0) {
+	size_t held = 0;
+	for (size_t i = 0; i < t->proc->n_threads; i++)
+		held += t->proc->threads[i]->stopped && !t->proc->threads[i]->gone;
+	if (held == 0) {
 		t->exited = true;
 		return log_error(ESRCH, "pid %d exited during the snapshot", t->proc->pid);
 	}
@@ -216,7 +237,8 @@ int freeze_session_freeze(struct freeze_session *s)
 		bool any_new = false;
 
 		if (pass >= MAX_PASSES) {
-			r = log_error(EAGAIN, "threads keep appearing faster than they can be frozen");
+			r = log_error(EAGAIN,
+				      "threads keep appearing faster than they can be frozen");
 			goto fail;
 		}
 		/* Interrupt everything new in every target first, then wait for all of it. */
@@ -237,6 +259,13 @@ int freeze_session_freeze(struct freeze_session *s)
 		}
 		if (!any_new)
 			break;
+	}
+	/* Threads listed before the freeze but never met while freezing have exited. */
+	for (size_t i = 0; i < s->n_targets; i++) {
+		struct osm_process *p = s->targets[i].proc;
+		for (size_t j = 0; j < p->n_threads; j++)
+			if (!p->threads[j]->seized)
+				p->threads[j]->gone = true;
 	}
 	/* The pids were seized by number: confirm each is still the process we opened. */
 	for (size_t i = 0; i < s->n_targets; i++) {
@@ -304,4 +333,17 @@ uint64_t freeze_session_pause_us(const struct freeze_session *s)
 	if (!s->t_thawed || s->t_thawed < s->t_first_stop)
 		return 0;
 	return (s->t_thawed - s->t_first_stop) / 1000;
+}
+
+int freeze_session_check_survivors(const struct freeze_session *s)
+{
+	for (size_t i = 0; i < s->n_targets; i++) {
+		const struct freeze_target *t = &s->targets[i];
+		struct proc_stat st;
+
+		if (t->exited || proc_read_stat(t->ref->procfd, "stat", &st) < 0 ||
+		    st.state == 'Z' || st.state == 'X' || process_captured_threads(t->proc) == 0)
+			return log_error(ESRCH, "pid %d exited during the snapshot", t->proc->pid);
+	}
+	return 0;
 }

@@ -20,9 +20,9 @@
 #include "snapshot/model.h"
 
 struct freeze_target {
-	struct pidref *ref;       /* borrowed */
+	struct pidref *ref;	  /* borrowed */
 	struct osm_process *proc; /* borrowed; its threads list is filled and updated */
-	bool exited;              /* the whole process went away during the freeze */
+	bool exited;		  /* the whole process went away during the freeze */
 };
 
 struct freeze_session {
@@ -40,6 +40,10 @@ int freeze_session_freeze(struct freeze_session *s);
 
 /* Resume everything we hold. Idempotent; never fails (threads that vanished are skipped). */
 void freeze_session_thaw(struct freeze_session *s);
+
+/* After the thaw: fail (and log) if a target died while it was held, since what was taken of it
+ * may be incomplete. Returns 0 or -ESRCH. */
+int freeze_session_check_survivors(const struct freeze_session *s);
 
 /* Microseconds from the first stop to the last resume (valid after a thaw). */
 uint64_t freeze_session_pause_us(const struct freeze_session *s);

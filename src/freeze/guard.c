@@ -73,16 +73,17 @@ static void *watchdog_main(void *arg)
 
 		if (now >= wd.deadline + WATCHDOG_GRACE_NS) {
 			/* The freezing thread did not thaw in time: let the kernel do it. */
-			static const char msg[] = "osmosis: error: the freeze did not end within the "
-						  "--max-pause grace period; killing osmosis so that "
-						  "the kernel resumes the targets\n";
+			static const char msg[] =
+			    "osmosis: error: the freeze did not end within the "
+			    "--max-pause grace period; killing osmosis so that "
+			    "the kernel resumes the targets\n";
 			(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
 			kill(getpid(), SIGKILL);
 		}
 		if (now >= wd.deadline) {
 			atomic_store(&watchdog_fired, true);
 			pthread_kill(main_thread, SIGALRM); /* break a blocking wait */
-			until = now + 100000000ull;          /* and again every 100 ms */
+			until = now + 100000000ull;	    /* and again every 100 ms */
 		} else {
 			until = wd.deadline;
 		}

@@ -130,8 +130,8 @@ static uint64_t parse_vmflags(const char *p, const char *end)
 		char name[3];
 		uint64_t flag;
 	} names[] = {
-		{"dd", VMF_DONTDUMP}, {"io", VMF_IO},       {"ht", VMF_HUGETLB},
-		{"pf", VMF_PFNMAP},   {"dc", VMF_DONTCOPY}, {"wf", VMF_WIPEONFORK},
+	    {"dd", VMF_DONTDUMP}, {"io", VMF_IO},	{"ht", VMF_HUGETLB},
+	    {"pf", VMF_PFNMAP},	  {"dc", VMF_DONTCOPY}, {"wf", VMF_WIPEONFORK},
 	};
 	uint64_t flags = 0;
 
@@ -151,7 +151,8 @@ static uint64_t parse_vmflags(const char *p, const char *end)
 
 static bool is_header_line(const char *line, size_t len)
 {
-	/* smaps key lines start with a capitalised key and a colon; header lines with a hex digit. */
+	/* smaps key lines start with a capitalised key and a colon; header lines with a hex digit.
+	 */
 	for (size_t i = 0; i < len; i++) {
 		if (line[i] == '-')
 			return i > 0;
@@ -255,7 +256,8 @@ void maps_plan_dump(struct osm_mapping *m, unsigned filter, uint64_t page_size)
 		return;
 	}
 	/* Private mappings that have been written to (the kernel's anon_vma). Anonymous ones count
-	 * when they are accessible or hold pages; file-backed ones when they hold private copies. */
+	 * when they are accessible or hold pages; file-backed ones when they hold private copies.
+	 */
 	if (filter & MMF_DUMP_ANON_PRIVATE) {
 		if (!file_backed(m) && (m->prot != 0 || m->anon_bytes || m->swap_bytes)) {
 			m->dump_len = size;
@@ -291,8 +293,8 @@ size_t maps_carry_smaps(struct osm_mapping *cur, size_t n_cur, const struct osm_
 		while (j < n_old && old[j].end <= c->start)
 			j++;
 		if (j < n_old && old[j].start == c->start && old[j].end == c->end &&
-		    old[j].prot == c->prot && old[j].pgoff == c->pgoff && old[j].inode == c->inode &&
-		    old[j].shared == c->shared) {
+		    old[j].prot == c->prot && old[j].pgoff == c->pgoff &&
+		    old[j].inode == c->inode && old[j].shared == c->shared) {
 			c->vmflags = old[j].vmflags;
 			c->rss_bytes = old[j].rss_bytes;
 			c->anon_bytes = old[j].anon_bytes;

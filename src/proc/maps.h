@@ -14,22 +14,22 @@
 #include "snapshot/model.h"
 
 /* VmFlags that the dump rule needs, parsed from smaps. */
-#define VMF_DONTDUMP (1u << 0) /* dd */
-#define VMF_IO       (1u << 1) /* io */
-#define VMF_HUGETLB  (1u << 2) /* ht */
-#define VMF_PFNMAP   (1u << 3) /* pf */
-#define VMF_DONTCOPY (1u << 4) /* dc: MADV_DONTFORK */
+#define VMF_DONTDUMP   (1u << 0) /* dd */
+#define VMF_IO	       (1u << 1) /* io */
+#define VMF_HUGETLB    (1u << 2) /* ht */
+#define VMF_PFNMAP     (1u << 3) /* pf */
+#define VMF_DONTCOPY   (1u << 4) /* dc: MADV_DONTFORK */
 #define VMF_WIPEONFORK (1u << 5) /* wf */
 
 /* coredump_filter bits (Documentation/filesystems/proc.rst) */
-#define MMF_DUMP_ANON_PRIVATE    (1u << 0)
-#define MMF_DUMP_ANON_SHARED     (1u << 1)
-#define MMF_DUMP_MAPPED_PRIVATE  (1u << 2)
-#define MMF_DUMP_MAPPED_SHARED   (1u << 3)
-#define MMF_DUMP_ELF_HEADERS     (1u << 4)
+#define MMF_DUMP_ANON_PRIVATE	 (1u << 0)
+#define MMF_DUMP_ANON_SHARED	 (1u << 1)
+#define MMF_DUMP_MAPPED_PRIVATE	 (1u << 2)
+#define MMF_DUMP_MAPPED_SHARED	 (1u << 3)
+#define MMF_DUMP_ELF_HEADERS	 (1u << 4)
 #define MMF_DUMP_HUGETLB_PRIVATE (1u << 5)
-#define MMF_DUMP_HUGETLB_SHARED  (1u << 6)
-#define MMF_DUMP_DEFAULT         0x33u
+#define MMF_DUMP_HUGETLB_SHARED	 (1u << 6)
+#define MMF_DUMP_DEFAULT	 0x33u
 
 /* Parse one header line "start-end perms offset maj:min inode [path]" into m (path malloc'ed).
  * Returns 0 or -EINVAL. */

@@ -25,8 +25,8 @@ int pidref_open(pid_t pid, struct pidref *ret)
 		close(ref.pidfd);
 		return r == -ENOENT ? -ESRCH : r;
 	}
-	/* The /proc directory was opened after the pidfd: if the pidfd's process is still alive now,
-	 * the directory belongs to it (pids are unique among live processes). */
+	/* The /proc directory was opened after the pidfd: if the pidfd's process is still alive
+	 * now, the directory belongs to it (pids are unique among live processes). */
 	if (!pidref_alive(&ref)) {
 		pidref_done(&ref);
 		return -ESRCH;

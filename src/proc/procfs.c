@@ -22,7 +22,8 @@ int proc_parse_stat(const char *buf, struct proc_stat *ret)
 	int n = 0;
 	size_t len;
 
-	/* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so take the last ')'. */
+	/* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so take the last ')'.
+	 */
 	open = strchr(buf, '(');
 	close_paren = strrchr(buf, ')');
 	if (!open || !close_paren || close_paren < open)

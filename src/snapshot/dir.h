@@ -9,9 +9,9 @@
 #pragma once
 
 struct snapdir {
-	char *final;  /* the path the user asked for */
-	char *tmp;    /* the temporary directory path */
-	int dirfd;    /* open on tmp */
+	char *final; /* the path the user asked for */
+	char *tmp;   /* the temporary directory path */
+	int dirfd;   /* open on tmp */
 };
 
 /* Refuses an existing path. Logs its errors. Returns 0 or a negative errno. */

@@ -8,15 +8,24 @@
 static const char *state_name(char c)
 {
 	switch (c) {
-	case 'R': return "running";
-	case 'S': return "sleeping";
-	case 'D': return "disk-sleep";
-	case 'T': return "stopped";
-	case 't': return "tracing-stop";
-	case 'Z': return "zombie";
-	case 'X': return "dead";
-	case 'I': return "idle";
-	default: return "unknown";
+	case 'R':
+		return "running";
+	case 'S':
+		return "sleeping";
+	case 'D':
+		return "disk-sleep";
+	case 'T':
+		return "stopped";
+	case 't':
+		return "tracing-stop";
+	case 'Z':
+		return "zombie";
+	case 'X':
+		return "dead";
+	case 'I':
+		return "idle";
+	default:
+		return "unknown";
 	}
 }
 
@@ -47,7 +56,8 @@ static json_object *process_json(const struct osm_process *p)
 	json_object_object_add(o, "core", json_object_new_string(p->core_name));
 	json_object_object_add(o, "coredump_filter", json_object_new_int64(p->coredump_filter));
 	json_object_object_add(o, "mappings", json_object_new_int64((int64_t)p->n_maps));
-	json_object_object_add(o, "captured_bytes", json_object_new_int64((int64_t)p->captured_bytes));
+	json_object_object_add(o, "captured_bytes",
+			       json_object_new_int64((int64_t)p->captured_bytes));
 	for (size_t i = 0; i < p->n_maps; i++)
 		unreadable += p->maps[i].unreadable;
 	json_object_object_add(o, "unreadable_bytes", json_object_new_int64((int64_t)unreadable));
@@ -65,7 +75,8 @@ char *manifest_to_json(const struct osm_snapshot *s)
 	json_object *root = json_object_new_object(), *procs = json_object_new_array();
 	char *out;
 
-	json_object_object_add(root, "schema_version", json_object_new_int(MANIFEST_SCHEMA_VERSION));
+	json_object_object_add(root, "schema_version",
+			       json_object_new_int(MANIFEST_SCHEMA_VERSION));
 	json_object_object_add(root, "osmosis_version", json_object_new_string(OSMOSIS_VERSION));
 	json_object_object_add(root, "created", json_object_new_string(s->created));
 	json_object_object_add(root, "host", json_object_new_string(s->host ? s->host : ""));
@@ -79,8 +90,9 @@ char *manifest_to_json(const struct osm_snapshot *s)
 		json_object_array_add(procs, process_json(s->procs[i]));
 	json_object_object_add(root, "processes", procs);
 
-	const char *txt = json_object_to_json_string_ext(
-		root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+	const char *txt =
+	    json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+						     JSON_C_TO_STRING_NOSLASHESCAPE);
 	out = txt ? strdup(txt) : NULL;
 	json_object_put(root);
 	return out;

@@ -44,7 +44,8 @@ struct osm_thread *process_add_thread(struct osm_process *p, pid_t tid)
 {
 	struct osm_thread *t;
 
-	if (grow_array((void **)&p->threads, &p->cap_threads, p->n_threads + 1, sizeof(*p->threads)))
+	if (grow_array((void **)&p->threads, &p->cap_threads, p->n_threads + 1,
+		       sizeof(*p->threads)))
 		return NULL;
 	t = calloc(1, sizeof(*t));
 	if (!t)

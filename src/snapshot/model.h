@@ -18,16 +18,16 @@
 struct osm_thread {
 	pid_t tid;
 	char name[OSM_COMM_LEN + 1];
-	char state;          /* /proc state letter sampled just before the freeze */
-	bool seized;         /* we are its tracer (PTRACE_SEIZE or auto-attached at clone) */
-	bool stopped;        /* we hold it in a ptrace stop */
-	bool captured;       /* its registers were taken inside the freeze: it goes in the core */
-	bool gone;           /* exited before or during the freeze */
-	int inject_sig;      /* signal met in a signal-delivery-stop, re-delivered at thaw */
-	int group_stop_sig;  /* non-zero when the thread was in a group stop (SIGSTOP'd) */
-	siginfo_t siginfo;   /* the stop's siginfo (PTRACE_GETSIGINFO) */
-	uint64_t sigpend;    /* pending signals (thread and shared), bit n-1 for signal n */
-	uint64_t sighold;    /* blocked signals */
+	char state;	    /* /proc state letter sampled just before the freeze */
+	bool seized;	    /* we are its tracer (PTRACE_SEIZE or auto-attached at clone) */
+	bool stopped;	    /* we hold it in a ptrace stop */
+	bool captured;	    /* its registers were taken inside the freeze: it goes in the core */
+	bool gone;	    /* exited before or during the freeze */
+	int inject_sig;	    /* signal met in a signal-delivery-stop, re-delivered at thaw */
+	int group_stop_sig; /* non-zero when the thread was in a group stop (SIGSTOP'd) */
+	siginfo_t siginfo;  /* the stop's siginfo (PTRACE_GETSIGINFO) */
+	uint64_t sigpend;   /* pending signals (thread and shared), bit n-1 for signal n */
+	uint64_t sighold;   /* blocked signals */
 	uint64_t utime_us, stime_us;
 	struct arch_regs regs;
 	uint8_t xstate_buf[ARCH_XSTATE_MAX];
@@ -43,14 +43,14 @@ struct osm_extent {
 struct osm_mapping {
 	uint64_t start, end;
 	uint64_t pgoff; /* file offset in bytes */
-	uint32_t prot;  /* PROT_READ|PROT_WRITE|PROT_EXEC */
+	uint32_t prot;	/* PROT_READ|PROT_WRITE|PROT_EXEC */
 	bool shared;
 	uint32_t dev_major, dev_minor;
 	uint64_t inode;
-	char *path; /* NULL for anonymous; "[heap]" etc. as the kernel names them */
+	char *path;	  /* NULL for anonymous; "[heap]" etc. as the kernel names them */
 	uint64_t vmflags; /* VMF_* from smaps */
 	uint64_t anon_bytes, rss_bytes, swap_bytes; /* from smaps, before the freeze */
-	uint64_t dump_len;  /* bytes from start that the core holds (PT_LOAD p_filesz) */
+	uint64_t dump_len;    /* bytes from start that the core holds (PT_LOAD p_filesz) */
 	bool elf_header_only; /* dump_len is one page, kept only if it starts with ELF magic */
 	bool trim_absent;     /* private anonymous: absent pages are zero, read only present ones */
 	struct osm_extent *ext;
@@ -65,11 +65,11 @@ struct osm_process {
 	char comm[OSM_COMM_LEN + 1];
 	char state;
 	char *exe;
-	char *cmdline;       /* arguments joined with spaces */
+	char *cmdline; /* arguments joined with spaces */
 	uint8_t *auxv;
 	size_t auxv_len;
 	unsigned coredump_filter;
-	uint64_t starttime;  /* clock ticks since boot (stat field 22) */
+	uint64_t starttime; /* clock ticks since boot (stat field 22) */
 	bool dumpable;
 
 	struct osm_thread **threads;
@@ -78,7 +78,7 @@ struct osm_process {
 	size_t n_maps;
 
 	uint64_t captured_bytes; /* bytes copied from the target */
-	char core_name[64];      /* file name of its core inside the snapshot directory */
+	char core_name[64];	 /* file name of its core inside the snapshot directory */
 };
 
 struct osm_snapshot {

@@ -74,16 +74,16 @@ struct xcomp {
 	uint32_t off, size;
 };
 static const struct xcomp fixed_layout[10] = {
-	[2] = {576, 256},  /* AVX YMM_Hi128 */
-	[3] = {960, 64},   /* MPX BNDREGS */
-	[4] = {1024, 64},  /* MPX BNDCSR */
-	[5] = {1088, 64},  /* AVX-512 opmask */
-	[6] = {1152, 512}, /* AVX-512 ZMM_Hi256 */
-	[7] = {1664, 1024}, /* AVX-512 Hi16_ZMM */
-	[9] = {2688, 8},   /* PKRU */
+    [2] = {576, 256},	/* AVX YMM_Hi128 */
+    [3] = {960, 64},	/* MPX BNDREGS */
+    [4] = {1024, 64},	/* MPX BNDCSR */
+    [5] = {1088, 64},	/* AVX-512 opmask */
+    [6] = {1152, 512},	/* AVX-512 ZMM_Hi256 */
+    [7] = {1664, 1024}, /* AVX-512 Hi16_ZMM */
+    [9] = {2688, 8},	/* PKRU */
 };
 #define XSAVE_XCR0_OFFSET 464 /* sw_reserved: the kernel stores XCR0 here */
-#define XSAVE_HDR_END     576
+#define XSAVE_HDR_END	  576
 
 static void cpu_layout(struct xcomp out[10])
 {

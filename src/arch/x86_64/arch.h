@@ -12,10 +12,10 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
-#define ARCH_NAME        "x86_64"
+#define ARCH_NAME	 "x86_64"
 #define ARCH_ELF_MACHINE EM_X86_64
-#define ARCH_ELF_CLASS   ELFCLASS64
-#define ARCH_XSTATE_MAX  8192 /* ample for AVX-512 and AMX-less XSAVE areas */
+#define ARCH_ELF_CLASS	 ELFCLASS64
+#define ARCH_XSTATE_MAX	 8192 /* ample for AVX-512 and AMX-less XSAVE areas */
 
 struct arch_regs {
 	struct user_regs_struct gp;

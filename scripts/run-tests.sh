@@ -1,0 +1,29 @@
+#!/bin/sh
+# Run the whole suite in build dir $1 and end with one line "N passed, N failed".
+set -u
+build=${1:-build-check}
+meson test -C "$build" --num-processes 2 --print-errorlogs --timeout-multiplier 3 >"$build/test-output.txt" 2>&1
+rc=$?
+# Show each test's one-line verdict, then the failures' logs.
+grep -E '^ *[0-9]+/[0-9]+ ' "$build/test-output.txt" || cat "$build/test-output.txt"
+python3 - "$build/meson-logs/testlog.json" <<'PY'
+import json, sys
+passed = failed = 0
+try:
+    with open(sys.argv[1]) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("result") in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            else:
+                failed += 1
+                print("--- %s (%s)" % (r.get("name"), r.get("result")))
+                out = (r.get("stdout") or "") + (r.get("stderr") or "")
+                print("\n".join(out.splitlines()[-40:]))
+except FileNotFoundError:
+    failed = 1
+print("%d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
+PY
+py=$?
+[ $rc -eq 0 ] && [ $py -eq 0 ]

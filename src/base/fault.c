@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/fault.h"
+#include "base/log.h"
+#include "base/parse.h"
+
+int fault_point(const char *name)
+{
+	const char *spec = getenv("OSMOSIS_FAULT"), *colon, *action;
+	size_t nl = strlen(name);
+	uint64_t ns;
+	int64_t pid;
+
+	if (!spec)
+		return 0;
+	colon = strchr(spec, ':');
+	if (!colon || (size_t)(colon - spec) != nl || strncmp(spec, name, nl))
+		return 0;
+	action = colon + 1;
+	if (!strcmp(action, "sigkill")) {
+		kill(getpid(), SIGKILL);
+	} else if (!strcmp(action, "fail")) {
+		return log_error(EIO, "fault point %s: injected failure", name);
+	} else if (!strncmp(action, "sleep=", 6) && parse_duration_ns(action + 6, &ns) == 0) {
+		struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+		nanosleep(&ts, NULL); /* a signal ends it early */
+	} else if (!strncmp(action, "hang=", 5) && parse_duration_ns(action + 5, &ns) == 0) {
+		struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	} else if (!strncmp(action, "kill=", 5) && parse_i64(action + 5, 10, &pid) == 0 &&
+		   pid > 0) {
+		kill((pid_t)pid, SIGKILL);
+		usleep(20000); /* let the kernel finish the kill */
+	}
+	return 0;
+}

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fault points, for tests that must reach every moment of a snapshot: the environment variable
+ * OSMOSIS_FAULT="POINT:ACTION" makes fault_point(POINT) act when reached. Actions:
+ *   sigkill        osmosis kills itself with SIGKILL (the kernel must resume the targets)
+ *   sleep=SECONDS  sleep, waking early on a signal (to let a test signal osmosis mid-freeze)
+ *   hang=SECONDS   sleep ignoring signals (to make the watchdog's last resort act)
+ *   kill=PID       send SIGKILL to PID (a target exiting mid-snapshot)
+ *   fail           return -EIO from the point (an error path)
+ * Points: vetted, prepared, frozen, captured, thawed, core-written, manifest-written.
+ * Without the variable a fault point costs one branch.
+ */
+#pragma once
+
+/* Returns 0, or -EIO for the "fail" action. */
+int fault_point(const char *name);

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Build a libFuzzer harness with clang (ASan+UBSan) and run it for a bounded time over the seed
+# corpus in the repository. Usage: run-fuzz.sh SRCDIR BUILDDIR HARNESS SECONDS SOURCES...
+set -eu
+src=$1 build=$2 harness=$3 secs=$4
+shift 4
+out="$build/fuzz-$harness"
+files=""
+for f in "$@"; do files="$files $src/$f"; done
+# shellcheck disable=SC2086
+clang -g -O1 -std=gnu17 -D_GNU_SOURCE -DOSMOSIS_VERSION='"fuzz"' -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -I"$src/src" -I"$src/src/arch/x86_64" \
+	"$src/tests/fuzz/$harness.c" $files -o "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp "$src/tests/fuzz/corpus/proc/"* "$work/" 2>/dev/null || true
+"$out" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 "$work" 2>&1 | tail -5
