@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="meson ninja-build pkg-config gcc libc6-dev libjson-c-dev libelf-dev libdw-dev libzstd-dev
-libcmocka-dev gdb elfutils lldb clang-format python3 procps util-linux"
+libcmocka-dev gdb elfutils lldb clang libclang-rt-14-dev clang-format python3 procps util-linux"
 
 missing=""
 for p in $PKGS; do

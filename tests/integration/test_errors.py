@@ -15,6 +15,18 @@ from osmtest import (TempDir, Victim, check, main, manifest, one_line_error, osm
 NOBODY = 65534
 
 
+class SharedDir:
+    """A temporary directory anyone may write in, for osmosis run as another user."""
+
+    def __enter__(self):
+        self.path = tempfile.mkdtemp()
+        os.chmod(self.path, 0o777)
+        return self.path
+
+    def __exit__(self, *exc):
+        subprocess.run(["rm", "-rf", self.path])
+
+
 def free_pid():
     with open("/proc/sys/kernel/pid_max") as f:
         pid_max = int(f.read())
@@ -59,51 +71,36 @@ def test_zombie_and_self():
 
 
 def test_another_users_process_is_refused_with_the_reason():
-    d = tempfile.mkdtemp()
-    os.chmod(d, 0o777)
-    try:
-        with Victim("basic") as v:  # root's
-            r = osmosis("snap", "-o", os.path.join(d, "s"), v.pid, user=NOBODY)
-            line = one_line_error(r)
-            check("belongs to uid 0" in line and "root" in line, line)
-            check(not os.listdir(d), "left %s" % os.listdir(d))
-            v.verify()
-    finally:
-        os.rmdir(d)
+    with SharedDir() as d, Victim("basic") as v:  # root's
+        r = osmosis("snap", "-o", os.path.join(d, "s"), v.pid, user=NOBODY)
+        line = one_line_error(r)
+        check("belongs to uid 0" in line and "root" in line, line)
+        check(not os.listdir(d), "left %s" % os.listdir(d))
+        v.verify()
 
 
 def test_nondumpable_target():
-    d = tempfile.mkdtemp()
-    os.chmod(d, 0o777)
-    try:
-        with Victim("nondumpable", user=NOBODY) as v:
-            r = osmosis("snap", "-o", os.path.join(d, "s"), v.pid, user=NOBODY)
-            line = one_line_error(r)
-            check("not dumpable" in line and "only root" in line, line)
-            check(not os.listdir(d), "left %s" % os.listdir(d))
-            # root may, and the files are root's alone
-            out = os.path.join(d, "root")
-            snap("-o", out, v.pid)
-            for f in os.listdir(out) + ["."]:
-                st = os.stat(os.path.join(out, f))
-                check(st.st_uid == 0 and stat.S_IMODE(st.st_mode) & 0o077 == 0,
-                      "%s is readable by others: %o uid %d" % (f, st.st_mode, st.st_uid))
-            v.verify()
-    finally:
-        subprocess.run(["rm", "-rf", d])
+    with SharedDir() as d, Victim("nondumpable", user=NOBODY) as v:
+        r = osmosis("snap", "-o", os.path.join(d, "s"), v.pid, user=NOBODY)
+        line = one_line_error(r)
+        check("not dumpable" in line and "only root" in line, line)
+        check(not os.listdir(d), "left %s" % os.listdir(d))
+        # root may, and the files are root's alone
+        out = os.path.join(d, "root")
+        snap("-o", out, v.pid)
+        for f in os.listdir(out) + ["."]:
+            st = os.stat(os.path.join(out, f))
+            check(st.st_uid == 0 and stat.S_IMODE(st.st_mode) & 0o077 == 0,
+                  "%s is readable by others: %o uid %d" % (f, st.st_mode, st.st_uid))
+        v.verify()
 
 
 def test_own_process_as_unprivileged_user():
-    d = tempfile.mkdtemp()
-    os.chmod(d, 0o777)
-    try:
-        with Victim("basic", user=NOBODY) as v:
-            r = osmosis("snap", "-o", os.path.join(d, "s"), v.pid, user=NOBODY)
-            check(r.returncode == 0, "unprivileged snapshot of own process failed: %s" % r.stderr)
-            check(manifest(os.path.join(d, "s"))["processes"][0]["pid"] == v.pid, "manifest")
-            v.verify()
-    finally:
-        subprocess.run(["rm", "-rf", d])
+    with SharedDir() as d, Victim("basic", user=NOBODY) as v:
+        r = osmosis("snap", "-o", os.path.join(d, "s"), v.pid, user=NOBODY)
+        check(r.returncode == 0, "unprivileged snapshot of own process failed: %s" % r.stderr)
+        check(manifest(os.path.join(d, "s"))["processes"][0]["pid"] == v.pid, "manifest")
+        v.verify()
 
 
 def test_existing_and_unusable_directories():

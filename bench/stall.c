@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * osmosis-bench-stall: how long does a snapshot stall the target, as the target itself sees it?
+ *
+ * For each size, a victim process (this program with --victim) fills that much memory with
+ * non-zero data and runs a heartbeat thread that sleeps 100 us in a loop and records the longest
+ * gap between two beats. The bench resets the record, takes a snapshot of the victim with
+ * osmosis, with gcore, and with the kernel's bare fork() (the victim forks a child that exits at
+ * once: the floor for any copy-on-write method), and reads the longest gap back. All in one run,
+ * side by side, on the same victim.
+ *
+ * Usage: osmosis-bench-stall [--osmosis PATH] [--sizes MiB,MiB,...] [--runs N] [--dir DIR]
+ *                            [--no-gcore]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the victim ---------------------------------------------------------------------------- */
+
+static _Atomic uint64_t max_gap_ns;
+
+static void *heartbeat(void *arg)
+{
+	struct timespec ts = {0, 100000};
+	uint64_t last = now_ns();
+	(void)arg;
+	for (;;) {
+		nanosleep(&ts, NULL);
+		uint64_t t = now_ns(), gap = t - last;
+		if (gap > atomic_load(&max_gap_ns))
+			atomic_store(&max_gap_ns, gap);
+		last = t;
+	}
+	return NULL;
+}
+
+static int victim_main(size_t mib)
+{
+	size_t len = mib << 20;
+	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pthread_t t;
+	char cmd[64];
+
+	if (p == MAP_FAILED)
+		return 1;
+	for (size_t i = 0; i < len; i += 4096)
+		memset(p + i, (int)(i >> 12) | 1, 4096);
+	pthread_create(&t, NULL, heartbeat, NULL);
+	printf("ready %d\n", getpid());
+	fflush(stdout);
+	while (fgets(cmd, sizeof(cmd), stdin)) {
+		if (!strncmp(cmd, "reset", 5)) {
+			usleep(20000);
+			atomic_store(&max_gap_ns, 0);
+			printf("ok\n");
+		} else if (!strncmp(cmd, "report", 6)) {
+			usleep(20000); /* let the heartbeat notice a stall that just ended */
+			printf("%llu\n", (unsigned long long)atomic_load(&max_gap_ns));
+		} else if (!strncmp(cmd, "fork", 4)) {
+			uint64_t t0 = now_ns();
+			pid_t c = fork();
+			if (c == 0)
+				_exit(0);
+			uint64_t t1 = now_ns();
+			waitpid(c, NULL, 0);
+			printf("%llu\n", (unsigned long long)(t1 - t0));
+		}
+		fflush(stdout);
+	}
+	return 0;
+}
+
+/* ---- the bench ----------------------------------------------------------------------------- */
+
+struct victim {
+	pid_t pid;
+	FILE *in, *out;
+};
+
+static int victim_start(const char *self, size_t mib, struct victim *v)
+{
+	int to[2], from[2];
+	char line[64], arg[32];
+
+	if (pipe(to) < 0 || pipe(from) < 0)
+		return -1;
+	snprintf(arg, sizeof(arg), "%zu", mib);
+	v->pid = fork();
+	if (v->pid == 0) {
+		dup2(to[0], 0);
+		dup2(from[1], 1);
+		close(to[1]);
+		close(from[0]);
+		execl(self, self, "--victim", arg, (char *)NULL);
+		_exit(127);
+	}
+	close(to[0]);
+	close(from[1]);
+	v->in = fdopen(to[1], "w");
+	v->out = fdopen(from[0], "r");
+	if (!fgets(line, sizeof(line), v->out) || strncmp(line, "ready", 5))
+		return -1;
+	return 0;
+}
+
+static uint64_t victim_ask(struct victim *v, const char *cmd)
+{
+	char line[64];
+	fprintf(v->in, "%s\n", cmd);
+	fflush(v->in);
+	if (!fgets(line, sizeof(line), v->out))
+		return 0;
+	return strtoull(line, NULL, 10);
+}
+
+static void victim_stop(struct victim *v)
+{
+	kill(v->pid, SIGKILL);
+	waitpid(v->pid, NULL, 0);
+	fclose(v->in);
+	fclose(v->out);
+}
+
+static int run(const char *cmd, uint64_t *ret_ns)
+{
+	uint64_t t0 = now_ns();
+	int r = system(cmd);
+	*ret_ns = now_ns() - t0;
+	return r == 0 ? 0 : -1;
+}
+
+static long manifest_pause_us(const char *dir)
+{
+	char path[4096], buf[8192];
+	FILE *f;
+	size_t n;
+	char *p;
+
+	snprintf(path, sizeof(path), "%s/manifest.json", dir);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strstr(buf, "\"pause_us\":");
+	return p ? strtol(p + 11, NULL, 10) : -1;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+struct result {
+	uint64_t stall[16], pause[16], total[16];
+	int n;
+};
+
+static uint64_t median(uint64_t *v, int n)
+{
+	uint64_t tmp[16];
+	memcpy(tmp, v, sizeof(uint64_t) * (size_t)n);
+	qsort(tmp, (size_t)n, sizeof(uint64_t), cmp_u64);
+	return n ? tmp[n / 2] : 0;
+}
+
+static uint64_t maximum(uint64_t *v, int n)
+{
+	uint64_t m = 0;
+	for (int i = 0; i < n; i++)
+		m = v[i] > m ? v[i] : m;
+	return m;
+}
+
+static void print_row(size_t mib, const char *what, struct result *r, bool has_pause)
+{
+	printf("| %6zu MiB | %-16s | %10.1f | %10.1f |", mib, what, median(r->stall, r->n) / 1e6,
+	       maximum(r->stall, r->n) / 1e6);
+	if (has_pause)
+		printf(" %10.1f | %8.2f | %8.2f |\n", median(r->pause, r->n) / 1e3,
+		       median(r->total, r->n) / 1e9,
+		       (double)(mib << 20) / (median(r->pause, r->n) / 1e6) / 1e9);
+	else
+		printf(" %10s | %8.2f | %8s |\n", "-", median(r->total, r->n) / 1e9, "-");
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	const char *osmosis = "build/osmosis", *dir = "/var/tmp";
+	char sizes_buf[256] = "256,1024,4096", self[4096];
+	int runs = 3, gcore = 1;
+	static const struct option opts[] = {
+	    {"osmosis", required_argument, NULL, 'o'},
+	    {"sizes", required_argument, NULL, 's'},
+	    {"runs", required_argument, NULL, 'r'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"no-gcore", no_argument, NULL, 'g'},
+	    {"victim", required_argument, NULL, 'v'},
+	    {},
+	};
+	struct utsname u;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			osmosis = optarg;
+			break;
+		case 's':
+			snprintf(sizes_buf, sizeof(sizes_buf), "%s", optarg);
+			break;
+		case 'r':
+			runs = atoi(optarg);
+			break;
+		case 'd':
+			dir = optarg;
+			break;
+		case 'g':
+			gcore = 0;
+			break;
+		case 'v':
+			return victim_main(strtoul(optarg, NULL, 10));
+		default:
+			fprintf(stderr, "usage: see the comment at the top of bench/stall.c\n");
+			return 2;
+		}
+	}
+	if (runs < 1 || runs > 16)
+		runs = 3;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0)
+		return 1;
+	self[n] = 0;
+
+	uname(&u);
+	printf("osmosis-bench-stall: longest stall seen by the victim's own heartbeat thread\n");
+	printf("machine: %s, %ld CPUs, kernel %s; %d runs each (median and max); osmosis method "
+	       "copy\n\n",
+	       u.machine, sysconf(_SC_NPROCESSORS_ONLN), u.release, runs);
+	printf("| %10s | %-16s | %10s | %10s | %10s | %8s | %8s |\n", "victim", "what", "stall ms",
+	       "max ms", "pause ms", "total s", "GB/s");
+	printf("|------------|------------------|------------|------------|------------|----------|"
+	       "----------|\n");
+
+	for (char *tok = strtok(sizes_buf, ","); tok; tok = strtok(NULL, ",")) {
+		size_t mib = strtoul(tok, NULL, 10);
+		struct victim v;
+		struct result ro = {0}, rg = {0}, rf = {0};
+		char cmd[8192], out[4096];
+
+		if (victim_start(self, mib, &v) < 0) {
+			fprintf(stderr, "cannot start a %zu MiB victim\n", mib);
+			return 1;
+		}
+		for (int i = 0; i < runs; i++) {
+			uint64_t t;
+			snprintf(out, sizeof(out), "%s/osmosis-bench-%d-%d", dir, getpid(), i);
+			snprintf(cmd, sizeof(cmd), "%s snap -q -o %s %d", osmosis, out, v.pid);
+			victim_ask(&v, "reset");
+			if (run(cmd, &t) < 0) {
+				fprintf(stderr, "osmosis failed\n");
+				return 1;
+			}
+			ro.stall[ro.n] = victim_ask(&v, "report");
+			ro.pause[ro.n] = (uint64_t)manifest_pause_us(out);
+			ro.total[ro.n++] = t;
+			snprintf(cmd, sizeof(cmd), "rm -rf %s", out);
+			system(cmd);
+
+			victim_ask(&v, "reset");
+			rf.total[rf.n] = victim_ask(&v, "fork");
+			rf.stall[rf.n++] = victim_ask(&v, "report");
+
+			if (gcore) {
+				snprintf(out, sizeof(out), "%s/osmosis-bench-gcore-%d", dir,
+					 getpid());
+				snprintf(cmd, sizeof(cmd), "gcore -o %s %d >/dev/null 2>&1", out,
+					 v.pid);
+				victim_ask(&v, "reset");
+				if (run(cmd, &t) == 0) {
+					rg.stall[rg.n] = victim_ask(&v, "report");
+					rg.total[rg.n++] = t;
+				}
+				snprintf(cmd, sizeof(cmd), "rm -f %s.%d", out, v.pid);
+				system(cmd);
+			}
+		}
+		print_row(mib, "osmosis snap", &ro, true);
+		if (gcore && rg.n)
+			print_row(mib, "gcore", &rg, false);
+		print_row(mib, "bare fork()", &rf, false);
+		victim_stop(&v);
+	}
+	printf(
+	    "\nstall: the longest gap between two heartbeats (100 us sleeps) while the tool ran;\n"
+	    "pause: osmosis's own measure (first thread stopped to last resumed); total: the\n"
+	    "tool's wall time (for fork: the fork() call); GB/s: victim size / pause.\n");
+	return 0;
+}
