@@ -17,22 +17,13 @@
 
 #include "capture/arena.h"
 #include "capture/copier.h"
-#include "proc/pidref.h"
+#include "proc/targets.h"
 #include "snapshot/model.h"
-
-struct capture_target {
-	struct pidref *ref;	  /* borrowed */
-	struct osm_process *proc; /* borrowed */
-	int pagemap_fd;
-	struct osm_mapping *pre_maps; /* from smaps, before the freeze */
-	size_t n_pre_maps;
-	uint64_t planned_bytes;
-};
 
 struct capture {
 	const struct capture_ops *ops;
-	struct capture_target *targets;
-	size_t n_targets;
+	struct target_set *set; /* borrowed; targets skipped or exited are left alone */
+	bool state_only;	/* registers and maps only: no memory (osmosis snap --state-only) */
 	size_t page_size;
 	unsigned n_workers;
 

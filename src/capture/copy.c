@@ -60,14 +60,13 @@ static uint64_t zero_page_pfn(size_t page_size)
 	return pfn;
 }
 
-static int read_maps(struct capture_target *t, const char *file, struct osm_mapping **ret,
-		     size_t *ret_n)
+static int read_maps(struct target *t, const char *file, struct osm_mapping **ret, size_t *ret_n)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len;
 	int r;
 
-	r = read_file_at(t->ref->procfd, file, &text, &len);
+	r = read_file_at(t->ref.procfd, file, &text, &len);
 	if (r < 0)
 		return r == -ENOENT ? -ESRCH : r;
 	r = maps_parse(text, len, ret, ret_n);
@@ -91,9 +90,13 @@ static int copy_prepare(struct capture *c)
 	uint64_t total = 0, slack;
 	int r;
 
-	for (size_t i = 0; i < c->n_targets; i++) {
-		struct capture_target *t = &c->targets[i];
+	if (c->state_only)
+		return 0;
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
 
+		if (t->skipped || t->exited)
+			continue;
 		r = read_maps(t, "smaps", &t->pre_maps, &t->n_pre_maps);
 		if (r < 0)
 			return r == -ESRCH
@@ -105,8 +108,8 @@ static int copy_prepare(struct capture *c)
 			t->planned_bytes += planned_size(&t->pre_maps[j]);
 		}
 		total += t->planned_bytes;
-		t->pagemap_fd = openat(t->ref->procfd, "pagemap", O_RDONLY | O_CLOEXEC);
-		if (pidref_open_mem(t->ref) < 0)
+		t->pagemap_fd = openat(t->ref.procfd, "pagemap", O_RDONLY | O_CLOEXEC);
+		if (pidref_open_mem(&t->ref) < 0)
 			log_debug("pid %d: /proc/PID/mem unavailable; unreadable pages stay zero",
 				  t->proc->pid);
 	}
@@ -126,7 +129,7 @@ static int copy_prepare(struct capture *c)
 	return 0;
 }
 
-static int add_job(struct capture *c, struct capture_target *t, uint64_t remote, uint64_t len,
+static int add_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
 		   uint8_t *dest)
 {
 	while (len > 0) {
@@ -134,7 +137,7 @@ static int add_job(struct capture *c, struct capture_target *t, uint64_t remote,
 		if (grow_array((void **)&c->jobs, &c->cap_jobs, c->n_jobs + 1, sizeof(*c->jobs)))
 			return -ENOMEM;
 		c->jobs[c->n_jobs++] = (struct copy_job){.pid = t->proc->pid,
-							 .memfd = t->ref->memfd,
+							 .memfd = t->ref.memfd,
 							 .remote = remote,
 							 .len = n,
 							 .dest = dest};
@@ -155,7 +158,7 @@ static bool page_has_data(uint64_t ent, uint64_t zero_pfn)
 	return !zero_pfn || (ent & PM_PFN_MASK) != zero_pfn;
 }
 
-static int plan_mapping(struct capture *c, struct capture_target *t, struct osm_mapping *m)
+static int plan_mapping(struct capture *c, struct target *t, struct osm_mapping *m)
 {
 	static uint64_t pm[PAGEMAP_BATCH];
 	uint64_t zpfn = zero_page_pfn(c->page_size);
@@ -208,15 +211,19 @@ static int plan_mapping(struct capture *c, struct capture_target *t, struct osm_
 	return 0;
 }
 
-static int capture_target_frozen(struct capture *c, struct capture_target *t)
+static int capture_target_frozen(struct capture *c, struct target *t)
 {
 	struct osm_mapping *maps = NULL;
 	size_t n = 0;
 	int r;
 
 	r = capture_thread_state(t->proc);
-	if (r < 0)
+	if (r < 0 || c->state_only)
 		return r;
+	/* A target that joined during the freeze (a tree's new child) was not prepared. */
+	if (t->pagemap_fd < 0)
+		t->pagemap_fd = openat(t->ref.procfd, "pagemap", O_RDONLY | O_CLOEXEC);
+	pidref_open_mem(&t->ref);
 	/* The layout may have changed since smaps was read: maps is cheap, smaps is read again
 	 * only if some mapping is new. */
 	r = read_maps(t, "maps", &maps, &n);
@@ -250,11 +257,15 @@ static int copy_frozen(struct capture *c)
 	int r;
 
 	c->n_jobs = 0;
-	for (size_t i = 0; i < c->n_targets; i++) {
-		r = capture_target_frozen(c, &c->targets[i]);
+	for (size_t i = 0; i < c->set->n; i++) {
+		if (c->set->v[i]->skipped || c->set->v[i]->exited)
+			continue;
+		r = capture_target_frozen(c, c->set->v[i]);
 		if (r < 0)
 			return r;
 	}
+	if (c->state_only)
+		return 0;
 	t0 = now_ns();
 	r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->copy_ns = now_ns() - t0;
@@ -273,8 +284,8 @@ static int copy_finish(struct capture *c)
 	for (size_t i = 0; i < c->n_jobs; i++) {
 		c->copied_bytes += c->jobs[i].len - c->jobs[i].unreadable;
 	}
-	for (size_t i = 0; i < c->n_targets; i++) {
-		struct osm_process *p = c->targets[i].proc;
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct osm_process *p = c->set->v[i]->proc;
 		p->captured_bytes = 0;
 		for (size_t j = 0; j < p->n_maps; j++) {
 			struct osm_mapping *m = &p->maps[j];
@@ -291,8 +302,8 @@ static int copy_finish(struct capture *c)
 		struct copy_job *j = &c->jobs[i];
 		if (!j->unreadable)
 			continue;
-		for (size_t k = 0; k < c->n_targets; k++) {
-			struct osm_process *p = c->targets[k].proc;
+		for (size_t k = 0; k < c->set->n; k++) {
+			struct osm_process *p = c->set->v[k]->proc;
 			if (p->pid != j->pid)
 				continue;
 			for (size_t m = 0; m < p->n_maps; m++)
@@ -312,8 +323,8 @@ static void copy_release(struct capture *c)
 	free(c->jobs);
 	c->jobs = NULL;
 	c->n_jobs = c->cap_jobs = 0;
-	for (size_t i = 0; i < c->n_targets; i++) {
-		struct capture_target *t = &c->targets[i];
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
 		maps_free(t->pre_maps, t->n_pre_maps);
 		t->pre_maps = NULL;
 		t->n_pre_maps = 0;

@@ -55,6 +55,7 @@ int capture_thread_state(struct osm_process *p)
 			t->sighold = 0;
 		t->sigpend =
 		    pending_set(t->tid, 0) | pending_set(t->tid, PTRACE_PEEKSIGINFO_SHARED);
+		t->syscall_nr = arch_regs_syscall(&t->regs, t->syscall_args);
 		t->captured = true;
 	}
 	return 0;

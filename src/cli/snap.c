@@ -4,11 +4,14 @@
  * resume them, then write one ELF core per process and manifest.json.
  *
  * Order of work, chosen so the freeze holds nothing that could be done outside it:
- *   validate targets (existence, kernel threads, permission)      targets running
- *   load identity and threads, create the snapshot directory       targets running
- *   capture->prepare: plan and reserve memory, start helpers       targets running
- *   freeze  ->  capture->frozen  ->  thaw                          targets stopped (the pause)
- *   capture->finish, write cores and manifest, rename into place   targets running
+ *   choose and vet targets (pids, trees, a cgroup, all)             targets running
+ *   first CPU sample, sampling interval, then process and system
+ *   state (threads, descriptors, sockets, memory figures)           targets running
+ *   create the snapshot directory; capture->prepare (plan, reserve
+ *   and touch memory, start helpers)                                targets running
+ *   freeze (trees grow with children born meanwhile)
+ *     -> capture->frozen -> thaw                                    targets stopped (the pause)
+ *   capture->finish, write cores and manifest, rename into place    targets running
  */
 #include <errno.h>
 #include <getopt.h>
@@ -28,52 +31,75 @@
 #include "base/util.h"
 #include "capture/capture.h"
 #include "cli/cli.h"
+#include "cli/snap.h"
 #include "core/writer.h"
 #include "freeze/freeze.h"
 #include "freeze/guard.h"
-#include "proc/procfs.h"
-#include "proc/process.h"
 #include "snapshot/dir.h"
 #include "snapshot/manifest.h"
 
 #define DEFAULT_MAX_PAUSE_NS (10ull * 1000000000ull)
+#define DEFAULT_SAMPLE_NS    (250ull * 1000000ull)
+#define SUMMARY_MAX_LINES    40
 
 static const char snap_usage[] =
     "Usage: osmosis snap [OPTIONS] PID...\n"
+    "       osmosis snap [OPTIONS] --tree PID...\n"
+    "       osmosis snap [OPTIONS] --cgroup PATH\n"
+    "       osmosis snap [OPTIONS] --all\n"
     "\n"
-    "Freeze every thread of the given processes at one instant, keep their memory as it was,\n"
-    "resume them, then write one ELF core per process (core.PID) and manifest.json into a new\n"
-    "directory. Several PIDs are frozen together and resumed together.\n"
+    "Freeze every thread of the targets at one instant, keep their memory as it was, resume\n"
+    "them, then write one ELF core per process (core.PID) and manifest.json, which also holds\n"
+    "the state of the system: processes, threads and what each waits in, descriptors, sockets,\n"
+    "memory and CPU. All targets are frozen together and resumed together.\n"
+    "\n"
+    "Targets:\n"
+    "  PID...                  these processes (each must be snapshotted, or nothing is)\n"
+    "      --tree              the PIDs and all their descendants, children born meanwhile too\n"
+    "      --cgroup PATH       every process in a cgroup (v1 or v2; relative to /sys/fs/cgroup)\n"
+    "      --all               every process but osmosis and kernel threads\n"
+    "  With --tree, --cgroup and --all, processes that cannot be traced are recorded with the\n"
+    "  reason, and processes that exit meanwhile are recorded; neither fails the snapshot.\n"
     "\n"
     "Options:\n"
     "  -o, --output DIR        directory to create (default ./osmosis-HOST-UTCDATE-TIME);\n"
     "                          an existing DIR is refused\n"
+    "  -s, --state-only        the system state and every thread's registers, no memory and no\n"
+    "                          cores: fast and small\n"
     "  -m, --method METHOD     capture method: copy, or auto (default; chooses copy today)\n"
     "      --max-pause SECONDS longest the targets may stay frozen (default 10); past it they\n"
     "                          are resumed and the snapshot fails\n"
+    "      --sample SECONDS    CPU sampling interval before the freeze (default 0.25; 0: none)\n"
     "  -q, --quiet             print nothing on success\n"
     "  -v, --verbose           say more on stderr\n"
     "  -h, --help              show this help\n"
     "\n"
     "Exit status: 0 on success, 1 on failure (nothing is left under DIR), 2 on bad usage.\n"
-    "See osmosis-snap(1).\n";
+    "See osmosis-snap(1); read a snapshot with osmosis show DIR.\n";
 
 struct snap_opts {
 	const char *output;
 	const char *method;
+	const char *cgroup;
 	uint64_t max_pause_ns;
-	bool quiet;
+	uint64_t sample_ns;
+	bool quiet, tree, all, state_only;
 	pid_t *pids;
 	size_t n_pids;
 };
 
 static int parse_args(int argc, char **argv, struct snap_opts *o)
 {
-	enum { OPT_MAX_PAUSE = 0x100 };
+	enum { OPT_MAX_PAUSE = 0x100, OPT_TREE, OPT_CGROUP, OPT_ALL, OPT_SAMPLE };
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, 'o'},
 	    {"method", required_argument, NULL, 'm'},
 	    {"max-pause", required_argument, NULL, OPT_MAX_PAUSE},
+	    {"sample", required_argument, NULL, OPT_SAMPLE},
+	    {"tree", no_argument, NULL, OPT_TREE},
+	    {"cgroup", required_argument, NULL, OPT_CGROUP},
+	    {"all", no_argument, NULL, OPT_ALL},
+	    {"state-only", no_argument, NULL, 's'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -83,9 +109,10 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 
 	o->method = "auto";
 	o->max_pause_ns = DEFAULT_MAX_PAUSE_NS;
+	o->sample_ns = DEFAULT_SAMPLE_NS;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:o:m:qvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:o:m:sqvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			o->output = optarg;
@@ -102,6 +129,28 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 						 "--max-pause needs a positive number of seconds, "
 						 "not '%s'",
 						 optarg);
+			break;
+		case OPT_SAMPLE:
+			if (!strcmp(optarg, "0"))
+				o->sample_ns = 0;
+			else if (parse_duration_ns(optarg, &o->sample_ns) < 0 ||
+				 o->sample_ns > 60ull * 1000000000ull)
+				return log_error(EINVAL,
+						 "--sample needs a number of seconds up to 60, not "
+						 "'%s'",
+						 optarg);
+			break;
+		case OPT_TREE:
+			o->tree = true;
+			break;
+		case OPT_CGROUP:
+			o->cgroup = optarg;
+			break;
+		case OPT_ALL:
+			o->all = true;
+			break;
+		case 's':
+			o->state_only = true;
 			break;
 		case 'q':
 			o->quiet = true;
@@ -127,9 +176,17 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 					 argv[optind - 1]);
 		}
 	}
-	if (optind >= argc)
+	if ((o->all || o->cgroup) && optind < argc)
+		return log_error(EINVAL, "PIDs cannot be combined with %s",
+				 o->all ? "--all" : "--cgroup");
+	if (o->all && o->cgroup)
+		return log_error(EINVAL, "--all and --cgroup cannot be combined");
+	if ((o->all || o->cgroup) && o->tree)
+		return log_error(EINVAL, "--tree takes PIDs, not %s",
+				 o->all ? "--all" : "--cgroup");
+	if (!o->all && !o->cgroup && optind >= argc)
 		return log_error(EINVAL, "no PID given (see osmosis snap --help)");
-	o->pids = calloc(argc - optind, sizeof(pid_t));
+	o->pids = calloc(argc - optind + 1, sizeof(pid_t));
 	if (!o->pids)
 		return log_error(ENOMEM, "out of memory");
 	for (int i = optind; i < argc; i++) {
@@ -143,70 +200,6 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		if (!dup)
 			o->pids[o->n_pids++] = pid;
 	}
-	return 0;
-}
-
-/* Open and vet one target. Logs the reason it cannot be snapshotted. */
-static int open_target(pid_t pid, struct pidref *ref, struct osm_process *p)
-{
-	struct proc_stat st;
-	int r;
-
-	if (pid == getpid())
-		return log_error(EINVAL, "pid %d is osmosis itself", pid);
-	r = pidref_open(pid, ref);
-	if (r == -ESRCH)
-		return log_error(r, "no process with pid %d", pid);
-	if (r < 0)
-		return log_error(r, "cannot open pid %d: %m", pid);
-	r = proc_read_stat(ref->procfd, "stat", &st);
-	if (r == -ESRCH)
-		return log_error(r, "no process with pid %d", pid);
-	if (r < 0)
-		return log_error(r, "cannot read /proc/%d/stat: %m", pid);
-	if (st.flags & PF_KTHREAD_FLAG)
-		return log_error(EINVAL,
-				 "pid %d (%s) is a kernel thread: it has no user memory to "
-				 "snapshot",
-				 pid, st.comm);
-	if (st.state == 'Z' || st.state == 'X')
-		return log_error(ESRCH,
-				 "pid %d (%s) is a zombie: it has exited and holds no "
-				 "memory",
-				 pid, st.comm);
-	r = proc_load_identity(ref, p);
-	if (r < 0)
-		return log_error(
-		    r, r == -ESRCH ? "no process with pid %d" : "cannot read pid %d: %m", pid);
-	if (geteuid() != 0) {
-		if (!p->dumpable)
-			return log_error(EPERM,
-					 "pid %d (%s) is not dumpable (it runs a setuid or setgid "
-					 "program, or called prctl(PR_SET_DUMPABLE, 0)); only root "
-					 "may snapshot it",
-					 pid, p->comm);
-		if (p->uid != getuid() || p->euid != getuid())
-			return log_error(
-			    EPERM,
-			    "pid %d (%s) belongs to uid %u; only that user or root may "
-			    "snapshot it",
-			    pid, p->comm, (unsigned)p->euid);
-	}
-	/* Opening /proc/PID/mem asks the kernel the same question ptrace will (PTRACE_MODE_ATTACH):
-	 * it answers for Yama, LSMs and capabilities before anything is frozen. */
-	r = pidref_open_mem(ref);
-	if (r == -EACCES || r == -EPERM)
-		return log_error(
-		    EPERM,
-		    "not permitted to trace pid %d (%s): the kernel refused access "
-		    "(ptrace restrictions such as Yama ptrace_scope or a security module)",
-		    pid, p->comm);
-	if (r < 0)
-		return log_error(r, "cannot open the memory of pid %d (%s): %m", pid, p->comm);
-	r = proc_load_threads(ref, p);
-	if (r < 0)
-		return log_error(
-		    r, r == -ESRCH ? "no process with pid %d" : "cannot read pid %d: %m", pid);
 	return 0;
 }
 
@@ -294,6 +287,7 @@ static int write_manifest(struct snapdir *dir, const struct osm_snapshot *s)
 
 static void print_summary(const struct osm_snapshot *s, const struct capture *c, const char *dir)
 {
+	size_t frozen = 0, skipped = 0, exited = 0, shown = 0;
 	char a[32], b[32];
 	double secs = c->copy_ns / 1e9;
 
@@ -301,14 +295,37 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 	printf("%8s  %-16s %8s %12s\n", "PID", "NAME", "THREADS", "CAPTURED");
 	for (size_t i = 0; i < s->n_procs; i++) {
 		const struct osm_process *p = s->procs[i];
-		printf("%8d  %-16s %8zu %12s\n", p->pid, p->comm, process_captured_threads(p),
-		       format_bytes(p->captured_bytes, a, sizeof(a)));
+		bool is_frozen = !strcmp(p->capture, "memory") || !strcmp(p->capture, "state");
+
+		frozen += is_frozen;
+		skipped += !strcmp(p->capture, "skipped");
+		exited += !strcmp(p->capture, "exited");
+		if (shown >= SUMMARY_MAX_LINES)
+			continue;
+		shown++;
+		if (is_frozen)
+			printf("%8d  %-16s %8zu %12s\n", p->pid, p->comm,
+			       process_captured_threads(p),
+			       s->state_only ? "state"
+					     : format_bytes(p->captured_bytes, a, sizeof(a)));
+		else
+			printf("%8d  %-16s %8s %12s  %s\n", p->pid, p->comm, "-", p->capture,
+			       p->capture_note ? p->capture_note : "");
 	}
-	printf("pause: %.3f ms, %zu process%s frozen together (method %s: %s copied in %.3f ms",
-	       s->pause_us / 1000.0, s->n_procs, s->n_procs == 1 ? "" : "es", s->method,
-	       format_bytes(c->copied_bytes, b, sizeof(b)), c->copy_ns / 1e6);
-	if (secs > 0 && c->copied_bytes > (1u << 20))
-		printf(", %.2f GB/s", c->copied_bytes / secs / 1e9);
+	if (shown < s->n_procs)
+		printf("     ... %zu more (osmosis show %s lists them all)\n", s->n_procs - shown,
+		       dir);
+	if (skipped || exited)
+		printf("%zu process%s frozen, %zu skipped, %zu exited during the snapshot\n",
+		       frozen, frozen == 1 ? "" : "es", skipped, exited);
+	printf("pause: %.3f ms, %zu process%s frozen together (method %s", s->pause_us / 1000.0,
+	       frozen, frozen == 1 ? "" : "es", s->state_only ? "state-only" : s->method);
+	if (!s->state_only) {
+		printf(": %s copied in %.3f ms", format_bytes(c->copied_bytes, b, sizeof(b)),
+		       c->copy_ns / 1e6);
+		if (secs > 0 && c->copied_bytes > (1u << 20))
+			printf(", %.2f GB/s", c->copied_bytes / secs / 1e9);
+	}
 	printf(")\n");
 }
 
@@ -316,31 +333,79 @@ static int report_interrupt(int r)
 {
 	if (r == -EINTR) {
 		int sig = guard_signal();
+		const char *name = sig ? sigabbrev_np(sig) : NULL;
 		log_error(EINTR,
-			  "interrupted by %s; the targets were resumed and no snapshot was "
+			  "interrupted by SIG%s; the targets were resumed and no snapshot was "
 			  "written",
-			  sig ? sigabbrev_np(sig) ? sigabbrev_np(sig) : "a signal" : "a signal");
+			  name ? name : "NAL");
 		return 128 + (sig ? sig : SIGINT);
 	}
-	if (r == -ETIMEDOUT) {
+	if (r == -ETIMEDOUT)
 		log_error(ETIMEDOUT, "the targets stayed frozen longer than --max-pause allows; "
 				     "they were resumed and no snapshot was written");
-	}
 	return 1;
+}
+
+/* The targets, chosen by the options. */
+static int choose_targets(const struct snap_opts *o, struct snap_state *st)
+{
+	_cleanup_free_ pid_t *pids = NULL;
+	size_t n = 0;
+	bool optional = o->tree || o->all || o->cgroup;
+	int r;
+
+	if (o->all)
+		r = targets_all(&pids, &n);
+	else if (o->cgroup)
+		r = targets_cgroup(o->cgroup, &pids, &n);
+	else if (o->tree)
+		r = targets_descendants(o->pids, o->n_pids, &pids, &n);
+	else
+		r = 0;
+	if (r < 0)
+		return r;
+	if (!o->all && !o->cgroup && !o->tree) {
+		pids = malloc(o->n_pids * sizeof(*pids));
+		if (!pids)
+			return log_error(ENOMEM, "out of memory");
+		memcpy(pids, o->pids, o->n_pids * sizeof(*pids));
+		n = o->n_pids;
+	}
+	if (o->tree) {
+		/* The roots themselves must exist. */
+		for (size_t i = 0; i < o->n_pids; i++)
+			if (kill(o->pids[i], 0) < 0 && errno == ESRCH)
+				return log_error(ESRCH, "no process with pid %d", o->pids[i]);
+	}
+	if (o->cgroup && n == 0)
+		return log_error(ESRCH, "cgroup %s has no processes", o->cgroup);
+	for (size_t i = 0; i < n; i++) {
+		r = snap_add_target(st, pids[i], optional);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static size_t count_frozen(const struct target_set *set)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < set->n; i++)
+		n += !set->v[i]->skipped && !set->v[i]->exited;
+	return n;
 }
 
 int cmd_snap(int argc, char **argv)
 {
 	struct snap_opts o = {0};
+	struct snap_state st = {0};
 	struct osm_snapshot *s = NULL;
-	struct pidref *refs = NULL;
-	struct freeze_target *ft = NULL;
-	struct capture_target *ct = NULL;
 	struct capture cap = {0};
 	struct freeze_session fs = {0};
 	struct snapdir dir = {.dirfd = -1};
 	char defdir[512];
-	bool prepared = false;
+	bool prepared = false, show_progress;
+	uint64_t t_start = now_ns();
 	int r, ret = 1;
 
 	r = parse_args(argc, argv, &o);
@@ -348,34 +413,30 @@ int cmd_snap(int argc, char **argv)
 		free(o.pids);
 		return EXIT_USAGE;
 	}
+	show_progress = !o.quiet && isatty(STDERR_FILENO);
 	if (guard_install() < 0) {
 		log_error(errno, "cannot install signal handlers: %m");
 		goto out;
 	}
-
 	s = calloc(1, sizeof(*s));
-	refs = calloc(o.n_pids, sizeof(*refs));
-	ft = calloc(o.n_pids, sizeof(*ft));
-	ct = calloc(o.n_pids, sizeof(*ct));
-	if (!s || !refs || !ft || !ct || !(s->procs = calloc(o.n_pids, sizeof(*s->procs)))) {
+	if (!s) {
 		log_error(ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < o.n_pids; i++)
-		refs[i] = PIDREF_NULL;
+	st.snap = s;
+	st.tree = o.tree;
+	s->scope = o.all ? "all" : o.cgroup ? "cgroup" : o.tree ? "tree" : "pids";
+	s->state_only = o.state_only;
+	s->sample_ms = o.sample_ns / 1000000;
+	if (o.cgroup)
+		s->scope_arg = strdup(o.cgroup);
 
-	/* Vet every target before anything is created or frozen. */
-	for (size_t i = 0; i < o.n_pids; i++) {
-		struct osm_process *p = calloc(1, sizeof(*p));
-		if (!p) {
-			log_error(ENOMEM, "out of memory");
-			goto out;
-		}
-		s->procs[s->n_procs++] = p;
-		if (open_target(o.pids[i], &refs[i], p) < 0)
-			goto out;
-		ft[i] = (struct freeze_target){.ref = &refs[i], .proc = p};
-		ct[i] = (struct capture_target){.ref = &refs[i], .proc = p, .pagemap_fd = -1};
+	/* Choose and vet every target before anything is created or frozen. */
+	if (choose_targets(&o, &st) < 0)
+		goto out;
+	if (count_frozen(&st.set) == 0) {
+		log_error(ESRCH, "none of the %zu processes can be snapshotted", st.set.n);
+		goto out;
 	}
 	if (fault_point("vetted") < 0)
 		goto out;
@@ -383,6 +444,21 @@ int cmd_snap(int argc, char **argv)
 		log_error(ENOMEM, "cannot read the system's name");
 		goto out;
 	}
+
+	/* CPU sampling interval, then the state read just before the freeze. */
+	snap_sample_begin(&st);
+	if (o.sample_ns) {
+		struct timespec ts = {(time_t)(o.sample_ns / 1000000000ull),
+				      (long)(o.sample_ns % 1000000000ull)};
+		nanosleep(&ts, NULL);
+		if (guard_check() < 0) {
+			ret = report_interrupt(guard_check());
+			goto out;
+		}
+	}
+	if (snap_load_state(&st, show_progress) < 0)
+		goto out;
+
 	if (!o.output) {
 		default_output(defdir, sizeof(defdir));
 		o.output = defdir;
@@ -391,15 +467,16 @@ int cmd_snap(int argc, char **argv)
 		goto out;
 
 	cap.ops = capture_method(o.method);
-	cap.targets = ct;
-	cap.n_targets = o.n_pids;
+	cap.set = &st.set;
+	cap.state_only = o.state_only;
 	cap.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	cap.n_workers = ncpu > 1 ? (unsigned)MIN(ncpu - 1, 7) : 0;
 	s->method = cap.ops->name;
-	s->method_reason = !strcmp(o.method, "auto")
-			       ? "auto: copy is the only method this build implements"
-			       : "requested with --method";
+	s->method_reason = o.state_only		       ? "state-only: no memory is captured"
+			   : !strcmp(o.method, "auto") ? "auto: copy is the only method this build "
+							 "implements"
+						       : "requested with --method";
 	prepared = true;
 	r = cap.ops->prepare(&cap);
 	if (r == 0)
@@ -411,8 +488,9 @@ int cmd_snap(int argc, char **argv)
 		goto fail;
 
 	/* The pause: from here to freeze_session_thaw(). */
-	fs.targets = ft;
-	fs.n_targets = o.n_pids;
+	fs.set = &st.set;
+	fs.grow = o.tree ? snap_grow_tree : NULL;
+	fs.userdata = &st;
 	r = guard_watchdog_arm(o.max_pause_ns);
 	if (r < 0) {
 		log_error(r, "cannot start the watchdog: %m");
@@ -436,17 +514,37 @@ int cmd_snap(int argc, char **argv)
 		r = fault_point("thawed");
 	if (r < 0)
 		goto fail;
+	if (count_frozen(&st.set) == 0) {
+		r = log_error(ESRCH, "every target exited during the snapshot");
+		goto fail;
+	}
 
 	r = cap.ops->finish(&cap);
 	if (r < 0)
 		goto fail;
-	for (size_t i = 0; i < s->n_procs; i++) {
-		r = write_core(&dir, s->procs[i], cap.page_size);
+	for (size_t i = 0; i < st.set.n; i++) {
+		struct target *t = st.set.v[i];
+		if (t->exited) {
+			t->proc->capture = "exited";
+			if (!t->proc->capture_note)
+				t->proc->capture_note = strdup("exited during the snapshot");
+			continue;
+		}
+		if (t->skipped)
+			continue;
+		if (o.state_only) {
+			t->proc->capture = "state";
+			continue;
+		}
+		r = write_core(&dir, t->proc, cap.page_size);
 		if (r == 0)
 			r = fault_point("core-written");
 		if (r < 0)
 			goto fail;
+		progress(show_progress, "writing cores", i + 1, st.set.n);
 	}
+	progress_end(show_progress);
+	s->total_ms = (now_ns() - t_start) / 1000000;
 	r = write_manifest(&dir, s);
 	if (r == 0)
 		r = fault_point("manifest-written");
@@ -466,6 +564,7 @@ fail:
 	ret = report_interrupt(r);
 out:
 	/* Every path: targets resumed (idempotent), helpers stopped, partial files removed. */
+	progress_end(show_progress && ret != 0);
 	freeze_session_thaw(&fs);
 	guard_watchdog_disarm();
 	if (prepared && cap.ops)
@@ -476,11 +575,7 @@ out:
 		free(dir.final);
 		dir.final = NULL;
 	}
-	for (size_t i = 0; refs && i < o.n_pids; i++)
-		pidref_done(&refs[i]);
-	free(refs);
-	free(ft);
-	free(ct);
+	snap_state_done(&st);
 	snapshot_free(s);
 	free(o.pids);
 	return ret;

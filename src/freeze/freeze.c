@@ -70,7 +70,7 @@ static bool is_group_stop_sig(int sig)
 	return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
 }
 
-static int seize_thread(struct freeze_target *t, pid_t tid, bool *ret_new)
+static int seize_thread(struct target *t, pid_t tid, bool *ret_new)
 {
 	struct osm_thread *th = process_find_thread(t->proc, tid);
 
@@ -78,17 +78,20 @@ static int seize_thread(struct freeze_target *t, pid_t tid, bool *ret_new)
 	if (th && (th->seized || th->gone))
 		return 0;
 	if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACECLONE) < 0) {
-		if (errno == ESRCH)
+		int err = errno; /* the checks below touch /proc and errno */
+
+		if (err == ESRCH)
 			return 0; /* exited between the listing and now */
-		if (errno == EPERM && traced_by_us(tid)) {
+		if (err == EPERM && traced_by_us(tid)) {
 			/* Cloned by a thread we hold: the kernel attached it; it reports a stop. */
-		} else if (errno == EPERM && thread_exited(t->ref->procfd, tid)) {
+		} else if (err == EPERM && thread_exited(t->ref.procfd, tid)) {
+			/* Exiting (or a zombie leader): nothing left to freeze. */
 			if (!th && !(th = process_add_thread(t->proc, tid)))
 				return log_error(ENOMEM, "out of memory");
 			th->gone = true;
 			return 0;
 		} else {
-			return log_error(errno, "cannot seize thread %d of pid %d: %m", tid,
+			return log_error(err, "cannot seize thread %d of pid %d: %m", tid,
 					 t->proc->pid);
 		}
 	} else if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 && errno != ESRCH) {
@@ -107,13 +110,13 @@ static int seize_thread(struct freeze_target *t, pid_t tid, bool *ret_new)
 
 /* A new task reported by PTRACE_EVENT_CLONE. Threads of the target join it; anything else (a
  * clone outside the thread group) is let go at once. */
-static int adopt_clone(struct freeze_target *t, pid_t child)
+static int adopt_clone(struct target *t, pid_t child)
 {
 	struct osm_thread *th = process_find_thread(t->proc, child);
 	char path[64];
 
 	snprintf(path, sizeof(path), "task/%d", child);
-	if (faccessat(t->ref->procfd, path, F_OK, 0) < 0) {
+	if (faccessat(t->ref.procfd, path, F_OK, 0) < 0) {
 		/* Not one of our threads: a separate process. Wait for its first stop, detach. */
 		int st;
 		if (waitpid(child, &st, __WALL) == child && WIFSTOPPED(st))
@@ -130,7 +133,7 @@ static int adopt_clone(struct freeze_target *t, pid_t child)
 }
 
 /* Wait until one seized thread reports its stop. */
-static int wait_stop(struct freeze_target *t, struct osm_thread *th)
+static int wait_stop(struct target *t, struct osm_thread *th)
 {
 	for (;;) {
 		int status, r;
@@ -175,15 +178,23 @@ static int wait_stop(struct freeze_target *t, struct osm_thread *th)
 	}
 }
 
-static int freeze_target_pass(struct freeze_target *t, bool *ret_new)
+/* -ESRCH for a target that exited; logged only when its exit is fatal. */
+static int exited_error(const struct target *t)
+{
+	if (t->optional)
+		return -ESRCH;
+	return log_error(ESRCH, "pid %d exited during the snapshot", t->proc->pid);
+}
+
+static int freeze_target_pass(struct target *t, bool *ret_new)
 {
 	_cleanup_free_ pid_t *tids = NULL;
 	size_t n = 0;
 	int r;
 
 	*ret_new = false;
-	r = proc_list_tasks(t->ref->procfd, &tids, &n);
-	if (r < 0 || !pidref_alive(t->ref)) {
+	r = proc_list_tasks(t->ref.procfd, &tids, &n);
+	if (r < 0 || !pidref_alive(&t->ref)) {
 		t->exited = true;
 		return log_error(ESRCH, "pid %d exited during the snapshot", t->proc->pid);
 	}
@@ -204,7 +215,7 @@ static int freeze_target_pass(struct freeze_target *t, bool *ret_new)
 	return 0;
 }
 
-static int wait_target(struct freeze_target *t)
+static int wait_target(struct target *t)
 {
 	/* Threads may be appended while we wait (clone events): index, do not cache n. */
 	for (size_t i = 0; i < t->proc->n_threads; i++) {
@@ -220,21 +231,37 @@ static int wait_target(struct freeze_target *t)
 	size_t held = 0;
 	for (size_t i = 0; i < t->proc->n_threads; i++)
 		held += t->proc->threads[i]->stopped && !t->proc->threads[i]->gone;
-	if (held == 0) {
-		t->exited = true;
-		return log_error(ESRCH, "pid %d exited during the snapshot", t->proc->pid);
-	}
+	if (held == 0)
+		return exited_error(t);
 	return 0;
+}
+
+/* A target went away. Required targets fail the freeze; optional ones are let go. */
+static int target_gone(struct target *t, int r)
+{
+	if (r != -ESRCH)
+		return r;
+	t->exited = true;
+	if (!t->optional)
+		return r;
+	log_debug("pid %d exited during the snapshot; recorded", t->proc->pid);
+	return 0;
+}
+
+static bool target_active(const struct target *t)
+{
+	return !t->skipped && !t->exited;
 }
 
 int freeze_session_freeze(struct freeze_session *s)
 {
+	struct target_set *set = s->set;
 	int r = 0;
 
 	s->frozen = true;
 	s->t_first_stop = now_ns();
 	for (int pass = 0;; pass++) {
-		bool any_new = false;
+		bool any_new = false, grew = false;
 
 		if (pass >= MAX_PASSES) {
 			r = log_error(EAGAIN,
@@ -242,38 +269,44 @@ int freeze_session_freeze(struct freeze_session *s)
 			goto fail;
 		}
 		/* Interrupt everything new in every target first, then wait for all of it. */
-		for (size_t i = 0; i < s->n_targets; i++) {
-			bool n;
+		for (size_t i = 0; i < set->n; i++) {
+			bool n = false;
+			if (!target_active(set->v[i]))
+				continue;
 			r = guard_check();
 			if (r < 0)
 				goto fail;
-			r = freeze_target_pass(&s->targets[i], &n);
+			r = target_gone(set->v[i], freeze_target_pass(set->v[i], &n));
 			if (r < 0)
 				goto fail;
 			any_new |= n;
 		}
-		for (size_t i = 0; i < s->n_targets; i++) {
-			r = wait_target(&s->targets[i]);
+		for (size_t i = 0; i < set->n; i++) {
+			if (!target_active(set->v[i]))
+				continue;
+			r = target_gone(set->v[i], wait_target(set->v[i]));
 			if (r < 0)
 				goto fail;
 		}
-		if (!any_new)
+		if (s->grow) {
+			r = s->grow(s, &grew);
+			if (r < 0)
+				goto fail;
+		}
+		if (!any_new && !grew)
 			break;
 	}
-	/* Threads listed before the freeze but never met while freezing have exited. */
-	for (size_t i = 0; i < s->n_targets; i++) {
-		struct osm_process *p = s->targets[i].proc;
-		for (size_t j = 0; j < p->n_threads; j++)
-			if (!p->threads[j]->seized)
-				p->threads[j]->gone = true;
-	}
-	/* The pids were seized by number: confirm each is still the process we opened. */
-	for (size_t i = 0; i < s->n_targets; i++) {
-		if (!pidref_alive(s->targets[i].ref)) {
-			s->targets[i].exited = true;
-			r = log_error(ESRCH, "pid %d exited during the snapshot",
-				      s->targets[i].proc->pid);
-			goto fail;
+	for (size_t i = 0; i < set->n; i++) {
+		struct target *t = set->v[i];
+		/* Threads listed before the freeze but never met while freezing have exited. */
+		for (size_t j = 0; j < t->proc->n_threads; j++)
+			if (!t->proc->threads[j]->seized)
+				t->proc->threads[j]->gone = true;
+		/* The pids were seized by number: confirm each is still the process we opened. */
+		if (target_active(t) && !pidref_alive(&t->ref)) {
+			r = target_gone(t, exited_error(t));
+			if (r < 0)
+				goto fail;
 		}
 	}
 	return 0;
@@ -319,8 +352,8 @@ void freeze_session_thaw(struct freeze_session *s)
 {
 	if (!s->frozen)
 		return;
-	for (size_t i = 0; i < s->n_targets; i++) {
-		struct osm_process *p = s->targets[i].proc;
+	for (size_t i = 0; i < s->set->n; i++) {
+		struct osm_process *p = s->set->v[i]->proc;
 		for (size_t j = 0; j < p->n_threads; j++)
 			thaw_thread(p->threads[j]);
 	}
@@ -337,13 +370,19 @@ uint64_t freeze_session_pause_us(const struct freeze_session *s)
 
 int freeze_session_check_survivors(const struct freeze_session *s)
 {
-	for (size_t i = 0; i < s->n_targets; i++) {
-		const struct freeze_target *t = &s->targets[i];
+	for (size_t i = 0; i < s->set->n; i++) {
+		struct target *t = s->set->v[i];
 		struct proc_stat st;
 
-		if (t->exited || proc_read_stat(t->ref->procfd, "stat", &st) < 0 ||
-		    st.state == 'Z' || st.state == 'X' || process_captured_threads(t->proc) == 0)
-			return log_error(ESRCH, "pid %d exited during the snapshot", t->proc->pid);
+		if (t->skipped)
+			continue;
+		if (t->exited || proc_read_stat(t->ref.procfd, "stat", &st) < 0 ||
+		    st.state == 'Z' || st.state == 'X' || process_captured_threads(t->proc) == 0) {
+			t->exited = true;
+			if (!t->optional)
+				return log_error(ESRCH, "pid %d exited during the snapshot",
+						 t->proc->pid);
+		}
 	}
 	return 0;
 }

@@ -16,33 +16,35 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proc/pidref.h"
+#include "proc/targets.h"
 #include "snapshot/model.h"
 
-struct freeze_target {
-	struct pidref *ref;	  /* borrowed */
-	struct osm_process *proc; /* borrowed; its threads list is filled and updated */
-	bool exited;		  /* the whole process went away during the freeze */
-};
+struct freeze_session;
+
+/* Called after each pass while targets are being frozen; may add targets to the set (a tree's
+ * children born before their parent stopped). Sets *ret_added when it did. Logs its errors. */
+typedef int (*freeze_grow_fn)(struct freeze_session *s, bool *ret_added);
 
 struct freeze_session {
-	struct freeze_target *targets;
-	size_t n_targets;
+	struct target_set *set; /* borrowed; each target's threads list is filled and updated */
+	freeze_grow_fn grow;	/* optional */
+	void *userdata;
 	bool frozen;
 	uint64_t t_first_stop, t_thawed; /* CLOCK_MONOTONIC ns */
-	size_t n_stopped;
 };
 
-/* Stop every thread of every target, repeating until a pass finds no new thread. Logs its errors.
- * On failure the session is thawed before returning. Returns 0, -ESRCH when a target exited,
- * -EPERM, -EINTR (signal to osmosis), -ETIMEDOUT (watchdog) or another negative errno. */
+/* Stop every thread of every target (skipped ones aside), repeating until a pass finds no new
+ * thread and grow() no new target. A target that exits meanwhile is marked exited: that fails the
+ * freeze unless the target is optional. Logs its errors. On failure the session is thawed before
+ * returning. Returns 0, -ESRCH when a required target exited, -EPERM, -EINTR (signal to osmosis),
+ * -ETIMEDOUT (watchdog) or another negative errno. */
 int freeze_session_freeze(struct freeze_session *s);
 
 /* Resume everything we hold. Idempotent; never fails (threads that vanished are skipped). */
 void freeze_session_thaw(struct freeze_session *s);
 
-/* After the thaw: fail (and log) if a target died while it was held, since what was taken of it
- * may be incomplete. Returns 0 or -ESRCH. */
+/* After the thaw: a target that died while it was held may be incompletely captured. Required
+ * targets fail the snapshot (logged, -ESRCH); optional ones are marked exited. */
 int freeze_session_check_survivors(const struct freeze_session *s);
 
 /* Microseconds from the first stop to the last resume (valid after a thaw). */

@@ -7,6 +7,7 @@
 
 #include "base/fs.h"
 #include "base/util.h"
+#include <stdint.h>
 #include "proc/procfs.h"
 #include "proc/process.h"
 
@@ -64,6 +65,101 @@ int proc_load_identity(const struct pidref *ref, struct osm_process *p)
 	return 0;
 }
 
+uint64_t proc_status_kb(const char *status, const char *key)
+{
+	size_t kl = strlen(key);
+	const char *p = status;
+
+	while (p && *p) {
+		if (!strncmp(p, key, kl) && p[kl] == ':') {
+			unsigned long long v = strtoull(p + kl + 1, NULL, 10);
+			return v > UINT64_MAX / 1024 ? UINT64_MAX : v * 1024;
+		}
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return 0;
+}
+
+static uint64_t status_count(const char *status, const char *key)
+{
+	return proc_status_kb(status, key) / 1024;
+}
+
+int proc_parse_limits_nofile(const char *limits, uint64_t *soft, uint64_t *hard)
+{
+	const char *p = strstr(limits, "Max open files");
+	char a[32], b[32];
+
+	if (!p || sscanf(p + 14, " %31s %31s", a, b) != 2)
+		return -EINVAL;
+	*soft = !strcmp(a, "unlimited") ? UINT64_MAX : strtoull(a, NULL, 10);
+	*hard = !strcmp(b, "unlimited") ? UINT64_MAX : strtoull(b, NULL, 10);
+	return 0;
+}
+
+void proc_load_details(const struct pidref *ref, struct osm_process *p)
+{
+	_cleanup_free_ char *status = NULL, *limits = NULL, *cg = NULL, *oom = NULL, *up = NULL;
+	struct proc_stat st;
+
+	if (read_file_at(ref->procfd, "status", &status, NULL) == 0) {
+		p->vm_size = proc_status_kb(status, "VmSize");
+		p->vm_rss = proc_status_kb(status, "VmRSS");
+		p->vm_swap = proc_status_kb(status, "VmSwap");
+		p->rss_anon = proc_status_kb(status, "RssAnon");
+		p->rss_file = proc_status_kb(status, "RssFile");
+		p->rss_shmem = proc_status_kb(status, "RssShmem");
+	}
+	if (read_file_at(ref->procfd, "limits", &limits, NULL) == 0)
+		proc_parse_limits_nofile(limits, &p->nofile_soft, &p->nofile_hard);
+	if (read_file_at(ref->procfd, "cgroup", &cg, NULL) == 0) {
+		/* Prefer the unified (v2) line "0::/path"; else the first line. */
+		char *line = strstr(cg, "0::");
+		if (!line || (line != cg && line[-1] != '\n'))
+			line = cg;
+		line[strcspn(line, "\n")] = 0;
+		free(p->cgroup);
+		p->cgroup = strdup(line);
+	}
+	if (read_file_at(ref->procfd, "oom_score_adj", &oom, NULL) == 0)
+		p->oom_score_adj = (int)strtol(oom, NULL, 10);
+	if (proc_read_stat(ref->procfd, "stat", &st) == 0) {
+		p->utime_us = ticks_to_us(st.utime);
+		p->stime_us = ticks_to_us(st.stime);
+		p->start_time_s = ticks_to_us(st.starttime) / 1000000;
+	}
+}
+
+int proc_thread_ticks(int procfd, pid_t **ret_tids, uint64_t **ret_ticks, size_t *ret_n)
+{
+	_cleanup_free_ pid_t *tids = NULL;
+	uint64_t *ticks;
+	size_t n = 0;
+	int r;
+
+	r = proc_list_tasks(procfd, &tids, &n);
+	if (r < 0)
+		return r;
+	ticks = calloc(n ? n : 1, sizeof(*ticks));
+	if (!ticks)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct proc_stat st;
+		char path[64];
+		snprintf(path, sizeof(path), "task/%d/stat", tids[i]);
+		if (proc_read_stat(procfd, path, &st) == 0)
+			ticks[i] = st.utime + st.stime;
+		else
+			ticks[i] = UINT64_MAX;
+	}
+	*ret_tids = TAKE_PTR(tids);
+	*ret_ticks = ticks;
+	*ret_n = n;
+	return 0;
+}
+
 int proc_load_threads(const struct pidref *ref, struct osm_process *p)
 {
 	_cleanup_free_ pid_t *tids = NULL;
@@ -87,6 +183,47 @@ int proc_load_threads(const struct pidref *ref, struct osm_process *p)
 		t->state = st.state;
 		t->utime_us = ticks_to_us(st.utime);
 		t->stime_us = ticks_to_us(st.stime);
+		t->last_cpu = st.processor;
+
+		_cleanup_free_ char *status = NULL, *wchan = NULL, *stack = NULL;
+		snprintf(path, sizeof(path), "task/%d/status", tids[i]);
+		if (read_file_at(ref->procfd, path, &status, NULL) == 0) {
+			t->vctx = status_count(status, "voluntary_ctxt_switches");
+			t->nvctx = status_count(status, "nonvoluntary_ctxt_switches");
+		}
+		snprintf(path, sizeof(path), "task/%d/wchan", tids[i]);
+		if (read_file_at(ref->procfd, path, &wchan, NULL) == 0 && strcmp(wchan, "0"))
+			snprintf(t->wchan, sizeof(t->wchan), "%s", wchan);
+		snprintf(path, sizeof(path), "task/%d/stack", tids[i]);
+		if (geteuid() == 0 && read_file_at(ref->procfd, path, &stack, NULL) == 0 &&
+		    *stack) {
+			free(t->kstack);
+			t->kstack = TAKE_PTR(stack);
+		}
 	}
 	return 0;
+}
+
+void proc_apply_cpu_sample(struct osm_process *p, const pid_t *tids, const uint64_t *ticks,
+			   size_t n, uint64_t interval_ns)
+{
+	uint64_t tick_us = ticks_to_us(1);
+
+	if (!interval_ns || !tick_us)
+		return;
+	for (size_t i = 0; i < p->n_threads; i++) {
+		struct osm_thread *t = p->threads[i];
+		for (size_t j = 0; j < n; j++) {
+			uint64_t before_us, now_us;
+			if (tids[j] != t->tid || ticks[j] == UINT64_MAX)
+				continue;
+			before_us = ticks[j] * tick_us;
+			now_us = t->utime_us + t->stime_us;
+			t->cpu_pct = now_us > before_us ? 100.0 * (double)(now_us - before_us) *
+							      1000.0 / (double)interval_ns
+							: 0.0;
+			t->has_cpu_pct = true;
+			break;
+		}
+	}
 }

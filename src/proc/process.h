@@ -10,5 +10,19 @@
 
 /* Returns 0, -ESRCH when the process is gone, or another negative errno. Does not log. */
 int proc_load_identity(const struct pidref *ref, struct osm_process *p);
-/* Add (or refresh) every thread listed in task/, with name, state and CPU times. */
+/* Add (or refresh) every thread listed in task/, with name, state, CPU times, last CPU, wchan,
+ * context switches and (as root) the kernel stack. */
 int proc_load_threads(const struct pidref *ref, struct osm_process *p);
+/* Memory figures, RLIMIT_NOFILE, cgroup, oom_score_adj, CPU times, start time. Best effort: what
+ * cannot be read stays zero. */
+void proc_load_details(const struct pidref *ref, struct osm_process *p);
+/* Per-thread CPU time (utime+stime, clock ticks) of every thread of pid, for the CPU sampling:
+ * fills tids/ticks (malloc'ed). Returns 0 or a negative errno. */
+int proc_thread_ticks(int procfd, pid_t **ret_tids, uint64_t **ret_ticks, size_t *ret_n);
+/* Set cpu_pct of p's threads from a first sample (tids/ticks, from proc_thread_ticks) taken
+ * interval_ns before the threads were loaded. */
+void proc_apply_cpu_sample(struct osm_process *p, const pid_t *tids, const uint64_t *ticks,
+			   size_t n, uint64_t interval_ns);
+/* Parsers exposed for tests and fuzzing. */
+uint64_t proc_status_kb(const char *status, const char *key);
+int proc_parse_limits_nofile(const char *limits, uint64_t *soft, uint64_t *hard);

@@ -1,11 +1,39 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Writing manifest.json from the model. Field by field documentation with units is in
+ * docs/manifest.md; keep the two in step. Integers are JSON integers (json-c int64), sizes are in
+ * bytes, times in microseconds or seconds as the name says, percentages 0-100 per CPU.
+ */
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "snapshot/manifest.h"
 
-static const char *state_name(char c)
+#define ADD(o, k, v) json_object_object_add(o, k, v)
+
+static json_object *jstr(const char *s)
+{
+	return json_object_new_string(s ? s : "");
+}
+
+static json_object *jint(int64_t v)
+{
+	return json_object_new_int64(v);
+}
+
+static json_object *ju64(uint64_t v)
+{
+	return json_object_new_int64(v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v);
+}
+
+static json_object *jlimit(uint64_t v)
+{
+	return v == UINT64_MAX ? NULL : ju64(v); /* null: unlimited */
+}
+
+const char *manifest_state_name(char c)
 {
 	switch (c) {
 	case 'R':
@@ -34,39 +62,200 @@ static json_object *thread_json(const struct osm_thread *t)
 	json_object *o = json_object_new_object();
 	char st[2] = {t->state, 0};
 
-	json_object_object_add(o, "tid", json_object_new_int(t->tid));
-	json_object_object_add(o, "name", json_object_new_string(t->name));
-	json_object_object_add(o, "state", json_object_new_string(st));
-	json_object_object_add(o, "state_name", json_object_new_string(state_name(t->state)));
-	json_object_object_add(o, "captured", json_object_new_boolean(t->captured));
+	ADD(o, "tid", jint(t->tid));
+	ADD(o, "name", jstr(t->name));
+	ADD(o, "state", jstr(st));
+	ADD(o, "state_name", jstr(manifest_state_name(t->state)));
+	ADD(o, "captured", json_object_new_boolean(t->captured));
+	ADD(o, "wchan", jstr(t->wchan));
+	if (t->captured) {
+		ADD(o, "pc", ju64(arch_regs_pc(&t->regs)));
+		ADD(o, "sp", ju64(arch_regs_sp(&t->regs)));
+	}
+	if (t->syscall_nr >= 0) {
+		json_object *sc = json_object_new_object(), *args = json_object_new_array();
+		const char *name = arch_syscall_name(t->syscall_nr);
+		ADD(sc, "nr", jint(t->syscall_nr));
+		ADD(sc, "name", name ? jstr(name) : NULL);
+		for (int i = 0; i < 6; i++)
+			json_object_array_add(args, ju64(t->syscall_args[i]));
+		ADD(sc, "args", args);
+		ADD(o, "syscall", sc);
+	} else {
+		ADD(o, "syscall", NULL);
+	}
+	ADD(o, "utime_us", ju64(t->utime_us));
+	ADD(o, "stime_us", ju64(t->stime_us));
+	ADD(o, "cpu_pct", t->has_cpu_pct ? json_object_new_double(t->cpu_pct) : NULL);
+	ADD(o, "voluntary_ctxt_switches", ju64(t->vctx));
+	ADD(o, "nonvoluntary_ctxt_switches", ju64(t->nvctx));
+	ADD(o, "last_cpu", jint(t->last_cpu));
+	ADD(o, "kernel_stack", t->kstack ? jstr(t->kstack) : NULL);
+	return o;
+}
+
+static json_object *fd_json(const struct osm_fd *f)
+{
+	json_object *o = json_object_new_object();
+
+	ADD(o, "fd", jint(f->fd));
+	ADD(o, "type", jstr(f->type));
+	ADD(o, "target", jstr(f->target));
+	ADD(o, "inode", ju64(f->inode));
+	ADD(o, "flags", jint(f->flags));
+	ADD(o, "pos", ju64(f->pos));
+	if (!strcmp(f->type, "socket")) {
+		ADD(o, "proto", jstr(f->proto));
+		ADD(o, "sock_state", jstr(f->sock_state));
+		if (f->local)
+			ADD(o, "local", jstr(f->local));
+		if (f->remote)
+			ADD(o, "remote", jstr(f->remote));
+		ADD(o, "peer_inode", ju64(f->peer_inode));
+		ADD(o, "rqueue", ju64(f->rqueue));
+		ADD(o, "wqueue", ju64(f->wqueue));
+	}
+	if (!strcmp(f->type, "epoll")) {
+		json_object *a = json_object_new_array();
+		for (size_t i = 0; i < f->n_epoll_tfds; i++)
+			json_object_array_add(a, jint(f->epoll_tfds[i]));
+		ADD(o, "epoll_tfds", a);
+	}
+	if (!strcmp(f->type, "eventfd"))
+		ADD(o, "eventfd_count", jint(f->eventfd_count));
 	return o;
 }
 
 static json_object *process_json(const struct osm_process *p)
 {
 	json_object *o = json_object_new_object(), *threads = json_object_new_array();
+	json_object *mem = json_object_new_object(), *lim = json_object_new_object();
+	char st[2] = {p->state, 0};
 	uint64_t unreadable = 0;
 
-	json_object_object_add(o, "pid", json_object_new_int(p->pid));
-	json_object_object_add(o, "ppid", json_object_new_int(p->ppid));
-	json_object_object_add(o, "comm", json_object_new_string(p->comm));
-	json_object_object_add(o, "exe", json_object_new_string(p->exe ? p->exe : ""));
-	json_object_object_add(o, "cmdline", json_object_new_string(p->cmdline ? p->cmdline : ""));
-	json_object_object_add(o, "uid", json_object_new_int64(p->uid));
-	json_object_object_add(o, "core", json_object_new_string(p->core_name));
-	json_object_object_add(o, "coredump_filter", json_object_new_int64(p->coredump_filter));
-	json_object_object_add(o, "mappings", json_object_new_int64((int64_t)p->n_maps));
-	json_object_object_add(o, "captured_bytes",
-			       json_object_new_int64((int64_t)p->captured_bytes));
+	ADD(o, "pid", jint(p->pid));
+	ADD(o, "ppid", jint(p->ppid));
+	ADD(o, "pgid", jint(p->pgid));
+	ADD(o, "sid", jint(p->sid));
+	ADD(o, "uid", ju64(p->uid));
+	ADD(o, "euid", ju64(p->euid));
+	ADD(o, "gid", ju64(p->gid));
+	ADD(o, "comm", jstr(p->comm));
+	ADD(o, "exe", jstr(p->exe));
+	ADD(o, "cmdline", jstr(p->cmdline));
+	ADD(o, "state", jstr(st));
+	ADD(o, "state_name", jstr(manifest_state_name(p->state)));
+	ADD(o, "start_time_s", ju64(p->start_time_s));
+	ADD(o, "utime_us", ju64(p->utime_us));
+	ADD(o, "stime_us", ju64(p->stime_us));
+	ADD(o, "capture", jstr(p->capture ? p->capture : "memory"));
+	if (p->capture_note)
+		ADD(o, "capture_note", jstr(p->capture_note));
+	ADD(o, "core", p->core_name[0] ? jstr(p->core_name) : NULL);
+	ADD(o, "coredump_filter", jint(p->coredump_filter));
+	ADD(o, "mappings", ju64(p->n_maps));
+	ADD(o, "captured_bytes", ju64(p->captured_bytes));
 	for (size_t i = 0; i < p->n_maps; i++)
 		unreadable += p->maps[i].unreadable;
-	json_object_object_add(o, "unreadable_bytes", json_object_new_int64((int64_t)unreadable));
+	ADD(o, "unreadable_bytes", ju64(unreadable));
+	ADD(mem, "vm_size", ju64(p->vm_size));
+	ADD(mem, "vm_rss", ju64(p->vm_rss));
+	ADD(mem, "vm_swap", ju64(p->vm_swap));
+	ADD(mem, "rss_anon", ju64(p->rss_anon));
+	ADD(mem, "rss_file", ju64(p->rss_file));
+	ADD(mem, "rss_shmem", ju64(p->rss_shmem));
+	ADD(o, "memory", mem);
+	ADD(lim, "nofile_soft", jlimit(p->nofile_soft));
+	ADD(lim, "nofile_hard", jlimit(p->nofile_hard));
+	ADD(o, "limits", lim);
+	ADD(o, "cgroup", jstr(p->cgroup));
+	ADD(o, "oom_score_adj", jint(p->oom_score_adj));
 	for (size_t i = 0; i < p->n_threads; i++) {
 		if (!p->threads[i]->captured && p->threads[i]->gone)
 			continue;
 		json_object_array_add(threads, thread_json(p->threads[i]));
 	}
-	json_object_object_add(o, "threads", threads);
+	ADD(o, "threads", threads);
+	if (p->fd_error) {
+		ADD(o, "fds", NULL);
+		ADD(o, "fd_error", jstr(strerror(p->fd_error)));
+	} else {
+		json_object *fds = json_object_new_array();
+		for (size_t i = 0; i < p->n_fds; i++)
+			json_object_array_add(fds, fd_json(&p->fds[i]));
+		ADD(o, "fds", fds);
+	}
+	return o;
+}
+
+static json_object *kv_json(const struct osm_kv *kv, size_t n)
+{
+	json_object *o = json_object_new_object();
+	for (size_t i = 0; i < n; i++)
+		ADD(o, kv[i].key, jint(kv[i].value));
+	return o;
+}
+
+static json_object *psi_part(const double avg[3], uint64_t total)
+{
+	json_object *o = json_object_new_object();
+	ADD(o, "avg10", json_object_new_double(avg[0]));
+	ADD(o, "avg60", json_object_new_double(avg[1]));
+	ADD(o, "avg300", json_object_new_double(avg[2]));
+	ADD(o, "total_us", ju64(total));
+	return o;
+}
+
+static json_object *system_json(const struct osm_system *sys)
+{
+	static const char *const tick_names[8] = {"user",   "nice", "system",  "idle",
+						  "iowait", "irq",  "softirq", "steal"};
+	json_object *o = json_object_new_object(), *cpus = json_object_new_array();
+	json_object *load = json_object_new_array(), *psi = json_object_new_object();
+	json_object *swaps = json_object_new_array();
+
+	ADD(o, "ncpu", jint(sys->ncpu));
+	ADD(o, "uptime_s", json_object_new_double(sys->uptime_s));
+	for (int i = 0; i < 3; i++)
+		json_object_array_add(load, json_object_new_double(sys->load[i]));
+	ADD(o, "loadavg", load);
+	ADD(o, "runnable", jint(sys->runnable));
+	ADD(o, "threads_total", jint(sys->threads_total));
+	ADD(o, "procs_running", ju64(sys->procs_running));
+	ADD(o, "procs_blocked", ju64(sys->procs_blocked));
+	ADD(o, "context_switches", ju64(sys->ctxt));
+	ADD(o, "forks", ju64(sys->processes_forked));
+	for (size_t i = 0; i < sys->n_cpus; i++) {
+		const struct osm_cpu *c = &sys->cpus[i];
+		json_object *co = json_object_new_object(), *ticks = json_object_new_object();
+		ADD(co, "cpu", c->cpu < 0 ? jstr("all") : jint(c->cpu));
+		for (int k = 0; k < 8; k++)
+			ADD(ticks, tick_names[k], ju64(c->ticks[k]));
+		ADD(co, "ticks", ticks);
+		ADD(co, "busy_pct", c->busy_pct >= 0 ? json_object_new_double(c->busy_pct) : NULL);
+		json_object_array_add(cpus, co);
+	}
+	ADD(o, "cpus", cpus);
+	ADD(o, "meminfo", kv_json(sys->meminfo, sys->n_meminfo));
+	ADD(o, "vmstat", kv_json(sys->vmstat, sys->n_vmstat));
+	for (size_t i = 0; i < sys->n_psi; i++) {
+		json_object *r = json_object_new_object();
+		ADD(r, "some", psi_part(sys->psi[i].some, sys->psi[i].some_total_us));
+		if (sys->psi[i].has_full)
+			ADD(r, "full", psi_part(sys->psi[i].full, sys->psi[i].full_total_us));
+		ADD(psi, sys->psi[i].resource, r);
+	}
+	ADD(o, "pressure", psi);
+	for (size_t i = 0; i < sys->n_swaps; i++) {
+		json_object *s = json_object_new_object();
+		ADD(s, "name", jstr(sys->swaps[i].name));
+		ADD(s, "type", jstr(sys->swaps[i].type));
+		ADD(s, "size", ju64(sys->swaps[i].size));
+		ADD(s, "used", ju64(sys->swaps[i].used));
+		ADD(s, "priority", jint(sys->swaps[i].priority));
+		json_object_array_add(swaps, s);
+	}
+	ADD(o, "swaps", swaps);
 	return o;
 }
 
@@ -75,20 +264,24 @@ char *manifest_to_json(const struct osm_snapshot *s)
 	json_object *root = json_object_new_object(), *procs = json_object_new_array();
 	char *out;
 
-	json_object_object_add(root, "schema_version",
-			       json_object_new_int(MANIFEST_SCHEMA_VERSION));
-	json_object_object_add(root, "osmosis_version", json_object_new_string(OSMOSIS_VERSION));
-	json_object_object_add(root, "created", json_object_new_string(s->created));
-	json_object_object_add(root, "host", json_object_new_string(s->host ? s->host : ""));
-	json_object_object_add(root, "kernel", json_object_new_string(s->kernel ? s->kernel : ""));
-	json_object_object_add(root, "arch", json_object_new_string(ARCH_NAME));
-	json_object_object_add(root, "method", json_object_new_string(s->method));
-	json_object_object_add(root, "method_reason",
-			       json_object_new_string(s->method_reason ? s->method_reason : ""));
-	json_object_object_add(root, "pause_us", json_object_new_int64((int64_t)s->pause_us));
+	ADD(root, "schema_version", jint(MANIFEST_SCHEMA_VERSION));
+	ADD(root, "osmosis_version", jstr(OSMOSIS_VERSION));
+	ADD(root, "created", jstr(s->created));
+	ADD(root, "host", jstr(s->host));
+	ADD(root, "kernel", jstr(s->kernel));
+	ADD(root, "arch", jstr(ARCH_NAME));
+	ADD(root, "scope", jstr(s->scope ? s->scope : "pids"));
+	ADD(root, "scope_arg", jstr(s->scope_arg));
+	ADD(root, "state_only", json_object_new_boolean(s->state_only));
+	ADD(root, "method", jstr(s->method));
+	ADD(root, "method_reason", jstr(s->method_reason));
+	ADD(root, "pause_us", ju64(s->pause_us));
+	ADD(root, "total_ms", ju64(s->total_ms));
+	ADD(root, "sample_ms", ju64(s->sample_ms));
+	ADD(root, "system", system_json(&s->sys));
 	for (size_t i = 0; i < s->n_procs; i++)
 		json_object_array_add(procs, process_json(s->procs[i]));
-	json_object_object_add(root, "processes", procs);
+	ADD(root, "processes", procs);
 
 	const char *txt =
 	    json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |

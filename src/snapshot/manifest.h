@@ -9,3 +9,6 @@
 
 /* Serialise s to a malloc'ed JSON string (pretty-printed). NULL on out of memory. */
 char *manifest_to_json(const struct osm_snapshot *s);
+
+/* "running", "sleeping", ... for a /proc state letter. */
+const char *manifest_state_name(char c);

@@ -12,12 +12,48 @@ void mapping_done(struct osm_mapping *m)
 	memset(m, 0, sizeof(*m));
 }
 
+void fd_done(struct osm_fd *f)
+{
+	free(f->target);
+	free(f->local);
+	free(f->remote);
+	free(f->epoll_tfds);
+	memset(f, 0, sizeof(*f));
+}
+
+void kv_free(struct osm_kv *kv, size_t n)
+{
+	for (size_t i = 0; kv && i < n; i++)
+		free(kv[i].key);
+	free(kv);
+}
+
+void system_done(struct osm_system *sys)
+{
+	free(sys->cpus);
+	kv_free(sys->meminfo, sys->n_meminfo);
+	kv_free(sys->vmstat, sys->n_vmstat);
+	for (size_t i = 0; i < sys->n_swaps; i++) {
+		free(sys->swaps[i].name);
+		free(sys->swaps[i].type);
+	}
+	free(sys->swaps);
+	memset(sys, 0, sizeof(*sys));
+}
+
 void process_free(struct osm_process *p)
 {
 	if (!p)
 		return;
-	for (size_t i = 0; i < p->n_threads; i++)
+	for (size_t i = 0; i < p->n_threads; i++) {
+		free(p->threads[i]->kstack);
 		free(p->threads[i]);
+	}
+	for (size_t i = 0; i < p->n_fds; i++)
+		fd_done(&p->fds[i]);
+	free(p->fds);
+	free(p->cgroup);
+	free(p->capture_note);
 	free(p->threads);
 	for (size_t i = 0; i < p->n_maps; i++)
 		mapping_done(&p->maps[i]);
@@ -35,6 +71,8 @@ void snapshot_free(struct osm_snapshot *s)
 	for (size_t i = 0; i < s->n_procs; i++)
 		process_free(s->procs[i]);
 	free(s->procs);
+	system_done(&s->sys);
+	free(s->scope_arg);
 	free(s->host);
 	free(s->kernel);
 	free(s);
@@ -52,6 +90,8 @@ struct osm_thread *process_add_thread(struct osm_process *p, pid_t tid)
 		return NULL;
 	t->tid = tid;
 	t->state = '?';
+	t->syscall_nr = -1;
+	t->last_cpu = -1;
 	p->threads[p->n_threads++] = t;
 	return t;
 }

@@ -15,8 +15,22 @@
 
 #define OSM_COMM_LEN 16
 
+/* A key and a number, for /proc files that are lists of counters (meminfo, vmstat). */
+struct osm_kv {
+	char *key;
+	int64_t value;
+};
+
 struct osm_thread {
 	pid_t tid;
+	char wchan[64];	 /* kernel function it sleeps in, before the freeze ("" if running) */
+	char *kstack;	 /* /proc/PID/task/TID/stack before the freeze (root only), or NULL */
+	long syscall_nr; /* the syscall it is in at the freeze, or -1 (from registers) */
+	uint64_t syscall_args[6];
+	uint64_t vctx, nvctx; /* voluntary and involuntary context switches */
+	int last_cpu;
+	double cpu_pct; /* CPU use over the sampling interval before the freeze, % of a CPU */
+	bool has_cpu_pct;
 	char name[OSM_COMM_LEN + 1];
 	char state;	    /* /proc state letter sampled just before the freeze */
 	bool seized;	    /* we are its tracer (PTRACE_SEIZE or auto-attached at clone) */
@@ -58,6 +72,28 @@ struct osm_mapping {
 	uint64_t unreadable; /* bytes the kernel refused to give us (left as zeroes) */
 };
 
+/* One open descriptor, read just before the freeze. */
+struct osm_fd {
+	int fd;
+	char type[12]; /* file dir char block pipe socket eventfd epoll timerfd signalfd inotify
+			  memfd pidfd anon other */
+	char *target;  /* what /proc/PID/fd/N links to */
+	uint64_t inode;
+	uint32_t flags; /* open flags from fdinfo (O_ACCMODE says which end of a pipe) */
+	uint64_t pos;
+	/* sockets */
+	char proto[8]; /* unix tcp tcp6 udp udp6 netlink raw other */
+	char sock_state[16];
+	char *local, *remote;
+	uint64_t peer_inode; /* unix: the peer socket's inode (sock_diag UNIX_DIAG_PEER) */
+	uint32_t rqueue, wqueue;
+	/* epoll: the descriptors it watches */
+	int *epoll_tfds;
+	size_t n_epoll_tfds;
+	/* eventfd count, timerfd clock... */
+	int64_t eventfd_count;
+};
+
 struct osm_process {
 	pid_t pid, ppid, pgid, sid;
 	uid_t uid, euid;
@@ -71,6 +107,17 @@ struct osm_process {
 	unsigned coredump_filter;
 	uint64_t starttime; /* clock ticks since boot (stat field 22) */
 	bool dumpable;
+	uint64_t start_time_s; /* seconds since boot */
+	uint64_t utime_us, stime_us;
+	uint64_t vm_size, vm_rss, vm_swap, rss_anon, rss_file, rss_shmem; /* bytes */
+	uint64_t nofile_soft, nofile_hard; /* RLIMIT_NOFILE; UINT64_MAX for unlimited */
+	char *cgroup;
+	int oom_score_adj;
+	struct osm_fd *fds;
+	size_t n_fds;
+	int fd_error;	     /* errno when the descriptor table could not be read, else 0 */
+	const char *capture; /* "memory", "state", "skipped", "exited" */
+	char *capture_note;  /* why it was skipped */
 
 	struct osm_thread **threads;
 	size_t n_threads, cap_threads;
@@ -81,6 +128,43 @@ struct osm_process {
 	char core_name[64];	 /* file name of its core inside the snapshot directory */
 };
 
+struct osm_cpu {
+	int cpu;	   /* -1 for the total line */
+	uint64_t ticks[8]; /* user nice system idle iowait irq softirq steal */
+	double busy_pct;   /* over the sampling interval; -1 when not sampled */
+};
+
+struct osm_psi {
+	char resource[8];	 /* cpu memory io */
+	double some[3], full[3]; /* avg10 avg60 avg300, percent */
+	uint64_t some_total_us, full_total_us;
+	bool has_full;
+};
+
+struct osm_swap {
+	char *name, *type;
+	uint64_t size, used; /* bytes */
+	int priority;
+};
+
+struct osm_system {
+	long ncpu;
+	double uptime_s, idle_s;
+	double load[3];
+	int runnable, threads_total;
+	uint64_t procs_running, procs_blocked, ctxt, processes_forked;
+	struct osm_cpu *cpus;
+	size_t n_cpus;
+	struct osm_kv *meminfo; /* bytes for kB lines, counts otherwise */
+	size_t n_meminfo;
+	struct osm_kv *vmstat;
+	size_t n_vmstat;
+	struct osm_psi psi[3];
+	size_t n_psi;
+	struct osm_swap *swaps;
+	size_t n_swaps;
+};
+
 struct osm_snapshot {
 	char *host;
 	char *kernel;
@@ -88,11 +172,20 @@ struct osm_snapshot {
 	const char *method;
 	const char *method_reason;
 	uint64_t pause_us;
+	const char *scope; /* pids, tree, cgroup, all */
+	char *scope_arg;   /* the cgroup path, or the root pids */
+	bool state_only;
+	uint64_t sample_ms; /* the CPU sampling interval before the freeze (0: none) */
+	uint64_t total_ms;  /* the whole command, start to files renamed into place */
+	struct osm_system sys;
 	struct osm_process **procs;
-	size_t n_procs;
+	size_t n_procs, cap_procs;
 };
 
 void mapping_done(struct osm_mapping *m);
+void fd_done(struct osm_fd *f);
+void system_done(struct osm_system *sys);
+void kv_free(struct osm_kv *kv, size_t n);
 void process_free(struct osm_process *p);
 void snapshot_free(struct osm_snapshot *s);
 struct osm_thread *process_add_thread(struct osm_process *p, pid_t tid);

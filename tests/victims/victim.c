@@ -314,8 +314,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	/* The signals may reach any thread: poll rather than pause() in this one. */
 	while (!verify_requested && !quit_requested)
-		pause();
+		usleep(5000);
 	if (quit_requested)
 		return 0;
 

@@ -15,6 +15,7 @@
 #include "arch.h"
 #include "core/notes.h"
 #include "snapshot/model.h"
+#include "syscalls.h"
 
 #ifndef NT_X86_XSTATE
 #define NT_X86_XSTATE 0x202
@@ -133,6 +134,13 @@ static uint8_t *to_fixed_layout(const uint8_t *x, uint32_t len, uint32_t *ret_le
 	}
 	*ret_len = out_len;
 	return out;
+}
+
+const char *arch_syscall_name(long nr)
+{
+	if (nr < 0 || nr >= (long)(sizeof(arch_syscall_names) / sizeof(arch_syscall_names[0])))
+		return NULL;
+	return arch_syscall_names[nr];
 }
 
 int arch_thread_extra_notes(const struct osm_thread *t, struct note_sink *ns)

@@ -34,6 +34,8 @@ uint64_t arch_regs_pc(const struct arch_regs *regs);
 uint64_t arch_regs_sp(const struct arch_regs *regs);
 /* The syscall the thread is in (or -1), with up to 6 arguments. */
 long arch_regs_syscall(const struct arch_regs *regs, uint64_t args[6]);
+/* The syscall's name, or NULL for a number this table does not know. */
+const char *arch_syscall_name(long nr);
 
 struct note_sink;
 struct osm_thread;

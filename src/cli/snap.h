@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal to osmosis snap: choosing and vetting targets, and the state read around the freeze. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "freeze/freeze.h"
+#include "proc/sockets.h"
+#include "proc/system.h"
+#include "proc/targets.h"
+#include "snapshot/model.h"
+
+struct snap_state {
+	struct osm_snapshot *snap;
+	struct target_set set;
+	bool tree; /* grow the set with new children during the freeze */
+	/* socket tables, one per network namespace met */
+	struct sock_table *socks;
+	size_t n_socks, cap_socks;
+	uint64_t own_netns;
+	/* the first CPU sample of the interval */
+	struct cpu_sample cpus_before;
+	struct {
+		pid_t *tids;
+		uint64_t *ticks;
+		size_t n;
+	} * thread_ticks; /* one per target, by index */
+	size_t n_thread_ticks;
+	uint64_t sample_t0;
+};
+
+/* Open and vet pid as a target. A required target that cannot be snapshotted fails (logged);
+ * an optional one is kept as skipped with the reason. Returns 0 or a negative errno. */
+int snap_add_target(struct snap_state *st, pid_t pid, bool optional);
+/* The first CPU sample (threads of every target, and /proc/stat). */
+void snap_sample_begin(struct snap_state *st);
+/* Everything read just before the freeze: threads, details, descriptors, system state. */
+int snap_load_state(struct snap_state *st, bool progress);
+/* freeze_grow_fn for trees: adds children of frozen targets that are not in the set yet. */
+int snap_grow_tree(struct freeze_session *s, bool *ret_added);
+void snap_state_done(struct snap_state *st);
+
+/* Progress on a terminal: "osmosis: WHAT N/TOTAL" rewritten in place; nothing elsewhere. */
+void progress(bool enabled, const char *what, size_t n, size_t total);
+void progress_end(bool enabled);

@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * osmosis snap, before the freeze: vetting targets and reading the state that cannot usefully be
+ * read inside the freeze (descriptor tables, sockets, memory figures, limits, kernel stacks,
+ * system counters), and the CPU sample whose interval ends just before the freeze, so a spinning
+ * thread can be told from an idle one. Also the tree's growth callback, which runs inside it.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/timeutil.h"
+#include "base/util.h"
+#include "cli/snap.h"
+#include "proc/fds.h"
+#include "proc/process.h"
+#include "proc/procfs.h"
+
+void progress(bool enabled, const char *what, size_t n, size_t total)
+{
+	if (!enabled)
+		return;
+	fprintf(stderr, "\rosmosis: %s %zu/%zu\033[K", what, n, total);
+	fflush(stderr);
+}
+
+void progress_end(bool enabled)
+{
+	if (!enabled)
+		return;
+	fprintf(stderr, "\r\033[K");
+	fflush(stderr);
+}
+
+/* Mark t skipped with a reason; its identity is read as far as /proc allows. */
+static int skip(struct target *t, int err, const char *fmt, ...) _printf_(3, 4);
+static int skip(struct target *t, int err, const char *fmt, ...)
+{
+	va_list ap;
+	char *note = NULL;
+
+	va_start(ap, fmt);
+	if (vasprintf(&note, fmt, ap) < 0)
+		note = NULL;
+	va_end(ap);
+	t->skipped = true;
+	t->proc->capture = "skipped";
+	free(t->proc->capture_note);
+	t->proc->capture_note = note;
+	if (t->ref.procfd >= 0)
+		proc_load_identity(&t->ref, t->proc);
+	(void)err;
+	return 0;
+}
+
+int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
+{
+	struct target *t = target_set_add(&st->set, st->snap, pid);
+	struct osm_process *p;
+	struct proc_stat ps;
+	int r;
+
+	if (!t)
+		return log_error(ENOMEM, "out of memory");
+	t->optional = optional;
+	p = t->proc;
+	p->capture = "memory";
+	if (pid == getpid())
+		return optional ? skip(t, EINVAL, "osmosis itself")
+				: log_error(EINVAL, "pid %d is osmosis itself", pid);
+	r = pidref_open(pid, &t->ref);
+	if (r == -ESRCH) {
+		if (!optional)
+			return log_error(r, "no process with pid %d", pid);
+		t->exited = true;
+		p->capture = "exited";
+		p->capture_note = strdup("exited before the snapshot");
+		return 0;
+	}
+	if (r < 0)
+		return optional ? skip(t, r, "cannot open: %s", strerror(-r))
+				: log_error(r, "cannot open pid %d: %m", pid);
+	r = proc_read_stat(t->ref.procfd, "stat", &ps);
+	if (r < 0)
+		return optional ? skip(t, r, "cannot read /proc/%d/stat", pid)
+				: log_error(r,
+					    r == -ESRCH ? "no process with pid %d"
+							: "cannot read /proc/%d/stat: %m",
+					    pid);
+	if (ps.flags & PF_KTHREAD_FLAG)
+		return optional
+			   ? skip(t, EINVAL, "kernel thread")
+			   : log_error(EINVAL,
+				       "pid %d (%s) is a kernel thread: it has no user memory to "
+				       "snapshot",
+				       pid, ps.comm);
+	if (ps.state == 'Z' || ps.state == 'X')
+		return optional ? skip(t, ESRCH,
+				       "zombie: exited, waiting for its parent %d to "
+				       "reap it",
+				       ps.ppid)
+				: log_error(ESRCH,
+					    "pid %d (%s) is a zombie: it has exited and holds no "
+					    "memory",
+					    pid, ps.comm);
+	r = proc_load_identity(&t->ref, p);
+	if (r < 0)
+		return optional ? skip(t, r, "cannot read: %s", strerror(-r))
+				: log_error(r,
+					    r == -ESRCH ? "no process with pid %d"
+							: "cannot read pid %d: %m",
+					    pid);
+	if (geteuid() != 0) {
+		if (!p->dumpable)
+			return optional
+				   ? skip(t, EPERM, "not dumpable; only root may snapshot it")
+				   : log_error(EPERM,
+					       "pid %d (%s) is not dumpable (it runs a setuid or "
+					       "setgid program, or called "
+					       "prctl(PR_SET_DUMPABLE, 0)); only root may "
+					       "snapshot it",
+					       pid, p->comm);
+		if (p->uid != getuid() || p->euid != getuid())
+			return optional ? skip(t, EPERM,
+					       "belongs to uid %u; only that user or root may "
+					       "snapshot it",
+					       (unsigned)p->euid)
+					: log_error(EPERM,
+						    "pid %d (%s) belongs to uid %u; only that user "
+						    "or root may snapshot it",
+						    pid, p->comm, (unsigned)p->euid);
+	}
+	/* Opening /proc/PID/mem asks the kernel the question ptrace will (PTRACE_MODE_ATTACH):
+	 * it answers for Yama, LSMs and capabilities before anything is frozen. */
+	r = pidref_open_mem(&t->ref);
+	if (r == -EACCES || r == -EPERM)
+		return optional
+			   ? skip(t, EPERM, "the kernel refuses tracing it")
+			   : log_error(EPERM,
+				       "not permitted to trace pid %d (%s): the kernel refused "
+				       "access (ptrace restrictions such as Yama ptrace_scope "
+				       "or a security module)",
+				       pid, p->comm);
+	if (r < 0)
+		return optional ? skip(t, r, "cannot open its memory: %s", strerror(-r))
+				: log_error(r, "cannot open the memory of pid %d (%s): %m", pid,
+					    p->comm);
+	return 0;
+}
+
+void snap_sample_begin(struct snap_state *st)
+{
+	st->sample_t0 = now_ns();
+	system_sample_cpus(&st->cpus_before);
+	st->thread_ticks = calloc(st->set.n ? st->set.n : 1, sizeof(*st->thread_ticks));
+	if (!st->thread_ticks)
+		return;
+	st->n_thread_ticks = st->set.n;
+	for (size_t i = 0; i < st->set.n; i++) {
+		struct target *t = st->set.v[i];
+		if (t->exited || t->ref.procfd < 0)
+			continue;
+		proc_thread_ticks(t->ref.procfd, &st->thread_ticks[i].tids,
+				  &st->thread_ticks[i].ticks, &st->thread_ticks[i].n);
+	}
+}
+
+static struct sock_table *sockets_for(struct snap_state *st, struct target *t)
+{
+	struct stat ns;
+
+	if (fstatat(t->ref.procfd, "ns/net", &ns, 0) < 0)
+		return NULL;
+	for (size_t i = 0; i < st->n_socks; i++)
+		if (st->socks[i].netns == ns.st_ino)
+			return &st->socks[i];
+	if (grow_array((void **)&st->socks, &st->cap_socks, st->n_socks + 1, sizeof(*st->socks)))
+		return NULL;
+	struct sock_table *tab = &st->socks[st->n_socks++];
+	memset(tab, 0, sizeof(*tab));
+	if (sock_table_load(tab, t->ref.procfd, ns.st_ino, ns.st_ino == st->own_netns) < 0)
+		log_debug("pid %d: cannot read its sockets", t->proc->pid);
+	return tab;
+}
+
+/* Threads, details and descriptors of one target. */
+static int load_target(struct snap_state *st, struct target *t, size_t idx, uint64_t interval)
+{
+	int r;
+
+	r = proc_load_threads(&t->ref, t->proc);
+	if (r == -ESRCH) {
+		t->exited = true;
+		t->proc->capture = "exited";
+		return t->optional ? 0 : log_error(r, "pid %d exited", t->proc->pid);
+	}
+	if (r < 0)
+		return log_error(r, "cannot read the threads of pid %d: %m", t->proc->pid);
+	if (idx < st->n_thread_ticks && st->thread_ticks[idx].n)
+		proc_apply_cpu_sample(t->proc, st->thread_ticks[idx].tids,
+				      st->thread_ticks[idx].ticks, st->thread_ticks[idx].n,
+				      interval);
+	proc_load_details(&t->ref, t->proc);
+	r = proc_load_fds(&t->ref, t->proc, sockets_for(st, t));
+	if (r < 0)
+		return log_error(r, "out of memory");
+	return 0;
+}
+
+int snap_load_state(struct snap_state *st, bool show_progress)
+{
+	struct stat ns;
+	uint64_t interval = st->snap->sample_ms ? now_ns() - st->sample_t0 : 0;
+	int r;
+
+	if (stat("/proc/self/ns/net", &ns) == 0)
+		st->own_netns = ns.st_ino;
+	for (size_t i = 0; i < st->set.n; i++) {
+		struct target *t = st->set.v[i];
+
+		if (t->exited || t->ref.procfd < 0)
+			continue;
+		if (t->skipped) {
+			/* Recorded with what /proc shows without ptrace. */
+			proc_load_threads(&t->ref, t->proc);
+			proc_load_details(&t->ref, t->proc);
+			continue;
+		}
+		r = load_target(st, t, i, interval);
+		if (r < 0)
+			return r;
+		if (i % 16 == 0)
+			progress(show_progress, "reading process state", i + 1, st->set.n);
+	}
+	progress_end(show_progress);
+	r = system_load(&st->snap->sys, st->snap->sample_ms ? &st->cpus_before : NULL);
+	if (r < 0)
+		return log_error(r, "cannot read the system state: %m");
+	return 0;
+}
+
+int snap_grow_tree(struct freeze_session *s, bool *ret_added)
+{
+	struct snap_state *st = s->userdata;
+	_cleanup_free_ pid_t *roots = NULL, *all = NULL;
+	size_t n_roots = 0, n_all = 0;
+	int r;
+
+	*ret_added = false;
+	roots = calloc(st->set.n ? st->set.n : 1, sizeof(*roots));
+	if (!roots)
+		return log_error(ENOMEM, "out of memory");
+	for (size_t i = 0; i < st->set.n; i++)
+		if (!st->set.v[i]->exited)
+			roots[n_roots++] = st->set.v[i]->proc->pid;
+	r = targets_descendants(roots, n_roots, &all, &n_all);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n_all; i++) {
+		struct target *t;
+		if (target_set_find(&st->set, all[i]))
+			continue;
+		/* A child born before its parent stopped: it joins the snapshot now. */
+		r = snap_add_target(st, all[i], true);
+		if (r < 0)
+			return r;
+		t = st->set.v[st->set.n - 1];
+		if (!t->skipped && !t->exited) {
+			r = load_target(st, t, SIZE_MAX, 0);
+			if (r < 0)
+				return r;
+		}
+		*ret_added = true;
+	}
+	return 0;
+}
+
+void snap_state_done(struct snap_state *st)
+{
+	for (size_t i = 0; i < st->n_socks; i++)
+		sock_table_done(&st->socks[i]);
+	free(st->socks);
+	for (size_t i = 0; i < st->n_thread_ticks; i++) {
+		free(st->thread_ticks[i].tids);
+		free(st->thread_ticks[i].ticks);
+	}
+	free(st->thread_ticks);
+	cpu_sample_done(&st->cpus_before);
+	target_set_done(&st->set);
+}

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/parse.h"
+#include "base/util.h"
+#include "proc/procfs.h"
+#include "proc/targets.h"
+
+struct target *target_set_add(struct target_set *set, struct osm_snapshot *snap, pid_t pid)
+{
+	struct target *t;
+	struct osm_process *p;
+
+	if (grow_array((void **)&set->v, &set->cap, set->n + 1, sizeof(*set->v)))
+		return NULL;
+	if (grow_array((void **)&snap->procs, &snap->cap_procs, snap->n_procs + 1,
+		       sizeof(*snap->procs)))
+		return NULL;
+	t = calloc(1, sizeof(*t));
+	p = calloc(1, sizeof(*p));
+	if (!t || !p) {
+		free(t);
+		free(p);
+		return NULL;
+	}
+	p->pid = pid;
+	t->ref = PIDREF_NULL;
+	t->proc = p;
+	t->pagemap_fd = -1;
+	snap->procs[snap->n_procs++] = p;
+	set->v[set->n++] = t;
+	return t;
+}
+
+struct target *target_set_find(const struct target_set *set, pid_t pid)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (set->v[i]->proc->pid == pid)
+			return set->v[i];
+	return NULL;
+}
+
+void target_set_done(struct target_set *set)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		pidref_done(&set->v[i]->ref);
+		free(set->v[i]);
+	}
+	free(set->v);
+	*set = (struct target_set){0};
+}
+
+static int cmp_pid(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+	return (x > y) - (x < y);
+}
+
+static int push_pid(pid_t **v, size_t *n, size_t *cap, pid_t pid)
+{
+	if (grow_array((void **)v, cap, *n + 1, sizeof(**v)))
+		return -ENOMEM;
+	(*v)[(*n)++] = pid;
+	return 0;
+}
+
+static void sort_unique(pid_t *v, size_t *n)
+{
+	size_t w = 0;
+	qsort(v, *n, sizeof(*v), cmp_pid);
+	for (size_t i = 0; i < *n; i++)
+		if (w == 0 || v[w - 1] != v[i])
+			v[w++] = v[i];
+	*n = w;
+}
+
+struct proc_entry {
+	pid_t pid, ppid;
+	bool kthread;
+};
+
+/* Every process in /proc with its parent; kernel threads marked. */
+static int scan_proc(struct proc_entry **ret, size_t *ret_n)
+{
+	_cleanup_closedir_ DIR *d = opendir("/proc");
+	struct proc_entry *v = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+
+	if (!d)
+		return log_error(errno, "cannot list /proc: %m");
+	while ((de = readdir(d))) {
+		struct proc_stat st;
+		char path[64];
+		pid_t pid;
+
+		if (parse_pid(de->d_name, &pid) < 0)
+			continue;
+		snprintf(path, sizeof(path), "%d/stat", pid);
+		if (proc_read_stat(dirfd(d), path, &st) < 0)
+			continue; /* gone meanwhile */
+		if (grow_array((void **)&v, &cap, n + 1, sizeof(*v))) {
+			free(v);
+			return log_error(ENOMEM, "out of memory");
+		}
+		v[n++] = (struct proc_entry){
+		    .pid = pid, .ppid = st.ppid, .kthread = (st.flags & PF_KTHREAD_FLAG) != 0};
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+int targets_descendants(const pid_t *roots, size_t n_roots, pid_t **ret, size_t *ret_n)
+{
+	_cleanup_free_ struct proc_entry *all = NULL;
+	pid_t *out = NULL;
+	size_t n_all = 0, n = 0, cap = 0;
+	int r;
+
+	r = scan_proc(&all, &n_all);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n_roots; i++)
+		if (push_pid(&out, &n, &cap, roots[i]) < 0)
+			goto oom;
+	/* Breadth first: out grows while we walk it. */
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < n_all; j++)
+			if (all[j].ppid == out[i] && !all[j].kthread && all[j].pid != out[i] &&
+			    all[j].pid != getpid()) {
+				bool seen = false;
+				for (size_t k = 0; k < n && !seen; k++)
+					seen = out[k] == all[j].pid;
+				if (!seen && push_pid(&out, &n, &cap, all[j].pid) < 0)
+					goto oom;
+			}
+	sort_unique(out, &n);
+	*ret = out;
+	*ret_n = n;
+	return 0;
+oom:
+	free(out);
+	return log_error(ENOMEM, "out of memory");
+}
+
+int targets_cgroup(const char *path, pid_t **ret, size_t *ret_n)
+{
+	_cleanup_free_ char *full = NULL, *buf = NULL;
+	_cleanup_close_ int dfd = -1;
+	pid_t *out = NULL;
+	size_t n = 0, cap = 0;
+	char *line, *save = NULL;
+	int r;
+
+	/* A path under /sys/fs/cgroup, or relative to it ("system.slice/x.service"). */
+	if (path[0] == '/')
+		full = strdup(path);
+	else if (asprintf(&full, "/sys/fs/cgroup/%s", path) < 0)
+		full = NULL;
+	if (!full)
+		return log_error(ENOMEM, "out of memory");
+	dfd = open(full, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return log_error(errno, "cannot open cgroup %s: %m", full);
+	/* cgroup.procs lists processes in v2 and v1 alike. */
+	r = read_file_at(dfd, "cgroup.procs", &buf, NULL);
+	if (r < 0)
+		return log_error(r, "%s is not a cgroup directory (no cgroup.procs): %m", full);
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		pid_t pid;
+		if (parse_pid(line, &pid) < 0)
+			continue;
+		if (pid == getpid())
+			continue;
+		if (push_pid(&out, &n, &cap, pid) < 0) {
+			free(out);
+			return log_error(ENOMEM, "out of memory");
+		}
+	}
+	sort_unique(out, &n);
+	*ret = out;
+	*ret_n = n;
+	return 0;
+}
+
+int targets_all(pid_t **ret, size_t *ret_n)
+{
+	_cleanup_free_ struct proc_entry *all = NULL;
+	pid_t *out = NULL;
+	size_t n_all = 0, n = 0, cap = 0;
+	int r;
+
+	r = scan_proc(&all, &n_all);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n_all; i++) {
+		if (all[i].kthread || all[i].pid == getpid())
+			continue;
+		if (push_pid(&out, &n, &cap, all[i].pid) < 0) {
+			free(out);
+			return log_error(ENOMEM, "out of memory");
+		}
+	}
+	sort_unique(out, &n);
+	*ret = out;
+	*ret_n = n;
+	return 0;
+}

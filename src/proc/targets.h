@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The targets of a snapshot, and how they are chosen: given PIDs, process trees (a PID and all its
+ * descendants), the members of a cgroup, or every process the caller may trace. A target is one
+ * process: its pidfd reference, its model, and the per-target state the freeze and the capture
+ * methods keep. Targets may join while the freeze is under way (a tree's new children), so the set
+ * holds pointers that stay valid as it grows.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proc/pidref.h"
+#include "snapshot/model.h"
+
+struct target {
+	struct pidref ref;
+	struct osm_process *proc; /* owned by the snapshot model */
+	bool optional;		  /* its exit during the snapshot is recorded, never fatal */
+	bool exited;		  /* it went away during the snapshot */
+	bool skipped; /* not frozen (state recorded only); proc->capture_note says why */
+
+	/* capture method state */
+	int pagemap_fd;
+	struct osm_mapping *pre_maps; /* from smaps, before the freeze */
+	size_t n_pre_maps;
+	uint64_t planned_bytes;
+};
+
+struct target_set {
+	struct target **v;
+	size_t n, cap;
+};
+
+/* Append a target for pid with a fresh process model added to snap. Returns it, or NULL on
+ * out of memory. The reference is not opened yet. */
+struct target *target_set_add(struct target_set *set, struct osm_snapshot *snap, pid_t pid);
+struct target *target_set_find(const struct target_set *set, pid_t pid);
+void target_set_done(struct target_set *set);
+
+/* Selection. Each fills *ret (malloc'ed, sorted, unique) and returns 0 or a negative errno;
+ * they log their errors. */
+int targets_descendants(const pid_t *roots, size_t n_roots, pid_t **ret, size_t *ret_n);
+int targets_cgroup(const char *path, pid_t **ret, size_t *ret_n);
+/* Every process except kernel threads and osmosis itself. */
+int targets_all(pid_t **ret, size_t *ret_n);
