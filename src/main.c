@@ -19,6 +19,7 @@ struct command {
 
 static const struct command commands[] = {
     {"snap", cmd_snap, "freeze processes at one instant and write their cores and a manifest"},
+    {"show", cmd_show, "show what a snapshot holds: system, processes, threads, descriptors"},
 };
 
 static void usage(FILE *f)

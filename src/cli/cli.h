@@ -6,3 +6,4 @@
 #define EXIT_USAGE 2
 
 int cmd_snap(int argc, char **argv);
+int cmd_show(int argc, char **argv);

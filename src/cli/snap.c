@@ -428,8 +428,15 @@ int cmd_snap(int argc, char **argv)
 	s->scope = o.all ? "all" : o.cgroup ? "cgroup" : o.tree ? "tree" : "pids";
 	s->state_only = o.state_only;
 	s->sample_ms = o.sample_ns / 1000000;
-	if (o.cgroup)
+	if (o.cgroup) {
 		s->scope_arg = strdup(o.cgroup);
+	} else if (!o.all) {
+		/* the PIDs given, as typed */
+		size_t len = 0;
+		s->scope_arg = calloc(o.n_pids * 12 + 1, 1);
+		for (size_t i = 0; s->scope_arg && i < o.n_pids; i++)
+			len += (size_t)sprintf(s->scope_arg + len, "%s%d", i ? " " : "", o.pids[i]);
+	}
 
 	/* Choose and vet every target before anything is created or frozen. */
 	if (choose_targets(&o, &st) < 0)
