@@ -24,6 +24,7 @@ check: deps
 
 bench: build
 	@./$(BUILD)/bench/osmosis-bench-stall --osmosis ./$(BUILD)/osmosis
+	@./$(BUILD)/bench/osmosis-bench-stall --osmosis ./$(BUILD)/osmosis --scale
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -9,8 +9,12 @@
  * once: the floor for any copy-on-write method), and reads the longest gap back. All in one run,
  * side by side, on the same victim.
  *
+ * With --scale, the victims are a process with 1,000 idle threads and a tree of 500 processes,
+ * and the rows are osmosis snap, osmosis snap --tree and osmosis snap --all --state-only (with the
+ * 500-process tree on the machine), beside gcore where it applies.
+ *
  * Usage: osmosis-bench-stall [--osmosis PATH] [--sizes MiB,MiB,...] [--runs N] [--dir DIR]
- *                            [--no-gcore]
+ *                            [--no-gcore] [--scale]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -54,10 +59,25 @@ static void *heartbeat(void *arg)
 	return NULL;
 }
 
-static int victim_main(size_t mib)
+static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
+
+static void *idle_thread(void *arg)
+{
+	pthread_mutex_lock(&idle_lock);
+	for (;;)
+		pthread_cond_wait(&idle_cv, &idle_lock);
+	return arg;
+}
+
+/* mib of touched memory, threads idle threads, children sleeping child processes */
+static int victim_main(size_t mib, int threads, int children)
 {
 	size_t len = mib << 20;
-	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *p =
+	    len ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+		: NULL;
+	pthread_attr_t attr;
 	pthread_t t;
 	char cmd[64];
 
@@ -65,6 +85,19 @@ static int victim_main(size_t mib)
 		return 1;
 	for (size_t i = 0; i < len; i += 4096)
 		memset(p + i, (int)(i >> 12) | 1, 4096);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	for (int i = 0; i < threads; i++)
+		if (pthread_create(&t, &attr, idle_thread, NULL))
+			return 1;
+	for (int i = 0; i < children; i++) {
+		pid_t c = fork();
+		if (c == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			for (;;)
+				pause();
+		}
+	}
 	pthread_create(&t, NULL, heartbeat, NULL);
 	printf("ready %d\n", getpid());
 	fflush(stdout);
@@ -97,14 +130,14 @@ struct victim {
 	FILE *in, *out;
 };
 
-static int victim_start(const char *self, size_t mib, struct victim *v)
+static int victim_start(const char *self, size_t mib, int threads, int children, struct victim *v)
 {
 	int to[2], from[2];
-	char line[64], arg[32];
+	char line[64], arg[64];
 
 	if (pipe(to) < 0 || pipe(from) < 0)
 		return -1;
-	snprintf(arg, sizeof(arg), "%zu", mib);
+	snprintf(arg, sizeof(arg), "%zu,%d,%d", mib, threads, children);
 	v->pid = fork();
 	if (v->pid == 0) {
 		dup2(to[0], 0);
@@ -207,19 +240,113 @@ static void print_row(size_t mib, const char *what, struct result *r, bool has_p
 	fflush(stdout);
 }
 
+/* One scale row: run cmd (with %d for the pid) runs times against v; stall, pause, total. */
+static void scale_row(const char *what, struct victim *v, const char *osmosis, const char *dir,
+		      const char *args, int runs)
+{
+	struct result r = {0};
+	char cmd[8192], out[4096];
+
+	for (int i = 0; i < runs; i++) {
+		uint64_t t;
+		snprintf(out, sizeof(out), "%s/osmosis-bench-scale-%d-%d", dir, getpid(), i);
+		snprintf(cmd, sizeof(cmd), "%s snap -q --sample 0 %s -o %s", osmosis, args, out);
+		if (strstr(cmd, "%d")) {
+			char tmp[8192];
+			snprintf(tmp, sizeof(tmp), cmd, v->pid);
+			snprintf(cmd, sizeof(cmd), "%s", tmp);
+		}
+		victim_ask(v, "reset");
+		if (run(cmd, &t) < 0) {
+			fprintf(stderr, "failed: %s\n", cmd);
+			continue;
+		}
+		r.stall[r.n] = victim_ask(v, "report");
+		r.pause[r.n] = (uint64_t)manifest_pause_us(out);
+		r.total[r.n++] = t;
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", out);
+		system(cmd);
+	}
+	printf("| %-34s | %10.1f | %10.1f | %10.1f | %8.2f |\n", what, median(r.stall, r.n) / 1e6,
+	       maximum(r.stall, r.n) / 1e6, median(r.pause, r.n) / 1e3, median(r.total, r.n) / 1e9);
+	fflush(stdout);
+}
+
+static void scale_gcore_row(const char *what, struct victim *v, const char *dir, int runs)
+{
+	struct result r = {0};
+	char cmd[8192];
+
+	for (int i = 0; i < runs; i++) {
+		uint64_t t;
+		snprintf(cmd, sizeof(cmd), "gcore -o %s/osmosis-bench-gcore %d >/dev/null 2>&1",
+			 dir, v->pid);
+		victim_ask(v, "reset");
+		if (run(cmd, &t) < 0)
+			continue;
+		r.stall[r.n] = victim_ask(v, "report");
+		r.total[r.n++] = t;
+		snprintf(cmd, sizeof(cmd), "rm -f %s/osmosis-bench-gcore.%d", dir, v->pid);
+		system(cmd);
+	}
+	printf("| %-34s | %10.1f | %10.1f | %10s | %8.2f |\n", what, median(r.stall, r.n) / 1e6,
+	       maximum(r.stall, r.n) / 1e6, "-", median(r.total, r.n) / 1e9);
+	fflush(stdout);
+}
+
+static int scale_main(const char *self, const char *osmosis, const char *dir, int runs, int gcore,
+		      struct utsname *u)
+{
+	struct victim v;
+	long nprocs = 0;
+	char buf[64];
+
+	printf("osmosis-bench-stall --scale: many threads, many processes\n");
+	printf("machine: %s, %ld CPUs, kernel %s; %d runs each (median and max)\n\n", u->machine,
+	       sysconf(_SC_NPROCESSORS_ONLN), u->release, runs);
+	printf("| %-34s | %10s | %10s | %10s | %8s |\n", "what", "stall ms", "max ms", "pause ms",
+	       "total s");
+	printf(
+	    "|------------------------------------|------------|------------|------------|-------"
+	    "---|\n");
+	if (victim_start(self, 16, 1000, 0, &v) < 0)
+		return 1;
+	scale_row("osmosis snap, 1,000 idle threads", &v, osmosis, dir, "%d", runs);
+	if (gcore)
+		scale_gcore_row("gcore, 1,000 idle threads", &v, dir, runs);
+	victim_stop(&v);
+
+	if (victim_start(self, 0, 0, 499, &v) < 0)
+		return 1;
+	scale_row("osmosis snap --tree, 500 processes", &v, osmosis, dir, "--tree %d", runs);
+	scale_row("osmosis snap --tree --state-only", &v, osmosis, dir, "--tree --state-only %d",
+		  runs);
+	FILE *f = popen("ls /proc | grep -c '^[0-9]'", "r");
+	if (f && fgets(buf, sizeof(buf), f))
+		nprocs = strtol(buf, NULL, 10);
+	if (f)
+		pclose(f);
+	snprintf(buf, sizeof(buf), "osmosis snap --all --state-only (%ld)", nprocs);
+	scale_row(buf, &v, osmosis, dir, "--all --state-only", runs);
+	victim_stop(&v);
+	printf(
+	    "\nstall: the longest gap the victim's heartbeat thread saw (for --tree and --all,\n"
+	    "the victim is the tree's root); pause: osmosis's own measure; total: wall time of\n"
+	    "the command, files written and synced. (--all counts kernel threads, which are not\n"
+	    "frozen.)\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *osmosis = "build/osmosis", *dir = "/var/tmp";
 	char sizes_buf[256] = "256,1024,4096", self[4096];
-	int runs = 3, gcore = 1;
+	int runs = 3, gcore = 1, scale = 0;
 	static const struct option opts[] = {
-	    {"osmosis", required_argument, NULL, 'o'},
-	    {"sizes", required_argument, NULL, 's'},
-	    {"runs", required_argument, NULL, 'r'},
-	    {"dir", required_argument, NULL, 'd'},
-	    {"no-gcore", no_argument, NULL, 'g'},
-	    {"victim", required_argument, NULL, 'v'},
-	    {},
+	    {"osmosis", required_argument, NULL, 'o'}, {"sizes", required_argument, NULL, 's'},
+	    {"runs", required_argument, NULL, 'r'},    {"dir", required_argument, NULL, 'd'},
+	    {"no-gcore", no_argument, NULL, 'g'},      {"victim", required_argument, NULL, 'v'},
+	    {"scale", no_argument, NULL, 'S'},	       {},
 	};
 	struct utsname u;
 	int c;
@@ -241,8 +368,15 @@ int main(int argc, char **argv)
 		case 'g':
 			gcore = 0;
 			break;
-		case 'v':
-			return victim_main(strtoul(optarg, NULL, 10));
+		case 'v': {
+			size_t mib = 0;
+			int threads = 0, children = 0;
+			sscanf(optarg, "%zu,%d,%d", &mib, &threads, &children);
+			return victim_main(mib, threads, children);
+		}
+		case 'S':
+			scale = 1;
+			break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of bench/stall.c\n");
 			return 2;
@@ -256,6 +390,8 @@ int main(int argc, char **argv)
 	self[n] = 0;
 
 	uname(&u);
+	if (scale)
+		return scale_main(self, osmosis, dir, runs, gcore, &u);
 	printf("osmosis-bench-stall: longest stall seen by the victim's own heartbeat thread\n");
 	printf("machine: %s, %ld CPUs, kernel %s; %d runs each (median and max); osmosis method "
 	       "copy\n\n",
@@ -271,7 +407,7 @@ int main(int argc, char **argv)
 		struct result ro = {0}, rg = {0}, rf = {0};
 		char cmd[8192], out[4096];
 
-		if (victim_start(self, mib, &v) < 0) {
+		if (victim_start(self, mib, 0, 0, &v) < 0) {
 			fprintf(stderr, "cannot start a %zu MiB victim\n", mib);
 			return 1;
 		}

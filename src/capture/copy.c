@@ -287,6 +287,8 @@ static int copy_finish(struct capture *c)
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct osm_process *p = c->set->v[i]->proc;
 		p->captured_bytes = 0;
+		p->unreadable_bytes = 0;
+		p->mappings_count = p->n_maps;
 		for (size_t j = 0; j < p->n_maps; j++) {
 			struct osm_mapping *m = &p->maps[j];
 			if (m->elf_header_only && !starts_with_elf_magic(m)) {
@@ -306,6 +308,7 @@ static int copy_finish(struct capture *c)
 			struct osm_process *p = c->set->v[k]->proc;
 			if (p->pid != j->pid)
 				continue;
+			p->unreadable_bytes += j->unreadable;
 			for (size_t m = 0; m < p->n_maps; m++)
 				if (j->remote >= p->maps[m].start && j->remote < p->maps[m].end)
 					p->maps[m].unreadable += j->unreadable;

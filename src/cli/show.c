@@ -21,15 +21,15 @@
 #include "snapshot/manifest.h"
 
 static const char show_usage[] =
-	"Usage: osmosis show [--json] [-p PID] DIR\n"
-	"\n"
-	"Show what a snapshot holds: the system's state, the processes as a tree, every thread\n"
-	"with its state and what it waits in, and every descriptor with the other ends of its\n"
-	"pipes and sockets.\n"
-	"\n"
-	"  -p, --pid PID   only this process's threads and descriptors\n"
-	"      --json      print the manifest as osmosis read it\n"
-	"  -h, --help      show this help\n";
+    "Usage: osmosis show [--json] [-p PID] DIR\n"
+    "\n"
+    "Show what a snapshot holds: the system's state, the processes as a tree, every thread\n"
+    "with its state and what it waits in, and every descriptor with the other ends of its\n"
+    "pipes and sockets.\n"
+    "\n"
+    "  -p, --pid PID   only this process's threads and descriptors\n"
+    "      --json      print the manifest as osmosis read it\n"
+    "  -h, --help      show this help\n";
 
 static int64_t kv_get(const struct osm_kv *kv, size_t n, const char *key)
 {
@@ -97,8 +97,8 @@ static bool is_child(const struct osm_snapshot *s, const struct osm_process *p)
 	return false;
 }
 
-static void show_process_line(const struct osm_snapshot *s, const struct osm_process *p,
-			      int depth, int budget)
+static void show_process_line(const struct osm_snapshot *s, const struct osm_process *p, int depth,
+			      int budget)
 {
 	char rss[32], indent[64] = "";
 	int n = MIN(depth, 10);
@@ -106,9 +106,9 @@ static void show_process_line(const struct osm_snapshot *s, const struct osm_pro
 	for (int i = 0; i < n; i++)
 		strcat(indent, "  ");
 	format_bytes(p->vm_rss, rss, sizeof(rss));
-	printf("  %s%-*d %7d %5u  %c %4zu %5zu %10s %6.1f  %s", indent, 8 - 2 * n > 0 ? 8 - 2 * n : 1,
-	       p->pid, p->ppid, (unsigned)p->uid, p->state, p->n_threads, p->n_fds, rss,
-	       process_cpu(p), p->comm);
+	printf("  %s%-*d %7d %5u  %c %4zu %5zu %10s %6.1f  %s", indent,
+	       8 - 2 * n > 0 ? 8 - 2 * n : 1, p->pid, p->ppid, (unsigned)p->uid, p->state,
+	       p->n_threads, p->n_fds, rss, process_cpu(p), p->comm);
 	if (strcmp(p->capture, "memory") && strcmp(p->capture, "state"))
 		printf("  [%s%s%s]", p->capture, p->capture_note ? ": " : "",
 		       p->capture_note ? p->capture_note : "");
@@ -154,7 +154,8 @@ static void other_ends(const struct osm_snapshot *s, const struct osm_process *s
 			const struct osm_fd *g = &p->fds[j];
 			if (g == f || strcmp(g->type, f->type) || g->inode != want)
 				continue;
-			if (!strcmp(f->type, "pipe") && (g->flags & O_ACCMODE) == (f->flags & O_ACCMODE))
+			if (!strcmp(f->type, "pipe") &&
+			    (g->flags & O_ACCMODE) == (f->flags & O_ACCMODE))
 				continue; /* same end */
 			if (shown++ == 0)
 				printf("  <->");
@@ -204,10 +205,10 @@ static void show_threads(const struct osm_snapshot *s, const struct osm_process 
 int cmd_show(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"pid", required_argument, NULL, 'p'},
-		{"help", no_argument, NULL, 'h'},
-		{},
+	    {"json", no_argument, NULL, 'j'},
+	    {"pid", required_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},
+	    {},
 	};
 	struct osm_snapshot *s = NULL;
 	char err[512];
@@ -217,7 +218,7 @@ int cmd_show(int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:p:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":p:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;

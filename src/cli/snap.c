@@ -112,7 +112,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	o->sample_ns = DEFAULT_SAMPLE_NS;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:o:m:sqvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":o:m:sqvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			o->output = optarg;

@@ -229,6 +229,8 @@ int snap_load_state(struct snap_state *st, bool show_progress)
 			/* Recorded with what /proc shows without ptrace. */
 			proc_load_threads(&t->ref, t->proc);
 			proc_load_details(&t->ref, t->proc);
+			if (proc_load_fds(&t->ref, t->proc, sockets_for(st, t)) < 0)
+				return log_error(ENOMEM, "out of memory");
 			continue;
 		}
 		r = load_target(st, t, i, interval);

@@ -299,7 +299,7 @@ int freeze_session_freeze(struct freeze_session *s)
 	for (size_t i = 0; i < set->n; i++) {
 		struct target *t = set->v[i];
 		/* Threads listed before the freeze but never met while freezing have exited. */
-		for (size_t j = 0; j < t->proc->n_threads; j++)
+		for (size_t j = 0; target_active(t) && j < t->proc->n_threads; j++)
 			if (!t->proc->threads[j]->seized)
 				t->proc->threads[j]->gone = true;
 		/* The pids were seized by number: confirm each is still the process we opened. */

@@ -19,7 +19,9 @@ void describe_fd(const struct osm_fd *f, char *buf, size_t len)
 	if (!strcmp(f->type, "pipe")) {
 		int acc = (int)(f->flags & O_ACCMODE);
 		snprintf(buf, len, "%s %s", f->target ? f->target : "pipe",
-			 acc == O_RDONLY ? "read end" : acc == O_WRONLY ? "write end" : "both ends");
+			 acc == O_RDONLY   ? "read end"
+			 : acc == O_WRONLY ? "write end"
+					   : "both ends");
 	} else if (!strcmp(f->type, "socket")) {
 		int n = snprintf(buf, len, "%s %s", f->proto[0] ? f->proto : "socket",
 				 f->sock_state[0] ? f->sock_state : "");
@@ -52,8 +54,7 @@ static void fd_words(const struct osm_process *p, long fd, char *buf, size_t len
 	snprintf(buf, len, "fd %ld: %s", fd, what);
 }
 
-void describe_wait(const struct osm_process *p, const struct osm_thread *t, char *buf,
-		   size_t len)
+void describe_wait(const struct osm_process *p, const struct osm_thread *t, char *buf, size_t len)
 {
 	const char *name = arch_syscall_name(t->syscall_nr);
 	const uint64_t *a = t->syscall_args;
@@ -80,7 +81,9 @@ void describe_wait(const struct osm_process *p, const struct osm_thread *t, char
 	} else if (!strcmp(name, "futex")) {
 		unsigned op = (unsigned)a[1] & 0x7f; /* without PRIVATE and CLOCK_REALTIME */
 		snprintf(buf, len, "futex %s on 0x%llx (expected %lld)",
-			 op == 0 || op == 9 ? "wait" : op == 6 ? "lock-pi" : "op",
+			 op == 0 || op == 9 ? "wait"
+			 : op == 6	    ? "lock-pi"
+					    : "op",
 			 (unsigned long long)a[0], (long long)(int)a[2]);
 	} else if (!strcmp(name, "wait4") || !strcmp(name, "waitid")) {
 		long who = !strcmp(name, "wait4") ? (long)(int)a[0] : (long)(int)a[1];

@@ -131,7 +131,6 @@ static json_object *process_json(const struct osm_process *p)
 	json_object *o = json_object_new_object(), *threads = json_object_new_array();
 	json_object *mem = json_object_new_object(), *lim = json_object_new_object();
 	char st[2] = {p->state, 0};
-	uint64_t unreadable = 0;
 
 	ADD(o, "pid", jint(p->pid));
 	ADD(o, "ppid", jint(p->ppid));
@@ -153,11 +152,9 @@ static json_object *process_json(const struct osm_process *p)
 		ADD(o, "capture_note", jstr(p->capture_note));
 	ADD(o, "core", p->core_name[0] ? jstr(p->core_name) : NULL);
 	ADD(o, "coredump_filter", jint(p->coredump_filter));
-	ADD(o, "mappings", ju64(p->n_maps));
+	ADD(o, "mappings", ju64(p->mappings_count));
 	ADD(o, "captured_bytes", ju64(p->captured_bytes));
-	for (size_t i = 0; i < p->n_maps; i++)
-		unreadable += p->maps[i].unreadable;
-	ADD(o, "unreadable_bytes", ju64(unreadable));
+	ADD(o, "unreadable_bytes", ju64(p->unreadable_bytes));
 	ADD(mem, "vm_size", ju64(p->vm_size));
 	ADD(mem, "vm_rss", ju64(p->vm_rss));
 	ADD(mem, "vm_swap", ju64(p->vm_swap));

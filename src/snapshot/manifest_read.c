@@ -19,8 +19,8 @@
 
 #define MAX_PROCESSES 1000000
 #define MAX_THREADS   1000000
-#define MAX_FDS       4000000
-#define MAX_KV        100000
+#define MAX_FDS	      4000000
+#define MAX_KV	      100000
 
 static json_object *get(json_object *o, const char *key, json_type type)
 {
@@ -157,7 +157,7 @@ static int read_fd(json_object *o, struct osm_fd *f)
 			return -ENOMEM;
 		for (size_t i = 0; i < n; i++)
 			f->epoll_tfds[f->n_epoll_tfds++] =
-				clamp_i32(json_object_get_int64(json_object_array_get_idx(tfds, i)));
+			    clamp_i32(json_object_get_int64(json_object_array_get_idx(tfds, i)));
 	}
 	return 0;
 }
@@ -189,6 +189,8 @@ static int read_process(json_object *o, struct osm_process *p, char *err, size_t
 		snprintf(p->core_name, sizeof(p->core_name), "%s", core);
 	p->coredump_filter = (unsigned)get_u64(o, "coredump_filter");
 	p->captured_bytes = get_u64(o, "captured_bytes");
+	p->mappings_count = get_u64(o, "mappings");
+	p->unreadable_bytes = get_u64(o, "unreadable_bytes");
 	if ((mem = get(o, "memory", json_type_object))) {
 		p->vm_size = get_u64(mem, "vm_size");
 		p->vm_rss = get_u64(mem, "vm_rss");
@@ -224,8 +226,8 @@ static int read_process(json_object *o, struct osm_process *p, char *err, size_t
 	if ((fds = get(o, "fds", json_type_array))) {
 		size_t n = json_object_array_length(fds);
 		if (n > MAX_FDS) {
-			snprintf(err, errlen, "process %d lists %zu descriptors (limit %d)", p->pid, n,
-				 MAX_FDS);
+			snprintf(err, errlen, "process %d lists %zu descriptors (limit %d)", p->pid,
+				 n, MAX_FDS);
 			return -E2BIG;
 		}
 		p->fds = calloc(n ? n : 1, sizeof(*p->fds));
@@ -278,8 +280,8 @@ static void read_psi_part(json_object *o, double avg[3], uint64_t *total)
 
 static int read_system(json_object *o, struct osm_system *sys)
 {
-	static const char *const tick_names[8] = {"user", "nice",    "system", "idle",
-						  "iowait", "irq", "softirq", "steal"};
+	static const char *const tick_names[8] = {"user",   "nice", "system",  "idle",
+						  "iowait", "irq",  "softirq", "steal"};
 	json_object *a, *psi;
 	int r;
 
@@ -304,14 +306,16 @@ static int read_system(json_object *o, struct osm_system *sys)
 		for (size_t i = 0; i < n; i++) {
 			json_object *c = json_object_array_get_idx(a, i), *ticks;
 			struct osm_cpu *cpu = &sys->cpus[sys->n_cpus++];
-			cpu->cpu = get(c, "cpu", json_type_int) ? clamp_i32(get_i64(c, "cpu", 0)) : -1;
+			cpu->cpu =
+			    get(c, "cpu", json_type_int) ? clamp_i32(get_i64(c, "cpu", 0)) : -1;
 			if ((ticks = get(c, "ticks", json_type_object)))
 				for (int k = 0; k < 8; k++)
 					cpu->ticks[k] = get_u64(ticks, tick_names[k]);
 			cpu->busy_pct = get_double(c, "busy_pct", -1);
 		}
 	}
-	if ((r = read_kv(get(o, "meminfo", json_type_object), &sys->meminfo, &sys->n_meminfo)) < 0 ||
+	if ((r = read_kv(get(o, "meminfo", json_type_object), &sys->meminfo, &sys->n_meminfo)) <
+		0 ||
 	    (r = read_kv(get(o, "vmstat", json_type_object), &sys->vmstat, &sys->n_vmstat)) < 0)
 		return r;
 	if ((psi = get(o, "pressure", json_type_object))) {
@@ -367,8 +371,7 @@ static const char *method_name(const char *s)
 	return "unknown";
 }
 
-int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char *err,
-		   size_t errlen)
+int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char *err, size_t errlen)
 {
 	struct json_tokener *tok = json_tokener_new_ex(64);
 	json_object *root = NULL, *procs;

@@ -124,8 +124,10 @@ struct osm_process {
 	struct osm_mapping *maps;
 	size_t n_maps;
 
-	uint64_t captured_bytes; /* bytes copied from the target */
-	char core_name[64];	 /* file name of its core inside the snapshot directory */
+	uint64_t captured_bytes;   /* bytes copied from the target */
+	uint64_t mappings_count;   /* mappings at the freeze (= PT_LOADs in its core) */
+	uint64_t unreadable_bytes; /* bytes the kernel refused (zeroes in the core) */
+	char core_name[64];	   /* file name of its core inside the snapshot directory */
 };
 
 struct osm_cpu {

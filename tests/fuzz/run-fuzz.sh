@@ -1,17 +1,18 @@
 #!/bin/sh
 # Build a libFuzzer harness with clang (ASan+UBSan) and run it for a bounded time over the seed
-# corpus in the repository. Usage: run-fuzz.sh SRCDIR BUILDDIR HARNESS SECONDS SOURCES...
+# corpus in the repository. Usage: run-fuzz.sh SRCDIR BUILDDIR HARNESS CORPUS SECONDS SOURCES...
+# (a source "-lNAME" is passed to the linker)
 set -eu
-src=$1 build=$2 harness=$3 secs=$4
-shift 4
+src=$1 build=$2 harness=$3 corpus=$4 secs=$5
+shift 5
 out="$build/fuzz-$harness"
 files=""
-for f in "$@"; do files="$files $src/$f"; done
+for f in "$@"; do case $f in -l*) files="$files $f" ;; *) files="$files $src/$f" ;; esac; done
 # shellcheck disable=SC2086
 clang -g -O1 -std=gnu17 -D_GNU_SOURCE -DOSMOSIS_VERSION='"fuzz"' -fsanitize=fuzzer,address,undefined \
-	-fno-sanitize-recover=all -I"$src/src" -I"$src/src/arch/x86_64" \
+	-fno-sanitize-recover=all -I"$src/src" -I"$src/src/arch/x86_64" -I/usr/include/json-c \
 	"$src/tests/fuzz/$harness.c" $files -o "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp "$src/tests/fuzz/corpus/proc/"* "$work/" 2>/dev/null || true
+cp "$src/tests/fuzz/corpus/$corpus/"* "$work/" 2>/dev/null || true
 "$out" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 "$work" 2>&1 | tail -5

@@ -15,17 +15,31 @@
  *   dontdump         a MADV_DONTDUMP region of 0xAA bytes and a normal region of 0xBB bytes
  *   nondumpable      basic, after prctl(PR_SET_DUMPABLE, 0)
  *   busy N           N threads spinning on the CPU
+ *   pingpong         a parent and a child exchanging messages through two pipes as fast as they
+ *                    can, each counting what it sent and received (struct at "counters")
+ *   factory N        forks N children that sleep (a process tree of N+1)
+ *   threads N        N idle threads (blocked on a condition variable)
+ *   fds              one of each kind of descriptor: pipe, unix socketpair, TCP loopback pair,
+ *                    eventfd, epoll, timerfd, memfd; oom_score_adj 500; one thread spinning
  */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -269,6 +283,158 @@ static void setup_dontdump(void)
 	printf("ready pid=%d dontdump=%p normal=%p len=%zu\n", getpid(), (void *)a, (void *)b, len);
 }
 
+/* pingpong: counters the test reads from both cores. Kept in one page-aligned struct. */
+struct counters {
+	uint64_t magic;
+	uint64_t sent, received;
+} __attribute__((aligned(4096)));
+static struct counters counters = {.magic = 0x6f736d6f73697321ull};
+
+/* A message is counted as sent before write() and as received after read(): at any one instant
+ * no process has received more than its peer has counted as sent. */
+static void pingpong_loop(int rd, int wr, bool starter)
+{
+	char buf[8] = "message";
+	if (starter) {
+		__atomic_store_n(&counters.sent, counters.sent + 1, __ATOMIC_SEQ_CST);
+		if (write(wr, buf, sizeof(buf)) != sizeof(buf))
+			_exit(3);
+	}
+	for (;;) {
+		if (read(rd, buf, sizeof(buf)) != sizeof(buf))
+			_exit(0);
+		__atomic_store_n(&counters.received, counters.received + 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&counters.sent, counters.sent + 1, __ATOMIC_SEQ_CST);
+		if (write(wr, buf, sizeof(buf)) != sizeof(buf))
+			_exit(0);
+	}
+}
+
+static pid_t *children;
+static int n_children;
+
+static void *pingpong_thread(void *arg)
+{
+	int *fds = arg;
+	prctl(PR_SET_NAME, "v-pingpong");
+	pingpong_loop(fds[0], fds[1], true);
+	return NULL;
+}
+
+static void setup_pingpong2(void)
+{
+	static int fds[2];
+	int a[2], b[2];
+	pid_t c;
+	pthread_t t;
+
+	if (pipe(a) < 0 || pipe(b) < 0)
+		exit(2);
+	c = fork();
+	if (c == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		prctl(PR_SET_NAME, "v-pong");
+		close(a[1]);
+		close(b[0]);
+		pingpong_loop(a[0], b[1], false);
+	}
+	children = calloc(1, sizeof(pid_t));
+	children[n_children++] = c;
+	close(a[0]);
+	close(b[1]);
+	fds[0] = b[0];
+	fds[1] = a[1];
+	start_beats(1);
+	pthread_create(&t, NULL, pingpong_thread, fds);
+	usleep(50000);
+	printf("ready pid=%d child=%d counters=%p\n", getpid(), c, (void *)&counters);
+}
+
+static void setup_factory(int n)
+{
+	children = calloc((size_t)n, sizeof(pid_t));
+	for (int i = 0; i < n; i++) {
+		pid_t c = fork();
+		if (c == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			prctl(PR_SET_NAME, "v-child");
+			for (;;)
+				pause();
+		}
+		if (c > 0)
+			children[n_children++] = c;
+	}
+	start_beats(1);
+	printf("ready pid=%d children=%d\n", getpid(), n_children);
+}
+
+static void *t_idle(void *a)
+{
+	pthread_mutex_lock(&cv_lock);
+	for (;;)
+		pthread_cond_wait(&cv, &cv_lock);
+	return a;
+}
+
+static void setup_threads(int n)
+{
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	for (int i = 0; i < n; i++) {
+		pthread_t t;
+		if (pthread_create(&t, &attr, t_idle, NULL) != 0) {
+			fprintf(stderr, "victim: thread %d: cannot create\n", i);
+			exit(2);
+		}
+	}
+	start_beats(1);
+	usleep(100000);
+	printf("ready pid=%d threads=%d\n", getpid(), n + 2);
+}
+
+static void setup_fds(void)
+{
+	int p[2], sp[2], ev, ep, tfd, mfd, lsn, cli, srv;
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(addr);
+	struct epoll_event ee = {.events = EPOLLIN};
+	struct itimerspec its = {.it_value = {1000, 0}};
+	pthread_t t;
+	FILE *f;
+
+	if (pipe(p) < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sp) < 0)
+		exit(2);
+	ev = eventfd(7, 0);
+	ep = epoll_create1(0);
+	epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ee);
+	epoll_ctl(ep, EPOLL_CTL_ADD, sp[0], &ee);
+	tfd = timerfd_create(CLOCK_MONOTONIC, 0);
+	timerfd_settime(tfd, 0, &its, NULL);
+	mfd = memfd_create("victim-memfd", 0);
+	lsn = socket(AF_INET, SOCK_STREAM, 0);
+	if (bind(lsn, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(lsn, 4) < 0 ||
+	    getsockname(lsn, (struct sockaddr *)&addr, &alen) < 0)
+		exit(2);
+	cli = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(cli, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		exit(2);
+	srv = accept(lsn, NULL, NULL);
+	f = fopen("/proc/self/oom_score_adj", "w");
+	if (f) {
+		fputs("500", f);
+		fclose(f);
+	}
+	pthread_create(&t, NULL, t_spin, NULL);
+	start_beats(1);
+	usleep(300000);
+	printf("ready pid=%d pipe_r=%d pipe_w=%d unix_a=%d unix_b=%d eventfd=%d epoll=%d "
+	       "timerfd=%d memfd=%d tcp_listen=%d tcp_client=%d tcp_server=%d port=%d\n",
+	       getpid(), p[0], p[1], sp[0], sp[1], ev, ep, tfd, mfd, lsn, cli, srv,
+	       ntohs(addr.sin_port));
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "basic";
@@ -303,6 +469,14 @@ int main(int argc, char **argv)
 		setup_maps(argc > 2 ? strtol(argv[2], NULL, 10) : 1000);
 	} else if (!strcmp(mode, "dontdump")) {
 		setup_dontdump();
+	} else if (!strcmp(mode, "pingpong")) {
+		setup_pingpong2();
+	} else if (!strcmp(mode, "factory")) {
+		setup_factory(argc > 2 ? atoi(argv[2]) : 10);
+	} else if (!strcmp(mode, "threads")) {
+		setup_threads(argc > 2 ? atoi(argv[2]) : 100);
+	} else if (!strcmp(mode, "fds")) {
+		setup_fds();
 	} else if (!strcmp(mode, "busy")) {
 		int n = argc > 2 ? atoi(argv[2]) : 2;
 		for (int i = 0; i < n; i++)
@@ -319,6 +493,19 @@ int main(int argc, char **argv)
 		usleep(5000);
 	if (quit_requested)
 		return 0;
+	/* children must still be alive (and not left stopped) */
+	for (int i = 0; i < n_children; i++) {
+		char path[64], st = 0;
+		FILE *f;
+		snprintf(path, sizeof(path), "/proc/%d/stat", children[i]);
+		f = fopen(path, "r");
+		if (!f || fscanf(f, "%*d (%*[^)]) %c", &st) != 1 || st == 'Z' || st == 'T' ||
+		    st == 't') {
+			printf("verify FAIL: child %d is %c\n", children[i], st ? st : '?');
+			return 1;
+		}
+		fclose(f);
+	}
 
 	/* verify: memory intact, threads alive, signals delivered */
 	if (heap && check_known(heap, HEAP_LEN, 0x1234567) < 0) {
