@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The bundled demo workload: a small service with threads in the states a snapshot should show:
- *   - "worker-lockN": two threads blocked on a mutex that "holder" keeps locked;
- *   - "holder": holds that mutex and sleeps;
- *   - "reader": blocked reading a pipe nobody writes;
- *   - "sleeper": in nanosleep;
- *   - "idle-cv": waiting on a condition variable;
- *   - the main thread waits for the others (pthread_join).
+ * The bundled demo workload: a small service with healthy threads and two problems for
+ * osmosis analyze to find.
+ *
+ * Healthy:
+ *   - "pool-N": an idle worker pool waiting on a condition variable;
+ *   - "sleeper": a timer thread in nanosleep;
+ *   - "listener": waits on a pipe for commands.
+ * Problem 1, a deadlock: "transfer-a" locks accounts[0] then accounts[1]; "transfer-b" locks
+ *   accounts[1] then accounts[0]. Each holds one and waits for the other, forever.
+ * Problem 2, a wait chain across two processes: "client" sends a request down a pipe to the
+ *   child process "demo-backend" and waits for the answer; the backend's main thread waits for
+ *   the cache lock, which "cache-refresh" holds while it sleeps.
+ *
  * It prints "ready <pid>" on stdout once every thread is in place, then runs until killed.
  */
 #include <pthread.h>
@@ -17,95 +23,159 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t cv_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static pthread_barrier_t started;
-static int pipefd[2];
+static pthread_mutex_t accounts[2] = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
+static pthread_barrier_t both_hold_one;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static int command_pipe[2];
 
-static void __attribute__((noinline)) hold_the_lock_forever(void)
+static void __attribute__((noinline)) transfer(int from, int to)
 {
-	pthread_mutex_lock(&big_lock);
-	pthread_barrier_wait(&started);
-	for (;;)
-		sleep(1000);
+	pthread_mutex_lock(&accounts[from]);
+	pthread_barrier_wait(&both_hold_one); /* the other transfer holds its first lock too */
+	pthread_mutex_lock(&accounts[to]);    /* deadlock */
+	pthread_mutex_unlock(&accounts[to]);
+	pthread_mutex_unlock(&accounts[from]);
 }
 
-static void *holder(void *arg)
+static void *transfer_a(void *arg)
 {
-	prctl(PR_SET_NAME, "holder");
-	hold_the_lock_forever();
+	prctl(PR_SET_NAME, "transfer-a");
+	transfer(0, 1);
 	return arg;
 }
 
-static void __attribute__((noinline)) update_shared_table(void)
+static void *transfer_b(void *arg)
 {
-	pthread_mutex_lock(&big_lock); /* blocks: holder keeps it */
-	pthread_mutex_unlock(&big_lock);
+	prctl(PR_SET_NAME, "transfer-b");
+	transfer(1, 0);
+	return arg;
 }
 
-static void *worker(void *arg)
+static void *pool_worker(void *arg)
 {
 	char name[16];
-	snprintf(name, sizeof(name), "worker-lock%d", (int)(long)arg);
+	snprintf(name, sizeof(name), "pool-%d", (int)(long)arg);
 	prctl(PR_SET_NAME, name);
-	pthread_barrier_wait(&started);
-	usleep(50000); /* let holder take the lock first */
-	update_shared_table();
-	return arg;
-}
-
-static void __attribute__((noinline)) wait_for_request(void)
-{
-	char buf[64];
-	while (read(pipefd[0], buf, sizeof(buf)) > 0)
-		;
-}
-
-static void *reader(void *arg)
-{
-	prctl(PR_SET_NAME, "reader");
-	pthread_barrier_wait(&started);
-	wait_for_request();
+	pthread_mutex_lock(&pool_lock);
+	for (;;)
+		pthread_cond_wait(&pool_cv, &pool_lock);
 	return arg;
 }
 
 static void *sleeper(void *arg)
 {
 	prctl(PR_SET_NAME, "sleeper");
-	pthread_barrier_wait(&started);
 	for (;;)
 		sleep(1000);
 	return arg;
 }
 
-static void *idle_cv(void *arg)
+static void __attribute__((noinline)) wait_for_command(void)
 {
-	prctl(PR_SET_NAME, "idle-cv");
-	pthread_mutex_lock(&cv_lock);
-	pthread_barrier_wait(&started);
+	char buf[64];
+	while (read(command_pipe[0], buf, sizeof(buf)) > 0)
+		;
+}
+
+static void *listener(void *arg)
+{
+	prctl(PR_SET_NAME, "listener");
+	wait_for_command();
+	return arg;
+}
+
+/* ---- the backend process ------------------------------------------------------------------- */
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *cache_refresh(void *arg)
+{
+	prctl(PR_SET_NAME, "cache-refresh");
+	pthread_mutex_lock(&cache_lock);
 	for (;;)
-		pthread_cond_wait(&cv, &cv_lock);
+		sleep(1000); /* holds the cache lock while it sleeps */
+	return arg;
+}
+
+static void __attribute__((noinline)) lookup_in_cache(void)
+{
+	pthread_mutex_lock(&cache_lock);
+	pthread_mutex_unlock(&cache_lock);
+}
+
+static void __attribute__((noinline)) serve(int requests, int answers)
+{
+	char req[64];
+	while (read(requests, req, sizeof(req)) > 0) {
+		lookup_in_cache(); /* waits for cache-refresh */
+		if (write(answers, "ok", 2) != 2)
+			break;
+	}
+}
+
+static void backend(int requests, int answers)
+{
+	pthread_t t;
+	prctl(PR_SET_NAME, "demo-backend");
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	pthread_create(&t, NULL, cache_refresh, NULL);
+	usleep(50000);
+	serve(requests, answers);
+	_exit(0);
+}
+
+static int request_pipe[2], answer_pipe[2];
+
+static void __attribute__((noinline)) ask_backend(void)
+{
+	char answer[8];
+	if (write(request_pipe[1], "lookup", 6) != 6)
+		return;
+	if (read(answer_pipe[0], answer, sizeof(answer)) < 0) /* waits for the backend */
+		return;
+}
+
+static void *client(void *arg)
+{
+	prctl(PR_SET_NAME, "client");
+	ask_backend();
 	return arg;
 }
 
 int main(void)
 {
-	pthread_t t[6];
+	pthread_t t;
+	pid_t child;
 
-	if (pipe(pipefd) < 0)
+	if (pipe(command_pipe) < 0 || pipe(request_pipe) < 0 || pipe(answer_pipe) < 0)
 		return 1;
-	pthread_barrier_init(&started, NULL, 7);
-	pthread_create(&t[0], NULL, holder, NULL);
-	pthread_create(&t[1], NULL, worker, (void *)1L);
-	pthread_create(&t[2], NULL, worker, (void *)2L);
-	pthread_create(&t[3], NULL, reader, NULL);
-	pthread_create(&t[4], NULL, sleeper, NULL);
-	pthread_create(&t[5], NULL, idle_cv, NULL);
-	pthread_barrier_wait(&started);
-	usleep(200000); /* the workers reach the lock */
-	printf("ready %d\n", getpid());
+	child = fork();
+	if (child < 0)
+		return 1;
+	if (child == 0) {
+		close(request_pipe[1]);
+		close(answer_pipe[0]);
+		close(command_pipe[0]);
+		close(command_pipe[1]);
+		backend(request_pipe[0], answer_pipe[1]);
+	}
+	close(request_pipe[0]);
+	close(answer_pipe[1]);
+
+	pthread_barrier_init(&both_hold_one, NULL, 2);
+	for (long i = 0; i < 3; i++)
+		pthread_create(&t, NULL, pool_worker, (void *)i);
+	pthread_create(&t, NULL, sleeper, NULL);
+	pthread_create(&t, NULL, listener, NULL);
+	pthread_create(&t, NULL, transfer_a, NULL);
+	pthread_create(&t, NULL, transfer_b, NULL);
+	usleep(100000);
+	pthread_create(&t, NULL, client, NULL);
+	usleep(200000); /* every thread reaches its wait */
+	printf("ready %d %d\n", getpid(), child);
 	fflush(stdout);
-	pthread_join(t[1], NULL);
+	for (;;)
+		pause();
 	return 0;
 }

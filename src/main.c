@@ -20,6 +20,8 @@ struct command {
 static const struct command commands[] = {
     {"snap", cmd_snap, "freeze processes at one instant and write their cores and a manifest"},
     {"show", cmd_show, "show what a snapshot holds: system, processes, threads, descriptors"},
+    {"analyze", cmd_analyze, "diagnose a snapshot: stacks, locks, wait graph, patterns"},
+    {"patterns", cmd_patterns, "list the analysis patterns and their thresholds"},
 };
 
 static void usage(FILE *f)

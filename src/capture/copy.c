@@ -308,10 +308,16 @@ static int copy_finish(struct capture *c)
 			struct osm_process *p = c->set->v[k]->proc;
 			if (p->pid != j->pid)
 				continue;
-			p->unreadable_bytes += j->unreadable;
-			for (size_t m = 0; m < p->n_maps; m++)
-				if (j->remote >= p->maps[m].start && j->remote < p->maps[m].end)
-					p->maps[m].unreadable += j->unreadable;
+			for (size_t m = 0; m < p->n_maps; m++) {
+				struct osm_mapping *mp = &p->maps[m];
+				if (j->remote < mp->start || j->remote >= mp->end)
+					continue;
+				mp->unreadable += j->unreadable;
+				/* The execute-only vsyscall page is unreadable by design (the
+				 * kernel's own core has the same hole): not a loss. */
+				if (!mp->path || strcmp(mp->path, "[vsyscall]"))
+					p->unreadable_bytes += j->unreadable;
+			}
 		}
 	}
 	return 0;

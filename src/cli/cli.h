@@ -3,7 +3,18 @@
  * process exit code: 0 success, 1 failure, 2 bad usage. */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #define EXIT_USAGE 2
 
 int cmd_snap(int argc, char **argv);
 int cmd_show(int argc, char **argv);
+int cmd_analyze(int argc, char **argv);
+int cmd_patterns(int argc, char **argv);
+
+struct pattern;
+struct threshold_value;
+/* Analyze a snapshot directory and print the report (used by analyze and snap --analyze). */
+int analyze_dir(const char *dir, bool json, const struct pattern *const *only, size_t n_only,
+		const struct threshold_value *th, size_t n_th);

@@ -83,14 +83,14 @@ struct snap_opts {
 	const char *cgroup;
 	uint64_t max_pause_ns;
 	uint64_t sample_ns;
-	bool quiet, tree, all, state_only;
+	bool quiet, tree, all, state_only, analyze;
 	pid_t *pids;
 	size_t n_pids;
 };
 
 static int parse_args(int argc, char **argv, struct snap_opts *o)
 {
-	enum { OPT_MAX_PAUSE = 0x100, OPT_TREE, OPT_CGROUP, OPT_ALL, OPT_SAMPLE };
+	enum { OPT_MAX_PAUSE = 0x100, OPT_TREE, OPT_CGROUP, OPT_ALL, OPT_SAMPLE, OPT_ANALYZE };
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, 'o'},
 	    {"method", required_argument, NULL, 'm'},
@@ -151,6 +151,9 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 			break;
 		case 's':
 			o->state_only = true;
+			break;
+		case OPT_ANALYZE:
+			o->analyze = true;
 			break;
 		case 'q':
 			o->quiet = true;
@@ -565,6 +568,13 @@ int cmd_snap(int argc, char **argv)
 	if (!o.quiet)
 		print_summary(s, &cap, o.output);
 	ret = 0;
+	if (o.analyze) {
+		/* The targets run again; the analysis reads only the directory just written. */
+		fflush(stdout);
+		if (!o.quiet)
+			printf("\n");
+		ret = analyze_dir(o.output, false, NULL, 0, NULL, 0);
+	}
 	goto out;
 
 fail:

@@ -31,6 +31,7 @@ struct osm_thread {
 	int last_cpu;
 	double cpu_pct; /* CPU use over the sampling interval before the freeze, % of a CPU */
 	bool has_cpu_pct;
+	uint64_t stack_swapped_pages; /* stack pages in swap at the freeze (pagemap) */
 	char name[OSM_COMM_LEN + 1];
 	char state;	    /* /proc state letter sampled just before the freeze */
 	bool seized;	    /* we are its tracer (PTRACE_SEIZE or auto-attached at clone) */
@@ -113,6 +114,8 @@ struct osm_process {
 	uint64_t nofile_soft, nofile_hard; /* RLIMIT_NOFILE; UINT64_MAX for unlimited */
 	char *cgroup;
 	int oom_score_adj;
+	uint64_t cg_mem_current,
+	    cg_mem_max; /* its cgroup v2 memory use and limit (max: UINT64_MAX) */
 	struct osm_fd *fds;
 	size_t n_fds;
 	int fd_error;	     /* errno when the descriptor table could not be read, else 0 */

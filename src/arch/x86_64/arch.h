@@ -17,6 +17,13 @@
 #define ARCH_ELF_CLASS	 ELFCLASS64
 #define ARCH_XSTATE_MAX	 8192 /* ample for AVX-512 and AMX-less XSAVE areas */
 
+/* Where things sit in the NT_PRSTATUS register set (elf_gregset_t, user_regs_struct order). */
+#define ARCH_PRSTATUS_REG_OFFSET 112
+#define ARCH_GREGS_COUNT	 27
+#define ARCH_GREGS_PC		 16 /* rip */
+#define ARCH_GREGS_SP		 19 /* rsp */
+#define ARCH_GREGS_TP		 21 /* fs_base: the thread's struct pthread */
+
 struct arch_regs {
 	struct user_regs_struct gp;
 	struct user_fpregs_struct fp;

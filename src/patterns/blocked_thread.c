@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/* blocked-thread: a thread blocked on a lock, a child or another process that did not run at all
+ * during the sampling interval before the freeze. Idle waits (condition variables, epoll,
+ * sleeps) are healthy and not reported. */
+#include "patterns/pattern.h"
+
+static const char *const recs[] = {
+    "Find what it waits for (the wait below, and the wait-chain finding if there is one) and "
+    "why that does not come.",
+    "A thread blocked for long on a lock or a peer is a hang in the making: add a timeout.",
+    NULL,
+};
+
+/* Threads in a chain of two or more waits, or in a cycle, are reported there. */
+static bool in_reported_chain(const struct analysis *a, const struct athread *t)
+{
+	if (t->scc)
+		return true;
+	for (size_t i = 0; i < a->n_chains; i++)
+		for (size_t j = 0; a->chains[i].n >= 2 && j < a->chains[i].n; j++)
+			if (a->chains[i].steps[j].t == t)
+				return true;
+	return false;
+}
+
+static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
+{
+	for (size_t i = 0; i < a->n_procs; i++) {
+		const struct aprocess *ap = &a->procs[i];
+		for (size_t j = 0; j < ap->n_threads; j++) {
+			const struct athread *t = &ap->threads[j];
+			char label[160];
+			if (!t->n_edges || !t->t->has_cpu_pct || t->t->cpu_pct > 0.0 ||
+			    in_reported_chain(a, t))
+				continue;
+			thread_label(t, label, sizeof(label));
+			struct finding *f =
+			    finding_new(out, self, SEV_INFO,
+					"%s is blocked and did not run during the "
+					"%llu ms before the freeze.",
+					label, (unsigned long long)a->snap->sample_ms);
+			if (!f)
+				return;
+			finding_tid(f, t->t->tid);
+			finding_pid(f, ap->p->pid);
+			finding_line(f, "waits on: %s", t->edges[0].text);
+			finding_frames(f, t, 6);
+		}
+	}
+}
+
+const struct pattern pattern_blocked_thread = {
+    .id = "blocked-thread",
+    .title = "Blocked thread",
+    .severity = SEV_INFO,
+    .description = "A thread waits on something another thread or process must release, and "
+		   "did not run over the sampling interval.",
+    .needs = "the manifest (CPU sampling, syscalls) and cores (lock words)",
+    .thresholds = NULL,
+    .n_thresholds = 0,
+    .recommendations = recs,
+    .match = match,
+};

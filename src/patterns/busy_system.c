@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/* busy-system: every CPU busy, runnable threads well above the CPU count, or CPU pressure. */
+#include <string.h>
+
+#include "patterns/pattern.h"
+
+static const char *const recs[] = {
+    "The machine is short of CPU: everything on it runs slower, timeouts fire. Find the "
+    "consumers (spiking-thread findings, or `osmosis show` sorted by CPU%) and limit them.",
+    "If this is normal load, the machine needs more CPUs or the service more instances.",
+    NULL,
+};
+
+static const struct threshold thresholds[] = {
+    {"busy-system.cpu", 90, "%", "average CPU use over the sampling interval"},
+    {"busy-system.runnable", 2, "x CPUs", "runnable threads per CPU"},
+    {"busy-system.pressure", 20, "%", "CPU pressure (some, avg10)"},
+};
+
+static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
+{
+	const struct osm_system *s = &a->snap->sys;
+	double cpu = -1, psi = -1;
+	double runnable_per_cpu = s->ncpu > 0 ? (double)s->procs_running / (double)s->ncpu : 0;
+	struct finding *f;
+
+	for (size_t i = 0; i < s->n_cpus; i++)
+		if (s->cpus[i].cpu < 0)
+			cpu = s->cpus[i].busy_pct;
+	for (size_t i = 0; i < s->n_psi; i++)
+		if (!strcmp(s->psi[i].resource, "cpu"))
+			psi = s->psi[i].some[0];
+	bool busy = cpu >= pattern_threshold(a, self, "busy-system.cpu");
+	bool queue = runnable_per_cpu >= pattern_threshold(a, self, "busy-system.runnable");
+	bool pressure = psi >= pattern_threshold(a, self, "busy-system.pressure");
+	if (!(busy && (queue || pressure)) && !(pressure && queue))
+		return;
+	f = finding_new(out, self, SEV_WARNING,
+			"The system is CPU-bound: %.0f%% busy, %llu threads runnable on %ld CPUs.",
+			cpu, (unsigned long long)s->procs_running, s->ncpu);
+	if (!f)
+		return;
+	finding_line(f, "CPU use over the sampling interval: %.1f%%", cpu);
+	for (size_t i = 0; i < s->n_cpus; i++)
+		if (s->cpus[i].cpu >= 0)
+			finding_line(f, "  cpu%d %.1f%%", s->cpus[i].cpu, s->cpus[i].busy_pct);
+	finding_line(f, "load average %.2f %.2f %.2f, run queue %llu, blocked %llu", s->load[0],
+		     s->load[1], s->load[2], (unsigned long long)s->procs_running,
+		     (unsigned long long)s->procs_blocked);
+	if (psi >= 0)
+		finding_line(f, "CPU pressure: some task stalled %.1f%% of the last 10 s", psi);
+	json_object_object_add(finding_ev(f), "cpu_busy_pct", json_object_new_double(cpu));
+	json_object_object_add(finding_ev(f), "procs_running",
+			       json_object_new_int64((int64_t)s->procs_running));
+	/* The consumers: threads over 50% of a CPU. */
+	for (size_t i = 0; i < a->n_procs; i++)
+		for (size_t j = 0; j < a->procs[i].n_threads; j++) {
+			const struct athread *t = &a->procs[i].threads[j];
+			if (t->t->has_cpu_pct && t->t->cpu_pct >= 50) {
+				finding_pid(f, a->procs[i].p->pid);
+				finding_tid(f, t->t->tid);
+			}
+		}
+}
+
+const struct pattern pattern_busy_system = {
+    .id = "busy-system",
+    .title = "Busy system",
+    .severity = SEV_WARNING,
+    .description = "All CPUs are busy and threads queue for them.",
+    .needs = "the manifest (CPU sampling, run queue, pressure)",
+    .thresholds = thresholds,
+    .n_thresholds = 3,
+    .recommendations = recs,
+    .match = match,
+};

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <string.h>
+
+#include "patterns/pattern.h"
+
+double pattern_threshold(const struct analysis *a, const struct pattern *p, const char *name)
+{
+	for (size_t i = 0; i < p->n_thresholds; i++)
+		if (!strcmp(p->thresholds[i].name, name))
+			return analysis_threshold(a, name, p->thresholds[i].def);
+	return analysis_threshold(a, name, 0);
+}
+
+void thread_label(const struct athread *t, char *buf, size_t len)
+{
+	const struct osm_process *p = t->proc->p;
+	if (t->t->tid == p->pid)
+		snprintf(buf, len, "thread %d \"%s\" (main thread of pid %d %s)", t->t->tid,
+			 t->t->name, p->pid, p->comm);
+	else
+		snprintf(buf, len, "thread %d \"%s\" of pid %d (%s)", t->t->tid, t->t->name, p->pid,
+			 p->comm);
+}
+
+void finding_frames(struct finding *f, const struct athread *t, size_t max)
+{
+	for (size_t i = 0; i < t->n_frames && i < max; i++) {
+		const struct frame *fr = &t->frames[i];
+		if (fr->function && fr->file)
+			finding_line(f, "      #%zu %s (%s) %s:%d", i, fr->function,
+				     fr->module ? fr->module : "?", fr->file, fr->line);
+		else if (fr->function)
+			finding_line(f, "      #%zu %s+0x%llx (%s)", i, fr->function,
+				     (unsigned long long)fr->offset, fr->module ? fr->module : "?");
+		else
+			finding_line(f, "      #%zu 0x%llx (%s)", i, (unsigned long long)fr->pc,
+				     fr->module ? fr->module : "?");
+	}
+	if (t->unwind_error)
+		finding_line(f, "      (the stack stops here: %s)", t->unwind_error);
+}
+
+const char *wait_end_class(const struct athread *t)
+{
+	switch (t->wait.kind) {
+	case WAIT_NONE:
+		return t->t->state == 'D' ? "blocked in the kernel" : "running";
+	case WAIT_READ:
+	case WAIT_WRITE:
+	case WAIT_ACCEPT:
+	case WAIT_POLL:
+		return "in I/O";
+	case WAIT_SLEEP:
+		return "sleeping";
+	case WAIT_CONDVAR:
+	case WAIT_SEMAPHORE:
+	case WAIT_FUTEX:
+		return "an ownerless wait";
+	case WAIT_MUTEX:
+		if (t->wait.verdict == MUTEX_ABANDONED)
+			return "a dead owner";
+		if (t->wait.verdict == MUTEX_CORRUPT)
+			return "a corrupt mutex";
+		return "a lock with no known owner";
+	case WAIT_CHILD:
+		return "waiting for a child outside the snapshot";
+	default:
+		return t->t->state == 'D' ? "blocked in the kernel" : "another wait";
+	}
+}
+
+size_t process_waiting_threads(const struct aprocess *ap, struct athread **out, size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < ap->n_threads && n < max; i++)
+		if (ap->threads[i].n_edges)
+			out[n++] = &ap->threads[i];
+	return n;
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/* deadlock: a cycle in the wait graph, of any length and any mix of mutex, join, child, pipe and
+ * socket waits. Through processes it is a deadlock only when every thread of those processes is
+ * blocked; otherwise coupled-processes reports it. */
+#include "patterns/pattern.h"
+
+static const char *const recs[] = {
+    "Break the cycle: make every thread take these locks in one global order, or take them "
+    "with pthread_mutex_trylock/timedlock and back off.",
+    "Keep no lock held while waiting on another thread, a child, a pipe or a socket.",
+    "To recover now, restart the processes named here: the threads in the cycle cannot go on.",
+    NULL,
+};
+
+static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
+{
+	for (size_t i = 0; i < a->n_cycles; i++) {
+		const struct cycle *c = &a->cycles[i];
+		struct finding *f;
+		char label[160];
+
+		if (c->via_process && !c->all_blocked)
+			continue;
+		f = finding_new(out, self, SEV_ERROR,
+				"%zu threads wait on each other in a cycle%s: "
+				"none of them can go on.",
+				c->n, c->via_process ? " across processes" : "");
+		if (!f)
+			return;
+		f->key = i + 1;
+		json_object *steps = json_object_new_array();
+		for (size_t j = 0; j < c->n; j++) {
+			const struct wait_step *s = &c->steps[j];
+			json_object *o = json_object_new_object();
+			thread_label(s->t, label, sizeof(label));
+			finding_tid(f, s->t->t->tid);
+			finding_pid(f, s->t->proc->p->pid);
+			finding_line(f, "%s", label);
+			finding_line(f, "    waits on: %s", s->e->text);
+			finding_frames(f, s->t, 6);
+			json_object_object_add(o, "tid", json_object_new_int(s->t->t->tid));
+			json_object_object_add(o, "pid", json_object_new_int(s->t->proc->p->pid));
+			json_object_object_add(o, "waits_on", json_object_new_string(s->e->text));
+			if (s->t->wait.addr)
+				json_object_object_add(
+				    o, "address", json_object_new_int64((int64_t)s->t->wait.addr));
+			json_object_array_add(steps, o);
+		}
+		thread_label(c->steps[0].t, label, sizeof(label));
+		finding_line(f, "and so back to %s", label);
+		json_object_object_add(finding_ev(f), "cycle", steps);
+	}
+}
+
+const struct pattern pattern_deadlock = {
+    .id = "deadlock",
+    .title = "Deadlock",
+    .severity = SEV_ERROR,
+    .description = "Threads (in one process or several) each waiting for the next, around a "
+		   "cycle: a mutex held by a thread that waits for a joined thread, a child, a "
+		   "pipe or a socket that waits back.",
+    .needs = "cores (lock words, stacks) and the manifest (syscalls, descriptors)",
+    .thresholds = NULL,
+    .n_thresholds = 0,
+    .recommendations = recs,
+    .match = match,
+};

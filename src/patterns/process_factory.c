@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/* process-factory: many processes with one parent and one executable. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "patterns/pattern.h"
+
+static const char *const recs[] = {
+    "Find why the parent keeps starting them (its stack below): a loop that retries a "
+    "failing start, a script without a limit, a pool without a bound.",
+    "Bound it: a maximum number of children, a queue, or a rate limit.",
+    NULL,
+};
+
+static const struct threshold thresholds[] = {
+    {"process-factory.children", 50, "processes", "children of one parent with one executable"},
+};
+
+static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
+{
+	double min = pattern_threshold(a, self, "process-factory.children");
+	bool *done = calloc(a->n_procs + 1, sizeof(bool));
+
+	if (!done)
+		return;
+	for (size_t i = 0; i < a->n_procs; i++) {
+		const struct osm_process *p = a->procs[i].p;
+		size_t n = 0;
+		if (done[i])
+			continue;
+		for (size_t j = i; j < a->n_procs; j++) {
+			const struct osm_process *q = a->procs[j].p;
+			if (q->ppid == p->ppid &&
+			    !strcmp(q->exe ? q->exe : "", p->exe ? p->exe : "") &&
+			    !strcmp(q->comm, p->comm))
+				n++;
+		}
+		if ((double)n < min || p->ppid <= 0)
+			continue;
+		const struct aprocess *parent = analysis_find_process(a, p->ppid);
+		struct finding *f = finding_new(
+		    out, self, SEV_WARNING, "Process %d%s%s%s started %zu processes of %s.",
+		    p->ppid, parent ? " (" : "", parent ? parent->p->comm : "", parent ? ")" : "",
+		    n, p->comm);
+		if (!f)
+			break;
+		finding_pid(f, p->ppid);
+		for (size_t j = i; j < a->n_procs; j++) {
+			const struct osm_process *q = a->procs[j].p;
+			if (q->ppid == p->ppid &&
+			    !strcmp(q->exe ? q->exe : "", p->exe ? p->exe : "") &&
+			    !strcmp(q->comm, p->comm)) {
+				done[j] = true;
+				finding_pid(f, q->pid);
+			}
+		}
+		finding_line(f, "%zu children of pid %d, executable %s", n, p->ppid,
+			     p->exe && *p->exe ? p->exe : p->comm);
+		json_object_object_add(finding_ev(f), "parent", json_object_new_int(p->ppid));
+		json_object_object_add(finding_ev(f), "count", json_object_new_int((int)n));
+		if (parent)
+			for (size_t k = 0; k < parent->n_threads; k++) {
+				finding_line(f, "parent thread %d: %s", parent->threads[k].t->tid,
+					     parent->threads[k].wait.text[0]
+						 ? parent->threads[k].wait.text
+						 : wait_end_class(&parent->threads[k]));
+				finding_frames(f, &parent->threads[k], 5);
+			}
+	}
+	free(done);
+}
+
+const struct pattern pattern_process_factory = {
+    .id = "process-factory",
+    .title = "Process factory",
+    .severity = SEV_WARNING,
+    .description = "One process has started many copies of one program.",
+    .needs = "the manifest (process table)",
+    .thresholds = thresholds,
+    .n_thresholds = 1,
+    .recommendations = recs,
+    .match = match,
+};

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/* The stack trace collection: threads with identical stacks (same functions, or same module
+ * offsets where there is no symbol) grouped, across processes. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "report/report.h"
+
+static bool frame_same(const struct frame *x, const struct frame *y)
+{
+	if (x->function || y->function)
+		return x->function && y->function && !strcmp(x->function, y->function);
+	if (!x->module || !y->module)
+		return x->pc == y->pc;
+	return !strcmp(x->module, y->module) && x->offset == y->offset;
+}
+
+static bool stack_same(const struct athread *a, const struct athread *b)
+{
+	if (a->n_frames != b->n_frames)
+		return false;
+	for (size_t i = 0; i < a->n_frames; i++)
+		if (!frame_same(&a->frames[i], &b->frames[i]))
+			return false;
+	return true;
+}
+
+static int cmp_group(const void *x, const void *y)
+{
+	const struct stack_group *a = x, *b = y;
+	return (a->n < b->n) - (a->n > b->n);
+}
+
+int stack_groups(const struct analysis *a, struct stack_group **ret, size_t *ret_n)
+{
+	struct stack_group *g = NULL;
+	size_t n = 0, cap = 0;
+
+	for (size_t i = 0; i < a->n_procs; i++)
+		for (size_t j = 0; j < a->procs[i].n_threads; j++) {
+			struct athread *t = &a->procs[i].threads[j];
+			size_t k;
+			size_t gcap;
+			if (!t->n_frames)
+				continue;
+			for (k = 0; k < n && !stack_same(g[k].threads[0], t); k++)
+				;
+			if (k == n) {
+				if (grow_array((void **)&g, &cap, n + 1, sizeof(*g))) {
+					stack_groups_free(g, n);
+					return -ENOMEM;
+				}
+				g[n++] = (struct stack_group){0};
+			}
+			gcap = g[k].n;
+			if (grow_array((void **)&g[k].threads, &gcap, g[k].n + 1, sizeof(void *))) {
+				stack_groups_free(g, n);
+				return -ENOMEM;
+			}
+			g[k].threads[g[k].n++] = t;
+		}
+	if (n > 1)
+		qsort(g, n, sizeof(*g), cmp_group);
+	*ret = g;
+	*ret_n = n;
+	return 0;
+}
+
+void stack_groups_free(struct stack_group *g, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(g[i].threads);
+	free(g);
+}
