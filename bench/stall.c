@@ -26,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -59,6 +61,7 @@ static void *heartbeat(void *arg)
 	return NULL;
 }
 
+static int threads_in_children;
 static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
 
@@ -87,17 +90,21 @@ static int victim_main(size_t mib, int threads, int children)
 		memset(p + i, (int)(i >> 12) | 1, 4096);
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 64 * 1024);
-	for (int i = 0; i < threads; i++)
-		if (pthread_create(&t, &attr, idle_thread, NULL))
-			return 1;
+	/* Children first (fork copies only the calling thread); each gets the threads too when
+	 * threads_in_children is set. */
 	for (int i = 0; i < children; i++) {
 		pid_t c = fork();
 		if (c == 0) {
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			for (int j = 0; threads_in_children && j < threads; j++)
+				pthread_create(&t, &attr, idle_thread, NULL);
 			for (;;)
 				pause();
 		}
 	}
+	for (int i = 0; i < threads; i++)
+		if (pthread_create(&t, &attr, idle_thread, NULL))
+			return 1;
 	pthread_create(&t, NULL, heartbeat, NULL);
 	printf("ready %d\n", getpid());
 	fflush(stdout);
@@ -299,7 +306,7 @@ static int scale_main(const char *self, const char *osmosis, const char *dir, in
 {
 	struct victim v;
 	long nprocs = 0;
-	char buf[64];
+	char buf[4096];
 
 	printf("osmosis-bench-stall --scale: many threads, many processes\n");
 	printf("machine: %s, %ld CPUs, kernel %s; %d runs each (median and max)\n\n", u->machine,
@@ -328,6 +335,51 @@ static int scale_main(const char *self, const char *osmosis, const char *dir, in
 		pclose(f);
 	snprintf(buf, sizeof(buf), "osmosis snap --all --state-only (%ld)", nprocs);
 	scale_row(buf, &v, osmosis, dir, "--all --state-only", runs);
+	victim_stop(&v);
+
+	/* Analysis: 1,000 threads in 20 processes. */
+	if (victim_start(self, 0, -50, 19, &v) < 0)
+		return 1;
+	snprintf(buf, sizeof(buf), "%s/osmosis-bench-analyze-%d", dir, getpid());
+	char cmd[8192];
+	snprintf(cmd, sizeof(cmd), "%s snap -q --sample 0 --tree -o %s %d", osmosis, buf, v.pid);
+	if (system(cmd) == 0) {
+		struct result r = {0};
+		long rss_kb = 0;
+		for (int i = 0; i < runs; i++) {
+			uint64_t t0 = now_ns();
+			struct rusage ru;
+			int st;
+			pid_t c = fork();
+			if (c == 0) {
+				int devnull = open("/dev/null", O_WRONLY);
+				dup2(devnull, 1);
+				execl(osmosis, osmosis, "analyze", buf, (char *)NULL);
+				_exit(127);
+			}
+			wait4(c, &st, 0, &ru);
+			r.total[r.n++] = now_ns() - t0;
+			rss_kb = ru.ru_maxrss > rss_kb ? ru.ru_maxrss : rss_kb;
+		}
+		printf("| %-34s | %10s | %10s | %10s | %8.2f |\n",
+		       "osmosis analyze, 1,000 thr/20 proc", "-", "-", "-",
+		       median(r.total, r.n) / 1e9);
+		if (gcore) {
+			uint64_t t0 = now_ns();
+			snprintf(cmd, sizeof(cmd),
+				 "for c in %s/core.*; do gdb -nx -batch -ex 'thread apply all bt' "
+				 "%s $c >/dev/null 2>&1; done",
+				 buf, self);
+			system(cmd);
+			printf("| %-34s | %10s | %10s | %10s | %8.2f |\n",
+			       "gdb thread apply all bt, same cores", "-", "-", "-",
+			       (now_ns() - t0) / 1e9);
+		}
+		printf("\npeak memory of osmosis analyze: %ld MiB (the cores are read on demand)\n",
+		       rss_kb / 1024);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", buf);
+	system(cmd);
 	victim_stop(&v);
 	printf(
 	    "\nstall: the longest gap the victim's heartbeat thread saw (for --tree and --all,\n"
@@ -371,7 +423,8 @@ int main(int argc, char **argv)
 		case 'v': {
 			size_t mib = 0;
 			int threads = 0, children = 0;
-			sscanf(optarg, "%zu,%d,%d", &mib, &threads, &children);
+			sscanf(optarg, "%zu,%d,%d,%d", &mib, &threads, &children,
+			       &threads_in_children);
 			return victim_main(mib, threads, children);
 		}
 		case 'S':

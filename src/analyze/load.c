@@ -265,6 +265,15 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 			}
 			if (open_core(a, ap, dirfd) == 0)
 				unwind_process(ap);
+			/* Frames and modules are copied out: let libdwfl and libelf go, so memory
+			 * follows one process at a time, not every core. Memory reads after this
+			 * use the core descriptor and the bounded segment table. */
+			if (ap->dwfl)
+				dwfl_end(ap->dwfl);
+			ap->dwfl = NULL;
+			if (ap->elf)
+				elf_end(ap->elf);
+			ap->elf = NULL;
 			for (size_t j = 0; j < ap->n_threads; j++)
 				if (ap->threads[j].t->captured && !ap->threads[j].in_core &&
 				    ap->has_core)

@@ -121,8 +121,12 @@ static int module_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_
 	if (grow_array((void **)&ap->modules, &cap, ap->n_modules + 1, sizeof(*ap->modules)))
 		return DWARF_CB_ABORT;
 	struct module_info *m = &ap->modules[ap->n_modules++];
+	const char *mainfile = NULL;
 	memset(m, 0, sizeof(*m));
-	m->path = strdup(name ? name : "?");
+	/* The file's path where libdwfl found it (the module name may be a basename); else the
+	 * name from NT_FILE, which keeps a " (deleted)" mark. */
+	dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &mainfile, NULL);
+	m->path = strdup(mainfile ? mainfile : name ? name : "?");
 	m->start = start;
 	len = dwfl_module_build_id(mod, &bits, &vaddr);
 	for (int i = 0; i < len && i < 39; i++)

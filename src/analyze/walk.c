@@ -189,6 +189,7 @@ static void follow_chain(struct analysis *a, struct athread *head)
 		c.steps[c.n++] = (struct wait_step){.t = cur, .e = e};
 		if (k == 0) {
 			c.end_proc = e->to_proc;
+			c.end_thread = NULL;
 			break;
 		}
 		for (size_t i = 0; i < c.n; i++)

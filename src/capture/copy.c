@@ -211,6 +211,34 @@ static int plan_mapping(struct capture *c, struct target *t, struct osm_mapping 
 	return 0;
 }
 
+/* Stack pages in swap right above each blocked thread's stack pointer (paged-out-stack). */
+static void count_swapped_stacks(struct capture *c, struct target *t)
+{
+	uint64_t pm[16];
+
+	if (t->pagemap_fd < 0)
+		return;
+	for (size_t i = 0; i < t->proc->n_threads; i++) {
+		struct osm_thread *th = t->proc->threads[i];
+		uint64_t sp = arch_regs_sp(&th->regs), n = 0;
+		if (!th->captured || th->syscall_nr < 0)
+			continue;
+		for (size_t m = 0; m < t->proc->n_maps; m++) {
+			const struct osm_mapping *mp = &t->proc->maps[m];
+			if (sp < mp->start || sp >= mp->end)
+				continue;
+			uint64_t first = sp / c->page_size;
+			uint64_t count =
+			    MIN((uint64_t)16, (mp->end - first * c->page_size) / c->page_size);
+			ssize_t got = pread(t->pagemap_fd, pm, count * 8, (off_t)(first * 8));
+			for (ssize_t k = 0; k < got / 8; k++)
+				n += (pm[k] & PM_SWAPPED) != 0;
+			break;
+		}
+		th->stack_swapped_pages = n;
+	}
+}
+
 static int capture_target_frozen(struct capture *c, struct target *t)
 {
 	struct osm_mapping *maps = NULL;
@@ -241,6 +269,7 @@ static int capture_target_frozen(struct capture *c, struct target *t)
 	free(t->proc->maps);
 	t->proc->maps = maps;
 	t->proc->n_maps = n;
+	count_swapped_stacks(c, t);
 	for (size_t i = 0; i < n; i++) {
 		maps_plan_dump(&maps[i], t->proc->coredump_filter, c->page_size);
 		r = plan_mapping(c, t, &maps[i]);

@@ -100,7 +100,7 @@ int analyze_dir(const char *dir, bool json, const struct pattern *const *only, s
 		return 1;
 	}
 	a.thresholds = calloc(n_th + 1, sizeof(*a.thresholds));
-	if (a.thresholds) {
+	if (a.thresholds && n_th) {
 		memcpy(a.thresholds, th, n_th * sizeof(*th));
 		a.n_thresholds = n_th;
 	}

@@ -66,6 +66,7 @@ static const char snap_usage[] =
     "                          an existing DIR is refused\n"
     "  -s, --state-only        the system state and every thread's registers, no memory and no\n"
     "                          cores: fast and small\n"
+    "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
     "  -m, --method METHOD     capture method: copy, or auto (default; chooses copy today)\n"
     "      --max-pause SECONDS longest the targets may stay frozen (default 10); past it they\n"
     "                          are resumed and the snapshot fails\n"
@@ -100,6 +101,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"cgroup", required_argument, NULL, OPT_CGROUP},
 	    {"all", no_argument, NULL, OPT_ALL},
 	    {"state-only", no_argument, NULL, 's'},
+	    {"analyze", no_argument, NULL, OPT_ANALYZE},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},

@@ -23,15 +23,29 @@ static bool in_reported_chain(const struct analysis *a, const struct athread *t)
 	return false;
 }
 
+/* Waiters of a lock with many waiters are reported by high-contention. */
+static bool contended(const struct aprocess *ap, const struct athread *t, double min)
+{
+	size_t n = 0;
+	if (!t->wait.addr)
+		return false;
+	for (size_t i = 0; i < ap->n_threads; i++)
+		n += ap->threads[i].wait.addr == t->wait.addr &&
+		     ap->threads[i].wait.kind == t->wait.kind;
+	return (double)n >= min;
+}
+
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
 {
+	double min = analysis_threshold(a, "high-contention.waiters", 8);
+
 	for (size_t i = 0; i < a->n_procs; i++) {
 		const struct aprocess *ap = &a->procs[i];
 		for (size_t j = 0; j < ap->n_threads; j++) {
 			const struct athread *t = &ap->threads[j];
 			char label[160];
 			if (!t->n_edges || !t->t->has_cpu_pct || t->t->cpu_pct > 0.0 ||
-			    in_reported_chain(a, t))
+			    in_reported_chain(a, t) || contended(ap, t, min))
 				continue;
 			thread_label(t, label, sizeof(label));
 			struct finding *f =

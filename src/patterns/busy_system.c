@@ -52,15 +52,23 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 	json_object_object_add(finding_ev(f), "cpu_busy_pct", json_object_new_double(cpu));
 	json_object_object_add(finding_ev(f), "procs_running",
 			       json_object_new_int64((int64_t)s->procs_running));
-	/* The consumers: threads over 50% of a CPU. */
-	for (size_t i = 0; i < a->n_procs; i++)
+	/* The consumers: processes using half a CPU or more, and their busiest threads. */
+	for (size_t i = 0; i < a->n_procs; i++) {
+		double sum = 0;
+		for (size_t j = 0; j < a->procs[i].n_threads; j++)
+			if (a->procs[i].threads[j].t->has_cpu_pct)
+				sum += a->procs[i].threads[j].t->cpu_pct;
+		if (sum < 50)
+			continue;
+		finding_pid(f, a->procs[i].p->pid);
+		finding_line(f, "pid %d (%s) uses %.0f%% of a CPU", a->procs[i].p->pid,
+			     a->procs[i].p->comm, sum);
 		for (size_t j = 0; j < a->procs[i].n_threads; j++) {
 			const struct athread *t = &a->procs[i].threads[j];
-			if (t->t->has_cpu_pct && t->t->cpu_pct >= 50) {
-				finding_pid(f, a->procs[i].p->pid);
+			if (t->t->has_cpu_pct && t->t->cpu_pct >= 20)
 				finding_tid(f, t->t->tid);
-			}
 		}
+	}
 }
 
 const struct pattern pattern_busy_system = {

@@ -13,6 +13,17 @@ static const char *const recs[] = {
     NULL,
 };
 
+/* The same path, whether or not the kernel marked it " (deleted)". */
+static bool same_path(const char *x, const char *y)
+{
+	size_t lx = strlen(x), ly = strlen(y);
+	if (lx >= 10 && !strcmp(x + lx - 10, " (deleted)"))
+		lx -= 10;
+	if (ly >= 10 && !strcmp(y + ly - 10, " (deleted)"))
+		ly -= 10;
+	return lx == ly && !strncmp(x, y, lx);
+}
+
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
 {
 	/* Deleted files, per process. */
@@ -50,13 +61,13 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 			/* Report each path once: skip if an earlier process has it. */
 			for (size_t j = 0; j < i && !earlier; j++)
 				for (size_t n = 0; n < a->procs[j].n_modules; n++)
-					earlier |= !strcmp(a->procs[j].modules[n].path, mi->path);
+					earlier |= same_path(a->procs[j].modules[n].path, mi->path);
 			if (earlier)
 				continue;
 			for (size_t j = i + 1; j < a->n_procs; j++)
 				for (size_t n = 0; n < a->procs[j].n_modules; n++) {
 					const struct module_info *o = &a->procs[j].modules[n];
-					if (strcmp(o->path, mi->path) || !o->build_id[0] ||
+					if (!same_path(o->path, mi->path) || !o->build_id[0] ||
 					    !strcmp(o->build_id, mi->build_id))
 						continue;
 					if (!f) {

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,99 @@ int proc_parse_limits_nofile(const char *limits, uint64_t *soft, uint64_t *hard)
 	return 0;
 }
 
+/* Where a cgroup hierarchy is mounted ("" if nowhere), from /proc/self/mountinfo: the v2 one
+ * (controller NULL), or the v1 one that holds a controller. */
+static void cgroup_mount(const char *controller, char *out, size_t len)
+{
+	_cleanup_free_ char *info = NULL;
+
+	out[0] = 0;
+	if (read_file_at(AT_FDCWD, "/proc/self/mountinfo", &info, NULL) < 0)
+		return;
+	for (char *line = info; line && *line;) {
+		char *nl = strchr(line, '\n'), *sep;
+		if (nl)
+			*nl = 0;
+		sep = strstr(line, " - ");
+		if (sep) {
+			char fstype[32] = "", opts[512] = "", path[256];
+			sscanf(sep + 3, "%31s %*s %511s", fstype, opts);
+			bool match = controller
+					 ? !strcmp(fstype, "cgroup") && strstr(opts, controller)
+					 : !strcmp(fstype, "cgroup2");
+			if (match && sscanf(line, "%*s %*s %*s %*s %255s", path) == 1) {
+				snprintf(out, len, "%s", path);
+				return;
+			}
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+}
+
+/* The process's cgroup line for a v1 controller ("N:memory:/path") or v2 ("0::/path"). */
+static bool cgroup_path(const char *cgroups, const char *controller, char *out, size_t len)
+{
+	for (const char *line = cgroups; line && *line;) {
+		const char *nl = strchr(line, '\n'), *c1 = strchr(line, ':'), *c2;
+		size_t l = nl ? (size_t)(nl - line) : strlen(line);
+		if (c1 && (c2 = memchr(c1 + 1, ':', l - (size_t)(c1 - line) - 1))) {
+			size_t cl = (size_t)(c2 - c1 - 1);
+			bool match = controller ? cl >= strlen(controller) &&
+						      strstr(c1 + 1, controller) < c2 &&
+						      strstr(c1 + 1, controller) != NULL
+						: cl == 0;
+			if (match) {
+				snprintf(out, len, "%.*s", (int)(l - (size_t)(c2 + 1 - line)),
+					 c2 + 1);
+				return !strstr(out, "..");
+			}
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return false;
+}
+
+static uint64_t read_u64_file(const char *path, bool *ok)
+{
+	_cleanup_free_ char *buf = NULL;
+	*ok = read_file_at(AT_FDCWD, path, &buf, NULL) == 0 && buf[0] >= '0' && buf[0] <= '9';
+	return *ok ? strtoull(buf, NULL, 10) : 0;
+}
+
+/* memory.current/memory.max (v2), else memory.usage_in_bytes/limit_in_bytes (v1). */
+static void load_cgroup_memory(struct osm_process *p, const char *cgroups)
+{
+	static char v2[256], v1[256];
+	static bool probed;
+	char rel[1024], path[1400];
+	bool ok;
+
+	p->cg_mem_max = UINT64_MAX;
+	if (!probed) {
+		cgroup_mount(NULL, v2, sizeof(v2));
+		cgroup_mount("memory", v1, sizeof(v1));
+		probed = true;
+	}
+	if (v2[0] && cgroup_path(cgroups, NULL, rel, sizeof(rel))) {
+		snprintf(path, sizeof(path), "%s%s/memory.current", v2, rel);
+		p->cg_mem_current = read_u64_file(path, &ok);
+		if (ok) {
+			snprintf(path, sizeof(path), "%s%s/memory.max", v2, rel);
+			uint64_t max = read_u64_file(path, &ok);
+			p->cg_mem_max = ok ? max : UINT64_MAX;
+			return;
+		}
+	}
+	if (v1[0] && cgroup_path(cgroups, "memory", rel, sizeof(rel))) {
+		snprintf(path, sizeof(path), "%s%s/memory.usage_in_bytes", v1, rel);
+		p->cg_mem_current = read_u64_file(path, &ok);
+		snprintf(path, sizeof(path), "%s%s/memory.limit_in_bytes", v1, rel);
+		uint64_t max = read_u64_file(path, &ok);
+		/* v1 says "no limit" with a huge page-rounded number */
+		p->cg_mem_max = ok && max < (1ull << 62) ? max : UINT64_MAX;
+	}
+}
+
 void proc_load_details(const struct pidref *ref, struct osm_process *p)
 {
 	_cleanup_free_ char *status = NULL, *limits = NULL, *cg = NULL, *oom = NULL, *up = NULL;
@@ -115,6 +209,7 @@ void proc_load_details(const struct pidref *ref, struct osm_process *p)
 	if (read_file_at(ref->procfd, "limits", &limits, NULL) == 0)
 		proc_parse_limits_nofile(limits, &p->nofile_soft, &p->nofile_hard);
 	if (read_file_at(ref->procfd, "cgroup", &cg, NULL) == 0) {
+		load_cgroup_memory(p, cg);
 		/* Prefer the unified (v2) line "0::/path"; else the first line. */
 		char *line = strstr(cg, "0::");
 		if (!line || (line != cg && line[-1] != '\n'))

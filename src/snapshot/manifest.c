@@ -91,6 +91,7 @@ static json_object *thread_json(const struct osm_thread *t)
 	ADD(o, "nonvoluntary_ctxt_switches", ju64(t->nvctx));
 	ADD(o, "last_cpu", jint(t->last_cpu));
 	ADD(o, "kernel_stack", t->kstack ? jstr(t->kstack) : NULL);
+	ADD(o, "stack_swapped_pages", ju64(t->stack_swapped_pages));
 	return o;
 }
 
@@ -161,6 +162,8 @@ static json_object *process_json(const struct osm_process *p)
 	ADD(mem, "rss_anon", ju64(p->rss_anon));
 	ADD(mem, "rss_file", ju64(p->rss_file));
 	ADD(mem, "rss_shmem", ju64(p->rss_shmem));
+	ADD(mem, "cgroup_current", p->cg_mem_current ? ju64(p->cg_mem_current) : NULL);
+	ADD(mem, "cgroup_max", jlimit(p->cg_mem_max ? p->cg_mem_max : UINT64_MAX));
 	ADD(o, "memory", mem);
 	ADD(lim, "nofile_soft", jlimit(p->nofile_soft));
 	ADD(lim, "nofile_hard", jlimit(p->nofile_hard));

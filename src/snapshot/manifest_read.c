@@ -127,6 +127,7 @@ static int read_thread(json_object *o, struct osm_process *p)
 	t->vctx = get_u64(o, "voluntary_ctxt_switches");
 	t->nvctx = get_u64(o, "nonvoluntary_ctxt_switches");
 	t->last_cpu = clamp_i32(get_i64(o, "last_cpu", -1));
+	t->stack_swapped_pages = get_u64(o, "stack_swapped_pages");
 	if ((ks = get_str(o, "kernel_stack")))
 		t->kstack = strdup(ks);
 	return 0;
@@ -198,6 +199,9 @@ static int read_process(json_object *o, struct osm_process *p, char *err, size_t
 		p->rss_anon = get_u64(mem, "rss_anon");
 		p->rss_file = get_u64(mem, "rss_file");
 		p->rss_shmem = get_u64(mem, "rss_shmem");
+		p->cg_mem_current = get_u64(mem, "cgroup_current");
+		p->cg_mem_max =
+		    get(mem, "cgroup_max", json_type_int) ? get_u64(mem, "cgroup_max") : UINT64_MAX;
 	}
 	p->nofile_soft = p->nofile_hard = UINT64_MAX;
 	if ((lim = get(o, "limits", json_type_object))) {

@@ -21,6 +21,21 @@
  *   threads N        N idle threads (blocked on a condition variable)
  *   fds              one of each kind of descriptor: pipe, unix socketpair, TCP loopback pair,
  *                    eventfd, epoll, timerfd, memfd; oom_score_adj 500; one thread spinning
+ * Pattern victims (each exhibits one analysis pattern; names in "ready" say who should be named):
+ *   deadlock N       N threads (2 or 3) locking mutexes in a cycle
+ *   deadlock-procs   a parent and child each reading a pipe the other would write after
+ *   coupled          deadlock-procs with a spinning thread in the parent: not all blocked
+ *   chain3           three processes: a unix socket request, a mutex, a pipe that is never written
+ *   contention N     N threads waiting on one mutex whose owner sleeps
+ *   abandoned        a thread exits holding a mutex another waits on
+ *   corrupt          a waited-on mutex whose __owner and __count are overwritten
+ *   zombies N        N children that exited and are never reaped
+ *   fdleak N         N descriptors with RLIMIT_NOFILE just above
+ *   alloc MiB        touches MiB of memory (for a cgroup near memory.max)
+ *   deepstack        a thread with a 64 KiB stack recursing to its last 6 KiB
+ *   pagedout         a blocked thread whose stack is pushed to swap (MADV_PAGEOUT)
+ *   dlopen PATH      loads the shared library PATH
+ *   healthy          idle pool on a condition variable, epoll server, sleeping timer
  */
 #include <errno.h>
 #include <pthread.h>
@@ -37,6 +52,8 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <dlfcn.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -435,6 +452,381 @@ static void setup_fds(void)
 	       ntohs(addr.sin_port));
 }
 
+/* ---- pattern victims ------------------------------------------------------------------------ */
+
+static pthread_mutex_t cyc[3] = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+				 PTHREAD_MUTEX_INITIALIZER};
+static pthread_barrier_t cyc_barrier;
+static int cyc_n;
+
+static void __attribute__((noinline)) victim_lock_in_cycle(int i)
+{
+	pthread_mutex_lock(&cyc[i]);
+	pthread_barrier_wait(&cyc_barrier);
+	pthread_mutex_lock(&cyc[(i + 1) % cyc_n]);
+}
+
+static void *t_cycle(void *arg)
+{
+	char name[16];
+	snprintf(name, sizeof(name), "v-cycle%d", (int)(intptr_t)arg);
+	prctl(PR_SET_NAME, name);
+	victim_lock_in_cycle((int)(intptr_t)arg);
+	return NULL;
+}
+
+static void setup_deadlock(int n)
+{
+	pthread_t t[3];
+	char tids[64] = "";
+	cyc_n = n < 2 ? 2 : n > 3 ? 3 : n;
+	pthread_barrier_init(&cyc_barrier, NULL, (unsigned)cyc_n);
+	for (int i = 0; i < cyc_n; i++)
+		pthread_create(&t[i], NULL, t_cycle, (void *)(intptr_t)i);
+	usleep(200000);
+	(void)tids;
+	printf("ready pid=%d\n", getpid());
+}
+
+static void __attribute__((noinline)) victim_wait_for_peer(int rd, int wr)
+{
+	char c;
+	if (read(rd, &c, 1) == 1) /* never comes: the peer waits for us first */
+		(void)!write(wr, "x", 1);
+}
+
+static int dp_fds[2];
+static void *t_peer_waiter(void *arg)
+{
+	prctl(PR_SET_NAME, "v-waiter");
+	victim_wait_for_peer(dp_fds[0], dp_fds[1]);
+	return arg;
+}
+
+static void setup_deadlock_procs2(void)
+{
+	int a[2], b[2];
+	pid_t c;
+	pthread_t t;
+	if (pipe(a) < 0 || pipe(b) < 0)
+		exit(2);
+	c = fork();
+	if (c == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		prctl(PR_SET_NAME, "v-peer");
+		close(a[1]);
+		close(b[0]);
+		victim_wait_for_peer(a[0], b[1]);
+		_exit(0);
+	}
+	close(a[0]);
+	close(b[1]);
+	dp_fds[0] = b[0];
+	dp_fds[1] = a[1];
+	pthread_create(&t, NULL, t_peer_waiter, NULL);
+	usleep(200000);
+	printf("ready pid=%d child=%d\n", getpid(), c);
+}
+
+/* chain3: P1 "v-asker" -> unix -> P2 main -> mutex -> P2 "v-holder" -> pipe -> P3 (sleeps) */
+static pthread_mutex_t chain_lock = PTHREAD_MUTEX_INITIALIZER;
+static int chain_pipe_rd;
+
+static void *t_chain_holder(void *arg)
+{
+	char c;
+	prctl(PR_SET_NAME, "v-holder");
+	pthread_mutex_lock(&chain_lock);
+	while (read(chain_pipe_rd, &c, 1) > 0) /* P3 never writes */
+		;
+	return arg;
+}
+
+static void __attribute__((noinline)) victim_serve_request(int sock)
+{
+	char req[16];
+	if (read(sock, req, sizeof(req)) <= 0)
+		return;
+	pthread_mutex_lock(&chain_lock); /* held by v-holder */
+	(void)!write(sock, "ok", 2);
+}
+
+static void __attribute__((noinline)) victim_ask_peer(int sock)
+{
+	char ans[16];
+	(void)!write(sock, "req", 3);
+	(void)!read(sock, ans, sizeof(ans)); /* waits for P2 */
+}
+
+static int chain_sock;
+static void *t_asker(void *arg)
+{
+	prctl(PR_SET_NAME, "v-asker");
+	victim_ask_peer(chain_sock);
+	return arg;
+}
+
+static void setup_chain3(void)
+{
+	int sv[2], p[2];
+	pid_t p2, p3;
+	pthread_t t;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || pipe(p) < 0)
+		exit(2);
+	p3 = fork();
+	if (p3 == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		prctl(PR_SET_NAME, "v-p3");
+		close(p[0]);
+		close(sv[0]);
+		close(sv[1]);
+		for (;;)
+			pause(); /* holds the pipe's write end, never writes */
+	}
+	p2 = fork();
+	if (p2 == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		prctl(PR_SET_NAME, "v-p2");
+		close(p[1]);
+		close(sv[0]);
+		chain_pipe_rd = p[0];
+		pthread_create(&t, NULL, t_chain_holder, NULL);
+		usleep(50000);
+		victim_serve_request(sv[1]);
+		for (;;)
+			pause();
+	}
+	close(p[0]);
+	close(p[1]);
+	close(sv[1]);
+	chain_sock = sv[0];
+	pthread_create(&t, NULL, t_asker, NULL);
+	usleep(300000);
+	printf("ready pid=%d p2=%d p3=%d\n", getpid(), p2, p3);
+}
+
+static pthread_mutex_t contended = PTHREAD_MUTEX_INITIALIZER;
+static void *t_contender(void *arg)
+{
+	prctl(PR_SET_NAME, "v-contender");
+	pthread_mutex_lock(&contended);
+	pthread_mutex_unlock(&contended);
+	return arg;
+}
+static void *t_owner_sleeps(void *arg)
+{
+	prctl(PR_SET_NAME, "v-owner");
+	pthread_mutex_lock(&contended);
+	for (;;)
+		sleep(1000);
+	return arg;
+}
+
+static void setup_contention(int n)
+{
+	pthread_t t;
+	pthread_create(&t, NULL, t_owner_sleeps, NULL);
+	usleep(50000);
+	for (int i = 0; i < n; i++)
+		pthread_create(&t, NULL, t_contender, NULL);
+	usleep(200000);
+	printf("ready pid=%d owner_name=v-owner\n", getpid());
+}
+
+static pthread_mutex_t orphan = PTHREAD_MUTEX_INITIALIZER;
+static void *t_exits_holding(void *arg)
+{
+	pthread_mutex_lock(&orphan);
+	return arg; /* exits without unlocking */
+}
+static void *t_orphan_waiter(void *arg)
+{
+	prctl(PR_SET_NAME, "v-orphaned");
+	pthread_mutex_lock(&orphan);
+	return arg;
+}
+
+static void setup_abandoned(void)
+{
+	pthread_t t;
+	pthread_create(&t, NULL, t_exits_holding, NULL);
+	pthread_join(t, NULL);
+	pthread_create(&t, NULL, t_orphan_waiter, NULL);
+	usleep(200000);
+	printf("ready pid=%d\n", getpid());
+}
+
+static pthread_mutex_t smashed = PTHREAD_MUTEX_INITIALIZER;
+static void *t_smash_owner(void *arg)
+{
+	pthread_mutex_lock(&smashed);
+	for (;;)
+		sleep(1000);
+	return arg;
+}
+static void *t_smash_waiter(void *arg)
+{
+	prctl(PR_SET_NAME, "v-smashed");
+	pthread_mutex_lock(&smashed);
+	return arg;
+}
+
+static void setup_corrupt(void)
+{
+	pthread_t t;
+	pthread_create(&t, NULL, t_smash_owner, NULL);
+	usleep(50000);
+	pthread_create(&t, NULL, t_smash_waiter, NULL);
+	usleep(100000);
+	/* a stray write over the mutex, as a buffer overrun next to it would do */
+	smashed.__data.__owner = 0;
+	smashed.__data.__count = 7;
+	printf("ready pid=%d mutex=%p\n", getpid(), (void *)&smashed);
+}
+
+static void setup_zombies(int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fork() == 0)
+			_exit(0);
+	usleep(200000);
+	printf("ready pid=%d zombies=%d\n", getpid(), n);
+}
+
+static void setup_fdleak(int n)
+{
+	struct rlimit rl = {.rlim_cur = (rlim_t)n + 20, .rlim_max = (rlim_t)n + 20};
+	setrlimit(RLIMIT_NOFILE, &rl);
+	for (int i = 0; i < n; i++)
+		if (eventfd(0, 0) < 0) {
+			perror("eventfd");
+			exit(2);
+		}
+	printf("ready pid=%d fds=%d\n", getpid(), n);
+}
+
+static uint8_t *volatile alloc_keep; /* so the compiler keeps the allocation */
+static void setup_alloc(size_t mib)
+{
+	uint8_t *p = malloc(mib << 20);
+	if (!p)
+		exit(2);
+	memset(p, 1, mib << 20);
+	alloc_keep = p;
+	printf("ready pid=%d\n", getpid());
+}
+
+static volatile int deep_done;
+static void __attribute__((noinline)) victim_recurse(uintptr_t bottom, int depth)
+{
+	volatile char pad[256];
+	pad[0] = (char)depth;
+	if ((uintptr_t)&pad[0] - bottom > 6144) {
+		victim_recurse(bottom, depth + 1);
+	} else {
+		deep_done = 1;
+		for (;;)
+			sleep(1000);
+	}
+	pad[1] = 0;
+}
+static void *t_deep(void *arg)
+{
+	pthread_attr_t attr;
+	void *base;
+	size_t size;
+	prctl(PR_SET_NAME, "v-deep");
+	pthread_getattr_np(pthread_self(), &attr);
+	pthread_attr_getstack(&attr, &base, &size);
+	victim_recurse((uintptr_t)base, 0);
+	return arg;
+}
+
+static void setup_deepstack(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	pthread_create(&t, &attr, t_deep, NULL);
+	while (!deep_done)
+		usleep(1000);
+	printf("ready pid=%d\n", getpid());
+}
+
+static void *stack_top_seen;
+static void *t_paged(void *arg)
+{
+	char c;
+	int p[2];
+	prctl(PR_SET_NAME, "v-paged");
+	stack_top_seen = &c;
+	if (pipe(p) < 0)
+		return arg;
+	(void)!read(p[0], &c, 1); /* blocked forever: its own write end is open */
+	return arg;
+}
+
+static void setup_pagedout(void)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	void *base;
+	size_t size;
+	pthread_create(&t, NULL, t_paged, NULL);
+	usleep(100000);
+	pthread_getattr_np(t, &attr);
+	pthread_attr_getstack(&attr, &base, &size);
+	/* push the whole stack out to swap (needs swap, and kernel >= 5.4) */
+	if (madvise(base, size, MADV_PAGEOUT) < 0)
+		perror("madvise");
+	printf("ready pid=%d\n", getpid());
+}
+
+static void setup_dlopen(const char *path)
+{
+	if (!dlopen(path, RTLD_NOW)) {
+		fprintf(stderr, "victim: dlopen %s: %s\n", path, dlerror());
+		exit(2);
+	}
+	printf("ready pid=%d\n", getpid());
+}
+
+static void *t_epoll_server(void *arg)
+{
+	int lsn = socket(AF_INET, SOCK_STREAM, 0), ep = epoll_create1(0);
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct epoll_event ee = {.events = EPOLLIN}, out[4];
+	prctl(PR_SET_NAME, "v-server");
+	if (bind(lsn, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(lsn, 4) < 0)
+		return arg;
+	epoll_ctl(ep, EPOLL_CTL_ADD, lsn, &ee);
+	for (;;)
+		epoll_wait(ep, out, 4, -1);
+	return arg;
+}
+static void *t_timer(void *arg)
+{
+	prctl(PR_SET_NAME, "v-timer");
+	for (;;)
+		sleep(1000);
+	return arg;
+}
+
+static void setup_healthy(void)
+{
+	pthread_t t;
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t, NULL, t_idle, NULL);
+	pthread_create(&t, NULL, t_epoll_server, NULL);
+	pthread_create(&t, NULL, t_timer, NULL);
+	start_beats(1);
+	usleep(200000);
+	printf("ready pid=%d\n", getpid());
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "basic";
@@ -477,6 +869,38 @@ int main(int argc, char **argv)
 		setup_threads(argc > 2 ? atoi(argv[2]) : 100);
 	} else if (!strcmp(mode, "fds")) {
 		setup_fds();
+	} else if (!strcmp(mode, "deadlock")) {
+		setup_deadlock(argc > 2 ? atoi(argv[2]) : 2);
+	} else if (!strcmp(mode, "deadlock-procs")) {
+		setup_deadlock_procs2();
+	} else if (!strcmp(mode, "coupled")) {
+		/* the deadlock-procs cycle, but a thread of the parent still runs */
+		pthread_create(&t, NULL, t_spin, NULL);
+		setup_deadlock_procs2();
+	} else if (!strcmp(mode, "chain3")) {
+		setup_chain3();
+	} else if (!strcmp(mode, "contention")) {
+		setup_contention(argc > 2 ? atoi(argv[2]) : 10);
+	} else if (!strcmp(mode, "abandoned")) {
+		setup_abandoned();
+	} else if (!strcmp(mode, "corrupt")) {
+		setup_corrupt();
+	} else if (!strcmp(mode, "zombies")) {
+		setup_zombies(argc > 2 ? atoi(argv[2]) : 10);
+	} else if (!strcmp(mode, "fdleak")) {
+		setup_fdleak(argc > 2 ? atoi(argv[2]) : 200);
+	} else if (!strcmp(mode, "alloc")) {
+		setup_alloc(argc > 2 ? strtoul(argv[2], NULL, 10) : 16);
+	} else if (!strcmp(mode, "deepstack")) {
+		setup_deepstack();
+	} else if (!strcmp(mode, "pagedout")) {
+		setup_pagedout();
+	} else if (!strcmp(mode, "dlopen")) {
+		if (argc < 3)
+			return 2;
+		setup_dlopen(argv[2]);
+	} else if (!strcmp(mode, "healthy")) {
+		setup_healthy();
 	} else if (!strcmp(mode, "busy")) {
 		int n = argc > 2 ? atoi(argv[2]) : 2;
 		for (int i = 0; i < n; i++)
