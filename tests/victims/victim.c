@@ -338,29 +338,44 @@ static void *pingpong_thread(void *arg)
 	return NULL;
 }
 
-static void setup_pingpong2(void)
+/* A child connected to the parent by two pipes: the child runs fn(its read end, its write end);
+ * the parent's ends come back in ret_rd/ret_wr. */
+static pid_t fork_pipe_peer(const char *name, void (*fn)(int rd, int wr), int *ret_rd, int *ret_wr)
 {
-	static int fds[2];
 	int a[2], b[2];
 	pid_t c;
-	pthread_t t;
 
 	if (pipe(a) < 0 || pipe(b) < 0)
 		exit(2);
 	c = fork();
 	if (c == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		prctl(PR_SET_NAME, "v-pong");
+		prctl(PR_SET_NAME, name);
 		close(a[1]);
 		close(b[0]);
-		pingpong_loop(a[0], b[1], false);
+		fn(a[0], b[1]);
+		_exit(0);
 	}
-	children = calloc(1, sizeof(pid_t));
-	children[n_children++] = c;
 	close(a[0]);
 	close(b[1]);
-	fds[0] = b[0];
-	fds[1] = a[1];
+	*ret_rd = b[0];
+	*ret_wr = a[1];
+	return c;
+}
+
+static void pong(int rd, int wr)
+{
+	pingpong_loop(rd, wr, false);
+}
+
+static void setup_pingpong2(void)
+{
+	static int fds[2];
+	pthread_t t;
+	pid_t c = fork_pipe_peer("v-pong", pong, &fds[0], &fds[1]);
+
+	children = calloc(1, sizeof(pid_t));
+	children[n_children++] = c;
 	start_beats(1);
 	pthread_create(&t, NULL, pingpong_thread, fds);
 	usleep(50000);
@@ -505,24 +520,9 @@ static void *t_peer_waiter(void *arg)
 
 static void setup_deadlock_procs2(void)
 {
-	int a[2], b[2];
-	pid_t c;
 	pthread_t t;
-	if (pipe(a) < 0 || pipe(b) < 0)
-		exit(2);
-	c = fork();
-	if (c == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		prctl(PR_SET_NAME, "v-peer");
-		close(a[1]);
-		close(b[0]);
-		victim_wait_for_peer(a[0], b[1]);
-		_exit(0);
-	}
-	close(a[0]);
-	close(b[1]);
-	dp_fds[0] = b[0];
-	dp_fds[1] = a[1];
+	pid_t c = fork_pipe_peer("v-peer", victim_wait_for_peer, &dp_fds[0], &dp_fds[1]);
+
 	pthread_create(&t, NULL, t_peer_waiter, NULL);
 	usleep(200000);
 	printf("ready pid=%d child=%d\n", getpid(), c);
