@@ -17,7 +17,8 @@ static bool in_reported_chain(const struct analysis *a, const struct athread *t)
 	if (t->scc)
 		return true;
 	for (size_t i = 0; i < a->n_chains; i++)
-		for (size_t j = 0; a->chains[i].n >= 2 && j < a->chains[i].n; j++)
+		for (size_t j = 0;
+		     (a->chains[i].n >= 2 || a->chains[i].ends_in_cycle) && j < a->chains[i].n; j++)
 			if (a->chains[i].steps[j].t == t)
 				return true;
 	return false;

@@ -44,7 +44,8 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		struct finding *f;
 		size_t procs = 0;
 
-		if ((double)c->n < min)
+		/* A chain into a deadlock goes on around the cycle: always worth reporting. */
+		if ((double)c->n < min && !c->ends_in_cycle)
 			continue;
 		for (size_t j = 0; j < c->n; j++)
 			procs += j == 0 || c->steps[j].t->proc != c->steps[j - 1].t->proc;

@@ -59,6 +59,17 @@ def test_deadlock_of_two_and_three_threads():
             check(all(s["address"] for s in f["evidence"]["cycle"]), "lock addresses decoded")
 
 
+def test_linked_findings_chain_into_deadlock():
+    with Victim("deadlock", 2, "chained") as v, TempDir() as tmp:
+        d, rep = snap_and_analyze(v, tmp)
+        (dl,) = findings(rep, "deadlock")
+        (wc,) = findings(rep, "wait-chain")
+        check(wc["severity"] == "error", "a chain into a deadlock is an error")
+        check(tids_named(d, v.pid, "v-late")[0] == wc["evidence"]["chain"][0]["tid"], "chain head")
+        check(any(r.startswith(dl["id"]) for r in wc["related"]), "no link: %s" % wc["related"])
+        check("deadlock" in wc["evidence"]["end"], "end %s" % wc["evidence"]["end"])
+
+
 def test_deadlock_across_two_processes():
     with Victim("deadlock-procs") as v, TempDir() as tmp:
         d, rep = snap_and_analyze(v, tmp, "--tree")
@@ -287,9 +298,12 @@ def test_truncated_and_corrupt_cores_are_reported_not_fatal():
         lines = " ".join(f["evidence"]["lines"])
         check("core.%d" % a.pid in lines and "cut short" in lines, lines)
         check("core.%d" % b.pid in lines and "not an ELF" in lines, lines)
-        # the readable part of the truncated core is still analyzed: its threads are there
+        # the readable part of the truncated core is still analyzed: every thread keeps at
+        # least its first frame, and where its stack was cut off, the reason
         pa = [p for p in rep["processes"] if p["pid"] == a.pid][0]
-        check(any(t["frames"] for t in pa["threads"]), "nothing analyzed in the truncated core")
+        check(all(t["frames"] for t in pa["threads"]), "a thread without a first frame")
+        check(any(t["unwind_error"] for t in pa["threads"]), "no reason for a cut stack: %s"
+              % [(t["name"], len(t["frames"])) for t in pa["threads"]])
         # a missing core
         os.unlink(cb)
         rep = analyze(out)

@@ -22,7 +22,8 @@
  *   fds              one of each kind of descriptor: pipe, unix socketpair, TCP loopback pair,
  *                    eventfd, epoll, timerfd, memfd; oom_score_adj 500; one thread spinning
  * Pattern victims (each exhibits one analysis pattern; names in "ready" say who should be named):
- *   deadlock N       N threads (2 or 3) locking mutexes in a cycle
+ *   deadlock N [chained]  N threads (2 or 3) locking mutexes in a cycle; chained: a third
+ *                    thread waits on the cycle
  *   deadlock-procs   a parent and child each reading a pipe the other would write after
  *   coupled          deadlock-procs with a spinning thread in the parent: not all blocked
  *   chain3           three processes: a unix socket request, a mutex, a pipe that is never written
@@ -490,6 +491,13 @@ static void *t_cycle(void *arg)
 	return NULL;
 }
 
+static void *t_joins_the_cycle(void *arg)
+{
+	prctl(PR_SET_NAME, "v-late");
+	pthread_mutex_lock(&cyc[0]); /* held by a thread of the deadlock */
+	return arg;
+}
+
 static void setup_deadlock(int n)
 {
 	pthread_t t[3];
@@ -871,6 +879,11 @@ int main(int argc, char **argv)
 		setup_fds();
 	} else if (!strcmp(mode, "deadlock")) {
 		setup_deadlock(argc > 2 ? atoi(argv[2]) : 2);
+		if (argc > 3 && !strcmp(argv[3], "chained")) {
+			/* a third thread waits on the deadlock: a wait chain that runs into it */
+			pthread_create(&t, NULL, t_joins_the_cycle, NULL);
+			usleep(100000);
+		}
 	} else if (!strcmp(mode, "deadlock-procs")) {
 		setup_deadlock_procs2();
 	} else if (!strcmp(mode, "coupled")) {
