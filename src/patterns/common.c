@@ -78,3 +78,39 @@ size_t process_waiting_threads(const struct aprocess *ap, struct athread **out, 
 			out[n++] = &ap->threads[i];
 	return n;
 }
+
+json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps, size_t n,
+				size_t frames)
+{
+	json_object *arr = json_object_new_array();
+	char label[160];
+
+	for (size_t j = 0; j < n; j++) {
+		const struct wait_step *s = &steps[j];
+		json_object *o = json_object_new_object();
+		thread_label(s->t, label, sizeof(label));
+		finding_tid(f, s->t->t->tid);
+		finding_pid(f, s->t->proc->p->pid);
+		finding_line(f, "%s", label);
+		finding_line(f, "    waits on: %s", s->e->text);
+		finding_frames(f, s->t, frames);
+		json_object_object_add(o, "tid", json_object_new_int(s->t->t->tid));
+		json_object_object_add(o, "pid", json_object_new_int(s->t->proc->p->pid));
+		json_object_object_add(o, "waits_on", json_object_new_string(s->e->text));
+		if (s->t->wait.addr)
+			json_object_object_add(o, "address",
+					       json_object_new_int64((int64_t)s->t->wait.addr));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
+void finding_process_activity(struct finding *f, const struct aprocess *ap, const char *what)
+{
+	for (size_t k = 0; k < ap->n_threads; k++) {
+		const struct athread *t = &ap->threads[k];
+		finding_line(f, "%s thread %d: %s", what, t->t->tid,
+			     t->wait.text[0] ? t->wait.text : wait_end_class(t));
+		finding_frames(f, t, 5);
+	}
+}

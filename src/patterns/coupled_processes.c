@@ -15,7 +15,6 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 	for (size_t i = 0; i < a->n_cycles; i++) {
 		const struct cycle *c = &a->cycles[i];
 		struct finding *f;
-		char label[160];
 
 		if (!c->via_process || c->all_blocked)
 			continue;
@@ -25,13 +24,8 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 				c->n);
 		if (!f)
 			return;
-		for (size_t j = 0; j < c->n; j++) {
-			thread_label(c->steps[j].t, label, sizeof(label));
-			finding_tid(f, c->steps[j].t->t->tid);
-			finding_pid(f, c->steps[j].t->proc->p->pid);
-			finding_line(f, "%s", label);
-			finding_line(f, "    waits on: %s", c->steps[j].e->text);
-		}
+		json_object_object_add(finding_ev(f), "cycle",
+				       finding_wait_steps(f, c->steps, c->n, 4));
 	}
 }
 

@@ -28,24 +28,7 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		if (!f)
 			return;
 		f->key = i + 1;
-		json_object *steps = json_object_new_array();
-		for (size_t j = 0; j < c->n; j++) {
-			const struct wait_step *s = &c->steps[j];
-			json_object *o = json_object_new_object();
-			thread_label(s->t, label, sizeof(label));
-			finding_tid(f, s->t->t->tid);
-			finding_pid(f, s->t->proc->p->pid);
-			finding_line(f, "%s", label);
-			finding_line(f, "    waits on: %s", s->e->text);
-			finding_frames(f, s->t, 6);
-			json_object_object_add(o, "tid", json_object_new_int(s->t->t->tid));
-			json_object_object_add(o, "pid", json_object_new_int(s->t->proc->p->pid));
-			json_object_object_add(o, "waits_on", json_object_new_string(s->e->text));
-			if (s->t->wait.addr)
-				json_object_object_add(
-				    o, "address", json_object_new_int64((int64_t)s->t->wait.addr));
-			json_object_array_add(steps, o);
-		}
+		json_object *steps = finding_wait_steps(f, c->steps, c->n, 6);
 		thread_label(c->steps[0].t, label, sizeof(label));
 		finding_line(f, "and so back to %s", label);
 		json_object_object_add(finding_ev(f), "cycle", steps);

@@ -88,6 +88,12 @@ double pattern_threshold(const struct analysis *a, const struct pattern *p, cons
 void thread_label(const struct athread *t, char *buf, size_t len);
 /* Add the thread's top frames as evidence lines, indented. */
 void finding_frames(struct finding *f, const struct athread *t, size_t max);
+/* Each step of a cycle or chain as evidence (label, "waits on" line, frames) and as a JSON array
+ * of {tid, pid, waits_on, address}; names the threads and processes in f. */
+json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps, size_t n,
+				size_t frames);
+/* What every thread of ap does, as evidence lines ("WHAT thread N: waits ..."). */
+void finding_process_activity(struct finding *f, const struct aprocess *ap, const char *what);
 /* Where a chain of waits ends, in words ("running", "in I/O", ...). */
 const char *wait_end_class(const struct athread *t);
 /* Threads of ap that wait on something with an edge (for following a wait into a process). */

@@ -56,21 +56,7 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		if (!f)
 			return;
 		f->key = (uint64_t)c->ends_in_cycle;
-		json_object *links = json_object_new_array();
-		for (size_t j = 0; j < c->n; j++) {
-			const struct wait_step *s = &c->steps[j];
-			json_object *o = json_object_new_object();
-			thread_label(s->t, label, sizeof(label));
-			finding_tid(f, s->t->t->tid);
-			finding_pid(f, s->t->proc->p->pid);
-			finding_line(f, "%s", label);
-			finding_line(f, "    waits on: %s", s->e->text);
-			finding_frames(f, s->t, 4);
-			json_object_object_add(o, "tid", json_object_new_int(s->t->t->tid));
-			json_object_object_add(o, "pid", json_object_new_int(s->t->proc->p->pid));
-			json_object_object_add(o, "waits_on", json_object_new_string(s->e->text));
-			json_object_array_add(links, o);
-		}
+		json_object *links = finding_wait_steps(f, c->steps, c->n, 4);
 		if (c->end_thread) {
 			finding_tid(f, c->end_thread->t->tid);
 			finding_pid(f, c->end_thread->proc->p->pid);

@@ -56,14 +56,7 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		json_object_object_add(finding_ev(f), "parent", json_object_new_int(p->ppid));
 		json_object_object_add(finding_ev(f), "zombies", json_object_new_int((int)n));
 		if (parent)
-			for (size_t k = 0; k < parent->n_threads; k++) {
-				finding_line(f, "the parent's thread %d does instead: %s",
-					     parent->threads[k].t->tid,
-					     parent->threads[k].wait.text[0]
-						 ? parent->threads[k].wait.text
-						 : wait_end_class(&parent->threads[k]));
-				finding_frames(f, &parent->threads[k], 5);
-			}
+			finding_process_activity(f, parent, "the parent's");
 		else
 			finding_line(f, "the parent %d is not in the snapshot", p->ppid);
 	}
