@@ -3,7 +3,7 @@
 # Keep this list in step with README.md ("Dependencies").
 set -eu
 
-PKGS="meson ninja-build pkg-config gcc libc6-dev libjson-c-dev libelf-dev libdw-dev libzstd-dev
+PKGS="meson ninja-build pkg-config gcc libc6-dev libjson-c-dev libelf-dev libdw-dev
 libcmocka-dev gdb elfutils lldb clang libclang-rt-14-dev clang-format python3 procps util-linux"
 
 missing=""
