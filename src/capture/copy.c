@@ -24,6 +24,7 @@
 #include "base/util.h"
 #include "capture/capture.h"
 #include "proc/maps.h"
+#include "proc/process.h"
 
 #define JOB_MAX	      (16u << 20) /* bytes per copy job: the guard is checked between jobs */
 #define PM_PRESENT    (1ull << 63)
@@ -117,6 +118,18 @@ static int copy_prepare(struct capture *c)
 	zero_page_pfn(c->page_size); /* learn it now, not inside the freeze */
 	/* Room for growth between now and the freeze. */
 	slack = MAX(total / 16, (uint64_t)(32u << 20));
+	/* The buffer is touched now: never push the machine (or our cgroup) into reclaim or the
+	 * OOM killer, whose victim could be the very service being diagnosed. */
+	uint64_t avail = proc_memory_available_to_self();
+	if (total + slack > avail - MIN(avail, avail / 10)) {
+		char a[32], b[32];
+		return log_error(ENOMEM,
+				 "the copy method needs %s of memory to hold the targets' memory, "
+				 "but only %s is available to osmosis; free memory, or snapshot "
+				 "fewer processes (--state-only needs none)",
+				 format_bytes(total + slack, a, sizeof(a)),
+				 format_bytes(avail, b, sizeof(b)));
+	}
 	r = arena_reserve(&c->arena, total + slack, c->page_size);
 	if (r < 0) {
 		char a[32];

@@ -100,6 +100,8 @@ int proc_parse_limits_nofile(const char *limits, uint64_t *soft, uint64_t *hard)
 	return 0;
 }
 
+static void load_cgroup_memory(struct osm_process *p, const char *cgroups);
+
 /* Where a cgroup hierarchy is mounted ("" if nowhere), from /proc/self/mountinfo: the v2 one
  * (controller NULL), or the v1 one that holds a controller. */
 static void cgroup_mount(const char *controller, char *out, size_t len)
@@ -157,6 +159,14 @@ static uint64_t read_u64_file(const char *path, bool *ok)
 	_cleanup_free_ char *buf = NULL;
 	*ok = read_file_at(AT_FDCWD, path, &buf, NULL) == 0 && buf[0] >= '0' && buf[0] <= '9';
 	return *ok ? strtoull(buf, NULL, 10) : 0;
+}
+
+void proc_cgroup_memory(const char *cgroups, uint64_t *ret_current, uint64_t *ret_max)
+{
+	struct osm_process tmp = {0};
+	load_cgroup_memory(&tmp, cgroups);
+	*ret_current = tmp.cg_mem_current;
+	*ret_max = tmp.cg_mem_max;
 }
 
 /* memory.current/memory.max (v2), else memory.usage_in_bytes/limit_in_bytes (v1). */
@@ -321,4 +331,19 @@ void proc_apply_cpu_sample(struct osm_process *p, const pid_t *tids, const uint6
 			break;
 		}
 	}
+}
+
+uint64_t proc_memory_available_to_self(void)
+{
+	_cleanup_free_ char *mem = NULL, *cg = NULL;
+	uint64_t avail = UINT64_MAX, cur = 0, max = UINT64_MAX;
+
+	if (read_file_at(AT_FDCWD, "/proc/meminfo", &mem, NULL) == 0)
+		avail = proc_status_kb(mem, "MemAvailable") ?: UINT64_MAX;
+	if (read_file_at(AT_FDCWD, "/proc/self/cgroup", &cg, NULL) == 0) {
+		proc_cgroup_memory(cg, &cur, &max);
+		if (max != UINT64_MAX)
+			avail = MIN(avail, max > cur ? max - cur : 0);
+	}
+	return avail;
 }

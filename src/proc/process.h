@@ -23,6 +23,11 @@ int proc_thread_ticks(int procfd, pid_t **ret_tids, uint64_t **ret_ticks, size_t
  * interval_ns before the threads were loaded. */
 void proc_apply_cpu_sample(struct osm_process *p, const pid_t *tids, const uint64_t *ticks,
 			   size_t n, uint64_t interval_ns);
+/* Memory and limit of a cgroup, from a /proc/PID/cgroup text (v2, else v1's memory controller);
+ * max is UINT64_MAX when unlimited or unknown. */
+void proc_cgroup_memory(const char *cgroups, uint64_t *ret_current, uint64_t *ret_max);
+/* What osmosis may still take: MemAvailable, bounded by its own cgroup's limit. */
+uint64_t proc_memory_available_to_self(void);
 /* Parsers exposed for tests and fuzzing. */
 uint64_t proc_status_kb(const char *status, const char *key);
 int proc_parse_limits_nofile(const char *limits, uint64_t *soft, uint64_t *hard);

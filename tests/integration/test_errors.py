@@ -143,6 +143,39 @@ def test_full_disk_leaves_no_partial_core():
         v.verify()
 
 
+def test_refuses_to_copy_more_than_memory_allows():
+    """osmosis in a cgroup limited to 96 MiB, asked to copy a 256 MiB process: it refuses up
+    front rather than push itself (or the machine) into the OOM killer."""
+    root = None
+    for line in open("/proc/mounts"):
+        dev, mnt, typ, opts = line.split()[:4]
+        if typ == "cgroup" and "memory" in opts.split(","):
+            root, limit = mnt, "memory.limit_in_bytes"
+        elif typ == "cgroup2" and root is None and "memory" in open(
+                os.path.join(mnt, "cgroup.controllers")).read().split():
+            root, limit = mnt, "memory.max"
+    check(root, "no cgroup hierarchy has the memory controller")
+    cg = os.path.join(root, "osmosis-small-%d" % os.getpid())
+    os.mkdir(cg)
+    try:
+        with open(os.path.join(cg, limit), "w") as f:
+            f.write(str(96 << 20))
+        with Victim("writer", 65536) as v, TempDir() as tmp:
+            def enter():
+                with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+            cmd = [os.environ.get("OSMOSIS", "build/osmosis"), "snap", "-o",
+                   os.path.join(tmp, "s"), str(v.pid)]
+            r = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=enter, timeout=60)
+            line = one_line_error(r)
+            check("needs" in line and "available" in line, line)
+            check(not os.listdir(tmp), "left %s" % os.listdir(tmp))
+            v.verify()
+    finally:
+        time.sleep(0.2)
+        os.rmdir(cg)
+
+
 def test_usage_errors_and_help():
     r = osmosis("--help")
     check(r.returncode == 0 and "snap" in r.stdout, "osmosis --help")
