@@ -134,6 +134,12 @@ static int module_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_
 	return DWARF_CB_OK;
 }
 
+static char *dwfl_error(void)
+{
+	const char *msg = dwfl_errmsg(-1);
+	return strdup(msg ? msg : "libdwfl gave no reason");
+}
+
 void unwind_process(struct aprocess *ap)
 {
 	Dwfl *dwfl = dwfl_begin(&callbacks);
@@ -144,12 +150,12 @@ void unwind_process(struct aprocess *ap)
 	ap->dwfl = dwfl;
 	if (dwfl_core_file_report(dwfl, ap->elf, exe) < 0 ||
 	    dwfl_report_end(dwfl, NULL, NULL) != 0) {
-		ap->core_error = strdup(dwfl_errmsg(-1));
+		ap->core_error = dwfl_error();
 		return;
 	}
 	dwfl_getmodules(dwfl, module_cb, ap, 0);
 	if (dwfl_core_file_attach(dwfl, ap->elf) < 0) {
-		ap->core_error = strdup(dwfl_errmsg(-1));
+		ap->core_error = dwfl_error();
 	} else {
 		dwfl_getthreads(dwfl, thread_cb, ap);
 	}

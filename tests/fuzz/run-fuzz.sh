@@ -15,4 +15,14 @@ clang -g -O1 -std=gnu17 -D_GNU_SOURCE -DOSMOSIS_VERSION='"fuzz"' -fsanitize=fuzz
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$src/tests/fuzz/corpus/$corpus/"* "$work/" 2>/dev/null || true
-"$out" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 "$work" 2>&1 | tail -5
+export LSAN_OPTIONS="suppressions=$src/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+# The fuzzer's own status decides the test (a pipe into tail would hide a crash).
+log="$build/fuzz-$harness.log"
+status=0
+"$out" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -error_exitcode=1 -timeout_exitcode=1 \
+	-artifact_prefix="$build/fuzz-$harness-" "$work" >"$log" 2>&1 || status=$?
+tail -25 "$log"
+if [ "$status" -ne 0 ]; then
+	echo "fuzz_$harness: the fuzzer failed (status $status); the input is saved beside $log" >&2
+fi
+exit "$status"
