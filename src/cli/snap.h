@@ -23,7 +23,7 @@ struct snap_state {
 	struct cpu_sample cpus_before;
 	struct {
 		pid_t *tids;
-		uint64_t *ticks;
+		uint64_t *ticks, *switches;
 		size_t n;
 	} * thread_ticks; /* one per target, by index */
 	size_t n_thread_ticks;

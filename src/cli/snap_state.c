@@ -166,7 +166,8 @@ void snap_sample_begin(struct snap_state *st)
 		if (t->exited || t->ref.procfd < 0)
 			continue;
 		proc_thread_ticks(t->ref.procfd, &st->thread_ticks[i].tids,
-				  &st->thread_ticks[i].ticks, &st->thread_ticks[i].n);
+				  &st->thread_ticks[i].ticks, &st->thread_ticks[i].switches,
+				  &st->thread_ticks[i].n);
 	}
 }
 
@@ -203,8 +204,8 @@ static int load_target(struct snap_state *st, struct target *t, size_t idx, uint
 		return log_error(r, "cannot read the threads of pid %d: %m", t->proc->pid);
 	if (idx < st->n_thread_ticks && st->thread_ticks[idx].n)
 		proc_apply_cpu_sample(t->proc, st->thread_ticks[idx].tids,
-				      st->thread_ticks[idx].ticks, st->thread_ticks[idx].n,
-				      interval);
+				      st->thread_ticks[idx].ticks, st->thread_ticks[idx].switches,
+				      st->thread_ticks[idx].n, interval);
 	proc_load_details(&t->ref, t->proc);
 	r = proc_load_fds(&t->ref, t->proc, sockets_for(st, t));
 	if (r < 0)
@@ -290,6 +291,7 @@ void snap_state_done(struct snap_state *st)
 	for (size_t i = 0; i < st->n_thread_ticks; i++) {
 		free(st->thread_ticks[i].tids);
 		free(st->thread_ticks[i].ticks);
+		free(st->thread_ticks[i].switches);
 	}
 	free(st->thread_ticks);
 	cpu_sample_done(&st->cpus_before);

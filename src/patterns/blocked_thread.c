@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* blocked-thread: a thread blocked on a lock, a child or another process that did not run at all
- * during the sampling interval before the freeze. Idle waits (condition variables, epoll,
- * sleeps) are healthy and not reported. */
+/* blocked-thread: a thread blocked on a lock, a child or another process whose context switches
+ * did not change over the sampling interval before the freeze: it did not run at all. Idle waits
+ * (condition variables, epoll, sleeps) are healthy and not reported. */
 #include "patterns/pattern.h"
 
 static const char *const recs[] = {
@@ -45,7 +45,7 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		for (size_t j = 0; j < ap->n_threads; j++) {
 			const struct athread *t = &ap->threads[j];
 			char label[160];
-			if (!t->n_edges || !t->t->has_cpu_pct || t->t->cpu_pct > 0.0 ||
+			if (!t->n_edges || t->t->switches_in_sample != 0 ||
 			    in_reported_chain(a, t) || contended(ap, t, min))
 				continue;
 			thread_label(t, label, sizeof(label));

@@ -237,10 +237,11 @@ void proc_load_details(const struct pidref *ref, struct osm_process *p)
 	}
 }
 
-int proc_thread_ticks(int procfd, pid_t **ret_tids, uint64_t **ret_ticks, size_t *ret_n)
+int proc_thread_ticks(int procfd, pid_t **ret_tids, uint64_t **ret_ticks, uint64_t **ret_switches,
+		      size_t *ret_n)
 {
 	_cleanup_free_ pid_t *tids = NULL;
-	uint64_t *ticks;
+	uint64_t *ticks, *switches;
 	size_t n = 0;
 	int r;
 
@@ -248,19 +249,28 @@ int proc_thread_ticks(int procfd, pid_t **ret_tids, uint64_t **ret_ticks, size_t
 	if (r < 0)
 		return r;
 	ticks = calloc(n ? n : 1, sizeof(*ticks));
-	if (!ticks)
+	switches = calloc(n ? n : 1, sizeof(*switches));
+	if (!ticks || !switches) {
+		free(ticks);
+		free(switches);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *status = NULL;
 		struct proc_stat st;
 		char path[64];
 		snprintf(path, sizeof(path), "task/%d/stat", tids[i]);
-		if (proc_read_stat(procfd, path, &st) == 0)
-			ticks[i] = st.utime + st.stime;
-		else
-			ticks[i] = UINT64_MAX;
+		ticks[i] =
+		    proc_read_stat(procfd, path, &st) == 0 ? st.utime + st.stime : UINT64_MAX;
+		snprintf(path, sizeof(path), "task/%d/status", tids[i]);
+		switches[i] = read_file_at(procfd, path, &status, NULL) == 0
+				  ? status_count(status, "voluntary_ctxt_switches") +
+					status_count(status, "nonvoluntary_ctxt_switches")
+				  : UINT64_MAX;
 	}
 	*ret_tids = TAKE_PTR(tids);
 	*ret_ticks = ticks;
+	*ret_switches = switches;
 	*ret_n = n;
 	return 0;
 }
@@ -310,7 +320,7 @@ int proc_load_threads(const struct pidref *ref, struct osm_process *p)
 }
 
 void proc_apply_cpu_sample(struct osm_process *p, const pid_t *tids, const uint64_t *ticks,
-			   size_t n, uint64_t interval_ns)
+			   const uint64_t *switches, size_t n, uint64_t interval_ns)
 {
 	uint64_t tick_us = ticks_to_us(1);
 
@@ -328,6 +338,8 @@ void proc_apply_cpu_sample(struct osm_process *p, const pid_t *tids, const uint6
 							      1000.0 / (double)interval_ns
 							: 0.0;
 			t->has_cpu_pct = true;
+			if (switches[j] != UINT64_MAX && t->vctx + t->nvctx >= switches[j])
+				t->switches_in_sample = (int64_t)(t->vctx + t->nvctx - switches[j]);
 			break;
 		}
 	}

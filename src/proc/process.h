@@ -16,13 +16,15 @@ int proc_load_threads(const struct pidref *ref, struct osm_process *p);
 /* Memory figures, RLIMIT_NOFILE, cgroup, oom_score_adj, CPU times, start time. Best effort: what
  * cannot be read stays zero. */
 void proc_load_details(const struct pidref *ref, struct osm_process *p);
-/* Per-thread CPU time (utime+stime, clock ticks) of every thread of pid, for the CPU sampling:
- * fills tids/ticks (malloc'ed). Returns 0 or a negative errno. */
-int proc_thread_ticks(int procfd, pid_t **ret_tids, uint64_t **ret_ticks, size_t *ret_n);
+/* Per-thread CPU time (utime+stime, clock ticks) and context switches (voluntary plus
+ * involuntary) of every thread of pid, for the sampling interval: fills tids/ticks/switches
+ * (malloc'ed). Returns 0 or a negative errno. */
+int proc_thread_ticks(int procfd, pid_t **ret_tids, uint64_t **ret_ticks, uint64_t **ret_switches,
+		      size_t *ret_n);
 /* Set cpu_pct of p's threads from a first sample (tids/ticks, from proc_thread_ticks) taken
  * interval_ns before the threads were loaded. */
 void proc_apply_cpu_sample(struct osm_process *p, const pid_t *tids, const uint64_t *ticks,
-			   size_t n, uint64_t interval_ns);
+			   const uint64_t *switches, size_t n, uint64_t interval_ns);
 /* Memory and limit of a cgroup, from a /proc/PID/cgroup text (v2, else v1's memory controller);
  * max is UINT64_MAX when unlimited or unknown. */
 void proc_cgroup_memory(const char *cgroups, uint64_t *ret_current, uint64_t *ret_max);

@@ -87,6 +87,8 @@ static json_object *thread_json(const struct osm_thread *t)
 	ADD(o, "utime_us", ju64(t->utime_us));
 	ADD(o, "stime_us", ju64(t->stime_us));
 	ADD(o, "cpu_pct", t->has_cpu_pct ? json_object_new_double(t->cpu_pct) : NULL);
+	ADD(o, "switches_in_sample",
+	    t->switches_in_sample >= 0 ? jint(t->switches_in_sample) : NULL);
 	ADD(o, "voluntary_ctxt_switches", ju64(t->vctx));
 	ADD(o, "nonvoluntary_ctxt_switches", ju64(t->nvctx));
 	ADD(o, "last_cpu", jint(t->last_cpu));

@@ -124,6 +124,7 @@ static int read_thread(json_object *o, struct osm_process *p)
 		t->cpu_pct = get_double(o, "cpu_pct", 0);
 		t->has_cpu_pct = true;
 	}
+	t->switches_in_sample = get_i64(o, "switches_in_sample", -1);
 	t->vctx = get_u64(o, "voluntary_ctxt_switches");
 	t->nvctx = get_u64(o, "nonvoluntary_ctxt_switches");
 	t->last_cpu = clamp_i32(get_i64(o, "last_cpu", -1));

@@ -92,6 +92,7 @@ struct osm_thread *process_add_thread(struct osm_process *p, pid_t tid)
 	t->state = '?';
 	t->syscall_nr = -1;
 	t->last_cpu = -1;
+	t->switches_in_sample = -1;
 	p->threads[p->n_threads++] = t;
 	return t;
 }

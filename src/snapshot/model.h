@@ -31,6 +31,7 @@ struct osm_thread {
 	int last_cpu;
 	double cpu_pct; /* CPU use over the sampling interval before the freeze, % of a CPU */
 	bool has_cpu_pct;
+	int64_t switches_in_sample;   /* context switches over the sampling interval, -1 unknown */
 	uint64_t stack_swapped_pages; /* stack pages in swap at the freeze (pagemap) */
 	char name[OSM_COMM_LEN + 1];
 	char state;	    /* /proc state letter sampled just before the freeze */
