@@ -163,3 +163,70 @@ void arch_fill_prstatus_regs(const struct arch_regs *regs, void *gregs, size_t l
 {
 	memcpy(gregs, &regs->gp, len < sizeof(regs->gp) ? len : sizeof(regs->gp));
 }
+
+int arch_gregs_get(pid_t tid, arch_gregs_t *r)
+{
+	struct iovec iov = {.iov_base = r, .iov_len = sizeof(*r)};
+	return ptrace(PTRACE_GETREGSET, tid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+}
+
+int arch_gregs_set(pid_t tid, const arch_gregs_t *r)
+{
+	struct iovec iov = {.iov_base = (void *)r, .iov_len = sizeof(*r)};
+	return ptrace(PTRACE_SETREGSET, tid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+}
+
+uint64_t arch_gregs_pc(const arch_gregs_t *r)
+{
+	return r->rip;
+}
+
+long arch_gregs_syscall_nr(const arch_gregs_t *r)
+{
+	return (long)r->orig_rax;
+}
+
+void arch_gregs_setup_syscall(arch_gregs_t *r, uint64_t insn, long nr, const uint64_t args[6])
+{
+	r->rip = insn;
+	r->rax = (uint64_t)nr;
+	r->orig_rax = (uint64_t)-1; /* not in a syscall: nothing for the kernel to restart */
+	r->rdi = args[0];
+	r->rsi = args[1];
+	r->rdx = args[2];
+	r->r10 = args[3];
+	r->r8 = args[4];
+	r->r9 = args[5];
+}
+
+int64_t arch_gregs_syscall_result(const arch_gregs_t *r)
+{
+	return (int64_t)r->rax;
+}
+
+#define ERESTARTSYS_	       512
+#define ERESTARTNOINTR_	       513
+#define ERESTARTNOHAND_	       514
+#define ERESTART_RESTARTBLOCK_ 516
+#define NR_RESTART_SYSCALL     219
+
+void arch_gregs_restart_fixup(arch_gregs_t *r)
+{
+	if ((long)r->orig_rax < 0)
+		return;
+	switch ((long)r->rax) {
+	case -ERESTARTSYS_:
+	case -ERESTARTNOINTR_:
+	case -ERESTARTNOHAND_:
+		r->rax = r->orig_rax;
+		r->rip -= ARCH_SYSCALL_INSN_LEN;
+		break;
+	case -ERESTART_RESTARTBLOCK_:
+		r->rax = NR_RESTART_SYSCALL;
+		r->rip -= ARCH_SYSCALL_INSN_LEN;
+		break;
+	default:
+		return;
+	}
+	r->orig_rax = (uint64_t)-1;
+}

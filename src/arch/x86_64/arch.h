@@ -44,6 +44,22 @@ long arch_regs_syscall(const struct arch_regs *regs, uint64_t args[6]);
 /* The syscall's name, or NULL for a number this table does not know. */
 const char *arch_syscall_name(long nr);
 
+/* Injection (src/inject/): the general registers as the kernel's regset, and how a syscall is
+ * set up in them and its result read back. */
+#define ARCH_SYSCALL_INSN     "\x0f\x05" /* syscall */
+#define ARCH_SYSCALL_INSN_LEN 2
+typedef struct user_regs_struct arch_gregs_t;
+int arch_gregs_get(pid_t tid, arch_gregs_t *r);
+int arch_gregs_set(pid_t tid, const arch_gregs_t *r);
+uint64_t arch_gregs_pc(const arch_gregs_t *r);
+long arch_gregs_syscall_nr(const arch_gregs_t *r);
+void arch_gregs_setup_syscall(arch_gregs_t *r, uint64_t insn, long nr, const uint64_t args[6]);
+int64_t arch_gregs_syscall_result(const arch_gregs_t *r);
+/* A thread interrupted in a syscall that the kernel would restart: do the restart by hand (back
+ * to the syscall instruction, the number in place of -ERESTART*), because resuming from another
+ * stop than the interrupt's does not pass through the kernel's restart logic. */
+void arch_gregs_restart_fixup(arch_gregs_t *r);
+
 struct note_sink;
 struct osm_thread;
 struct osm_process;

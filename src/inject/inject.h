@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Running a syscall inside a thread osmosis holds in a ptrace stop, then putting the thread back
+ * exactly as it was: the foundation of the capture methods that need the target's own hands (a
+ * copy-on-write clone, a userfaultfd). The architecture-specific parts are in arch/<arch>/.
+ *
+ *   inject_begin   save the thread's registers; find a syscall instruction in the target (the
+ *                  one the thread is stopped after, else one in the vDSO)
+ *   inject_syscall point the thread at it with the number and arguments, step it through the
+ *                  syscall with PTRACE_SYSCALL (entry stop, exit stop), read the result
+ *   inject_end     restore the registers, with an interrupted syscall's restart done by hand
+ *
+ * Not used by any capture method yet. Known window: between inject_syscall setting the registers
+ * and inject_end restoring them (microseconds), a SIGKILL of osmosis lets the kernel resume the
+ * thread with the injected registers; the methods that build on this must close it (see the note
+ * on issue 5).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "arch.h"
+
+struct inject {
+	pid_t tid;
+	arch_gregs_t saved;
+	uint64_t insn;	 /* address of a syscall instruction in the target */
+	bool active;	 /* registers changed and not yet restored */
+	int lost_signal; /* a signal that arrived while injecting; re-send it after the thaw */
+	pid_t child;	 /* the task a clone-like syscall created (PTRACE_EVENT_CLONE/FORK) */
+};
+
+/* tid must be in a ptrace stop held by us and not in a signal-delivery-stop. memfd is the
+ * target's /proc/PID/mem; auxv its auxiliary vector (to find the vDSO). Returns 0 or a negative
+ * errno; does not log. */
+int inject_begin(struct inject *in, pid_t tid, int memfd, const uint8_t *auxv, size_t auxv_len);
+/* Run syscall nr with args; *ret gets its return value (negative errno on failure). Returns 0 or
+ * a negative errno of the machinery itself. The thread ends in a syscall-exit-stop. */
+int inject_syscall(struct inject *in, long nr, const uint64_t args[6], int64_t *ret);
+/* Restore the registers (idempotent). Returns 0 or a negative errno. */
+int inject_end(struct inject *in);
