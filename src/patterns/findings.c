@@ -135,18 +135,20 @@ void findings_done(struct findings *fs)
 /* Pattern cooperation: where one finding may explain another. */
 static const struct {
 	const char *a, *b, *why;
+	bool by_thread; /* linked through a shared thread; else through a shared process */
 } relations[] = {
-    {"wait-chain", "deadlock", "the chain runs into this deadlock"},
-    {"high-contention", "wait-chain", "the contended lock is a link of this chain"},
-    {"high-contention", "spiking-thread", "the lock's owner spins"},
-    {"insufficient-memory", "process-factory", "the process factory may explain the shortage"},
-    {"insufficient-memory", "handle-leak", "leaked descriptors hold memory"},
-    {"busy-system", "spiking-thread", "this thread keeps a CPU busy"},
-    {"busy-system", "process-factory", "the process factory keeps the CPUs busy"},
-    {"zombie-processes", "process-factory", "the factory's children are not reaped"},
-    {"handle-leak", "process-factory", "children may inherit the leaked descriptors"},
-    {"blocked-thread", "high-contention", "it waits on the contended lock"},
-    {"paged-out-stack", "insufficient-memory", "memory pressure pushed the stacks out"},
+    {"wait-chain", "deadlock", "the chain runs into this deadlock", true},
+    {"high-contention", "wait-chain", "the contended lock is a link of this chain", true},
+    {"high-contention", "spiking-thread", "the lock's owner spins", true},
+    {"blocked-thread", "high-contention", "it waits on the contended lock", true},
+    {"insufficient-memory", "process-factory", "the process factory may explain the shortage",
+     false},
+    {"insufficient-memory", "handle-leak", "leaked descriptors hold memory", false},
+    {"busy-system", "spiking-thread", "this thread keeps a CPU busy", false},
+    {"busy-system", "process-factory", "the process factory keeps the CPUs busy", false},
+    {"zombie-processes", "process-factory", "the factory's children are not reaped", false},
+    {"handle-leak", "process-factory", "children may inherit the leaked descriptors", false},
+    {"paged-out-stack", "insufficient-memory", "memory pressure pushed the stacks out", false},
 };
 
 static bool overlap(const pid_t *a, size_t na, const pid_t *b, size_t nb)
@@ -169,10 +171,12 @@ static void relate(struct findings *fs)
 				if (strcmp(f->pattern->id, relations[k].a) ||
 				    strcmp(g->pattern->id, relations[k].b))
 					continue;
-				bool system_wide = !f->n_pids || !g->n_pids;
-				if (!system_wide &&
-				    !overlap(f->tids, f->n_tids, g->tids, g->n_tids) &&
-				    !overlap(f->pids, f->n_pids, g->pids, g->n_pids))
+				bool linked =
+				    relations[k].by_thread
+					? overlap(f->tids, f->n_tids, g->tids, g->n_tids)
+					: !f->n_pids || !g->n_pids ||
+					      overlap(f->pids, f->n_pids, g->pids, g->n_pids);
+				if (!linked)
 					continue;
 				finding_relate(f, "%s: %s", g->id, relations[k].why);
 			}

@@ -387,6 +387,7 @@ def test_demo_workload_report_names_both_problems():
             mine = [f for f in rep["findings"] if f["severity"] != "info" and
                     set(f["pids"]) & {pid, backend}]
             check(len(mine) == 2, "only the two problems: %s" % [f["pattern"] for f in mine])
+            check(not wc["related"], "the chain does not run into the deadlock: %s" % wc["related"])
     finally:
         p.kill()
         p.wait()
