@@ -114,3 +114,22 @@ void finding_process_activity(struct finding *f, const struct aprocess *ap, cons
 		finding_frames(f, t, 5);
 	}
 }
+
+size_t process_siblings(const struct analysis *a, size_t i, process_same_fn same, bool *done,
+			struct finding *f)
+{
+	const struct osm_process *p = a->procs[i].p;
+	size_t n = 0;
+
+	for (size_t j = i; j < a->n_procs; j++) {
+		const struct osm_process *q = a->procs[j].p;
+		if (q->ppid != p->ppid || !same(p, q))
+			continue;
+		n++;
+		if (f) {
+			done[j] = true;
+			finding_pid(f, q->pid);
+		}
+	}
+	return n;
+}

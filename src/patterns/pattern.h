@@ -94,6 +94,11 @@ json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps
 				size_t frames);
 /* What every thread of ap does, as evidence lines ("WHAT thread N: waits ..."). */
 void finding_process_activity(struct finding *f, const struct aprocess *ap, const char *what);
+/* Processes from index i on with p's parent for which same(p, q) holds: counted, and with f
+ * also marked in done[] and named in f. */
+typedef bool (*process_same_fn)(const struct osm_process *p, const struct osm_process *q);
+size_t process_siblings(const struct analysis *a, size_t i, process_same_fn same, bool *done,
+			struct finding *f);
 /* Where a chain of waits ends, in words ("running", "in I/O", ...). */
 const char *wait_end_class(const struct athread *t);
 /* Threads of ap that wait on something with an edge (for following a wait into a process). */

@@ -16,6 +16,11 @@ static const struct threshold thresholds[] = {
     {"process-factory.children", 50, "processes", "children of one parent with one executable"},
 };
 
+static bool same_program(const struct osm_process *p, const struct osm_process *q)
+{
+	return !strcmp(q->exe ? q->exe : "", p->exe ? p->exe : "") && !strcmp(q->comm, p->comm);
+}
+
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
 {
 	double min = pattern_threshold(a, self, "process-factory.children");
@@ -25,16 +30,10 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		return;
 	for (size_t i = 0; i < a->n_procs; i++) {
 		const struct osm_process *p = a->procs[i].p;
-		size_t n = 0;
+		size_t n;
 		if (done[i])
 			continue;
-		for (size_t j = i; j < a->n_procs; j++) {
-			const struct osm_process *q = a->procs[j].p;
-			if (q->ppid == p->ppid &&
-			    !strcmp(q->exe ? q->exe : "", p->exe ? p->exe : "") &&
-			    !strcmp(q->comm, p->comm))
-				n++;
-		}
+		n = process_siblings(a, i, same_program, done, NULL);
 		if ((double)n < min || p->ppid <= 0)
 			continue;
 		const struct aprocess *parent = analysis_find_process(a, p->ppid);
@@ -45,15 +44,7 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		if (!f)
 			break;
 		finding_pid(f, p->ppid);
-		for (size_t j = i; j < a->n_procs; j++) {
-			const struct osm_process *q = a->procs[j].p;
-			if (q->ppid == p->ppid &&
-			    !strcmp(q->exe ? q->exe : "", p->exe ? p->exe : "") &&
-			    !strcmp(q->comm, p->comm)) {
-				done[j] = true;
-				finding_pid(f, q->pid);
-			}
-		}
+		process_siblings(a, i, same_program, done, f);
 		finding_line(f, "%zu children of pid %d, executable %s", n, p->ppid,
 			     p->exe && *p->exe ? p->exe : p->comm);
 		json_object_object_add(finding_ev(f), "parent", json_object_new_int(p->ppid));

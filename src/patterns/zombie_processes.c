@@ -21,6 +21,11 @@ static bool is_zombie(const struct osm_process *p)
 	return p->state == 'Z' || (p->capture_note && strstr(p->capture_note, "zombie"));
 }
 
+static bool both_zombies(const struct osm_process *p, const struct osm_process *q)
+{
+	return is_zombie(p) && is_zombie(q);
+}
+
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
 {
 	double min = pattern_threshold(a, self, "zombie-processes.count");
@@ -30,12 +35,10 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		return;
 	for (size_t i = 0; i < a->n_procs; i++) {
 		const struct osm_process *p = a->procs[i].p;
-		size_t n = 0;
+		size_t n;
 		if (done[i] || !is_zombie(p))
 			continue;
-		for (size_t j = i; j < a->n_procs; j++)
-			if (is_zombie(a->procs[j].p) && a->procs[j].p->ppid == p->ppid)
-				n++;
+		n = process_siblings(a, i, both_zombies, done, NULL);
 		if ((double)n < min)
 			continue;
 		const struct aprocess *parent = analysis_find_process(a, p->ppid);
@@ -48,11 +51,7 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		if (!f)
 			break;
 		finding_pid(f, p->ppid);
-		for (size_t j = i; j < a->n_procs; j++)
-			if (is_zombie(a->procs[j].p) && a->procs[j].p->ppid == p->ppid) {
-				done[j] = true;
-				finding_pid(f, a->procs[j].p->pid);
-			}
+		process_siblings(a, i, both_zombies, done, f);
 		json_object_object_add(finding_ev(f), "parent", json_object_new_int(p->ppid));
 		json_object_object_add(finding_ev(f), "zombies", json_object_new_int((int)n));
 		if (parent)
