@@ -38,6 +38,10 @@ int fault_point(const char *name)
 		   pid > 0) {
 		kill((pid_t)pid, SIGKILL);
 		usleep(20000); /* let the kernel finish the kill */
+	} else if (!strncmp(action, "usr1=", 5) && parse_i64(action + 5, 10, &pid) == 0 &&
+		   pid > 0) {
+		kill((pid_t)pid, SIGUSR1);
+		usleep(200000); /* let its handler run */
 	}
 	return 0;
 }

@@ -1,15 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Capture methods keep the targets' memory as it was at the freeze instant. Each is a
- * `struct capture_ops`, called in this order by the snapshot command:
+ * Capture keeps the targets' memory as it was at the freeze instant. The snapshot command calls:
  *
- *   prepare   before the freeze: read maps, plan, reserve and touch buffers, start helpers
- *   frozen    inside the freeze: take registers and keep memory; nothing else
- *   finish    after the thaw: complete the model (anything that can wait until the targets run)
- *   release   always, last: free buffers, stop helpers
+ *   capture_prepare  before the freeze: read maps, choose each target's method, reserve and
+ *                    touch buffers, start helpers; pre-copy runs its rounds here
+ *   capture_frozen   inside the freeze: take registers and keep memory; nothing else
+ *   capture_finish   after the thaw: complete the model (anything that can wait until the
+ *                    targets run); pre-copy's write tracking is removed here
+ *   capture_release  always, last (after the cores are written): end clones, free buffers
  *
- * The copy method (copy.c) copies every dumped byte during the freeze. Later methods (a
- * copy-on-write clone, write-tracking pre-copy) slot in beside it.
+ * Each target gets one method (the manifest records it and why):
+ *   copy     (copy.c)    every dumped byte is copied into a reserved buffer during the freeze
+ *   clone    (clone.c)   a fork is injected into the target during the freeze; the kernel's
+ *                        copy-on-write keeps the instant, the core is read from the clone
+ *   precopy  (precopy.c) memory is copied while the target runs, its writes tracked with
+ *                        userfaultfd (async write-protect) and PAGEMAP_SCAN; the freeze copies
+ *                        only what was written since
+ * --method auto (capture.c) chooses per target from the kernel's features, the memory available
+ * and the write rate pre-copy sees.
  */
 #pragma once
 
@@ -20,8 +28,15 @@
 #include "proc/targets.h"
 #include "snapshot/model.h"
 
+enum capture_method {
+	METHOD_AUTO,
+	METHOD_COPY,
+	METHOD_CLONE,
+	METHOD_PRECOPY,
+};
+
 struct capture {
-	const struct capture_ops *ops;
+	enum capture_method requested;
 	struct target_set *set; /* borrowed; targets skipped or exited are left alone */
 	bool state_only;	/* registers and maps only: no memory (osmosis snap --state-only) */
 	size_t page_size;
@@ -37,19 +52,73 @@ struct capture {
 	uint64_t copy_ns; /* time spent copying inside the freeze */
 };
 
-struct capture_ops {
-	const char *name;
-	int (*prepare)(struct capture *c);
-	int (*frozen)(struct capture *c);
-	int (*finish)(struct capture *c);
-	void (*release)(struct capture *c);
-};
+/* "auto", "copy", "clone", "precopy"; -1 if unknown. */
+int capture_method_parse(const char *name);
+const char *capture_method_name(enum capture_method m);
 
-extern const struct capture_ops capture_copy_ops;
-
-/* Look a method up by name; NULL if unknown. */
-const struct capture_ops *capture_method(const char *name);
+int capture_prepare(struct capture *c);
+int capture_frozen(struct capture *c);
+int capture_finish(struct capture *c);
+void capture_release(struct capture *c);
 
 /* Registers, signal state and the stop siginfo of every held thread of p (inside the freeze).
  * Threads that died meanwhile are marked gone. Returns 0 or a negative errno; logs. */
 int capture_thread_state(struct osm_process *p);
+
+/* Shared by the methods (copy.c). */
+int capture_read_maps(struct target *t, const char *file, struct osm_mapping **ret, size_t *ret_n);
+/* smaps read and the dump planned, before the freeze; t->planned_bytes set. Logs. */
+int capture_plan_target(struct capture *c, struct target *t);
+/* Inside the freeze: registers, then the layout re-read and the dump planned again. Logs. */
+int capture_layout_frozen(struct capture *c, struct target *t);
+/* Queue the copy of mapping m's dumped bytes (absent anonymous pages skipped) into the arena. */
+int capture_copy_mapping(struct capture *c, struct target *t, struct osm_mapping *m);
+int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
+		    uint8_t *dest);
+/* Bytes the arena needs for m. */
+uint64_t capture_planned_size(const struct osm_mapping *m);
+/* Calls emit(off, len) for each run of m's dumped bytes worth reading: with pagemap_fd >= 0 and
+ * a private anonymous mapping, only pages present, swapped, and not the shared zero page. */
+typedef int (*capture_emit_fn)(struct capture *c, struct target *t, struct osm_mapping *m,
+			       uint64_t off, uint64_t len, void *ctx);
+int capture_runs(struct capture *c, struct target *t, struct osm_mapping *m, int pagemap_fd,
+		 capture_emit_fn emit, void *ctx);
+void capture_count_swapped_stacks(struct capture *c, struct target *t);
+
+/* clone.c */
+/* Inside the freeze, after capture_layout_frozen: inject the clone. Returns 0, or a negative
+ * errno when this target cannot be cloned (the caller copies it instead); logs at debug level.
+ * *why gets a static reason on failure. */
+int clone_frozen(struct capture *c, struct target *t, const char **why);
+/* After the thaw: extents read from the clone for mappings not copied in the freeze. */
+int clone_finish(struct capture *c, struct target *t);
+/* End the clone and reap it. Never fails. */
+void clone_release(struct target *t);
+/* Whether m is copied in the freeze rather than read from the clone. */
+bool clone_copies_in_freeze(const struct osm_mapping *m);
+
+/* precopy.c */
+/* Whether the kernel supports async write-protect and PAGEMAP_SCAN (probed once); *why says
+ * what is missing. */
+bool precopy_supported(const char **why);
+/* Bytes of arena pre-copy needs for t (tracked mappings whole, the rest as planned). */
+uint64_t precopy_arena_bytes(struct capture *c, struct target *t);
+/* Before the freeze: create the tracker in the target (injected userfaultfd, taken with
+ * pidfd_getfd, the target's copy closed), register and write-protect the tracked mappings.
+ * Returns 0 or a negative errno; does not log (the caller chooses another method). */
+int precopy_track(struct capture *c, struct target *t);
+/* Bytes written since tracking began (or since the last probe); protects them again. */
+int precopy_probe(struct capture *c, struct target *t, uint64_t *ret_written);
+uint64_t precopy_tracked_bytes(const struct target *t);
+/* Round 0 copies what is present; then rounds copy what was written, while that shrinks.
+ * *ret_freeze_bytes: what the last round found written (about what the freeze will copy);
+ * *ret_copy_bps: round 0's copy speed. */
+int precopy_rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_bytes,
+		   uint64_t *ret_copy_bps);
+/* Inside the freeze: queue the pages written since the last round; extents where pages exist;
+ * mappings new or changed since tracking began (and those not tracked) copied whole. */
+int precopy_frozen(struct capture *c, struct target *t);
+/* Remove write tracking: closing the userfaultfd unregisters everything and clears every
+ * protection. Idempotent; never fails. precopy_abandon also gives the arena pages back. */
+void precopy_stop(struct target *t);
+void precopy_abandon(struct target *t);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The copy method: inside the freeze, copy every byte the core will hold into the arena reserved
- * before the freeze, then let the targets go. The freeze costs one pass over the dumped memory at
- * memory-copy speed, split across worker threads (the targets' CPUs are idle meanwhile).
+ * The copy method, and the planning every method shares: inside the freeze, copy every byte the
+ * core will hold into the arena reserved before the freeze, then let the targets go. The freeze
+ * costs one pass over the dumped memory at memory-copy speed, split across worker threads (the
+ * targets' CPUs are idle meanwhile).
  *
  * Before the freeze: smaps (VmFlags for MADV_DONTDUMP, Rss and Swap for sizing), the arena, the
  * workers, /proc/PID/pagemap and /proc/PID/mem opened.
@@ -61,7 +62,7 @@ static uint64_t zero_page_pfn(size_t page_size)
 	return pfn;
 }
 
-static int read_maps(struct target *t, const char *file, struct osm_mapping **ret, size_t *ret_n)
+int capture_read_maps(struct target *t, const char *file, struct osm_mapping **ret, size_t *ret_n)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len;
@@ -77,7 +78,7 @@ static int read_maps(struct target *t, const char *file, struct osm_mapping **re
 }
 
 /* Bytes the arena needs for m: present pages only where absent pages can be skipped. */
-static uint64_t planned_size(const struct osm_mapping *m)
+uint64_t capture_planned_size(const struct osm_mapping *m)
 {
 	uint64_t resident = m->rss_bytes + m->swap_bytes;
 
@@ -86,64 +87,29 @@ static uint64_t planned_size(const struct osm_mapping *m)
 	return m->dump_len;
 }
 
-static int copy_prepare(struct capture *c)
+int capture_plan_target(struct capture *c, struct target *t)
 {
-	uint64_t total = 0, slack;
 	int r;
 
-	if (c->state_only)
-		return 0;
-	for (size_t i = 0; i < c->set->n; i++) {
-		struct target *t = c->set->v[i];
-
-		if (t->skipped || t->exited)
-			continue;
-		r = read_maps(t, "smaps", &t->pre_maps, &t->n_pre_maps);
-		if (r < 0)
-			return r == -ESRCH
-				   ? log_error(r, "pid %d exited", t->proc->pid)
+	r = capture_read_maps(t, "smaps", &t->pre_maps, &t->n_pre_maps);
+	if (r < 0)
+		return r == -ESRCH ? log_error(r, "pid %d exited", t->proc->pid)
 				   : log_error(r, "cannot read /proc/%d/smaps: %m", t->proc->pid);
-		t->planned_bytes = 0;
-		for (size_t j = 0; j < t->n_pre_maps; j++) {
-			maps_plan_dump(&t->pre_maps[j], t->proc->coredump_filter, c->page_size);
-			t->planned_bytes += planned_size(&t->pre_maps[j]);
-		}
-		total += t->planned_bytes;
-		t->pagemap_fd = openat(t->ref.procfd, "pagemap", O_RDONLY | O_CLOEXEC);
-		if (pidref_open_mem(&t->ref) < 0)
-			log_debug("pid %d: /proc/PID/mem unavailable; unreadable pages stay zero",
-				  t->proc->pid);
+	t->planned_bytes = 0;
+	for (size_t j = 0; j < t->n_pre_maps; j++) {
+		maps_plan_dump(&t->pre_maps[j], t->proc->coredump_filter, c->page_size);
+		t->planned_bytes += capture_planned_size(&t->pre_maps[j]);
 	}
-	c->planned_bytes = total;
+	t->pagemap_fd = openat(t->ref.procfd, "pagemap", O_RDONLY | O_CLOEXEC);
+	if (pidref_open_mem(&t->ref) < 0)
+		log_debug("pid %d: /proc/PID/mem unavailable; unreadable pages stay zero",
+			  t->proc->pid);
 	zero_page_pfn(c->page_size); /* learn it now, not inside the freeze */
-	/* Room for growth between now and the freeze. */
-	slack = MAX(total / 16, (uint64_t)(32u << 20));
-	/* The buffer is touched now: never push the machine (or our cgroup) into reclaim or the
-	 * OOM killer, whose victim could be the very service being diagnosed. */
-	uint64_t avail = proc_memory_available_to_self();
-	if (total + slack > avail - MIN(avail, avail / 10)) {
-		char a[32], b[32];
-		return log_error(ENOMEM,
-				 "the copy method needs %s of memory to hold the targets' memory, "
-				 "but only %s is available to osmosis; free memory, or snapshot "
-				 "fewer processes (--state-only needs none)",
-				 format_bytes(total + slack, a, sizeof(a)),
-				 format_bytes(avail, b, sizeof(b)));
-	}
-	r = arena_reserve(&c->arena, total + slack, c->page_size);
-	if (r < 0) {
-		char a[32];
-		return log_error(r, "cannot reserve %s to hold the targets' memory: %m",
-				 format_bytes(total + slack, a, sizeof(a)));
-	}
-	c->copier = copier_new(c->n_workers, c->page_size);
-	if (!c->copier)
-		return log_error(ENOMEM, "cannot start copy threads");
 	return 0;
 }
 
-static int add_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
-		   uint8_t *dest)
+int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
+		    uint8_t *dest)
 {
 	while (len > 0) {
 		uint64_t n = MIN(len, (uint64_t)JOB_MAX);
@@ -171,37 +137,29 @@ static bool page_has_data(uint64_t ent, uint64_t zero_pfn)
 	return !zero_pfn || (ent & PM_PFN_MASK) != zero_pfn;
 }
 
-static int plan_mapping(struct capture *c, struct target *t, struct osm_mapping *m)
+int capture_runs(struct capture *c, struct target *t, struct osm_mapping *m, int pagemap_fd,
+		 capture_emit_fn emit, void *ctx)
 {
 	static uint64_t pm[PAGEMAP_BATCH];
 	uint64_t zpfn = zero_page_pfn(c->page_size);
 	uint64_t npages, resident = m->rss_bytes + m->swap_bytes;
-	uint8_t *dest;
+	int r;
 
 	if (m->dump_len == 0)
 		return 0;
-	if (!m->trim_absent || resident >= m->dump_len || t->pagemap_fd < 0) {
-		dest = arena_alloc(&c->arena, m->dump_len);
-		if (!dest || mapping_add_extent(m, 0, m->dump_len, dest) < 0)
-			return -ENOMEM;
-		return add_job(c, t, m->start, m->dump_len, dest);
-	}
+	if (!m->trim_absent || resident >= m->dump_len || pagemap_fd < 0)
+		return emit(c, t, m, 0, m->dump_len, ctx);
 
 	/* Private anonymous memory: a page that is neither present nor swapped is zero. */
 	npages = m->dump_len / c->page_size;
 	for (uint64_t base = 0; base < npages;) {
 		uint64_t n = MIN(npages - base, (uint64_t)PAGEMAP_BATCH);
 		off_t off = (off_t)((m->start / c->page_size + base) * sizeof(uint64_t));
-		ssize_t got = pread(t->pagemap_fd, pm, n * sizeof(uint64_t), off);
+		ssize_t got = pread(pagemap_fd, pm, n * sizeof(uint64_t), off);
 
-		if (got <= 0) {
-			/* No pagemap: take the rest whole. */
-			uint64_t rest = (npages - base) * c->page_size;
-			dest = arena_alloc(&c->arena, rest);
-			if (!dest || mapping_add_extent(m, base * c->page_size, rest, dest) < 0)
-				return -ENOMEM;
-			return add_job(c, t, m->start + base * c->page_size, rest, dest);
-		}
+		if (got <= 0) /* no pagemap: take the rest whole */
+			return emit(c, t, m, base * c->page_size, (npages - base) * c->page_size,
+				    ctx);
 		n = (uint64_t)got / sizeof(uint64_t);
 		for (uint64_t i = 0; i < n;) {
 			uint64_t j = i;
@@ -211,12 +169,9 @@ static int plan_mapping(struct capture *c, struct target *t, struct osm_mapping 
 			}
 			while (j < n && page_has_data(pm[j], zpfn))
 				j++;
-			uint64_t off_b = (base + i) * c->page_size, len = (j - i) * c->page_size;
-			dest = arena_alloc(&c->arena, len);
-			if (!dest || mapping_add_extent(m, off_b, len, dest) < 0)
-				return -ENOMEM;
-			if (add_job(c, t, m->start + off_b, len, dest) < 0)
-				return -ENOMEM;
+			r = emit(c, t, m, (base + i) * c->page_size, (j - i) * c->page_size, ctx);
+			if (r < 0)
+				return r;
 			i = j;
 		}
 		base += n;
@@ -224,8 +179,27 @@ static int plan_mapping(struct capture *c, struct target *t, struct osm_mapping 
 	return 0;
 }
 
+static int emit_copy(struct capture *c, struct target *t, struct osm_mapping *m, uint64_t off,
+		     uint64_t len, void *ctx)
+{
+	uint8_t *dest = arena_alloc(&c->arena, len);
+
+	(void)ctx;
+	if (!dest || mapping_add_extent(m, off, len, dest) < 0)
+		return -ENOMEM;
+	return capture_add_job(c, t, m->start + off, len, dest);
+}
+
+int capture_copy_mapping(struct capture *c, struct target *t, struct osm_mapping *m)
+{
+	int r = capture_runs(c, t, m, t->pagemap_fd, emit_copy, NULL);
+	if (r < 0)
+		return log_error(r, "out of memory planning the copy of pid %d", t->proc->pid);
+	return 0;
+}
+
 /* Stack pages in swap right above each blocked thread's stack pointer (paged-out-stack). */
-static void count_swapped_stacks(struct capture *c, struct target *t)
+void capture_count_swapped_stacks(struct capture *c, struct target *t)
 {
 	uint64_t pm[16];
 
@@ -252,7 +226,7 @@ static void count_swapped_stacks(struct capture *c, struct target *t)
 	}
 }
 
-static int capture_target_frozen(struct capture *c, struct target *t)
+int capture_layout_frozen(struct capture *c, struct target *t)
 {
 	struct osm_mapping *maps = NULL;
 	size_t n = 0;
@@ -267,13 +241,13 @@ static int capture_target_frozen(struct capture *c, struct target *t)
 	pidref_open_mem(&t->ref);
 	/* The layout may have changed since smaps was read: maps is cheap, smaps is read again
 	 * only if some mapping is new. */
-	r = read_maps(t, "maps", &maps, &n);
+	r = capture_read_maps(t, "maps", &maps, &n);
 	if (r < 0)
 		return r == -ESRCH ? log_error(r, "pid %d exited during the snapshot", t->proc->pid)
 				   : r;
 	if (maps_carry_smaps(maps, n, t->pre_maps, t->n_pre_maps) > 0) {
 		maps_free(maps, n);
-		r = read_maps(t, "smaps", &maps, &n);
+		r = capture_read_maps(t, "smaps", &maps, &n);
 		if (r < 0)
 			return r;
 	}
@@ -282,120 +256,8 @@ static int capture_target_frozen(struct capture *c, struct target *t)
 	free(t->proc->maps);
 	t->proc->maps = maps;
 	t->proc->n_maps = n;
-	count_swapped_stacks(c, t);
-	for (size_t i = 0; i < n; i++) {
+	capture_count_swapped_stacks(c, t);
+	for (size_t i = 0; i < n; i++)
 		maps_plan_dump(&maps[i], t->proc->coredump_filter, c->page_size);
-		r = plan_mapping(c, t, &maps[i]);
-		if (r < 0)
-			return log_error(r, "out of memory planning the copy of pid %d",
-					 t->proc->pid);
-	}
 	return 0;
-}
-
-static int copy_frozen(struct capture *c)
-{
-	uint64_t t0;
-	int r;
-
-	c->n_jobs = 0;
-	for (size_t i = 0; i < c->set->n; i++) {
-		if (c->set->v[i]->skipped || c->set->v[i]->exited)
-			continue;
-		r = capture_target_frozen(c, c->set->v[i]);
-		if (r < 0)
-			return r;
-	}
-	if (c->state_only)
-		return 0;
-	t0 = now_ns();
-	r = copier_run(c->copier, c->jobs, c->n_jobs);
-	c->copy_ns = now_ns() - t0;
-	return r;
-}
-
-static bool starts_with_elf_magic(const struct osm_mapping *m)
-{
-	return m->n_ext > 0 && m->ext[0].off == 0 && m->ext[0].len >= 4 &&
-	       !memcmp(m->ext[0].data, "\177ELF", 4);
-}
-
-static int copy_finish(struct capture *c)
-{
-	c->copied_bytes = 0;
-	for (size_t i = 0; i < c->n_jobs; i++) {
-		c->copied_bytes += c->jobs[i].len - c->jobs[i].unreadable;
-	}
-	for (size_t i = 0; i < c->set->n; i++) {
-		struct osm_process *p = c->set->v[i]->proc;
-		p->captured_bytes = 0;
-		p->unreadable_bytes = 0;
-		p->mappings_count = p->n_maps;
-		for (size_t j = 0; j < p->n_maps; j++) {
-			struct osm_mapping *m = &p->maps[j];
-			if (m->elf_header_only && !starts_with_elf_magic(m)) {
-				m->dump_len = 0;
-				m->n_ext = 0;
-			}
-			for (size_t k = 0; k < m->n_ext; k++)
-				p->captured_bytes += m->ext[k].len;
-		}
-	}
-	for (size_t i = 0; i < c->n_jobs; i++) {
-		/* Attribute unreadable bytes to their mapping, for the manifest. */
-		struct copy_job *j = &c->jobs[i];
-		if (!j->unreadable)
-			continue;
-		for (size_t k = 0; k < c->set->n; k++) {
-			struct osm_process *p = c->set->v[k]->proc;
-			if (p->pid != j->pid)
-				continue;
-			for (size_t m = 0; m < p->n_maps; m++) {
-				struct osm_mapping *mp = &p->maps[m];
-				if (j->remote < mp->start || j->remote >= mp->end)
-					continue;
-				mp->unreadable += j->unreadable;
-				/* The execute-only vsyscall page is unreadable by design (the
-				 * kernel's own core has the same hole): not a loss. */
-				if (!mp->path || strcmp(mp->path, "[vsyscall]"))
-					p->unreadable_bytes += j->unreadable;
-			}
-		}
-	}
-	return 0;
-}
-
-static void copy_release(struct capture *c)
-{
-	copier_free(c->copier);
-	c->copier = NULL;
-	/* The model's extents point into the arena: release only after the cores are written. */
-	arena_release(&c->arena);
-	free(c->jobs);
-	c->jobs = NULL;
-	c->n_jobs = c->cap_jobs = 0;
-	for (size_t i = 0; i < c->set->n; i++) {
-		struct target *t = c->set->v[i];
-		maps_free(t->pre_maps, t->n_pre_maps);
-		t->pre_maps = NULL;
-		t->n_pre_maps = 0;
-		if (t->pagemap_fd >= 0)
-			close(t->pagemap_fd);
-		t->pagemap_fd = -1;
-	}
-}
-
-const struct capture_ops capture_copy_ops = {
-    .name = "copy",
-    .prepare = copy_prepare,
-    .frozen = copy_frozen,
-    .finish = copy_finish,
-    .release = copy_release,
-};
-
-const struct capture_ops *capture_method(const char *name)
-{
-	if (!strcmp(name, "copy") || !strcmp(name, "auto"))
-		return &capture_copy_ops;
-	return NULL;
 }

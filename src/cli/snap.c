@@ -7,11 +7,12 @@
  *   choose and vet targets (pids, trees, a cgroup, all)             targets running
  *   first CPU sample, sampling interval, then process and system
  *   state (threads, descriptors, sockets, memory figures)           targets running
- *   create the snapshot directory; capture->prepare (plan, reserve
- *   and touch memory, start helpers)                                targets running
+ *   create the snapshot directory; capture_prepare (choose each
+ *   target's method, reserve and touch memory, pre-copy rounds)     targets running
  *   freeze (trees grow with children born meanwhile)
- *     -> capture->frozen -> thaw                                    targets stopped (the pause)
- *   capture->finish, write cores and manifest, rename into place    targets running
+ *     -> capture_frozen (registers; copies, clones) -> thaw         targets stopped (the pause)
+ *   capture_finish, write cores and manifest, rename into place;
+ *   capture_release (clones ended)                                  targets running
  */
 #include <errno.h>
 #include <getopt.h>
@@ -67,7 +68,12 @@ static const char snap_usage[] =
     "  -s, --state-only        the system state and every thread's registers, no memory and no\n"
     "                          cores: fast and small\n"
     "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
-    "  -m, --method METHOD     capture method: copy, or auto (default; chooses copy today)\n"
+    "  -m, --method METHOD     how memory is kept as it was at the freeze instant:\n"
+    "                            copy     copied into a reserved buffer during the pause\n"
+    "                            clone    a copy-on-write clone made inside the target\n"
+    "                            precopy  copied while it runs, its writes tracked; the\n"
+    "                                     pause copies only what changed\n"
+    "                            auto     (default) chosen per process from its write rate\n"
     "      --max-pause SECONDS longest the targets may stay frozen (default 10); past it they\n"
     "                          are resumed and the snapshot fails\n"
     "      --sample SECONDS    CPU sampling interval before the freeze (default 0.25; 0: none)\n"
@@ -120,8 +126,10 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 			o->output = optarg;
 			break;
 		case 'm':
-			if (!capture_method(optarg))
-				return log_error(EINVAL, "unknown method '%s' (use copy or auto)",
+			if (capture_method_parse(optarg) < 0)
+				return log_error(EINVAL,
+						 "unknown method '%s' (use auto, copy, clone or "
+						 "precopy)",
 						 optarg);
 			o->method = optarg;
 			break;
@@ -297,7 +305,7 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 	double secs = c->copy_ns / 1e9;
 
 	printf("snapshot %s\n", dir);
-	printf("%8s  %-16s %8s %12s\n", "PID", "NAME", "THREADS", "CAPTURED");
+	printf("%8s  %-16s %8s %-8s %12s\n", "PID", "NAME", "THREADS", "METHOD", "CAPTURED");
 	for (size_t i = 0; i < s->n_procs; i++) {
 		const struct osm_process *p = s->procs[i];
 		bool is_frozen = !strcmp(p->capture, "memory") || !strcmp(p->capture, "state");
@@ -309,12 +317,12 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 			continue;
 		shown++;
 		if (is_frozen)
-			printf("%8d  %-16s %8zu %12s\n", p->pid, p->comm,
-			       process_captured_threads(p),
+			printf("%8d  %-16s %8zu %-8s %12s\n", p->pid, p->comm,
+			       process_captured_threads(p), p->method ? p->method : "-",
 			       s->state_only ? "state"
 					     : format_bytes(p->captured_bytes, a, sizeof(a)));
 		else
-			printf("%8d  %-16s %8s %12s  %s\n", p->pid, p->comm, "-", p->capture,
+			printf("%8d  %-16s %8s %-8s %12s  %s\n", p->pid, p->comm, "-", "-", p->capture,
 			       p->capture_note ? p->capture_note : "");
 	}
 	if (shown < s->n_procs)
@@ -323,11 +331,11 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 	if (skipped || exited)
 		printf("%zu process%s frozen, %zu skipped, %zu exited during the snapshot\n",
 		       frozen, frozen == 1 ? "" : "es", skipped, exited);
-	printf("pause: %.3f ms, %zu process%s frozen together (method %s", s->pause_us / 1000.0,
+	printf("pause: %.3f ms, %zu process%s frozen together (--method %s", s->pause_us / 1000.0,
 	       frozen, frozen == 1 ? "" : "es", s->state_only ? "state-only" : s->method);
 	if (!s->state_only) {
-		printf(": %s copied in %.3f ms", format_bytes(c->copied_bytes, b, sizeof(b)),
-		       c->copy_ns / 1e6);
+		printf("; %s copied in the pause in %.3f ms",
+		       format_bytes(c->copied_bytes, b, sizeof(b)), c->copy_ns / 1e6);
 		if (secs > 0 && c->copied_bytes > (1u << 20))
 			printf(", %.2f GB/s", c->copied_bytes / secs / 1e9);
 	}
@@ -478,19 +486,19 @@ int cmd_snap(int argc, char **argv)
 	if (snapdir_create(o.output, &dir) < 0)
 		goto out;
 
-	cap.ops = capture_method(o.method);
+	cap.requested = (enum capture_method)capture_method_parse(o.method);
 	cap.set = &st.set;
 	cap.state_only = o.state_only;
 	cap.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	cap.n_workers = ncpu > 1 ? (unsigned)MIN(ncpu - 1, 7) : 0;
-	s->method = cap.ops->name;
-	s->method_reason = o.state_only		       ? "state-only: no memory is captured"
-			   : !strcmp(o.method, "auto") ? "auto: copy is the only method this build "
-							 "implements"
-						       : "requested with --method";
+	s->method = capture_method_name(cap.requested);
+	s->method_reason = o.state_only ? "state-only: no memory is captured"
+			   : cap.requested == METHOD_AUTO
+			       ? "chosen per process (each process's method_reason says why)"
+			       : "requested with --method";
 	prepared = true;
-	r = cap.ops->prepare(&cap);
+	r = capture_prepare(&cap);
 	if (r == 0)
 		r = fault_point("prepared");
 	if (r < 0)
@@ -514,7 +522,7 @@ int cmd_snap(int argc, char **argv)
 	if (r == 0)
 		r = guard_check();
 	if (r == 0)
-		r = cap.ops->frozen(&cap);
+		r = capture_frozen(&cap);
 	if (r == 0)
 		r = fault_point("captured");
 	freeze_session_thaw(&fs);
@@ -531,7 +539,7 @@ int cmd_snap(int argc, char **argv)
 		goto fail;
 	}
 
-	r = cap.ops->finish(&cap);
+	r = capture_finish(&cap);
 	if (r < 0)
 		goto fail;
 	for (size_t i = 0; i < st.set.n; i++) {
@@ -586,8 +594,8 @@ out:
 	progress_end(show_progress && ret != 0);
 	freeze_session_thaw(&fs);
 	guard_watchdog_disarm();
-	if (prepared && cap.ops)
-		cap.ops->release(&cap);
+	if (prepared)
+		capture_release(&cap);
 	if (ret != 0)
 		snapdir_abort(&dir);
 	else {

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/procfs.h>
+#include <unistd.h>
 
 #include "arch.h"
 #include "base/util.h"
@@ -184,6 +185,37 @@ static int write_sparse(struct core_sink *out, const uint8_t *data, uint64_t len
 	return 0;
 }
 
+#define FD_CHUNK (4u << 20)
+
+/* An extent kept in another process (a clone): read it in chunks. A range the kernel refuses is
+ * read page by page; pages it still refuses stay zero (holes). */
+static int write_from_fd(struct core_sink *out, const struct osm_extent *e, uint64_t len,
+			 uint64_t page_size)
+{
+	static uint8_t *buf;
+	uint64_t done = 0;
+	int r;
+
+	if (!buf && !(buf = malloc(FD_CHUNK)))
+		return -ENOMEM;
+	while (done < len) {
+		uint64_t n = MIN(len - done, (uint64_t)FD_CHUNK);
+		ssize_t got = pread(e->fd, buf, n, (off_t)(e->src + done));
+		if (got != (ssize_t)n) {
+			for (uint64_t p = 0; p < n; p += page_size) {
+				uint64_t k = MIN(page_size, n - p);
+				if (pread(e->fd, buf + p, k, (off_t)(e->src + done + p)) != (ssize_t)k)
+					memset(buf + p, 0, k);
+			}
+		}
+		r = write_sparse(out, buf, n, page_size);
+		if (r < 0)
+			return r;
+		done += n;
+	}
+	return 0;
+}
+
 static int cmp_extent(const void *a, const void *b)
 {
 	const struct osm_extent *x = a, *y = b;
@@ -206,7 +238,8 @@ static int write_segment(struct core_sink *out, struct osm_mapping *m, uint64_t 
 		len = MIN(e->len, m->dump_len - e->off);
 		if (e->off > pos && (r = out->skip(out, e->off - pos)) < 0)
 			return r;
-		r = write_sparse(out, e->data, len, page_size);
+		r = e->data ? write_sparse(out, e->data, len, page_size)
+			    : write_from_fd(out, e, len, page_size);
 		if (r < 0)
 			return r;
 		pos = e->off + len;

@@ -127,3 +127,36 @@ int inject_end(struct inject *in)
 		in->active = false;
 	return e;
 }
+
+int inject_seize(pid_t tid)
+{
+	int status;
+
+	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0)
+		return -errno;
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0) {
+		int e = -errno;
+		ptrace(PTRACE_DETACH, tid, 0, 0);
+		return e;
+	}
+	for (;;) {
+		if (waitpid(tid, &status, __WALL) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (!WIFSTOPPED(status))
+			return -ESRCH;
+		break;
+	}
+	if ((status >> 16) == PTRACE_EVENT_STOP && WSTOPSIG(status) == SIGTRAP)
+		return 0;
+	/* A signal-delivery-stop (give the signal back) or a group stop (stay stopped). */
+	inject_release(tid, (status >> 16) == 0 ? WSTOPSIG(status) : 0);
+	return -EAGAIN;
+}
+
+void inject_release(pid_t tid, int sig)
+{
+	ptrace(PTRACE_DETACH, tid, 0, sig);
+}

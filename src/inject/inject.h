@@ -41,3 +41,10 @@ int inject_begin(struct inject *in, pid_t tid, int memfd, const uint8_t *auxv, s
 int inject_syscall(struct inject *in, long nr, const uint64_t args[6], int64_t *ret);
 /* Restore the registers (idempotent). Returns 0 or a negative errno. */
 int inject_end(struct inject *in);
+
+/* For a thread not held by a freeze: PTRACE_SEIZE it and hold it in an interrupt stop, ready
+ * for inject_begin. Returns 0; -EAGAIN when it is in a group stop (SIGSTOP) or a signal came
+ * first (it is let go at once with the signal); or another negative errno. */
+int inject_seize(pid_t tid);
+/* Let a thread held by inject_seize go, re-delivering sig (0 for none). */
+void inject_release(pid_t tid, int sig);

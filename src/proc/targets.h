@@ -21,11 +21,19 @@ struct target {
 	bool exited;		  /* it went away during the snapshot */
 	bool skipped; /* not frozen (state recorded only); proc->capture_note says why */
 
-	/* capture method state */
+	/* capture method state (src/capture) */
+	int method; /* enum capture_method chosen for this target */
 	int pagemap_fd;
 	struct osm_mapping *pre_maps; /* from smaps, before the freeze */
 	size_t n_pre_maps;
 	uint64_t planned_bytes;
+	/* clone: the copy-on-write clone injected at the freeze, traced by us */
+	pid_t clone_pid, clone_vpid; /* in our pid namespace, and in the target's */
+	int clone_pidfd, clone_memfd, clone_pagemap_fd;
+	/* precopy: the userfaultfd taken from the target, and the regions it tracks */
+	int uffd;
+	struct precopy_region *pc;
+	size_t n_pc;
 };
 
 struct target_set {

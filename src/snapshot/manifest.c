@@ -153,6 +153,10 @@ static json_object *process_json(const struct osm_process *p)
 	ADD(o, "capture", jstr(p->capture ? p->capture : "memory"));
 	if (p->capture_note)
 		ADD(o, "capture_note", jstr(p->capture_note));
+	if (p->method) {
+		ADD(o, "method", jstr(p->method));
+		ADD(o, "method_reason", jstr(p->method_reason));
+	}
 	ADD(o, "core", p->core_name[0] ? jstr(p->core_name) : NULL);
 	ADD(o, "coredump_filter", jint(p->coredump_filter));
 	ADD(o, "mappings", ju64(p->mappings_count));

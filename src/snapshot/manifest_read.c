@@ -84,6 +84,15 @@ static int32_t clamp_i32(int64_t v)
 }
 
 /* Canonical static strings for the capture field, so the model never points into JSON. */
+static const char *method_name(const char *s)
+{
+	static const char *const names[] = {"auto", "copy", "clone", "precopy"};
+	for (size_t i = 0; s && i < ARRAY_SIZE(names); i++)
+		if (!strcmp(s, names[i]))
+			return names[i];
+	return "unknown";
+}
+
 static const char *capture_name(const char *s)
 {
 	static const char *const names[] = {"memory", "state", "skipped", "exited"};
@@ -187,6 +196,8 @@ static int read_process(json_object *o, struct osm_process *p, char *err, size_t
 	p->stime_us = get_u64(o, "stime_us");
 	p->capture = capture_name(get_str(o, "capture"));
 	p->capture_note = dup_str(o, "capture_note");
+	p->method = get_str(o, "method") ? method_name(get_str(o, "method")) : NULL;
+	p->method_reason = dup_str(o, "method_reason");
 	if ((core = get_str(o, "core")))
 		snprintf(p->core_name, sizeof(p->core_name), "%s", core);
 	p->coredump_filter = (unsigned)get_u64(o, "coredump_filter");
@@ -367,14 +378,6 @@ static const char *scope_name(const char *s)
 	return "pids";
 }
 
-static const char *method_name(const char *s)
-{
-	static const char *const names[] = {"copy", "clone", "precopy"};
-	for (size_t i = 0; s && i < ARRAY_SIZE(names); i++)
-		if (!strcmp(s, names[i]))
-			return names[i];
-	return "unknown";
-}
 
 int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char *err, size_t errlen)
 {

@@ -54,6 +54,7 @@ void process_free(struct osm_process *p)
 	free(p->fds);
 	free(p->cgroup);
 	free(p->capture_note);
+	free(p->method_reason);
 	free(p->threads);
 	for (size_t i = 0; i < p->n_maps; i++)
 		mapping_done(&p->maps[i]);
@@ -117,7 +118,15 @@ int mapping_add_extent(struct osm_mapping *m, uint64_t off, uint64_t len, uint8_
 {
 	if (grow_array((void **)&m->ext, &m->cap_ext, m->n_ext + 1, sizeof(*m->ext)))
 		return -ENOMEM;
-	m->ext[m->n_ext++] = (struct osm_extent){.off = off, .len = len, .data = data};
+	m->ext[m->n_ext++] = (struct osm_extent){.off = off, .len = len, .data = data, .fd = -1};
+	return 0;
+}
+
+int mapping_add_fd_extent(struct osm_mapping *m, uint64_t off, uint64_t len, int fd, uint64_t src)
+{
+	if (grow_array((void **)&m->ext, &m->cap_ext, m->n_ext + 1, sizeof(*m->ext)))
+		return -ENOMEM;
+	m->ext[m->n_ext++] = (struct osm_extent){.off = off, .len = len, .fd = fd, .src = src};
 	return 0;
 }
 

@@ -53,7 +53,9 @@ struct osm_thread {
 struct osm_extent {
 	uint64_t off; /* from the mapping's start */
 	uint64_t len;
-	uint8_t *data;
+	uint8_t *data; /* the bytes, or NULL: read them from fd at src (a clone's /proc/PID/mem) */
+	int fd;
+	uint64_t src;
 };
 
 struct osm_mapping {
@@ -122,6 +124,8 @@ struct osm_process {
 	int fd_error;	     /* errno when the descriptor table could not be read, else 0 */
 	const char *capture; /* "memory", "state", "skipped", "exited" */
 	char *capture_note;  /* why it was skipped */
+	const char *method;  /* capture method used: "copy", "clone", "precopy"; NULL if none */
+	char *method_reason; /* why that method */
 
 	struct osm_thread **threads;
 	size_t n_threads, cap_threads;
@@ -199,3 +203,5 @@ struct osm_thread *process_find_thread(const struct osm_process *p, pid_t tid);
 size_t process_live_threads(const struct osm_process *p);
 size_t process_captured_threads(const struct osm_process *p);
 int mapping_add_extent(struct osm_mapping *m, uint64_t off, uint64_t len, uint8_t *data);
+/* An extent whose bytes are read at write time from fd at offset src. */
+int mapping_add_fd_extent(struct osm_mapping *m, uint64_t off, uint64_t len, int fd, uint64_t src);

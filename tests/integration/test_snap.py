@@ -34,7 +34,7 @@ def test_basic_core_contents():
 
         # manifest
         m = manifest(out)
-        check(m["schema_version"] == 1 and m["method"] == "copy", "manifest header %s" % m)
+        check(m["schema_version"] == 1 and m["method"] == "auto", "manifest header %s" % m)
         check(isinstance(m["pause_us"], int) and m["pause_us"] > 0, "pause_us %r" % m["pause_us"])
         for k in ("created", "host", "kernel"):
             check(m[k], "manifest lacks %s" % k)

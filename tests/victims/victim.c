@@ -100,10 +100,27 @@ static int check_known(const uint8_t *p, size_t len, uint64_t seed)
 	return 0;
 }
 
+/* still: memory that does not change after "ready", except what SIGUSR1 changes (the same
+ * way every time): a MiB dropped with MADV_DONTNEED, a MiB filled with 0x77. */
+#define STILL_LEN  (48u << 20)
+#define STILL_DROP (32u << 20)
+#define STILL_FILL (40u << 20)
+static uint8_t *still_big;
+static atomic_int sigchld_count;
+
 static void on_usr1(int s)
 {
 	(void)s;
 	atomic_fetch_add(&usr1_count, 1);
+	if (still_big) {
+		madvise(still_big + STILL_DROP, 1u << 20, MADV_DONTNEED);
+		memset(still_big + STILL_FILL, 0x77, 1u << 20);
+	}
+}
+static void on_chld(int s)
+{
+	(void)s;
+	atomic_fetch_add(&sigchld_count, 1);
 }
 static void on_rt(int s)
 {
@@ -232,6 +249,43 @@ static void *t_writer(void *a)
 		for (size_t i = 0; i < n_wpages; i++)
 			__atomic_store_n(&wpages[i * 512], g, __ATOMIC_RELAXED);
 	return a;
+}
+
+static void *t_block(void *a)
+{
+	prctl(PR_SET_NAME, "v-block");
+	pthread_mutex_lock(&cv_lock);
+	for (;;)
+		pthread_cond_wait(&cv, &cv_lock);
+	return a;
+}
+
+static uint8_t *map_filled(size_t len, int flags, uint64_t seed)
+{
+	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		exit(2);
+	fill_known(p, len, seed);
+	return p;
+}
+
+static void setup_still(void)
+{
+	pthread_t t;
+	uint8_t *sh, *df, *wf;
+
+	still_big = map_filled(STILL_LEN, MAP_PRIVATE, 0x51111);
+	madvise(still_big + (16u << 20), 4u << 20, MADV_DONTNEED); /* a hole */
+	sh = map_filled(1u << 20, MAP_SHARED, 0x5a);
+	df = map_filled(1u << 20, MAP_PRIVATE, 0x5b);
+	madvise(df, 1u << 20, MADV_DONTFORK);
+	wf = map_filled(1u << 20, MAP_PRIVATE, 0x5c);
+	madvise(wf, 1u << 20, MADV_WIPEONFORK);
+	for (int i = 0; i < 3; i++)
+		pthread_create(&t, NULL, t_block, NULL);
+	usleep(100000);
+	printf("ready pid=%d big=%p shared=%p dontfork=%p wipeonfork=%p\n", getpid(),
+	       (void *)still_big, (void *)sh, (void *)df, (void *)wf);
 }
 
 static void setup_writer(size_t pages)
@@ -849,12 +903,18 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR2, &sa, NULL);
 	sa.sa_handler = on_term;
 	sigaction(SIGTERM, &sa, NULL);
+
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	if (!strcmp(mode, "basic") || !strcmp(mode, "nondumpable")) {
 		if (!strcmp(mode, "nondumpable"))
 			prctl(PR_SET_DUMPABLE, 0);
 		setup_basic();
+	} else if (!strcmp(mode, "still")) {
+		sa.sa_handler = on_chld; /* a clone must never send one */
+		sa.sa_flags = SA_RESTART;
+		sigaction(SIGCHLD, &sa, NULL);
+		setup_still();
 	} else if (!strcmp(mode, "writer")) {
 		setup_writer(argc > 2 ? strtoul(argv[2], NULL, 10) : 16384);
 	} else if (!strcmp(mode, "churn")) {
@@ -947,6 +1007,10 @@ int main(int argc, char **argv)
 	/* verify: memory intact, threads alive, signals delivered */
 	if (heap && check_known(heap, HEAP_LEN, 0x1234567) < 0) {
 		printf("verify FAIL: heap contents changed\n");
+		return 1;
+	}
+	if (!strcmp(mode, "still") && atomic_load(&sigchld_count)) {
+		printf("verify FAIL: %d SIGCHLD received\n", atomic_load(&sigchld_count));
 		return 1;
 	}
 	if (check_beats() < 0) {

@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The capture engine: one method per target, chosen here (see capture.h), and the steps every
+ * method shares. --method auto decides per target:
+ *
+ *   pre-copy   when the kernel has async write-protect and PAGEMAP_SCAN, and a short probe of
+ *              the target's writes (PROBE_NS) says that the freeze would copy its written set
+ *              in less than half the time a clone's page-table copy takes;
+ *   clone      otherwise (a target writing much of its memory all the time);
+ *   copy       when neither can be used for a target (no thread able to run an injected
+ *              syscall, /proc/PID/mem refused).
+ * The manifest records the method each target got and the figures behind the choice.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/parse.h"
+#include "base/timeutil.h"
+#include "base/util.h"
+#include "capture/capture.h"
+#include "proc/maps.h"
+#include "proc/process.h"
+
+#define PROBE_NS       (50ull * 1000000ull)
+#define FORK_NS_PER_PG 95ull		     /* fork's page-table copy: ~25 ms per GiB of 4 KiB pages */
+#define COPY_BPS_GUESS (4ull * 1000000000ull) /* before pre-copy has measured its own */
+
+static const char *const method_names[] = {
+    [METHOD_AUTO] = "auto",
+    [METHOD_COPY] = "copy",
+    [METHOD_CLONE] = "clone",
+    [METHOD_PRECOPY] = "precopy",
+};
+
+int capture_method_parse(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(method_names); i++)
+		if (!strcmp(name, method_names[i]))
+			return (int)i;
+	return -1;
+}
+
+const char *capture_method_name(enum capture_method m)
+{
+	return method_names[m];
+}
+
+static bool live(const struct target *t)
+{
+	return !t->skipped && !t->exited;
+}
+
+__attribute__((format(printf, 3, 4))) static void
+set_method(struct target *t, enum capture_method m, const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	t->method = m;
+	t->proc->method = method_names[m];
+	free(t->proc->method_reason);
+	t->proc->method_reason = s;
+}
+
+/* Arena bytes a target needs under its method. */
+static uint64_t arena_need(struct capture *c, struct target *t)
+{
+	uint64_t n = 0;
+
+	switch (t->method) {
+	case METHOD_PRECOPY:
+		return precopy_arena_bytes(c, t);
+	case METHOD_CLONE:
+		for (size_t i = 0; i < t->n_pre_maps; i++)
+			if (clone_copies_in_freeze(&t->pre_maps[i]))
+				n += capture_planned_size(&t->pre_maps[i]);
+		return n;
+	default:
+		return t->planned_bytes;
+	}
+}
+
+/* What a clone's freeze costs: fork copies one page-table entry per resident private page. */
+static uint64_t clone_estimate_ns(const struct target *t, size_t page_size)
+{
+	uint64_t pages = 0;
+
+	for (size_t i = 0; i < t->n_pre_maps; i++)
+		if (!t->pre_maps[i].shared)
+			pages += t->pre_maps[i].rss_bytes / page_size;
+	return pages * FORK_NS_PER_PG;
+}
+
+static uint64_t copy_estimate_ns(uint64_t bytes, uint64_t bps)
+{
+	return bytes * 1000000000ull / MAX(bps, (uint64_t)1);
+}
+
+static void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* --method auto, first look: can pre-copy be used, and does the target write little? */
+static void choose_auto(struct capture *c, struct target *t)
+{
+	const char *why;
+	uint64_t written = 0, pre_ns, clone_ns;
+	char a[32], b[32];
+	int r;
+
+	if (!precopy_supported(&why)) {
+		set_method(t, METHOD_CLONE, "auto: %s, so a clone", why);
+		return;
+	}
+	r = precopy_track(c, t);
+	if (r == 0) {
+		sleep_ns(PROBE_NS);
+		r = precopy_probe(c, t, &written);
+	}
+	if (r < 0) {
+		precopy_stop(t);
+		set_method(t, METHOD_CLONE, "auto: write tracking could not start (%s), so a clone",
+			   strerror(-r));
+		return;
+	}
+	pre_ns = copy_estimate_ns(written, COPY_BPS_GUESS);
+	clone_ns = clone_estimate_ns(t, c->page_size);
+	if (pre_ns * 2 < clone_ns || precopy_tracked_bytes(t) == 0) {
+		set_method(t, METHOD_PRECOPY,
+			   "auto: it wrote %s of %s tracked in %llu ms; copying that in the freeze "
+			   "(~%.1f ms) is cheaper than a clone's page tables (~%.1f ms)",
+			   format_bytes(written, a, sizeof(a)),
+			   format_bytes(precopy_tracked_bytes(t), b, sizeof(b)),
+			   PROBE_NS / 1000000ull, (double)pre_ns / 1e6, (double)clone_ns / 1e6);
+		return;
+	}
+	precopy_stop(t);
+	set_method(t, METHOD_CLONE,
+		   "auto: it wrote %s of %s tracked in %llu ms; copying that in the freeze (~%.1f "
+		   "ms) would cost more than a clone's page tables (~%.1f ms)",
+		   format_bytes(written, a, sizeof(a)),
+		   format_bytes(precopy_tracked_bytes(t), b, sizeof(b)), PROBE_NS / 1000000ull,
+		   (double)pre_ns / 1e6, (double)clone_ns / 1e6);
+}
+
+static int choose(struct capture *c, struct target *t)
+{
+	const char *why;
+	int r;
+
+	switch (c->requested) {
+	case METHOD_COPY:
+		set_method(t, METHOD_COPY, "requested with --method copy");
+		return 0;
+	case METHOD_CLONE:
+		set_method(t, METHOD_CLONE, "requested with --method clone");
+		return 0;
+	case METHOD_PRECOPY:
+		if (!precopy_supported(&why))
+			return log_error(EOPNOTSUPP, "--method precopy: %s; use --method clone",
+					 why);
+		r = precopy_track(c, t);
+		if (r < 0) {
+			precopy_stop(t);
+			return log_error(r, "cannot track the writes of pid %d: %s", t->proc->pid,
+					 strerror(-r));
+		}
+		set_method(t, METHOD_PRECOPY, "requested with --method precopy");
+		return 0;
+	case METHOD_AUTO:
+		choose_auto(c, t);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int reserve(struct capture *c)
+{
+	uint64_t total = 0, slack, avail;
+	char a[32], b[32];
+
+	for (size_t i = 0; i < c->set->n; i++)
+		if (live(c->set->v[i]))
+			total += arena_need(c, c->set->v[i]);
+	/* Room for growth between now and the freeze. */
+	slack = MAX(total / 16, (uint64_t)(32u << 20));
+	/* The buffer is touched now: never push the machine (or our cgroup) into reclaim or the
+	 * OOM killer, whose victim could be the very service being diagnosed. */
+	avail = proc_memory_available_to_self();
+	if (total + slack > avail - MIN(avail, avail / 10)) {
+		if (c->requested == METHOD_AUTO) {
+			/* Clones need no buffer for private memory. */
+			bool changed = false;
+			for (size_t i = 0; i < c->set->n; i++) {
+				struct target *t = c->set->v[i];
+				if (!live(t) || t->method == METHOD_CLONE)
+					continue;
+				precopy_stop(t);
+				set_method(t, METHOD_CLONE,
+					   "auto: %s of memory is available to osmosis, too little "
+					   "to hold copies, so a clone",
+					   format_bytes(avail, a, sizeof(a)));
+				changed = true;
+			}
+			if (changed)
+				return reserve(c);
+		}
+		return log_error(ENOMEM,
+				 "the %s method needs %s of memory to hold the targets' memory, "
+				 "but only %s is available to osmosis; free memory, use --method "
+				 "clone, or snapshot fewer processes (--state-only needs none)",
+				 method_names[c->requested], format_bytes(total + slack, a, sizeof(a)),
+				 format_bytes(avail, b, sizeof(b)));
+	}
+	int r = arena_reserve(&c->arena, total + slack, c->page_size);
+	if (r < 0)
+		return log_error(r, "cannot reserve %s to hold the targets' memory: %m",
+				 format_bytes(total + slack, a, sizeof(a)));
+	return 0;
+}
+
+/* Pre-copy's rounds; under auto, a target whose written set stayed large goes to a clone. */
+static int precopy_all(struct capture *c)
+{
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		uint64_t freeze_bytes = 0, bps = 0;
+		char a[32];
+		int r;
+
+		if (!live(t) || t->method != METHOD_PRECOPY)
+			continue;
+		r = precopy_rounds(c, t, &freeze_bytes, &bps);
+		if (r == -EINTR || r == -ETIMEDOUT || (r < 0 && c->requested != METHOD_AUTO))
+			return r == -EINTR || r == -ETIMEDOUT
+				   ? r
+				   : log_error(r, "pre-copy of pid %d failed: %s", t->proc->pid,
+					       strerror(-r));
+		if (r < 0) {
+			precopy_abandon(t);
+			set_method(t, METHOD_CLONE, "auto: pre-copy failed (%s), so a clone",
+				   strerror(-r));
+			continue;
+		}
+		if (c->requested != METHOD_AUTO)
+			continue;
+		uint64_t pre_ns = copy_estimate_ns(freeze_bytes, bps);
+		uint64_t clone_ns = clone_estimate_ns(t, c->page_size);
+		if (pre_ns > clone_ns) {
+			precopy_abandon(t);
+			set_method(t, METHOD_CLONE,
+				   "auto: pre-copy's last round still found %s written (~%.1f ms to "
+				   "copy in the freeze, a clone ~%.1f ms), so a clone",
+				   format_bytes(freeze_bytes, a, sizeof(a)), (double)pre_ns / 1e6,
+				   (double)clone_ns / 1e6);
+		}
+	}
+	return 0;
+}
+
+int capture_prepare(struct capture *c)
+{
+	int r;
+
+	if (c->state_only)
+		return 0;
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		if (!live(t))
+			continue;
+		r = capture_plan_target(c, t);
+		if (r == 0)
+			r = choose(c, t);
+		if (r < 0)
+			return r;
+	}
+	r = reserve(c);
+	if (r < 0)
+		return r;
+	c->planned_bytes = 0;
+	for (size_t i = 0; i < c->set->n; i++)
+		if (live(c->set->v[i]))
+			c->planned_bytes += c->set->v[i]->planned_bytes;
+	c->copier = copier_new(c->n_workers, c->page_size);
+	if (!c->copier)
+		return log_error(ENOMEM, "cannot start copy threads");
+	return precopy_all(c);
+}
+
+static int copy_all(struct capture *c, struct target *t, bool only_clone_misses)
+{
+	for (size_t i = 0; i < t->proc->n_maps; i++) {
+		struct osm_mapping *m = &t->proc->maps[i];
+		if (only_clone_misses && !clone_copies_in_freeze(m))
+			continue;
+		int r = capture_copy_mapping(c, t, m);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int target_frozen(struct capture *c, struct target *t)
+{
+	const char *why = NULL;
+	int r;
+
+	r = capture_layout_frozen(c, t);
+	if (r < 0 || c->state_only)
+		return r;
+	/* A target that joined during the freeze (a tree's new child) was not prepared. */
+	if (!t->proc->method)
+		set_method(t, METHOD_COPY, "joined the tree during the freeze, so copied");
+	switch (t->method) {
+	case METHOD_PRECOPY:
+		return precopy_frozen(c, t);
+	case METHOD_CLONE:
+		r = clone_frozen(c, t, &why);
+		if (r == -EINTR || r == -ETIMEDOUT)
+			return r;
+		if (r == 0)
+			return copy_all(c, t, true);
+		set_method(t, METHOD_COPY, "%s: %s, so copied in the freeze",
+			   t->proc->method_reason ? t->proc->method_reason : "clone", why);
+		return copy_all(c, t, false);
+	default:
+		return copy_all(c, t, false);
+	}
+}
+
+int capture_frozen(struct capture *c)
+{
+	uint64_t t0;
+	int r;
+
+	c->n_jobs = 0;
+	for (size_t i = 0; i < c->set->n; i++) {
+		if (!live(c->set->v[i]))
+			continue;
+		r = target_frozen(c, c->set->v[i]);
+		if (r < 0)
+			return r;
+	}
+	if (c->state_only)
+		return 0;
+	t0 = now_ns();
+	r = copier_run(c->copier, c->jobs, c->n_jobs);
+	c->copy_ns = now_ns() - t0;
+	return r;
+}
+
+static bool starts_with_elf_magic(const struct osm_mapping *m)
+{
+	char magic[4];
+
+	if (m->n_ext == 0 || m->ext[0].off != 0 || m->ext[0].len < 4)
+		return false;
+	if (m->ext[0].data)
+		return !memcmp(m->ext[0].data, "\177ELF", 4);
+	return pread(m->ext[0].fd, magic, 4, (off_t)m->ext[0].src) == 4 &&
+	       !memcmp(magic, "\177ELF", 4);
+}
+
+/* Attribute unreadable bytes to their mapping, for the manifest. */
+static void count_unreadable(struct capture *c)
+{
+	for (size_t i = 0; i < c->n_jobs; i++) {
+		struct copy_job *j = &c->jobs[i];
+		if (!j->unreadable)
+			continue;
+		for (size_t k = 0; k < c->set->n; k++) {
+			struct osm_process *p = c->set->v[k]->proc;
+			if (p->pid != j->pid)
+				continue;
+			for (size_t m = 0; m < p->n_maps; m++) {
+				struct osm_mapping *mp = &p->maps[m];
+				if (j->remote < mp->start || j->remote >= mp->end)
+					continue;
+				mp->unreadable += j->unreadable;
+				/* The execute-only vsyscall page is unreadable by design (the
+				 * kernel's own core has the same hole): not a loss. */
+				if (!mp->path || strcmp(mp->path, "[vsyscall]"))
+					p->unreadable_bytes += j->unreadable;
+			}
+		}
+	}
+}
+
+int capture_finish(struct capture *c)
+{
+	int r;
+
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		if (t->method == METHOD_PRECOPY)
+			precopy_stop(t); /* first: the target's writes are free again */
+	}
+	c->copied_bytes = 0;
+	for (size_t i = 0; i < c->n_jobs; i++)
+		c->copied_bytes += c->jobs[i].len - c->jobs[i].unreadable;
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		struct osm_process *p = t->proc;
+
+		if (live(t) && !c->state_only && t->method == METHOD_CLONE && t->clone_pid) {
+			r = clone_finish(c, t);
+			if (r < 0)
+				return r;
+		}
+		p->captured_bytes = 0;
+		p->unreadable_bytes = 0;
+		p->mappings_count = p->n_maps;
+		for (size_t j = 0; j < p->n_maps; j++) {
+			struct osm_mapping *m = &p->maps[j];
+			if (m->elf_header_only && !starts_with_elf_magic(m)) {
+				m->dump_len = 0;
+				m->n_ext = 0;
+			}
+			for (size_t k = 0; k < m->n_ext; k++)
+				p->captured_bytes += m->ext[k].len;
+		}
+	}
+	count_unreadable(c);
+	return 0;
+}
+
+void capture_release(struct capture *c)
+{
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		clone_release(t);
+		precopy_stop(t);
+		maps_free(t->pre_maps, t->n_pre_maps);
+		t->pre_maps = NULL;
+		t->n_pre_maps = 0;
+		if (t->pagemap_fd >= 0)
+			close(t->pagemap_fd);
+		t->pagemap_fd = -1;
+	}
+	copier_free(c->copier);
+	c->copier = NULL;
+	/* The model's extents point into the arena: release only after the cores are written. */
+	arena_release(&c->arena);
+	free(c->jobs);
+	c->jobs = NULL;
+	c->n_jobs = c->cap_jobs = 0;
+}

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The clone method: inside the freeze, one held thread of the target runs an injected clone()
+ * (src/inject), so the kernel gives osmosis a copy-on-write copy of the target's memory at the
+ * freeze instant for the cost of copying its page tables. The target resumes at once; the core is
+ * read from the clone after the thaw, while the target runs and its writes break the sharing.
+ *
+ * The clone:
+ *  - never runs user code: it is attached at birth (the injecting thread carries
+ *    PTRACE_O_TRACECLONE), held in its first stop, and given PTRACE_O_EXITKILL at once so that
+ *    it dies with osmosis; its stack pointer points nowhere, so that if osmosis died in the
+ *    microseconds before EXITKILL was set, its first stack access kills it;
+ *  - shares the target's descriptor table (CLONE_FILES): no peer sees an extra reference to a
+ *    socket, pipe or lock, and since it never runs it never closes one;
+ *  - has exit signal 0: the target gets no SIGCHLD, and wait() without __WALL never sees it;
+ *    after osmosis kills it, an injected wait4(__WALL) in the target reaps the zombie;
+ *  - is read with pread on /proc/CLONE/mem, which does not unshare copy-on-write pages
+ *    (process_vm_readv pins them and so copies every page: FACTS.md).
+ * What fork does not carry (MADV_DONTFORK, MADV_WIPEONFORK) and shared mappings (which the clone
+ * shares, so they would keep changing) are copied during the freeze as the copy method does.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/fault.h"
+#include "base/log.h"
+#include "capture/capture.h"
+#include "inject/inject.h"
+#include "proc/maps.h"
+
+#define CLONE_BOGUS_SP 16 /* a stack pointer in the never-mapped first page */
+
+bool clone_copies_in_freeze(const struct osm_mapping *m)
+{
+	return m->shared || (m->vmflags & (VMF_DONTCOPY | VMF_WIPEONFORK));
+}
+
+/* A held thread that can run an injected syscall: not in a group stop, no signal in hand. */
+static struct osm_thread *pick_thread(struct osm_process *p)
+{
+	for (size_t i = 0; i < p->n_threads; i++) {
+		struct osm_thread *th = p->threads[i];
+		if (th->stopped && !th->gone && th->captured && !th->inject_sig &&
+		    !th->group_stop_sig)
+			return th;
+	}
+	return NULL;
+}
+
+/* The new task's first stop, then EXITKILL: from here it cannot outlive osmosis. */
+static int hold_clone(struct target *t)
+{
+	char path[64];
+	int status;
+
+	for (;;) {
+		if (waitpid(t->clone_pid, &status, __WALL) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (!WIFSTOPPED(status))
+			return -ESRCH;
+		break;
+	}
+	if (ptrace(PTRACE_SETOPTIONS, t->clone_pid, 0, PTRACE_O_EXITKILL) < 0)
+		return -errno;
+	t->clone_pidfd = (int)syscall(SYS_pidfd_open, t->clone_pid, 0);
+	snprintf(path, sizeof(path), "/proc/%d/mem", t->clone_pid);
+	t->clone_memfd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", t->clone_pid);
+	t->clone_pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	return t->clone_memfd < 0 ? -errno : 0;
+}
+
+int clone_frozen(struct capture *c, struct target *t, const char **why)
+{
+	struct osm_process *p = t->proc;
+	struct osm_thread *th = pick_thread(p);
+	struct inject in;
+	uint64_t args[6] = {CLONE_FILES, CLONE_BOGUS_SP, 0, 0, 0, 0};
+	int64_t ret = 0;
+	int r;
+
+	(void)c;
+	if (!th) {
+		*why = "no thread can run the clone (every thread is stopped by a signal)";
+		return -EAGAIN;
+	}
+	if (t->ref.memfd < 0) {
+		*why = "its memory cannot be opened";
+		return -EACCES;
+	}
+	r = inject_begin(&in, th->tid, t->ref.memfd, p->auxv, p->auxv_len);
+	if (r < 0) {
+		*why = "no syscall instruction found to inject the clone";
+		return r;
+	}
+	r = fault_point("injecting");
+	if (r == 0)
+		r = inject_syscall(&in, SYS_clone, args, &ret);
+	if (in.child > 0) {
+		t->clone_pid = in.child;
+		t->clone_vpid = ret > 0 ? (pid_t)ret : 0;
+	}
+	int e = inject_end(&in);
+	if (in.lost_signal)
+		th->inject_sig = in.lost_signal; /* re-delivered at the thaw */
+	if (r == 0 && e < 0)
+		r = e;
+	if (r == 0 && ret < 0)
+		r = (int)ret;
+	if (r == 0 && !t->clone_pid)
+		r = -ECHILD;
+	if (t->clone_pid && (e = hold_clone(t)) < 0 && r == 0)
+		r = e;
+	if (r < 0) {
+		log_debug("pid %d: injected clone failed: %s", p->pid, strerror(-r));
+		*why = "the injected clone failed";
+		clone_release(t);
+		return r;
+	}
+	log_debug("pid %d: clone %d (%d in its namespace) by thread %d", p->pid, t->clone_pid,
+		  t->clone_vpid, th->tid);
+	return fault_point("cloned");
+}
+
+static int emit_fd(struct capture *c, struct target *t, struct osm_mapping *m, uint64_t off,
+		   uint64_t len, void *ctx)
+{
+	(void)c;
+	(void)ctx;
+	return mapping_add_fd_extent(m, off, len, t->clone_memfd, m->start + off);
+}
+
+int clone_finish(struct capture *c, struct target *t)
+{
+	struct osm_process *p = t->proc;
+	int r;
+
+	for (size_t i = 0; i < p->n_maps; i++) {
+		struct osm_mapping *m = &p->maps[i];
+		if (m->dump_len == 0 || clone_copies_in_freeze(m))
+			continue;
+		r = capture_runs(c, t, m, t->clone_pagemap_fd, emit_fd, NULL);
+		if (r < 0)
+			return log_error(r, "out of memory planning the core of pid %d", p->pid);
+	}
+	return 0;
+}
+
+static int64_t inject_wait4(struct target *t, pid_t tid, int *lost_signal)
+{
+	uint64_t args[6] = {(uint64_t)t->clone_vpid, 0, __WALL | WNOHANG, 0, 0, 0};
+	struct inject in;
+	int64_t ret = -ENOEXEC;
+
+	if (inject_begin(&in, tid, t->ref.memfd, t->proc->auxv, t->proc->auxv_len) == 0) {
+		if (inject_syscall(&in, SYS_wait4, args, &ret) < 0)
+			ret = -EIO;
+		inject_end(&in);
+		*lost_signal = in.lost_signal;
+	}
+	return ret;
+}
+
+/* Reap the dead clone's zombie from inside the target: wait4(clone, NULL, __WALL | WNOHANG),
+ * in a thread the freeze holds, or else in one seized for the purpose. */
+static void reap_in_target(struct target *t)
+{
+	struct osm_process *p = t->proc;
+	struct osm_thread *held = pick_thread(p);
+	int64_t ret = -ESRCH;
+	int sig = 0;
+
+	if (held) {
+		ret = inject_wait4(t, held->tid, &sig);
+		if (sig)
+			held->inject_sig = sig;
+	} else {
+		for (size_t i = 0; i < p->n_threads; i++) {
+			struct osm_thread *th = p->threads[i];
+			if (th->gone || th->stopped || inject_seize(th->tid) < 0)
+				continue;
+			ret = inject_wait4(t, th->tid, &sig);
+			inject_release(th->tid, sig);
+			break;
+		}
+	}
+	if (ret == t->clone_vpid)
+		log_debug("pid %d: clone %d reaped", p->pid, t->clone_vpid);
+	else
+		log_debug("pid %d: clone %d not reaped (%lld); it stays a zombie until pid %d exits",
+			  p->pid, t->clone_vpid, (long long)ret, p->pid);
+}
+
+void clone_release(struct target *t)
+{
+	int status;
+
+	if (t->clone_memfd >= 0)
+		close(t->clone_memfd);
+	if (t->clone_pagemap_fd >= 0)
+		close(t->clone_pagemap_fd);
+	t->clone_memfd = t->clone_pagemap_fd = -1;
+	if (!t->clone_pid)
+		return;
+	if (t->clone_pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, t->clone_pidfd, SIGKILL, NULL, 0);
+	else
+		kill(t->clone_pid, SIGKILL);
+	/* As its tracer we see it die first; then it is the target's zombie. */
+	while (waitpid(t->clone_pid, &status, __WALL) < 0 && errno == EINTR)
+		;
+	if (t->clone_pidfd >= 0)
+		close(t->clone_pidfd);
+	t->clone_pidfd = -1;
+	if (t->clone_vpid > 0 && t->ref.memfd >= 0)
+		reap_in_target(t);
+	t->clone_pid = t->clone_vpid = 0;
+}
