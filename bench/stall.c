@@ -13,7 +13,11 @@
  * and the rows are osmosis snap, osmosis snap --tree and osmosis snap --all --state-only (with the
  * 500-process tree on the machine), beside gcore where it applies.
  *
+ * The victims write while they are snapshotted: --writes all (every page of their memory,
+ * nonstop), 16m (the first 16 MiB nonstop), none; each capture method is a row (--methods).
+ *
  * Usage: osmosis-bench-stall [--osmosis PATH] [--sizes MiB,MiB,...] [--runs N] [--dir DIR]
+ *                            [--writes all,16m,none] [--methods copy,clone,precopy,auto]
  *                            [--no-gcore] [--scale]
  */
 #include <errno.h>
@@ -62,6 +66,22 @@ static void *heartbeat(void *arg)
 }
 
 static int threads_in_children;
+
+/* The victim's writer: none, all of its memory nonstop, or its first 16 MiB nonstop. */
+enum { WRITE_NONE, WRITE_ALL, WRITE_16M };
+static int write_kind;
+static uint8_t *wmem;
+static size_t wlen;
+
+static void *writer(void *arg)
+{
+	size_t len = write_kind == WRITE_16M ? (wlen < (16u << 20) ? wlen : 16u << 20) : wlen;
+	(void)arg;
+	for (uint64_t g = 1;; g++)
+		for (size_t i = 0; i < len; i += 4096)
+			__atomic_store_n((uint64_t *)(wmem + i), g, __ATOMIC_RELAXED);
+	return NULL;
+}
 static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
 
@@ -106,6 +126,10 @@ static int victim_main(size_t mib, int threads, int children)
 		if (pthread_create(&t, &attr, idle_thread, NULL))
 			return 1;
 	pthread_create(&t, NULL, heartbeat, NULL);
+	wmem = p;
+	wlen = len;
+	if (write_kind != WRITE_NONE && len)
+		pthread_create(&t, NULL, writer, NULL);
 	printf("ready %d\n", getpid());
 	fflush(stdout);
 	while (fgets(cmd, sizeof(cmd), stdin)) {
@@ -144,7 +168,8 @@ static int victim_start(const char *self, size_t mib, int threads, int children,
 
 	if (pipe(to) < 0 || pipe(from) < 0)
 		return -1;
-	snprintf(arg, sizeof(arg), "%zu,%d,%d", mib, threads, children);
+	snprintf(arg, sizeof(arg), "%zu,%d,%d,%d,%d", mib, threads, children, threads_in_children,
+		 write_kind);
 	v->pid = fork();
 	if (v->pid == 0) {
 		dup2(to[0], 0);
@@ -189,6 +214,49 @@ static int run(const char *cmd, uint64_t *ret_ns)
 	return r == 0 ? 0 : -1;
 }
 
+/* Run argv, return its wall time and peak RSS (bytes). */
+static int run_argv(char *const argv[], uint64_t *ret_ns, uint64_t *ret_rss)
+{
+	uint64_t t0 = now_ns();
+	struct rusage ru;
+	int st;
+	pid_t c = fork();
+
+	if (c == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (c < 0 || wait4(c, &st, 0, &ru) < 0)
+		return -1;
+	*ret_ns = now_ns() - t0;
+	*ret_rss = (uint64_t)ru.ru_maxrss * 1024;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* The method the manifest says the (first) process got. */
+static void manifest_method(const char *dir, char *out, size_t len)
+{
+	static char buf[1 << 20];
+	char path[4096];
+	FILE *f;
+	size_t n;
+	char *p;
+
+	snprintf(out, len, "?");
+	snprintf(path, sizeof(path), "%s/manifest.json", dir);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strstr(buf, "\"processes\"");
+	if (p && (p = strstr(p, "\"method\": \"")))
+		snprintf(out, len, "%.*s", (int)strcspn(p + 11, "\""), p + 11);
+}
+
 static long manifest_pause_us(const char *dir)
 {
 	char path[4096], buf[8192];
@@ -214,8 +282,9 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 struct result {
-	uint64_t stall[16], pause[16], total[16];
+	uint64_t stall[16], pause[16], total[16], rss[16];
 	int n;
+	char method[16]; /* what auto chose, from the manifest */
 };
 
 static uint64_t median(uint64_t *v, int n)
@@ -234,16 +303,20 @@ static uint64_t maximum(uint64_t *v, int n)
 	return m;
 }
 
-static void print_row(size_t mib, const char *what, struct result *r, bool has_pause)
+static void print_row(size_t mib, const char *what, struct result *r, uint64_t fork_ns,
+		      uint64_t gcore_ns)
 {
-	printf("| %6zu MiB | %-16s | %10.1f | %10.1f |", mib, what, median(r->stall, r->n) / 1e6,
-	       maximum(r->stall, r->n) / 1e6);
-	if (has_pause)
-		printf(" %10.1f | %8.2f | %8.2f |\n", median(r->pause, r->n) / 1e3,
-		       median(r->total, r->n) / 1e9,
-		       (double)(mib << 20) / (median(r->pause, r->n) / 1e6) / 1e9);
+	uint64_t st = median(r->stall, r->n);
+	bool osm = r->rss[0] != 0;
+
+	printf("| %5zu MiB | %-22s | %9.1f | %9.1f | %7.1fx | %7.1f%% |", mib, what, st / 1e6,
+	       maximum(r->stall, r->n) / 1e6, fork_ns ? (double)st / (double)fork_ns : 0,
+	       gcore_ns ? 100.0 * (double)st / (double)gcore_ns : 0);
+	if (osm)
+		printf(" %9.1f | %8.2f | %9.0f |\n", median(r->pause, r->n) / 1e3,
+		       median(r->total, r->n) / 1e9, median(r->rss, r->n) / 1048576.0);
 	else
-		printf(" %10s | %8.2f | %8s |\n", "-", median(r->total, r->n) / 1e9, "-");
+		printf(" %9s | %8.3f | %9s |\n", "-", median(r->total, r->n) / 1e9, "-");
 	fflush(stdout);
 }
 
@@ -392,13 +465,15 @@ static int scale_main(const char *self, const char *osmosis, const char *dir, in
 int main(int argc, char **argv)
 {
 	const char *osmosis = "build/osmosis", *dir = "/var/tmp";
-	char sizes_buf[256] = "256,1024,4096", self[4096];
-	int runs = 3, gcore = 1, scale = 0;
+	char sizes_buf[256] = "256,1024,4096,8192", self[4096], writes_buf[64] = "all,16m";
+	char methods_buf[128] = "copy,clone,precopy,auto", *ksave, *ssave, *methods[8];
+	int runs = 3, gcore = 1, scale = 0, n_methods = 0;
 	static const struct option opts[] = {
 	    {"osmosis", required_argument, NULL, 'o'}, {"sizes", required_argument, NULL, 's'},
 	    {"runs", required_argument, NULL, 'r'},    {"dir", required_argument, NULL, 'd'},
 	    {"no-gcore", no_argument, NULL, 'g'},      {"victim", required_argument, NULL, 'v'},
-	    {"scale", no_argument, NULL, 'S'},	       {},
+	    {"scale", no_argument, NULL, 'S'},	       {"writes", required_argument, NULL, 'w'},
+	    {"methods", required_argument, NULL, 'm'}, {},
 	};
 	struct utsname u;
 	int c;
@@ -423,12 +498,18 @@ int main(int argc, char **argv)
 		case 'v': {
 			size_t mib = 0;
 			int threads = 0, children = 0;
-			sscanf(optarg, "%zu,%d,%d,%d", &mib, &threads, &children,
-			       &threads_in_children);
+			sscanf(optarg, "%zu,%d,%d,%d,%d", &mib, &threads, &children,
+			       &threads_in_children, &write_kind);
 			return victim_main(mib, threads, children);
 		}
 		case 'S':
 			scale = 1;
+			break;
+		case 'w':
+			snprintf(writes_buf, sizeof(writes_buf), "%s", optarg);
+			break;
+		case 'm':
+			snprintf(methods_buf, sizeof(methods_buf), "%s", optarg);
 			break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of bench/stall.c\n");
@@ -442,70 +523,111 @@ int main(int argc, char **argv)
 		return 1;
 	self[n] = 0;
 
+	for (char *tok = strtok(methods_buf, ","); tok && n_methods < 8; tok = strtok(NULL, ","))
+		methods[n_methods++] = tok;
 	uname(&u);
 	if (scale)
 		return scale_main(self, osmosis, dir, runs, gcore, &u);
 	printf("osmosis-bench-stall: longest stall seen by the victim's own heartbeat thread\n");
-	printf("machine: %s, %ld CPUs, kernel %s; %d runs each (median and max); osmosis method "
-	       "copy\n\n",
+	printf("machine: %s, %ld CPUs, kernel %s; %d runs each (median, and max of the runs)\n",
 	       u.machine, sysconf(_SC_NPROCESSORS_ONLN), u.release, runs);
-	printf("| %10s | %-16s | %10s | %10s | %10s | %8s | %8s |\n", "victim", "what", "stall ms",
-	       "max ms", "pause ms", "total s", "GB/s");
-	printf("|------------|------------------|------------|------------|------------|----------|"
-	       "----------|\n");
 
-	for (char *tok = strtok(sizes_buf, ","); tok; tok = strtok(NULL, ",")) {
-		size_t mib = strtoul(tok, NULL, 10);
-		struct victim v;
-		struct result ro = {0}, rg = {0}, rf = {0};
-		char cmd[8192], out[4096];
+	for (char *ktok = strtok_r(writes_buf, ",", &ksave); ktok;
+	     ktok = strtok_r(NULL, ",", &ksave)) {
+		char sizes[256];
 
-		if (victim_start(self, mib, 0, 0, &v) < 0) {
-			fprintf(stderr, "cannot start a %zu MiB victim\n", mib);
-			return 1;
-		}
-		for (int i = 0; i < runs; i++) {
-			uint64_t t;
-			snprintf(out, sizeof(out), "%s/osmosis-bench-%d-%d", dir, getpid(), i);
-			snprintf(cmd, sizeof(cmd), "%s snap -q -o %s %d", osmosis, out, v.pid);
-			victim_ask(&v, "reset");
-			if (run(cmd, &t) < 0) {
-				fprintf(stderr, "osmosis failed\n");
+		write_kind = !strcmp(ktok, "all")   ? WRITE_ALL
+			     : !strcmp(ktok, "16m") ? WRITE_16M
+						    : WRITE_NONE;
+		printf("\nvictims writing %s\n\n",
+		       write_kind == WRITE_ALL	 ? "all their memory nonstop"
+		       : write_kind == WRITE_16M ? "16 MiB of their memory nonstop"
+						 : "nothing");
+		printf("| %9s | %-22s | %9s | %9s | %8s | %8s | %9s | %8s | %9s |\n", "victim",
+		       "what", "stall ms", "max ms", "/ fork", "/ gcore", "pause ms", "total s",
+		       "RSS MiB");
+		printf("|-----------|------------------------|-----------|-----------|----------|--"
+		       "----"
+		       "----|-----------|----------|-----------|\n");
+		snprintf(sizes, sizeof(sizes), "%s", sizes_buf);
+		for (char *tok = strtok_r(sizes, ",", &ssave); tok;
+		     tok = strtok_r(NULL, ",", &ssave)) {
+			size_t mib = strtoul(tok, NULL, 10);
+			struct victim v;
+			struct result ro[8] = {0}, rg = {0}, rf = {0};
+			char out[4096], pidbuf[32], cmd[8192];
+
+			if (victim_start(self, mib, 0, 0, &v) < 0) {
+				fprintf(stderr, "cannot start a %zu MiB victim\n", mib);
 				return 1;
 			}
-			ro.stall[ro.n] = victim_ask(&v, "report");
-			ro.pause[ro.n] = (uint64_t)manifest_pause_us(out);
-			ro.total[ro.n++] = t;
-			snprintf(cmd, sizeof(cmd), "rm -rf %s", out);
-			system(cmd);
-
-			victim_ask(&v, "reset");
-			rf.total[rf.n] = victim_ask(&v, "fork");
-			rf.stall[rf.n++] = victim_ask(&v, "report");
-
-			if (gcore) {
-				snprintf(out, sizeof(out), "%s/osmosis-bench-gcore-%d", dir,
-					 getpid());
-				snprintf(cmd, sizeof(cmd), "gcore -o %s %d >/dev/null 2>&1", out,
-					 v.pid);
-				victim_ask(&v, "reset");
-				if (run(cmd, &t) == 0) {
-					rg.stall[rg.n] = victim_ask(&v, "report");
-					rg.total[rg.n++] = t;
+			snprintf(pidbuf, sizeof(pidbuf), "%d", v.pid);
+			for (int i = 0; i < runs; i++) {
+				for (int m = 0; m < n_methods; m++) {
+					uint64_t t, rss;
+					snprintf(out, sizeof(out), "%s/osmosis-bench-%d-%d", dir,
+						 getpid(), i);
+					char *av[] = {(char *)osmosis, "snap", "-q",
+						      "--sample",      "0",    "--method",
+						      methods[m],      "-o",   out,
+						      pidbuf,	       NULL};
+					victim_ask(&v, "reset");
+					if (run_argv(av, &t, &rss) < 0) {
+						fprintf(stderr, "osmosis --method %s failed\n",
+							methods[m]);
+						return 1;
+					}
+					struct result *r = &ro[m];
+					r->stall[r->n] = victim_ask(&v, "report");
+					r->pause[r->n] = (uint64_t)manifest_pause_us(out);
+					r->total[r->n] = t;
+					r->rss[r->n++] = rss;
+					manifest_method(out, r->method, sizeof(r->method));
+					snprintf(cmd, sizeof(cmd), "rm -rf %s", out);
+					system(cmd);
 				}
-				snprintf(cmd, sizeof(cmd), "rm -f %s.%d", out, v.pid);
-				system(cmd);
+
+				victim_ask(&v, "reset");
+				rf.total[rf.n] = victim_ask(&v, "fork");
+				rf.stall[rf.n++] = victim_ask(&v, "report");
+
+				if (gcore) {
+					uint64_t t;
+					snprintf(out, sizeof(out), "%s/osmosis-bench-gcore-%d", dir,
+						 getpid());
+					snprintf(cmd, sizeof(cmd), "gcore -o %s %d >/dev/null 2>&1",
+						 out, v.pid);
+					victim_ask(&v, "reset");
+					if (run(cmd, &t) == 0) {
+						rg.stall[rg.n] = victim_ask(&v, "report");
+						rg.total[rg.n++] = t;
+					}
+					snprintf(cmd, sizeof(cmd), "rm -f %s.%d", out, v.pid);
+					system(cmd);
+				}
 			}
+			uint64_t fork_ms = median(rf.stall, rf.n),
+				 gcore_ms = median(rg.stall, rg.n);
+			for (int m = 0; m < n_methods; m++) {
+				char what[64];
+				if (strcmp(methods[m], ro[m].method))
+					snprintf(what, sizeof(what), "osmosis %s (%s)", methods[m],
+						 ro[m].method);
+				else
+					snprintf(what, sizeof(what), "osmosis %s", methods[m]);
+				print_row(mib, what, &ro[m], fork_ms, gcore_ms);
+			}
+			if (gcore && rg.n)
+				print_row(mib, "gcore", &rg, fork_ms, gcore_ms);
+			print_row(mib, "bare fork()", &rf, fork_ms, gcore_ms);
+			victim_stop(&v);
 		}
-		print_row(mib, "osmosis snap", &ro, true);
-		if (gcore && rg.n)
-			print_row(mib, "gcore", &rg, false);
-		print_row(mib, "bare fork()", &rf, false);
-		victim_stop(&v);
 	}
 	printf(
-	    "\nstall: the longest gap between two heartbeats (100 us sleeps) while the tool ran;\n"
-	    "pause: osmosis's own measure (first thread stopped to last resumed); total: the\n"
-	    "tool's wall time (for fork: the fork() call); GB/s: victim size / pause.\n");
+	    "\nstall: the longest gap between two heartbeats (100 us sleeps) while the tool ran,\n"
+	    "median of the runs; / fork and / gcore: that stall over bare fork()'s and gcore's\n"
+	    "medians; pause: osmosis's own measure (first thread stopped to last resumed); total:\n"
+	    "the tool's wall time until its files are written and synced (for fork: the fork()\n"
+	    "call); RSS: osmosis's peak resident memory. auto's row names the method it chose.\n");
 	return 0;
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,10 +39,14 @@ int fault_point(const char *name)
 		   pid > 0) {
 		kill((pid_t)pid, SIGKILL);
 		usleep(20000); /* let the kernel finish the kill */
-	} else if (!strncmp(action, "usr1=", 5) && parse_i64(action + 5, 10, &pid) == 0 &&
-		   pid > 0) {
-		kill((pid_t)pid, SIGUSR1);
-		usleep(200000); /* let its handler run */
+	} else if (!strncmp(action, "write=", 6)) {
+		int fd = open(action + 6, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0) {
+			if (write(fd, "x", 1) != 1)
+				log_debug("fault point %s: cannot write %s", name, action + 6);
+			close(fd);
+		}
+		usleep(200000); /* let the reader act */
 	}
 	return 0;
 }

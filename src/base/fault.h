@@ -6,7 +6,7 @@
  *   sleep=SECONDS  sleep, waking early on a signal (to let a test signal osmosis mid-freeze)
  *   hang=SECONDS   sleep ignoring signals (to make the watchdog's last resort act)
  *   kill=PID       send SIGKILL to PID (a target exiting mid-snapshot)
- *   usr1=PID       send SIGUSR1 to PID and give it 0.2 s (a target changing its memory)
+ *   write=PATH     write a byte to PATH (a FIFO) and wait 0.2 s (a target changing its memory)
  *   fail           return -EIO from the point (an error path)
  * Points: vetted, prepared, frozen, captured, thawed, core-written, manifest-written; clone:
  * injecting, cloned; pre-copy: uffd-taken, tracking, precopied.

@@ -28,7 +28,7 @@
 #include "proc/process.h"
 
 #define PROBE_NS       (50ull * 1000000ull)
-#define FORK_NS_PER_PG 95ull		     /* fork's page-table copy: ~25 ms per GiB of 4 KiB pages */
+#define FORK_NS_PER_PG 95ull /* fork's page-table copy: ~25 ms per GiB of 4 KiB pages */
 #define COPY_BPS_GUESS (4ull * 1000000000ull) /* before pre-copy has measured its own */
 
 static const char *const method_names[] = {
@@ -222,7 +222,8 @@ static int reserve(struct capture *c)
 				 "the %s method needs %s of memory to hold the targets' memory, "
 				 "but only %s is available to osmosis; free memory, use --method "
 				 "clone, or snapshot fewer processes (--state-only needs none)",
-				 method_names[c->requested], format_bytes(total + slack, a, sizeof(a)),
+				 method_names[c->requested],
+				 format_bytes(total + slack, a, sizeof(a)),
 				 format_bytes(avail, b, sizeof(b)));
 	}
 	int r = arena_reserve(&c->arena, total + slack, c->page_size);
@@ -261,11 +262,12 @@ static int precopy_all(struct capture *c)
 		uint64_t clone_ns = clone_estimate_ns(t, c->page_size);
 		if (pre_ns > clone_ns) {
 			precopy_abandon(t);
-			set_method(t, METHOD_CLONE,
-				   "auto: pre-copy's last round still found %s written (~%.1f ms to "
-				   "copy in the freeze, a clone ~%.1f ms), so a clone",
-				   format_bytes(freeze_bytes, a, sizeof(a)), (double)pre_ns / 1e6,
-				   (double)clone_ns / 1e6);
+			set_method(
+			    t, METHOD_CLONE,
+			    "auto: pre-copy's last round still found %s written (~%.1f ms to "
+			    "copy in the freeze, a clone ~%.1f ms), so a clone",
+			    format_bytes(freeze_bytes, a, sizeof(a)), (double)pre_ns / 1e6,
+			    (double)clone_ns / 1e6);
 		}
 	}
 	return 0;

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +38,56 @@
 #include "proc/maps.h"
 
 #define CLONE_BOGUS_SP 16 /* a stack pointer in the never-mapped first page */
+
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+#endif
+struct rseq_config {
+	uint64_t rseq_abi_pointer;
+	uint32_t rseq_abi_size, signature, flags, pad;
+};
+#define RSEQ_SAVE_MAX 256
+
+/*
+ * The one write the injection makes to the target's memory: returning to user mode to run the
+ * syscall instruction, the kernel refreshes the thread's rseq area (the CPU it now runs on).
+ * The clone is made after that, so its copy of the area is put back as it was at the freeze.
+ */
+struct rseq_save {
+	uint64_t addr;
+	uint32_t len;
+	uint8_t bytes[RSEQ_SAVE_MAX];
+};
+
+static void rseq_save(struct target *t, pid_t tid, struct rseq_save *rs)
+{
+	struct rseq_config conf = {0};
+
+	rs->len = 0;
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof(conf), &conf) < 0 ||
+	    !conf.rseq_abi_pointer || !conf.rseq_abi_size || conf.rseq_abi_size > RSEQ_SAVE_MAX)
+		return;
+	if (pread(t->ref.memfd, rs->bytes, conf.rseq_abi_size, (off_t)conf.rseq_abi_pointer) !=
+	    (ssize_t)conf.rseq_abi_size)
+		return;
+	rs->addr = conf.rseq_abi_pointer;
+	rs->len = conf.rseq_abi_size;
+}
+
+static void rseq_restore(struct target *t, const struct rseq_save *rs)
+{
+	char path[64];
+	int fd;
+
+	if (!rs->len)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/mem", t->clone_pid);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || pwrite(fd, rs->bytes, rs->len, (off_t)rs->addr) != (ssize_t)rs->len)
+		log_debug("pid %d: cannot restore the rseq area in the clone", t->proc->pid);
+	if (fd >= 0)
+		close(fd);
+}
 
 bool clone_copies_in_freeze(const struct osm_mapping *m)
 {
@@ -99,6 +150,8 @@ int clone_frozen(struct capture *c, struct target *t, const char **why)
 		*why = "its memory cannot be opened";
 		return -EACCES;
 	}
+	struct rseq_save rs;
+	rseq_save(t, th->tid, &rs);
 	r = inject_begin(&in, th->tid, t->ref.memfd, p->auxv, p->auxv_len);
 	if (r < 0) {
 		*why = "no syscall instruction found to inject the clone";
@@ -128,6 +181,7 @@ int clone_frozen(struct capture *c, struct target *t, const char **why)
 		clone_release(t);
 		return r;
 	}
+	rseq_restore(t, &rs);
 	log_debug("pid %d: clone %d (%d in its namespace) by thread %d", p->pid, t->clone_pid,
 		  t->clone_vpid, th->tid);
 	return fault_point("cloned");
@@ -198,8 +252,9 @@ static void reap_in_target(struct target *t)
 	if (ret == t->clone_vpid)
 		log_debug("pid %d: clone %d reaped", p->pid, t->clone_vpid);
 	else
-		log_debug("pid %d: clone %d not reaped (%lld); it stays a zombie until pid %d exits",
-			  p->pid, t->clone_vpid, (long long)ret, p->pid);
+		log_debug(
+		    "pid %d: clone %d not reaped (%lld); it stays a zombie until pid %d exits",
+		    p->pid, t->clone_vpid, (long long)ret, p->pid);
 }
 
 void clone_release(struct target *t)

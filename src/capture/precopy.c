@@ -71,14 +71,15 @@ bool precopy_supported(const char **why)
 
 	if (probed < 0) {
 		struct uffdio_api api = {.api = UFFD_API,
-					 .features = UFFD_FEATURE_WP_ASYNC |
-						     UFFD_FEATURE_WP_UNPOPULATED};
+					 .features =
+					     UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
 		int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
 		probed = 0;
 		if (fd < 0) {
 			reason = "this kernel has no userfaultfd";
 		} else if (ioctl(fd, UFFDIO_API, &api) < 0) {
-			reason = "this kernel lacks asynchronous userfaultfd write-protect (Linux 6.7)";
+			reason =
+			    "this kernel lacks asynchronous userfaultfd write-protect (Linux 6.7)";
 		} else {
 			struct page_region r;
 			struct pm_scan_arg a = {.size = sizeof(a),
@@ -140,7 +141,8 @@ static int take_uffd(struct target *t)
 				r = -errno;
 			args[0] = (uint64_t)fd;
 			if (inject_syscall(&in, SYS_close, args, &closed) < 0 || closed < 0) {
-				/* The target keeps a descriptor it did not have: do not use ours. */
+				/* The target keeps a descriptor it did not have: do not use ours.
+				 */
 				r = r ? r : -EIO;
 			}
 		}
@@ -235,8 +237,9 @@ int precopy_track(struct capture *c, struct target *t)
 	/* Register and protect every tracked mapping. */
 	for (size_t i = 0; i < t->n_pre_maps; i++) {
 		struct osm_mapping *m = &t->pre_maps[i];
-		struct uffdio_register reg = {.range = {.start = m->start, .len = m->end - m->start},
-					      .mode = UFFDIO_REGISTER_MODE_WP};
+		struct uffdio_register reg = {
+		    .range = {.start = m->start, .len = m->end - m->start},
+		    .mode = UFFDIO_REGISTER_MODE_WP};
 		struct uffdio_writeprotect wp = {.range = reg.range,
 						 .mode = UFFDIO_WRITEPROTECT_MODE_WP};
 		struct precopy_region *g;
@@ -280,8 +283,8 @@ int precopy_probe(struct capture *c, struct target *t, uint64_t *ret_written)
 {
 	*ret_written = 0;
 	for (size_t i = 0; i < t->n_pc; i++) {
-		int r = scan(c, t, &t->pc[i], PM_SCAN_WP_MATCHING, PAGE_IS_WRITTEN,
-			     PAGE_IS_WRITTEN, count_written, ret_written);
+		int r = scan(c, t, &t->pc[i], PM_SCAN_WP_MATCHING, PAGE_IS_WRITTEN, PAGE_IS_WRITTEN,
+			     count_written, ret_written);
 		if (r < 0)
 			return r;
 	}

@@ -322,8 +322,8 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 			       s->state_only ? "state"
 					     : format_bytes(p->captured_bytes, a, sizeof(a)));
 		else
-			printf("%8d  %-16s %8s %-8s %12s  %s\n", p->pid, p->comm, "-", "-", p->capture,
-			       p->capture_note ? p->capture_note : "");
+			printf("%8d  %-16s %8s %-8s %12s  %s\n", p->pid, p->comm, "-", "-",
+			       p->capture, p->capture_note ? p->capture_note : "");
 	}
 	if (shown < s->n_procs)
 		printf("     ... %zu more (osmosis show %s lists them all)\n", s->n_procs - shown,

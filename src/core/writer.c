@@ -204,7 +204,8 @@ static int write_from_fd(struct core_sink *out, const struct osm_extent *e, uint
 		if (got != (ssize_t)n) {
 			for (uint64_t p = 0; p < n; p += page_size) {
 				uint64_t k = MIN(page_size, n - p);
-				if (pread(e->fd, buf + p, k, (off_t)(e->src + done + p)) != (ssize_t)k)
+				if (pread(e->fd, buf + p, k, (off_t)(e->src + done + p)) !=
+				    (ssize_t)k)
 					memset(buf + p, 0, k);
 			}
 		}

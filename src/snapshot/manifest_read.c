@@ -378,7 +378,6 @@ static const char *scope_name(const char *s)
 	return "pids";
 }
 
-
 int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char *err, size_t errlen)
 {
 	struct json_tokener *tok = json_tokener_new_ex(64);

@@ -164,12 +164,22 @@ def test_refuses_to_copy_more_than_memory_allows():
             def enter():
                 with open(os.path.join(cg, "cgroup.procs"), "w") as f:
                     f.write(str(os.getpid()))
+            for method in ("copy", "precopy"):
+                cmd = [os.environ.get("OSMOSIS", "build/osmosis"), "snap", "--method", method,
+                       "-o", os.path.join(tmp, "s"), str(v.pid)]
+                r = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=enter,
+                                   timeout=60)
+                line = one_line_error(r)
+                check("needs" in line and "available" in line and "--method clone" in line,
+                      line)
+                check(not os.listdir(tmp), "left %s" % os.listdir(tmp))
+            # auto takes the clone, which needs no such buffer
             cmd = [os.environ.get("OSMOSIS", "build/osmosis"), "snap", "-o",
                    os.path.join(tmp, "s"), str(v.pid)]
             r = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=enter, timeout=60)
-            line = one_line_error(r)
-            check("needs" in line and "available" in line, line)
-            check(not os.listdir(tmp), "left %s" % os.listdir(tmp))
+            check(r.returncode == 0, "auto failed: %s" % r.stderr)
+            (p,) = manifest(os.path.join(tmp, "s"))["processes"]
+            check(p["method"] == "clone", "auto chose %s: %s" % (p["method"], p["method_reason"]))
             v.verify()
     finally:
         time.sleep(0.2)

@@ -57,6 +57,9 @@
 #include <dlfcn.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <fcntl.h>
+#include <sys/rseq.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -100,8 +103,9 @@ static int check_known(const uint8_t *p, size_t len, uint64_t seed)
 	return 0;
 }
 
-/* still: memory that does not change after "ready", except what SIGUSR1 changes (the same
- * way every time): a MiB dropped with MADV_DONTNEED, a MiB filled with 0x77. */
+/* still: memory that does not change after "ready", except what a byte written to its FIFO
+ * changes (the same way every time): a MiB dropped with MADV_DONTNEED, a MiB filled with 0x77.
+ * (A signal would not do: its frame and siginfo differ from one time to the next.) */
 #define STILL_LEN  (48u << 20)
 #define STILL_DROP (32u << 20)
 #define STILL_FILL (40u << 20)
@@ -112,10 +116,6 @@ static void on_usr1(int s)
 {
 	(void)s;
 	atomic_fetch_add(&usr1_count, 1);
-	if (still_big) {
-		madvise(still_big + STILL_DROP, 1u << 20, MADV_DONTNEED);
-		memset(still_big + STILL_FILL, 0x77, 1u << 20);
-	}
 }
 static void on_chld(int s)
 {
@@ -269,10 +269,33 @@ static uint8_t *map_filled(size_t len, int flags, uint64_t seed)
 	return p;
 }
 
+static int still_fifo = -1;
+static void *t_still_change(void *a)
+{
+	char c;
+
+	prctl(PR_SET_NAME, "v-change");
+	for (;;) {
+		if (read(still_fifo, &c, 1) == 1) {
+			madvise(still_big + STILL_DROP, 1u << 20, MADV_DONTNEED);
+			memset(still_big + STILL_FILL, 0x77, 1u << 20);
+		}
+	}
+	return a;
+}
+
 static void setup_still(void)
 {
 	pthread_t t;
 	uint8_t *sh, *df, *wf;
+	char fifo[64];
+
+	snprintf(fifo, sizeof(fifo), "/tmp/osmosis-victim-%d.fifo", getpid());
+	unlink(fifo);
+	if (mkfifo(fifo, 0600) < 0 || (still_fifo = open(fifo, O_RDWR)) < 0)
+		exit(2);
+	unlink(fifo); /* reopened through /proc/PID/fd */
+	snprintf(fifo, sizeof(fifo), "/proc/%d/fd/%d", getpid(), still_fifo);
 
 	still_big = map_filled(STILL_LEN, MAP_PRIVATE, 0x51111);
 	madvise(still_big + (16u << 20), 4u << 20, MADV_DONTNEED); /* a hole */
@@ -281,11 +304,15 @@ static void setup_still(void)
 	madvise(df, 1u << 20, MADV_DONTFORK);
 	wf = map_filled(1u << 20, MAP_PRIVATE, 0x5c);
 	madvise(wf, 1u << 20, MADV_WIPEONFORK);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 2; i++)
 		pthread_create(&t, NULL, t_block, NULL);
+	pthread_create(&t, NULL, t_still_change, NULL);
 	usleep(100000);
-	printf("ready pid=%d big=%p shared=%p dontfork=%p wipeonfork=%p\n", getpid(),
-	       (void *)still_big, (void *)sh, (void *)df, (void *)wf);
+	/* The kernel rewrites each thread's rseq area (its CPU) whenever the thread returns to
+	 * user mode: the one part of this memory that changes. */
+	printf("ready pid=%d big=%p shared=%p dontfork=%p wipeonfork=%p rseq_offset=%ld fifo=%s\n",
+	       getpid(), (void *)still_big, (void *)sh, (void *)df, (void *)wf, (long)__rseq_offset,
+	       fifo);
 }
 
 static void setup_writer(size_t pages)

@@ -1,0 +1,323 @@
+# SPDX-License-Identifier: MIT
+"""The capture methods (copy, clone, precopy, auto) give the same content for the same instant,
+and leave the target as it was: its mappings, descriptors, signal masks and threads; no clone
+alive, no zombie, no SIGCHLD, no write-protection; also when osmosis is killed at any moment."""
+
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import osmtest
+from osmtest import (Core, TempDir, Victim, check, gdb_backtraces, main, manifest,
+                     no_final_files, osmosis, snap, xorshift_stream)
+
+METHODS = ["copy", "clone", "precopy", "auto"]
+MIB = 1 << 20
+PM_UFFD_WP = 1 << 57
+
+
+def fingerprint(pid):
+    """What must be as before: mappings, descriptors, threads and their signal masks."""
+    with open("/proc/%d/maps" % pid) as f:
+        maps = f.read()
+    fds = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            fds[fd] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            pass
+    masks = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            masks[tid] = [l for l in f if l.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+    return maps, fds, masks
+
+
+def check_same(before, pid, what):
+    after = fingerprint(pid)
+    for name, a, b in zip(("mappings", "descriptors", "signal masks"), before, after):
+        check(a == b, "%s: %s changed:\n%s\n---\n%s" % (what, name, a, b))
+
+
+def children(pid):
+    out = []
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % e) as f:
+                s = f.read()
+        except OSError:
+            continue
+        rest = s[s.rindex(")") + 2:].split()
+        if int(rest[1]) == pid:
+            out.append((int(e), rest[0]))
+    return out
+
+
+def no_write_protection(pid, what):
+    """No mapping registered with a userfaultfd, no page left write-protected."""
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            if line.startswith("VmFlags:"):
+                check(" uw" not in line, "%s: a mapping is still registered: %s" % (what, line))
+    with open("/proc/%d/maps" % pid) as f:
+        ranges = [tuple(int(x, 16) for x in l.split()[0].split("-")) for l in f]
+    with open("/proc/%d/pagemap" % pid, "rb") as pm:
+        for start, end in ranges:
+            if end > 1 << 47:
+                continue
+            pm.seek(start // 4096 * 8)
+            data = pm.read((end - start) // 4096 * 8)
+            for i in range(0, len(data), 8):
+                (e,) = struct.unpack_from("<Q", data, i)
+                check(not e & PM_UFFD_WP, "%s: page 0x%x still write-protected" %
+                      (what, start + i // 8 * 4096))
+
+
+def left_as_before(v, before, what, killed=False):
+    v.assert_running()
+    check_same(before, v.pid, what)
+    kids = children(v.pid)
+    if killed:
+        # osmosis died with SIGKILL: the kernel killed the clone (EXITKILL); nobody is left
+        # to reap it from inside the target, so a zombie may stay until the target exits.
+        # Dying takes a moment (its address space is torn down).
+        deadline = time.time() + 5
+        while any(st != "Z" for _, st in kids) and time.time() < deadline:
+            time.sleep(0.05)
+            kids = children(v.pid)
+        check(all(st == "Z" for _, st in kids), "%s: a clone survived: %s" % (what, kids))
+    else:
+        check(not kids, "%s: the target has children: %s" % (what, kids))
+    no_write_protection(v.pid, what)
+
+
+def segments(core):
+    return {p["vaddr"]: p for p in core.loads}
+
+
+def rseq_areas(core, rseq_offset):
+    """Each thread's rseq area (fs_base + __rseq_offset, 32 bytes): the kernel rewrites it with
+    the thread's CPU whenever the thread returns to user mode."""
+    out = []
+    for _, t, desc in core.notes:
+        if t == 1:  # NT_PRSTATUS: registers from offset 112, fs_base is the 22nd
+            (fs_base,) = struct.unpack_from("<Q", desc, 112 + 21 * 8)
+            out.append((fs_base + rseq_offset, 32))
+    return out
+
+
+def masked(data, base, areas):
+    b = bytearray(data)
+    for addr, n in areas:
+        lo, hi = max(addr - base, 0), min(addr + n - base, len(b))
+        if lo < hi:
+            b[lo:hi] = bytes(hi - lo)
+    return bytes(b)
+
+
+def test_same_memory_under_every_method():
+    """A target whose memory does not change: every method's core holds the same bytes, and
+    the changes the target made just before the freeze (a MiB dropped, a MiB rewritten,
+    after pre-copy's rounds) are in every core."""
+    with Victim("still") as v, TempDir() as tmp:
+        before = fingerprint(v.pid)
+        cores = {}
+        for m in METHODS:
+            out = os.path.join(tmp, m)
+            snap("--method", m, "--sample", "0", "-o", out, v.pid,
+                 env={"OSMOSIS_FAULT": "prepared:write=" + v.info["fifo"]})
+            (p,) = manifest(out)["processes"]
+            check(p["method"] in ("copy", "clone", "precopy") and p["method_reason"],
+                  "%s: method %s" % (m, p))
+            if m != "auto":
+                check(p["method"] == m, "%s: got method %s" % (m, p["method"]))
+            cores[m] = Core(os.path.join(out, "core.%d" % v.pid))
+            left_as_before(v, before, m)
+        big = v.hexinfo("big")
+        for m, c in cores.items():
+            data = c.read(big, 48 * MIB)
+            want = bytearray(xorshift_stream(0x51111, 48 * MIB))
+            want[16 * MIB:20 * MIB] = bytes(4 * MIB)
+            want[32 * MIB:33 * MIB] = bytes(MIB)
+            want[40 * MIB:41 * MIB] = b"\x77" * MIB
+            check(data == want, "%s: the 48 MiB region differs from what the victim holds" % m)
+            for key, seed in (("shared", 0x5a), ("dontfork", 0x5b), ("wipeonfork", 0x5c)):
+                check(c.read(v.hexinfo(key), MIB) == xorshift_stream(seed, MIB),
+                      "%s: the %s mapping differs" % (m, key))
+        # Every segment, byte for byte, against the copy method's core.
+        ref = segments(cores["copy"])
+        off = int(v.info["rseq_offset"])
+        areas = rseq_areas(cores["copy"], off)
+        check(len(areas) == 4, "threads in copy's core: %s" % areas)
+        for m in ("clone", "precopy", "auto"):
+            segs = segments(cores[m])
+            check(sorted(segs) == sorted(ref), "%s: segments differ from copy's" % m)
+            check(rseq_areas(cores[m], off) == areas, "%s: thread pointers differ" % m)
+            for addr, p in ref.items():
+                a = cores["copy"].read(addr, p["filesz"]) if p["filesz"] else b""
+                q = segs[addr]
+                b = cores[m].read(addr, q["filesz"]) if q["filesz"] else b""
+                a, b = masked(a, addr, areas), masked(b, addr, areas)
+                n = max(len(a), len(b))
+                check(a.ljust(n, b"\0") == b.ljust(n, b"\0"),
+                      "%s: segment 0x%x differs from copy's" % (m, addr))
+        # gdb sees the same threads and stacks in each.
+        exe = osmtest.VICTIM
+        ref_bt, out = gdb_backtraces(exe, cores["copy"].path)
+        check(len(ref_bt) == 4 and all(ref_bt.values()), "gdb on copy's core: %s" % out)
+        for m in ("clone", "precopy", "auto"):
+            bt, out = gdb_backtraces(exe, cores[m].path)
+            check(bt == ref_bt, "%s: gdb backtraces differ:\n%s" % (m, out))
+        v.verify()
+
+
+def test_single_instant_under_every_method():
+    """The writer victim (generation g written page after page, nonstop): one boundary."""
+    npages = 16384
+    with Victim("writer", npages) as v, TempDir() as tmp:
+        base = v.hexinfo("pages")
+        for m in METHODS:
+            for i in range(2):
+                out = os.path.join(tmp, "%s%d" % (m, i))
+                snap("--method", m, "--sample", "0", "-o", out, v.pid)
+                core = Core(os.path.join(out, "core.%d" % v.pid))
+                data = core.read(base, npages * 4096)
+                gens = [struct.unpack_from("<Q", data, p * 4096)[0] for p in range(npages)]
+                hi = max(gens)
+                descents = sum(1 for x, y in zip(gens, gens[1:]) if x != y)
+                check(hi > 0 and all(g in (hi, hi - 1) for g in gens) and descents <= 1,
+                      "%s: snapshot %d is not one instant: generations %s" %
+                      (m, i, sorted(set(gens))[:10]))
+        v.verify()
+
+
+def test_tree_one_instant_under_every_method():
+    with Victim("pingpong") as v, TempDir() as tmp:
+        child = int(v.info["child"])
+        addr = v.hexinfo("counters")
+        for m in METHODS:
+            for i in range(4):
+                out = os.path.join(tmp, "%s%d" % (m, i))
+                snap("--tree", "--method", m, "--sample", "0", "-o", out, v.pid)
+                procs = {p["pid"]: p for p in manifest(out)["processes"]}
+                check(set(procs) == {v.pid, child}, "tree holds %s" % sorted(procs))
+                c = {}
+                for pid in (v.pid, child):
+                    magic, sent, received = struct.unpack(
+                        "<QQQ", Core(os.path.join(out, "core.%d" % pid)).read(addr, 24))
+                    check(magic == 0x6f736d6f73697321, "counters not in core.%d" % pid)
+                    c[pid] = (sent, received)
+                check(c[child][1] <= c[v.pid][0] and c[v.pid][1] <= c[child][0],
+                      "%s %d: received more than was sent: parent %s child %s" %
+                      (m, i, c[v.pid], c[child]))
+        check(not children(child), "the child has children left")
+        check([pid for pid, _ in children(v.pid)] == [child], "clones left: %s" %
+              children(v.pid))
+        v.verify()
+
+
+def test_auto_chooses_by_write_rate():
+    """Few writes: pre-copy. All memory written nonstop: the clone. The manifest says why."""
+    with Victim("still") as v, TempDir() as tmp:
+        out = os.path.join(tmp, "s")
+        snap("--sample", "0", "-o", out, v.pid)
+        (p,) = manifest(out)["processes"]
+        check(p["method"] == "precopy" and p["method_reason"].startswith("auto: it wrote"),
+              "still victim: %s %s" % (p["method"], p["method_reason"]))
+        v.verify()
+    with Victim("writer", 65536) as v, TempDir() as tmp:
+        out = os.path.join(tmp, "s")
+        r = snap("--sample", "0", "-o", out, v.pid)
+        (p,) = manifest(out)["processes"]
+        check(p["method"] == "clone" and "clone" in p["method_reason"],
+              "writer victim: %s %s" % (p["method"], p["method_reason"]))
+        check(" clone " in r.stdout, "summary does not show the method: %s" % r.stdout)
+        v.verify()
+
+
+def test_clone_falls_back_to_copy_for_a_stopped_target():
+    """Every thread in a group stop: no thread can run the clone; copied, and it says so."""
+    with Victim("still") as v, TempDir() as tmp:
+        os.kill(v.pid, signal.SIGSTOP)
+        try:
+            out = os.path.join(tmp, "s")
+            snap("--method", "clone", "--sample", "0", "-o", out, v.pid)
+            (p,) = manifest(out)["processes"]
+            check(p["method"] == "copy" and "stopped by a signal" in p["method_reason"],
+                  "%s %s" % (p["method"], p["method_reason"]))
+            check(Core(os.path.join(out, "core.%d" % v.pid)).read(v.hexinfo("shared"), MIB) ==
+                  xorshift_stream(0x5a, MIB), "copied content")
+            check(v.states()[v.pid] == "T", "the target no longer stopped")
+        finally:
+            os.kill(v.pid, signal.SIGCONT)
+        v.verify()
+
+
+def test_unprivileged_target_is_tracked_and_cloned():
+    """A target of another user (osmosis as root): its userfaultfd is user-mode-only."""
+    with Victim("still", user=65534) as v, TempDir() as tmp:
+        before = fingerprint(v.pid)
+        for m in ("precopy", "clone"):
+            out = os.path.join(tmp, m)
+            snap("--method", m, "--sample", "0", "-o", out, v.pid)
+            (p,) = manifest(out)["processes"]
+            check(p["method"] == m, "%s: %s" % (m, p))
+            left_as_before(v, before, m)
+        v.verify()
+
+
+FAULT_POINTS = {
+    "copy": ["vetted", "prepared", "frozen", "captured", "thawed", "core-written"],
+    "clone": ["prepared", "frozen", "injecting", "cloned", "captured", "thawed",
+              "core-written", "manifest-written"],
+    "precopy": ["uffd-taken", "tracking", "precopied", "prepared", "frozen", "captured",
+                "thawed", "core-written", "manifest-written"],
+    "auto": ["uffd-taken", "tracking", "prepared", "captured", "thawed"],
+}
+
+
+def test_sigkill_at_every_fault_point_of_every_method():
+    with Victim("still") as v, TempDir() as tmp:
+        before = fingerprint(v.pid)
+        for m, points in FAULT_POINTS.items():
+            for point in points:
+                name = "%s-%s" % (m, point)
+                r = osmosis("snap", "--method", m, "--sample", "0", "-o",
+                            os.path.join(tmp, name), v.pid,
+                            env={"OSMOSIS_FAULT": point + ":sigkill"})
+                check(r.returncode == -signal.SIGKILL, "%s: osmosis was not killed (%d) %s" %
+                      (name, r.returncode, r.stderr))
+                left_as_before(v, before, name, killed=True)
+                no_final_files(tmp, name)
+        v.verify()
+
+
+def test_sigkill_at_random_moments_of_every_method():
+    """A 256 MiB writer: kill osmosis anywhere in pre-copy rounds, clone life, core writing."""
+    rnd = random.Random(5)
+    with Victim("writer", 65536) as v, TempDir() as tmp:
+        before = fingerprint(v.pid)
+        for m in ("clone", "precopy", "auto"):
+            for i in range(6):
+                name = "%s%d" % (m, i)
+                p = subprocess.Popen([osmtest.OSMOSIS, "snap", "--method", m, "--sample", "0",
+                                      "-o", os.path.join(tmp, name), str(v.pid)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(rnd.uniform(0.0, 0.6))
+                p.kill()
+                p.wait()
+                left_as_before(v, before, name, killed=True)
+                if p.returncode == -signal.SIGKILL:
+                    no_final_files(tmp, name)
+        v.verify()
+
+
+if __name__ == "__main__":
+    main(globals())
