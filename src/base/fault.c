@@ -39,6 +39,17 @@ int fault_point(const char *name)
 		   pid > 0) {
 		kill((pid_t)pid, SIGKILL);
 		usleep(20000); /* let the kernel finish the kill */
+	} else if (!strncmp(action, "sigkill-after=", 14) &&
+		   parse_duration_ns(action + 14, &ns) == 0) {
+		/* A killer that strikes while osmosis is in its next step (a long syscall). */
+		pid_t self = getpid();
+		if (fork() == 0) {
+			struct timespec ts = {(time_t)(ns / 1000000000ull),
+					      (long)(ns % 1000000000ull)};
+			nanosleep(&ts, NULL);
+			kill(self, SIGKILL);
+			_exit(0);
+		}
 	} else if (!strncmp(action, "write=", 6)) {
 		int fd = open(action + 6, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 		if (fd >= 0) {

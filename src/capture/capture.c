@@ -283,6 +283,7 @@ int capture_prepare(struct capture *c)
 		struct target *t = c->set->v[i];
 		if (!live(t))
 			continue;
+		clone_tidy_leftovers(c, t);
 		r = capture_plan_target(c, t);
 		if (r == 0)
 			r = choose(c, t);

@@ -94,6 +94,9 @@ int clone_frozen(struct capture *c, struct target *t, const char **why);
 int clone_finish(struct capture *c, struct target *t);
 /* End the clone and reap it. Never fails. */
 void clone_release(struct target *t);
+/* Before the freeze: what an earlier osmosis killed with SIGKILL may have left in t (a zombie
+ * clone, a trampoline page) is removed. Never fails. */
+void clone_tidy_leftovers(struct capture *c, struct target *t);
 /* Whether m is copied in the freeze rather than read from the clone. */
 bool clone_copies_in_freeze(const struct osm_mapping *m);
 

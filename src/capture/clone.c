@@ -8,8 +8,9 @@
  * The clone:
  *  - never runs user code: it is attached at birth (the injecting thread carries
  *    PTRACE_O_TRACECLONE), held in its first stop, and given PTRACE_O_EXITKILL at once so that
- *    it dies with osmosis; its stack pointer points nowhere, so that if osmosis died in the
- *    microseconds before EXITKILL was set, its first stack access kills it;
+ *    it dies with osmosis. The clone() runs from a trampoline page (arch trampoline.S): if
+ *    osmosis dies during it (it lasts as long as the kernel copies page tables: ms per GiB),
+ *    the thread restores its own registers, and the clone, finding 0 in rax, exits at once;
  *  - shares the target's descriptor table (CLONE_FILES): no peer sees an extra reference to a
  *    socket, pipe or lock, and since it never runs it never closes one;
  *  - has exit signal 0: the target gets no SIGCHLD, and wait() without __WALL never sees it;
@@ -19,10 +20,13 @@
  * What fork does not carry (MADV_DONTFORK, MADV_WIPEONFORK) and shared mappings (which the clone
  * shares, so they would keep changing) are copied during the freeze as the copy method does.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,6 +40,7 @@
 #include "capture/capture.h"
 #include "inject/inject.h"
 #include "proc/maps.h"
+#include "proc/procfs.h"
 
 #define CLONE_BOGUS_SP 16 /* a stack pointer in the never-mapped first page */
 
@@ -158,6 +163,13 @@ int clone_frozen(struct capture *c, struct target *t, const char **why)
 		return r;
 	}
 	r = fault_point("injecting");
+	int memfd_rw = r == 0 ? openat(t->ref.procfd, "mem", O_RDWR | O_CLOEXEC) : -1;
+	if (r == 0 && memfd_rw < 0)
+		r = -errno;
+	if (r == 0)
+		r = inject_trampoline_map(&in, memfd_rw);
+	if (r == 0)
+		r = fault_point("trampoline");
 	if (r == 0)
 		r = inject_syscall(&in, SYS_clone, args, &ret);
 	if (in.child > 0) {
@@ -165,6 +177,11 @@ int clone_frozen(struct capture *c, struct target *t, const char **why)
 		t->clone_vpid = ret > 0 ? (pid_t)ret : 0;
 	}
 	int e = inject_end(&in);
+	if (in.tramp && inject_trampoline_unmap(&in) < 0)
+		log_debug("pid %d: cannot unmap the trampoline page %#llx", p->pid,
+			  (unsigned long long)in.tramp);
+	if (memfd_rw >= 0)
+		close(memfd_rw);
 	if (in.lost_signal)
 		th->inject_sig = in.lost_signal; /* re-delivered at the thaw */
 	if (r == 0 && e < 0)
@@ -281,4 +298,105 @@ void clone_release(struct target *t)
 	if (t->clone_vpid > 0 && t->ref.memfd >= 0)
 		reap_in_target(t);
 	t->clone_pid = t->clone_vpid = 0;
+}
+
+/* A zombie clone of an earlier run killed with SIGKILL: a dead child of t with exit signal 0 and
+ * t's name. Returns its pid in t's namespace (NSpid's last field), or 0. */
+static pid_t leftover_zombie(struct target *t, pid_t pid)
+{
+	struct proc_stat st;
+	char path[64], *line = NULL;
+	size_t cap = 0;
+	pid_t vpid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (proc_read_stat(AT_FDCWD, path, &st) < 0 || st.ppid != t->proc->pid || st.state != 'Z' ||
+	    st.exit_signal != 0 || strcmp(st.comm, t->proc->comm))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	while (f && getline(&line, &cap, f) > 0) {
+		if (!strncmp(line, "NSpid:", 6)) {
+			char *last = strrchr(line, '\t');
+			vpid = last ? (pid_t)strtol(last + 1, NULL, 10) : pid;
+		}
+	}
+	free(line);
+	if (f)
+		fclose(f);
+	return vpid;
+}
+
+static bool is_tramp_page(struct target *t, uint64_t addr)
+{
+	size_t len;
+	const uint8_t *code = arch_tramp_code(&len);
+	uint8_t buf[ARCH_TRAMP_MAX];
+
+	return pread(t->ref.memfd, buf, len, (off_t)addr) == (ssize_t)len &&
+	       !memcmp(buf, code, len);
+}
+
+void clone_tidy_leftovers(struct capture *c, struct target *t)
+{
+	struct osm_mapping *maps = NULL;
+	size_t n = 0, n_zombies = 0, n_pages = 0;
+	pid_t zombies[64];
+	uint64_t pages[64];
+	DIR *d;
+	struct dirent *e;
+
+	if (t->ref.memfd < 0 && pidref_open_mem(&t->ref) < 0)
+		return;
+	if (capture_read_maps(t, "maps", &maps, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			struct osm_mapping *m = &maps[i];
+			if (m->path || m->shared || m->prot != (PROT_READ | PROT_EXEC) ||
+			    m->end - m->start > 64 * c->page_size)
+				continue;
+			for (uint64_t a = m->start; a < m->end && n_pages < ARRAY_SIZE(pages);
+			     a += c->page_size)
+				if (is_tramp_page(t, a))
+					pages[n_pages++] = a;
+		}
+		maps_free(maps, n);
+	}
+	d = opendir("/proc");
+	while (d && (e = readdir(d)) && n_zombies < ARRAY_SIZE(zombies)) {
+		pid_t pid = (pid_t)strtol(e->d_name, NULL, 10), vpid;
+		if (pid > 0 && (vpid = leftover_zombie(t, pid)) > 0)
+			zombies[n_zombies++] = vpid;
+	}
+	if (d)
+		closedir(d);
+	if (!n_pages && !n_zombies)
+		return;
+
+	for (size_t i = 0; i < t->proc->n_threads; i++) {
+		struct osm_thread *th = t->proc->threads[i];
+		struct inject in;
+		int64_t ret;
+
+		if (th->gone || inject_seize(th->tid) < 0)
+			continue;
+		if (inject_begin(&in, th->tid, t->ref.memfd, t->proc->auxv, t->proc->auxv_len) ==
+		    0) {
+			for (size_t k = 0; k < n_zombies; k++) {
+				uint64_t args[6] = {(uint64_t)zombies[k], 0, __WALL | WNOHANG};
+				inject_syscall(&in, SYS_wait4, args, &ret);
+			}
+			for (size_t k = 0; k < n_pages; k++) {
+				uint64_t args[6] = {pages[k], c->page_size};
+				inject_syscall(&in, SYS_munmap, args, &ret);
+			}
+			inject_end(&in);
+		}
+		inject_release(th->tid, in.lost_signal);
+		log_warn("pid %d: removed what a killed osmosis left: %zu zombie clone%s, %zu "
+			 "trampoline page%s",
+			 t->proc->pid, n_zombies, n_zombies == 1 ? "" : "s", n_pages,
+			 n_pages == 1 ? "" : "s");
+		return;
+	}
 }

@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,6 +57,7 @@ int inject_begin(struct inject *in, pid_t tid, int memfd, const uint8_t *auxv, s
 		in->insn = arch_gregs_pc(&in->saved) - ARCH_SYSCALL_INSN_LEN;
 	else
 		in->insn = find_in_vdso(memfd, auxv, auxv_len);
+	in->plain_insn = in->insn;
 	return in->insn ? 0 : -ENOEXEC;
 }
 
@@ -159,4 +162,54 @@ int inject_seize(pid_t tid)
 void inject_release(pid_t tid, int sig)
 {
 	ptrace(PTRACE_DETACH, tid, 0, sig);
+}
+
+int inject_trampoline_map(struct inject *in, int memfd_rw)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t args[6] = {
+	    0, page, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, (uint64_t)-1, 0};
+	uint8_t blob[ARCH_TRAMP_MAX];
+	arch_gregs_t restore = in->saved;
+	size_t len;
+	int64_t addr;
+	int r;
+
+	in->insn = in->plain_insn;
+	r = inject_syscall(in, SYS_mmap, args, &addr);
+	if (r == 0 && addr < 0)
+		r = (int)addr;
+	if (r < 0)
+		return r;
+	in->tramp = (uint64_t)addr;
+	r = inject_end(in); /* the thread is itself again until the long syscall */
+	if (r < 0)
+		return r;
+	arch_gregs_restart_fixup(&restore);
+	arch_tramp_build(&restore, blob, &len);
+	if (pwrite(memfd_rw, blob, len, (off_t)in->tramp) != (ssize_t)len) {
+		r = errno ? -errno : -EIO;
+		inject_trampoline_unmap(in);
+		return r;
+	}
+	in->insn = in->tramp;
+	return 0;
+}
+
+int inject_trampoline_unmap(struct inject *in)
+{
+	uint64_t args[6] = {in->tramp, (uint64_t)sysconf(_SC_PAGESIZE), 0, 0, 0, 0};
+	int64_t ret;
+	int r;
+
+	if (!in->tramp)
+		return 0;
+	in->insn = in->plain_insn;
+	r = inject_syscall(in, SYS_munmap, args, &ret);
+	if (r == 0 && ret < 0)
+		r = (int)ret;
+	if (r == 0)
+		in->tramp = 0;
+	int e = inject_end(in);
+	return r ? r : e;
 }

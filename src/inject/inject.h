@@ -10,10 +10,10 @@
  *                  syscall with PTRACE_SYSCALL (entry stop, exit stop), read the result
  *   inject_end     restore the registers, with an interrupted syscall's restart done by hand
  *
- * Not used by any capture method yet. Known window: between inject_syscall setting the registers
- * and inject_end restoring them (microseconds), a SIGKILL of osmosis lets the kernel resume the
- * thread with the injected registers; the methods that build on this must close it (see the note
- * on issue 5).
+ * Known window: between inject_syscall setting the registers and inject_end restoring them, a
+ * SIGKILL of osmosis lets the kernel resume the thread with the injected registers. For short
+ * syscalls (mmap, munmap, userfaultfd, close, wait4) that is tens of microseconds; long ones go
+ * through the trampoline below, which closes it.
  */
 #pragma once
 
@@ -26,10 +26,12 @@
 struct inject {
 	pid_t tid;
 	arch_gregs_t saved;
-	uint64_t insn;	 /* address of a syscall instruction in the target */
-	bool active;	 /* registers changed and not yet restored */
-	int lost_signal; /* a signal that arrived while injecting; re-send it after the thaw */
-	pid_t child;	 /* the task a clone-like syscall created (PTRACE_EVENT_CLONE/FORK) */
+	uint64_t insn;	     /* address of a syscall instruction in the target */
+	bool active;	     /* registers changed and not yet restored */
+	int lost_signal;     /* a signal that arrived while injecting; re-send it after the thaw */
+	pid_t child;	     /* the task a clone-like syscall created (PTRACE_EVENT_CLONE/FORK) */
+	uint64_t plain_insn; /* the syscall instruction found by inject_begin */
+	uint64_t tramp;	     /* the trampoline page in the target, or 0 */
 };
 
 /* tid must be in a ptrace stop held by us and not in a signal-delivery-stop. memfd is the
@@ -41,6 +43,16 @@ int inject_begin(struct inject *in, pid_t tid, int memfd, const uint8_t *auxv, s
 int inject_syscall(struct inject *in, long nr, const uint64_t args[6], int64_t *ret);
 /* Restore the registers (idempotent). Returns 0 or a negative errno. */
 int inject_end(struct inject *in);
+
+/*
+ * A long syscall (the clone) goes through a trampoline page (arch trampoline.S) mapped in the
+ * target, so that if osmosis dies while the thread is in it, the thread restores its own
+ * registers and goes on where it was; without it the thread would resume with the injected
+ * registers. The page's mmap and munmap are short plain injections. memfd_rw is the target's
+ * /proc/PID/mem opened for writing. Both return 0 or a negative errno; do not log.
+ */
+int inject_trampoline_map(struct inject *in, int memfd_rw);
+int inject_trampoline_unmap(struct inject *in);
 
 /* For a thread not held by a freeze: PTRACE_SEIZE it and hold it in an interrupt stop, ready
  * for inject_begin. Returns 0; -EAGAIN when it is in a group stop (SIGSTOP) or a signal came

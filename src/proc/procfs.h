@@ -21,6 +21,7 @@ struct proc_stat {
 	uint64_t utime, stime; /* clock ticks */
 	uint64_t starttime;    /* clock ticks since boot */
 	int processor;
+	int exit_signal; /* sent to the parent at exit (0 for a clone made without one) */
 };
 
 int proc_parse_stat(const char *buf, struct proc_stat *ret);

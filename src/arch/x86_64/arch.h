@@ -60,6 +60,13 @@ int64_t arch_gregs_syscall_result(const arch_gregs_t *r);
  * stop than the interrupt's does not pass through the kernel's restart logic. */
 void arch_gregs_restart_fixup(arch_gregs_t *r);
 
+/* The self-restoring trampoline (trampoline.S): its bytes, with the registers it restores
+ * (after arch_gregs_restart_fixup) written into its data block. *ret_len <= ARCH_TRAMP_MAX. */
+#define ARCH_TRAMP_MAX 512
+void arch_tramp_build(const arch_gregs_t *restore, uint8_t *out, size_t *ret_len);
+/* Its code bytes (without the data block): how a page left behind is recognised. */
+const uint8_t *arch_tramp_code(size_t *ret_len);
+
 struct note_sink;
 struct osm_thread;
 struct osm_process;
