@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The capture engine: one method per target, chosen here (see capture.h), and the steps every
- * method shares. --method auto decides per target:
+ * method shares. --method auto decides per target, from estimates of what each method would
+ * cost in the freeze (below):
  *
- *   pre-copy   when the kernel has async write-protect and PAGEMAP_SCAN, and a short probe of
- *              the target's writes (PROBE_NS) says that the freeze would copy its written set
- *              in less than half the time a clone's page-table copy takes;
- *   clone      otherwise (a target writing much of its memory all the time);
- *   copy       when neither can be used for a target (no thread able to run an injected
- *              syscall, /proc/PID/mem refused).
+ *   copy       when copying the whole process costs no more than a clone (small processes),
+ *              or when neither clone nor pre-copy can be used (no thread able to run an
+ *              injected syscall);
+ *   pre-copy   when the kernel has async write-protect and PAGEMAP_SCAN, and its writes over
+ *              one interval (PROBE_NS, every target at once) say the freeze would copy its
+ *              written set in less than half the time a clone takes; pre-copy's rounds can still
+ *              hand it to the clone when the written set does not shrink enough;
+ *   clone      otherwise (a large process writing much of its memory all the time).
  * The manifest records the method each target got and the figures behind the choice.
  */
 #include <errno.h>
@@ -26,10 +29,6 @@
 #include "capture/capture.h"
 #include "proc/maps.h"
 #include "proc/process.h"
-
-#define PROBE_NS       (50ull * 1000000ull)
-#define FORK_NS_PER_PG 95ull /* fork's page-table copy: ~25 ms per GiB of 4 KiB pages */
-#define COPY_BPS_GUESS (4ull * 1000000000ull) /* before pre-copy has measured its own */
 
 static const char *const method_names[] = {
     [METHOD_AUTO] = "auto",
@@ -90,20 +89,50 @@ static uint64_t arena_need(struct capture *c, struct target *t)
 	}
 }
 
-/* What a clone's freeze costs: fork copies one page-table entry per resident private page. */
-static uint64_t clone_estimate_ns(const struct target *t, size_t page_size)
-{
-	uint64_t pages = 0;
+/*
+ * What each method would cost in the freeze, to compare them (auto). Rough, from FACTS.md: a
+ * clone copies one page-table entry per resident private page (~95 ns per 4 KiB page) plus a
+ * fixed cost for the injection; the copy and pre-copy methods copy at memory speed, pre-copy
+ * only what the target writes, after a scan of its page tables (~0.5 ms per GiB).
+ */
+#define FORK_NS_PER_PG	95ull
+#define INJECT_NS	(500ull * 1000ull)
+#define SCAN_NS_PER_GIB (500ull * 1000ull)
+#define COPY_BPS_GUESS	(4ull * 1000000000ull)
+#define PROBE_NS	(50ull * 1000000ull)
 
-	for (size_t i = 0; i < t->n_pre_maps; i++)
-		if (!t->pre_maps[i].shared)
-			pages += t->pre_maps[i].rss_bytes / page_size;
-	return pages * FORK_NS_PER_PG;
-}
-
-static uint64_t copy_estimate_ns(uint64_t bytes, uint64_t bps)
+static uint64_t copy_ns(uint64_t bytes, uint64_t bps)
 {
 	return bytes * 1000000000ull / MAX(bps, (uint64_t)1);
+}
+
+static uint64_t estimate_copy_ns(const struct target *t)
+{
+	return copy_ns(t->planned_bytes, COPY_BPS_GUESS);
+}
+
+static uint64_t estimate_clone_ns(const struct target *t, size_t page_size)
+{
+	uint64_t pages = 0, copied = 0;
+
+	for (size_t i = 0; i < t->n_pre_maps; i++) {
+		const struct osm_mapping *m = &t->pre_maps[i];
+		if (clone_copies_in_freeze(m))
+			copied += capture_planned_size(m);
+		else
+			pages += m->rss_bytes / page_size;
+	}
+	return pages * FORK_NS_PER_PG + INJECT_NS + copy_ns(copied, COPY_BPS_GUESS);
+}
+
+static uint64_t estimate_precopy_ns(struct capture *c, const struct target *t, uint64_t written,
+				    uint64_t bps)
+{
+	uint64_t tracked = precopy_tracked_bytes(t);
+	uint64_t rest = precopy_arena_bytes(c, (struct target *)t) - tracked;
+
+	return copy_ns(written + rest, bps) + tracked / (1ull << 30) * SCAN_NS_PER_GIB +
+	       SCAN_NS_PER_GIB / 2;
 }
 
 static void sleep_ns(uint64_t ns)
@@ -113,47 +142,85 @@ static void sleep_ns(uint64_t ns)
 		;
 }
 
-/* --method auto, first look: can pre-copy be used, and does the target write little? */
+/* --method auto, first look (no injection): copy when it is cheaper than a clone (small
+ * processes); otherwise start tracking writes, which auto_probe() judges after one interval. */
 static void choose_auto(struct capture *c, struct target *t)
 {
+	uint64_t cp = estimate_copy_ns(t), cl = estimate_clone_ns(t, c->page_size);
 	const char *why;
-	uint64_t written = 0, pre_ns, clone_ns;
-	char a[32], b[32];
+	char a[32];
 	int r;
 
+	if (cp <= cl) {
+		set_method(t, METHOD_COPY,
+			   "auto: copying its %s in the freeze (~%.1f ms) costs no more than a "
+			   "clone (~%.1f ms)",
+			   format_bytes(t->planned_bytes, a, sizeof(a)), (double)cp / 1e6,
+			   (double)cl / 1e6);
+		return;
+	}
 	if (!precopy_supported(&why)) {
-		set_method(t, METHOD_CLONE, "auto: %s, so a clone", why);
+		set_method(t, METHOD_CLONE,
+			   "auto: %s; a clone (~%.1f ms) costs less than copying "
+			   "its %s (~%.1f ms)",
+			   why, (double)cl / 1e6, format_bytes(t->planned_bytes, a, sizeof(a)),
+			   (double)cp / 1e6);
 		return;
 	}
 	r = precopy_track(c, t);
-	if (r == 0) {
-		sleep_ns(PROBE_NS);
-		r = precopy_probe(c, t, &written);
-	}
 	if (r < 0) {
 		precopy_stop(t);
 		set_method(t, METHOD_CLONE, "auto: write tracking could not start (%s), so a clone",
 			   strerror(-r));
 		return;
 	}
-	pre_ns = copy_estimate_ns(written, COPY_BPS_GUESS);
-	clone_ns = clone_estimate_ns(t, c->page_size);
-	if (pre_ns * 2 < clone_ns || precopy_tracked_bytes(t) == 0) {
-		set_method(t, METHOD_PRECOPY,
-			   "auto: it wrote %s of %s tracked in %llu ms; copying that in the freeze "
-			   "(~%.1f ms) is cheaper than a clone's page tables (~%.1f ms)",
-			   format_bytes(written, a, sizeof(a)),
-			   format_bytes(precopy_tracked_bytes(t), b, sizeof(b)),
-			   PROBE_NS / 1000000ull, (double)pre_ns / 1e6, (double)clone_ns / 1e6);
+	t->method = METHOD_PRECOPY; /* tentative: auto_probe() decides */
+}
+
+/* One interval for every tracked target at once, then pre-copy or the clone for each. */
+static void auto_probe(struct capture *c)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < c->set->n; i++)
+		any |= live(c->set->v[i]) && c->set->v[i]->uffd >= 0;
+	if (!any)
 		return;
+	sleep_ns(PROBE_NS);
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		uint64_t written = 0, pre, cl;
+		char a[32], b[32];
+		int r;
+
+		if (!live(t) || t->uffd < 0)
+			continue;
+		r = precopy_probe(c, t, &written);
+		cl = estimate_clone_ns(t, c->page_size);
+		pre = estimate_precopy_ns(c, t, written, COPY_BPS_GUESS);
+		if (r == 0 && (pre * 2 < cl || precopy_tracked_bytes(t) == 0)) {
+			set_method(
+			    t, METHOD_PRECOPY,
+			    "auto: it wrote %s of %s tracked in %llu ms; the freeze would copy "
+			    "about that (~%.1f ms), less than a clone (~%.1f ms)",
+			    format_bytes(written, a, sizeof(a)),
+			    format_bytes(precopy_tracked_bytes(t), b, sizeof(b)),
+			    PROBE_NS / 1000000ull, (double)pre / 1e6, (double)cl / 1e6);
+			continue;
+		}
+		precopy_stop(t);
+		if (r < 0)
+			set_method(t, METHOD_CLONE, "auto: write tracking failed (%s), so a clone",
+				   strerror(-r));
+		else
+			set_method(
+			    t, METHOD_CLONE,
+			    "auto: it wrote %s of %s tracked in %llu ms; copying that in the "
+			    "freeze (~%.1f ms) would cost more than a clone (~%.1f ms)",
+			    format_bytes(written, a, sizeof(a)),
+			    format_bytes(precopy_tracked_bytes(t), b, sizeof(b)),
+			    PROBE_NS / 1000000ull, (double)pre / 1e6, (double)cl / 1e6);
 	}
-	precopy_stop(t);
-	set_method(t, METHOD_CLONE,
-		   "auto: it wrote %s of %s tracked in %llu ms; copying that in the freeze (~%.1f "
-		   "ms) would cost more than a clone's page tables (~%.1f ms)",
-		   format_bytes(written, a, sizeof(a)),
-		   format_bytes(precopy_tracked_bytes(t), b, sizeof(b)), PROBE_NS / 1000000ull,
-		   (double)pre_ns / 1e6, (double)clone_ns / 1e6);
 }
 
 static int choose(struct capture *c, struct target *t)
@@ -258,8 +325,8 @@ static int precopy_all(struct capture *c)
 		}
 		if (c->requested != METHOD_AUTO)
 			continue;
-		uint64_t pre_ns = copy_estimate_ns(freeze_bytes, bps);
-		uint64_t clone_ns = clone_estimate_ns(t, c->page_size);
+		uint64_t pre_ns = estimate_precopy_ns(c, t, freeze_bytes, bps);
+		uint64_t clone_ns = estimate_clone_ns(t, c->page_size);
 		if (pre_ns > clone_ns) {
 			precopy_abandon(t);
 			set_method(
@@ -290,6 +357,8 @@ int capture_prepare(struct capture *c)
 		if (r < 0)
 			return r;
 	}
+	if (c->requested == METHOD_AUTO)
+		auto_probe(c);
 	r = reserve(c);
 	if (r < 0)
 		return r;

@@ -299,8 +299,20 @@ uint64_t precopy_tracked_bytes(const struct target *t)
 	return n;
 }
 
+static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_bytes,
+		  uint64_t *ret_copy_bps);
+
 int precopy_rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_bytes,
 		   uint64_t *ret_copy_bps)
+{
+	int r;
+
+	r = rounds(c, t, ret_freeze_bytes, ret_copy_bps);
+	return r ? r : fault_point("precopied");
+}
+
+static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_bytes,
+		  uint64_t *ret_copy_bps)
 {
 	uint64_t written = UINT64_MAX, prev, t0, copied = 0;
 	int r;
@@ -348,7 +360,7 @@ int precopy_rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byt
 			break;
 	}
 	*ret_freeze_bytes = written;
-	return fault_point("precopied");
+	return 0;
 }
 
 struct frozen_ctx {
