@@ -232,6 +232,101 @@ static void test_restart_fixup(void **state)
 	assert_int_equal(r.rip, 0x3002);
 }
 
+/* Inject through the trampoline, then let the thread go while it is still inside the syscall,
+ * as the kernel does when osmosis dies: the trampoline must restore it alone. */
+static void let_go_inside_the_trampoline(pid_t pid, long nr, uint64_t *ret_page)
+{
+	struct held h;
+	struct inject in;
+	char path[64];
+	int64_t ret;
+	int rw;
+
+	hold(pid, &h);
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	rw = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(rw >= 0);
+	assert_int_equal(inject_begin(&in, pid, h.memfd, (uint8_t *)h.auxv, h.auxv_len), 0);
+	assert_int_equal(inject_trampoline_map(&in, rw), 0);
+	assert_true(in.tramp != 0 && maps_contain(pid, in.tramp));
+	uint64_t none[6] = {0};
+	assert_int_equal(inject_syscall(&in, nr, none, &ret), 0);
+	assert_int_equal(ret, pid);
+	*ret_page = in.tramp;
+	/* no inject_end: detach with the injected registers, like a tracer that died */
+	release(&h);
+	close(rw);
+}
+
+static void test_trampoline_restores_a_blocked_thread(void **state)
+{
+	int req[2], ans[2];
+	uint64_t page;
+	char c;
+	pid_t pid;
+	(void)state;
+
+	assert_int_equal(pipe(req), 0);
+	assert_int_equal(pipe(ans), 0);
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(ans[0]);
+		if (read(req[0], &c, 1) == 1)
+			(void)!write(ans[1], &c, 1);
+		_exit(0);
+	}
+	close(ans[1]);
+	usleep(100000);
+	let_go_inside_the_trampoline(pid, SYS_getpid, &page);
+	/* its read was restarted: it gets the byte and answers */
+	assert_int_equal(write(req[1], "y", 1), 1);
+	assert_int_equal(read(ans[0], &c, 1), 1);
+	assert_int_equal(c, 'y');
+	waitpid(pid, NULL, 0);
+}
+
+static void test_trampoline_restores_every_register(void **state)
+{
+	volatile int64_t *counter =
+	    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t page;
+	pid_t pid;
+	(void)state;
+
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* Known values in the registers the trampoline restores; a wrong one stops the
+		 * count and marks it -1. */
+		__asm__ volatile(
+		    "mov $0x1111, %%rbx\n\tmov $0x2222, %%rdi\n\t"
+		    "mov $0x3333, %%rsi\n\tmov $0x4444, %%rdx\n\t"
+		    "mov $0x5555, %%r8\n\tmov $0x6666, %%r9\n\t"
+		    "mov $0x7777, %%r10\n\tmov $0x8888, %%r12\n\t"
+		    "mov $0x9999, %%r13\n\tmov $0xaaaa, %%r14\n\t"
+		    "mov $0xbbbb, %%r15\n"
+		    "1:\tcmp $0x1111, %%rbx\n\tjne 2f\n\tcmp $0x2222, %%rdi\n\tjne 2f\n\t"
+		    "cmp $0x3333, %%rsi\n\tjne 2f\n\tcmp $0x4444, %%rdx\n\tjne 2f\n\t"
+		    "cmp $0x5555, %%r8\n\tjne 2f\n\tcmp $0x6666, %%r9\n\tjne 2f\n\t"
+		    "cmp $0x7777, %%r10\n\tjne 2f\n\tcmp $0x8888, %%r12\n\tjne 2f\n\t"
+		    "cmp $0x9999, %%r13\n\tjne 2f\n\tcmp $0xaaaa, %%r14\n\tjne 2f\n\t"
+		    "cmp $0xbbbb, %%r15\n\tjne 2f\n\t"
+		    "incq (%0)\n\tjmp 1b\n"
+		    "2:\tmovq $-1, (%0)\n3:\tjmp 3b\n"
+		    :
+		    : "a"(counter)
+		    : "rbx", "rdi", "rsi", "rdx", "r8", "r9", "r10", "r12", "r13", "r14", "r15",
+		      "memory", "cc");
+	}
+	usleep(50000);
+	let_go_inside_the_trampoline(pid, SYS_getpid, &page);
+	int64_t c0 = *counter;
+	usleep(100000);
+	assert_true(c0 > 0 && *counter > c0); /* counts on: every register was as before */
+	finish(pid);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -239,6 +334,8 @@ int main(void)
 	    cmocka_unit_test(test_blocked_in_read),
 	    cmocka_unit_test(test_running_user_code),
 	    cmocka_unit_test(test_sleeping_child_sleeps_on),
+	    cmocka_unit_test(test_trampoline_restores_a_blocked_thread),
+	    cmocka_unit_test(test_trampoline_restores_every_register),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
