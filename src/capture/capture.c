@@ -190,7 +190,7 @@ static void auto_probe(struct capture *c)
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
 		uint64_t written = 0, pre, cl;
-		char a[32], b[32];
+		char a[32], b[32], c2[32];
 		int r;
 
 		if (!live(t) || t->uffd < 0)
@@ -198,14 +198,19 @@ static void auto_probe(struct capture *c)
 		r = precopy_probe(c, t, &written);
 		cl = estimate_clone_ns(t, c->page_size);
 		pre = estimate_precopy_ns(c, t, written, COPY_BPS_GUESS);
-		if (r == 0 && (pre * 2 < cl || precopy_tracked_bytes(t) == 0)) {
-			set_method(
-			    t, METHOD_PRECOPY,
-			    "auto: it wrote %s of %s tracked in %llu ms; the freeze would copy "
-			    "about that (~%.1f ms), less than a clone (~%.1f ms)",
-			    format_bytes(written, a, sizeof(a)),
-			    format_bytes(precopy_tracked_bytes(t), b, sizeof(b)),
-			    PROBE_NS / 1000000ull, (double)pre / 1e6, (double)cl / 1e6);
+		/* Rounds converge when each copies faster than the target dirties pages (a
+		 * tracked write costs the writer a fault, which slows it): the freeze then copies
+		 * what one short round finds. Pre-copy's last round checks again (precopy_all). */
+		uint64_t rate = written * (1000000000ull / PROBE_NS);
+		bool converges = rate * 2 < COPY_BPS_GUESS;
+		if (r == 0 && (converges || pre * 2 < cl || precopy_tracked_bytes(t) == 0)) {
+			set_method(t, METHOD_PRECOPY,
+				   "auto: it wrote %s of %s tracked in %llu ms (%s/s), %s",
+				   format_bytes(written, a, sizeof(a)),
+				   format_bytes(precopy_tracked_bytes(t), b, sizeof(b)),
+				   PROBE_NS / 1000000ull, format_bytes(rate, c2, sizeof(c2)),
+				   converges ? "slower than pre-copy copies: rounds converge"
+					     : "little enough to copy in the freeze");
 			continue;
 		}
 		precopy_stop(t);
@@ -327,7 +332,16 @@ static int precopy_all(struct capture *c)
 			continue;
 		uint64_t pre_ns = estimate_precopy_ns(c, t, freeze_bytes, bps);
 		uint64_t clone_ns = estimate_clone_ns(t, c->page_size);
-		if (pre_ns > clone_ns) {
+		if (pre_ns <= clone_ns) {
+			char *old =
+			    strdup(t->proc->method_reason ? t->proc->method_reason : "auto");
+			set_method(t, METHOD_PRECOPY,
+				   "%s; its last round found %s written (~%.1f ms to copy in the "
+				   "freeze, a clone ~%.1f ms)",
+				   old ? old : "auto", format_bytes(freeze_bytes, a, sizeof(a)),
+				   (double)pre_ns / 1e6, (double)clone_ns / 1e6);
+			free(old);
+		} else {
 			precopy_abandon(t);
 			set_method(
 			    t, METHOD_CLONE,
@@ -369,7 +383,15 @@ int capture_prepare(struct capture *c)
 	c->copier = copier_new(c->n_workers, c->page_size);
 	if (!c->copier)
 		return log_error(ENOMEM, "cannot start copy threads");
-	return precopy_all(c);
+	r = precopy_all(c);
+	if (r < 0)
+		return r;
+	/* Reserving and pre-copying took time: if a target's layout changed meanwhile, read its
+	 * smaps again now rather than inside the freeze (seconds per 100 GiB). */
+	for (size_t i = 0; i < c->set->n; i++)
+		if (live(c->set->v[i]))
+			capture_refresh_layout(c, c->set->v[i]);
+	return 0;
 }
 
 static int copy_all(struct capture *c, struct target *t, bool only_clone_misses)
@@ -388,9 +410,12 @@ static int copy_all(struct capture *c, struct target *t, bool only_clone_misses)
 static int target_frozen(struct capture *c, struct target *t)
 {
 	const char *why = NULL;
+	uint64_t t0 = now_ns();
 	int r;
 
 	r = capture_layout_frozen(c, t);
+	log_debug("pid %d: registers and layout in %.2f ms", t->proc->pid,
+		  (double)(now_ns() - t0) / 1e6);
 	if (r < 0 || c->state_only)
 		return r;
 	/* A target that joined during the freeze (a tree's new child) was not prepared. */
@@ -398,7 +423,11 @@ static int target_frozen(struct capture *c, struct target *t)
 		set_method(t, METHOD_COPY, "joined the tree during the freeze, so copied");
 	switch (t->method) {
 	case METHOD_PRECOPY:
-		return precopy_frozen(c, t);
+		t0 = now_ns();
+		r = precopy_frozen(c, t);
+		log_debug("pid %d: written pages found in %.2f ms", t->proc->pid,
+			  (double)(now_ns() - t0) / 1e6);
+		return r;
 	case METHOD_CLONE:
 		r = clone_frozen(c, t, &why);
 		if (r == -EINTR || r == -ETIMEDOUT)

@@ -69,6 +69,8 @@ int capture_thread_state(struct osm_process *p);
 int capture_read_maps(struct target *t, const char *file, struct osm_mapping **ret, size_t *ret_n);
 /* smaps read and the dump planned, before the freeze; t->planned_bytes set. Logs. */
 int capture_plan_target(struct capture *c, struct target *t);
+/* Before the freeze: smaps read again if the layout changed since capture_plan_target. */
+void capture_refresh_layout(struct capture *c, struct target *t);
 /* Inside the freeze: registers, then the layout re-read and the dump planned again. Logs. */
 int capture_layout_frozen(struct capture *c, struct target *t);
 /* Queue the copy of mapping m's dumped bytes (absent anonymous pages skipped) into the arena. */

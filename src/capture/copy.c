@@ -261,3 +261,21 @@ int capture_layout_frozen(struct capture *c, struct target *t)
 		maps_plan_dump(&maps[i], t->proc->coredump_filter, c->page_size);
 	return 0;
 }
+
+void capture_refresh_layout(struct capture *c, struct target *t)
+{
+	struct osm_mapping *maps = NULL, *fresh = NULL;
+	size_t n = 0, n_fresh = 0;
+
+	if (capture_read_maps(t, "maps", &maps, &n) < 0)
+		return;
+	if (maps_carry_smaps(maps, n, t->pre_maps, t->n_pre_maps) > 0 &&
+	    capture_read_maps(t, "smaps", &fresh, &n_fresh) == 0) {
+		maps_free(t->pre_maps, t->n_pre_maps);
+		t->pre_maps = fresh;
+		t->n_pre_maps = n_fresh;
+		for (size_t j = 0; j < n_fresh; j++)
+			maps_plan_dump(&fresh[j], t->proc->coredump_filter, c->page_size);
+	}
+	maps_free(maps, n);
+}

@@ -17,9 +17,9 @@
  *   register each tracked mapping (private, writable, mostly resident) and write-protect it;
  *   round 0 copies its present pages into the arena; round k copies the pages written during
  *   round k-1; rounds stop when the written set no longer shrinks, or is small.
- * Inside the freeze: one scan per tracked mapping gives the pages written since the last round
- * (copied now) and which pages exist at all (a page the target dropped with MADV_DONTNEED reads
- * as zero even though an older copy of it sits in the arena). Mappings that are new or changed
+ * Inside the freeze: one scan per tracked mapping gives the pages written since the last round,
+ * copied now; a page the target dropped with MADV_DONTNEED is reported as written too, and is
+ * zeroed in the arena rather than read. Mappings that are new or changed
  * since the rounds, and those not tracked (shared, sparse, huge pages, read-only), are copied
  * whole as the copy method does.
  */
@@ -40,9 +40,11 @@
 #include "inject/inject.h"
 #include "proc/maps.h"
 
-#define MAX_ROUNDS   8
-#define SMALL_ENOUGH (1u << 20) /* a written set this small ends the rounds */
-#define SCAN_VEC     4096
+#define MAX_ROUNDS	 8
+#define SMALL_ENOUGH	 (1u << 20) /* a written set this small ends the rounds */
+#define SCAN_VEC	 4096
+#define WRITTEN_RETURN	 (PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
+#define UNREGISTER_SLICE (64ull << 20)
 
 struct precopy_region {
 	uint64_t start, end, pgoff, inode;
@@ -161,7 +163,8 @@ typedef int (*scan_fn)(struct capture *c, struct target *t, struct precopy_regio
 		       const struct page_region *pr, void *ctx);
 
 static int scan(struct capture *c, struct target *t, struct precopy_region *g, uint64_t flags,
-		uint64_t category_mask, uint64_t return_mask, scan_fn fn, void *ctx)
+		uint64_t inverted, uint64_t category_mask, uint64_t return_mask, scan_fn fn,
+		void *ctx)
 {
 	static struct page_region vec[SCAN_VEC];
 	uint64_t start = g->start, end = g->start + g->dump_len;
@@ -173,6 +176,7 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
 					.end = end,
 					.vec = (uintptr_t)vec,
 					.vec_len = SCAN_VEC,
+					.category_inverted = inverted,
 					.category_mask = category_mask,
 					.return_mask = return_mask};
 		int n = ioctl(t->pagemap_fd, PAGEMAP_SCAN, &a);
@@ -190,16 +194,22 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
 	return 0;
 }
 
+/* A page written since it was protected: copy it. A page written but neither present nor
+ * swapped was dropped (MADV_DONTNEED: the kernel reports a zapped page as written): zero. */
 static int queue_written(struct capture *c, struct target *t, struct precopy_region *g,
 			 const struct page_region *pr, void *ctx)
 {
-	uint64_t *bytes = ctx;
+	uint64_t *bytes = ctx, len = pr->end - pr->start;
+	uint8_t *dest = g->dest + (pr->start - g->start);
 
 	if (!(pr->categories & PAGE_IS_WRITTEN))
 		return 0;
-	*bytes += pr->end - pr->start;
-	return capture_add_job(c, t, pr->start, pr->end - pr->start,
-			       g->dest + (pr->start - g->start));
+	*bytes += len;
+	if (!(pr->categories & (PAGE_IS_PRESENT | PAGE_IS_SWAPPED))) {
+		memset(dest, 0, len);
+		return 0;
+	}
+	return capture_add_job(c, t, pr->start, len, dest);
 }
 
 static int emit_region(struct capture *c, struct target *t, struct osm_mapping *m, uint64_t off,
@@ -283,8 +293,8 @@ int precopy_probe(struct capture *c, struct target *t, uint64_t *ret_written)
 {
 	*ret_written = 0;
 	for (size_t i = 0; i < t->n_pc; i++) {
-		int r = scan(c, t, &t->pc[i], PM_SCAN_WP_MATCHING, PAGE_IS_WRITTEN, PAGE_IS_WRITTEN,
-			     count_written, ret_written);
+		int r = scan(c, t, &t->pc[i], PM_SCAN_WP_MATCHING, 0, PAGE_IS_WRITTEN,
+			     PAGE_IS_WRITTEN, count_written, ret_written);
 		if (r < 0)
 			return r;
 	}
@@ -343,8 +353,8 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 		prev = written;
 		written = 0;
 		for (size_t i = 0; i < t->n_pc; i++) {
-			r = scan(c, t, &t->pc[i], PM_SCAN_WP_MATCHING, PAGE_IS_WRITTEN,
-				 PAGE_IS_WRITTEN, queue_written, &written);
+			r = scan(c, t, &t->pc[i], PM_SCAN_WP_MATCHING, 0, PAGE_IS_WRITTEN,
+				 WRITTEN_RETURN, queue_written, &written);
 			if (r < 0)
 				return r;
 		}
@@ -363,27 +373,17 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 	return 0;
 }
 
-struct frozen_ctx {
-	struct osm_mapping *m;
-	int err;
-};
-
-/* Inside the freeze: copy what was written; extents only where a page exists now. */
+/* Inside the freeze, for one tracked mapping: its image is the arena's, with the pages written
+ * since the last round copied (or zeroed, if dropped) now. */
 static int frozen_region(struct capture *c, struct target *t, struct precopy_region *g,
-			 const struct page_region *pr, void *ctx)
+			 struct osm_mapping *m)
 {
-	struct frozen_ctx *fc = ctx;
-	uint64_t off = pr->start - g->start, len = pr->end - pr->start;
-	int r;
+	uint64_t written = 0;
+	int r = mapping_add_extent(m, 0, g->dump_len, g->dest);
 
-	if (!(pr->categories & (PAGE_IS_PRESENT | PAGE_IS_SWAPPED)))
-		return 0; /* dropped, or never there: zero */
-	r = mapping_add_extent(fc->m, off, len, g->dest + off);
-	if (r < 0)
-		return r;
-	if (pr->categories & PAGE_IS_WRITTEN)
-		return capture_add_job(c, t, pr->start, len, g->dest + off);
-	return 0;
+	if (r == 0)
+		r = scan(c, t, g, 0, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, queue_written, &written);
+	return r;
 }
 
 static struct precopy_region *find_region(struct target *t, const struct osm_mapping *m)
@@ -412,9 +412,7 @@ int precopy_frozen(struct capture *c, struct target *t)
 				return r;
 			continue;
 		}
-		struct frozen_ctx fc = {.m = m};
-		r = scan(c, t, g, 0, 0, PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-			 frozen_region, &fc);
+		r = frozen_region(c, t, g, m);
 		if (r < 0)
 			return log_error(r, "cannot scan the written pages of pid %d: %m", p->pid);
 	}
@@ -431,9 +429,24 @@ void precopy_abandon(struct target *t)
 
 void precopy_stop(struct target *t)
 {
-	/* The kernel's release unregisters every range and clears every protection. */
-	if (t->uffd >= 0)
+	/* Unregistering clears the protection of every page while holding the target's mmap lock
+	 * for writing (~35 ms per GiB here): in slices, so that a thread of the target faulting
+	 * meanwhile waits for one slice, not for all. Closing then releases what is left (and is
+	 * all that happens when osmosis dies: the kernel's release does the same at once). */
+	if (t->uffd >= 0) {
+		uint64_t t0 = now_ns();
+		for (size_t i = 0; i < t->n_pc; i++) {
+			for (uint64_t a = t->pc[i].start; a < t->pc[i].end; a += UNREGISTER_SLICE) {
+				struct uffdio_range rg = {
+				    .start = a, .len = MIN(UNREGISTER_SLICE, t->pc[i].end - a)};
+				if (ioctl(t->uffd, UFFDIO_UNREGISTER, &rg) < 0)
+					break; /* the layout changed: the release will do it */
+			}
+		}
 		close(t->uffd);
+		log_debug("pid %d: write tracking removed in %.2f ms", t->proc->pid,
+			  (double)(now_ns() - t0) / 1e6);
+	}
 	t->uffd = -1;
 	free(t->pc);
 	t->pc = NULL;

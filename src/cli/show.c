@@ -173,6 +173,9 @@ static void show_threads(const struct osm_snapshot *s, const struct osm_process 
 	char what[512];
 
 	printf("\nThreads of %d %s (%s)\n", p->pid, p->comm, p->exe && *p->exe ? p->exe : "?");
+	if (p->method)
+		printf("  memory kept by %s: %s\n", p->method,
+		       p->method_reason ? p->method_reason : "?");
 	printf("  %-8s %-16s %c %6s %8s  %s\n", "TID", "NAME", 'S', "CPU%", "CTXSW", "WAITS IN");
 	for (size_t i = 0; i < p->n_threads; i++) {
 		const struct osm_thread *t = p->threads[i];

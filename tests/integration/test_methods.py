@@ -124,13 +124,16 @@ def masked(data, base, areas):
 
 def test_same_memory_under_every_method():
     """A target whose memory does not change: every method's core holds the same bytes, and
-    the changes the target made just before the freeze (a MiB dropped, a MiB rewritten,
-    after pre-copy's rounds) are in every core."""
+    the changes the target made just before the freeze (a MiB dropped, a MiB rewritten, after
+    pre-copy's rounds had copied both) are in every core."""
     with Victim("still") as v, TempDir() as tmp:
         before = fingerprint(v.pid)
         cores = {}
         for m in METHODS:
             out = os.path.join(tmp, m)
+            with open(v.info["fifo"], "w") as f:
+                f.write("f")  # present before pre-copy's rounds, dropped after them
+            time.sleep(0.2)
             snap("--method", m, "--sample", "0", "-o", out, v.pid,
                  env={"OSMOSIS_FAULT": "prepared:write=" + v.info["fifo"]})
             (p,) = manifest(out)["processes"]

@@ -104,7 +104,8 @@ static int check_known(const uint8_t *p, size_t len, uint64_t seed)
 }
 
 /* still: memory that does not change after "ready", except what a byte written to its FIFO
- * changes (the same way every time): a MiB dropped with MADV_DONTNEED, a MiB filled with 0x77.
+ * changes: "x" drops a MiB with MADV_DONTNEED and fills another with 0x77 (the same every time),
+ * "f" fills the MiB "x" drops.
  * (A signal would not do: its frame and siginfo differ from one time to the next.) */
 #define STILL_LEN  (48u << 20)
 #define STILL_DROP (32u << 20)
@@ -276,7 +277,11 @@ static void *t_still_change(void *a)
 
 	prctl(PR_SET_NAME, "v-change");
 	for (;;) {
-		if (read(still_fifo, &c, 1) == 1) {
+		if (read(still_fifo, &c, 1) != 1)
+			continue;
+		if (c == 'f') { /* fill what 'x' drops, so that a snapshot sees the drop */
+			memset(still_big + STILL_DROP, 0x55, 1u << 20);
+		} else {
 			madvise(still_big + STILL_DROP, 1u << 20, MADV_DONTNEED);
 			memset(still_big + STILL_FILL, 0x77, 1u << 20);
 		}
