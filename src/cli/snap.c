@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -528,6 +529,9 @@ int cmd_snap(int argc, char **argv)
 	freeze_session_thaw(&fs);
 	guard_watchdog_disarm();
 	s->pause_us = freeze_session_pause_us(&fs);
+	/* From here on osmosis works in the background of the targets: writing cores must not
+	 * take a CPU from them (on a small machine with busy targets, it would show as stalls). */
+	setpriority(PRIO_PROCESS, 0, MAX(getpriority(PRIO_PROCESS, 0), 10));
 	if (r == 0)
 		r = freeze_session_check_survivors(&fs);
 	if (r == 0)
