@@ -20,7 +20,6 @@
  * What fork does not carry (MADV_DONTFORK, MADV_WIPEONFORK) and shared mappings (which the clone
  * shares, so they would keep changing) are copied during the freeze as the copy method does.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -36,6 +35,8 @@
 #include <unistd.h>
 
 #include "base/fault.h"
+#include "base/fs.h"
+#include "base/util.h"
 #include "base/log.h"
 #include "capture/capture.h"
 #include "inject/inject.h"
@@ -344,8 +345,6 @@ void clone_tidy_leftovers(struct capture *c, struct target *t)
 	size_t n = 0, n_zombies = 0, n_pages = 0;
 	pid_t zombies[64];
 	uint64_t pages[64];
-	DIR *d;
-	struct dirent *e;
 
 	if (t->ref.memfd < 0 && pidref_open_mem(&t->ref) < 0)
 		return;
@@ -362,14 +361,22 @@ void clone_tidy_leftovers(struct capture *c, struct target *t)
 		}
 		maps_free(maps, n);
 	}
-	d = opendir("/proc");
-	while (d && (e = readdir(d)) && n_zombies < ARRAY_SIZE(zombies)) {
-		pid_t pid = (pid_t)strtol(e->d_name, NULL, 10), vpid;
-		if (pid > 0 && (vpid = leftover_zombie(t, pid)) > 0)
-			zombies[n_zombies++] = vpid;
+	/* Children are listed per thread (task/TID/children): cheap, unlike a walk of /proc. */
+	for (size_t i = 0; i < t->proc->n_threads && n_zombies < ARRAY_SIZE(zombies); i++) {
+		_cleanup_free_ char *text = NULL;
+		char path[64];
+
+		snprintf(path, sizeof(path), "task/%d/children", t->proc->threads[i]->tid);
+		if (read_file_at(t->ref.procfd, path, &text, NULL) < 0)
+			continue;
+		for (char *p = text, *end; *p && n_zombies < ARRAY_SIZE(zombies); p = end) {
+			pid_t pid = (pid_t)strtol(p, &end, 10), vpid;
+			if (end == p)
+				break;
+			if (pid > 0 && (vpid = leftover_zombie(t, pid)) > 0)
+				zombies[n_zombies++] = vpid;
+		}
 	}
-	if (d)
-		closedir(d);
 	if (!n_pages && !n_zombies)
 		return;
 

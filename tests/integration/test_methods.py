@@ -5,6 +5,7 @@ alive, no zombie, no SIGCHLD, no write-protection; also when osmosis is killed a
 
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -38,8 +39,17 @@ def fingerprint(pid):
     return maps, fds, masks
 
 
-def check_same(before, pid, what):
-    after = fingerprint(pid)
+TRAMPOLINE = re.compile(r"^[0-9a-f]+-[0-9a-f]+ r-xp 00000000 00:00 0 *$")
+
+
+def check_same(before, pid, what, killed=False):
+    after = list(fingerprint(pid))
+    if killed:
+        # A SIGKILL inside the injected clone (ms per GiB) leaves the trampoline page mapped
+        # (the next snapshot removes it: test_sigkill_during_the_clone_syscall_...).
+        old = set(before[0].splitlines())
+        after[0] = "".join(l + "\n" for l in after[0].splitlines()
+                           if l in old or not TRAMPOLINE.match(l))
     for name, a, b in zip(("mappings", "descriptors", "signal masks"), before, after):
         check(a == b, "%s: %s changed:\n%s\n---\n%s" % (what, name, a, b))
 
@@ -82,7 +92,7 @@ def no_write_protection(pid, what):
 
 def left_as_before(v, before, what, killed=False):
     v.assert_running()
-    check_same(before, v.pid, what)
+    check_same(before, v.pid, what, killed)
     kids = children(v.pid)
     if killed:
         # osmosis died with SIGKILL: the kernel killed the clone (EXITKILL); nobody is left
@@ -226,8 +236,17 @@ def test_tree_one_instant_under_every_method():
         v.verify()
 
 
-def test_auto_chooses_by_write_rate():
-    """Few writes: pre-copy. All memory written nonstop: the clone. The manifest says why."""
+def test_auto_chooses_by_cost():
+    """auto: a small process is copied; a large one writing little is pre-copied; one writing
+    all its memory nonstop gets pre-copy only if the rounds brought its written set below what a
+    clone costs, else the clone. The manifest says which, with the figures."""
+    with Victim("basic") as v, TempDir() as tmp:
+        out = os.path.join(tmp, "s")
+        snap("--sample", "0", "-o", out, v.pid)
+        (p,) = manifest(out)["processes"]
+        check(p["method"] == "copy" and "costs no more than a clone" in p["method_reason"],
+              "small victim: %s %s" % (p["method"], p["method_reason"]))
+        v.verify()
     with Victim("still") as v, TempDir() as tmp:
         out = os.path.join(tmp, "s")
         snap("--sample", "0", "-o", out, v.pid)
@@ -236,12 +255,15 @@ def test_auto_chooses_by_write_rate():
               "still victim: %s %s" % (p["method"], p["method_reason"]))
         v.verify()
     with Victim("writer", 65536) as v, TempDir() as tmp:
-        out = os.path.join(tmp, "s")
-        r = snap("--sample", "0", "-o", out, v.pid)
-        (p,) = manifest(out)["processes"]
-        check(p["method"] == "clone" and "clone" in p["method_reason"],
-              "writer victim: %s %s" % (p["method"], p["method_reason"]))
-        check(" clone " in r.stdout, "summary does not show the method: %s" % r.stdout)
+        for i in range(3):
+            out = os.path.join(tmp, "s%d" % i)
+            r = snap("--sample", "0", "-o", out, v.pid)
+            (p,) = manifest(out)["processes"]
+            why = p["method_reason"]
+            check((p["method"] == "clone" and "clone" in why) or
+                  (p["method"] == "precopy" and "last round found" in why),
+                  "writer victim: %s %s" % (p["method"], why))
+            check(" %s " % p["method"] in r.stdout, "summary lacks the method: %s" % r.stdout)
         v.verify()
 
 
@@ -273,6 +295,30 @@ def test_unprivileged_target_is_tracked_and_cloned():
             (p,) = manifest(out)["processes"]
             check(p["method"] == m, "%s: %s" % (m, p))
             left_as_before(v, before, m)
+        v.verify()
+
+
+def test_sigkill_during_the_clone_syscall_then_the_next_snapshot_tidies():
+    """osmosis killed while the injected clone() runs (a 1 GiB writer: ~25 ms of page-table
+    copy): the thread restores itself through the trampoline and the target runs on; what is
+    left (the trampoline page, the clone's zombie) the next snapshot removes."""
+    with Victim("writer", 262144) as v, TempDir() as tmp:
+        before = fingerprint(v.pid)
+        for i, delay in enumerate(("0.003", "0.008", "0.015", "0.001", "0.020")):
+            r = osmosis("snap", "--method", "clone", "--sample", "0", "-o",
+                        os.path.join(tmp, "k%d" % i), v.pid,
+                        env={"OSMOSIS_FAULT": "trampoline:sigkill-after=" + delay})
+            check(r.returncode == -signal.SIGKILL, "osmosis was not killed: %d %s" %
+                  (r.returncode, r.stderr))
+            time.sleep(0.5)
+            v.assert_running()
+            if children(v.pid):
+                break
+        check(children(v.pid), "no kill landed inside the clone in 5 tries")
+        r = snap("--method", "copy", "--sample", "0", "-o", os.path.join(tmp, "ok"), v.pid)
+        check("removed what a killed osmosis left" in r.stderr, "no tidy: %r" % r.stderr)
+        check(not children(v.pid), "zombies left: %s" % children(v.pid))
+        check_same(before, v.pid, "after the tidy")
         v.verify()
 
 
