@@ -420,19 +420,11 @@ static int scale_main(const char *self, const char *osmosis, const char *dir, in
 		struct result r = {0};
 		long rss_kb = 0;
 		for (int i = 0; i < runs; i++) {
-			uint64_t t0 = now_ns();
-			struct rusage ru;
-			int st;
-			pid_t c = fork();
-			if (c == 0) {
-				int devnull = open("/dev/null", O_WRONLY);
-				dup2(devnull, 1);
-				execl(osmosis, osmosis, "analyze", buf, (char *)NULL);
-				_exit(127);
-			}
-			wait4(c, &st, 0, &ru);
-			r.total[r.n++] = now_ns() - t0;
-			rss_kb = ru.ru_maxrss > rss_kb ? ru.ru_maxrss : rss_kb;
+			uint64_t t, rss = 0;
+			char *av[] = {(char *)osmosis, "analyze", buf, NULL};
+			run_argv(av, &t, &rss); /* its exit status says what it found */
+			r.total[r.n++] = t;
+			rss_kb = (long)(rss / 1024) > rss_kb ? (long)(rss / 1024) : rss_kb;
 		}
 		printf("| %-34s | %10s | %10s | %10s | %8.2f |\n",
 		       "osmosis analyze, 1,000 thr/20 proc", "-", "-", "-",

@@ -118,16 +118,9 @@ static int hold_clone(struct target *t)
 	char path[64];
 	int status;
 
-	for (;;) {
-		if (waitpid(t->clone_pid, &status, __WALL) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (!WIFSTOPPED(status))
-			return -ESRCH;
-		break;
-	}
+	int r = inject_wait_stop(t->clone_pid, &status);
+	if (r < 0)
+		return r;
 	if (ptrace(PTRACE_SETOPTIONS, t->clone_pid, 0, PTRACE_O_EXITKILL) < 0)
 		return -errno;
 	t->clone_pidfd = (int)syscall(SYS_pidfd_open, t->clone_pid, 0);

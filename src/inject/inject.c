@@ -142,21 +142,22 @@ int inject_seize(pid_t tid)
 		ptrace(PTRACE_DETACH, tid, 0, 0);
 		return e;
 	}
-	for (;;) {
-		if (waitpid(tid, &status, __WALL) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (!WIFSTOPPED(status))
-			return -ESRCH;
-		break;
-	}
+	int r = inject_wait_stop(tid, &status);
+	if (r < 0)
+		return r;
 	if ((status >> 16) == PTRACE_EVENT_STOP && WSTOPSIG(status) == SIGTRAP)
 		return 0;
 	/* A signal-delivery-stop (give the signal back) or a group stop (stay stopped). */
 	inject_release(tid, (status >> 16) == 0 ? WSTOPSIG(status) : 0);
 	return -EAGAIN;
+}
+
+int inject_wait_stop(pid_t tid, int *status)
+{
+	while (waitpid(tid, status, __WALL) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFSTOPPED(*status) ? 0 : -ESRCH;
 }
 
 void inject_release(pid_t tid, int sig)

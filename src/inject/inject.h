@@ -58,5 +58,8 @@ int inject_trampoline_unmap(struct inject *in);
  * for inject_begin. Returns 0; -EAGAIN when it is in a group stop (SIGSTOP) or a signal came
  * first (it is let go at once with the signal); or another negative errno. */
 int inject_seize(pid_t tid);
+/* Wait for tid's next ptrace stop (EINTR retried): 0 with *status, -ESRCH if it died instead,
+ * or another negative errno. */
+int inject_wait_stop(pid_t tid, int *status);
 /* Let a thread held by inject_seize go, re-delivering sig (0 for none). */
 void inject_release(pid_t tid, int sig);
