@@ -27,6 +27,7 @@
 #include "base/timeutil.h"
 #include "base/util.h"
 #include "capture/capture.h"
+#include "inject/inject.h"
 #include "proc/maps.h"
 #include "proc/process.h"
 
@@ -237,6 +238,15 @@ static int choose(struct capture *c, struct target *t)
 	const char *why;
 	int r;
 
+	if (c->requested != METHOD_COPY && inject_thread_filtered(t->ref.procfd, t->proc->pid)) {
+		/* A syscall injected into a thread is checked by the thread's seccomp filter, which
+		 * may kill the process for one it does not expect. */
+		set_method(t, METHOD_COPY,
+			   "%s: it runs under a seccomp filter, which could kill it for an injected "
+			   "syscall, so copied",
+			   method_names[c->requested]);
+		return 0;
+	}
 	switch (c->requested) {
 	case METHOD_COPY:
 		set_method(t, METHOD_COPY, "requested with --method copy");

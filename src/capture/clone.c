@@ -100,13 +100,16 @@ bool clone_copies_in_freeze(const struct osm_mapping *m)
 	return m->shared || (m->vmflags & (VMF_DONTCOPY | VMF_WIPEONFORK));
 }
 
-/* A held thread that can run an injected syscall: not in a group stop, no signal in hand. */
-static struct osm_thread *pick_thread(struct osm_process *p)
+/* A held thread that can run an injected syscall: not in a group stop, no signal in hand, no
+ * seccomp filter. */
+static struct osm_thread *pick_thread(struct target *t)
 {
+	struct osm_process *p = t->proc;
+
 	for (size_t i = 0; i < p->n_threads; i++) {
 		struct osm_thread *th = p->threads[i];
 		if (th->stopped && !th->gone && th->captured && !th->inject_sig &&
-		    !th->group_stop_sig)
+		    !th->group_stop_sig && !inject_thread_filtered(t->ref.procfd, th->tid))
 			return th;
 	}
 	return NULL;
@@ -134,7 +137,7 @@ static int hold_clone(struct target *t)
 int clone_frozen(struct capture *c, struct target *t, const char **why)
 {
 	struct osm_process *p = t->proc;
-	struct osm_thread *th = pick_thread(p);
+	struct osm_thread *th = pick_thread(t);
 	struct inject in;
 	uint64_t args[6] = {CLONE_FILES, CLONE_BOGUS_SP, 0, 0, 0, 0};
 	int64_t ret = 0;
@@ -142,7 +145,8 @@ int clone_frozen(struct capture *c, struct target *t, const char **why)
 
 	(void)c;
 	if (!th) {
-		*why = "no thread can run the clone (every thread is stopped by a signal)";
+		*why = "no thread can run the clone (every thread is stopped by a signal or runs "
+		       "under a seccomp filter)";
 		return -EAGAIN;
 	}
 	if (t->ref.memfd < 0) {
@@ -242,7 +246,7 @@ static int64_t inject_wait4(struct target *t, pid_t tid, int *lost_signal)
 static void reap_in_target(struct target *t)
 {
 	struct osm_process *p = t->proc;
-	struct osm_thread *held = pick_thread(p);
+	struct osm_thread *held = pick_thread(t);
 	int64_t ret = -ESRCH;
 	int sig = 0;
 
@@ -253,7 +257,9 @@ static void reap_in_target(struct target *t)
 	} else {
 		for (size_t i = 0; i < p->n_threads; i++) {
 			struct osm_thread *th = p->threads[i];
-			if (th->gone || th->stopped || inject_seize(th->tid) < 0)
+			if (th->gone || th->stopped ||
+			    inject_thread_filtered(t->ref.procfd, th->tid) ||
+			    inject_seize(th->tid) < 0)
 				continue;
 			ret = inject_wait4(t, th->tid, &sig);
 			inject_release(th->tid, sig);
@@ -378,7 +384,8 @@ void clone_tidy_leftovers(struct capture *c, struct target *t)
 		struct inject in;
 		int64_t ret;
 
-		if (th->gone || inject_seize(th->tid) < 0)
+		if (th->gone || inject_thread_filtered(t->ref.procfd, th->tid) ||
+		    inject_seize(th->tid) < 0)
 			continue;
 		if (inject_begin(&in, th->tid, t->ref.memfd, t->proc->auxv, t->proc->auxv_len) ==
 		    0) {

@@ -130,7 +130,8 @@ static int take_uffd(struct target *t)
 		struct inject in;
 		int64_t fd = -1, closed;
 
-		if (th->gone || inject_seize(th->tid) < 0)
+		if (th->gone || inject_thread_filtered(t->ref.procfd, th->tid) ||
+		    inject_seize(th->tid) < 0)
 			continue;
 		r = inject_begin(&in, th->tid, t->ref.memfd, p->auxv, p->auxv_len);
 		if (r == 0)

@@ -2,6 +2,8 @@
 #include <elf.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -9,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "inject/inject.h"
 
 #define VDSO_SCAN_MAX 16384
@@ -213,4 +216,16 @@ int inject_trampoline_unmap(struct inject *in)
 		in->tramp = 0;
 	int e = inject_end(in);
 	return r ? r : e;
+}
+
+bool inject_thread_filtered(int procfd, pid_t tid)
+{
+	char path[64], *text = NULL, *p;
+	bool filtered = true; /* unknown counts as filtered */
+
+	snprintf(path, sizeof(path), "task/%d/status", tid);
+	if (read_file_at(procfd, path, &text, NULL) == 0 && (p = strstr(text, "\nSeccomp:")))
+		filtered = strtol(p + 9, NULL, 10) != 0;
+	free(text);
+	return filtered;
 }

@@ -54,6 +54,12 @@ int inject_end(struct inject *in);
 int inject_trampoline_map(struct inject *in, int memfd_rw);
 int inject_trampoline_unmap(struct inject *in);
 
+/* Whether thread tid of the process whose /proc directory is procfd runs under a seccomp filter
+ * (or strict mode). An injected syscall is checked against the thread's filter like its own, and
+ * a filter's answer to a syscall it does not expect can be to kill the process (systemd's
+ * SystemCallFilter= does by default): osmosis never injects into such a thread. */
+bool inject_thread_filtered(int procfd, pid_t tid);
+
 /* For a thread not held by a freeze: PTRACE_SEIZE it and hold it in an interrupt stop, ready
  * for inject_begin. Returns 0; -EAGAIN when it is in a group stop (SIGSTOP) or a signal came
  * first (it is let go at once with the signal); or another negative errno. */

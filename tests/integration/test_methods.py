@@ -285,6 +285,20 @@ def test_clone_falls_back_to_copy_for_a_stopped_target():
         v.verify()
 
 
+def test_no_injection_into_a_seccomp_filtered_target():
+    """A target whose seccomp filter kills it for clone() or userfaultfd(): every method copies
+    it instead (an injected syscall would meet the filter), and it lives."""
+    with Victim("seccomp") as v, TempDir() as tmp:
+        for m in METHODS:
+            out = os.path.join(tmp, m)
+            snap("--method", m, "--sample", "0", "-o", out, v.pid)
+            (p,) = manifest(out)["processes"]
+            check(p["method"] == "copy" and (m == "copy" or "seccomp" in p["method_reason"]),
+                  "%s: %s %s" % (m, p["method"], p["method_reason"]))
+            v.assert_running()
+        v.verify()
+
+
 def test_unprivileged_target_is_tracked_and_cloned():
     """A target of another user (osmosis as root): its userfaultfd is user-mode-only."""
     with Victim("still", user=65534) as v, TempDir() as tmp:

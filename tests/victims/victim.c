@@ -43,6 +43,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,8 +59,11 @@
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/rseq.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -218,7 +222,7 @@ static int check_beats(void)
 	return 0;
 }
 
-static void setup_basic(void)
+static void setup_basic_threads(void)
 {
 	pthread_t t;
 	uint64_t seed = 0x5eed;
@@ -235,6 +239,11 @@ static void setup_basic(void)
 	pthread_create(&t, NULL, t_sleep, NULL);
 	pthread_create(&t, NULL, t_condvar, NULL);
 	usleep(100000);
+}
+
+static void setup_basic(void)
+{
+	setup_basic_threads();
 	printf("ready pid=%d heap=%p heap_len=%u heap_seed=%u global=%p threads=5\n", getpid(),
 	       (void *)heap, HEAP_LEN, 0x1234567u, (void *)victim_global);
 }
@@ -318,6 +327,26 @@ static void setup_still(void)
 	printf("ready pid=%d big=%p shared=%p dontfork=%p wipeonfork=%p rseq_offset=%ld fifo=%s\n",
 	       getpid(), (void *)still_big, (void *)sh, (void *)df, (void *)wf, (long)__rseq_offset,
 	       fifo);
+}
+
+/* seccomp: the basic victim, then every thread under a filter that kills the process for
+ * clone() or userfaultfd() (as systemd's SystemCallFilter= kills for what it does not allow). */
+static void setup_seccomp(void)
+{
+	struct sock_filter f[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 2, 0),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 1, 0),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+
+	setup_basic_threads();
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+		exit(2);
+	printf("ready pid=%d\n", getpid());
 }
 
 static void setup_writer(size_t pages)
@@ -942,6 +971,8 @@ int main(int argc, char **argv)
 		if (!strcmp(mode, "nondumpable"))
 			prctl(PR_SET_DUMPABLE, 0);
 		setup_basic();
+	} else if (!strcmp(mode, "seccomp")) {
+		setup_seccomp();
 	} else if (!strcmp(mode, "still")) {
 		sa.sa_handler = on_chld; /* a clone must never send one */
 		sa.sa_flags = SA_RESTART;
