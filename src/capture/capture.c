@@ -241,10 +241,11 @@ static int choose(struct capture *c, struct target *t)
 	if (c->requested != METHOD_COPY && inject_thread_filtered(t->ref.procfd, t->proc->pid)) {
 		/* A syscall injected into a thread is checked by the thread's seccomp filter, which
 		 * may kill the process for one it does not expect. */
-		set_method(t, METHOD_COPY,
-			   "%s: it runs under a seccomp filter, which could kill it for an injected "
-			   "syscall, so copied",
-			   method_names[c->requested]);
+		set_method(
+		    t, METHOD_COPY,
+		    "%s: it runs under a seccomp filter, which could kill it for an injected "
+		    "syscall, so copied",
+		    method_names[c->requested]);
 		return 0;
 	}
 	switch (c->requested) {

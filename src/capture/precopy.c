@@ -253,7 +253,6 @@ int precopy_track(struct capture *c, struct target *t)
 		    .mode = UFFDIO_REGISTER_MODE_WP};
 		struct uffdio_writeprotect wp = {.range = reg.range,
 						 .mode = UFFDIO_WRITEPROTECT_MODE_WP};
-		struct precopy_region *g;
 
 		if (!tracked_kind(m))
 			continue;
@@ -264,10 +263,8 @@ int precopy_track(struct capture *c, struct target *t)
 		}
 		if (ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
 			return -errno;
-		g = reallocarray(t->pc, t->n_pc + 1, sizeof(*t->pc));
-		if (!g)
+		if (grow_array((void **)&t->pc, &t->cap_pc, t->n_pc + 1, sizeof(*t->pc)))
 			return -ENOMEM;
-		t->pc = g;
 		t->pc[t->n_pc++] = (struct precopy_region){.start = m->start,
 							   .end = m->end,
 							   .pgoff = m->pgoff,
@@ -387,14 +384,24 @@ static int frozen_region(struct capture *c, struct target *t, struct precopy_reg
 	return r;
 }
 
+/* The region tracked for m, if m is still the mapping it was (regions are in address order). */
 static struct precopy_region *find_region(struct target *t, const struct osm_mapping *m)
 {
-	for (size_t i = 0; i < t->n_pc; i++) {
-		struct precopy_region *g = &t->pc[i];
-		if (g->start == m->start && g->end == m->end && g->pgoff == m->pgoff &&
-		    g->inode == m->inode && g->prot == m->prot && g->dump_len == m->dump_len)
-			return g;
+	size_t lo = 0, hi = t->n_pc;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (t->pc[mid].start < m->start)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
+	if (lo == t->n_pc)
+		return NULL;
+	struct precopy_region *g = &t->pc[lo];
+	if (g->start == m->start && g->end == m->end && g->pgoff == m->pgoff &&
+	    g->inode == m->inode && g->prot == m->prot && g->dump_len == m->dump_len)
+		return g;
 	return NULL;
 }
 
@@ -451,5 +458,5 @@ void precopy_stop(struct target *t)
 	t->uffd = -1;
 	free(t->pc);
 	t->pc = NULL;
-	t->n_pc = 0;
+	t->n_pc = t->cap_pc = 0;
 }

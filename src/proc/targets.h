@@ -33,7 +33,7 @@ struct target {
 	/* precopy: the userfaultfd taken from the target, and the regions it tracks */
 	int uffd;
 	struct precopy_region *pc;
-	size_t n_pc;
+	size_t n_pc, cap_pc;
 };
 
 struct target_set {

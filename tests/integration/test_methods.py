@@ -377,7 +377,13 @@ def test_sigkill_at_random_moments_of_every_method():
                 p.kill()
                 p.wait()
                 left_as_before(v, before, name, killed=True)
-                if p.returncode == -signal.SIGKILL:
+                final = os.path.join(tmp, name)
+                if p.returncode == -signal.SIGKILL and os.path.exists(final):
+                    # killed after the directory was complete and renamed (ending the clone)
+                    check(manifest(final)["processes"] and
+                          os.path.exists(os.path.join(final, "core.%d" % v.pid)),
+                          "%s: a final directory that is not whole" % name)
+                elif p.returncode == -signal.SIGKILL:
                     no_final_files(tmp, name)
         v.verify()
 
