@@ -255,6 +255,20 @@ class Core:
         return [struct.unpack_from("<i", desc, 32)[0] for _, t, desc in self.notes if t == 1]
 
 
+def check_pair_one_instant(out, parent, child, addr, what):
+    """The pingpong victim's pair in snapshot `out`: every message one counted as received the
+    other had counted as sent. Returns the parent's (sent, received)."""
+    c = {}
+    for pid in (parent, child):
+        magic, sent, received = struct.unpack(
+            "<QQQ", Core(os.path.join(out, "core.%d" % pid)).read(addr, 24))
+        check(magic == 0x6f736d6f73697321, "counters not found in core.%d" % pid)
+        c[pid] = (sent, received)
+    check(c[child][1] <= c[parent][0] and c[parent][1] <= c[child][0],
+          "%s: received more than was sent: parent %s child %s" % (what, c[parent], c[child]))
+    return c[parent]
+
+
 def xorshift_stream(seed, nbytes):
     out = bytearray()
     s = seed

@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import osmtest
-from osmtest import (Core, TempDir, Victim, check, gdb_backtraces, main, manifest,
+from osmtest import (Core, check_pair_one_instant, TempDir, Victim, check, gdb_backtraces, main, manifest,
                      no_final_files, osmosis, snap, xorshift_stream)
 
 METHODS = ["copy", "clone", "precopy", "auto"]
@@ -221,15 +221,7 @@ def test_tree_one_instant_under_every_method():
                 snap("--tree", "--method", m, "--sample", "0", "-o", out, v.pid)
                 procs = {p["pid"]: p for p in manifest(out)["processes"]}
                 check(set(procs) == {v.pid, child}, "tree holds %s" % sorted(procs))
-                c = {}
-                for pid in (v.pid, child):
-                    magic, sent, received = struct.unpack(
-                        "<QQQ", Core(os.path.join(out, "core.%d" % pid)).read(addr, 24))
-                    check(magic == 0x6f736d6f73697321, "counters not in core.%d" % pid)
-                    c[pid] = (sent, received)
-                check(c[child][1] <= c[v.pid][0] and c[v.pid][1] <= c[child][0],
-                      "%s %d: received more than was sent: parent %s child %s" %
-                      (m, i, c[v.pid], c[child]))
+                check_pair_one_instant(out, v.pid, child, addr, "%s %d" % (m, i))
         check(not children(child), "the child has children left")
         check([pid for pid, _ in children(v.pid)] == [child], "clones left: %s" %
               children(v.pid))

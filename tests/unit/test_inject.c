@@ -74,16 +74,12 @@ static bool maps_contain(pid_t pid, uint64_t addr)
 	return found;
 }
 
-static void test_blocked_in_read(void **state)
+/* A child blocked in read() on req[0]; it writes back the byte it gets to ans[1]. Our copy of
+ * ans[1] is closed, so that a lost read makes our read see end of file rather than hang. */
+static pid_t fork_reader(int req[2], int ans[2])
 {
-	int req[2], ans[2];
-	struct held h;
-	struct inject in;
-	arch_gregs_t before, after, want;
-	int64_t ret;
 	char c;
 	pid_t pid;
-	(void)state;
 
 	assert_int_equal(pipe(req), 0);
 	assert_int_equal(pipe(ans), 0);
@@ -95,8 +91,23 @@ static void test_blocked_in_read(void **state)
 			(void)!write(ans[1], &c, 1);
 		_exit(0);
 	}
-	close(ans[1]); /* a lost read makes our read see end of file, not hang */
+	close(ans[1]);
 	usleep(100000);
+	return pid;
+}
+
+static void test_blocked_in_read(void **state)
+{
+	int req[2], ans[2];
+	struct held h;
+	struct inject in;
+	arch_gregs_t before, after, want;
+	int64_t ret;
+	char c;
+	pid_t pid;
+	(void)state;
+
+	pid = fork_reader(req, ans);
 	hold(pid, &h);
 	assert_int_equal(arch_gregs_get(pid, &before), 0);
 	assert_int_equal(inject_begin(&in, pid, h.memfd, (uint8_t *)h.auxv, h.auxv_len), 0);
@@ -266,18 +277,7 @@ static void test_trampoline_restores_a_blocked_thread(void **state)
 	pid_t pid;
 	(void)state;
 
-	assert_int_equal(pipe(req), 0);
-	assert_int_equal(pipe(ans), 0);
-	pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		close(ans[0]);
-		if (read(req[0], &c, 1) == 1)
-			(void)!write(ans[1], &c, 1);
-		_exit(0);
-	}
-	close(ans[1]);
-	usleep(100000);
+	pid = fork_reader(req, ans);
 	let_go_inside_the_trampoline(pid, SYS_getpid, &page);
 	/* its read was restarted: it gets the byte and answers */
 	assert_int_equal(write(req[1], "y", 1), 1);
