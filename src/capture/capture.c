@@ -293,7 +293,8 @@ static int reserve(struct capture *c)
 			bool changed = false;
 			for (size_t i = 0; i < c->set->n; i++) {
 				struct target *t = c->set->v[i];
-				if (!live(t) || t->method == METHOD_CLONE)
+				if (!live(t) || t->method == METHOD_CLONE ||
+				    inject_thread_filtered(t->ref.procfd, t->proc->pid))
 					continue;
 				precopy_stop(t);
 				set_method(t, METHOD_CLONE,
