@@ -205,14 +205,17 @@ static void auto_probe(struct capture *c)
 		 * and hands the target to the clone when its written set stayed large. */
 		uint64_t rate = written * (1000000000ull / PROBE_NS);
 		uint64_t tracked = precopy_tracked_bytes(t);
-		bool converges = rate < COPY_BPS_GUESS;
+		/* Faults slow a tracked writer, and the probe sees it before they do: only a rate
+		 * well above the copy speed is taken as a written set that will not shrink. */
+		bool converges = rate < 2 * COPY_BPS_GUESS;
 		if (r == 0 && (converges || pre * 2 < cl || tracked == 0)) {
 			set_method(t, METHOD_PRECOPY,
 				   "auto: it wrote %s of %s tracked in %llu ms (%s/s), %s",
 				   format_bytes(written, a, sizeof(a)),
 				   format_bytes(tracked, b, sizeof(b)), PROBE_NS / 1000000ull,
 				   format_bytes(rate, c2, sizeof(c2)),
-				   converges ? "slower than pre-copy copies: rounds converge"
+				   converges ? "not enough faster than pre-copy copies to keep "
+					       "the rounds from converging"
 					     : "little enough to copy in the freeze");
 			continue;
 		}
