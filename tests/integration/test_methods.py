@@ -151,6 +151,9 @@ def test_same_memory_under_every_method():
                   "%s: method %s" % (m, p))
             if m != "auto":
                 check(p["method"] == m, "%s: got method %s" % (m, p["method"]))
+            r = osmosis("show", out, "-p", v.pid)
+            check("memory kept by %s: " % p["method"] in r.stdout,
+                  "%s: osmosis show does not say the method:\n%s" % (m, r.stdout))
             cores[m] = Core(os.path.join(out, "core.%d" % v.pid))
             left_as_before(v, before, m)
         big = v.hexinfo("big")
