@@ -79,7 +79,7 @@ static uint64_t arena_need(struct capture *c, struct target *t)
 
 	switch (t->method) {
 	case METHOD_PRECOPY:
-		return precopy_arena_bytes(c, t);
+		return precopy_arena_bytes(t);
 	case METHOD_CLONE:
 		for (size_t i = 0; i < t->n_pre_maps; i++)
 			if (clone_copies_in_freeze(&t->pre_maps[i]))
@@ -130,7 +130,7 @@ static uint64_t estimate_precopy_ns(struct capture *c, const struct target *t, u
 				    uint64_t bps)
 {
 	uint64_t tracked = precopy_tracked_bytes(t);
-	uint64_t rest = precopy_arena_bytes(c, (struct target *)t) - tracked;
+	uint64_t rest = precopy_arena_bytes(t) - tracked;
 
 	return copy_ns(written + rest, bps) + tracked / (1ull << 30) * SCAN_NS_PER_GIB +
 	       SCAN_NS_PER_GIB / 2;

@@ -127,7 +127,7 @@ int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64
 	return 0;
 }
 
-/* Plan the extents of one mapping and queue their copies. */
+/* Whether a pagemap entry shows a page whose bytes must be read. */
 static bool page_has_data(uint64_t ent, uint64_t zero_pfn)
 {
 	if (ent & PM_SWAPPED)

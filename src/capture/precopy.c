@@ -106,11 +106,10 @@ bool precopy_supported(const char **why)
 	return probed == 1;
 }
 
-uint64_t precopy_arena_bytes(struct capture *c, struct target *t)
+uint64_t precopy_arena_bytes(const struct target *t)
 {
 	uint64_t n = 0;
 
-	(void)c;
 	for (size_t i = 0; i < t->n_pre_maps; i++) {
 		const struct osm_mapping *m = &t->pre_maps[i];
 		n += tracked_kind(m) ? m->dump_len : capture_planned_size(m);
