@@ -7,11 +7,11 @@
  *   copy       when copying the whole process costs no more than a clone (small processes),
  *              or when neither clone nor pre-copy can be used (no thread able to run an
  *              injected syscall);
- *   pre-copy   when the kernel has async write-protect and PAGEMAP_SCAN, and its writes over
- *              one interval (PROBE_NS, every target at once) say the freeze would copy its
- *              written set in less than half the time a clone takes; pre-copy's rounds can still
- *              hand it to the clone when the written set does not shrink enough;
- *   clone      otherwise (a large process writing much of its memory all the time).
+ *   pre-copy   when the kernel has async write-protect and PAGEMAP_SCAN, and pre-copy's rounds
+ *              bring the written set down to what the freeze copies faster than a clone is
+ *              made (the rounds decide, not a guess: a writer's pace under tracking, with
+ *              osmosis copying beside it, is only seen there);
+ *   clone      otherwise (a large process writing much of its memory faster than it is copied).
  * The manifest records the method each target got and the figures behind the choice.
  */
 #include <errno.h>
@@ -100,7 +100,6 @@ static uint64_t arena_need(struct capture *c, struct target *t)
 #define INJECT_NS	(500ull * 1000ull)
 #define SCAN_NS_PER_GIB (500ull * 1000ull)
 #define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads here: FACTS.md, bench */
-#define PROBE_NS	(50ull * 1000000ull)
 
 static uint64_t copy_ns(uint64_t bytes, uint64_t bps)
 {
@@ -136,15 +135,8 @@ static uint64_t estimate_precopy_ns(struct capture *c, const struct target *t, u
 	       SCAN_NS_PER_GIB / 2;
 }
 
-static void sleep_ns(uint64_t ns)
-{
-	struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* --method auto, first look (no injection): copy when it is cheaper than a clone (small
- * processes); otherwise start tracking writes, which auto_probe() judges after one interval. */
+ * processes); otherwise start tracking writes, and pre-copy's rounds decide (precopy_all). */
 static void choose_auto(struct capture *c, struct target *t)
 {
 	uint64_t cp = estimate_copy_ns(t), cl = estimate_clone_ns(t, c->page_size);
@@ -175,65 +167,8 @@ static void choose_auto(struct capture *c, struct target *t)
 			   strerror(-r));
 		return;
 	}
-	t->method = METHOD_PRECOPY; /* tentative: auto_probe() decides */
-}
-
-/* One interval for every tracked target at once, then pre-copy or the clone for each. */
-static void auto_probe(struct capture *c)
-{
-	bool any = false;
-
-	for (size_t i = 0; i < c->set->n; i++)
-		any |= live(c->set->v[i]) && c->set->v[i]->uffd >= 0;
-	if (!any)
-		return;
-	sleep_ns(PROBE_NS);
-	for (size_t i = 0; i < c->set->n; i++) {
-		struct target *t = c->set->v[i];
-		uint64_t written = 0, pre, cl;
-		char a[32], b[32], c2[32];
-		int r;
-
-		if (!live(t) || t->uffd < 0)
-			continue;
-		r = precopy_probe(c, t, &written);
-		cl = estimate_clone_ns(t, c->page_size);
-		pre = estimate_precopy_ns(c, t, written, COPY_BPS_GUESS);
-		/* Rounds converge when each copies faster than the target dirties pages (a
-		 * tracked write costs the writer a fault, which slows it): the freeze then copies
-		 * what one short round finds. Pre-copy's last round checks again (precopy_all)
-		 * and hands the target to the clone when its written set stayed large. */
-		uint64_t rate = written * (1000000000ull / PROBE_NS);
-		uint64_t tracked = precopy_tracked_bytes(t);
-		/* Faults slow a tracked writer, and the probe sees it before they do: only a rate
-		 * well above the copy speed is taken as a written set that will not shrink. */
-		bool converges = rate < 2 * COPY_BPS_GUESS;
-		if (r == 0 && (converges || pre * 2 < cl || tracked == 0)) {
-			set_method(t, METHOD_PRECOPY,
-				   "auto: it wrote %s of %s tracked in %llu ms (%s/s), %s",
-				   format_bytes(written, a, sizeof(a)),
-				   format_bytes(tracked, b, sizeof(b)), PROBE_NS / 1000000ull,
-				   format_bytes(rate, c2, sizeof(c2)),
-				   converges ? "not enough faster than pre-copy copies to keep "
-					       "the rounds from converging"
-					     : "little enough to copy in the freeze");
-			continue;
-		}
-		precopy_stop(t);
-		if (r < 0)
-			set_method(t, METHOD_CLONE, "auto: write tracking failed (%s), so a clone",
-				   strerror(-r));
-		else
-			set_method(
-			    t, METHOD_CLONE,
-			    "auto: it wrote %s of %s tracked in %llu ms (%s/s), faster than "
-			    "pre-copy copies, and copying that in the freeze (~%.1f ms) would "
-			    "cost more than a clone (~%.1f ms)",
-			    format_bytes(written, a, sizeof(a)),
-			    format_bytes(tracked, b, sizeof(b)), PROBE_NS / 1000000ull,
-			    format_bytes(rate, c2, sizeof(c2)), (double)pre / 1e6,
-			    (double)cl / 1e6);
-	}
+	/* Tentative: precopy_all() keeps it or hands the target to the clone. */
+	set_method(t, METHOD_PRECOPY, "auto: pre-copy tried first");
 }
 
 static int choose(struct capture *c, struct target *t)
@@ -351,24 +286,15 @@ static int precopy_all(struct capture *c)
 			continue;
 		uint64_t pre_ns = estimate_precopy_ns(c, t, freeze_bytes, bps);
 		uint64_t clone_ns = estimate_clone_ns(t, c->page_size);
-		if (pre_ns <= clone_ns) {
-			char *old =
-			    strdup(t->proc->method_reason ? t->proc->method_reason : "auto");
-			set_method(t, METHOD_PRECOPY,
-				   "%s; its last round found %s written (~%.1f ms to copy in the "
-				   "freeze, a clone ~%.1f ms)",
-				   old ? old : "auto", format_bytes(freeze_bytes, a, sizeof(a)),
-				   (double)pre_ns / 1e6, (double)clone_ns / 1e6);
-			free(old);
-		} else {
+		bool keep = pre_ns <= clone_ns;
+		if (!keep)
 			precopy_abandon(t);
-			set_method(
-			    t, METHOD_CLONE,
-			    "auto: pre-copy's last round still found %s written (~%.1f ms to "
-			    "copy in the freeze, a clone ~%.1f ms), so a clone",
-			    format_bytes(freeze_bytes, a, sizeof(a)), (double)pre_ns / 1e6,
-			    (double)clone_ns / 1e6);
-		}
+		set_method(t, keep ? METHOD_PRECOPY : METHOD_CLONE,
+			   "auto: pre-copy's last round %s %s written (~%.1f ms to copy in the "
+			   "freeze, a clone ~%.1f ms)%s",
+			   keep ? "found" : "still found", format_bytes(freeze_bytes, a, sizeof(a)),
+			   (double)pre_ns / 1e6, (double)clone_ns / 1e6,
+			   keep ? "" : ", so a clone");
 	}
 	return 0;
 }
@@ -390,8 +316,6 @@ int capture_prepare(struct capture *c)
 		if (r < 0)
 			return r;
 	}
-	if (c->requested == METHOD_AUTO)
-		auto_probe(c);
 	r = reserve(c);
 	if (r < 0)
 		return r;

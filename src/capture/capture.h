@@ -112,8 +112,6 @@ uint64_t precopy_arena_bytes(const struct target *t);
  * pidfd_getfd, the target's copy closed), register and write-protect the tracked mappings.
  * Returns 0 or a negative errno; does not log (the caller chooses another method). */
 int precopy_track(struct capture *c, struct target *t);
-/* Bytes written since tracking began (or since the last probe); protects them again. */
-int precopy_probe(struct capture *c, struct target *t, uint64_t *ret_written);
 uint64_t precopy_tracked_bytes(const struct target *t);
 /* Round 0 copies what is present; then rounds copy what was written, while that shrinks.
  * *ret_freeze_bytes: what the last round found written (about what the freeze will copy);

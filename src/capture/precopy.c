@@ -44,7 +44,7 @@
 #define SMALL_ENOUGH	 (1u << 20) /* a written set this small ends the rounds */
 #define SCAN_VEC	 4096
 #define WRITTEN_RETURN	 (PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
-#define UNREGISTER_SLICE (64ull << 20)
+#define UNREGISTER_SLICE (16ull << 20)
 
 struct precopy_region {
 	uint64_t start, end, pgoff, inode;
@@ -273,29 +273,6 @@ int precopy_track(struct capture *c, struct target *t)
 							   .map_index = i};
 	}
 	return fault_point("tracking");
-}
-
-static int count_written(struct capture *c, struct target *t, struct precopy_region *g,
-			 const struct page_region *pr, void *ctx)
-{
-	(void)c;
-	(void)t;
-	(void)g;
-	if (pr->categories & PAGE_IS_WRITTEN)
-		*(uint64_t *)ctx += pr->end - pr->start;
-	return 0;
-}
-
-int precopy_probe(struct capture *c, struct target *t, uint64_t *ret_written)
-{
-	*ret_written = 0;
-	for (size_t i = 0; i < t->n_pc; i++) {
-		int r = scan(c, t, &t->pc[i], PM_SCAN_WP_MATCHING, 0, PAGE_IS_WRITTEN,
-			     PAGE_IS_WRITTEN, count_written, ret_written);
-		if (r < 0)
-			return r;
-	}
-	return 0;
 }
 
 uint64_t precopy_tracked_bytes(const struct target *t)
