@@ -70,12 +70,17 @@ int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/* At most this much per call: the kernel copies a write into the page cache without giving
+ * the CPU up on a kernel built without preemption, and a snapshotted service waiting for that
+ * CPU would see the whole copy as a stall (gigabytes of a core in one call: hundreds of ms). */
+#define WRITE_MAX (1u << 20)
+
 int pwrite_all(int fd, const void *buf, size_t len, off_t off)
 {
 	const char *p = buf;
 
 	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, off);
+		ssize_t n = pwrite(fd, p, MIN(len, (size_t)WRITE_MAX), off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

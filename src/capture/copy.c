@@ -27,7 +27,9 @@
 #include "proc/maps.h"
 #include "proc/process.h"
 
-#define JOB_MAX	      (16u << 20) /* bytes per copy job: the guard is checked between jobs */
+#define JOB_MAX                                                                                    \
+	(1u << 20) /* bytes per copy job: threads share a large run; the guard is                  \
+		    * checked between jobs */
 #define PM_PRESENT    (1ull << 63)
 #define PM_SWAPPED    (1ull << 62)
 #define PAGEMAP_BATCH 65536
