@@ -206,6 +206,22 @@ static void victim_stop(struct victim *v)
 	fclose(v->out);
 }
 
+/* CPU time the hypervisor gave to other guests, all CPUs, in ns (/proc/stat "steal"): on a
+ * shared host, a victim whose vCPU is not running sees a stall no tool caused. */
+static uint64_t steal_ns(void)
+{
+	unsigned long long f[8] = {0};
+	FILE *fp = fopen("/proc/stat", "r");
+
+	if (!fp)
+		return 0;
+	if (fscanf(fp, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &f[0], &f[1], &f[2], &f[3],
+		   &f[4], &f[5], &f[6], &f[7]) != 8)
+		f[7] = 0;
+	fclose(fp);
+	return f[7] * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
+}
+
 static int run(const char *cmd, uint64_t *ret_ns)
 {
 	uint64_t t0 = now_ns();
@@ -282,7 +298,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 struct result {
-	uint64_t stall[16], pause[16], total[16], rss[16];
+	uint64_t stall[16], pause[16], total[16], rss[16], steal[16];
 	int n;
 	char method[16]; /* what auto chose, from the manifest */
 };
@@ -313,10 +329,11 @@ static void print_row(size_t mib, const char *what, struct result *r, uint64_t f
 	       maximum(r->stall, r->n) / 1e6, fork_ns ? (double)st / (double)fork_ns : 0,
 	       gcore_ns ? 100.0 * (double)st / (double)gcore_ns : 0);
 	if (osm)
-		printf(" %9.1f | %8.2f | %9.0f |\n", median(r->pause, r->n) / 1e3,
+		printf(" %9.1f | %8.2f | %9.0f |", median(r->pause, r->n) / 1e3,
 		       median(r->total, r->n) / 1e9, median(r->rss, r->n) / 1048576.0);
 	else
-		printf(" %9s | %8.3f | %9s |\n", "-", median(r->total, r->n) / 1e9, "-");
+		printf(" %9s | %8.3f | %9s |", "-", median(r->total, r->n) / 1e9, "-");
+	printf(" %8.0f |\n", median(r->steal, r->n) / 1e6);
 	fflush(stdout);
 }
 
@@ -535,18 +552,18 @@ int main(int argc, char **argv)
 		       write_kind == WRITE_ALL	 ? "all their memory nonstop"
 		       : write_kind == WRITE_16M ? "16 MiB of their memory nonstop"
 						 : "nothing");
-		printf("| %9s | %-22s | %9s | %9s | %8s | %8s | %9s | %8s | %9s |\n", "victim",
-		       "what", "stall ms", "max ms", "/ fork", "/ gcore", "pause ms", "total s",
-		       "RSS MiB");
+		printf("| %9s | %-22s | %9s | %9s | %8s | %8s | %9s | %8s | %9s | %8s |\n",
+		       "victim", "what", "stall ms", "max ms", "/ fork", "/ gcore", "pause ms",
+		       "total s", "RSS MiB", "steal ms");
 		printf("|-----------|------------------------|-----------|-----------|----------|--"
 		       "----"
-		       "----|-----------|----------|-----------|\n");
+		       "----|-----------|----------|-----------|----------|\n");
 		snprintf(sizes, sizeof(sizes), "%s", sizes_buf);
 		for (char *tok = strtok_r(sizes, ",", &ssave); tok;
 		     tok = strtok_r(NULL, ",", &ssave)) {
 			size_t mib = strtoul(tok, NULL, 10);
 			struct victim v;
-			struct result ro[8] = {0}, rg = {0}, rf = {0};
+			struct result ro[8] = {0}, rg = {0}, rf = {0}, ri = {0};
 			char out[4096], pidbuf[32], cmd[8192];
 
 			if (victim_start(self, mib, 0, 0, &v) < 0) {
@@ -564,6 +581,7 @@ int main(int argc, char **argv)
 						      methods[m],      "-o",   out,
 						      pidbuf,	       NULL};
 					victim_ask(&v, "reset");
+					uint64_t s0 = steal_ns();
 					if (run_argv(av, &t, &rss) < 0) {
 						fprintf(stderr, "osmosis --method %s failed\n",
 							methods[m]);
@@ -573,6 +591,7 @@ int main(int argc, char **argv)
 					r->stall[r->n] = victim_ask(&v, "report");
 					r->pause[r->n] = (uint64_t)manifest_pause_us(out);
 					r->total[r->n] = t;
+					r->steal[r->n] = steal_ns() - s0;
 					r->rss[r->n++] = rss;
 					manifest_method(out, r->method, sizeof(r->method));
 					snprintf(cmd, sizeof(cmd), "rm -rf %s", out);
@@ -580,8 +599,21 @@ int main(int argc, char **argv)
 				}
 
 				victim_ask(&v, "reset");
+				uint64_t s0 = steal_ns();
 				rf.total[rf.n] = victim_ask(&v, "fork");
-				rf.stall[rf.n++] = victim_ask(&v, "report");
+				rf.stall[rf.n] = victim_ask(&v, "report");
+				rf.steal[rf.n++] = steal_ns() - s0;
+
+				/* The floor: nothing runs, for as long as the last method took. */
+				uint64_t idle = ro[n_methods - 1].total[ro[n_methods - 1].n - 1];
+				struct timespec ts = {(time_t)(idle / 1000000000ull),
+						      (long)(idle % 1000000000ull)};
+				victim_ask(&v, "reset");
+				s0 = steal_ns();
+				nanosleep(&ts, NULL);
+				ri.stall[ri.n] = victim_ask(&v, "report");
+				ri.total[ri.n] = idle;
+				ri.steal[ri.n++] = steal_ns() - s0;
 
 				if (gcore) {
 					uint64_t t;
@@ -590,7 +622,9 @@ int main(int argc, char **argv)
 					snprintf(cmd, sizeof(cmd), "gcore -o %s %d >/dev/null 2>&1",
 						 out, v.pid);
 					victim_ask(&v, "reset");
+					s0 = steal_ns();
 					if (run(cmd, &t) == 0) {
+						rg.steal[rg.n] = steal_ns() - s0;
 						rg.stall[rg.n] = victim_ask(&v, "report");
 						rg.total[rg.n++] = t;
 					}
@@ -612,6 +646,8 @@ int main(int argc, char **argv)
 			if (gcore && rg.n)
 				print_row(mib, "gcore", &rg, fork_ms, gcore_ms);
 			print_row(mib, "bare fork()", &rf, fork_ms, gcore_ms);
+			snprintf(cmd, sizeof(cmd), "nothing, %s's time", methods[n_methods - 1]);
+			print_row(mib, cmd, &ri, fork_ms, gcore_ms);
 			victim_stop(&v);
 		}
 	}
@@ -620,6 +656,10 @@ int main(int argc, char **argv)
 	    "median of the runs; / fork and / gcore: that stall over bare fork()'s and gcore's\n"
 	    "medians; pause: osmosis's own measure (first thread stopped to last resumed); total:\n"
 	    "the tool's wall time until its files are written and synced (for fork: the fork()\n"
-	    "call); RSS: osmosis's peak resident memory. auto's row names the method it chose.\n");
+	    "call); RSS: osmosis's peak resident memory. auto's row names the method it chose.\n"
+	    "steal: CPU time the hypervisor gave to other guests during the run (all CPUs; a\n"
+	    "stalled vCPU stalls the victim whatever the tool does). \"nothing\": no tool runs;\n"
+	    "the victim's heartbeat is watched for as long as the last method's run took: the\n"
+	    "machine's own floor for a window that long.\n");
 	return 0;
 }
