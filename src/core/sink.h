@@ -18,6 +18,7 @@ struct core_sink {
 struct file_sink {
 	struct core_sink base;
 	int fd;
+	uint64_t flushed, dropped; /* sent to the disk up to; waited for and dropped up to */
 };
 
 struct mem_sink {
