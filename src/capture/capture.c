@@ -19,11 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "base/log.h"
 #include "base/parse.h"
+#include "base/sched.h"
 #include "base/timeutil.h"
 #include "base/util.h"
 #include "capture/capture.h"
@@ -252,7 +252,11 @@ static int reserve(struct capture *c)
 				 format_bytes(total + slack, a, sizeof(a)),
 				 format_bytes(avail, b, sizeof(b)));
 	}
+	/* Filling osmosis's own buffer takes nothing of the targets: aside (base/sched.h). */
+	struct sched_aside aside = {0};
+	sched_step_aside(&aside, false);
 	int r = arena_reserve(&c->arena, total + slack, c->page_size);
+	sched_step_back(&aside);
 	if (r < 0)
 		return log_error(r, "cannot reserve %s to hold the targets' memory: %m",
 				 format_bytes(total + slack, a, sizeof(a)));
@@ -284,7 +288,9 @@ static int precopy_all(struct capture *c)
 		}
 		if (c->requested != METHOD_AUTO)
 			continue;
-		uint64_t pre_ns = estimate_precopy_ns(c, t, freeze_bytes, bps);
+		/* Round 0 copied beside the running target; the freeze copies with the targets'
+		 * CPUs free, at least as fast as this machine's usual figure. */
+		uint64_t pre_ns = estimate_precopy_ns(c, t, freeze_bytes, MAX(bps, COPY_BPS_GUESS));
 		uint64_t clone_ns = estimate_clone_ns(t, c->page_size);
 		bool keep = pre_ns <= clone_ns;
 		if (!keep)

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +28,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/parse.h"
+#include "base/sched.h"
 #include "base/timeutil.h"
 #include "base/util.h"
 #include "capture/capture.h"
@@ -419,6 +419,7 @@ int cmd_snap(int argc, char **argv)
 	struct snapdir dir = {.dirfd = -1};
 	char defdir[512];
 	bool prepared = false, show_progress;
+	struct sched_aside aside = {0};
 	uint64_t t_start = now_ns();
 	int r, ret = 1;
 
@@ -529,9 +530,6 @@ int cmd_snap(int argc, char **argv)
 	freeze_session_thaw(&fs);
 	guard_watchdog_disarm();
 	s->pause_us = freeze_session_pause_us(&fs);
-	/* From here on osmosis works in the background of the targets: writing cores must not
-	 * take a CPU from them (on a small machine with busy targets, it would show as stalls). */
-	setpriority(PRIO_PROCESS, 0, MAX(getpriority(PRIO_PROCESS, 0), 10));
 	if (r == 0)
 		r = freeze_session_check_survivors(&fs);
 	if (r == 0)
@@ -546,6 +544,8 @@ int cmd_snap(int argc, char **argv)
 	r = capture_finish(&cap);
 	if (r < 0)
 		goto fail;
+	/* Writing cores: the targets run again, and come first (base/sched.h). */
+	sched_step_aside(&aside, true);
 	for (size_t i = 0; i < st.set.n; i++) {
 		struct target *t = st.set.v[i];
 		if (t->exited) {
@@ -579,6 +579,8 @@ int cmd_snap(int argc, char **argv)
 		goto fail;
 	if (snapdir_commit(&dir) < 0)
 		goto out;
+	sched_step_back(&aside);
+	(void)fault_point("committed"); /* complete: only sleep= and sigkill make sense here */
 	if (!o.quiet)
 		print_summary(s, &cap, o.output);
 	ret = 0;
@@ -598,6 +600,7 @@ out:
 	progress_end(show_progress && ret != 0);
 	freeze_session_thaw(&fs);
 	guard_watchdog_disarm();
+	sched_step_back(&aside);
 	if (prepared)
 		capture_release(&cap);
 	if (ret != 0)

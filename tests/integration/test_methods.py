@@ -307,6 +307,64 @@ def test_unprivileged_target_is_tracked_and_cloned():
         v.verify()
 
 
+def sched_of(pid):
+    """(policy, nice) of a process, from /proc/PID/stat; None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[38]), int(fields[16])  # fields 41 and 19 of proc(5)
+
+
+def sched_while_sleeping_at(point, pid, tmp, user=None):
+    """Run a clone snapshot of pid that sleeps 2 s at a fault point; the (policy, nice)
+    osmosis had while there, and its result."""
+    out = os.path.join(tmp, point)
+    cmd = [osmtest.OSMOSIS, "snap", "--method", "clone", "--sample", "0", "-o", out, str(pid)]
+    if user is not None:
+        cmd = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups"] + cmd
+    p = subprocess.Popen(cmd, env=dict(os.environ, OSMOSIS_FAULT=point + ":sleep=2"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = None
+    deadline = time.time() + 60
+    # core-written: the core is complete under its temporary name; committed: the directory
+    # has its final name.
+    while p.poll() is None and time.time() < deadline:
+        there = os.path.isdir(out) if point == "committed" else any(
+            n.startswith(".core") or n.startswith("core") for d, _, names in os.walk(tmp)
+            for n in names)
+        if there:
+            time.sleep(0.3)
+            seen = sched_of(p.pid)
+            break
+        time.sleep(0.02)
+    _, err = p.communicate(timeout=60)
+    check(p.returncode == 0, "%s: osmosis failed (%s): %s" % (point, p.returncode, err))
+    check(seen is not None, "%s: osmosis never got there" % point)
+    return seen
+
+
+def test_osmosis_steps_aside_while_writing_cores():
+    """Writing cores, osmosis runs at SCHED_IDLE (root: it may take its policy back) and takes
+    SCHED_OTHER back before it ends the clone, which stops a target thread; without that
+    privilege it lowers its priority to nice 10 for good."""
+    SCHED_OTHER, SCHED_IDLE = 0, 5
+    with Victim("still") as v, TempDir() as tmp:
+        got = sched_while_sleeping_at("core-written", v.pid, tmp)
+        check(got == (SCHED_IDLE, 0), "writing cores as root: %s" % (got,))
+    with Victim("still") as v, TempDir() as tmp:
+        got = sched_while_sleeping_at("committed", v.pid, tmp)
+        check(got == (SCHED_OTHER, 0), "after the commit: %s" % (got,))
+        check(not children(v.pid), "clones left: %s" % children(v.pid))
+        v.verify()
+    with Victim("still", user=65534) as v, TempDir() as tmp:
+        os.chmod(tmp, 0o777)
+        got = sched_while_sleeping_at("core-written", v.pid, tmp, user=65534)
+        check(got == (SCHED_OTHER, 10), "unprivileged, writing cores: %s" % (got,))
+        v.verify()
+
+
 def test_sigkill_during_the_clone_syscall_then_the_next_snapshot_tidies():
     """osmosis killed while the injected clone() runs (a 1 GiB writer: ~25 ms of page-table
     copy): the thread restores itself through the trampoline and the target runs on; what is

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stepping aside. Work osmosis does beside running targets that holds nothing of theirs
+ * (filling its own buffer, writing cores) runs at SCHED_IDLE, so that a target thread woken on a
+ * CPU where osmosis works gets that CPU at once. On a kernel without preemption (this machine:
+ * Dynamic Preempt none, HZ 250) a busy target otherwise sees gaps of a tick or more all along.
+ *
+ * Never while osmosis holds a target's lock or one of its threads: injections, changes to write
+ * tracking and copies out of a running target take its mmap lock, and osmosis preempted there at
+ * SCHED_IDLE would hold the target up for as long as the machine stays busy.
+ *
+ * Taking the policy back needs CAP_SYS_NICE or an RLIMIT_NICE that allows osmosis's nice value
+ * (sched(7)). Without it osmosis steps aside only where it may stay aside, and then by nice 10,
+ * which it keeps.
+ */
+#pragma once
+
+#include <sched.h>
+#include <stdbool.h>
+
+struct sched_aside {
+	bool idle; /* at SCHED_IDLE now, policy and sp to take back */
+	int policy;
+	struct sched_param sp;
+};
+
+/* Step aside (the calling thread). may_stay: if the policy cannot be taken back, take nice 10
+ * for good rather than nothing. */
+void sched_step_aside(struct sched_aside *a, bool may_stay);
+/* Take back what sched_step_aside took (no-op if nothing). */
+void sched_step_back(struct sched_aside *a);
