@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <linux/capability.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -7,6 +10,7 @@
 
 #include "base/log.h"
 #include "base/sched.h"
+#include "base/timeutil.h"
 #include "base/util.h"
 
 static bool may_take_policy_back(void)
@@ -26,16 +30,38 @@ static bool may_take_policy_back(void)
 	return d[CAP_SYS_NICE / 32].effective & (1u << (CAP_SYS_NICE % 32));
 }
 
+#define WINDOW_NS (100ull * 1000000ull)
+
+/* Nanoseconds the calling thread has waited on a run queue (0 if the kernel does not say). */
+static uint64_t run_queue_wait_ns(void)
+{
+	char buf[128];
+	uint64_t run = 0, wait = 0;
+	int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if (sscanf(buf, "%" SCNu64 " %" SCNu64, &run, &wait) != 2)
+		return 0;
+	return wait;
+}
+
 void sched_step_aside(struct sched_aside *a, bool may_stay)
 {
 	struct sched_param idle = {0};
 
-	if (a->idle)
+	if (a->idle || a->starved)
 		return;
 	a->policy = sched_getscheduler(0);
 	if (a->policy >= 0 && sched_getparam(0, &a->sp) == 0 && may_take_policy_back() &&
 	    sched_setscheduler(0, SCHED_IDLE, &idle) == 0) {
 		a->idle = true;
+		a->window_ns = now_ns();
+		a->waited_ns = run_queue_wait_ns();
 		return;
 	}
 	if (may_stay)
@@ -47,4 +73,28 @@ void sched_step_back(struct sched_aside *a)
 	if (a->idle && sched_setscheduler(0, a->policy, &a->sp) < 0)
 		log_warn("cannot take scheduling policy %d back: %m", a->policy);
 	a->idle = false;
+}
+
+void sched_aside_check(struct sched_aside *a)
+{
+	uint64_t now, waited;
+
+	if (!a->idle)
+		return;
+	now = now_ns();
+	if (now - a->window_ns < WINDOW_NS)
+		return;
+	waited = run_queue_wait_ns();
+	if ((waited - a->waited_ns) * 2 > now - a->window_ns) {
+		log_debug("waited for a CPU %.0f ms of the last %.0f ms at SCHED_IDLE: back, at "
+			  "nice 10",
+			  (double)(waited - a->waited_ns) / 1e6,
+			  (double)(now - a->window_ns) / 1e6);
+		sched_step_back(a);
+		setpriority(PRIO_PROCESS, 0, MAX(getpriority(PRIO_PROCESS, 0), 10));
+		a->starved = true;
+		return;
+	}
+	a->window_ns = now;
+	a->waited_ns = waited;
 }

@@ -12,6 +12,12 @@
  * Taking the policy back needs CAP_SYS_NICE or an RLIMIT_NICE that allows osmosis's nice value
  * (sched(7)). Without it osmosis steps aside only where it may stay aside, and then by nice 10,
  * which it keeps.
+ *
+ * SCHED_IDLE runs only on CPUs nothing else wants: on a machine whose CPUs the targets keep
+ * busy (a spinning service, the very case being diagnosed) it would hardly run at all, and a
+ * core of gigabytes would take hours while a clone holds its pages. So osmosis watches how long
+ * it waits for a CPU (/proc/thread-self/schedstat): waiting more than half of the last 100 ms,
+ * it comes back to its policy at nice 10 and stays there.
  */
 #pragma once
 
@@ -19,9 +25,11 @@
 #include <stdbool.h>
 
 struct sched_aside {
-	bool idle; /* at SCHED_IDLE now, policy and sp to take back */
+	bool idle;    /* at SCHED_IDLE now, policy and sp to take back */
+	bool starved; /* came back for want of a CPU: stays at nice 10 */
 	int policy;
 	struct sched_param sp;
+	uint64_t window_ns, waited_ns; /* the current window's start: clock, run-queue wait */
 };
 
 /* Step aside (the calling thread). may_stay: if the policy cannot be taken back, take nice 10
@@ -29,3 +37,5 @@ struct sched_aside {
 void sched_step_aside(struct sched_aside *a, bool may_stay);
 /* Take back what sched_step_aside took (no-op if nothing). */
 void sched_step_back(struct sched_aside *a);
+/* Call often while aside: comes back (nice 10) if osmosis waits for a CPU most of the time. */
+void sched_aside_check(struct sched_aside *a);

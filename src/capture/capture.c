@@ -23,7 +23,6 @@
 
 #include "base/log.h"
 #include "base/parse.h"
-#include "base/sched.h"
 #include "base/timeutil.h"
 #include "base/util.h"
 #include "capture/capture.h"
@@ -252,11 +251,7 @@ static int reserve(struct capture *c)
 				 format_bytes(total + slack, a, sizeof(a)),
 				 format_bytes(avail, b, sizeof(b)));
 	}
-	/* Filling osmosis's own buffer takes nothing of the targets: aside (base/sched.h). */
-	struct sched_aside aside = {0};
-	sched_step_aside(&aside, false);
 	int r = arena_reserve(&c->arena, total + slack, c->page_size);
-	sched_step_back(&aside);
 	if (r < 0)
 		return log_error(r, "cannot reserve %s to hold the targets' memory: %m",
 				 format_bytes(total + slack, a, sizeof(a)));

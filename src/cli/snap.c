@@ -249,7 +249,13 @@ static int fill_snapshot_header(struct osm_snapshot *s)
 	return s->host && s->kernel ? 0 : -ENOMEM;
 }
 
-static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_size)
+static void aside_tick(void *arg)
+{
+	sched_aside_check(arg);
+}
+
+static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_size,
+		      struct sched_aside *aside)
 {
 	struct outfile of;
 	struct file_sink fs;
@@ -260,6 +266,8 @@ static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_si
 	if (r < 0)
 		return log_error(r, "cannot create %s/%s: %m", dir->final, p->core_name);
 	file_sink_init(&fs, of.fd);
+	fs.tick = aside_tick;
+	fs.tick_arg = aside;
 	r = core_write(p, &fs.base, page_size);
 	if (r == 0)
 		r = guard_check();
@@ -560,7 +568,8 @@ int cmd_snap(int argc, char **argv)
 			t->proc->capture = "state";
 			continue;
 		}
-		r = write_core(&dir, t->proc, cap.page_size);
+		r = write_core(&dir, t->proc, cap.page_size, &aside);
+		sched_aside_check(&aside);
 		if (r == 0)
 			r = fault_point("core-written");
 		if (r < 0)

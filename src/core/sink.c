@@ -33,6 +33,8 @@ static void file_flush(struct file_sink *fs)
 		fs->dropped = fs->flushed;
 	}
 	fs->flushed = pos;
+	if (fs->tick)
+		fs->tick(fs->tick_arg);
 }
 
 static int file_write(struct core_sink *s, const void *buf, size_t len)

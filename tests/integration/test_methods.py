@@ -328,14 +328,13 @@ def sched_while_sleeping_at(point, pid, tmp, user=None):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = None
     deadline = time.time() + 60
-    # core-written: the core is complete under its temporary name; committed: the directory
-    # has its final name.
+    # core-written: the core has its final name (in the partial directory); committed: the
+    # directory has its final name.
     while p.poll() is None and time.time() < deadline:
         there = os.path.isdir(out) if point == "committed" else any(
-            n.startswith(".core") or n.startswith("core") for d, _, names in os.walk(tmp)
-            for n in names)
+            "core.%d" % pid in names for _, _, names in os.walk(tmp))
         if there:
-            time.sleep(0.3)
+            time.sleep(0.1)
             seen = sched_of(p.pid)
             break
         time.sleep(0.02)
@@ -363,6 +362,22 @@ def test_osmosis_steps_aside_while_writing_cores():
         got = sched_while_sleeping_at("core-written", v.pid, tmp, user=65534)
         check(got == (SCHED_OTHER, 10), "unprivileged, writing cores: %s" % (got,))
         v.verify()
+
+
+def test_osmosis_comes_back_when_aside_starves_it():
+    """SCHED_IDLE on CPUs the targets keep busy would hardly run (a core of gigabytes in
+    hours): osmosis sees it waits for a CPU most of the time and comes back, at nice 10."""
+    spinners = [subprocess.Popen(["sh", "-c", "while :; do :; done"])
+                for _ in range(os.cpu_count() or 1)]
+    try:
+        with Victim("writer", 65536) as v, TempDir() as tmp:  # a 256 MiB core: seconds there
+            got = sched_while_sleeping_at("core-written", v.pid, tmp)
+            check(got == (0, 10), "writing cores on busy CPUs: %s" % (got,))
+            v.verify()
+    finally:
+        for s in spinners:
+            s.kill()
+            s.wait()
 
 
 def test_sigkill_during_the_clone_syscall_then_the_next_snapshot_tidies():
