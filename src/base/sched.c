@@ -32,22 +32,20 @@ static bool may_take_policy_back(void)
 
 #define WINDOW_NS (100ull * 1000000ull)
 
-/* Nanoseconds the calling thread has waited on a run queue (0 if the kernel does not say). */
-static uint64_t run_queue_wait_ns(void)
+/* Nanoseconds the calling thread has waited on a run queue; false if the kernel does not say. */
+static bool run_queue_wait_ns(uint64_t *ret)
 {
 	char buf[128];
-	uint64_t run = 0, wait = 0;
+	uint64_t run = 0;
 	int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
 
 	if (fd >= 0)
 		close(fd);
 	if (n <= 0)
-		return 0;
+		return false;
 	buf[n] = 0;
-	if (sscanf(buf, "%" SCNu64 " %" SCNu64, &run, &wait) != 2)
-		return 0;
-	return wait;
+	return sscanf(buf, "%" SCNu64 " %" SCNu64, &run, ret) == 2;
 }
 
 void sched_step_aside(struct sched_aside *a, bool may_stay)
@@ -58,10 +56,9 @@ void sched_step_aside(struct sched_aside *a, bool may_stay)
 		return;
 	a->policy = sched_getscheduler(0);
 	if (a->policy >= 0 && sched_getparam(0, &a->sp) == 0 && may_take_policy_back() &&
-	    sched_setscheduler(0, SCHED_IDLE, &idle) == 0) {
+	    run_queue_wait_ns(&a->waited_ns) && sched_setscheduler(0, SCHED_IDLE, &idle) == 0) {
 		a->idle = true;
 		a->window_ns = now_ns();
-		a->waited_ns = run_queue_wait_ns();
 		return;
 	}
 	if (may_stay)
@@ -77,15 +74,14 @@ void sched_step_back(struct sched_aside *a)
 
 void sched_aside_check(struct sched_aside *a)
 {
-	uint64_t now, waited;
+	uint64_t now, waited = a->waited_ns;
 
 	if (!a->idle)
 		return;
 	now = now_ns();
 	if (now - a->window_ns < WINDOW_NS)
 		return;
-	waited = run_queue_wait_ns();
-	if ((waited - a->waited_ns) * 2 > now - a->window_ns) {
+	if (!run_queue_wait_ns(&waited) || (waited - a->waited_ns) * 2 > now - a->window_ns) {
 		log_debug("waited for a CPU %.0f ms of the last %.0f ms at SCHED_IDLE: back, at "
 			  "nice 10",
 			  (double)(waited - a->waited_ns) / 1e6,

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Stepping aside. Work osmosis does beside running targets that holds nothing of theirs
- * (filling its own buffer, writing cores) runs at SCHED_IDLE, so that a target thread woken on a
+ * (writing cores) runs at SCHED_IDLE, so that a target thread woken on a
  * CPU where osmosis works gets that CPU at once. On a kernel without preemption (this machine:
  * Dynamic Preempt none, HZ 250) a busy target otherwise sees gaps of a tick or more all along.
  *
@@ -17,12 +17,14 @@
  * busy (a spinning service, the very case being diagnosed) it would hardly run at all, and a
  * core of gigabytes would take hours while a clone holds its pages. So osmosis watches how long
  * it waits for a CPU (/proc/thread-self/schedstat): waiting more than half of the last 100 ms,
- * it comes back to its policy at nice 10 and stays there.
+ * it comes back to its policy at nice 10 and stays there. A kernel that does not say how long
+ * a thread waited gets nice 10 from the start.
  */
 #pragma once
 
 #include <sched.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct sched_aside {
 	bool idle;    /* at SCHED_IDLE now, policy and sp to take back */
