@@ -534,6 +534,11 @@ int main(int argc, char **argv)
 
 	for (char *tok = strtok(methods_buf, ","); tok && n_methods < 8; tok = strtok(NULL, ","))
 		methods[n_methods++] = tok;
+	if (n_methods == 0 && !scale) {
+		/* The "nothing" row watches for as long as the last method took: one is needed. */
+		fprintf(stderr, "osmosis-bench-stall: --methods names no method\n");
+		return 2;
+	}
 	uname(&u);
 	if (scale)
 		return scale_main(self, osmosis, dir, runs, gcore, &u);

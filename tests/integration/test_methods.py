@@ -235,20 +235,15 @@ def test_auto_chooses_by_cost():
     """auto: a small process is copied; a large one writing little is pre-copied; one writing
     all its memory nonstop gets pre-copy only if the rounds brought its written set below what a
     clone costs, else the clone. The manifest says which, with the figures."""
-    with Victim("basic") as v, TempDir() as tmp:
-        out = os.path.join(tmp, "s")
-        snap("--sample", "0", "-o", out, v.pid)
-        (p,) = manifest(out)["processes"]
-        check(p["method"] == "copy" and "costs no more than a clone" in p["method_reason"],
-              "small victim: %s %s" % (p["method"], p["method_reason"]))
-        v.verify()
-    with Victim("still") as v, TempDir() as tmp:
-        out = os.path.join(tmp, "s")
-        snap("--sample", "0", "-o", out, v.pid)
-        (p,) = manifest(out)["processes"]
-        check(p["method"] == "precopy" and "last round found" in p["method_reason"],
-              "still victim: %s %s" % (p["method"], p["method_reason"]))
-        v.verify()
+    for mode, method, why in (("basic", "copy", "costs no more than a clone"),
+                              ("still", "precopy", "last round found")):
+        with Victim(mode) as v, TempDir() as tmp:
+            out = os.path.join(tmp, "s")
+            snap("--sample", "0", "-o", out, v.pid)
+            (p,) = manifest(out)["processes"]
+            check(p["method"] == method and why in p["method_reason"],
+                  "%s victim: %s %s" % (mode, p["method"], p["method_reason"]))
+            v.verify()
     with Victim("writer", 65536) as v, TempDir() as tmp:
         for i in range(3):
             out = os.path.join(tmp, "s%d" % i)
