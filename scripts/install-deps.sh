@@ -4,7 +4,12 @@
 set -eu
 
 PKGS="meson ninja-build pkg-config gcc libc6-dev libjson-c-dev libelf-dev libdw-dev
-libcmocka-dev gdb elfutils lldb clang libclang-rt-14-dev clang-format python3 procps util-linux"
+libcmocka-dev libzstd-dev libiberty-dev gdb elfutils lldb clang libclang-rt-14-dev clang-format g++
+python3 python3.11-dbg procps util-linux psmisc strace zstd
+postgresql redis-server redis-tools nginx apache2-utils openjdk-17-jdk-headless"
+# Real services the tests start on private ports and directories: Debian starts its own
+# instances when it installs them; they are stopped again (the tests never use them).
+SERVICES="postgresql redis-server nginx"
 
 missing=""
 for p in $PKGS; do
@@ -24,3 +29,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+for s in $SERVICES; do
+	case "$missing" in *"$s"*) service "$s" stop >/dev/null 2>&1 || true ;; esac
+done

@@ -8,13 +8,15 @@ rc=$?
 grep -E '^ *[0-9]+/[0-9]+ ' "$build/test-output.txt" || cat "$build/test-output.txt"
 python3 - "$build/meson-logs/testlog.json" <<'PY'
 import json, sys
-passed = failed = 0
+passed = failed = skipped = 0
 try:
     with open(sys.argv[1]) as f:
         for line in f:
             r = json.loads(line)
             if r.get("result") in ("OK", "EXPECTEDFAIL"):
                 passed += 1
+            elif r.get("result") == "SKIP":
+                skipped += 1
             else:
                 failed += 1
                 print("--- %s (%s)" % (r.get("name"), r.get("result")))
@@ -22,7 +24,10 @@ try:
                 print("\n".join(out.splitlines()[-40:]))
 except FileNotFoundError:
     failed = 1
-print("%d passed, %d failed" % (passed, failed))
+line = "%d passed, %d failed" % (passed, failed)
+if skipped:
+    line += ", %d skipped" % skipped
+print(line)
 sys.exit(1 if failed else 0)
 PY
 py=$?
