@@ -70,15 +70,39 @@ struct lock_info {
 struct athread;
 struct aprocess;
 
-enum edge_kind { EDGE_MUTEX, EDGE_JOIN, EDGE_RWLOCK, EDGE_CHILD, EDGE_PIPE, EDGE_UNIX, EDGE_TCP };
+enum edge_kind {
+	EDGE_MUTEX,
+	EDGE_JOIN,
+	EDGE_RWLOCK,
+	EDGE_CHILD,
+	EDGE_PIPE,
+	EDGE_UNIX,
+	EDGE_TCP,
+	EDGE_FILE_LOCK, /* flock, POSIX (fcntl) or OFD lock, from /proc/locks */
+	EDGE_RUNTIME,	/* a lock of a language runtime (an interpreter's lock, a monitor) */
+};
 
-/* thread -> thread, or thread -> process (IPC, children) */
+/* Who can end a wait. A mutex, a join, a child, a file lock: only the thread or process named
+ * ("this one"). A pipe read: any process holding a write end; a socket read: the peer, or any
+ * process sharing the peer's descriptor ("any of"). A read-held rwlock: every reader ("all of"). */
+enum wait_mode { WAIT_THIS_ONE, WAIT_ANY_OF, WAIT_ALL_OF };
+
+/* One possible waker of a wait: a thread, or a whole process (any of its threads may act). */
+struct waker {
+	struct athread *thread; /* NULL: any thread of proc */
+	struct aprocess *proc;	/* never NULL */
+	int fd;			/* its descriptor on the object (a pipe end, a socket), or -1 */
+	char role[48];		/* "owner", "holds a write end", "the peer", "holds the lock" */
+};
+
+/* A wait of one thread and everything that can end it (graph_add_wait, edge_add_waker). */
 struct edge {
 	enum edge_kind kind;
+	enum wait_mode mode;
 	struct athread *from;
-	struct athread *to_thread;
-	struct aprocess *to_proc;
-	char text[200]; /* "waits on mutex 0x... held by" ... */
+	struct waker *wakers;
+	size_t n_wakers, cap_wakers;
+	char text[320]; /* the wait in words, its wakers named ("reads fd 3 (pipe:[7]): ...") */
 };
 
 struct athread {
@@ -91,9 +115,11 @@ struct athread {
 	size_t n_frames;
 	char *unwind_error; /* why the stack stops early (NULL: it reached the end) */
 	struct lock_info wait;
-	struct edge *edges; /* what it waits on */
+	struct edge *edges; /* what it waits on: it can go on only when every edge is ended */
 	size_t n_edges;
-	int scc; /* cycle id (>0) when part of a cycle */
+	int scc;	/* cycle id (>0) when part of a cycle */
+	bool stuck;	/* no possible waker of its wait can go on (find_cycles_and_chains) */
+	bool waited_on; /* some other thread waits on it, or on its process */
 };
 
 struct module_info {
@@ -121,6 +147,7 @@ struct aprocess {
 	size_t n_modules;
 	char **files; /* NT_FILE paths, deduplicated */
 	size_t n_files;
+	size_t n_free; /* threads that can go on (find_cycles_and_chains) */
 };
 
 /* A step of a cycle or chain: the waiting thread and the edge it waits through. */
@@ -133,7 +160,12 @@ struct cycle {
 	struct wait_step *steps;
 	size_t n;
 	bool via_process; /* some step goes through a process (IPC, children) */
-	bool all_blocked; /* every thread of the processes passed through is blocked */
+	bool deadlock;	  /* no possible waker of any step can go on */
+	/* the other threads of the same component: on other loops through the same waits (a pipe
+	 * read whose every writer is stuck in the cycle too) */
+	struct wait_step *others;
+	size_t n_others;
+	bool all_blocked; /* = deadlock (older name) */
 };
 
 struct chain {
@@ -142,6 +174,7 @@ struct chain {
 	struct athread *end_thread; /* where it ends, or NULL when it ends at a process */
 	struct aprocess *end_proc;
 	int ends_in_cycle; /* index+1 of the cycle it runs into, or 0 */
+	bool stuck;	   /* its head can never go on (it runs into a deadlock or a dead owner) */
 };
 
 struct threshold_value {
@@ -156,6 +189,8 @@ struct analysis {
 	size_t n_procs;
 	struct threshold_value *thresholds; /* overrides from --threshold */
 	size_t n_thresholds;
+	pid_t *focus; /* threads the user named (--thread): always reported when blocked */
+	size_t n_focus;
 	char **problems; /* what could not be read, for the report and truncated-dump */
 	size_t n_problems;
 	struct cycle *cycles;
@@ -181,7 +216,24 @@ double analysis_threshold(const struct analysis *a, const char *name, double def
 void unwind_process(struct aprocess *ap);
 void decode_waits(struct analysis *a);
 void build_wait_graph(struct analysis *a);
+/* Which threads can go on (athread.stuck, aprocess.n_free), the cycles (deadlocks: every
+ * possible waker stuck; others: some waker can still end them) and the chains. Run after every
+ * edge is added, by the loader and again by a runtime that adds edges of its own. */
 void find_cycles_and_chains(struct analysis *a);
-/* The threads a wait through e continues to: e's thread, or the waiting threads of e's
- * process. Returns how many were put in out. */
+
+/* The graph's API, for the loader and for language runtimes that add waits of their own.
+ * graph_add_wait appends a wait to from (the pointer returned is valid until the next
+ * graph_add_wait on the same thread); edge_add_waker names one possible waker (thread may be
+ * NULL: any thread of proc). Both return NULL / -ENOMEM when out of memory. */
+struct edge *graph_add_wait(struct athread *from, enum edge_kind kind, enum wait_mode mode,
+			    const char *text);
+int edge_add_waker(struct edge *e, struct athread *thread, struct aprocess *proc, int fd,
+		   const char *role);
+/* Free t's edges and their wakers. */
+void graph_free_edges(struct athread *t);
+/* The threads a wait through e continues to: each waker thread, and the waiting threads of
+ * each waker process. Returns how many were put in out. */
 size_t edge_targets(const struct edge *e, struct athread **out, size_t max);
+/* Can the waker go on: its thread is not stuck, or (a process) one of its threads is not. */
+bool waker_can_go_on(const struct waker *w);
+const char *wait_mode_name(enum wait_mode m); /* "this-one", "any-of", "all-of" */

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * From decoded waits to the wait graph. Edges go from a waiting thread to the thread that can
- * release it (a mutex's owner, a joined thread, a rwlock's writer) or to the processes that can
- * (the children it waits for; the processes holding the other end of the pipe or unix socket it
- * reads or writes; the process at the other end of a TCP connection on this machine).
+ * From decoded waits to the wait graph. Each waiting thread gets one edge per wait, naming
+ * every possible waker and how they combine: "this one" for a mutex's owner, a joined thread, a
+ * rwlock's writer, a child waited for by pid, a file lock's holder; "any of" for the children of
+ * wait(-1), the processes holding a write end of the pipe it reads (a read end for a write),
+ * and the processes holding the other end of the socket it reads or writes (on this machine).
+ * Its own process counts too: another of its threads may write. Holders outside the snapshot
+ * cannot be seen: a wait with no waker in the snapshot gets no edge (the chain ends there).
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,18 +57,77 @@ void decode_waits(struct analysis *a)
 	}
 }
 
-static void add_edge(struct athread *from, enum edge_kind kind, struct athread *to_thread,
-		     struct aprocess *to_proc, const char *text)
+const char *wait_mode_name(enum wait_mode m)
+{
+	return m == WAIT_ANY_OF ? "any-of" : m == WAIT_ALL_OF ? "all-of" : "this-one";
+}
+
+struct edge *graph_add_wait(struct athread *from, enum edge_kind kind, enum wait_mode mode,
+			    const char *text)
 {
 	size_t cap = from->n_edges;
 	if (grow_array((void **)&from->edges, &cap, from->n_edges + 1, sizeof(*from->edges)))
-		return;
+		return NULL;
 	struct edge *e = &from->edges[from->n_edges++];
+	memset(e, 0, sizeof(*e));
 	e->kind = kind;
+	e->mode = mode;
 	e->from = from;
-	e->to_thread = to_thread;
-	e->to_proc = to_proc ? to_proc : (to_thread ? to_thread->proc : NULL);
-	snprintf(e->text, sizeof(e->text), "%s", text);
+	snprintf(e->text, sizeof(e->text), "%s", text ? text : "");
+	return e;
+}
+
+void graph_free_edges(struct athread *t)
+{
+	for (size_t i = 0; i < t->n_edges; i++)
+		free(t->edges[i].wakers);
+	free(t->edges);
+	t->edges = NULL;
+	t->n_edges = 0;
+}
+
+int edge_add_waker(struct edge *e, struct athread *thread, struct aprocess *proc, int fd,
+		   const char *role)
+{
+	if (!proc && thread)
+		proc = thread->proc;
+	if (!proc)
+		return -EINVAL;
+	if (grow_array((void **)&e->wakers, &e->cap_wakers, e->n_wakers + 1, sizeof(*e->wakers)))
+		return -ENOMEM;
+	struct waker *w = &e->wakers[e->n_wakers++];
+	w->thread = thread;
+	w->proc = proc;
+	w->fd = fd;
+	snprintf(w->role, sizeof(w->role), "%s", role ? role : "");
+	return 0;
+}
+
+/* Append ", any of: pid 1 fd 4, pid 2 fd 4" (the wakers) to the edge's text, as room allows. */
+static void name_wakers(struct edge *e, const char *what)
+{
+	size_t len = strlen(e->text);
+	int n;
+
+	if (!e->n_wakers)
+		return;
+	n = snprintf(e->text + len, sizeof(e->text) - len, ": %s%s", what,
+		     e->n_wakers > 1 ? (e->mode == WAIT_ALL_OF ? " (all of)" : " (any of)") : "");
+	for (size_t i = 0; n > 0 && i < e->n_wakers; i++) {
+		const struct waker *w = &e->wakers[i];
+		len = strlen(e->text);
+		if (len + 40 >= sizeof(e->text)) {
+			snprintf(e->text + len, sizeof(e->text) - len, ", and %zu more",
+				 e->n_wakers - i);
+			break;
+		}
+		if (w->fd >= 0)
+			n = snprintf(e->text + len, sizeof(e->text) - len, "%s pid %d fd %d",
+				     i ? "," : "", w->proc->p->pid, w->fd);
+		else
+			n = snprintf(e->text + len, sizeof(e->text) - len, "%s pid %d (%s)",
+				     i ? "," : "", w->proc->p->pid, w->proc->p->comm);
+	}
 }
 
 static bool same_socket_pair(const struct osm_fd *f, const struct osm_fd *g)
@@ -73,51 +136,86 @@ static bool same_socket_pair(const struct osm_fd *f, const struct osm_fd *g)
 	       !strcmp(f->remote, g->local) && !strcmp(f->proto, g->proto);
 }
 
-/* Edges from t, blocked on descriptor f, to the processes at the other end. */
+/* The wait of t, blocked on descriptor f: every process holding the other end may end it
+ * (its own process too, through another thread). */
 static void fd_edges(struct analysis *a, struct athread *t, const struct osm_fd *f, bool reading)
 {
 	char text[200], what[160];
+	bool pipe = !strcmp(f->type, "pipe"), sock = !strcmp(f->type, "socket");
+	enum edge_kind kind = pipe ? EDGE_PIPE : !strcmp(f->proto, "unix") ? EDGE_UNIX : EDGE_TCP;
+	struct edge *e = NULL;
 
+	if (!pipe && !sock)
+		return;
 	describe_fd(f, what, sizeof(what));
+	snprintf(text, sizeof(text), "%s fd %d (%s)", reading ? "reads" : "writes", f->fd, what);
 	for (size_t i = 0; i < a->n_procs; i++) {
 		struct aprocess *ap = &a->procs[i];
-		bool self_end = false;
 		for (size_t j = 0; j < ap->p->n_fds; j++) {
 			const struct osm_fd *g = &ap->p->fds[j];
-			enum edge_kind kind;
+			const char *role;
 
-			if (!strcmp(f->type, "pipe") && !strcmp(g->type, "pipe") &&
-			    g->inode == f->inode &&
+			if (pipe && !strcmp(g->type, "pipe") && g->inode == f->inode &&
 			    (int)(g->flags & O_ACCMODE) == (reading ? O_WRONLY : O_RDONLY)) {
-				kind = EDGE_PIPE;
-			} else if (!strcmp(f->type, "socket") && !strcmp(g->type, "socket") &&
+				role = reading ? "holds a write end" : "holds a read end";
+			} else if (sock && !strcmp(g->type, "socket") &&
 				   ((f->peer_inode && g->inode == f->peer_inode) ||
-				    (!strcmp(f->proto, "tcp") && same_socket_pair(f, g)) ||
-				    (!strcmp(f->proto, "tcp6") && same_socket_pair(f, g)))) {
-				kind = !strcmp(f->proto, "unix") ? EDGE_UNIX : EDGE_TCP;
+				    ((!strcmp(f->proto, "tcp") || !strcmp(f->proto, "tcp6")) &&
+				     same_socket_pair(f, g)))) {
+				role = "holds the other end";
 			} else {
 				continue;
 			}
-			if (ap == t->proc) {
-				self_end = true;
-				continue;
-			}
-			snprintf(text, sizeof(text), "%s fd %d (%s): the other end is pid %d fd %d",
-				 reading ? "reads" : "writes", f->fd, what, ap->p->pid, g->fd);
-			add_edge(t, kind, NULL, ap, text);
-			break; /* one edge per process */
+			if (!e && !(e = graph_add_wait(t, kind, WAIT_ANY_OF, text)))
+				return;
+			if (edge_add_waker(e, NULL, ap, g->fd,
+					   ap == t->proc ? "its own process" : role) < 0)
+				return;
+			break; /* one waker per process */
 		}
-		if (self_end && !strcmp(f->type, "pipe") && reading)
-			snprintf(t->wait.why, sizeof(t->wait.why),
-				 "its own process holds a write end of this pipe: end of file can "
-				 "never come while it does");
 	}
+	if (!e)
+		return;
+	if (e->n_wakers == 1 && e->wakers[0].proc == t->proc && pipe && reading)
+		snprintf(t->wait.why, sizeof(t->wait.why),
+			 "only its own process holds a write end of this pipe: end of file can "
+			 "never come while it does");
+	name_wakers(e, reading && pipe ? "written by" : pipe ? "read by" : "the other end is");
+}
+
+static void child_edges(struct analysis *a, struct athread *t)
+{
+	struct aprocess *ap = t->proc;
+	struct lock_info *w = &t->wait;
+	struct edge *e = NULL;
+	char text[200];
+
+	for (size_t k = 0; k < a->n_procs; k++) {
+		struct aprocess *c = &a->procs[k];
+		if (c == ap || c->p->ppid != ap->p->pid)
+			continue;
+		if (w->child > 0 && c->p->pid != w->child)
+			continue;
+		if (!e) {
+			if (w->child > 0)
+				snprintf(text, sizeof(text), "waits for child %d (%s) to exit",
+					 c->p->pid, c->p->comm);
+			else
+				snprintf(text, sizeof(text), "waits for any child to exit");
+			e = graph_add_wait(t, EDGE_CHILD,
+					   w->child > 0 ? WAIT_THIS_ONE : WAIT_ANY_OF, text);
+			if (!e)
+				return;
+		}
+		if (edge_add_waker(e, NULL, c, -1, "child") < 0)
+			return;
+	}
+	if (e && w->child <= 0)
+		name_wakers(e, "children");
 }
 
 void build_wait_graph(struct analysis *a)
 {
-	char text[200];
-
 	for (size_t i = 0; i < a->n_procs; i++) {
 		struct aprocess *ap = &a->procs[i];
 		for (size_t j = 0; j < ap->n_threads; j++) {
@@ -125,6 +223,7 @@ void build_wait_graph(struct analysis *a)
 			struct lock_info *w = &t->wait;
 			struct athread *owner;
 			const struct osm_fd *f;
+			struct edge *e;
 
 			switch (w->kind) {
 			case WAIT_MUTEX:
@@ -136,25 +235,19 @@ void build_wait_graph(struct analysis *a)
 				owner = analysis_find_thread(a, w->owner);
 				if (!owner || owner == t)
 					break;
-				snprintf(text, sizeof(text), "%s", w->text);
-				add_edge(t,
-					 w->kind == WAIT_MUTEX	? EDGE_MUTEX
-					 : w->kind == WAIT_JOIN ? EDGE_JOIN
-								: EDGE_RWLOCK,
-					 owner, NULL, text);
+				e = graph_add_wait(t,
+						   w->kind == WAIT_MUTEX  ? EDGE_MUTEX
+						   : w->kind == WAIT_JOIN ? EDGE_JOIN
+									  : EDGE_RWLOCK,
+						   WAIT_THIS_ONE, w->text);
+				if (e)
+					edge_add_waker(e, owner, NULL, -1,
+						       w->kind == WAIT_JOIN    ? "the joined thread"
+						       : w->kind == WAIT_MUTEX ? "owner"
+									       : "writer");
 				break;
 			case WAIT_CHILD:
-				for (size_t k = 0; k < a->n_procs; k++) {
-					struct aprocess *c = &a->procs[k];
-					if (c == ap || c->p->ppid != ap->p->pid)
-						continue;
-					if (w->child > 0 && c->p->pid != w->child)
-						continue;
-					snprintf(text, sizeof(text),
-						 "waits for child %d (%s) to exit", c->p->pid,
-						 c->p->comm);
-					add_edge(t, EDGE_CHILD, NULL, c, text);
-				}
+				child_edges(a, t);
 				break;
 			case WAIT_READ:
 			case WAIT_WRITE:

@@ -297,7 +297,7 @@ static void frames_free(struct athread *t)
 	}
 	free(t->frames);
 	free(t->unwind_error);
-	free(t->edges);
+	graph_free_edges(t);
 }
 
 void analysis_done(struct analysis *a)
@@ -323,8 +323,10 @@ void analysis_done(struct analysis *a)
 		free(ap->core_error);
 	}
 	free(a->procs);
-	for (size_t i = 0; i < a->n_cycles; i++)
+	for (size_t i = 0; i < a->n_cycles; i++) {
 		free(a->cycles[i].steps);
+		free(a->cycles[i].others);
+	}
 	free(a->cycles);
 	for (size_t i = 0; i < a->n_chains; i++)
 		free(a->chains[i].steps);
@@ -333,6 +335,7 @@ void analysis_done(struct analysis *a)
 		free(a->problems[i]);
 	free(a->problems);
 	free(a->thresholds);
+	free(a->focus);
 	snapshot_free(a->snap);
 	free(a->dir);
 	memset(a, 0, sizeof(*a));

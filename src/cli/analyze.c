@@ -19,7 +19,8 @@
 #include "report/report.h"
 
 static const char analyze_usage[] =
-    "Usage: osmosis analyze [--json] [--pattern ID,...] [--threshold NAME=VALUE] DIR\n"
+    "Usage: osmosis analyze [--json] [--pattern ID,...] [--threshold NAME=VALUE] [--thread TID]\n"
+    "                       DIR\n"
     "\n"
     "Analyze a snapshot: every thread's stack, every lock and wait decoded, the wait graph\n"
     "across threads and processes, and the pattern catalogue (osmosis patterns lists it).\n"
@@ -28,6 +29,7 @@ static const char analyze_usage[] =
     "\n"
     "  -p, --pattern ID,...       run only these patterns (repeatable)\n"
     "  -t, --threshold NAME=VALUE change a pattern's threshold (see osmosis patterns)\n"
+    "  -T, --thread TID,...       report these threads whenever they are blocked\n"
     "      --json                 the report as JSON (docs/analysis-json.md)\n"
     "  -h, --help                 show this help\n";
 
@@ -46,7 +48,28 @@ struct analyze_opts {
 	size_t n_only;
 	struct threshold_value th[64];
 	size_t n_th;
+	pid_t focus[64];
+	size_t n_focus;
 };
+
+static int add_threads(struct analyze_opts *o, const char *list)
+{
+	_cleanup_free_ char *copy = strdup(list);
+	char *save = NULL, *end;
+
+	if (!copy)
+		return log_error(ENOMEM, "out of memory");
+	for (char *s = strtok_r(copy, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+		long v;
+		errno = 0;
+		v = strtol(s, &end, 10);
+		if (errno || end == s || *end || v <= 0 || v > INT32_MAX)
+			return log_error(EINVAL, "--thread needs thread ids, not '%s'", s);
+		if (o->n_focus < ARRAY_SIZE(o->focus))
+			o->focus[o->n_focus++] = (pid_t)v;
+	}
+	return 0;
+}
 
 static int add_patterns(struct analyze_opts *o, const char *list)
 {
@@ -85,6 +108,9 @@ static int add_threshold(struct analyze_opts *o, char *arg)
 	return 0;
 }
 
+static const pid_t *analyze_focus;
+static size_t analyze_n_focus;
+
 int analyze_dir(const char *dir, bool json, const struct pattern *const *only, size_t n_only,
 		const struct threshold_value *th, size_t n_th)
 {
@@ -103,6 +129,10 @@ int analyze_dir(const char *dir, bool json, const struct pattern *const *only, s
 	if (a.thresholds && n_th) {
 		memcpy(a.thresholds, th, n_th * sizeof(*th));
 		a.n_thresholds = n_th;
+	}
+	if (analyze_n_focus && (a.focus = calloc(analyze_n_focus, sizeof(pid_t)))) {
+		memcpy(a.focus, analyze_focus, analyze_n_focus * sizeof(pid_t));
+		a.n_focus = analyze_n_focus;
 	}
 	for (size_t i = 0; i < pattern_count; i++) {
 		bool run = !n_only;
@@ -128,6 +158,7 @@ int cmd_analyze(int argc, char **argv)
 	    {"json", no_argument, NULL, 'j'},
 	    {"pattern", required_argument, NULL, 'p'},
 	    {"threshold", required_argument, NULL, 't'},
+	    {"thread", required_argument, NULL, 'T'},
 	    {"help", no_argument, NULL, 'h'},
 	    {},
 	};
@@ -136,7 +167,7 @@ int cmd_analyze(int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":p:t:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":p:t:T:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			o.json = true;
@@ -147,6 +178,10 @@ int cmd_analyze(int argc, char **argv)
 			break;
 		case 't':
 			if (add_threshold(&o, optarg) < 0)
+				return EXIT_USAGE;
+			break;
+		case 'T':
+			if (add_threads(&o, optarg) < 0)
 				return EXIT_USAGE;
 			break;
 		case 'h':
@@ -167,5 +202,7 @@ int cmd_analyze(int argc, char **argv)
 		log_error(EINVAL, "give one snapshot directory (see osmosis analyze --help)");
 		return EXIT_USAGE;
 	}
+	analyze_focus = o.focus;
+	analyze_n_focus = o.n_focus;
 	return analyze_dir(argv[optind], o.json, o.only, o.n_only, o.th, o.n_th);
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* blocked-thread: a thread blocked on a lock, a child or another process whose context switches
- * did not change over the sampling interval before the freeze: it did not run at all. Idle waits
- * (condition variables, epoll, sleeps) are healthy and not reported. */
+ * did not change over a sampling interval of at least blocked-thread.min-ms before the freeze,
+ * and that holds something others wait for (or that the user named with --thread). Idle waits
+ * (condition variables, epoll, sleeps), and idle readers nobody waits on (a tee, a launcher
+ * joining its thread) are healthy and not reported. */
 #include "patterns/pattern.h"
 
 static const char *const recs[] = {
@@ -36,17 +38,34 @@ static bool contended(const struct aprocess *ap, const struct athread *t, double
 	return (double)n >= min;
 }
 
+static const struct threshold thresholds[] = {
+    {"blocked-thread.min-ms", 250, "ms", "how long a thread must have been blocked"},
+};
+
+static bool named(const struct analysis *a, pid_t tid)
+{
+	for (size_t i = 0; i < a->n_focus; i++)
+		if (a->focus[i] == tid)
+			return true;
+	return false;
+}
+
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
 {
 	double min = analysis_threshold(a, "high-contention.waiters", 8);
+	double min_ms = pattern_threshold(a, self, "blocked-thread.min-ms");
 
 	for (size_t i = 0; i < a->n_procs; i++) {
 		const struct aprocess *ap = &a->procs[i];
 		for (size_t j = 0; j < ap->n_threads; j++) {
 			const struct athread *t = &ap->threads[j];
 			char label[160];
+			bool user = named(a, t->t->tid);
 			if (!t->n_edges || t->t->switches_in_sample != 0 ||
-			    in_reported_chain(a, t) || contended(ap, t, min))
+			    (double)a->snap->sample_ms < min_ms)
+				continue;
+			if (!user &&
+			    (!t->waited_on || in_reported_chain(a, t) || contended(ap, t, min)))
 				continue;
 			thread_label(t, label, sizeof(label));
 			struct finding *f =
@@ -59,6 +78,9 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 			finding_tid(f, t->t->tid);
 			finding_pid(f, ap->p->pid);
 			finding_line(f, "waits on: %s", t->edges[0].text);
+			finding_wakers(f, &t->edges[0], NULL);
+			if (t->waited_on)
+				finding_line(f, "and others wait on it (it holds what they need)");
 			finding_frames(f, t, 6);
 		}
 	}
@@ -68,11 +90,12 @@ const struct pattern pattern_blocked_thread = {
     .id = "blocked-thread",
     .title = "Blocked thread",
     .severity = SEV_INFO,
-    .description = "A thread waits on something another thread or process must release, and "
-		   "did not run over the sampling interval.",
+    .description = "A thread waits on something another thread or process must release, did "
+		   "not run over the sampling interval, and holds something others wait for (or "
+		   "was named with --thread).",
     .needs = "the manifest (CPU sampling, syscalls) and cores (lock words)",
-    .thresholds = NULL,
-    .n_thresholds = 0,
+    .thresholds = thresholds,
+    .n_thresholds = 1,
     .recommendations = recs,
     .match = match,
 };

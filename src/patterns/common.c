@@ -79,6 +79,85 @@ size_t process_waiting_threads(const struct aprocess *ap, struct athread **out, 
 	return n;
 }
 
+/* The thread that explains what a waker does: itself, or the first thread of its process that
+ * can go on (else the first one). */
+const struct athread *waker_thread(const struct waker *w)
+{
+	if (w->thread)
+		return w->thread;
+	for (size_t i = 0; i < w->proc->n_threads; i++)
+		if (!w->proc->threads[i].stuck)
+			return &w->proc->threads[i];
+	return w->proc->n_threads ? &w->proc->threads[0] : NULL;
+}
+
+const char *waker_class(const struct waker *w)
+{
+	const struct athread *t = waker_thread(w);
+	if (!t)
+		return "unknown";
+	if (t->stuck)
+		return t->scc ? "in a deadlock" : "stuck";
+	if (t->n_edges)
+		return "waits, and can still be woken";
+	return wait_end_class(t);
+}
+
+void describe_waker(const struct waker *w, char *buf, size_t len)
+{
+	const struct athread *t = waker_thread(w);
+	char who[96], fd[24] = "";
+
+	if (w->fd >= 0)
+		snprintf(fd, sizeof(fd), " fd %d", w->fd);
+	if (w->thread)
+		snprintf(who, sizeof(who), "thread %d \"%s\" of pid %d (%s)", w->thread->t->tid,
+			 w->thread->t->name, w->proc->p->pid, w->proc->p->comm);
+	else
+		snprintf(who, sizeof(who), "pid %d (%s)", w->proc->p->pid, w->proc->p->comm);
+	if (!t) {
+		snprintf(buf, len, "%s%s, %s: no thread seen", who, fd, w->role);
+		return;
+	}
+	if (w->thread || t->t->tid == w->proc->p->pid)
+		snprintf(buf, len, "%s%s, %s: %s%s%s", who, fd, w->role, waker_class(w),
+			 t->wait.text[0] ? " - " : "", t->wait.text);
+	else
+		snprintf(buf, len, "%s%s, %s: %s (thread %d%s%s)", who, fd, w->role, waker_class(w),
+			 t->t->tid, t->wait.text[0] ? " " : "", t->wait.text);
+}
+
+json_object *waker_json(const struct waker *w)
+{
+	json_object *o = json_object_new_object();
+	const struct athread *t = waker_thread(w);
+	json_object_object_add(o, "pid", json_object_new_int(w->proc->p->pid));
+	json_object_object_add(o, "tid", w->thread ? json_object_new_int(w->thread->t->tid) : NULL);
+	json_object_object_add(o, "fd", w->fd >= 0 ? json_object_new_int(w->fd) : NULL);
+	json_object_object_add(o, "role", json_object_new_string(w->role));
+	json_object_object_add(o, "can_go_on", json_object_new_boolean(waker_can_go_on(w)));
+	json_object_object_add(o, "state", json_object_new_string(waker_class(w)));
+	if (t && !w->thread)
+		json_object_object_add(o, "via_tid", json_object_new_int(t->t->tid));
+	if (t && t->wait.text[0])
+		json_object_object_add(o, "doing", json_object_new_string(t->wait.text));
+	return o;
+}
+
+void finding_wakers(struct finding *f, const struct edge *e, json_object *arr)
+{
+	char buf[512];
+	if (e->n_wakers > 1)
+		finding_line(f, "      can be ended by %s of %zu:",
+			     e->mode == WAIT_ALL_OF ? "all" : "any one", e->n_wakers);
+	for (size_t k = 0; k < e->n_wakers; k++) {
+		describe_waker(&e->wakers[k], buf, sizeof(buf));
+		finding_line(f, "      %s %s", e->n_wakers > 1 ? "-" : "woken by", buf);
+		if (arr)
+			json_object_array_add(arr, waker_json(&e->wakers[k]));
+	}
+}
+
 json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps, size_t n,
 				size_t frames)
 {
@@ -87,16 +166,20 @@ json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps
 
 	for (size_t j = 0; j < n; j++) {
 		const struct wait_step *s = &steps[j];
-		json_object *o = json_object_new_object();
+		json_object *o = json_object_new_object(), *wakers = json_object_new_array();
 		thread_label(s->t, label, sizeof(label));
 		finding_tid(f, s->t->t->tid);
 		finding_pid(f, s->t->proc->p->pid);
 		finding_line(f, "%s", label);
 		finding_line(f, "    waits on: %s", s->e->text);
+		finding_wakers(f, s->e, wakers);
 		finding_frames(f, s->t, frames);
 		json_object_object_add(o, "tid", json_object_new_int(s->t->t->tid));
 		json_object_object_add(o, "pid", json_object_new_int(s->t->proc->p->pid));
 		json_object_object_add(o, "waits_on", json_object_new_string(s->e->text));
+		json_object_object_add(o, "mode",
+				       json_object_new_string(wait_mode_name(s->e->mode)));
+		json_object_object_add(o, "wakers", wakers);
 		if (s->t->wait.addr)
 			json_object_object_add(o, "address",
 					       json_object_new_int64((int64_t)s->t->wait.addr));

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* deadlock: a cycle in the wait graph, of any length and any mix of mutex, join, child, pipe and
- * socket waits. Through processes it is a deadlock only when every thread of those processes is
- * blocked; otherwise coupled-processes reports it. */
+/* deadlock: a cycle in the wait graph, of any length and any mix of mutex, join, child, pipe,
+ * socket and file-lock waits, none of whose possible wakers can go on: a pipe read is a deadlock
+ * only when every holder of a write end is stuck too. A cycle one of whose wakers can still end
+ * it is reported by coupled-processes. */
 #include "patterns/pattern.h"
 
 static const char *const recs[] = {
@@ -19,12 +20,12 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		struct finding *f;
 		char label[160];
 
-		if (c->via_process && !c->all_blocked)
+		if (!c->deadlock)
 			continue;
 		f = finding_new(out, self, SEV_ERROR,
 				"%zu threads wait on each other in a cycle%s: "
 				"none of them can go on.",
-				c->n, c->via_process ? " across processes" : "");
+				c->n + c->n_others, c->via_process ? " across processes" : "");
 		if (!f)
 			return;
 		f->key = i + 1;
@@ -32,6 +33,12 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		thread_label(c->steps[0].t, label, sizeof(label));
 		finding_line(f, "and so back to %s", label);
 		json_object_object_add(finding_ev(f), "cycle", steps);
+		if (c->n_others) {
+			finding_line(
+			    f, "stuck in the same knot of waits, every waker of theirs in it:");
+			json_object_object_add(finding_ev(f), "also_stuck",
+					       finding_wait_steps(f, c->others, c->n_others, 4));
+		}
 	}
 }
 

@@ -92,6 +92,14 @@ void finding_frames(struct finding *f, const struct athread *t, size_t max);
  * of {tid, pid, waits_on, address}; names the threads and processes in f. */
 json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps, size_t n,
 				size_t frames);
+/* A waker in words ("pid 12 (c) fd 6, holds a write end: sleeping (thread 12 sleeps ...)"),
+ * classified ("running", "sleeping", "in I/O", "stuck", "in a deadlock", ...), as JSON, and
+ * every waker of e as evidence lines (and objects appended to arr, when not NULL). */
+const struct athread *waker_thread(const struct waker *w);
+const char *waker_class(const struct waker *w);
+void describe_waker(const struct waker *w, char *buf, size_t len);
+json_object *waker_json(const struct waker *w);
+void finding_wakers(struct finding *f, const struct edge *e, json_object *arr);
 /* What every thread of ap does, as evidence lines ("WHAT thread N: waits ..."). */
 void finding_process_activity(struct finding *f, const struct aprocess *ap, const char *what);
 /* Processes from index i on with p's parent for which same(p, q) holds: counted, and with f

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* wait-chain: a chain of two or more waits; every link named, and where it ends. */
+/* wait-chain: a chain of waits, every link and every possible waker named, and where it ends.
+ * Reported when it runs into a deadlock or a dead owner (error), ends in a problem or holds
+ * locks across two or more waits (warning), or is a lone lock wait that lasted the whole
+ * sample (note); a parent waiting for a child that runs or sleeps is supervision, not a hang. */
 #include <stdio.h>
 
 #include "patterns/pattern.h"
+#include "snapshot/describe.h"
 
 static const char *const recs[] = {
     "Look at the end of the chain first: everything before it waits for that thread or "
@@ -13,11 +17,36 @@ static const char *const recs[] = {
 };
 
 static const struct threshold thresholds[] = {
-    {"wait-chain.length", 2, "waits", "the shortest chain reported"},
+    {"wait-chain.length", 2, "waits",
+     "the shortest chain through a lock reported as a warning (a parent waiting for a child "
+     "does not count)"},
 };
+
+static bool supervision(enum edge_kind k)
+{
+	return k == EDGE_CHILD || k == EDGE_JOIN;
+}
+
+static bool lock_link(enum edge_kind k)
+{
+	return k == EDGE_MUTEX || k == EDGE_RWLOCK || k == EDGE_FILE_LOCK || k == EDGE_RUNTIME;
+}
+
+/* The thread that stands for where the chain ends. */
+static const struct athread *end_thread(const struct chain *c)
+{
+	if (c->end_thread)
+		return c->end_thread;
+	const struct edge *e = c->steps[c->n - 1].e;
+	for (size_t i = 0; i < e->n_wakers; i++)
+		if (e->wakers[i].proc == c->end_proc)
+			return waker_thread(&e->wakers[i]);
+	return NULL;
+}
 
 static void describe_end(const struct chain *c, char *buf, size_t len)
 {
+	const struct athread *t = end_thread(c);
 	char label[160];
 	if (c->end_thread) {
 		thread_label(c->end_thread, label, sizeof(label));
@@ -26,6 +55,10 @@ static void describe_end(const struct chain *c, char *buf, size_t len)
 		else
 			snprintf(buf, len, "%s, %s%s%s", label, wait_end_class(c->end_thread),
 				 c->end_thread->wait.text[0] ? ": " : "", c->end_thread->wait.text);
+	} else if (c->end_proc && t) {
+		snprintf(buf, len, "pid %d (%s), whose thread %d is %s%s%s", c->end_proc->p->pid,
+			 c->end_proc->p->comm, t->t->tid, wait_end_class(t),
+			 t->wait.text[0] ? ": " : "", t->wait.text);
 	} else if (c->end_proc) {
 		snprintf(buf, len, "pid %d (%s), none of whose threads waits on anything here",
 			 c->end_proc->p->pid, c->end_proc->p->comm);
@@ -34,29 +67,78 @@ static void describe_end(const struct chain *c, char *buf, size_t len)
 	}
 }
 
+/* A problem where the chain ends, in words, or NULL: a dead owner, a corrupt lock, a thread
+ * stuck in the kernel, a server that sleeps or does not read while a client waits on it. */
+static const char *end_problem(const struct chain *c, char *buf, size_t len)
+{
+	const struct athread *t = end_thread(c);
+	const struct wait_step *last = &c->steps[c->n - 1];
+	const struct athread *head = c->steps[0].t;
+	bool sock = last->e->kind == EDGE_UNIX || last->e->kind == EDGE_TCP;
+
+	if (!t)
+		return NULL;
+	if (t->wait.kind == WAIT_MUTEX &&
+	    (t->wait.verdict == MUTEX_ABANDONED || t->wait.verdict == MUTEX_CORRUPT))
+		return wait_end_class(t);
+	if (t->t->state == 'D')
+		return "a thread blocked in the kernel";
+	if (!sock)
+		return NULL;
+	for (size_t i = 0; i < last->e->n_wakers; i++) {
+		const struct waker *w = &last->e->wakers[i];
+		const struct osm_fd *f = w->fd >= 0 ? process_find_fd(w->proc->p, w->fd) : NULL;
+		if (f && f->rqueue > 0) {
+			snprintf(buf, len,
+				 "pid %d has %u bytes on its end of the connection it has not read",
+				 w->proc->p->pid, f->rqueue);
+			return buf;
+		}
+	}
+	if (t->wait.kind == WAIT_SLEEP && head->t->switches_in_sample == 0)
+		return "the server sleeps while a client waits on it";
+	return NULL;
+}
+
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
 {
 	double min = pattern_threshold(a, self, "wait-chain.length");
 
 	for (size_t i = 0; i < a->n_chains; i++) {
 		const struct chain *c = &a->chains[i];
-		char label[160], end[400];
+		char label[160], end[400], pbuf[160];
+		const char *problem;
 		struct finding *f;
-		size_t procs = 0;
+		size_t procs = 0, links = 0, locks = 0;
+		enum severity sev;
 
-		/* A chain into a deadlock goes on around the cycle: always worth reporting. */
-		if ((double)c->n < min && !c->ends_in_cycle)
-			continue;
-		for (size_t j = 0; j < c->n; j++)
+		for (size_t j = 0; j < c->n; j++) {
 			procs += j == 0 || c->steps[j].t->proc != c->steps[j - 1].t->proc;
+			links += !supervision(c->steps[j].e->kind);
+			locks += lock_link(c->steps[j].e->kind);
+		}
+		problem = end_problem(c, pbuf, sizeof(pbuf));
+		/* A chain into a deadlock or a dead owner can never go on; one that ends in a
+		 * problem, or holds locks while it waits, is a hang in the making; a lone lock
+		 * wait that lasted the whole sample is worth a note. Supervision (a parent
+		 * waiting for a child, a launcher joining a thread) and requests to a peer that
+		 * is working are not problems. */
+		if (c->ends_in_cycle || c->stuck)
+			sev = SEV_ERROR;
+		else if (problem || (locks && (double)links >= min))
+			sev = SEV_WARNING;
+		else if (locks && c->steps[0].t->t->switches_in_sample == 0 && a->snap->sample_ms)
+			sev = SEV_INFO;
+		else
+			continue;
 		describe_end(c, end, sizeof(end));
-		f = finding_new(out, self, c->ends_in_cycle ? SEV_ERROR : SEV_WARNING,
-				"A chain of %zu waits across %zu process%s ends at %s.", c->n,
-				procs, procs == 1 ? "" : "es", end);
+		f = finding_new(out, self, sev,
+				"A chain of %zu wait%s across %zu process%s ends at %s.", c->n,
+				c->n == 1 ? "" : "s", procs, procs == 1 ? "" : "es", end);
 		if (!f)
 			return;
 		f->key = (uint64_t)c->ends_in_cycle;
-		json_object *links = finding_wait_steps(f, c->steps, c->n, 4);
+		json_object *links_j = finding_wait_steps(f, c->steps, c->n, 4);
 		if (c->end_thread) {
 			finding_tid(f, c->end_thread->t->tid);
 			finding_pid(f, c->end_thread->proc->p->pid);
@@ -64,11 +146,21 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 			finding_line(f, "%s (the end: %s)", label, wait_end_class(c->end_thread));
 			finding_frames(f, c->end_thread, 6);
 		} else if (c->end_proc) {
+			const struct athread *t = end_thread(c);
 			finding_pid(f, c->end_proc->p->pid);
 			finding_line(f, "pid %d (%s) (the end)", c->end_proc->p->pid,
 				     c->end_proc->p->comm);
+			if (t) {
+				finding_tid(f, t->t->tid);
+				finding_frames(f, t, 6);
+			}
 		}
-		json_object_object_add(finding_ev(f), "chain", links);
+		if (problem) {
+			finding_line(f, "the problem at the end: %s", problem);
+			json_object_object_add(finding_ev(f), "problem",
+					       json_object_new_string(problem));
+		}
+		json_object_object_add(finding_ev(f), "chain", links_j);
 		json_object_object_add(finding_ev(f), "end", json_object_new_string(end));
 	}
 }

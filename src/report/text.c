@@ -10,10 +10,12 @@ struct style {
 	const char *err, *warn, *info, *bold, *dim, *off;
 };
 
-/* Word-wrap text at WIDTH: the first line after first, the rest after indent. */
+/* Word-wrap text at WIDTH: the first line after first, the rest after indent. A word longer
+ * than a whole line is broken where the line ends; nothing is ever cut off. */
 static void wrap2(FILE *out, const char *first, const char *indent, const char *text)
 {
-	size_t col = 0, il = strlen(indent);
+	size_t col, il = strlen(indent);
+	bool line_start = true;
 	const char *p = text;
 
 	fputs(first, out);
@@ -21,16 +23,25 @@ static void wrap2(FILE *out, const char *first, const char *indent, const char *
 	while (*p) {
 		const char *sp = strchr(p, ' ');
 		size_t wl = sp ? (size_t)(sp - p) : strlen(p);
-		if (col > il && col + 1 + wl > WIDTH) {
+		if (!line_start && col + 1 + wl > WIDTH) {
 			fprintf(out, "\n%s", indent);
 			col = il;
-		} else if (col > il) {
+		} else if (!line_start) {
 			fputc(' ', out);
 			col++;
+		}
+		while (col + wl > WIDTH && WIDTH > col + 8) {
+			size_t room = WIDTH - col;
+			fwrite(p, 1, room, out);
+			p += room;
+			wl -= room;
+			fprintf(out, "\n%s", indent);
+			col = il;
 		}
 		fwrite(p, 1, wl, out);
 		col += wl;
 		p += wl;
+		line_start = false;
 		while (*p == ' ')
 			p++;
 	}
@@ -42,13 +53,16 @@ static void wrap(FILE *out, const char *indent, const char *text)
 	wrap2(out, indent, indent, text);
 }
 
-static void line_cut(FILE *out, const char *indent, const char *text)
+/* An evidence line: its own leading spaces kept, continuation lines indented four more. */
+static void line_wrap(FILE *out, const char *indent, const char *text)
 {
-	size_t room = WIDTH - strlen(indent), l = strlen(text);
-	if (l <= room)
-		fprintf(out, "%s%s\n", indent, text);
-	else
-		fprintf(out, "%s%.*s...\n", indent, (int)(room - 3), text);
+	char first[64], rest[64];
+	size_t lead = strspn(text, " ");
+	if (lead > 40)
+		lead = 40;
+	snprintf(first, sizeof(first), "%s%.*s", indent, (int)lead, text);
+	snprintf(rest, sizeof(rest), "%s    ", first);
+	wrap2(out, first, rest, text + lead);
 }
 
 static void frame_text(const struct frame *f, char *buf, size_t len)
@@ -100,7 +114,7 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 		if (f->n_lines) {
 			fprintf(out, "  %sEvidence:%s\n", st.dim, st.off);
 			for (size_t j = 0; j < f->n_lines; j++)
-				line_cut(out, "    ", f->lines[j]);
+				line_wrap(out, "    ", f->lines[j]);
 		}
 		for (size_t j = 0; j < f->n_related; j++)
 			wrap2(out, "  Related: ", "           ", f->related[j]);
@@ -139,20 +153,20 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 		}
 		fputc('\n', out);
 		if (g->threads[0]->wait.text[0])
-			line_cut(out, "    waits: ", g->threads[0]->wait.text);
+			line_wrap(out, "    waits: ", g->threads[0]->wait.text);
 		for (size_t k = 0; k < g->threads[0]->n_frames; k++) {
 			char fr[400];
 			frame_text(&g->threads[0]->frames[k], fr, sizeof(fr));
 			snprintf(buf, sizeof(buf), "#%-2zu %s", k, fr);
-			line_cut(out, "    ", buf);
+			line_wrap(out, "    ", buf);
 		}
 		if (g->threads[0]->unwind_error)
-			line_cut(out, "    (the stack stops here: ", g->threads[0]->unwind_error);
+			line_wrap(out, "    (the stack stops here: ", g->threads[0]->unwind_error);
 	}
 	stack_groups_free(groups, n_groups);
 	if (a->n_problems) {
 		fprintf(out, "\n%sWhat could not be read%s\n", st.bold, st.off);
 		for (size_t i = 0; i < a->n_problems; i++)
-			line_cut(out, "  ", a->problems[i]);
+			line_wrap(out, "  ", a->problems[i]);
 	}
 }

@@ -36,8 +36,8 @@ def check(cond, msg):
 class Victim:
     """A victim process: started, 'ready' line parsed into self.info."""
 
-    def __init__(self, *args, env=None, preexec=None, user=None):
-        cmd = [VICTIM] + [str(a) for a in args]
+    def __init__(self, *args, env=None, preexec=None, user=None, cmd=None):
+        cmd = (cmd or [VICTIM]) + [str(a) for a in args]
         if user is not None:
             cmd = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups"] + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

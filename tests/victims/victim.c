@@ -24,7 +24,8 @@
  * Pattern victims (each exhibits one analysis pattern; names in "ready" say who should be named):
  *   deadlock N [chained]  N threads (2 or 3) locking mutexes in a cycle; chained: a third
  *                    thread waits on the cycle
- *   deadlock-procs   a parent and child each reading a pipe the other would write after
+ *   deadlock-procs   a parent and child each reading a pipe the other would write after (the
+ *                    parent's main thread joins its waiting thread)
  *   coupled          deadlock-procs with a spinning thread in the parent: not all blocked
  *   chain3           three processes: a unix socket request, a mutex, a pipe that is never written
  *   contention N     N threads waiting on one mutex whose owner sleeps
@@ -649,6 +650,9 @@ static void setup_deadlock_procs2(void)
 	pthread_create(&t, NULL, t_peer_waiter, NULL);
 	usleep(200000);
 	printf("ready pid=%d child=%d\n", getpid(), c);
+	/* The main thread waits too (joining the waiter): a sleeping thread of the parent could
+	 * still write the pipe the child reads, and the cycle would be no deadlock. */
+	pthread_join(t, NULL);
 }
 
 /* chain3: P1 "v-asker" -> unix -> P2 main -> mutex -> P2 "v-holder" -> pipe -> P3 (sleeps) */
