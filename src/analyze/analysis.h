@@ -41,6 +41,7 @@ enum wait_kind {
 	WAIT_POLL,	/* poll/select/epoll: waiting for any of several events */
 	WAIT_SLEEP,	/* nanosleep, pause, sigsuspend... */
 	WAIT_OTHER,	/* some other syscall */
+	WAIT_FILE_LOCK, /* flock, or fcntl F_SETLKW / F_OFD_SETLKW: /proc/locks names the holder */
 };
 
 enum mutex_verdict {

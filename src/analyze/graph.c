@@ -214,6 +214,78 @@ static void child_edges(struct analysis *a, struct athread *t)
 		name_wakers(e, "children");
 }
 
+static void lock_range(const struct osm_file_lock *l, char *buf, size_t len)
+{
+	if (l->end < 0)
+		snprintf(buf, len, "%s %s, bytes %llu-EOF", l->type, l->access,
+			 (unsigned long long)l->start);
+	else
+		snprintf(buf, len, "%s %s, bytes %llu-%lld", l->type, l->access,
+			 (unsigned long long)l->start, (long long)l->end);
+}
+
+/* A file lock wait: the "->" line of /proc/locks for this process and file names the lock it
+ * waits for; the lines of that lock without "->" are its holders (an OFD lock names no pid:
+ * every process with the file open may hold it). */
+static void file_lock_edges(struct analysis *a, struct athread *t)
+{
+	const struct osm_snapshot *s = a->snap;
+	const struct osm_fd *f = process_find_fd(t->proc->p, t->wait.fd);
+	const struct osm_file_lock *wl = NULL;
+	char text[320], range[64];
+	struct edge *e = NULL;
+	size_t holders = 0;
+
+	if (!f || !f->inode)
+		return;
+	for (size_t i = 0; i < s->n_file_locks && !wl; i++) {
+		const struct osm_file_lock *l = &s->file_locks[i];
+		if (l->waiting && l->inode == f->inode &&
+		    (l->pid == t->proc->p->pid || l->pid == -1))
+			wl = l;
+	}
+	if (!wl)
+		return;
+	lock_range(wl, range, sizeof(range));
+	snprintf(t->wait.text, sizeof(t->wait.text), "waits for a file lock (%s) on %s (fd %d)",
+		 range,
+		 wl->path    ? wl->path
+		 : f->target ? f->target
+			     : "?",
+		 f->fd);
+	for (size_t i = 0; i < s->n_file_locks; i++)
+		holders += !s->file_locks[i].waiting && s->file_locks[i].id == wl->id;
+	snprintf(text, sizeof(text), "%s", t->wait.text);
+	for (size_t i = 0; i < s->n_file_locks; i++) {
+		const struct osm_file_lock *l = &s->file_locks[i];
+		if (l->waiting || l->id != wl->id)
+			continue;
+		lock_range(l, range, sizeof(range));
+		for (size_t k = 0; k < a->n_procs; k++) {
+			struct aprocess *ap = &a->procs[k];
+			int fd = -1;
+			char role[48];
+			for (size_t j = 0; j < ap->p->n_fds && fd < 0; j++)
+				if (ap->p->fds[j].inode == l->inode &&
+				    !strcmp(ap->p->fds[j].type, "file"))
+					fd = ap->p->fds[j].fd;
+			if (l->pid > 0 ? ap->p->pid != l->pid : fd < 0 || ap == t->proc)
+				continue;
+			if (!e && !(e = graph_add_wait(t, EDGE_FILE_LOCK,
+						       holders > 1  ? WAIT_ALL_OF
+						       : l->pid > 0 ? WAIT_THIS_ONE
+								    : WAIT_ANY_OF,
+						       text)))
+				return;
+			snprintf(role, sizeof(role), "holds it (%s)", range);
+			if (edge_add_waker(e, NULL, ap, fd, role) < 0)
+				return;
+		}
+	}
+	if (e)
+		name_wakers(e, "held by");
+}
+
 void build_wait_graph(struct analysis *a)
 {
 	for (size_t i = 0; i < a->n_procs; i++) {
@@ -248,6 +320,9 @@ void build_wait_graph(struct analysis *a)
 				break;
 			case WAIT_CHILD:
 				child_edges(a, t);
+				break;
+			case WAIT_FILE_LOCK:
+				file_lock_edges(a, t);
 				break;
 			case WAIT_READ:
 			case WAIT_WRITE:

@@ -247,6 +247,20 @@ void lock_decode(const struct lock_input *in, struct lock_info *o)
 			snprintf(o->text, sizeof(o->text), "%s on fd %d", sc, o->fd);
 			return;
 		}
+	if (!strcmp(sc, "flock") && !(a[1] & 4)) { /* not LOCK_NB */
+		o->kind = WAIT_FILE_LOCK;
+		o->fd = (int)a[0];
+		snprintf(o->text, sizeof(o->text), "flock(%s) on fd %d",
+			 (a[1] & 3) == 2 ? "LOCK_EX" : "LOCK_SH", o->fd);
+		return;
+	}
+	if (!strcmp(sc, "fcntl") && (a[1] == 7 || a[1] == 38)) { /* F_SETLKW, F_OFD_SETLKW */
+		o->kind = WAIT_FILE_LOCK;
+		o->fd = (int)a[0];
+		snprintf(o->text, sizeof(o->text), "fcntl(%s) lock wait on fd %d",
+			 a[1] == 7 ? "F_SETLKW" : "F_OFD_SETLKW", o->fd);
+		return;
+	}
 	if (!strcmp(sc, "accept") || !strcmp(sc, "accept4")) {
 		o->kind = WAIT_ACCEPT;
 		o->fd = (int)a[0];

@@ -168,6 +168,45 @@ static void other_ends(const struct osm_snapshot *s, const struct osm_process *s
 	}
 }
 
+static bool has_inode(const struct osm_process *p, uint64_t inode)
+{
+	for (size_t i = 0; i < p->n_fds; i++)
+		if (p->fds[i].inode == inode && !strcmp(p->fds[i].type, "file"))
+			return true;
+	return false;
+}
+
+/* The file locks this process holds or waits for (from /proc/locks at the snapshot). */
+static void show_file_locks(const struct osm_snapshot *s, const struct osm_process *p)
+{
+	bool header = false;
+
+	for (size_t i = 0; i < s->n_file_locks; i++) {
+		const struct osm_file_lock *l = &s->file_locks[i];
+		char end[24];
+		if (l->pid != p->pid && !(l->pid == -1 && has_inode(p, l->inode)))
+			continue;
+		if (!header) {
+			printf("  %-6s %-6s %-5s %-14s %-10s %s\n", "LOCK", "TYPE", "MODE", "BYTES",
+			       "STATE", "FILE");
+			header = true;
+		}
+		if (l->end < 0)
+			snprintf(end, sizeof(end), "EOF");
+		else
+			snprintf(end, sizeof(end), "%lld", (long long)l->end);
+		printf("  %-6lld %-6s %-5s %6llu-%-7s %-10s %s (inode %llu)", (long long)l->id,
+		       l->type, l->access, (unsigned long long)l->start, end,
+		       l->waiting ? "waiting" : "held", l->path ? l->path : "?",
+		       (unsigned long long)l->inode);
+		if (l->waiting)
+			for (size_t j = 0; j < s->n_file_locks; j++)
+				if (s->file_locks[j].id == l->id && !s->file_locks[j].waiting)
+					printf(", held by pid %d", s->file_locks[j].pid);
+		printf("\n");
+	}
+}
+
 static void show_threads(const struct osm_snapshot *s, const struct osm_process *p)
 {
 	char what[512];
@@ -190,6 +229,7 @@ static void show_threads(const struct osm_snapshot *s, const struct osm_process 
 			printf("  [%s]", t->wchan);
 		printf("\n");
 	}
+	show_file_locks(s, p);
 	if (p->fd_error) {
 		printf("  descriptors: unreadable\n");
 		return;

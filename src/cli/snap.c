@@ -37,6 +37,7 @@
 #include "core/writer.h"
 #include "freeze/freeze.h"
 #include "freeze/guard.h"
+#include "proc/locks.h"
 #include "snapshot/dir.h"
 #include "snapshot/manifest.h"
 
@@ -488,6 +489,8 @@ int cmd_snap(int argc, char **argv)
 	}
 	if (snap_load_state(&st, show_progress) < 0)
 		goto out;
+	/* File locks, system-wide: read before the pause, not inside it (best effort). */
+	(void)proc_locks_load(s);
 
 	if (!o.output) {
 		default_output(defdir, sizeof(defdir));

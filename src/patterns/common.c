@@ -65,6 +65,8 @@ const char *wait_end_class(const struct athread *t)
 		return "a lock with no known owner";
 	case WAIT_CHILD:
 		return "waiting for a child outside the snapshot";
+	case WAIT_FILE_LOCK:
+		return "waiting for a file lock held outside the snapshot";
 	default:
 		return t->t->state == 'D' ? "blocked in the kernel" : "another wait";
 	}

@@ -5,6 +5,7 @@
  * bytes, times in microseconds or seconds as the name says, percentages 0-100 per CPU.
  */
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -265,6 +266,26 @@ static json_object *system_json(const struct osm_system *sys)
 	return o;
 }
 
+static json_object *file_lock_json(const struct osm_file_lock *l)
+{
+	json_object *o = json_object_new_object();
+	char dev[24];
+
+	snprintf(dev, sizeof(dev), "%02x:%02x", l->dev_major, l->dev_minor);
+	ADD(o, "id", jint(l->id));
+	ADD(o, "waiting", json_object_new_boolean(l->waiting));
+	ADD(o, "type", jstr(l->type));
+	ADD(o, "mode", jstr(l->mode));
+	ADD(o, "access", jstr(l->access));
+	ADD(o, "pid", jint(l->pid));
+	ADD(o, "dev", jstr(dev));
+	ADD(o, "inode", ju64(l->inode));
+	ADD(o, "start", ju64(l->start));
+	ADD(o, "end", l->end < 0 ? NULL : jint(l->end));
+	ADD(o, "path", l->path ? jstr(l->path) : NULL);
+	return o;
+}
+
 char *manifest_to_json(const struct osm_snapshot *s)
 {
 	json_object *root = json_object_new_object(), *procs = json_object_new_array();
@@ -288,6 +309,12 @@ char *manifest_to_json(const struct osm_snapshot *s)
 	for (size_t i = 0; i < s->n_procs; i++)
 		json_object_array_add(procs, process_json(s->procs[i]));
 	ADD(root, "processes", procs);
+	if (s->has_file_locks) {
+		json_object *locks = json_object_new_array();
+		for (size_t i = 0; i < s->n_file_locks; i++)
+			json_object_array_add(locks, file_lock_json(&s->file_locks[i]));
+		ADD(root, "file_locks", locks);
+	}
 
 	const char *txt =
 	    json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |

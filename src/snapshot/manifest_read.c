@@ -369,6 +369,40 @@ static int read_system(json_object *o, struct osm_system *sys)
 	return 0;
 }
 
+static int read_file_locks(json_object *a, struct osm_snapshot *s)
+{
+	size_t n = MIN(json_object_array_length(a), (size_t)MAX_FDS);
+
+	s->has_file_locks = true;
+	s->file_locks = calloc(n + 1, sizeof(*s->file_locks));
+	if (!s->file_locks)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = json_object_array_get_idx(a, i);
+		struct osm_file_lock *l;
+		const char *dev;
+		unsigned maj = 0, min = 0;
+		if (!json_object_is_type(o, json_type_object))
+			continue;
+		l = &s->file_locks[s->n_file_locks++];
+		l->id = get_i64(o, "id", 0);
+		l->waiting = get_bool(o, "waiting");
+		copy_str(o, "type", l->type, sizeof(l->type));
+		copy_str(o, "mode", l->mode, sizeof(l->mode));
+		copy_str(o, "access", l->access, sizeof(l->access));
+		l->pid = clamp_i32(get_i64(o, "pid", -1));
+		if ((dev = get_str(o, "dev")) && sscanf(dev, "%x:%x", &maj, &min) == 2) {
+			l->dev_major = maj;
+			l->dev_minor = min;
+		}
+		l->inode = get_u64(o, "inode");
+		l->start = get_u64(o, "start");
+		l->end = get_i64(o, "end", -1);
+		l->path = dup_str(o, "path");
+	}
+	return 0;
+}
+
 static const char *scope_name(const char *s)
 {
 	static const char *const names[] = {"pids", "tree", "cgroup", "all"};
@@ -463,6 +497,9 @@ int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char 
 				goto out;
 		}
 	}
+	if ((procs = get(root, "file_locks", json_type_array)) &&
+	    (r = read_file_locks(procs, s)) < 0)
+		goto out;
 	*ret = s;
 	s = NULL;
 out:

@@ -65,6 +65,13 @@ void process_free(struct osm_process *p)
 	free(p);
 }
 
+void file_locks_free(struct osm_file_lock *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].path);
+	free(v);
+}
+
 void snapshot_free(struct osm_snapshot *s)
 {
 	if (!s)
@@ -72,6 +79,7 @@ void snapshot_free(struct osm_snapshot *s)
 	for (size_t i = 0; i < s->n_procs; i++)
 		process_free(s->procs[i]);
 	free(s->procs);
+	file_locks_free(s->file_locks, s->n_file_locks);
 	system_done(&s->sys);
 	free(s->scope_arg);
 	free(s->host);

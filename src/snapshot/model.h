@@ -175,6 +175,22 @@ struct osm_system {
 	size_t n_swaps;
 };
 
+/* A file lock from /proc/locks, taken with the state: a held lock, or a waiter blocked on one
+ * (the waiter shares the id of the lock it waits for). */
+struct osm_file_lock {
+	int64_t id;	/* the number /proc/locks gives the lock; its waiters have the same */
+	bool waiting;	/* a "->" line: blocked, waiting for the lock with this id */
+	char type[8];	/* FLOCK POSIX OFDLCK LEASE DELEG */
+	char mode[12];	/* ADVISORY MANDATORY ACTIVE BREAKING ... */
+	char access[8]; /* READ WRITE NONE */
+	pid_t pid;	/* who took it (the waiter, on a "->" line); -1 for OFD locks */
+	uint32_t dev_major, dev_minor;
+	uint64_t inode;
+	uint64_t start;
+	int64_t end; /* last byte, -1: to the end of the file (EOF) */
+	char *path;  /* from a descriptor on the same inode in the snapshot, or NULL */
+};
+
 struct osm_snapshot {
 	char *host;
 	char *kernel;
@@ -190,6 +206,9 @@ struct osm_snapshot {
 	struct osm_system sys;
 	struct osm_process **procs;
 	size_t n_procs, cap_procs;
+	struct osm_file_lock *file_locks; /* those touching the snapshot's processes or files */
+	size_t n_file_locks;
+	bool has_file_locks; /* /proc/locks was read (the list may still be empty) */
 };
 
 void mapping_done(struct osm_mapping *m);
@@ -198,6 +217,7 @@ void system_done(struct osm_system *sys);
 void kv_free(struct osm_kv *kv, size_t n);
 void process_free(struct osm_process *p);
 void snapshot_free(struct osm_snapshot *s);
+void file_locks_free(struct osm_file_lock *v, size_t n);
 struct osm_thread *process_add_thread(struct osm_process *p, pid_t tid);
 struct osm_thread *process_find_thread(const struct osm_process *p, pid_t tid);
 size_t process_live_threads(const struct osm_process *p);

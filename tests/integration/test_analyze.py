@@ -172,6 +172,52 @@ def test_full_pipe_deadlock_between_two_processes():
         check(all("writes" in s["waits_on"] for s in f["evidence"]["cycle"]), "%s" % f["evidence"])
 
 
+def test_flock_chain_across_three_processes():
+    with TempDir() as tmp, waits_victim("flock-chain", tmp) as v:
+        d, rep = snap_tree(v, tmp)
+        p1, p2, p3 = int(v.info["p1"]), int(v.info["p2"]), int(v.info["p3"])
+        (f,) = findings(rep, "wait-chain")
+        check(f["severity"] == "warning", "severity %s" % f["severity"])
+        chain = f["evidence"]["chain"]
+        check([s["tid"] for s in chain] == [p3, p2], "chain %s" % chain)
+        check(all("file lock" in s["waits_on"] for s in chain), "%s" % chain)
+        check("/F2" in chain[0]["waits_on"] and "/F1" in chain[1]["waits_on"], "%s" % chain)
+        check([w["pid"] for w in chain[0]["wakers"]] == [p2] and
+              [w["pid"] for w in chain[1]["wakers"]] == [p1], "holders %s" % chain)
+        check("pid %d" % p1 in f["evidence"]["end"], "end %s" % f["evidence"]["end"])
+        locks = manifest(d)["file_locks"]
+        check(sorted((l["pid"], l["waiting"]) for l in locks) ==
+              sorted([(p1, False), (p2, False), (p2, True), (p3, True)]), "locks %s" % locks)
+        check(all(l["path"] and l["type"] == "FLOCK" for l in locks), "locks %s" % locks)
+        r = osmosis("show", "-p", str(p2), d)
+        check(r.returncode == 0 and "waiting" in r.stdout and "held by pid %d" % p1 in r.stdout,
+              r.stdout)
+
+
+def test_flock_deadlock_of_two_processes():
+    with TempDir() as tmp, waits_victim("flock-deadlock", tmp) as v:
+        d, rep = snap_tree(v, tmp)
+        p1, p2 = int(v.info["p1"]), int(v.info["p2"])
+        (f,) = findings(rep, "deadlock")
+        check(sorted(f["pids"]) == sorted([p1, p2]) and sorted(f["tids"]) == sorted([p1, p2]),
+              "deadlock %s" % f)
+        check(all("file lock" in s["waits_on"] for s in f["evidence"]["cycle"]), "%s" % f)
+
+
+def test_fcntl_range_wait():
+    with TempDir() as tmp, waits_victim("fcntl-range", tmp) as v:
+        d, rep = snap_tree(v, tmp)
+        p1, p2 = int(v.info["p1"]), int(v.info["p2"])
+        (f,) = findings(rep, "wait-chain")
+        (step,) = f["evidence"]["chain"]
+        check(step["tid"] == p2 and "POSIX WRITE, bytes 150-159" in step["waits_on"], "%s" % step)
+        (w,) = step["wakers"]
+        check(w["pid"] == p1 and "bytes 100-199" in w["role"] and w["state"] == "sleeping",
+              "holder %s" % w)
+        check(f["severity"] == "info", "a lone lock wait is a note: %s" % f["severity"])
+        no_errors_or_warnings(rep, p2)
+
+
 def test_high_contention_names_waiters_and_owner():
     with Victim("contention", 10) as v, TempDir() as tmp:
         d, rep = snap_and_analyze(v, tmp)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "analyze/analysis.h"
+#include "proc/locks.h"
 
 #define MAX_PROCS   8
 #define MAX_THREADS 4
@@ -275,6 +276,40 @@ static void test_waiting_on_its_own_process_alone(void **state)
 	world_free(w);
 }
 
+static void test_proc_locks_parse(void **state)
+{
+	static const char text[] = "1: FLOCK  ADVISORY  WRITE 4118 fe:00:10953883 0 EOF\n"
+				   "1: -> FLOCK  ADVISORY  WRITE 4119 fe:00:10953883 0 EOF\n"
+				   "2: POSIX  ADVISORY  READ 4136 08:1f:77 100 199\n"
+				   "3: OFDLCK ADVISORY  WRITE -1 00:2f:5 0 0\n"
+				   "garbage that is not a lock\n"
+				   "4: -> -> POSIX ADVISORY WRITE 9 00:01:2 5 EOF";
+	struct osm_file_lock *v = NULL;
+	size_t n = 0;
+	(void)state;
+	assert_int_equal(proc_locks_parse(text, &v, &n), 0);
+	assert_int_equal(n, 5);
+	assert_false(v[0].waiting);
+	assert_true(v[1].waiting);
+	assert_int_equal(v[1].id, 1);
+	assert_int_equal(v[1].pid, 4119);
+	assert_string_equal(v[0].type, "FLOCK");
+	assert_int_equal(v[0].dev_major, 0xfe);
+	assert_int_equal(v[0].inode, 10953883);
+	assert_int_equal(v[0].end, -1);
+	assert_string_equal(v[2].access, "READ");
+	assert_int_equal(v[2].dev_minor, 0x1f);
+	assert_int_equal(v[2].start, 100);
+	assert_int_equal(v[2].end, 199);
+	assert_int_equal(v[3].pid, -1);
+	assert_true(v[4].waiting);
+	assert_int_equal(v[4].pid, 9);
+	file_locks_free(v, n);
+	assert_int_equal(proc_locks_parse("", &v, &n), 0);
+	assert_int_equal(n, 0);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -285,6 +320,7 @@ int main(void)
 	    cmocka_unit_test(test_chain_into_a_deadlock_and_to_an_end),
 	    cmocka_unit_test(test_all_of_and_abandoned),
 	    cmocka_unit_test(test_waiting_on_its_own_process_alone),
+	    cmocka_unit_test(test_proc_locks_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

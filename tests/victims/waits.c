@@ -287,9 +287,10 @@ static void setup_flock_deadlock(const char *dir)
 			_exit(0);
 		}
 	}
-	char x[2];
-	if (read(pr[0], x, 2) != 2)
-		die("lockers did not start");
+	char x;
+	for (int i = 0; i < 2; i++)
+		if (read(pr[0], &x, 1) != 1)
+			die("lockers did not start");
 	(void)!write(go[1], "xx", 2);
 	wait_in_syscall(p[0], p[0], SYS_flock);
 	wait_in_syscall(p[1], p[1], SYS_flock);
