@@ -129,6 +129,11 @@ struct module_info {
 	char build_id[80]; /* hex, "" if unknown */
 };
 
+struct file_range {
+	uint64_t start, end;
+	char *path;
+};
+
 struct aprocess {
 	struct osm_process *p; /* from the manifest */
 	struct athread *threads;
@@ -148,7 +153,9 @@ struct aprocess {
 	size_t n_modules;
 	char **files; /* NT_FILE paths, deduplicated */
 	size_t n_files;
-	size_t n_free; /* threads that can go on (find_cycles_and_chains) */
+	size_t n_free;			/* threads that can go on (find_cycles_and_chains) */
+	struct file_range *file_ranges; /* NT_FILE mappings (for pcs outside every module) */
+	size_t n_file_ranges;
 };
 
 /* A step of a cycle or chain: the waiting thread and the edge it waits through. */
@@ -212,6 +219,11 @@ size_t aprocess_read(const struct aprocess *ap, uint64_t addr, void *buf, size_t
 struct athread *analysis_find_thread(const struct analysis *a, pid_t tid);
 struct aprocess *analysis_find_process(const struct analysis *a, pid_t pid);
 double analysis_threshold(const struct analysis *a, const char *name, double def);
+
+/* A symbol as people write it: C++ and Rust names demangled (malloc'ed; the name itself when it
+ * is not mangled or no demangler was built in). NULL for NULL. */
+char *demangle(const char *name);
+bool demangler_available(void);
 
 /* Steps, exposed for tests. */
 void unwind_process(struct aprocess *ap);

@@ -320,6 +320,9 @@ void analysis_done(struct analysis *a)
 		for (size_t j = 0; j < ap->n_files; j++)
 			free(ap->files[j]);
 		free(ap->files);
+		for (size_t j = 0; j < ap->n_file_ranges; j++)
+			free(ap->file_ranges[j].path);
+		free(ap->file_ranges);
 		free(ap->core_error);
 	}
 	free(a->procs);

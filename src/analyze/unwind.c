@@ -9,6 +9,7 @@
 #include <dwarf.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
+#include <gelf.h>
 #include <libelf.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,81 @@ struct unwind_ctx {
 	size_t cap;
 };
 
-static void symbolize(Dwfl *dwfl, uint64_t pc, bool activation, struct frame *f)
+/* The file mappings of the core (NT_FILE: start, end, page offset, then the paths), for pcs
+ * outside every ELF module: code in a memfd or a deleted file, as JITs keep it. */
+static void read_file_ranges(struct aprocess *ap)
+{
+	Elf *elf = ap->elf;
+	size_t phnum, cap = 0;
+
+	if (!elf || elf_getphdrnum(elf, &phnum) < 0)
+		return;
+	for (size_t i = 0; i < phnum; i++) {
+		GElf_Phdr ph;
+		Elf_Data *d;
+		GElf_Nhdr nh;
+		size_t off = 0, name_off, desc_off;
+		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_NOTE ||
+		    ph.p_offset > ap->core_size || ph.p_filesz > ap->core_size - ph.p_offset ||
+		    ph.p_filesz > (256u << 20))
+			continue;
+		d = elf_getdata_rawchunk(elf, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_NHDR);
+		if (!d)
+			continue;
+		while ((off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
+			const char *desc = (const char *)d->d_buf + desc_off, *names, *end;
+			uint64_t count;
+			if (nh.n_type != NT_FILE || nh.n_descsz < 16)
+				continue;
+			memcpy(&count, desc, 8);
+			if (count > (nh.n_descsz - 16) / 24)
+				continue;
+			end = desc + nh.n_descsz;
+			names = desc + 16 + count * 24;
+			for (uint64_t k = 0; k < count && names < end; k++) {
+				size_t l = strnlen(names, (size_t)(end - names));
+				uint64_t r[3];
+				memcpy(r, desc + 16 + k * 24, sizeof(r));
+				if (!grow_array((void **)&ap->file_ranges, &cap,
+						ap->n_file_ranges + 1, sizeof(*ap->file_ranges))) {
+					struct file_range *fr =
+					    &ap->file_ranges[ap->n_file_ranges++];
+					fr->start = r[0];
+					fr->end = r[1];
+					fr->path = strndup(names, l);
+				}
+				names += l + 1;
+			}
+		}
+	}
+}
+
+/* A pc no ELF module covers: say what memory it is in instead of "?". */
+static void name_memory(const struct aprocess *ap, uint64_t pc, struct frame *f)
+{
+	for (size_t i = 0; i < ap->n_file_ranges; i++) {
+		const struct file_range *fr = &ap->file_ranges[i];
+		if (pc >= fr->start && pc < fr->end && fr->path) {
+			const char *slash = strrchr(fr->path, '/');
+			f->module = strdup(slash && slash[1] ? slash + 1 : fr->path);
+			f->offset = pc - fr->start;
+			return;
+		}
+	}
+	for (size_t i = 0; i < ap->n_loads; i++)
+		if (pc >= ap->loads[i].vaddr && pc - ap->loads[i].vaddr < ap->loads[i].memsz) {
+			f->module = strdup(ap->loads[i].flags & PF_X
+					       ? "[anonymous executable memory]"
+					       : "[anonymous memory, not executable]");
+			f->offset = pc - ap->loads[i].vaddr;
+			return;
+		}
+	f->module = strdup("[unmapped memory]");
+	f->offset = 0;
+}
+
+static void symbolize(struct aprocess *ap, Dwfl *dwfl, uint64_t pc, bool activation,
+		      struct frame *f)
 {
 	/* A return address points after the call: look up the call itself. */
 	uint64_t lookup = activation ? pc : pc - 1;
@@ -44,8 +119,10 @@ static void symbolize(Dwfl *dwfl, uint64_t pc, bool activation, struct frame *f)
 	Dwfl_Line *line;
 
 	f->pc = pc;
-	if (!mod)
+	if (!mod) {
+		name_memory(ap, pc, f);
 		return;
+	}
 	modname = dwfl_module_info(mod, NULL, &start, NULL, NULL, NULL, NULL, NULL);
 	if (modname) {
 		const char *slash = strrchr(modname, '/');
@@ -53,7 +130,7 @@ static void symbolize(Dwfl *dwfl, uint64_t pc, bool activation, struct frame *f)
 	}
 	name = dwfl_module_addrinfo(mod, lookup, &off, &sym, NULL, NULL, NULL);
 	if (name) {
-		f->function = strdup(name);
+		f->function = demangle(name);
 		f->offset = off + (pc - lookup);
 	} else {
 		f->offset = pc - start;
@@ -83,7 +160,7 @@ static int frame_cb(Dwfl_Frame *state, void *arg)
 	}
 	if (grow_array((void **)&c->t->frames, &c->cap, c->t->n_frames + 1, sizeof(struct frame)))
 		return DWARF_CB_ABORT;
-	symbolize(c->ap->dwfl, pc, activation, &c->t->frames[c->t->n_frames++]);
+	symbolize(c->ap, c->ap->dwfl, pc, activation, &c->t->frames[c->t->n_frames++]);
 	return DWARF_CB_OK;
 }
 
@@ -148,6 +225,7 @@ void unwind_process(struct aprocess *ap)
 	if (!dwfl)
 		return;
 	ap->dwfl = dwfl;
+	read_file_ranges(ap);
 	if (dwfl_core_file_report(dwfl, ap->elf, exe) < 0 ||
 	    dwfl_report_end(dwfl, NULL, NULL) != 0) {
 		ap->core_error = dwfl_error();
@@ -167,7 +245,7 @@ void unwind_process(struct aprocess *ap)
 		t->frames = calloc(1, sizeof(*t->frames));
 		if (!t->frames)
 			continue;
-		symbolize(dwfl, t->regs[ARCH_GREGS_PC], true, &t->frames[0]);
+		symbolize(ap, dwfl, t->regs[ARCH_GREGS_PC], true, &t->frames[0]);
 		t->n_frames = 1;
 		if (!t->unwind_error)
 			t->unwind_error =

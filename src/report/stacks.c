@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* The stack trace collection: threads with identical stacks (same functions, or same module
- * offsets where there is no symbol) grouped, across processes. */
+ * offsets where there is no symbol) that also wait on the same object (the same lock address,
+ * the same pipe or socket), grouped, across processes. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/util.h"
 #include "report/report.h"
+#include "snapshot/describe.h"
 
 static bool frame_same(const struct frame *x, const struct frame *y)
 {
@@ -17,9 +19,24 @@ static bool frame_same(const struct frame *x, const struct frame *y)
 	return !strcmp(x->module, y->module) && x->offset == y->offset;
 }
 
+/* The object a thread waits on: its kind and the lock's address, or the descriptor's inode. */
+static uint64_t wait_object(const struct athread *t)
+{
+	if (t->wait.addr)
+		return t->wait.addr;
+	if (t->wait.fd >= 0) {
+		const struct osm_fd *f = process_find_fd(t->proc->p, t->wait.fd);
+		return f && f->inode ? f->inode : (uint64_t)t->wait.fd;
+	}
+	return 0;
+}
+
 static bool stack_same(const struct athread *a, const struct athread *b)
 {
 	if (a->n_frames != b->n_frames)
+		return false;
+	/* Two threads in the same code waiting on different mutexes are not one group. */
+	if (a->wait.kind != b->wait.kind || wait_object(a) != wait_object(b))
 		return false;
 	for (size_t i = 0; i < a->n_frames; i++)
 		if (!frame_same(&a->frames[i], &b->frames[i]))

@@ -17,6 +17,9 @@
  *   fcntl-range   P1 write-locks bytes 100-199 of F (fcntl) and sleeps; P2 waits (F_SETLKW)
  *                 for bytes 150-159
  *   pipe-full     two processes each writing a full pipe the other would read after
+ *   jit           a thread ("v-anon") looping in pause() from code copied to anonymous
+ *                 executable memory, another ("v-memfd") from code in a memfd named "jit-code"
+ *   same-code     two threads ("v-same") blocked in one function on two different mutexes
  */
 #include <dirent.h>
 #include <errno.h>
@@ -28,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -378,6 +382,103 @@ static void setup_pipe_full(void)
 		pause();
 }
 
+/* ---- code outside every ELF module -------------------------------------------------------- */
+
+/* x86_64: mov eax, 34 (pause); syscall; jmp back to the mov */
+static const unsigned char pause_loop[] = {0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7};
+
+static void *t_jit(void *code)
+{
+	prctl(PR_SET_NAME, code == MAP_FAILED ? "v-none" : (const char *)((char *)code + 64));
+	((void (*)(void))code)();
+	return NULL;
+}
+
+static void *jit_page(int fd, const char *name)
+{
+	void *p;
+	if (fd >= 0) {
+		if (ftruncate(fd, 4096) < 0)
+			die("ftruncate");
+		p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED, fd, 0);
+	} else {
+		p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	}
+	if (p == MAP_FAILED)
+		die("mmap");
+	memcpy(p, pause_loop, sizeof(pause_loop));
+	snprintf((char *)p + 64, 16, "%s", name);
+	return p;
+}
+
+static void setup_jit(void)
+{
+	pthread_t t[2];
+	void *anon = jit_page(-1, "v-anon");
+	int mfd = (int)syscall(SYS_memfd_create, "jit-code", 0);
+	void *mem;
+	if (mfd < 0)
+		die("memfd_create");
+	mem = jit_page(mfd, "v-memfd");
+	pthread_create(&t[0], NULL, t_jit, anon);
+	pthread_create(&t[1], NULL, t_jit, mem);
+	char line[128];
+	snprintf(line, sizeof(line), "ready pid=%d anon=%p memfd=%p", getpid(), anon, mem);
+	/* both threads in pause(): */
+	for (int i = 0; i < 4000; i++) {
+		int in_pause = 0;
+		DIR *d = opendir("/proc/self/task");
+		struct dirent *de;
+		while (d && (de = readdir(d)))
+			if (atoi(de->d_name) > 0 && atoi(de->d_name) != getpid())
+				in_pause += syscall_of(getpid(), atoi(de->d_name)) == SYS_pause;
+		if (d)
+			closedir(d);
+		if (in_pause == 2)
+			break;
+		usleep(5000);
+	}
+	printf("%s\n", line);
+}
+
+static pthread_mutex_t same[2] = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
+
+static void __attribute__((noinline)) lock_one(pthread_mutex_t *m)
+{
+	pthread_mutex_lock(m);
+}
+
+static void *t_same(void *arg)
+{
+	prctl(PR_SET_NAME, "v-same");
+	lock_one(arg);
+	return NULL;
+}
+
+static void setup_same_code(void)
+{
+	pthread_t t;
+	pthread_mutex_lock(&same[0]);
+	pthread_mutex_lock(&same[1]);
+	pthread_create(&t, NULL, t_same, &same[0]);
+	pthread_create(&t, NULL, t_same, &same[1]);
+	for (int i = 0; i < 4000; i++) {
+		int n = 0;
+		DIR *d = opendir("/proc/self/task");
+		struct dirent *de;
+		while (d && (de = readdir(d)))
+			if (atoi(de->d_name) > 0 && atoi(de->d_name) != getpid())
+				n += syscall_of(getpid(), atoi(de->d_name)) == SYS_futex;
+		if (d)
+			closedir(d);
+		if (n == 2)
+			break;
+		usleep(5000);
+	}
+	printf("ready pid=%d m0=%p m1=%p\n", getpid(), (void *)&same[0], (void *)&same[1]);
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -394,6 +495,10 @@ int main(int argc, char **argv)
 		setup_fcntl_range(dir);
 	} else if (!strcmp(mode, "pipe-full")) {
 		setup_pipe_full();
+	} else if (!strcmp(mode, "jit")) {
+		setup_jit();
+	} else if (!strcmp(mode, "same-code")) {
+		setup_same_code();
 	} else {
 		fprintf(stderr, "waits: unknown mode '%s'\n", mode);
 		return 2;
