@@ -441,6 +441,7 @@ int cmd_snap(int argc, char **argv)
 		log_error(errno, "cannot install signal handlers: %m");
 		goto out;
 	}
+	guard_set_max_pause(o.max_pause_ns); /* also for threads held outside the freeze */
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		log_error(ENOMEM, "out of memory");

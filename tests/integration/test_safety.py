@@ -14,6 +14,85 @@ sys.path.insert(0, os.path.dirname(__file__))
 import osmtest
 from osmtest import (Fail, TempDir, Victim, check, main, no_final_files, one_line_error, osmosis)
 
+VICTIMS_DIR = os.environ.get("VICTIMS_DIR", os.path.dirname(osmtest.VICTIM))
+METHODS = ["copy", "clone", "precopy", "auto"]
+
+# The hostile victims (tests/victims/victim_*.c): name, arguments, and for the methods that
+# inject, the method each must end with and a word its reason must contain (None: any).
+HOSTILE = [
+    ("sud", [], {"clone": ("clone", None), "precopy": ("precopy", None)}),
+    ("sud", ["all"], {"clone": ("copy", "Syscall User Dispatch"),
+                      "precopy": ("copy", "Syscall User Dispatch")}),
+    ("vdso", [], {"clone": ("clone", None), "precopy": ("precopy", None)}),
+    ("badsp", [], {"clone": ("clone", None), "precopy": ("precopy", None)}),
+    ("seccomp_trap", [], {"clone": ("clone", None), "precopy": ("precopy", None)}),
+    ("seccomp_trap", ["all"], {"clone": ("copy", "seccomp"), "precopy": ("copy", "seccomp")}),
+]
+
+
+class Hostile(Victim):
+    """A victim from its own program (tests/victims/hostile.h gives them one life)."""
+
+    def __init__(self, name, *args):
+        saved = osmtest.VICTIM
+        osmtest.VICTIM = os.path.join(VICTIMS_DIR, "victim_" + name)
+        try:
+            Victim.__init__(self, *args)
+        finally:
+            osmtest.VICTIM = saved
+        self.name = " ".join([name] + list(args))
+
+
+def snap_fast(tmp, label, *args, env=None):
+    """One snapshot that must succeed well within its time, every target resumed."""
+    out = os.path.join(tmp, label)
+    t0 = time.time()
+    r = osmosis("snap", "--sample", "0", "-o", out, *args, env=env, timeout=90)
+    check(r.returncode == 0, "%s: osmosis failed (%d): %s" % (label, r.returncode, r.stderr))
+    check("AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr)
+    check(time.time() - t0 < 60, "%s: took %.1fs" % (label, time.time() - t0))
+    return osmtest.manifest(out)
+
+
+def test_hostile_victims_under_every_method():
+    """Syscall User Dispatch, a PROT_NONE vDSO, an invalid stack pointer, a SIGSYS-raising
+    seccomp filter: under every method the victim survives unchanged (it checks its own
+    registers, masks, pending signals and handlers), and a thread that cannot take an injected
+    syscall is never chosen: with none left, the process is copied and says why."""
+    for name, args, expect in HOSTILE:
+        with Hostile(name, *args) as v, TempDir() as tmp:
+            for m in METHODS:
+                man = snap_fast(tmp, m, "--method", m, v.pid)
+                (p,) = man["processes"]
+                want = expect.get(m)
+                if want:
+                    check(p["method"] == want[0] and (want[1] is None or
+                                                      want[1] in p["method_reason"]),
+                          "%s --method %s: %s (%s)" % (v.name, m, p["method"],
+                                                      p["method_reason"]))
+                v.assert_running()
+            v.verify()
+
+
+def test_hostile_victims_together_under_every_method():
+    """All of them in one snapshot with a plain victim (a set, as --all would meet them)."""
+    for m in METHODS:
+        vs = []
+        try:
+            for name, args, _ in HOSTILE:
+                vs.append(Hostile(name, *args))
+            vs.append(Victim("basic"))
+            with TempDir() as tmp:
+                man = snap_fast(tmp, "s", "--method", m, *[v.pid for v in vs])
+                check(len(man["processes"]) == len(vs), "processes: %s" % man["processes"])
+            for v in vs:
+                v.assert_running()
+                v.verify()
+        finally:
+            for v in vs:
+                v.stop()
+
+
 POINTS = ["vetted", "prepared", "frozen", "captured", "thawed", "core-written",
           "manifest-written"]
 
