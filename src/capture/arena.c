@@ -6,6 +6,9 @@
 
 #include "base/util.h"
 #include "capture/arena.h"
+#include "freeze/guard.h"
+
+#define POPULATE_SLICE (64u << 20)
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -25,9 +28,18 @@ static int add_chunk(struct arena *a, size_t size, bool touch)
 		return -errno;
 	/* Huge pages make the copy cheaper (fewer faults and TLB misses); best effort. */
 	madvise(p, size, MADV_HUGEPAGE);
-	if (touch && madvise(p, size, MADV_POPULATE_WRITE) < 0) {
-		for (size_t off = 0; off < size; off += a->page_size)
-			p[off] = 0;
+	/* In slices, so that a signal to osmosis is answered within a second even for many
+	 * gigabytes (5.9 s for 2.2 GB in one call on a busy machine). */
+	for (size_t off = 0; touch && off < size; off += POPULATE_SLICE) {
+		size_t len = MIN(POPULATE_SLICE, size - off);
+		int g = guard_check();
+		if (g < 0) {
+			munmap(p, size);
+			return g;
+		}
+		if (madvise(p + off, len, MADV_POPULATE_WRITE) < 0)
+			for (size_t k = 0; k < len; k += a->page_size)
+				p[off + k] = 0;
 	}
 	a->chunks[a->n++] = (struct arena_chunk){.base = p, .size = size};
 	return 0;

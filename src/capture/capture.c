@@ -310,6 +310,8 @@ static int reserve(struct capture *c)
 				 format_bytes(avail, b, sizeof(b)));
 	}
 	int r = arena_reserve(&c->arena, total + slack, c->page_size);
+	if (r == -EINTR || r == -ETIMEDOUT)
+		return r; /* a signal to osmosis: reported by the caller */
 	if (r < 0)
 		return log_error(r, "cannot reserve %s to hold the targets' memory: %m",
 				 format_bytes(total + slack, a, sizeof(a)));

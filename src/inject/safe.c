@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdbool.h>
 
+#include "base/fault.h"
 #include "freeze/guard.h"
 #include "inject/inject.h"
 #include "proc/targets.h"
@@ -112,6 +113,13 @@ static int run(struct target *t, inject_fn fn, void *ctx, pid_t *ret_tid, const 
 				*why = "every thread is stopped by a signal or has one on its way";
 			if (r < 0)
 				continue;
+			r = fault_point("held");
+			if (r == 0)
+				r = guard_check();
+			if (r < 0) {
+				inject_release(th->tid, 0);
+				return r;
+			}
 			r = try_thread(t, th->tid, fn, ctx, &lost, why);
 			inject_release(th->tid, lost);
 		}
