@@ -563,7 +563,7 @@ int cmd_snap(int argc, char **argv)
 		default_output(defdir, sizeof(defdir));
 		o.output = defdir;
 	}
-	if (snapdir_create(o.output, &dir) < 0)
+	if ((r = snapdir_create(o.output, &dir)) < 0)
 		goto out;
 
 	cap.requested = (enum capture_method)capture_method_parse(o.method);
@@ -657,7 +657,7 @@ int cmd_snap(int argc, char **argv)
 	r = guard_check();
 	if (r < 0)
 		goto fail;
-	if (snapdir_commit(&dir) < 0)
+	if ((r = snapdir_commit(&dir)) < 0)
 		goto out;
 	sched_step_back(&aside);
 	(void)fault_point("committed"); /* complete: only sleep= and sigkill make sense here */
