@@ -23,6 +23,8 @@ static const struct command commands[] = {
     {"analyze", cmd_analyze, "diagnose a snapshot: stacks, locks, wait graph, patterns"},
     {"patterns", cmd_patterns, "list the analysis patterns and their thresholds"},
     {"watch", cmd_watch, "watch processes and snapshot them when a condition holds"},
+    {"diff", cmd_diff, "what changed between two snapshots: stuck threads, growth, CPU"},
+    {"list", cmd_list, "the snapshots under a directory: when, trigger, processes, finding"},
 };
 
 static void usage(FILE *f)
