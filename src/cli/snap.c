@@ -15,7 +15,9 @@
  *   capture_release (clones ended)                                  targets running
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +80,11 @@ static const char snap_usage[] =
     "      --max-pause SECONDS longest the targets may stay frozen (default 10); past it they\n"
     "                          are resumed and the snapshot fails\n"
     "      --sample SECONDS    CPU sampling interval before the freeze (default 0.25; 0: none)\n"
+    "      --trigger JSON      record why the snapshot was taken (a JSON object) in the\n"
+    "                          manifest's \"trigger\" (osmosis watch does)\n"
+    "      --skip PID          never freeze PID, even when --all, --cgroup or --tree name it\n"
+    "                          (repeatable)\n"
+    "      --status-fd FD      when done, write \"ok\" or \"error ERRNO\" and a newline to FD\n"
     "  -q, --quiet             print nothing on success\n"
     "  -v, --verbose           say more on stderr\n"
     "  -h, --help              show this help\n"
@@ -94,11 +101,25 @@ struct snap_opts {
 	bool quiet, tree, all, state_only, analyze;
 	pid_t *pids;
 	size_t n_pids;
+	const char *trigger; /* --trigger: a JSON object's text */
+	pid_t skip[64];	     /* --skip */
+	size_t n_skip;
+	int status_fd; /* --status-fd, or -1 */
 };
 
 static int parse_args(int argc, char **argv, struct snap_opts *o)
 {
-	enum { OPT_MAX_PAUSE = 0x100, OPT_TREE, OPT_CGROUP, OPT_ALL, OPT_SAMPLE, OPT_ANALYZE };
+	enum {
+		OPT_MAX_PAUSE = 0x100,
+		OPT_TREE,
+		OPT_CGROUP,
+		OPT_ALL,
+		OPT_SAMPLE,
+		OPT_ANALYZE,
+		OPT_TRIGGER,
+		OPT_SKIP,
+		OPT_STATUS_FD
+	};
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, 'o'},
 	    {"method", required_argument, NULL, 'm'},
@@ -109,6 +130,9 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"all", no_argument, NULL, OPT_ALL},
 	    {"state-only", no_argument, NULL, 's'},
 	    {"analyze", no_argument, NULL, OPT_ANALYZE},
+	    {"trigger", required_argument, NULL, OPT_TRIGGER},
+	    {"skip", required_argument, NULL, OPT_SKIP},
+	    {"status-fd", required_argument, NULL, OPT_STATUS_FD},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -117,6 +141,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	int c;
 
 	o->method = "auto";
+	o->status_fd = -1;
 	o->max_pause_ns = DEFAULT_MAX_PAUSE_NS;
 	o->sample_ns = DEFAULT_SAMPLE_NS;
 	optind = 1;
@@ -166,6 +191,33 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		case OPT_ANALYZE:
 			o->analyze = true;
 			break;
+		case OPT_TRIGGER: {
+			json_object *j = json_tokener_parse(optarg);
+			bool ok = j && json_object_is_type(j, json_type_object);
+			json_object_put(j);
+			if (!ok || strlen(optarg) > 16384)
+				return log_error(EINVAL, "--trigger needs a JSON object, not '%s'",
+						 optarg);
+			o->trigger = optarg;
+			break;
+		}
+		case OPT_SKIP:
+			if (o->n_skip >= ARRAY_SIZE(o->skip) ||
+			    parse_pid(optarg, &o->skip[o->n_skip]) < 0)
+				return log_error(EINVAL, "--skip needs a process id, not '%s'",
+						 optarg);
+			o->n_skip++;
+			break;
+		case OPT_STATUS_FD: {
+			uint64_t fd;
+			if (parse_u64(optarg, 10, &fd) < 0 || fd < 3 || fd > 1000000 ||
+			    fcntl((int)fd, F_GETFD) < 0)
+				return log_error(EINVAL,
+						 "--status-fd needs an open descriptor, not '%s'",
+						 optarg);
+			o->status_fd = (int)fd;
+			break;
+		}
 		case 'q':
 			o->quiet = true;
 			log_verbosity = 0;
@@ -244,6 +296,13 @@ static int fill_snapshot_header(struct osm_snapshot *s)
 	s->host = strdup(u.nodename);
 	if (asprintf(&s->kernel, "%s %s", u.release, u.version) < 0)
 		s->kernel = NULL;
+	{
+		_cleanup_free_ char *boot = NULL;
+		if (read_file_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", &boot, NULL) == 0) {
+			boot[strcspn(boot, "\n")] = 0;
+			s->boot_id = TAKE_PTR(boot);
+		}
+	}
 	gmtime_r(&now, &tm);
 	strftime(s->created, sizeof(s->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	return s->host && s->kernel ? 0 : -ENOMEM;
@@ -402,6 +461,11 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 	if (o->cgroup && n == 0)
 		return log_error(ESRCH, "cgroup %s has no processes", o->cgroup);
 	for (size_t i = 0; i < n; i++) {
+		bool skip = false;
+		for (size_t j = 0; j < o->n_skip; j++)
+			skip |= pids[i] == o->skip[j];
+		if (skip && optional)
+			continue;
 		r = snap_add_target(st, pids[i], optional);
 		if (r < 0)
 			return r;
@@ -449,6 +513,12 @@ int cmd_snap(int argc, char **argv)
 	}
 	st.snap = s;
 	st.tree = o.tree;
+	st.skip = o.skip;
+	st.n_skip = o.n_skip;
+	if (o.trigger && !(s->trigger_json = strdup(o.trigger))) {
+		log_error(ENOMEM, "out of memory");
+		goto out;
+	}
 	s->scope = o.all ? "all" : o.cgroup ? "cgroup" : o.tree ? "tree" : "pids";
 	s->state_only = o.state_only;
 	s->sample_ms = o.sample_ns / 1000000;
@@ -494,7 +564,7 @@ int cmd_snap(int argc, char **argv)
 		default_output(defdir, sizeof(defdir));
 		o.output = defdir;
 	}
-	if (snapdir_create(o.output, &dir) < 0)
+	if ((r = snapdir_create(o.output, &dir)) < 0)
 		goto out;
 
 	cap.requested = (enum capture_method)capture_method_parse(o.method);
@@ -579,6 +649,7 @@ int cmd_snap(int argc, char **argv)
 	}
 	progress_end(show_progress);
 	s->total_ms = (now_ns() - t_start) / 1000000;
+	snap_read_after_thaw(&st);
 	r = write_manifest(&dir, s);
 	if (r == 0)
 		r = fault_point("manifest-written");
@@ -587,7 +658,7 @@ int cmd_snap(int argc, char **argv)
 	r = guard_check();
 	if (r < 0)
 		goto fail;
-	if (snapdir_commit(&dir) < 0)
+	if ((r = snapdir_commit(&dir)) < 0)
 		goto out;
 	sched_step_back(&aside);
 	(void)fault_point("committed"); /* complete: only sleep= and sigkill make sense here */
@@ -618,6 +689,12 @@ out:
 	else {
 		free(dir.final);
 		dir.final = NULL;
+	}
+	if (o.status_fd >= 0) {
+		char line[64];
+		int len = ret == 0 ? snprintf(line, sizeof(line), "ok\n")
+				   : snprintf(line, sizeof(line), "error %d\n", r < 0 ? -r : 0);
+		(void)!write(o.status_fd, line, (size_t)len);
 	}
 	snap_state_done(&st);
 	snapshot_free(s);

@@ -137,6 +137,12 @@ static int read_thread(json_object *o, struct osm_process *p)
 	t->vctx = get_u64(o, "voluntary_ctxt_switches");
 	t->nvctx = get_u64(o, "nonvoluntary_ctxt_switches");
 	t->last_cpu = clamp_i32(get_i64(o, "last_cpu", -1));
+	t->last_ran_ago_ms = get_i64(o, "last_ran_ago_ms", -1);
+	if (t->last_ran_ago_ms < -1)
+		t->last_ran_ago_ms = -1;
+	t->switches_after_thaw = get_i64(o, "switches_after_thaw", -1);
+	if (t->switches_after_thaw < -1)
+		t->switches_after_thaw = -1;
 	t->stack_swapped_pages = get_u64(o, "stack_swapped_pages");
 	if ((ks = get_str(o, "kernel_stack")))
 		t->kstack = strdup(ks);
@@ -421,6 +427,14 @@ int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char 
 	}
 	s->host = dup_str(root, "host");
 	s->kernel = dup_str(root, "kernel");
+	s->boot_id = dup_str(root, "boot_id");
+	{
+		json_object *trig = get(root, "trigger", json_type_object);
+		const char *txt =
+		    trig ? json_object_to_json_string_ext(trig, JSON_C_TO_STRING_PLAIN) : NULL;
+		if (txt && strlen(txt) < 65536)
+			s->trigger_json = strdup(txt);
+	}
 	copy_str(root, "created", s->created, sizeof(s->created));
 	s->method = method_name(get_str(root, "method"));
 	s->method_reason = NULL;

@@ -32,6 +32,11 @@ struct osm_thread {
 	double cpu_pct; /* CPU use over the sampling interval before the freeze, % of a CPU */
 	bool has_cpu_pct;
 	int64_t switches_in_sample;   /* context switches over the sampling interval, -1 unknown */
+	int64_t last_ran_ago_ms;      /* how long before its state was read it last ran (sched's
+					 se.exec_start, proc/schedclock.h); -1 unknown */
+	int64_t switches_after_thaw;  /* context switches (voluntary + involuntary) read once the
+					 snapshot had resumed it: what the freeze itself caused is
+					 counted before the next snapshot's figure; -1 unknown */
 	uint64_t stack_swapped_pages; /* stack pages in swap at the freeze (pagemap) */
 	char name[OSM_COMM_LEN + 1];
 	char state;	    /* /proc state letter sampled just before the freeze */
@@ -178,7 +183,9 @@ struct osm_system {
 struct osm_snapshot {
 	char *host;
 	char *kernel;
-	char created[32]; /* UTC, ISO 8601 */
+	char *boot_id;	    /* /proc/sys/kernel/random/boot_id: tells boots of one host apart */
+	char *trigger_json; /* what made osmosis watch take it (a JSON object's text), or NULL */
+	char created[32];   /* UTC, ISO 8601 */
 	const char *method;
 	const char *method_reason;
 	uint64_t pause_us;
