@@ -138,3 +138,6 @@ uint64_t py_instance_attr(const struct rmem *m, const struct py_layout *L, uint6
 void py_read_thread_names(const struct rmem *m, struct py_state *st);
 /* Line of instruction index lasti in a code object's location table (PEP 626/657). */
 int py_line_for(const uint8_t *table, size_t len, int firstlineno, int lasti);
+/* When f stands at a `with` statement's entry (BEFORE_WITH) whose object is a plain name or
+ * attribute chain, "with NAME:" into f->with_text, read back from the bytecode. */
+void py_frame_with_text(const struct rmem *m, const struct py_state *st, struct py_frame *f);

@@ -251,8 +251,8 @@ static const char *library_wait(const char *qualname, const char **ownerless)
 	return NULL;
 }
 
-static void lock_waits(struct analysis *a, struct aprocess *ap, struct py_state *st,
-		       struct locks *ls)
+static void lock_waits(struct analysis *a, struct aprocess *ap, const struct rmem *m,
+		       struct py_state *st, struct locks *ls)
 {
 	char text[200], where[140], holder[80];
 
@@ -275,6 +275,8 @@ static void lock_waits(struct analysis *a, struct aprocess *ap, struct py_state 
 			}
 			lib = &pt->frames[j];
 		}
+		if (user)
+			py_frame_with_text(m, st, (struct py_frame *)user);
 		where_text(user, where, sizeof(where));
 		const char *ownerless = NULL,
 			   *what = lib ? library_wait(lib->function, &ownerless) : NULL;
@@ -292,12 +294,9 @@ static void lock_waits(struct analysis *a, struct aprocess *ap, struct py_state 
 			holder_label(l->holder, holder, sizeof(holder));
 			snprintf(text, sizeof(text), "waits in %s for a %s at 0x%llx held by %s",
 				 where, kind, (unsigned long long)l->obj, holder);
-			if (l->holder_frame && l->holder_frame->with_text[0]) {
-				char hw[140];
-				where_text(l->holder_frame, hw, sizeof(hw));
-				snprintf(text + strlen(text), sizeof(text) - strlen(text), " in %s",
-					 hw);
-			}
+			if (l->holder_frame && l->holder_frame->function)
+				snprintf(text + strlen(text), sizeof(text) - strlen(text),
+					 " (a with block in %s)", l->holder_frame->function);
 			snprintf(t->wait.text, sizeof(t->wait.text), "%s", text);
 			analysis_add_edge(t, EDGE_PYLOCK, l->holder, NULL, text);
 		} else {
@@ -350,6 +349,6 @@ void python_locks(struct analysis *a, struct aprocess *ap, const struct rmem *m,
 
 	gil_waits(ap, st);
 	collect(m, &st->L, ap, st, &ls, &tc);
-	lock_waits(a, ap, st, &ls);
+	lock_waits(a, ap, m, st, &ls);
 	free(ls.v);
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "analyze/runtime/python.h"
+#include "analyze/runtime/python_opcodes.h"
 #include "base/util.h"
 
 #define FRAME_OWNED_BY_CSTACK 3
@@ -717,4 +718,83 @@ void py_state_done(struct py_state *st)
 	st->threads = NULL;
 	st->n_threads = 0;
 	codes_free(st);
+}
+
+/* --- `with` statements read back from the bytecode ----------------------------------------- */
+
+static char *tuple_str(const struct rmem *m, const struct py_layout *L, uint64_t code,
+		       uint64_t field, uint32_t idx)
+{
+	uint64_t tuple, n, item;
+	if (!rdptr(m, code + field, &tuple) || !rd64(m, tuple + L->var_size, &n) || idx >= n ||
+	    !rd64(m, tuple + L->tuple_item + (uint64_t)idx * 8, &item))
+		return NULL;
+	return py_read_str(m, L, item);
+}
+
+void py_frame_with_text(const struct rmem *m, const struct py_state *st, struct py_frame *f)
+{
+	const struct py_layout *L = &st->L;
+	const struct py_opcodes *ops = NULL;
+	int minor = (int)((L->version >> 16) & 0xff);
+	char expr[80] = "";
+	uint8_t *code;
+	uint32_t ext = 0;
+	size_t n;
+
+	for (size_t i = 0; i < py_opcodes_count; i++)
+		if (py_opcodes[i].minor == minor)
+			ops = &py_opcodes[i];
+	if (!ops || f->lasti < 0 || f->lasti > 32767 || !plausible(f->code))
+		return;
+	n = (size_t)(f->lasti + 1) * 2;
+	code = malloc(n);
+	if (!code)
+		return;
+	if (!rd(m, f->code + L->co_code_adaptive, code, n)) {
+		free(code);
+		return;
+	}
+	for (int i = 0; i <= f->lasti;) {
+		int op = ops->deopt[code[2 * i]];
+		uint32_t arg = code[2 * i + 1] | ext;
+		char *name = NULL;
+
+		if (i == f->lasti) {
+			if (op == ops->before_with && expr[0])
+				snprintf(f->with_text, sizeof(f->with_text), "with %s:", expr);
+			break;
+		}
+		if (op == ops->extended_arg) {
+			ext = arg << 8;
+			i++;
+			continue;
+		}
+		ext = 0;
+		if (op == ops->load_fast || op == ops->load_fast_check || op == ops->load_deref)
+			name = tuple_str(m, L, f->code, L->co_localsplusnames, arg);
+		else if (op == ops->load_fast_load_fast)
+			name = tuple_str(m, L, f->code, L->co_localsplusnames, arg & 15);
+		else if (op == ops->load_global)
+			name = tuple_str(m, L, f->code, L->co_names, arg >> 1);
+		else if (op == ops->load_name)
+			name = tuple_str(m, L, f->code, L->co_names, arg);
+		if (name) {
+			snprintf(expr, sizeof(expr), "%s", name);
+		} else if (op == ops->load_attr && expr[0] && (minor == 11 || !(arg & 1))) {
+			char *attr =
+			    tuple_str(m, L, f->code, L->co_names, minor == 11 ? arg : arg >> 1);
+			size_t l = strlen(expr);
+			if (attr && l + 1 + strlen(attr) < sizeof(expr))
+				snprintf(expr + l, sizeof(expr) - l, ".%s", attr);
+			else
+				expr[0] = 0;
+			free(attr);
+		} else {
+			expr[0] = 0;
+		}
+		free(name);
+		i += 1 + ops->caches[op];
+	}
+	free(code);
 }
