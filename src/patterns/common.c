@@ -106,10 +106,15 @@ json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps
 		finding_pid(f, s->t->proc->p->pid);
 		finding_line(f, "%s", label);
 		finding_line(f, "    waits on: %s", s->e->text);
+		if (s->t->runtime_where[0])
+			finding_line(f, "    in Python: %s", s->t->runtime_where);
 		finding_frames(f, s->t, frames);
 		json_object_object_add(o, "tid", json_object_new_int(s->t->t->tid));
 		json_object_object_add(o, "pid", json_object_new_int(s->t->proc->p->pid));
 		json_object_object_add(o, "waits_on", json_object_new_string(s->e->text));
+		if (s->t->runtime_where[0])
+			json_object_object_add(o, "python_where",
+					       json_object_new_string(s->t->runtime_where));
 		if (s->t->wait.addr)
 			json_object_object_add(o, "address",
 					       json_object_new_int64((int64_t)s->t->wait.addr));
