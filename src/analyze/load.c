@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "analyze/analysis.h"
+#include "analyze/runtime/runtime.h"
 #include "arch.h"
 #include "base/util.h"
 #include "snapshot/manifest.h"
@@ -42,6 +43,17 @@ static void problem(struct analysis *a, const char *fmt, ...)
 		return;
 	}
 	a->problems[a->n_problems++] = s;
+}
+
+void analysis_add_problem(struct analysis *a, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	problem(a, "%s", buf);
 }
 
 size_t aprocess_read(const struct aprocess *ap, uint64_t addr, void *buf, size_t len)
@@ -263,8 +275,12 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 					ap->p->pid);
 				continue;
 			}
-			if (open_core(a, ap, dirfd) == 0)
+			if (open_core(a, ap, dirfd) == 0) {
 				unwind_process(ap);
+				/* Runtimes look at the modules while libdwfl still has them. */
+				if (ap->dwfl)
+					runtimes_detect(a, ap);
+			}
 			/* Frames and modules are copied out: let libdwfl and libelf go, so memory
 			 * follows one process at a time, not every core. Memory reads after this
 			 * use the core descriptor and the bounded segment table. */
@@ -284,6 +300,7 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 	close(dirfd);
 	decode_waits(a);
 	build_wait_graph(a);
+	runtimes_read(a);
 	find_cycles_and_chains(a);
 	return 0;
 }
@@ -296,6 +313,7 @@ static void frames_free(struct athread *t)
 		free(t->frames[i].file);
 	}
 	free(t->frames);
+	free(t->runtime_name);
 	free(t->unwind_error);
 	free(t->edges);
 }
@@ -321,6 +339,7 @@ void analysis_done(struct analysis *a)
 			free(ap->files[j]);
 		free(ap->files);
 		free(ap->core_error);
+		runtimes_free(ap);
 	}
 	free(a->procs);
 	for (size_t i = 0; i < a->n_cycles; i++)
