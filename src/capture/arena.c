@@ -30,6 +30,7 @@ static int add_chunk(struct arena *a, size_t size, bool touch)
 			p[off] = 0;
 	}
 	a->chunks[a->n++] = (struct arena_chunk){.base = p, .size = size};
+	a->mapped += size;
 	return 0;
 }
 

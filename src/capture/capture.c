@@ -159,7 +159,9 @@ static void choose_auto(struct capture *c, struct target *t)
 			   (double)cp / 1e6);
 		return;
 	}
+	size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
 	r = precopy_track(c, t);
+	timeline_end(c->tl, ph);
 	if (r < 0) {
 		precopy_stop(t);
 		set_method(t, METHOD_CLONE, "auto: write tracking could not start (%s), so a clone",
@@ -196,7 +198,9 @@ static int choose(struct capture *c, struct target *t)
 		if (!precopy_supported(&why))
 			return log_error(EOPNOTSUPP, "--method precopy: %s; use --method clone",
 					 why);
+		size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
 		r = precopy_track(c, t);
+		timeline_end(c->tl, ph);
 		if (r < 0) {
 			precopy_stop(t);
 			return log_error(r, "cannot track the writes of pid %d: %s", t->proc->pid,
@@ -251,7 +255,10 @@ static int reserve(struct capture *c)
 				 format_bytes(total + slack, a, sizeof(a)),
 				 format_bytes(avail, b, sizeof(b)));
 	}
+	size_t ph = timeline_begin(c->tl, "reserve", 0);
 	int r = arena_reserve(&c->arena, total + slack, c->page_size);
+	timeline_end(c->tl, ph);
+	capture_note_buffers(c);
 	if (r < 0)
 		return log_error(r, "cannot reserve %s to hold the targets' memory: %m",
 				 format_bytes(total + slack, a, sizeof(a)));
@@ -269,7 +276,10 @@ static int precopy_all(struct capture *c)
 
 		if (!live(t) || t->method != METHOD_PRECOPY)
 			continue;
+		size_t ph = timeline_begin(c->tl, "rounds", t->proc->pid);
 		r = precopy_rounds(c, t, &freeze_bytes, &bps);
+		timeline_end(c->tl, ph);
+		capture_note_buffers(c);
 		if (r == -EINTR || r == -ETIMEDOUT || (r < 0 && c->requested != METHOD_AUTO))
 			return r == -EINTR || r == -ETIMEDOUT
 				   ? r
@@ -386,6 +396,13 @@ static int target_frozen(struct capture *c, struct target *t)
 	}
 }
 
+void capture_note_buffers(struct capture *c)
+{
+	uint64_t n = c->arena.mapped + c->cap_jobs * sizeof(*c->jobs);
+
+	c->peak_buffers = MAX(c->peak_buffers, n);
+}
+
 int capture_frozen(struct capture *c)
 {
 	uint64_t t0;
@@ -404,6 +421,7 @@ int capture_frozen(struct capture *c)
 	t0 = now_ns();
 	r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->copy_ns = now_ns() - t0;
+	capture_note_buffers(c);
 	return r;
 }
 
@@ -450,9 +468,13 @@ int capture_finish(struct capture *c)
 
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (t->method == METHOD_PRECOPY)
+		if (t->method == METHOD_PRECOPY && t->uffd >= 0) {
+			size_t ph = timeline_begin(c->tl, "unregister", t->proc->pid);
 			precopy_stop(t); /* first: the target's writes are free again */
+			timeline_end(c->tl, ph);
+		}
 	}
+	capture_note_buffers(c);
 	c->copied_bytes = 0;
 	for (size_t i = 0; i < c->n_jobs; i++)
 		c->copied_bytes += c->jobs[i].len - c->jobs[i].unreadable;
@@ -461,7 +483,9 @@ int capture_finish(struct capture *c)
 		struct osm_process *p = t->proc;
 
 		if (live(t) && !c->state_only && t->method == METHOD_CLONE && t->clone_pid) {
+			size_t ph = timeline_begin(c->tl, "clone-map", p->pid);
 			r = clone_finish(c, t);
+			timeline_end(c->tl, ph);
 			if (r < 0)
 				return r;
 		}

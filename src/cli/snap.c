@@ -429,6 +429,8 @@ int cmd_snap(int argc, char **argv)
 	bool prepared = false, show_progress;
 	struct sched_aside aside = {0};
 	uint64_t t_start = now_ns();
+	struct osm_timeline *tl;
+	size_t ph;
 	int r, ret = 1;
 
 	r = parse_args(argc, argv, &o);
@@ -446,6 +448,9 @@ int cmd_snap(int argc, char **argv)
 		log_error(ENOMEM, "out of memory");
 		goto out;
 	}
+	tl = &s->timeline;
+	timeline_init(tl);
+	tl->t0_ns = t_start;
 	st.snap = s;
 	st.tree = o.tree;
 	s->scope = o.all ? "all" : o.cgroup ? "cgroup" : o.tree ? "tree" : "pids";
@@ -476,6 +481,7 @@ int cmd_snap(int argc, char **argv)
 	}
 
 	/* CPU sampling interval, then the state read just before the freeze. */
+	ph = timeline_begin(tl, "sample", 0);
 	snap_sample_begin(&st);
 	if (o.sample_ns) {
 		struct timespec ts = {(time_t)(o.sample_ns / 1000000000ull),
@@ -486,8 +492,11 @@ int cmd_snap(int argc, char **argv)
 			goto out;
 		}
 	}
+	timeline_end(tl, ph);
+	ph = timeline_begin(tl, "state", 0);
 	if (snap_load_state(&st, show_progress) < 0)
 		goto out;
+	timeline_end(tl, ph);
 
 	if (!o.output) {
 		default_output(defdir, sizeof(defdir));
@@ -498,6 +507,7 @@ int cmd_snap(int argc, char **argv)
 
 	cap.requested = (enum capture_method)capture_method_parse(o.method);
 	cap.set = &st.set;
+	cap.tl = tl;
 	cap.state_only = o.state_only;
 	cap.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -526,18 +536,25 @@ int cmd_snap(int argc, char **argv)
 		log_error(r, "cannot start the watchdog: %m");
 		goto fail;
 	}
+	ph = timeline_begin(tl, "freeze", 0);
 	r = freeze_session_freeze(&fs);
+	timeline_end(tl, ph);
 	if (r == 0)
 		r = fault_point("frozen");
 	if (r == 0)
 		r = guard_check();
+	ph = timeline_begin(tl, "copy", 0);
 	if (r == 0)
 		r = capture_frozen(&cap);
+	timeline_end(tl, ph);
 	if (r == 0)
 		r = fault_point("captured");
+	ph = timeline_begin(tl, "resume", 0);
 	freeze_session_thaw(&fs);
+	timeline_end(tl, ph);
 	guard_watchdog_disarm();
 	s->pause_us = freeze_session_pause_us(&fs);
+	timeline_set_pause(tl, fs.t_first_stop, fs.t_thawed);
 	if (r == 0)
 		r = freeze_session_check_survivors(&fs);
 	if (r == 0)
@@ -554,6 +571,7 @@ int cmd_snap(int argc, char **argv)
 		goto fail;
 	/* Writing cores: the targets run again, and come first (base/sched.h). */
 	sched_step_aside(&aside, true);
+	ph = timeline_begin(tl, "write-out", 0);
 	for (size_t i = 0; i < st.set.n; i++) {
 		struct target *t = st.set.v[i];
 		if (t->exited) {
@@ -577,7 +595,18 @@ int cmd_snap(int argc, char **argv)
 		progress(show_progress, "writing cores", i + 1, st.set.n);
 	}
 	progress_end(show_progress);
+	timeline_end(tl, ph);
+	/* Clones ended and buffers given back before the manifest, so that the timeline holds it.
+	 */
+	ph = timeline_begin(tl, "release", 0);
+	capture_release(&cap);
+	timeline_end(tl, ph);
+	tl->peak_rss = timeline_self_peak_rss();
+	tl->peak_buffers = cap.peak_buffers;
 	s->total_ms = (now_ns() - t_start) / 1000000;
+	/* The commit (manifest written, directory renamed into place) is recorded open: the
+	 * manifest cannot hold its own end. */
+	(void)timeline_begin(tl, "commit", 0);
 	r = write_manifest(&dir, s);
 	if (r == 0)
 		r = fault_point("manifest-written");
