@@ -3,11 +3,11 @@
  * osmosis-bench-stall: how long does a snapshot stall the target, as the target itself sees it?
  *
  * For each size, a victim process (this program with --victim) fills that much memory with
- * non-zero data and runs a heartbeat thread that sleeps 100 us in a loop and records the longest
- * gap between two beats. The bench resets the record, takes a snapshot of the victim with
- * osmosis, with gcore, and with the kernel's bare fork() (the victim forks a child that exits at
- * once: the floor for any copy-on-write method), and reads the longest gap back. All in one run,
- * side by side, on the same victim.
+ * records like a service's heap (fill_records) and runs a heartbeat thread that sleeps 100 us in a
+ * loop and records the longest gap between two beats. The bench resets the record, takes a snapshot
+ * of the victim with osmosis, with gcore, and with the kernel's bare fork() (the victim forks a
+ * child that exits at once: the floor for any copy-on-write method), and reads the longest gap
+ * back. All in one run, side by side, on the same victim.
  *
  * With --scale, the victims are a process with 1,000 idle threads and a tree of 500 processes,
  * and the rows are osmosis snap, osmosis snap --tree and osmosis snap --all --state-only (with the
@@ -113,6 +113,45 @@ static void *idle_thread(void *arg)
 	return arg;
 }
 
+/* What a service's heap looks like, more or less: small records of a few kinds, with ids that
+ * count up, names from a small vocabulary, timestamps, pointers to their neighbours, and a few
+ * free (zeroed) slots. Not random bytes (nothing compresses those) and not one byte repeated
+ * (everything compresses that). */
+struct record {
+	uint64_t id;
+	uint32_t kind, flags;
+	char name[24];
+	uint64_t created_ns;
+	double balance;
+	uint64_t next, prev;
+};
+
+static void fill_records(uint8_t *p, size_t len)
+{
+	static const char *const words[] = {"user",    "order",	  "session", "invoice",
+					    "account", "payment", "cart",    "item"};
+	struct record *r = (struct record *)p;
+	size_t n = len / sizeof(*r);
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		if ((seed >> 60) == 0) { /* one in 16 slots free */
+			memset(&r[i], 0, sizeof(r[i]));
+			continue;
+		}
+		r[i].id = 1000000 + i;
+		r[i].kind = (uint32_t)(seed >> 61);
+		r[i].flags = (uint32_t)((seed >> 40) & 0x7);
+		snprintf(r[i].name, sizeof(r[i].name), "%s-%06zu", words[r[i].kind], i % 250000);
+		r[i].created_ns = 1764547200000000000ull + i * 1000ull + ((seed >> 20) & 0xff);
+		r[i].balance = (double)((seed >> 32) % 5000) / 100.0;
+		r[i].next = (uint64_t)(uintptr_t)&r[i + 1];
+		r[i].prev = i ? (uint64_t)(uintptr_t)&r[i - 1] : 0;
+	}
+	memset(p + n * sizeof(*r), 0x5a, len - n * sizeof(*r));
+}
+
 /* mib of touched memory, threads idle threads, children sleeping child processes */
 static int victim_main(size_t mib, int threads, int children)
 {
@@ -126,8 +165,7 @@ static int victim_main(size_t mib, int threads, int children)
 
 	if (p == MAP_FAILED)
 		return 1;
-	for (size_t i = 0; i < len; i += 4096)
-		memset(p + i, (int)(i >> 12) | 1, 4096);
+	fill_records(p, len);
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 64 * 1024);
 	/* Children first (fork copies only the calling thread); each gets the threads too when

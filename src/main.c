@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"show", cmd_show, "show what a snapshot holds: system, processes, threads, descriptors"},
     {"analyze", cmd_analyze, "diagnose a snapshot: stacks, locks, wait graph, patterns"},
     {"patterns", cmd_patterns, "list the analysis patterns and their thresholds"},
+    {"core", cmd_core, "write the plain ELF core of one process of a snapshot (from core.PID.zst)"},
 };
 
 static void usage(FILE *f)

@@ -35,6 +35,7 @@
 #include "cli/cli.h"
 #include "cli/snap.h"
 #include "core/writer.h"
+#include "core/zcore.h"
 #include "freeze/freeze.h"
 #include "freeze/guard.h"
 #include "snapshot/dir.h"
@@ -69,6 +70,8 @@ static const char snap_usage[] =
     "  -s, --state-only        the system state and every thread's registers, no memory and no\n"
     "                          cores: fast and small\n"
     "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
+    "      --compress[=LEVEL]  write compressed cores, core.PID.zst (zstd, default level 1;\n"
+    "                          osmosis show/analyze read them, osmosis core makes a plain one)\n"
     "  -m, --method METHOD     how memory is kept as it was at the freeze instant:\n"
     "                            copy     copied into a reserved buffer during the pause\n"
     "                            clone    a copy-on-write clone made inside the target\n"
@@ -92,13 +95,23 @@ struct snap_opts {
 	uint64_t max_pause_ns;
 	uint64_t sample_ns;
 	bool quiet, tree, all, state_only, analyze;
+	bool compress;
+	int level; /* zstd's, with --compress */
 	pid_t *pids;
 	size_t n_pids;
 };
 
 static int parse_args(int argc, char **argv, struct snap_opts *o)
 {
-	enum { OPT_MAX_PAUSE = 0x100, OPT_TREE, OPT_CGROUP, OPT_ALL, OPT_SAMPLE, OPT_ANALYZE };
+	enum {
+		OPT_MAX_PAUSE = 0x100,
+		OPT_TREE,
+		OPT_CGROUP,
+		OPT_ALL,
+		OPT_SAMPLE,
+		OPT_ANALYZE,
+		OPT_COMPRESS,
+	};
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, 'o'},
 	    {"method", required_argument, NULL, 'm'},
@@ -109,6 +122,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"all", no_argument, NULL, OPT_ALL},
 	    {"state-only", no_argument, NULL, 's'},
 	    {"analyze", no_argument, NULL, OPT_ANALYZE},
+	    {"compress", optional_argument, NULL, OPT_COMPRESS},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -117,6 +131,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	int c;
 
 	o->method = "auto";
+	o->level = ZCORE_DEFAULT_LEVEL;
 	o->max_pause_ns = DEFAULT_MAX_PAUSE_NS;
 	o->sample_ns = DEFAULT_SAMPLE_NS;
 	optind = 1;
@@ -166,6 +181,19 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		case OPT_ANALYZE:
 			o->analyze = true;
 			break;
+		case OPT_COMPRESS: {
+			int64_t level = ZCORE_DEFAULT_LEVEL;
+			if (optarg && (parse_i64(optarg, 10, &level) < 0 || level < -7 ||
+				       level > 19 || level == 0))
+				return log_error(
+				    EINVAL,
+				    "--compress takes a zstd level from -7 to 19 (not 0), "
+				    "not '%s'",
+				    optarg);
+			o->compress = true;
+			o->level = (int)level;
+			break;
+		}
 		case 'q':
 			o->quiet = true;
 			log_verbosity = 0;
@@ -254,21 +282,44 @@ static void aside_tick(void *arg)
 	sched_aside_check(arg);
 }
 
+struct core_opts {
+	bool compress;
+	int level;
+	unsigned n_workers;
+	uint64_t *peak_buffers; /* raised to the sink's buffers */
+};
+
 static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_size,
-		      struct sched_aside *aside)
+		      struct sched_aside *aside, const struct core_opts *co)
 {
 	struct outfile of;
 	struct file_sink fs;
+	struct zstd_sink *zs = NULL;
 	int r;
 
-	snprintf(p->core_name, sizeof(p->core_name), "core.%d", p->pid);
+	snprintf(p->core_name, sizeof(p->core_name), "core.%d%s", p->pid,
+		 co->compress ? ZCORE_SUFFIX : "");
 	r = outfile_open(dir->dirfd, p->core_name, &of);
 	if (r < 0)
 		return log_error(r, "cannot create %s/%s: %m", dir->final, p->core_name);
 	file_sink_init(&fs, of.fd);
 	fs.tick = aside_tick;
 	fs.tick_arg = aside;
-	r = core_write(p, &fs.base, page_size);
+	if (co->compress) {
+		zs = zstd_sink_new(&fs.base, co->level, co->n_workers);
+		if (!zs) {
+			outfile_abort(&of);
+			return log_error(ENOMEM, "cannot start compressing %s/%s: out of memory",
+					 dir->final, p->core_name);
+		}
+		zstd_sink_set_tick(zs, aside_tick, aside);
+		*co->peak_buffers = MAX(*co->peak_buffers, (uint64_t)zstd_sink_buffer_bytes(zs));
+		r = core_write(p, zstd_sink_base(zs), page_size);
+		*co->peak_buffers = MAX(*co->peak_buffers, (uint64_t)zstd_sink_buffer_bytes(zs));
+		zstd_sink_free(zs);
+	} else {
+		r = core_write(p, &fs.base, page_size);
+	}
 	if (r == 0)
 		r = guard_check();
 	if (r < 0) {
@@ -570,6 +621,10 @@ int cmd_snap(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	/* Writing cores: the targets run again, and come first (base/sched.h). */
+	struct core_opts co = {.compress = o.compress,
+			       .level = o.level,
+			       .n_workers = cap.n_workers,
+			       .peak_buffers = &cap.peak_buffers};
 	sched_step_aside(&aside, true);
 	ph = timeline_begin(tl, "write-out", 0);
 	for (size_t i = 0; i < st.set.n; i++) {
@@ -586,7 +641,7 @@ int cmd_snap(int argc, char **argv)
 			t->proc->capture = "state";
 			continue;
 		}
-		r = write_core(&dir, t->proc, cap.page_size, &aside);
+		r = write_core(&dir, t->proc, cap.page_size, &aside, &co);
 		sched_aside_check(&aside);
 		if (r == 0)
 			r = fault_point("core-written");
