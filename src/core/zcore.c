@@ -49,6 +49,7 @@ struct zcore {
 	struct zent *e;
 	size_t n, cap;
 	char problem[256];
+	bool truncated; /* no index at the end: the file may hold less than was written */
 	ZSTD_DCtx *d;
 	uint8_t *cbuf;
 	size_t cbuf_cap;
@@ -125,6 +126,7 @@ static bool read_index(struct zcore *z)
 	    get32(t + 20) != ZCORE_MAGIC) {
 		snprintf(z->problem, sizeof(z->problem),
 			 "no index at its end (truncated?): read as far as its frames are whole");
+		z->truncated = true;
 		return false;
 	}
 	size = get64(t);
@@ -546,7 +548,7 @@ int zcore_extract(struct zcore *z, int out_fd)
 	}
 	if (ftruncate(out_fd, (off_t)done) < 0)
 		return -errno;
-	return done == z->size ? 0 : -EBADMSG;
+	return done == z->size && !z->truncated ? 0 : -EBADMSG;
 }
 
 void zcore_release_image(struct zcore *z)
