@@ -131,8 +131,9 @@ struct aprocess {
 	bool has_core;
 	char *core_error; /* why the core could not be read (fully) */
 	int core_fd;
-	void *elf;  /* Elf *, for memory reads */
-	void *dwfl; /* Dwfl * */
+	void *zcore; /* struct zcore * when the core is compressed (core.PID.zst), else NULL */
+	void *elf;   /* Elf *, for memory reads */
+	void *dwfl;  /* Dwfl * */
 	struct {
 		uint64_t vaddr, memsz, offset, filesz;
 		uint32_t flags;

@@ -23,6 +23,7 @@
 #include "analyze/runtime/runtime.h"
 #include "arch.h"
 #include "base/util.h"
+#include "core/zcore.h"
 #include "snapshot/manifest.h"
 
 #define MAX_NOTES_BYTES (256u << 20)
@@ -73,8 +74,10 @@ size_t aprocess_read(const struct aprocess *ap, uint64_t addr, void *buf, size_t
 		if (rel >= ap->loads[i].filesz)
 			break; /* not dumped */
 		n = (size_t)MIN((uint64_t)(len - done), ap->loads[i].filesz - rel);
-		if (pread(ap->core_fd, (char *)buf + done, n, (off_t)(ap->loads[i].offset + rel)) !=
-		    (ssize_t)n)
+		if (ap->zcore ? zcore_pread(ap->zcore, (char *)buf + done, n,
+					    ap->loads[i].offset + rel) != n
+			      : pread(ap->core_fd, (char *)buf + done, n,
+				      (off_t)(ap->loads[i].offset + rel)) != (ssize_t)n)
 			break;
 		done += n;
 	}
@@ -159,6 +162,30 @@ static void read_notes(struct analysis *a, struct aprocess *ap, Elf *elf, const 
 	}
 }
 
+/* A compressed core (core.PID.zst): an Elf over a sparse image of it (src/core/zcore.h), its
+ * size the core's; memory reads go through the zstd reader. A truncated file is a problem, and
+ * what it holds is analyzed. */
+static Elf *open_compressed(struct analysis *a, struct aprocess *ap)
+{
+	struct zcore *z = NULL;
+	char err[256];
+	void *image;
+	size_t len;
+	int r = zcore_open(ap->core_fd, &z, err, sizeof(err));
+
+	if (r == 0 && err[0])
+		problem(a, "%s: %s", ap->p->core_name, err);
+	if (r == 0 && (r = zcore_image(z, &image, &len, err, sizeof(err))) < 0)
+		zcore_close(z);
+	if (r < 0) {
+		problem(a, "%s: %s", ap->p->core_name, err[0] ? err : strerror(-r));
+		return NULL;
+	}
+	ap->zcore = z;
+	ap->core_size = zcore_size(z);
+	return elf_memory(image, len);
+}
+
 static int open_core(struct analysis *a, struct aprocess *ap, int dirfd)
 {
 	struct stat st;
@@ -176,7 +203,8 @@ static int open_core(struct analysis *a, struct aprocess *ap, int dirfd)
 		return -EINVAL;
 	}
 	ap->core_size = (uint64_t)st.st_size;
-	elf = elf_begin(ap->core_fd, ELF_C_READ_MMAP, NULL);
+	elf = zcore_name(ap->p->core_name) ? open_compressed(a, ap)
+					   : elf_begin(ap->core_fd, ELF_C_READ_MMAP, NULL);
 	if (!elf || elf_kind(elf) != ELF_K_ELF) {
 		problem(a, "core.%d: not an ELF file", ap->p->pid);
 		if (elf)
@@ -290,6 +318,7 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 			if (ap->elf)
 				elf_end(ap->elf);
 			ap->elf = NULL;
+			zcore_release_image(ap->zcore);
 			for (size_t j = 0; j < ap->n_threads; j++)
 				if (ap->threads[j].t->captured && !ap->threads[j].in_core &&
 				    ap->has_core)
@@ -329,6 +358,7 @@ void analysis_done(struct analysis *a)
 			dwfl_end(ap->dwfl);
 		if (ap->elf)
 			elf_end(ap->elf);
+		zcore_close(ap->zcore);
 		if (ap->core_fd >= 0)
 			close(ap->core_fd);
 		free(ap->loads);

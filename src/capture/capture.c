@@ -183,7 +183,9 @@ static int choose_auto(struct capture *c, struct target *t)
 			   (double)cp / 1e6);
 		return 0;
 	}
+	size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
 	r = precopy_track(c, t);
+	timeline_end(c->tl, ph);
 	if (r < 0) {
 		precopy_stop(t);
 		if (r == -EINTR || r == -ETIMEDOUT)
@@ -246,7 +248,9 @@ static int choose(struct capture *c, struct target *t)
 		if (!precopy_supported(&why))
 			return log_error(EOPNOTSUPP, "--method precopy: %s; use --method clone",
 					 why);
+		size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
 		r = precopy_track(c, t);
+		timeline_end(c->tl, ph);
 		if (r == -EAGAIN) {
 			/* No thread could take the injection after all (stopped meanwhile). */
 			precopy_stop(t);
@@ -309,7 +313,10 @@ static int reserve(struct capture *c)
 				 format_bytes(total + slack, a, sizeof(a)),
 				 format_bytes(avail, b, sizeof(b)));
 	}
+	size_t ph = timeline_begin(c->tl, "reserve", 0);
 	int r = arena_reserve(&c->arena, total + slack, c->page_size);
+	timeline_end(c->tl, ph);
+	capture_note_buffers(c);
 	if (r == -EINTR || r == -ETIMEDOUT)
 		return r; /* a signal to osmosis: reported by the caller */
 	if (r < 0)
@@ -329,7 +336,10 @@ static int precopy_all(struct capture *c)
 
 		if (!live(t) || t->method != METHOD_PRECOPY)
 			continue;
+		size_t ph = timeline_begin(c->tl, "rounds", t->proc->pid);
 		r = precopy_rounds(c, t, &freeze_bytes, &bps);
+		timeline_end(c->tl, ph);
+		capture_note_buffers(c);
 		if (r == -EINTR || r == -ETIMEDOUT || (r < 0 && c->requested != METHOD_AUTO))
 			return r == -EINTR || r == -ETIMEDOUT
 				   ? r
@@ -446,6 +456,13 @@ static int target_frozen(struct capture *c, struct target *t)
 	}
 }
 
+void capture_note_buffers(struct capture *c)
+{
+	uint64_t n = c->arena.mapped + c->cap_jobs * sizeof(*c->jobs);
+
+	c->peak_buffers = MAX(c->peak_buffers, n);
+}
+
 int capture_frozen(struct capture *c)
 {
 	uint64_t t0;
@@ -464,6 +481,7 @@ int capture_frozen(struct capture *c)
 	t0 = now_ns();
 	r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->copy_ns = now_ns() - t0;
+	capture_note_buffers(c);
 	return r;
 }
 
@@ -510,9 +528,13 @@ int capture_finish(struct capture *c)
 
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (t->method == METHOD_PRECOPY)
+		if (t->method == METHOD_PRECOPY && t->uffd >= 0) {
+			size_t ph = timeline_begin(c->tl, "unregister", t->proc->pid);
 			precopy_stop(t); /* first: the target's writes are free again */
+			timeline_end(c->tl, ph);
+		}
 	}
+	capture_note_buffers(c);
 	c->copied_bytes = 0;
 	for (size_t i = 0; i < c->n_jobs; i++)
 		c->copied_bytes += c->jobs[i].len - c->jobs[i].unreadable;
@@ -521,7 +543,9 @@ int capture_finish(struct capture *c)
 		struct osm_process *p = t->proc;
 
 		if (live(t) && !c->state_only && t->method == METHOD_CLONE && t->clone_pid) {
+			size_t ph = timeline_begin(c->tl, "clone-map", p->pid);
 			r = clone_finish(c, t);
+			timeline_end(c->tl, ph);
 			if (r < 0)
 				return r;
 		}

@@ -384,6 +384,39 @@ static const char *scope_name(const char *s)
 	return "pids";
 }
 
+/* The timeline (optional): phases beyond OSM_MAX_PHASES are counted as dropped. */
+static void read_timeline(json_object *o, struct osm_timeline *tl)
+{
+	json_object *phases = get(o, "phases", json_type_array);
+
+	if (!o)
+		return;
+	tl->t0_ns = get_u64(o, "start_ns");
+	tl->pause_ns = MIN(get_u64(o, "pause_start_us"), UINT64_MAX / 1000) * 1000;
+	tl->pause_end_ns = MIN(get_u64(o, "pause_end_us"), UINT64_MAX / 1000) * 1000;
+	tl->peak_rss = get_u64(o, "peak_rss");
+	tl->peak_buffers = get_u64(o, "peak_buffers");
+	tl->max_memory = get_u64(o, "max_memory");
+	tl->dropped = get_u64(o, "phases_dropped");
+	for (size_t i = 0; phases && i < json_object_array_length(phases); i++) {
+		json_object *e = json_object_array_get_idx(phases, i);
+		struct osm_phase *ph;
+		if (!json_object_is_type(e, json_type_object))
+			continue;
+		if (tl->n >= OSM_MAX_PHASES) {
+			tl->dropped++;
+			continue;
+		}
+		ph = &tl->phases[tl->n++];
+		copy_str(e, "name", ph->name, sizeof(ph->name));
+		ph->pid = (pid_t)get_i64(e, "pid", 0);
+		ph->start_ns = MIN(get_u64(e, "start_us"), UINT64_MAX / 1000) * 1000;
+		int64_t dur = get_i64(e, "duration_us", -1);
+		ph->dur_ns =
+		    dur < 0 ? OSM_PHASE_OPEN : MIN((uint64_t)dur, UINT64_MAX / 1000) * 1000;
+	}
+}
+
 int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char *err, size_t errlen)
 {
 	struct json_tokener *tok = json_tokener_new_ex(64);
@@ -444,6 +477,7 @@ int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char 
 	s->pause_us = get_u64(root, "pause_us");
 	s->total_ms = get_u64(root, "total_ms");
 	s->sample_ms = get_u64(root, "sample_ms");
+	read_timeline(get(root, "timeline", json_type_object), &s->timeline);
 	r = read_system(get(root, "system", json_type_object), &s->sys);
 	if (r < 0)
 		goto out;

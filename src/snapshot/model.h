@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "arch.h"
+#include "snapshot/timeline.h"
 
 #define OSM_COMM_LEN 16
 
@@ -192,8 +193,9 @@ struct osm_snapshot {
 	const char *scope; /* pids, tree, cgroup, all */
 	char *scope_arg;   /* the cgroup path, or the root pids */
 	bool state_only;
-	uint64_t sample_ms; /* the CPU sampling interval before the freeze (0: none) */
-	uint64_t total_ms;  /* the whole command, start to files renamed into place */
+	uint64_t sample_ms;	      /* the CPU sampling interval before the freeze (0: none) */
+	uint64_t total_ms;	      /* the whole command, start to files renamed into place */
+	struct osm_timeline timeline; /* phases of the command and osmosis's peak memory */
 	struct osm_system sys;
 	struct osm_process **procs;
 	size_t n_procs, cap_procs;
