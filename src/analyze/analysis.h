@@ -69,6 +69,7 @@ struct lock_info {
 
 struct athread;
 struct aprocess;
+struct module_source;
 
 enum edge_kind { EDGE_MUTEX, EDGE_JOIN, EDGE_RWLOCK, EDGE_CHILD, EDGE_PIPE, EDGE_UNIX, EDGE_TCP };
 
@@ -121,6 +122,8 @@ struct aprocess {
 	size_t n_modules;
 	char **files; /* NT_FILE paths, deduplicated */
 	size_t n_files;
+	struct module_source **sources; /* what stands for each module in libdwfl (modules.c) */
+	size_t n_sources;
 };
 
 /* A step of a cycle or chain: the waiting thread and the edge it waits through. */

@@ -7,20 +7,24 @@
  * goes. Registers and memory are not in the manifest (they are in the cores).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/fs.h"
 #include "base/util.h"
 #include "snapshot/manifest.h"
 
-#define MAX_PROCESSES 1000000
-#define MAX_THREADS   1000000
-#define MAX_FDS	      4000000
-#define MAX_KV	      100000
+#define MAX_PROCESSES	   1000000
+#define MAX_THREADS	   1000000
+#define MAX_FDS		   4000000
+#define MAX_KV		   100000
+#define MAX_MANIFEST_BYTES INT32_MAX
 
 static json_object *get(json_object *o, const char *key, json_type type)
 {
@@ -474,14 +478,63 @@ out:
 	return r;
 }
 
+/* manifest.json of a snapshot from anywhere: opened only if it is a regular file (a FIFO there
+ * would block, a device would be opened), never through a symbolic link, read up to the limit. */
+static int read_manifest_file(int dirfd, char **ret, size_t *ret_len, char *err, size_t errlen)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *buf = NULL;
+	const char *kind;
+	struct stat st;
+	size_t len = 0, cap;
+
+	fd = open_regular_file(dirfd, "manifest.json", O_NOFOLLOW, &kind);
+	if (fd < 0) {
+		if (kind)
+			snprintf(err, errlen, "manifest.json is %s, not a regular file", kind);
+		else
+			snprintf(err, errlen, "cannot read manifest.json: %s", strerror(-fd));
+		return fd;
+	}
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "cannot read manifest.json: %s", strerror(errno));
+		return -errno;
+	}
+	if ((uint64_t)st.st_size > MAX_MANIFEST_BYTES) {
+		snprintf(err, errlen, "the manifest is larger than 2 GiB");
+		return -EFBIG;
+	}
+	cap = (size_t)st.st_size + 1;
+	if (!(buf = malloc(cap)))
+		return -ENOMEM;
+	/* The file may change size while it is read: read what fits, then stop. */
+	while (len < cap - 1) {
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "cannot read manifest.json: %s", strerror(errno));
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = 0;
+	*ret = TAKE_PTR(buf);
+	*ret_len = len;
+	return 0;
+}
+
 int manifest_load(int dirfd, struct osm_snapshot **ret, char *err, size_t errlen)
 {
 	_cleanup_free_ char *buf = NULL;
-	size_t len;
-	int r = read_file_at(dirfd, "manifest.json", &buf, &len);
+	size_t len = 0;
+	int r = read_manifest_file(dirfd, &buf, &len, err, errlen);
 
 	if (r < 0) {
-		snprintf(err, errlen, "cannot read manifest.json: %s", strerror(-r));
+		if (r == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
 		return r;
 	}
 	return manifest_parse(buf, len, ret, err, errlen);
