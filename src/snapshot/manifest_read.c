@@ -25,6 +25,8 @@
 #define MAX_FDS		   4000000
 #define MAX_KV		   100000
 #define MAX_MANIFEST_BYTES INT32_MAX
+#define MAX_CPUS	   65536
+#define MAX_SWAPS	   1024
 
 static json_object *get(json_object *o, const char *key, json_type type)
 {
@@ -125,7 +127,9 @@ static int read_thread(json_object *o, struct osm_process *p)
 	if ((sc = get(o, "syscall", json_type_object))) {
 		t->syscall_nr = (long)get_i64(sc, "nr", -1);
 		if ((args = get(sc, "args", json_type_array)))
-			for (size_t i = 0; i < 6 && i < json_object_array_length(args); i++) {
+			for (size_t i = 0;
+			     i < ARRAY_SIZE(t->syscall_args) && i < json_object_array_length(args);
+			     i++) {
 				json_object *a = json_object_array_get_idx(args, i);
 				if (json_object_is_type(a, json_type_int))
 					t->syscall_args[i] = (uint64_t)json_object_get_int64(a);
@@ -300,8 +304,10 @@ static void read_psi_part(json_object *o, double avg[3], uint64_t *total)
 
 static int read_system(json_object *o, struct osm_system *sys)
 {
-	static const char *const tick_names[8] = {"user",   "nice", "system",  "idle",
-						  "iowait", "irq",  "softirq", "steal"};
+	static const char *const tick_names[] = {"user",   "nice", "system",  "idle",
+						 "iowait", "irq",  "softirq", "steal"};
+	_Static_assert(ARRAY_SIZE(tick_names) == ARRAY_SIZE(((struct osm_cpu *)0)->ticks),
+		       "one name per tick counter");
 	json_object *a, *psi;
 	int r;
 
@@ -310,7 +316,8 @@ static int read_system(json_object *o, struct osm_system *sys)
 	sys->ncpu = (long)get_i64(o, "ncpu", 0);
 	sys->uptime_s = get_double(o, "uptime_s", 0);
 	if ((a = get(o, "loadavg", json_type_array)))
-		for (size_t i = 0; i < 3 && i < json_object_array_length(a); i++)
+		for (size_t i = 0; i < ARRAY_SIZE(sys->load) && i < json_object_array_length(a);
+		     i++)
 			sys->load[i] = json_object_get_double(json_object_array_get_idx(a, i));
 	sys->runnable = clamp_i32(get_i64(o, "runnable", 0));
 	sys->threads_total = clamp_i32(get_i64(o, "threads_total", 0));
@@ -319,7 +326,7 @@ static int read_system(json_object *o, struct osm_system *sys)
 	sys->ctxt = get_u64(o, "context_switches");
 	sys->processes_forked = get_u64(o, "forks");
 	if ((a = get(o, "cpus", json_type_array))) {
-		size_t n = MIN(json_object_array_length(a), (size_t)65536);
+		size_t n = MIN(json_object_array_length(a), (size_t)MAX_CPUS);
 		sys->cpus = calloc(n + 1, sizeof(*sys->cpus));
 		if (!sys->cpus)
 			return -ENOMEM;
@@ -329,7 +336,7 @@ static int read_system(json_object *o, struct osm_system *sys)
 			cpu->cpu =
 			    get(c, "cpu", json_type_int) ? clamp_i32(get_i64(c, "cpu", 0)) : -1;
 			if ((ticks = get(c, "ticks", json_type_object)))
-				for (int k = 0; k < 8; k++)
+				for (size_t k = 0; k < ARRAY_SIZE(tick_names); k++)
 					cpu->ticks[k] = get_u64(ticks, tick_names[k]);
 			cpu->busy_pct = get_double(c, "busy_pct", -1);
 		}
@@ -340,7 +347,7 @@ static int read_system(json_object *o, struct osm_system *sys)
 		return r;
 	if ((psi = get(o, "pressure", json_type_object))) {
 		static const char *const res[] = {"cpu", "memory", "io"};
-		for (size_t i = 0; i < ARRAY_SIZE(res); i++) {
+		for (size_t i = 0; i < ARRAY_SIZE(res) && sys->n_psi < ARRAY_SIZE(sys->psi); i++) {
 			json_object *r1 = get(psi, res[i], json_type_object), *part;
 			struct osm_psi *ps;
 			if (!r1)
@@ -356,7 +363,7 @@ static int read_system(json_object *o, struct osm_system *sys)
 		}
 	}
 	if ((a = get(o, "swaps", json_type_array))) {
-		size_t n = MIN(json_object_array_length(a), (size_t)1024);
+		size_t n = MIN(json_object_array_length(a), (size_t)MAX_SWAPS);
 		sys->swaps = calloc(n + 1, sizeof(*sys->swaps));
 		if (!sys->swaps)
 			return -ENOMEM;
