@@ -290,8 +290,44 @@ static void build_threads(struct aprocess *ap)
 	ap->n_threads = ap->p->n_threads;
 }
 
+static int cmp_core_name(const void *x, const void *y, void *arg)
+{
+	struct osm_process *const *procs = arg;
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	int c = strcmp(procs[i]->core_name, procs[j]->core_name);
+	return c ? c : i < j ? -1 : i > j;
+}
+
+/* Processes that name a core file an earlier process already named: that core is another
+ * process's, and reading it again for each would let a manifest cost the analysis any time it
+ * likes. Returns a malloc'ed flag per process (NULL without memory: nothing is flagged). */
+static bool *cores_named_before(const struct osm_snapshot *s, size_t *ret_n)
+{
+	_cleanup_free_ size_t *order = calloc(s->n_procs ? s->n_procs : 1, sizeof(*order));
+	bool *later = calloc(s->n_procs ? s->n_procs : 1, sizeof(*later));
+	size_t n = 0;
+
+	*ret_n = 0;
+	if (!order || !later) {
+		free(later);
+		return NULL;
+	}
+	for (size_t i = 0; i < s->n_procs; i++)
+		if (s->procs[i]->core_name[0])
+			order[n++] = i;
+	qsort_r(order, n, sizeof(*order), cmp_core_name, s->procs);
+	for (size_t i = 1; i < n; i++)
+		if (!strcmp(s->procs[order[i - 1]]->core_name, s->procs[order[i]]->core_name)) {
+			later[order[i]] = true;
+			(*ret_n)++;
+		}
+	return later;
+}
+
 int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 {
+	_cleanup_free_ bool *shared_core = NULL;
+	size_t n_shared = 0;
 	int dirfd, r;
 
 	elf_version(EV_CURRENT);
@@ -305,6 +341,11 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 		close(dirfd);
 		return r;
 	}
+	if (a->snap->n_duplicates)
+		analysis_problem(a,
+				 "manifest.json: %zu process entries repeat one listed before (the "
+				 "first, pid %d): each process is analyzed once",
+				 a->snap->n_duplicates, a->snap->duplicate_pid);
 	a->dir = strdup(dir);
 	a->procs = calloc(a->snap->n_procs ? a->snap->n_procs : 1, sizeof(*a->procs));
 	if (!a->procs) {
@@ -313,6 +354,13 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	a->n_procs = a->snap->n_procs;
+	shared_core = cores_named_before(a->snap, &n_shared);
+	if (n_shared)
+		analysis_problem(
+		    a,
+		    "manifest.json: %zu processes name a core file that a process before "
+		    "them names: each core is read for the first only",
+		    n_shared);
 	for (size_t i = 0; i < a->n_procs; i++) {
 		struct aprocess *ap = &a->procs[i];
 		ap->p = a->snap->procs[i];
@@ -325,6 +373,8 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 						 ap->p->pid);
 				continue;
 			}
+			if (shared_core && shared_core[i])
+				continue;
 			if (open_core(a, ap, dirfd) == 0)
 				unwind_process(ap);
 			/* Frames and modules are copied out: let libdwfl and libelf go, so memory

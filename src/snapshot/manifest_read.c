@@ -380,6 +380,55 @@ static int read_system(json_object *o, struct osm_system *sys)
 	return 0;
 }
 
+static int cmp_process(const void *x, const void *y, void *arg)
+{
+	struct osm_process *const *procs = arg;
+	const struct osm_process *a = procs[*(const size_t *)x], *b = procs[*(const size_t *)y];
+
+	if (a->pid != b->pid)
+		return a->pid < b->pid ? -1 : 1;
+	if (a->start_time_s != b->start_time_s)
+		return a->start_time_s < b->start_time_s ? -1 : 1;
+	return *(const size_t *)x < *(const size_t *)y ? -1
+						       : *(const size_t *)x > *(const size_t *)y;
+}
+
+/* Leave out every process entry that repeats one before it (same pid and start time), keeping
+ * the first and the order: a manifest from anywhere may list one process a million times, and
+ * each entry would be analyzed (its core opened and unwound) again. O(n log n). */
+static int dedupe_processes(struct osm_snapshot *s)
+{
+	_cleanup_free_ size_t *order = NULL;
+	_cleanup_free_ bool *drop = NULL;
+	size_t k = 0;
+
+	if (s->n_procs < 2)
+		return 0;
+	order = calloc(s->n_procs, sizeof(*order));
+	drop = calloc(s->n_procs, sizeof(*drop));
+	if (!order || !drop)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_procs; i++)
+		order[i] = i;
+	qsort_r(order, s->n_procs, sizeof(*order), cmp_process, s->procs);
+	for (size_t i = 1; i < s->n_procs; i++) {
+		const struct osm_process *a = s->procs[order[i - 1]], *b = s->procs[order[i]];
+		if (a->pid == b->pid && a->start_time_s == b->start_time_s) {
+			drop[order[i]] = true;
+			if (!s->n_duplicates++)
+				s->duplicate_pid = b->pid;
+		}
+	}
+	for (size_t i = 0; i < s->n_procs; i++) {
+		if (drop[i])
+			process_free(s->procs[i]);
+		else
+			s->procs[k++] = s->procs[i];
+	}
+	s->n_procs = k;
+	return 0;
+}
+
 static const char *scope_name(const char *s)
 {
 	static const char *const names[] = {"pids", "tree", "cgroup", "all"};
@@ -473,6 +522,9 @@ int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char 
 			if (r < 0)
 				goto out;
 		}
+		r = dedupe_processes(s);
+		if (r < 0)
+			goto out;
 	}
 	*ret = s;
 	s = NULL;
