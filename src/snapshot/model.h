@@ -199,6 +199,10 @@ struct osm_snapshot {
 	struct osm_system sys;
 	struct osm_process **procs;
 	size_t n_procs, cap_procs;
+	/* Entries of a read manifest that repeated a process listed before (same pid and start
+	 * time): left out, so each process is analyzed once. */
+	size_t n_duplicates;
+	pid_t duplicate_pid; /* the first one repeated */
 };
 
 void mapping_done(struct osm_mapping *m);
