@@ -16,12 +16,16 @@
 
 #define ANALYSIS_MAX_FRAMES 256
 
+/* Native frames come from unwinding; a runtime (src/analyze/runtime/) adds its own, merged. */
+enum frame_kind { FRAME_NATIVE, FRAME_PYTHON };
+
 struct frame {
-	uint64_t pc;
+	enum frame_kind kind;
+	uint64_t pc;	 /* native: the pc; python: the interpreter frame's address */
 	char *function;	 /* NULL when no symbol covers pc */
 	char *module;	 /* basename of the module, NULL if none */
 	uint64_t offset; /* pc - function start, or pc - module start without a symbol */
-	char *file;	 /* source file, with debug info only */
+	char *file;	 /* source file, with debug info only (python: always when known) */
 	int line;
 };
 
@@ -70,6 +74,8 @@ struct lock_info {
 
 struct athread;
 struct aprocess;
+struct runtime;
+struct module_source;
 
 enum edge_kind {
 	EDGE_MUTEX,
@@ -81,6 +87,9 @@ enum edge_kind {
 	EDGE_TCP,
 	EDGE_FILE_LOCK, /* flock, POSIX (fcntl) or OFD lock, from /proc/locks */
 	EDGE_RUNTIME,	/* a lock of a language runtime (an interpreter's lock, a monitor) */
+	EDGE_GIL,	/* waits for a runtime's global lock (CPython's GIL) held by its waker */
+	EDGE_PYLOCK, /* waits for a lock of the runtime's (threading.Lock, RLock) held by its waker
+		      */
 };
 
 /* Who can end a wait. A mutex, a join, a child, a file lock: only the thread or process named
@@ -121,6 +130,12 @@ struct athread {
 	int scc;	/* cycle id (>0) when part of a cycle */
 	bool stuck;	/* no possible waker of its wait can go on (find_cycles_and_chains) */
 	bool waited_on; /* some other thread waits on it, or on its process */
+	/* Filled by a runtime (src/analyze/runtime/): */
+	char *runtime_name;	 /* its name in the runtime (threading.Thread.name), or NULL */
+	bool runtime_thread;	 /* the runtime knows this thread (a Python thread state) */
+	bool holds_gil;		 /* holds the runtime's global lock at the instant */
+	bool waits_gil;		 /* waits for it */
+	char runtime_where[160]; /* where its innermost runtime frame stands, "" if none */
 };
 
 struct module_info {
@@ -141,8 +156,9 @@ struct aprocess {
 	bool has_core;
 	char *core_error; /* why the core could not be read (fully) */
 	int core_fd;
-	void *elf;  /* Elf *, for memory reads */
-	void *dwfl; /* Dwfl * */
+	void *zcore; /* struct zcore * when the core is compressed (core.PID.zst), else NULL */
+	void *elf;   /* Elf *, for memory reads */
+	void *dwfl;  /* Dwfl * */
 	struct {
 		uint64_t vaddr, memsz, offset, filesz;
 		uint32_t flags;
@@ -156,6 +172,12 @@ struct aprocess {
 	size_t n_free;			/* threads that can go on (find_cycles_and_chains) */
 	struct file_range *file_ranges; /* NT_FILE mappings (for pcs outside every module) */
 	size_t n_file_ranges;
+	/* The language runtime found in it (src/analyze/runtime/), or NULL. */
+	const struct runtime *runtime;
+	void *runtime_state;
+	char *runtime_version;		/* "CPython 3.11.2" */
+	struct module_source **sources; /* what stands for each module in libdwfl (modules.c) */
+	size_t n_sources;
 };
 
 /* A step of a cycle or chain: the waiting thread and the edge it waits through. */
@@ -250,3 +272,11 @@ size_t edge_targets(const struct edge *e, struct athread **out, size_t max);
 /* Can the waker go on: its thread is not stuck, or (a process) one of its threads is not. */
 bool waker_can_go_on(const struct waker *w);
 const char *wait_mode_name(enum wait_mode m); /* "this-one", "any-of", "all-of" */
+/* A "this one" wait on one thread (or, to_thread NULL, one process), for runtimes: the short
+ * form of graph_add_wait + edge_add_waker. */
+void analysis_add_edge(struct athread *from, enum edge_kind kind, struct athread *to_thread,
+		       struct aprocess *to_proc, const char *text);
+/* Record a problem of the snapshot (what could not be read): a one-line reason, shown by
+ * truncated-dump. */
+void analysis_problem(struct analysis *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));

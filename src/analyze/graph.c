@@ -103,6 +103,15 @@ int edge_add_waker(struct edge *e, struct athread *thread, struct aprocess *proc
 	return 0;
 }
 
+void analysis_add_edge(struct athread *from, enum edge_kind kind, struct athread *to_thread,
+		       struct aprocess *to_proc, const char *text)
+{
+	struct edge *e = graph_add_wait(from, kind, WAIT_THIS_ONE, text);
+	if (e && (to_thread || to_proc))
+		edge_add_waker(e, to_thread, to_proc, -1,
+			       kind == EDGE_GIL ? "holds the GIL" : "owner");
+}
+
 /* Append ", any of: pid 1 fd 4, pid 2 fd 4" (the wakers) to the edge's text, as room allows. */
 static void name_wakers(struct edge *e, const char *what)
 {

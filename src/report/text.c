@@ -65,9 +65,17 @@ static void line_wrap(FILE *out, const char *indent, const char *text)
 	wrap2(out, first, rest, text + lead);
 }
 
+static const char *thread_name(const struct athread *t)
+{
+	return t->runtime_name ? t->runtime_name : t->t->name;
+}
+
 static void frame_text(const struct frame *f, char *buf, size_t len)
 {
-	if (f->function && f->file)
+	if (f->kind == FRAME_PYTHON)
+		snprintf(buf, len, "%s (python) %s:%d", f->function ? f->function : "?",
+			 f->file ? f->file : "?", f->line);
+	else if (f->function && f->file)
 		snprintf(buf, len, "%s (%s) %s:%d", f->function, f->module ? f->module : "?",
 			 f->file, f->line);
 	else if (f->function)
@@ -143,7 +151,7 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 		for (size_t j = 0; j < g->n; j++) {
 			int w =
 			    snprintf(buf, sizeof(buf), " %d/%d \"%s\"", g->threads[j]->proc->p->pid,
-				     g->threads[j]->t->tid, g->threads[j]->t->name);
+				     g->threads[j]->t->tid, thread_name(g->threads[j]));
 			if (col + (size_t)w > WIDTH) {
 				fputs("\n   ", out);
 				col = 3;
@@ -152,6 +160,8 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 			col += (size_t)w;
 		}
 		fputc('\n', out);
+		if (g->threads[0]->holds_gil)
+			fprintf(out, "    holds the GIL\n");
 		if (g->threads[0]->wait.text[0])
 			line_wrap(out, "    waits: ", g->threads[0]->wait.text);
 		for (size_t k = 0; k < g->threads[0]->n_frames; k++) {
