@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "freeze/freeze.h"
+#include "proc/schedstat.h"
 #include "proc/sockets.h"
 #include "proc/system.h"
 #include "proc/targets.h"
@@ -26,8 +27,10 @@ struct snap_state {
 	struct {
 		pid_t *tids;
 		uint64_t *ticks, *switches;
+		struct sched_sample *sched; /* schedstat run and wait (proc/schedstat.h) */
 		size_t n;
-	} * thread_ticks; /* one per target, by index */
+	} * thread_ticks;		/* one per target, by index */
+	struct proc_cpu_sample all_cpu; /* every process of the machine, for the top consumers */
 	size_t n_thread_ticks;
 	uint64_t sample_t0;
 };

@@ -169,7 +169,11 @@ void snap_sample_begin(struct snap_state *st)
 		proc_thread_ticks(t->ref.procfd, &st->thread_ticks[i].tids,
 				  &st->thread_ticks[i].ticks, &st->thread_ticks[i].switches,
 				  &st->thread_ticks[i].n);
+		if (st->thread_ticks[i].n)
+			proc_thread_demand(t->ref.procfd, st->thread_ticks[i].tids,
+					   st->thread_ticks[i].n, &st->thread_ticks[i].sched);
 	}
+	(void)proc_sample_all_cpu(&st->all_cpu);
 }
 
 static struct sock_table *sockets_for(struct snap_state *st, struct target *t)
@@ -207,6 +211,10 @@ static int load_target(struct snap_state *st, struct target *t, size_t idx, uint
 		proc_apply_cpu_sample(t->proc, st->thread_ticks[idx].tids,
 				      st->thread_ticks[idx].ticks, st->thread_ticks[idx].switches,
 				      st->thread_ticks[idx].n, interval);
+	if (idx < st->n_thread_ticks && st->thread_ticks[idx].n)
+		proc_apply_demand_sample(t->ref.procfd, t->proc, st->thread_ticks[idx].tids,
+					 st->thread_ticks[idx].sched, st->thread_ticks[idx].n,
+					 interval);
 	proc_load_details(&t->ref, t->proc);
 	r = proc_load_fds(&t->ref, t->proc, sockets_for(st, t));
 	if (r < 0)
@@ -245,6 +253,9 @@ int snap_load_state(struct snap_state *st, bool show_progress)
 	r = system_load(&st->snap->sys, st->snap->sample_ms ? &st->cpus_before : NULL);
 	if (r < 0)
 		return log_error(r, "cannot read the system state: %m");
+	/* The machine's top CPU consumers over the interval, in the snapshot or not. */
+	if (st->snap->sample_ms)
+		(void)proc_top_consumers(&st->all_cpu, interval, 10, &st->snap->sys);
 	return 0;
 }
 
@@ -316,8 +327,10 @@ void snap_state_done(struct snap_state *st)
 		free(st->thread_ticks[i].tids);
 		free(st->thread_ticks[i].ticks);
 		free(st->thread_ticks[i].switches);
+		free(st->thread_ticks[i].sched);
 	}
 	free(st->thread_ticks);
 	cpu_sample_done(&st->cpus_before);
+	proc_cpu_sample_done(&st->all_cpu);
 	target_set_done(&st->set);
 }

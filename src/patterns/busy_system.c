@@ -2,11 +2,12 @@
 /* busy-system: every CPU busy, runnable threads well above the CPU count, or CPU pressure. */
 #include <string.h>
 
+#include "base/util.h"
 #include "patterns/pattern.h"
 
 static const char *const recs[] = {
     "The machine is short of CPU: everything on it runs slower, timeouts fire. Find the "
-    "consumers (spiking-thread findings, or `osmosis show` sorted by CPU%) and limit them.",
+    "consumers (named below, and the spiking-thread findings linked) and limit them.",
     "If this is normal load, the machine needs more CPUs or the service more instances.",
     NULL,
 };
@@ -52,21 +53,46 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 	json_object_object_add(finding_ev(f), "cpu_busy_pct", json_object_new_double(cpu));
 	json_object_object_add(finding_ev(f), "procs_running",
 			       json_object_new_int64((int64_t)s->procs_running));
-	/* The consumers: processes using half a CPU or more, and their busiest threads. */
+	/* The consumers: the machine's top processes over the interval (in the snapshot or not),
+	 * then the snapshot's processes that want half a CPU or more, with their threads. */
+	json_object *top = json_object_new_array();
+	if (s->n_top)
+		finding_line(f, "top CPU consumers over the interval (the whole machine):");
+	for (size_t i = 0; i < s->n_top; i++) {
+		const struct aprocess *ap = analysis_find_process(a, s->top[i].pid);
+		json_object *c = json_object_new_object();
+		finding_line(f, "  pid %d (%s) %.0f%% of a CPU%s", s->top[i].pid, s->top[i].comm,
+			     s->top[i].cpu_pct, ap ? ", in the snapshot" : "");
+		json_object_object_add(c, "pid", json_object_new_int(s->top[i].pid));
+		json_object_object_add(c, "comm", json_object_new_string(s->top[i].comm));
+		json_object_object_add(c, "cpu_pct", json_object_new_double(s->top[i].cpu_pct));
+		json_object_object_add(c, "in_snapshot", json_object_new_boolean(ap != NULL));
+		json_object_array_add(top, c);
+		if (ap && i < 5)
+			finding_pid(f, ap->p->pid);
+	}
+	json_object_object_add(finding_ev(f), "top_consumers", top);
 	for (size_t i = 0; i < a->n_procs; i++) {
-		double sum = 0;
-		for (size_t j = 0; j < a->procs[i].n_threads; j++)
-			if (a->procs[i].threads[j].t->has_cpu_pct)
-				sum += a->procs[i].threads[j].t->cpu_pct;
+		double sum = 0, got = 0;
+		for (size_t j = 0; j < a->procs[i].n_threads; j++) {
+			const struct osm_thread *t = a->procs[i].threads[j].t;
+			if (t->has_demand)
+				sum += MIN(100.0, t->run_pct + t->runq_wait_pct);
+			else if (t->has_cpu_pct)
+				sum += t->cpu_pct;
+			if (t->has_cpu_pct)
+				got += t->cpu_pct;
+		}
 		if (sum < 50)
 			continue;
 		finding_pid(f, a->procs[i].p->pid);
-		finding_line(f, "pid %d (%s) uses %.0f%% of a CPU", a->procs[i].p->pid,
-			     a->procs[i].p->comm, sum);
+		finding_line(f, "pid %d (%s) wants %.0f%% of a CPU and got %.0f%%",
+			     a->procs[i].p->pid, a->procs[i].p->comm, sum, got);
 		for (size_t j = 0; j < a->procs[i].n_threads; j++) {
-			const struct athread *t = &a->procs[i].threads[j];
-			if (t->t->has_cpu_pct && t->t->cpu_pct >= 20)
-				finding_tid(f, t->t->tid);
+			const struct osm_thread *t = a->procs[i].threads[j].t;
+			double d = t->has_demand ? t->run_pct + t->runq_wait_pct : t->cpu_pct;
+			if ((t->has_demand || t->has_cpu_pct) && d >= 20)
+				finding_tid(f, t->tid);
 		}
 	}
 }

@@ -1,5 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* spiking-thread: a thread near 100% of a CPU over the sampling interval, with its stack. */
+/* spiking-thread: a thread that wants a whole CPU over the sampling interval, with its stack.
+ * Its demand is the time it ran plus the time it waited runnable in a run queue (schedstat): on
+ * a saturated machine a spinner gets a share of a CPU, but asks for all of it. Demand counts
+ * for threads that (nearly) never gave the CPU up by themselves; without schedstat (older
+ * snapshots), the CPU it got. */
+#include <stdio.h>
+
+#include "base/util.h"
 #include "patterns/pattern.h"
 
 static const char *const recs[] = {
@@ -11,7 +18,8 @@ static const char *const recs[] = {
 };
 
 static const struct threshold thresholds[] = {
-    {"spiking-thread.cpu", 90, "% of a CPU", "CPU use over the sampling interval"},
+    {"spiking-thread.cpu", 90, "% of a CPU",
+     "CPU demand (run time plus run-queue wait) over the sampling interval"},
 };
 
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
@@ -22,15 +30,29 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		const struct aprocess *ap = &a->procs[i];
 		for (size_t j = 0; j < ap->n_threads; j++) {
 			const struct athread *t = &ap->threads[j];
-			char label[160];
-			if (!t->t->has_cpu_pct || t->t->cpu_pct < min)
+			char label[160], how[160] = "";
+			double demand = t->t->has_cpu_pct ? t->t->cpu_pct : 0;
+			/* What it wanted counts for a thread that never gave the CPU up by
+			 * itself (a sleeper that wakes every millisecond also waits in the run
+			 * queue on a busy machine, but is no spinner). */
+			if (t->t->has_demand && t->t->voluntary_in_sample >= 0 &&
+			    (double)t->t->voluntary_in_sample <=
+				MAX(3.0, (double)a->snap->sample_ms / 50))
+				demand =
+				    MAX(demand, MIN(100.0, t->t->run_pct + t->t->runq_wait_pct));
+			if ((!t->t->has_cpu_pct && !t->t->has_demand) || demand < min)
 				continue;
 			thread_label(t, label, sizeof(label));
+			if (t->t->has_demand && t->t->runq_wait_pct >= 10)
+				snprintf(
+				    how, sizeof(how),
+				    " (it ran %.0f%% and waited for a CPU %.0f%% of the time: the "
+				    "machine is short of CPU)",
+				    MIN(100.0, t->t->run_pct), MIN(100.0, t->t->runq_wait_pct));
 			struct finding *f = finding_new(
 			    out, self, SEV_WARNING,
-			    "%s used %.0f%% of a CPU during the %llu ms "
-			    "before the freeze.",
-			    label, t->t->cpu_pct, (unsigned long long)a->snap->sample_ms);
+			    "%s wanted %.0f%% of a CPU during the %llu ms before the freeze%s.",
+			    label, demand, (unsigned long long)a->snap->sample_ms, how);
 			if (!f)
 				return;
 			finding_pid(f, ap->p->pid);
@@ -41,6 +63,14 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 			finding_frames(f, t, 10);
 			json_object_object_add(finding_ev(f), "cpu_pct",
 					       json_object_new_double(t->t->cpu_pct));
+			json_object_object_add(finding_ev(f), "demand_pct",
+					       json_object_new_double(demand));
+			if (t->t->has_demand) {
+				json_object_object_add(finding_ev(f), "run_pct",
+						       json_object_new_double(t->t->run_pct));
+				json_object_object_add(finding_ev(f), "runq_wait_pct",
+						       json_object_new_double(t->t->runq_wait_pct));
+			}
 		}
 	}
 }
@@ -49,7 +79,8 @@ const struct pattern pattern_spiking_thread = {
     .id = "spiking-thread",
     .title = "Spiking thread",
     .severity = SEV_WARNING,
-    .description = "A thread uses (nearly) a whole CPU.",
+    .description = "A thread wants (nearly) a whole CPU: it runs, or waits runnable for a "
+		   "CPU, the whole interval.",
     .needs = "the manifest (CPU sampling) and cores (its stack)",
     .thresholds = thresholds,
     .n_thresholds = 1,

@@ -98,6 +98,17 @@ static json_object *thread_json(const struct osm_thread *t)
 	    t->switches_after_thaw >= 0 ? jint(t->switches_after_thaw) : NULL);
 	ADD(o, "kernel_stack", t->kstack ? jstr(t->kstack) : NULL);
 	ADD(o, "stack_swapped_pages", ju64(t->stack_swapped_pages));
+	if (t->has_schedstat) {
+		json_object *ss = json_object_new_object();
+		ADD(ss, "run_ns", ju64(t->sched_run_ns));
+		ADD(ss, "wait_ns", ju64(t->sched_wait_ns));
+		ADD(ss, "slices", ju64(t->sched_slices));
+		ADD(o, "schedstat", ss);
+	}
+	ADD(o, "run_pct", t->has_demand ? json_object_new_double(t->run_pct) : NULL);
+	ADD(o, "runq_wait_pct", t->has_demand ? json_object_new_double(t->runq_wait_pct) : NULL);
+	ADD(o, "voluntary_switches_in_sample",
+	    t->has_demand && t->voluntary_in_sample >= 0 ? jint(t->voluntary_in_sample) : NULL);
 	return o;
 }
 
@@ -266,6 +277,17 @@ static json_object *system_json(const struct osm_system *sys)
 		json_object_array_add(swaps, s);
 	}
 	ADD(o, "swaps", swaps);
+	if (sys->n_top) {
+		json_object *top = json_object_new_array();
+		for (size_t i = 0; i < sys->n_top; i++) {
+			json_object *c = json_object_new_object();
+			ADD(c, "pid", jint(sys->top[i].pid));
+			ADD(c, "comm", jstr(sys->top[i].comm));
+			ADD(c, "cpu_pct", json_object_new_double(sys->top[i].cpu_pct));
+			json_object_array_add(top, c);
+		}
+		ADD(o, "top_consumers", top);
+	}
 	return o;
 }
 

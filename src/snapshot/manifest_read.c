@@ -111,7 +111,7 @@ static const char *capture_name(const char *s)
 static int read_thread(json_object *o, struct osm_process *p)
 {
 	struct osm_thread *t = process_add_thread(p, clamp_i32(get_i64(o, "tid", 0)));
-	json_object *sc, *args;
+	json_object *sc, *args, *ss;
 	const char *st, *ks;
 
 	if (!t)
@@ -152,6 +152,18 @@ static int read_thread(json_object *o, struct osm_process *p)
 	if (t->switches_after_thaw < -1)
 		t->switches_after_thaw = -1;
 	t->stack_swapped_pages = get_u64(o, "stack_swapped_pages");
+	if ((ss = get(o, "schedstat", json_type_object))) {
+		t->sched_run_ns = get_u64(ss, "run_ns");
+		t->sched_wait_ns = get_u64(ss, "wait_ns");
+		t->sched_slices = get_u64(ss, "slices");
+		t->has_schedstat = true;
+	}
+	if (get(o, "run_pct", json_type_double) || get(o, "run_pct", json_type_int)) {
+		t->run_pct = get_double(o, "run_pct", 0);
+		t->runq_wait_pct = get_double(o, "runq_wait_pct", 0);
+		t->has_demand = true;
+		t->voluntary_in_sample = get_i64(o, "voluntary_switches_in_sample", -1);
+	}
 	if ((ks = get_str(o, "kernel_stack")))
 		t->kstack = strdup(ks);
 	return 0;
@@ -366,6 +378,22 @@ static int read_system(json_object *o, struct osm_system *sys)
 				read_psi_part(part, ps->full, &ps->full_total_us);
 				ps->has_full = true;
 			}
+		}
+	}
+	if ((a = get(o, "top_consumers", json_type_array))) {
+		size_t n = MIN(json_object_array_length(a), (size_t)1024);
+		sys->top = calloc(n + 1, sizeof(*sys->top));
+		if (!sys->top)
+			return -ENOMEM;
+		for (size_t i = 0; i < n; i++) {
+			json_object *c = json_object_array_get_idx(a, i);
+			struct osm_top *tp;
+			if (!json_object_is_type(c, json_type_object))
+				continue;
+			tp = &sys->top[sys->n_top++];
+			tp->pid = clamp_i32(get_i64(c, "pid", 0));
+			copy_str(c, "comm", tp->comm, sizeof(tp->comm));
+			tp->cpu_pct = get_double(c, "cpu_pct", 0);
 		}
 	}
 	if ((a = get(o, "swaps", json_type_array))) {

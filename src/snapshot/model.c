@@ -38,6 +38,7 @@ void system_done(struct osm_system *sys)
 		free(sys->swaps[i].type);
 	}
 	free(sys->swaps);
+	free(sys->top);
 	memset(sys, 0, sizeof(*sys));
 }
 
@@ -104,6 +105,7 @@ struct osm_thread *process_add_thread(struct osm_process *p, pid_t tid)
 	t->syscall_nr = -1;
 	t->last_cpu = -1;
 	t->switches_in_sample = -1;
+	t->voluntary_in_sample = -1;
 	t->last_ran_ago_ms = -1;
 	t->switches_after_thaw = -1;
 	p->threads[p->n_threads++] = t;

@@ -39,6 +39,13 @@ struct osm_thread {
 					 snapshot had resumed it: what the freeze itself caused is
 					 counted before the next snapshot's figure; -1 unknown */
 	uint64_t stack_swapped_pages; /* stack pages in swap at the freeze (pagemap) */
+	/* schedstat (proc/schedstat.h): totals when its state was read, and over the sampling
+	 * interval the share of a CPU it ran and waited runnable for one (its demand) */
+	uint64_t sched_run_ns, sched_wait_ns, sched_slices;
+	bool has_schedstat;
+	double run_pct, runq_wait_pct; /* over the interval, % of a CPU */
+	bool has_demand;
+	int64_t voluntary_in_sample; /* voluntary context switches over the interval; -1 unknown */
 	char name[OSM_COMM_LEN + 1];
 	char state;	    /* /proc state letter sampled just before the freeze */
 	bool seized;	    /* we are its tracer (PTRACE_SEIZE or auto-attached at clone) */
@@ -163,6 +170,13 @@ struct osm_swap {
 	int priority;
 };
 
+/* A process of the machine (in the snapshot or not) among the top CPU consumers of the interval. */
+struct osm_top {
+	pid_t pid;
+	char comm[OSM_COMM_LEN + 1];
+	double cpu_pct; /* % of one CPU over the sampling interval */
+};
+
 struct osm_system {
 	long ncpu;
 	double uptime_s, idle_s;
@@ -179,6 +193,8 @@ struct osm_system {
 	size_t n_psi;
 	struct osm_swap *swaps;
 	size_t n_swaps;
+	struct osm_top *top; /* the top CPU consumers over the sampling interval, most first */
+	size_t n_top;
 };
 
 /* A file lock from /proc/locks, taken with the state: a held lock, or a waiter blocked on one
