@@ -321,6 +321,17 @@ def test_handle_leak():
         (f,) = findings(rep, "handle-leak")
         check(f["pids"] == [v.pid] and f["severity"] == "error", "%s" % f)
         check(f["evidence"]["by_type"]["eventfd"] == 300, "breakdown %s" % f["evidence"])
+    # both ends of 100 socket pairs and 100 pipes, far from the limit: a leak by evidence
+    with waits_victim("pairs", 100) as v, TempDir() as tmp:
+        d, rep = snap_and_analyze(v, tmp)
+        (f,) = findings(rep, "handle-leak")
+        check(f["severity"] == "warning" and f["evidence"]["own_pairs"] == 200, "%s" % f)
+    # 300 different files open at once (a checkpointer at work): no leak, however many
+    with TempDir() as tmp:
+        os.mkdir(os.path.join(tmp, "rel"))
+        with waits_victim("files", 300, os.path.join(tmp, "rel")) as v:
+            d, rep = snap_and_analyze(v, tmp)
+            check(not findings(rep, "handle-leak"), "%s" % findings(rep, "handle-leak"))
 
 
 def cgroup2_root():

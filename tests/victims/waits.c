@@ -20,6 +20,8 @@
  *   jit           a thread ("v-anon") looping in pause() from code copied to anonymous
  *                 executable memory, another ("v-memfd") from code in a memfd named "jit-code"
  *   same-code     two threads ("v-same") blocked in one function on two different mutexes
+ *   pairs N       N socket pairs and N pipes, both ends kept and never used (a leak)
+ *   files N DIR   N different files of DIR open at once (a checkpointer at work: no leak)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -33,6 +35,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -479,6 +482,38 @@ static void setup_same_code(void)
 	printf("ready pid=%d m0=%p m1=%p\n", getpid(), (void *)&same[0], (void *)&same[1]);
 }
 
+static void raise_nofile(int n)
+{
+	struct rlimit rl = {.rlim_cur = (rlim_t)n, .rlim_max = (rlim_t)n};
+	struct rlimit cur;
+	if (getrlimit(RLIMIT_NOFILE, &cur) == 0 && cur.rlim_max != RLIM_INFINITY &&
+	    cur.rlim_max < rl.rlim_max)
+		rl.rlim_cur = rl.rlim_max = cur.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+static void setup_pairs(int n)
+{
+	raise_nofile(8 * n + 100);
+	for (int i = 0; i < n; i++) {
+		int sv[2], p[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || pipe(p) < 0)
+			die("socketpair/pipe");
+	}
+	printf("ready pid=%d\n", getpid());
+}
+
+static void setup_files(int n, const char *dir)
+{
+	raise_nofile(4 * n + 100);
+	for (int i = 0; i < n; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "rel.%d", i);
+		(void)open_file(dir, name);
+	}
+	printf("ready pid=%d\n", getpid());
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -495,6 +530,10 @@ int main(int argc, char **argv)
 		setup_fcntl_range(dir);
 	} else if (!strcmp(mode, "pipe-full")) {
 		setup_pipe_full();
+	} else if (!strcmp(mode, "pairs")) {
+		setup_pairs(argc > 2 ? atoi(argv[2]) : 100);
+	} else if (!strcmp(mode, "files")) {
+		setup_files(argc > 2 ? atoi(argv[2]) : 300, argc > 3 ? argv[3] : "/tmp");
 	} else if (!strcmp(mode, "jit")) {
 		setup_jit();
 	} else if (!strcmp(mode, "same-code")) {
