@@ -183,6 +183,26 @@ static void fd_edges(struct analysis *a, struct athread *t, const struct osm_fd 
 			break; /* one waker per process */
 		}
 	}
+	/* A TCP connection not accepted yet: the process listening on its port will end it. */
+	if (!e && sock && f->remote && strcmp(f->proto, "unix")) {
+		const char *port = strrchr(f->remote, ':');
+		for (size_t i = 0; port && i < a->n_procs; i++) {
+			struct aprocess *ap = &a->procs[i];
+			for (size_t j = 0; j < ap->p->n_fds; j++) {
+				const struct osm_fd *g = &ap->p->fds[j];
+				const char *gp = g->local ? strrchr(g->local, ':') : NULL;
+				if (strcmp(g->type, "socket") || strcmp(g->sock_state, "listen") ||
+				    strcmp(g->proto, f->proto) || !gp || strcmp(gp, port))
+					continue;
+				if (!e && !(e = graph_add_wait(t, kind, WAIT_ANY_OF, text)))
+					return;
+				if (edge_add_waker(e, NULL, ap, g->fd,
+						   "listens: the connection is not accepted yet") < 0)
+					return;
+				break;
+			}
+		}
+	}
 	if (!e)
 		return;
 	if (e->n_wakers == 1 && e->wakers[0].proc == t->proc && pipe && reading)
