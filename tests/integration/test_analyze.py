@@ -218,6 +218,47 @@ def test_fcntl_range_wait():
         no_errors_or_warnings(rep, p2)
 
 
+def test_cxx_std_mutex_deadlock_with_demangled_names():
+    cxx = os.environ.get("VICTIM_CXX") or os.path.join(os.path.dirname(osmtest.VICTIM),
+                                                        "victim-cxx")
+    if not os.access(cxx, os.X_OK):
+        print("skip: no C++ victim (no C++ compiler at build time)")
+        sys.exit(77)
+    with Victim(cmd=[cxx]) as v, TempDir() as tmp:
+        d, rep = snap_and_analyze(v, tmp)
+        (f,) = findings(rep, "deadlock")
+        want = tids_named(d, v.pid, "v-transfer-a") + tids_named(d, v.pid, "v-transfer-b")
+        check(sorted(f["tids"]) == sorted(want), "deadlock %s, want %s" % (f["tids"], want))
+        lines = "\n".join(f["evidence"]["lines"])
+        check("bank::Account::transfer_to(bank::Account&, long, std::atomic<int>&)" in lines,
+              "demangled names: %s" % lines)
+        check("_ZN4bank" not in lines, "a mangled name left: %s" % lines)
+        fr = [x["function"] for t in rep["processes"][0]["threads"] for x in t["frames"]]
+        check(not [x for x in fr if x and x.startswith("_Z")], "mangled frames %s" % fr)
+
+
+def test_frames_outside_every_module_say_what_memory_they_are_in():
+    with waits_victim("jit") as v, TempDir() as tmp:
+        d, rep = snap_and_analyze(v, tmp)
+        th = {t["name"]: t for t in rep["processes"][0]["threads"]}
+        check(th["v-anon"]["frames"][0]["module"] == "[anonymous executable memory]",
+              "anon %s" % th["v-anon"]["frames"][:2])
+        check("memfd:jit-code" in th["v-memfd"]["frames"][0]["module"],
+              "memfd %s" % th["v-memfd"]["frames"][:2])
+        r = osmosis("analyze", d)
+        check("?+0x0" not in r.stdout and "[anonymous executable memory]" in r.stdout, r.stdout)
+
+
+def test_identical_stacks_group_only_on_the_same_object():
+    with waits_victim("same-code") as v, TempDir() as tmp:
+        d, rep = snap_and_analyze(v, tmp)
+        r = osmosis("analyze", d)
+        stacks = r.stdout.split("Stack trace collection")[1]
+        check(stacks.count('"v-same"') == 2 and "2 threads:" not in stacks,
+              "two mutexes, two groups: %s" % stacks)
+        check(v.info["m0"][2:] in stacks and v.info["m1"][2:] in stacks, "both addresses")
+
+
 def test_high_contention_names_waiters_and_owner():
     with Victim("contention", 10) as v, TempDir() as tmp:
         d, rep = snap_and_analyze(v, tmp)
