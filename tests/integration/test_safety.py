@@ -198,6 +198,53 @@ def test_watchdog_covers_threads_held_outside_the_freeze():
         v.verify()
 
 
+def children_of(pid):
+    """(pid, state) of every child of pid, zombies included."""
+    out = []
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % e) as f:
+                st = f.read()
+        except OSError:
+            continue
+        rest = st[st.rindex(")") + 2:].split()
+        if int(rest[1]) == pid:
+            out.append((int(e), rest[0]))
+    return out
+
+
+def test_no_zombie_whatever_moment_the_clone_method_is_killed():
+    """SIGKILL at 50 random moments of --method clone (a 256 MiB writer, so the clone takes
+    milliseconds): never a <defunct> (or any) child of the target, and the target fine."""
+    rnd = random.Random(15)
+    with Victim("writer", 65536) as v, TempDir() as tmp:
+        t0 = time.time()
+        osmtest.snap("--method", "clone", "--sample", "0", "-o", os.path.join(tmp, "full"),
+                     v.pid)
+        span = max(time.time() - t0, 0.2)
+        for i in range(50):
+            p = subprocess.Popen([osmtest.OSMOSIS, "snap", "--method", "clone", "--sample",
+                                  "0", "-o", os.path.join(tmp, "k%d" % i), str(v.pid)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rnd.uniform(0.0, span))
+            p.kill()
+            p.wait()
+            v.assert_running()
+            # An intermediate that osmosis's death let go makes its clone and exits on its own
+            # (milliseconds); the target's thread reaps it. Nothing may stay.
+            deadline = time.time() + 5
+            while children_of(v.pid) and time.time() < deadline:
+                time.sleep(0.02)
+            kids = children_of(v.pid)
+            check(not kids, "kill %d (%s): children of the target: %s" % (i, p.returncode, kids))
+        # what the kills left (trampoline pages) the next snapshot removes
+        osmtest.snap("--method", "copy", "--sample", "0", "-o", os.path.join(tmp, "tidy"), v.pid)
+        check(not children_of(v.pid), "children after the tidy: %s" % children_of(v.pid))
+        v.verify()
+
+
 POINTS = ["vetted", "prepared", "frozen", "captured", "thawed", "core-written",
           "manifest-written"]
 
