@@ -129,7 +129,7 @@ static int hold_clone(struct target *t)
  * clone() run from it, the page unmapped. */
 struct clone_run {
 	struct target *t;
-	int64_t ret; /* the clone syscall's result */
+	int64_t ret; /* the clone's result: the clone's pid in the target, or -errno */
 	int fault;   /* the fault point's answer */
 	int lost;    /* a signal from outside met while injecting */
 };
@@ -154,9 +154,9 @@ static void finish_intermediate(pid_t mid)
 
 /* The intermediate I (trampoline.S) is in its first stop: it dies with osmosis from here on,
  * and so does the clone it makes (options are inherited). Step it through its clone(): the
- * clone C is held; then I exits. Returns 0 or a negative errno (the clone's own failure, such as
- * -EAGAIN under pids.max, included). */
-static int make_clone_in(struct target *t, pid_t mid)
+ * clone C is held; then I exits. Returns 0 or a negative errno of the machinery; the clone's own
+ * failure (such as -EAGAIN under pids.max) goes to *ret_clone. */
+static int make_clone_in(struct target *t, pid_t mid, int64_t *ret_clone)
 {
 	struct inject im = {.tid = mid};
 	int64_t ret = -ECHILD;
@@ -174,8 +174,7 @@ static int make_clone_in(struct target *t, pid_t mid)
 		t->clone_pid = im.child;
 		t->clone_vpid = ret > 0 ? (pid_t)ret : 0;
 	}
-	if (r == 0 && ret < 0)
-		r = (int)ret;
+	*ret_clone = ret;
 	if (t->clone_pid) {
 		int e = hold_clone(t);
 		if (r == 0)
@@ -211,16 +210,17 @@ static int run_clone(struct inject *in, void *ctx)
 	mid = in->child;
 	in->child = 0;
 	if (mid > 0) {
+		int64_t mid_vpid = cr->ret;
 		if (r == 0 && cr->ret > 0)
-			r = make_clone_in(t, mid);
+			r = make_clone_in(t, mid, &cr->ret);
 		else
 			finish_intermediate(mid);
 		/* The thread's trampoline waits for the intermediate: follow that wait4. */
 		int64_t reaped = 0;
 		int e = inject_follow_syscall(in, &reaped);
-		if (e == 0 && reaped != cr->ret)
+		if (e == 0 && reaped != mid_vpid)
 			log_debug("pid %d: the intermediate %lld not reaped (%lld)", t->proc->pid,
-				  (long long)cr->ret, (long long)reaped);
+				  (long long)mid_vpid, (long long)reaped);
 		if (r == 0)
 			r = e;
 	}
