@@ -28,7 +28,9 @@
 #include "capture/capture.h"
 #include "inject/inject.h"
 #include "proc/maps.h"
+#include "proc/pidref.h"
 #include "proc/process.h"
+#include "proc/procfs.h"
 
 static const char *const method_names[] = {
     [METHOD_AUTO] = "auto",
@@ -53,6 +55,51 @@ const char *capture_method_name(enum capture_method m)
 static bool live(const struct target *t)
 {
 	return !t->skipped && !t->exited;
+}
+
+/*
+ * A member of a set (--tree, --cgroup, --all) that cannot be captured is recorded and the rest
+ * goes on: it exited (or became a zombie), ran a new program, or failed otherwise during
+ * `phase`. Its tracking is removed. Returns true when t was optional and is now recorded; false
+ * for a target named by its PID, whose failure is the snapshot's (the caller logs it).
+ */
+/* Exited, or a zombie (whose pidfd still answers). */
+static bool target_ended(const struct target *t)
+{
+	struct proc_stat st;
+
+	return !pidref_alive(&t->ref) || proc_read_stat(t->ref.procfd, "stat", &st) < 0 ||
+	       st.state == 'Z' || st.state == 'X';
+}
+
+static bool member_lost(struct target *t, int r, const char *phase)
+{
+	struct osm_process *p = t->proc;
+	char *note = NULL;
+	int n;
+
+	if (!t->optional || r == -EINTR || r == -ETIMEDOUT || r == -ENOMEM)
+		return false;
+	precopy_abandon(t);
+	if (r == -ENOEXEC && !target_ended(t)) {
+		t->skipped = true;
+		p->capture = "skipped";
+		n = asprintf(&note, "ran a new program (execve) %s: not captured", phase);
+	} else if (r == -ESRCH || target_ended(t)) {
+		t->exited = true;
+		p->capture = "exited";
+		n = asprintf(&note, "exited %s", phase);
+	} else {
+		t->skipped = true;
+		p->capture = "skipped";
+		n = asprintf(&note, "%s failed %s: not captured", strerror(-r), phase);
+	}
+	if (n < 0)
+		note = NULL;
+	free(p->capture_note);
+	p->capture_note = note;
+	log_debug("pid %d: %s", p->pid, note ? note : "not captured");
+	return true;
 }
 
 __attribute__((format(printf, 3, 4))) static void
@@ -263,8 +310,17 @@ static int choose(struct capture *c, struct target *t)
 			precopy_stop(t);
 			if (r == -EINTR || r == -ETIMEDOUT)
 				return r;
-			return log_error(r, "cannot track the writes of pid %d: %s", t->proc->pid,
-					 strerror(-r));
+			if (!t->optional || target_ended(t))
+				return t->optional
+					   ? -ESRCH
+					   : log_error(r, "cannot track the writes of pid %d: %s",
+						       t->proc->pid, strerror(-r));
+			/* One member of a set: it alone goes another way. */
+			set_method(t, METHOD_CLONE,
+				   "--method precopy: write tracking could not start (%s), so a "
+				   "clone",
+				   strerror(-r));
+			return 0;
 		}
 		set_method(t, METHOD_PRECOPY, "requested with --method precopy");
 		return 0;
@@ -340,15 +396,21 @@ static int precopy_all(struct capture *c)
 		r = precopy_rounds(c, t, &freeze_bytes, &bps);
 		timeline_end(c->tl, ph);
 		capture_note_buffers(c);
-		if (r == -EINTR || r == -ETIMEDOUT || (r < 0 && c->requested != METHOD_AUTO))
-			return r == -EINTR || r == -ETIMEDOUT
-				   ? r
-				   : log_error(r, "pre-copy of pid %d failed: %s", t->proc->pid,
-					       strerror(-r));
+		if (r == -EINTR || r == -ETIMEDOUT)
+			return r;
+		if (r < 0 && target_ended(t)) {
+			if (member_lost(t, -ESRCH, "during pre-copy"))
+				continue;
+			return log_error(ESRCH, "pid %d exited during pre-copy", t->proc->pid);
+		}
+		if (r < 0 && c->requested != METHOD_AUTO && !t->optional)
+			return log_error(r, "pre-copy of pid %d failed: %s", t->proc->pid,
+					 strerror(-r));
 		if (r < 0) {
+			/* This target alone goes another way; the others keep theirs. */
 			precopy_abandon(t);
-			set_method(t, METHOD_CLONE, "auto: pre-copy failed (%s), so a clone",
-				   strerror(-r));
+			set_method(t, METHOD_CLONE, "%s: pre-copy failed (%s), so a clone",
+				   method_names[c->requested], strerror(-r));
 			continue;
 		}
 		if (c->requested != METHOD_AUTO)
@@ -384,6 +446,8 @@ int capture_prepare(struct capture *c)
 		r = capture_plan_target(c, t);
 		if (r == 0)
 			r = choose(c, t);
+		if (r < 0 && member_lost(t, r, "before the freeze"))
+			continue;
 		if (r < 0)
 			return r;
 	}
@@ -470,9 +534,16 @@ int capture_frozen(struct capture *c)
 
 	c->n_jobs = 0;
 	for (size_t i = 0; i < c->set->n; i++) {
-		if (!live(c->set->v[i]))
+		struct target *t = c->set->v[i];
+		size_t first_job = c->n_jobs;
+
+		if (!live(t))
 			continue;
-		r = target_frozen(c, c->set->v[i]);
+		r = target_frozen(c, t);
+		if (r < 0 && member_lost(t, r, "during the freeze")) {
+			c->n_jobs = first_job; /* nothing of it is copied */
+			continue;
+		}
 		if (r < 0)
 			return r;
 	}

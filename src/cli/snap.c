@@ -40,6 +40,7 @@
 #include "core/zcore.h"
 #include "freeze/freeze.h"
 #include "freeze/guard.h"
+#include "proc/procfs.h"
 #include "snapshot/dir.h"
 #include "snapshot/manifest.h"
 
@@ -63,8 +64,9 @@ static const char snap_usage[] =
     "      --tree              the PIDs and all their descendants, children born meanwhile too\n"
     "      --cgroup PATH       every process in a cgroup (v1 or v2; relative to /sys/fs/cgroup)\n"
     "      --all               every process but osmosis and kernel threads\n"
-    "  With --tree, --cgroup and --all, processes that cannot be traced are recorded with the\n"
-    "  reason, and processes that exit meanwhile are recorded; neither fails the snapshot.\n"
+    "  With --tree, --cgroup and --all, a process that cannot be captured (traced by another\n"
+    "  tracer, not permitted, exited, ran a new program, became a zombie) is recorded in the\n"
+    "  manifest with the reason and the rest is captured; it never fails the snapshot.\n"
     "\n"
     "Options:\n"
     "  -o, --output DIR        directory to create (default ./osmosis-HOST-UTCDATE-TIME);\n"
@@ -441,8 +443,9 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 		printf("     ... %zu more (osmosis show %s lists them all)\n", s->n_procs - shown,
 		       dir);
 	if (skipped || exited)
-		printf("%zu process%s frozen, %zu skipped, %zu exited during the snapshot\n",
-		       frozen, frozen == 1 ? "" : "es", skipped, exited);
+		printf("%zu captured, %zu not captured (see manifest): %zu skipped, %zu exited "
+		       "during the snapshot\n",
+		       frozen, skipped + exited, skipped, exited);
 	printf("pause: %.3f ms, %zu process%s frozen together (--method %s", s->pause_us / 1000.0,
 	       frozen, frozen == 1 ? "" : "es", s->state_only ? "state-only" : s->method);
 	if (!s->state_only) {
@@ -515,6 +518,14 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 			return r;
 	}
 	return 0;
+}
+
+static bool is_zombie(const struct target *t)
+{
+	struct proc_stat ps;
+
+	return t->ref.procfd >= 0 && proc_read_stat(t->ref.procfd, "stat", &ps) == 0 &&
+	       ps.state == 'Z';
 }
 
 static size_t count_frozen(const struct target_set *set)
@@ -681,6 +692,10 @@ int cmd_snap(int argc, char **argv)
 		goto fail;
 	}
 
+	/* Members that joined during the freeze: their state now that they run again. */
+	r = snap_load_joined(&st);
+	if (r < 0)
+		goto fail;
 	r = capture_finish(&cap);
 	if (r < 0)
 		goto fail;
@@ -696,7 +711,11 @@ int cmd_snap(int argc, char **argv)
 		if (t->exited) {
 			t->proc->capture = "exited";
 			if (!t->proc->capture_note)
-				t->proc->capture_note = strdup("exited during the snapshot");
+				t->proc->capture_note =
+				    strdup(is_zombie(t)
+					       ? "became a zombie during the snapshot (its parent "
+						 "has not reaped it)"
+					       : "exited during the snapshot");
 			continue;
 		}
 		if (t->skipped)
