@@ -485,7 +485,60 @@ static int copy_all(struct capture *c, struct target *t, bool only_clone_misses)
 	return 0;
 }
 
+/* Bytes copying the whole of t in the freeze needs (its layout as read in the freeze). */
+static uint64_t copy_need(const struct target *t)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < t->proc->n_maps; i++)
+		n += capture_planned_size(&t->proc->maps[i]);
+	return n;
+}
+
+static int keep_memory(struct capture *c, struct target *t);
+
+/*
+ * Inside the freeze the arena is sealed (arena.h): a target whose memory does not fit in what is
+ * left of the reservation (it grew past the slack, or its clone failed and a copy needs more
+ * than a clone's share) is given back what it took, and recorded as not captured with the
+ * reason; the others go on. Nothing is mapped beyond the reservation during the pause.
+ */
 static int target_frozen(struct capture *c, struct target *t)
+{
+	struct arena_mark am;
+	size_t n_jobs = c->n_jobs;
+	bool marked = arena_mark(&c->arena, &am);
+	char a[32], b[32];
+	int r = keep_memory(c, t);
+
+	if (r != -ENOBUFS && !(r == -ENOMEM && marked && c->arena.sealed))
+		return r;
+	if (!marked)
+		return log_error(ENOMEM,
+				 "pid %d does not fit in the memory reserved for the freeze",
+				 t->proc->pid);
+	arena_rewind(&c->arena, &am);
+	c->n_jobs = n_jobs;
+	for (size_t i = 0; i < t->proc->n_maps; i++)
+		t->proc->maps[i].n_ext = 0;
+	t->skipped = true;
+	t->proc->capture = "skipped";
+	free(t->proc->capture_note);
+	t->proc->capture_note = NULL;
+	if (asprintf(&t->proc->capture_note,
+		     "not captured: %s; copying its %s in the freeze would exceed the %s left of "
+		     "the memory reserved (osmosis never maps more during the pause)",
+		     t->proc->method_reason ? t->proc->method_reason : "copy",
+		     format_bytes(copy_need(t), a, sizeof(a)),
+		     format_bytes(arena_free_bytes(&c->arena), b, sizeof(b))) < 0)
+		t->proc->capture_note = NULL;
+	log_warn("pid %d %s", t->proc->pid,
+		 t->proc->capture_note ? t->proc->capture_note : "not captured");
+	return 0;
+}
+
+/* The method's work inside the freeze. -ENOBUFS: t does not fit in the reservation. */
+static int keep_memory(struct capture *c, struct target *t)
 {
 	const char *why = NULL;
 	uint64_t t0 = now_ns();
@@ -512,9 +565,12 @@ static int target_frozen(struct capture *c, struct target *t)
 			return r;
 		if (r == 0)
 			return copy_all(c, t, true);
-		set_method(t, METHOD_COPY, "%s: %s, so copied in the freeze",
-			   t->proc->method_reason ? t->proc->method_reason : "clone", why);
-		return copy_all(c, t, false);
+		/* The reservation held only what a clone copies: copy only if the rest fits. */
+		bool fits = copy_need(t) <= arena_free_bytes(&c->arena);
+		set_method(t, METHOD_COPY, "%s: %s%s",
+			   t->proc->method_reason ? t->proc->method_reason : "clone", why,
+			   fits ? ", so copied in the freeze" : "");
+		return fits ? copy_all(c, t, false) : -ENOBUFS;
 	default:
 		return copy_all(c, t, false);
 	}
@@ -533,6 +589,7 @@ int capture_frozen(struct capture *c)
 	int r;
 
 	c->n_jobs = 0;
+	c->arena.sealed = true; /* until the thaw: nothing mapped beyond the reservation */
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
 		size_t first_job = c->n_jobs;

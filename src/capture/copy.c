@@ -197,6 +197,8 @@ static int emit_copy(struct capture *c, struct target *t, struct osm_mapping *m,
 int capture_copy_mapping(struct capture *c, struct target *t, struct osm_mapping *m)
 {
 	int r = capture_runs(c, t, m, t->pagemap_fd, emit_copy, NULL);
+	if (r == -ENOMEM && c->arena.sealed)
+		return r; /* past the reservation in the freeze: the caller records it */
 	if (r < 0)
 		return log_error(r, "out of memory planning the copy of pid %d", t->proc->pid);
 	return 0;

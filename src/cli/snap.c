@@ -688,7 +688,8 @@ int cmd_snap(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	if (count_frozen(&st.set) == 0) {
-		r = log_error(ESRCH, "every target exited during the snapshot");
+		r = log_error(ESRCH, "every target exited or could not be captured during the "
+				     "snapshot");
 		goto fail;
 	}
 
