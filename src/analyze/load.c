@@ -20,10 +20,12 @@
 #include <unistd.h>
 
 #include "analyze/analysis.h"
+#include "analyze/runtime/runtime.h"
 #include "analyze/modules.h"
 #include "arch.h"
 #include "base/fs.h"
 #include "base/util.h"
+#include "core/zcore.h"
 #include "core/notes.h"
 #include "snapshot/manifest.h"
 
@@ -63,8 +65,10 @@ size_t aprocess_read(const struct aprocess *ap, uint64_t addr, void *buf, size_t
 		if (rel >= ap->loads[i].filesz)
 			break; /* not dumped */
 		n = (size_t)MIN((uint64_t)(len - done), ap->loads[i].filesz - rel);
-		if (pread(ap->core_fd, (char *)buf + done, n, (off_t)(ap->loads[i].offset + rel)) !=
-		    (ssize_t)n)
+		if (ap->zcore ? zcore_pread(ap->zcore, (char *)buf + done, n,
+					    ap->loads[i].offset + rel) != n
+			      : pread(ap->core_fd, (char *)buf + done, n,
+				      (off_t)(ap->loads[i].offset + rel)) != (ssize_t)n)
 			break;
 		done += n;
 	}
@@ -145,7 +149,9 @@ static void read_notes(struct analysis *a, struct aprocess *ap, const GElf_Phdr 
 		analysis_problem(a, "core.%d: no memory for its notes", ap->p->pid);
 		return;
 	}
-	if (pread(ap->core_fd, buf, ph->p_filesz, (off_t)ph->p_offset) != (ssize_t)ph->p_filesz) {
+	if (ap->zcore ? zcore_pread(ap->zcore, buf, ph->p_filesz, ph->p_offset) != ph->p_filesz
+		      : pread(ap->core_fd, buf, ph->p_filesz, (off_t)ph->p_offset) !=
+			    (ssize_t)ph->p_filesz) {
 		analysis_problem(a, "core.%d: its notes cannot be read", ap->p->pid);
 		return;
 	}
@@ -192,6 +198,30 @@ static void read_notes(struct analysis *a, struct aprocess *ap, const GElf_Phdr 
 		cn->buf = TAKE_PTR(buf);
 }
 
+/* A compressed core (core.PID.zst): an Elf over a sparse image of it (src/core/zcore.h), its
+ * size the core's; memory reads go through the zstd reader. A truncated file is a problem, and
+ * what it holds is analyzed. */
+static Elf *open_compressed(struct analysis *a, struct aprocess *ap)
+{
+	struct zcore *z = NULL;
+	char err[256];
+	void *image;
+	size_t len;
+	int r = zcore_open(ap->core_fd, &z, err, sizeof(err));
+
+	if (r == 0 && err[0])
+		analysis_problem(a, "%s: %s", ap->p->core_name, err);
+	if (r == 0 && (r = zcore_image(z, &image, &len, err, sizeof(err))) < 0)
+		zcore_close(z);
+	if (r < 0) {
+		analysis_problem(a, "%s: %s", ap->p->core_name, err[0] ? err : strerror(-r));
+		return NULL;
+	}
+	ap->zcore = z;
+	ap->core_size = zcore_size(z);
+	return elf_memory(image, len);
+}
+
 static int open_core(struct analysis *a, struct aprocess *ap, int dirfd)
 {
 	_cleanup_(core_notes_done) struct core_notes cn = {0};
@@ -220,7 +250,8 @@ static int open_core(struct analysis *a, struct aprocess *ap, int dirfd)
 		return -errno;
 	}
 	ap->core_size = (uint64_t)st.st_size;
-	elf = elf_begin(ap->core_fd, ELF_C_READ_MMAP, NULL);
+	elf = zcore_name(ap->p->core_name) ? open_compressed(a, ap)
+					   : elf_begin(ap->core_fd, ELF_C_READ_MMAP, NULL);
 	if (!elf || elf_kind(elf) != ELF_K_ELF) {
 		analysis_problem(a, "core.%d: not an ELF file", ap->p->pid);
 		if (elf)
@@ -375,8 +406,12 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 			}
 			if (shared_core && shared_core[i])
 				continue;
-			if (open_core(a, ap, dirfd) == 0)
+			if (open_core(a, ap, dirfd) == 0) {
 				unwind_process(ap);
+				/* Runtimes look at the modules while libdwfl still has them. */
+				if (ap->dwfl)
+					runtimes_detect(a, ap);
+			}
 			/* Frames and modules are copied out: let libdwfl and libelf go, so memory
 			 * follows one process at a time, not every core. Memory reads after this
 			 * use the core descriptor and the bounded segment table. */
@@ -387,6 +422,7 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 			if (ap->elf)
 				elf_end(ap->elf);
 			ap->elf = NULL;
+			zcore_release_image(ap->zcore);
 			for (size_t j = 0; j < ap->n_threads; j++)
 				if (ap->threads[j].t->captured && !ap->threads[j].in_core &&
 				    ap->has_core)
@@ -398,6 +434,7 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 	close(dirfd);
 	decode_waits(a);
 	build_wait_graph(a);
+	runtimes_read(a);
 	find_cycles_and_chains(a);
 	return 0;
 }
@@ -410,6 +447,7 @@ static void frames_free(struct athread *t)
 		free(t->frames[i].file);
 	}
 	free(t->frames);
+	free(t->runtime_name);
 	free(t->unwind_error);
 	free(t->edges);
 }
@@ -426,6 +464,7 @@ void analysis_done(struct analysis *a)
 		modules_sources_free(ap);
 		if (ap->elf)
 			elf_end(ap->elf);
+		zcore_close(ap->zcore);
 		if (ap->core_fd >= 0)
 			close(ap->core_fd);
 		free(ap->loads);
@@ -436,6 +475,7 @@ void analysis_done(struct analysis *a)
 			free(ap->files[j]);
 		free(ap->files);
 		free(ap->core_error);
+		runtimes_free(ap);
 	}
 	free(a->procs);
 	for (size_t i = 0; i < a->n_cycles; i++)

@@ -10,9 +10,6 @@
 #include "analyze/analysis.h"
 #include "core/notes.h"
 
-/* Record a problem of the snapshot (load.c): a one-line reason, shown by truncated-dump. */
-void analysis_problem(struct analysis *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 /* Begin ap->dwfl and report into it every module whose ELF header the core's memory holds: at
  * the start of each file mapping of offset 0 in NT_FILE (files[0..n_files)), and the vDSO at

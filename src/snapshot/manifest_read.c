@@ -145,6 +145,12 @@ static int read_thread(json_object *o, struct osm_process *p)
 	t->vctx = get_u64(o, "voluntary_ctxt_switches");
 	t->nvctx = get_u64(o, "nonvoluntary_ctxt_switches");
 	t->last_cpu = clamp_i32(get_i64(o, "last_cpu", -1));
+	t->last_ran_ago_ms = get_i64(o, "last_ran_ago_ms", -1);
+	if (t->last_ran_ago_ms < -1)
+		t->last_ran_ago_ms = -1;
+	t->switches_after_thaw = get_i64(o, "switches_after_thaw", -1);
+	if (t->switches_after_thaw < -1)
+		t->switches_after_thaw = -1;
 	t->stack_swapped_pages = get_u64(o, "stack_swapped_pages");
 	if ((ks = get_str(o, "kernel_stack")))
 		t->kstack = strdup(ks);
@@ -438,6 +444,39 @@ static const char *scope_name(const char *s)
 	return "pids";
 }
 
+/* The timeline (optional): phases beyond OSM_MAX_PHASES are counted as dropped. */
+static void read_timeline(json_object *o, struct osm_timeline *tl)
+{
+	json_object *phases = get(o, "phases", json_type_array);
+
+	if (!o)
+		return;
+	tl->t0_ns = get_u64(o, "start_ns");
+	tl->pause_ns = MIN(get_u64(o, "pause_start_us"), UINT64_MAX / 1000) * 1000;
+	tl->pause_end_ns = MIN(get_u64(o, "pause_end_us"), UINT64_MAX / 1000) * 1000;
+	tl->peak_rss = get_u64(o, "peak_rss");
+	tl->peak_buffers = get_u64(o, "peak_buffers");
+	tl->max_memory = get_u64(o, "max_memory");
+	tl->dropped = get_u64(o, "phases_dropped");
+	for (size_t i = 0; phases && i < json_object_array_length(phases); i++) {
+		json_object *e = json_object_array_get_idx(phases, i);
+		struct osm_phase *ph;
+		if (!json_object_is_type(e, json_type_object))
+			continue;
+		if (tl->n >= OSM_MAX_PHASES) {
+			tl->dropped++;
+			continue;
+		}
+		ph = &tl->phases[tl->n++];
+		copy_str(e, "name", ph->name, sizeof(ph->name));
+		ph->pid = (pid_t)get_i64(e, "pid", 0);
+		ph->start_ns = MIN(get_u64(e, "start_us"), UINT64_MAX / 1000) * 1000;
+		int64_t dur = get_i64(e, "duration_us", -1);
+		ph->dur_ns =
+		    dur < 0 ? OSM_PHASE_OPEN : MIN((uint64_t)dur, UINT64_MAX / 1000) * 1000;
+	}
+}
+
 int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char *err, size_t errlen)
 {
 	struct json_tokener *tok = json_tokener_new_ex(64);
@@ -481,6 +520,14 @@ int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char 
 	}
 	s->host = dup_str(root, "host");
 	s->kernel = dup_str(root, "kernel");
+	s->boot_id = dup_str(root, "boot_id");
+	{
+		json_object *trig = get(root, "trigger", json_type_object);
+		const char *txt =
+		    trig ? json_object_to_json_string_ext(trig, JSON_C_TO_STRING_PLAIN) : NULL;
+		if (txt && strlen(txt) < 65536)
+			s->trigger_json = strdup(txt);
+	}
 	copy_str(root, "created", s->created, sizeof(s->created));
 	s->method = method_name(get_str(root, "method"));
 	s->method_reason = NULL;
@@ -490,6 +537,7 @@ int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char 
 	s->pause_us = get_u64(root, "pause_us");
 	s->total_ms = get_u64(root, "total_ms");
 	s->sample_ms = get_u64(root, "sample_ms");
+	read_timeline(get(root, "timeline", json_type_object), &s->timeline);
 	r = read_system(get(root, "system", json_type_object), &s->sys);
 	if (r < 0)
 		goto out;
