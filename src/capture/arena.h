@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The reserved buffer that memory is copied into during the freeze. It is mapped and every page
- * touched before the freeze (first touches are slow on a VM: FACTS.md), so the freeze spends its
- * time copying only. Allocation inside the freeze is a pointer bump; if the target grew between
- * planning and freezing, a further chunk is mapped (slower, but correct).
+ * touched before the freeze (first touches are slow on a VM: docs/design/kernel-facts.md), so the
+ * freeze spends its time copying only. Allocation inside the freeze is a pointer bump; if the
+ * target grew between planning and freezing, a further chunk is mapped (slower, but correct).
  */
 #pragma once
 
