@@ -137,15 +137,16 @@ static uint64_t arena_need(struct capture *c, struct target *t)
 }
 
 /*
- * What each method would cost in the freeze, to compare them (auto). Rough, from FACTS.md: a
- * clone copies one page-table entry per resident private page (~95 ns per 4 KiB page) plus a
- * fixed cost for the injection; the copy and pre-copy methods copy at memory speed, pre-copy
- * only what the target writes, after a scan of its page tables (~0.5 ms per GiB).
+ * What each method would cost in the freeze, to compare them (auto). Rough, from
+ * docs/design/kernel-facts.md: a clone copies one page-table entry per resident private page (~95
+ * ns per 4 KiB page) plus a fixed cost for the injection; the copy and pre-copy methods copy at
+ * memory speed, pre-copy only what the target writes, after a scan of its page tables (~0.5 ms per
+ * GiB).
  */
 #define FORK_NS_PER_PG	95ull
 #define INJECT_NS	(500ull * 1000ull)
 #define SCAN_NS_PER_GIB (500ull * 1000ull)
-#define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads here: FACTS.md, bench */
+#define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads: design/kernel-facts.md */
 
 static uint64_t copy_ns(uint64_t bytes, uint64_t bps)
 {

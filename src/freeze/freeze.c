@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Freezing: see freeze.h for the invariants. The order of work follows the measurements in
- * FACTS.md: interrupt every thread of a pass before waiting for any, so busy threads stop in
- * parallel instead of one after another.
+ * docs/design/kernel-facts.md: interrupt every thread of a pass before waiting for any, so busy
+ * threads stop in parallel instead of one after another.
  *
  * One pass:
  *   1. list /proc/PID/task;
