@@ -299,8 +299,8 @@ uint64_t py_instance_attr(const struct rmem *m, const struct py_layout *L, uint6
 	case 312:
 		if (!rd64(m, obj - 24, &dict))
 			return 0;
-		if (dict & 1) {
-			values = dict - 1;
+		if (dict & 1) { /* 3.12 tags an inline values pointer by storing it minus one */
+			values = dict + 1;
 			dict = 0;
 		}
 		break;
