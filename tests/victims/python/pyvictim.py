@@ -40,7 +40,7 @@ def blocked_at(thread, func):
             task_state(thread.native_id) == "S")
 
 
-def wait_until(cond, what, timeout=60):
+def wait_until(cond, what, timeout=240):
     deadline = time.time() + timeout
     while not cond():
         if time.time() > deadline:
