@@ -74,6 +74,7 @@ struct lock_info {
 struct athread;
 struct aprocess;
 struct runtime;
+struct module_source;
 
 enum edge_kind {
 	EDGE_MUTEX,
@@ -131,8 +132,9 @@ struct aprocess {
 	bool has_core;
 	char *core_error; /* why the core could not be read (fully) */
 	int core_fd;
-	void *elf;  /* Elf *, for memory reads */
-	void *dwfl; /* Dwfl * */
+	void *zcore; /* struct zcore * when the core is compressed (core.PID.zst), else NULL */
+	void *elf;   /* Elf *, for memory reads */
+	void *dwfl;  /* Dwfl * */
 	struct {
 		uint64_t vaddr, memsz, offset, filesz;
 		uint32_t flags;
@@ -147,6 +149,8 @@ struct aprocess {
 	const struct runtime *runtime;
 	void *runtime_state;
 	char *runtime_version; /* "CPython 3.11.2" */
+	struct module_source **sources; /* what stands for each module in libdwfl (modules.c) */
+	size_t n_sources;
 };
 
 /* A step of a cycle or chain: the waiting thread and the edge it waits through. */
@@ -215,6 +219,7 @@ size_t edge_targets(const struct edge *e, struct athread **out, size_t max);
  * the native ones). to_proc may be NULL for a thread edge. */
 void analysis_add_edge(struct athread *from, enum edge_kind kind, struct athread *to_thread,
 		       struct aprocess *to_proc, const char *text);
-/* Record a problem (what could not be read) for the report. */
-void analysis_add_problem(struct analysis *a, const char *fmt, ...)
+/* Record a problem of the snapshot (what could not be read): a one-line reason, shown by
+ * truncated-dump. */
+void analysis_problem(struct analysis *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -14,7 +14,9 @@
 struct snap_state {
 	struct osm_snapshot *snap;
 	struct target_set set;
-	bool tree; /* grow the set with new children during the freeze */
+	bool tree;	   /* grow the set with new children during the freeze */
+	const pid_t *skip; /* never added (--skip) */
+	size_t n_skip;
 	/* socket tables, one per network namespace met */
 	struct sock_table *socks;
 	size_t n_socks, cap_socks;
@@ -39,6 +41,9 @@ void snap_sample_begin(struct snap_state *st);
 int snap_load_state(struct snap_state *st, bool progress);
 /* freeze_grow_fn for trees: adds children of frozen targets that are not in the set yet. */
 int snap_grow_tree(struct freeze_session *s, bool *ret_added);
+/* After the thaw: every thread's context switches again (switches_after_thaw), so that a later
+ * snapshot can tell the freeze's own switches from the thread's. Best effort. */
+void snap_read_after_thaw(struct snap_state *st);
 void snap_state_done(struct snap_state *st);
 
 /* Progress on a terminal: "osmosis: WHAT N/TOTAL" rewritten in place; nothing elsewhere. */

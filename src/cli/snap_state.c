@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "base/log.h"
 #include "base/timeutil.h"
 #include "base/util.h"
@@ -266,7 +267,10 @@ int snap_grow_tree(struct freeze_session *s, bool *ret_added)
 		return r;
 	for (size_t i = 0; i < n_all; i++) {
 		struct target *t;
-		if (target_set_find(&st->set, all[i]))
+		bool skip = false;
+		for (size_t j = 0; j < st->n_skip; j++)
+			skip |= all[i] == st->skip[j];
+		if (skip || target_set_find(&st->set, all[i]))
 			continue;
 		/* A child born before its parent stopped: it joins the snapshot now. */
 		r = snap_add_target(st, all[i], true);
@@ -281,6 +285,26 @@ int snap_grow_tree(struct freeze_session *s, bool *ret_added)
 		*ret_added = true;
 	}
 	return 0;
+}
+
+void snap_read_after_thaw(struct snap_state *st)
+{
+	for (size_t i = 0; i < st->set.n; i++) {
+		struct target *t = st->set.v[i];
+		if (t->exited || t->skipped || t->ref.procfd < 0)
+			continue;
+		for (size_t j = 0; j < t->proc->n_threads; j++) {
+			struct osm_thread *th = t->proc->threads[j];
+			_cleanup_free_ char *status = NULL;
+			char path[64];
+			snprintf(path, sizeof(path), "task/%d/status", th->tid);
+			if (th->gone || read_file_at(t->ref.procfd, path, &status, NULL) < 0)
+				continue;
+			th->switches_after_thaw =
+			    (int64_t)(proc_status_kb(status, "voluntary_ctxt_switches") / 1024 +
+				      proc_status_kb(status, "nonvoluntary_ctxt_switches") / 1024);
+		}
+	}
 }
 
 void snap_state_done(struct snap_state *st)

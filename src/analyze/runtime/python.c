@@ -300,7 +300,7 @@ static void read_process(struct analysis *a, struct aprocess *ap, void *state)
 	r = py_layout_from_debug_offsets(&m, py->runtime, py->version, &st.L, why, sizeof(why));
 	if (r == -ENOENT) {
 		if (!py->have_version) {
-			analysis_add_problem(
+			analysis_problem(
 			    a,
 			    "pid %d: CPython in %s: no Py_Version in the binary, so no "
 			    "known layout; its native stacks are analyzed",
@@ -312,15 +312,15 @@ static void read_process(struct analysis *a, struct aprocess *ap, void *state)
 	if (py->have_version)
 		version_text(ap, py->version);
 	if (r < 0) {
-		analysis_add_problem(
-		    a, "pid %d: %s (%s): %s; its native stacks are analyzed", ap->p->pid,
-		    ap->runtime_version ? ap->runtime_version : "CPython", py->module, why);
+		analysis_problem(a, "pid %d: %s (%s): %s; its native stacks are analyzed",
+				 ap->p->pid, ap->runtime_version ? ap->runtime_version : "CPython",
+				 py->module, why);
 		goto out;
 	}
 	r = py_read_state(&m, &st);
 	if (r < 0 && r != -ENOENT) {
-		analysis_add_problem(a, "pid %d: %s: %s; its native stacks are analyzed",
-				     ap->p->pid, ap->runtime_version, st.error);
+		analysis_problem(a, "pid %d: %s: %s; its native stacks are analyzed", ap->p->pid,
+				 ap->runtime_version, st.error);
 		goto out;
 	}
 	py_read_thread_names(&m, &st);
@@ -342,20 +342,19 @@ static void read_process(struct analysis *a, struct aprocess *ap, void *state)
 				 pt->frames[0].function ? pt->frames[0].function : "?",
 				 base_name(pt->frames[0].file), pt->frames[0].line);
 		if (pt->error[0])
-			analysis_add_problem(a, "pid %d thread %d: %s: %s", ap->p->pid, t->t->tid,
-					     ap->runtime_version, pt->error);
+			analysis_problem(a, "pid %d thread %d: %s: %s", ap->p->pid, t->t->tid,
+					 ap->runtime_version, pt->error);
 	}
 	if (st.n_threads && !matched) {
-		analysis_add_problem(a,
-				     "pid %d: %s: none of its %zu thread states names a thread of "
-				     "the process: a damaged or unknown structure; its native "
-				     "stacks are analyzed",
-				     ap->p->pid, ap->runtime_version, st.n_threads);
+		analysis_problem(a,
+				 "pid %d: %s: none of its %zu thread states names a thread of "
+				 "the process: a damaged or unknown structure; its native "
+				 "stacks are analyzed",
+				 ap->p->pid, ap->runtime_version, st.n_threads);
 		goto out;
 	}
 	if (st.error[0])
-		analysis_add_problem(a, "pid %d: %s: %s", ap->p->pid, ap->runtime_version,
-				     st.error);
+		analysis_problem(a, "pid %d: %s: %s", ap->p->pid, ap->runtime_version, st.error);
 	/* Locks first: they look at the native frames' wait, before the merge moves them. */
 	python_locks(a, ap, &m, &st);
 	for (size_t i = 0; i < st.n_threads; i++)

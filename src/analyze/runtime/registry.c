@@ -24,9 +24,8 @@ void runtimes_detect(struct analysis *a, struct aprocess *ap)
 			ap->runtime = rt;
 			ap->runtime_state = state;
 		} else if (r < 0) {
-			analysis_add_problem(a, "pid %d: %s: %s; its native stacks are analyzed",
-					     ap->p->pid, rt->title,
-					     why[0] ? why : "cannot be read");
+			analysis_problem(a, "pid %d: %s: %s; its native stacks are analyzed",
+					 ap->p->pid, rt->title, why[0] ? why : "cannot be read");
 		}
 	}
 }

@@ -13,7 +13,7 @@
  *   read():   after every process's native waits and wait graph are built, add the runtime's
  *             frames (merged with the native ones), thread names, and its own wait-graph
  *             nodes and edges (analysis_add_edge).
- * A runtime that cannot read a process says so in one line (analysis_add_problem) and leaves
+ * A runtime that cannot read a process says so in one line (analysis_problem) and leaves
  * the native analysis as it was.
  */
 #pragma once
