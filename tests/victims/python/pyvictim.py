@@ -45,7 +45,7 @@ def wait_until(cond, what, timeout=240):
     while not cond():
         if time.time() > deadline:
             sys.exit("pyvictim: %s never happened" % what)
-        time.sleep(0.01)
+        time.sleep(0.1)
 
 
 def record(path, settle=None):
