@@ -24,7 +24,7 @@ static void text(void)
 			       p->thresholds[j].description);
 	}
 	for (size_t i = 0; i < runtime_count; i++)
-		printf("\nruntime %-12s %s: %s\n  needs: %s\n", runtime_registry[i]->id,
+		printf("\nruntime %-12s %s: %s\n  reads from the snapshot: %s\n", runtime_registry[i]->id,
 		       runtime_registry[i]->title, runtime_registry[i]->versions,
 		       runtime_registry[i]->needs);
 }
