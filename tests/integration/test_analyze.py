@@ -364,7 +364,7 @@ def test_text_report_and_cli():
         r = osmosis("analyze", "--pattern", "wait-chain", d)
         check("deadlock#1" not in r.stdout, "--pattern did not filter")
         r = osmosis("patterns")
-        check(r.returncode == 0 and r.stdout.count("\n  needs:") == 17, "patterns lists 17")
+        check(r.returncode == 0 and r.stdout.count("\n  needs:") == 18, "patterns lists 18")
         for args, want in [(["analyze", "--pattern", "nope", d], "no pattern 'nope'"),
                            (["analyze", "--threshold", "x=1", d], "no threshold 'x'"),
                            (["analyze", "--threshold", "high-contention.waiters=abc", d], "needs a number"),

@@ -304,6 +304,60 @@ def test_python_deadlock_across_two_processes():
         check(text.count("in Python: ask_and_wait (pyvictim.py:") == 2, "Python frames in %s" % text)
 
 
+def test_join_of_a_deadlocked_thread_chains_into_the_deadlock():
+    python = debian_python()
+    with TempDir() as tmp, PyVictim(python, "deadlock-join", tmp) as v:
+        deadline = time.time() + 60
+        while True:  # the main thread asleep in join (a futex wait)
+            with open("/proc/%d/task/%d/syscall" % (v.pid, v.pid)) as fh:
+                if fh.read().split()[0] == "202":
+                    break
+            check(time.time() < deadline, "the main thread never blocked in join")
+            time.sleep(0.05)
+        d, rep = snap_analyze(v, tmp)
+        (dl,) = findings(rep, "deadlock")
+        chains = [f for f in findings(rep, "wait-chain") if f["evidence"]["chain"][0]["tid"] == v.pid]
+        check(len(chains) == 1, "no chain from the joining main thread: %s" %
+              [f["summary"] for f in rep["findings"]])
+        wc = chains[0]
+        check(wc["severity"] == "error" and any(r.startswith(dl["id"]) for r in wc["related"]),
+              "the chain runs into the deadlock: %s %s" % (wc["severity"], wc["related"]))
+        check("threading.Thread.join" in wc["evidence"]["chain"][0]["waits_on"] and
+              '"worker-1"' in wc["evidence"]["chain"][0]["waits_on"],
+              "join step %s" % wc["evidence"]["chain"][0])
+
+
+def test_spiking_python_thread_shows_its_python_frame():
+    python = debian_python()
+    with TempDir() as tmp, PyVictim(python, "spin", tmp) as v:
+        out = os.path.join(tmp, "s")
+        snap("--sample", "0.5", "-o", out, v.pid)
+        r = osmosis("analyze", "--json", "--threshold", "spiking-thread.cpu=20", out)
+        check(r.returncode == 0, "analyze: %s" % r.stderr)
+        rep = json.loads(r.stdout)
+        names = {t["tid"]: t.get("runtime_name") for t in process(rep, v.pid)["threads"]}
+        fs = [f for f in findings(rep, "spiking-thread") if names.get(f["tids"][0]) == "spinner"]
+        check(fs, "no spiking-thread finding for the spinner: %s" %
+              [(f["pattern"], f["summary"]) for f in rep["findings"]])
+        check('"spinner"' in fs[0]["summary"], "named by its Python name: %s" % fs[0]["summary"])
+        check(any("spin_here (python)" in l and "pyvictim.py:" in l
+                  for l in fs[0]["evidence"]["lines"]), "its Python frame: %s" %
+              fs[0]["evidence"]["lines"])
+
+
+def test_blocked_python_thread_names_the_lock_and_holder():
+    python = debian_python()
+    with TempDir() as tmp, PyVictim(python, "contention", tmp, 1) as v:
+        d, rep = snap_analyze(v, tmp)
+        names = {t["tid"]: t.get("runtime_name") for t in process(rep, v.pid)["threads"]}
+        fs = [f for f in findings(rep, "blocked-thread") if names.get(f["tids"][0]) == "contender-0"]
+        check(fs, "no blocked-thread finding: %s" % [(f["pattern"], f["summary"])
+                                                     for f in rep["findings"]])
+        line = [l for l in fs[0]["evidence"]["lines"] if l.startswith("waits on:")][0]
+        check('"with lock:" (pyvictim.py:' in line and "threading.Lock" in line and
+              '"holder"' in line, "the wait %s" % line)
+
+
 def _pyenv(version):
     python = pyenv_python(version)
     check_mix(python)
