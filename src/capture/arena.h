@@ -21,6 +21,7 @@ struct arena {
 	size_t n, cap;
 	size_t page_size;
 	size_t overflow_bytes; /* bytes served from chunks mapped during the freeze */
+	size_t mapped;	       /* bytes mapped now, all chunks */
 };
 
 /* Map and touch size bytes. Returns 0 or a negative errno; does not log. */

@@ -134,9 +134,29 @@ static uint64_t estimate_precopy_ns(struct capture *c, const struct target *t, u
 	       SCAN_NS_PER_GIB / 2;
 }
 
+/* Whether some thread of t can run an injected syscall (inject_probe, before the freeze);
+ * otherwise t is copied, with the reason. Returns 0 (*ret_ok says which), or -EINTR/-ETIMEDOUT.
+ */
+static int injectable(struct capture *c, struct target *t, bool *ret_ok)
+{
+	const char *why = NULL;
+	int r = inject_probe(t, &why);
+
+	*ret_ok = r == 0;
+	if (r == -EINTR || r == -ETIMEDOUT)
+		return r;
+	if (r < 0) {
+		t->no_inject = true;
+		set_method(t, METHOD_COPY,
+			   "%s: no thread can run an injected syscall (%s), so copied",
+			   method_names[c->requested], why ? why : strerror(-r));
+	}
+	return 0;
+}
+
 /* --method auto, first look (no injection): copy when it is cheaper than a clone (small
  * processes); otherwise start tracking writes, and pre-copy's rounds decide (precopy_all). */
-static void choose_auto(struct capture *c, struct target *t)
+static int choose_auto(struct capture *c, struct target *t)
 {
 	uint64_t cp = estimate_copy_ns(t), cl = estimate_clone_ns(t, c->page_size);
 	const char *why;
@@ -149,41 +169,73 @@ static void choose_auto(struct capture *c, struct target *t)
 			   "clone (~%.1f ms)",
 			   format_bytes(t->planned_bytes, a, sizeof(a)), (double)cp / 1e6,
 			   (double)cl / 1e6);
-		return;
+		return 0;
 	}
+	bool ok;
+	r = injectable(c, t, &ok);
+	if (r < 0 || !ok)
+		return r;
 	if (!precopy_supported(&why)) {
 		set_method(t, METHOD_CLONE,
 			   "auto: %s; a clone (~%.1f ms) costs less than copying "
 			   "its %s (~%.1f ms)",
 			   why, (double)cl / 1e6, format_bytes(t->planned_bytes, a, sizeof(a)),
 			   (double)cp / 1e6);
-		return;
+		return 0;
 	}
+	size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
 	r = precopy_track(c, t);
+	timeline_end(c->tl, ph);
 	if (r < 0) {
 		precopy_stop(t);
+		if (r == -EINTR || r == -ETIMEDOUT)
+			return r;
 		set_method(t, METHOD_CLONE, "auto: write tracking could not start (%s), so a clone",
 			   strerror(-r));
-		return;
+		return 0;
 	}
 	/* Tentative: precopy_all() keeps it or hands the target to the clone. */
 	set_method(t, METHOD_PRECOPY, "auto: pre-copy tried first");
+	return 0;
+}
+
+/* Whether every thread of t runs under a seccomp filter (from /proc: no stop needed). */
+static bool every_thread_filtered(const struct target *t)
+{
+	const struct osm_process *p = t->proc;
+	size_t live_threads = 0;
+
+	for (size_t i = 0; i < p->n_threads; i++) {
+		if (p->threads[i]->gone)
+			continue;
+		live_threads++;
+		if (!inject_thread_filtered(t->ref.procfd, p->threads[i]->tid))
+			return false;
+	}
+	return live_threads ? true : inject_thread_filtered(t->ref.procfd, p->pid);
 }
 
 static int choose(struct capture *c, struct target *t)
 {
 	const char *why;
+	bool ok = true;
 	int r;
 
-	if (c->requested != METHOD_COPY && inject_thread_filtered(t->ref.procfd, t->proc->pid)) {
+	if (c->requested != METHOD_COPY && every_thread_filtered(t)) {
 		/* A syscall injected into a thread is checked by the thread's seccomp filter, which
 		 * may kill the process for one it does not expect. */
+		t->no_inject = true;
 		set_method(
 		    t, METHOD_COPY,
 		    "%s: it runs under a seccomp filter, which could kill it for an injected "
 		    "syscall, so copied",
 		    method_names[c->requested]);
 		return 0;
+	}
+	if (c->requested == METHOD_CLONE || c->requested == METHOD_PRECOPY) {
+		r = injectable(c, t, &ok);
+		if (r < 0 || !ok)
+			return r;
 	}
 	switch (c->requested) {
 	case METHOD_COPY:
@@ -196,17 +248,28 @@ static int choose(struct capture *c, struct target *t)
 		if (!precopy_supported(&why))
 			return log_error(EOPNOTSUPP, "--method precopy: %s; use --method clone",
 					 why);
+		size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
 		r = precopy_track(c, t);
+		timeline_end(c->tl, ph);
+		if (r == -EAGAIN) {
+			/* No thread could take the injection after all (stopped meanwhile). */
+			precopy_stop(t);
+			t->no_inject = true;
+			set_method(t, METHOD_COPY,
+				   "precopy: no thread can run an injected syscall now, so copied");
+			return 0;
+		}
 		if (r < 0) {
 			precopy_stop(t);
+			if (r == -EINTR || r == -ETIMEDOUT)
+				return r;
 			return log_error(r, "cannot track the writes of pid %d: %s", t->proc->pid,
 					 strerror(-r));
 		}
 		set_method(t, METHOD_PRECOPY, "requested with --method precopy");
 		return 0;
 	case METHOD_AUTO:
-		choose_auto(c, t);
-		return 0;
+		return choose_auto(c, t);
 	}
 	return -EINVAL;
 }
@@ -230,8 +293,7 @@ static int reserve(struct capture *c)
 			bool changed = false;
 			for (size_t i = 0; i < c->set->n; i++) {
 				struct target *t = c->set->v[i];
-				if (!live(t) || t->method == METHOD_CLONE ||
-				    inject_thread_filtered(t->ref.procfd, t->proc->pid))
+				if (!live(t) || t->method == METHOD_CLONE || t->no_inject)
 					continue;
 				precopy_stop(t);
 				set_method(t, METHOD_CLONE,
@@ -251,7 +313,12 @@ static int reserve(struct capture *c)
 				 format_bytes(total + slack, a, sizeof(a)),
 				 format_bytes(avail, b, sizeof(b)));
 	}
+	size_t ph = timeline_begin(c->tl, "reserve", 0);
 	int r = arena_reserve(&c->arena, total + slack, c->page_size);
+	timeline_end(c->tl, ph);
+	capture_note_buffers(c);
+	if (r == -EINTR || r == -ETIMEDOUT)
+		return r; /* a signal to osmosis: reported by the caller */
 	if (r < 0)
 		return log_error(r, "cannot reserve %s to hold the targets' memory: %m",
 				 format_bytes(total + slack, a, sizeof(a)));
@@ -269,7 +336,10 @@ static int precopy_all(struct capture *c)
 
 		if (!live(t) || t->method != METHOD_PRECOPY)
 			continue;
+		size_t ph = timeline_begin(c->tl, "rounds", t->proc->pid);
 		r = precopy_rounds(c, t, &freeze_bytes, &bps);
+		timeline_end(c->tl, ph);
+		capture_note_buffers(c);
 		if (r == -EINTR || r == -ETIMEDOUT || (r < 0 && c->requested != METHOD_AUTO))
 			return r == -EINTR || r == -ETIMEDOUT
 				   ? r
@@ -386,6 +456,13 @@ static int target_frozen(struct capture *c, struct target *t)
 	}
 }
 
+void capture_note_buffers(struct capture *c)
+{
+	uint64_t n = c->arena.mapped + c->cap_jobs * sizeof(*c->jobs);
+
+	c->peak_buffers = MAX(c->peak_buffers, n);
+}
+
 int capture_frozen(struct capture *c)
 {
 	uint64_t t0;
@@ -404,6 +481,7 @@ int capture_frozen(struct capture *c)
 	t0 = now_ns();
 	r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->copy_ns = now_ns() - t0;
+	capture_note_buffers(c);
 	return r;
 }
 
@@ -450,9 +528,13 @@ int capture_finish(struct capture *c)
 
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (t->method == METHOD_PRECOPY)
+		if (t->method == METHOD_PRECOPY && t->uffd >= 0) {
+			size_t ph = timeline_begin(c->tl, "unregister", t->proc->pid);
 			precopy_stop(t); /* first: the target's writes are free again */
+			timeline_end(c->tl, ph);
+		}
 	}
+	capture_note_buffers(c);
 	c->copied_bytes = 0;
 	for (size_t i = 0; i < c->n_jobs; i++)
 		c->copied_bytes += c->jobs[i].len - c->jobs[i].unreadable;
@@ -461,7 +543,9 @@ int capture_finish(struct capture *c)
 		struct osm_process *p = t->proc;
 
 		if (live(t) && !c->state_only && t->method == METHOD_CLONE && t->clone_pid) {
+			size_t ph = timeline_begin(c->tl, "clone-map", p->pid);
 			r = clone_finish(c, t);
+			timeline_end(c->tl, ph);
 			if (r < 0)
 				return r;
 		}

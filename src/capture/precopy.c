@@ -45,6 +45,10 @@
 #define SCAN_VEC	 4096
 #define WRITTEN_RETURN	 (PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
 #define UNREGISTER_SLICE (16ull << 20)
+/* Before the freeze every call that walks the target's page tables covers at most this much:
+ * write-protecting 1 GiB in one call took 155 ms here, and on a kernel without preemption a
+ * target thread woken on osmosis's CPU waits for the call to end. 16 MiB is ~0.3 ms. */
+#define WALK_SLICE (16ull << 20)
 
 struct precopy_region {
 	uint64_t start, end, pgoff, inode;
@@ -117,44 +121,40 @@ uint64_t precopy_arena_bytes(const struct target *t)
 	return n;
 }
 
-/* Create the userfaultfd inside the target and take it. */
+/* Create the userfaultfd inside the target and take it (in a thread inject_in_safe_thread
+ * chose). */
+static int run_take_uffd(struct inject *in, void *ctx)
+{
+	struct target *t = ctx;
+	uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY};
+	int64_t fd = -1, closed;
+	int r = inject_syscall(in, SYS_userfaultfd, args, &fd);
+
+	if (r == 0 && fd < 0)
+		r = (int)fd;
+	if (r == 0) {
+		t->uffd = (int)syscall(SYS_pidfd_getfd, t->ref.pidfd, (int)fd, 0);
+		if (t->uffd < 0)
+			r = -errno;
+		args[0] = (uint64_t)fd;
+		/* Not closed: the target keeps a descriptor it did not have: do not use ours. */
+		if (inject_syscall(in, SYS_close, args, &closed) < 0 || closed < 0)
+			r = r ? r : -EIO;
+	}
+	return r;
+}
+
 static int take_uffd(struct target *t)
 {
-	struct osm_process *p = t->proc;
-	int r = -ESRCH;
+	const char *why = NULL;
+	int r = inject_in_safe_thread(t, run_take_uffd, t, NULL, &why);
 
-	for (size_t i = 0; i < p->n_threads && r != 0; i++) {
-		struct osm_thread *th = p->threads[i];
-		uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY};
-		struct inject in;
-		int64_t fd = -1, closed;
-
-		if (th->gone || inject_thread_filtered(t->ref.procfd, th->tid) ||
-		    inject_seize(th->tid) < 0)
-			continue;
-		r = inject_begin(&in, th->tid, t->ref.memfd, p->auxv, p->auxv_len);
-		if (r == 0)
-			r = inject_syscall(&in, SYS_userfaultfd, args, &fd);
-		if (r == 0 && fd < 0)
-			r = (int)fd;
-		if (r == 0) {
-			t->uffd = (int)syscall(SYS_pidfd_getfd, t->ref.pidfd, (int)fd, 0);
-			if (t->uffd < 0)
-				r = -errno;
-			args[0] = (uint64_t)fd;
-			if (inject_syscall(&in, SYS_close, args, &closed) < 0 || closed < 0) {
-				/* The target keeps a descriptor it did not have: do not use ours.
-				 */
-				r = r ? r : -EIO;
-			}
-		}
-		inject_end(&in);
-		inject_release(th->tid, in.lost_signal);
-	}
 	if (r < 0 && t->uffd >= 0) {
 		close(t->uffd);
 		t->uffd = -1;
 	}
+	if (r == -EAGAIN)
+		log_debug("pid %d: pre-copy cannot start: %s", t->proc->pid, why);
 	return r;
 }
 
@@ -164,7 +164,7 @@ typedef int (*scan_fn)(struct capture *c, struct target *t, struct precopy_regio
 
 static int scan(struct capture *c, struct target *t, struct precopy_region *g, uint64_t flags,
 		uint64_t inverted, uint64_t category_mask, uint64_t return_mask, scan_fn fn,
-		void *ctx)
+		void *ctx, uint64_t slice)
 {
 	static struct page_region vec[SCAN_VEC];
 	uint64_t start = g->start, end = g->start + g->dump_len;
@@ -173,7 +173,7 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
 		struct pm_scan_arg a = {.size = sizeof(a),
 					.flags = flags | PM_SCAN_CHECK_WPASYNC,
 					.start = start,
-					.end = end,
+					.end = slice >= end - start ? end : start + slice,
 					.vec = (uintptr_t)vec,
 					.vec_len = SCAN_VEC,
 					.category_inverted = inverted,
@@ -260,8 +260,12 @@ int precopy_track(struct capture *c, struct target *t)
 				  (unsigned long long)m->start, (unsigned long long)m->end);
 			continue;
 		}
-		if (ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
-			return -errno;
+		for (uint64_t a = m->start; a < m->end; a += WALK_SLICE) {
+			wp.range =
+			    (struct uffdio_range){.start = a, .len = MIN(WALK_SLICE, m->end - a)};
+			if (ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
+				return -errno;
+		}
 		if (grow_array((void **)&t->pc, &t->cap_pc, t->n_pc + 1, sizeof(*t->pc)))
 			return -ENOMEM;
 		t->pc[t->n_pc++] = (struct precopy_region){.start = m->start,
@@ -328,7 +332,7 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 		written = 0;
 		for (size_t i = 0; i < t->n_pc; i++) {
 			r = scan(c, t, &t->pc[i], PM_SCAN_WP_MATCHING, 0, PAGE_IS_WRITTEN,
-				 WRITTEN_RETURN, queue_written, &written);
+				 WRITTEN_RETURN, queue_written, &written, WALK_SLICE);
 			if (r < 0)
 				return r;
 		}
@@ -356,7 +360,8 @@ static int frozen_region(struct capture *c, struct target *t, struct precopy_reg
 	int r = mapping_add_extent(m, 0, g->dump_len, g->dest);
 
 	if (r == 0)
-		r = scan(c, t, g, 0, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, queue_written, &written);
+		r = scan(c, t, g, 0, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, queue_written, &written,
+			 UINT64_MAX);
 	return r;
 }
 

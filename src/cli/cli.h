@@ -15,6 +15,7 @@ int cmd_patterns(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_core(int argc, char **argv);
 
 struct pattern;
 struct threshold_value;

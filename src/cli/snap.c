@@ -37,6 +37,7 @@
 #include "cli/cli.h"
 #include "cli/snap.h"
 #include "core/writer.h"
+#include "core/zcore.h"
 #include "freeze/freeze.h"
 #include "freeze/guard.h"
 #include "snapshot/dir.h"
@@ -71,6 +72,8 @@ static const char snap_usage[] =
     "  -s, --state-only        the system state and every thread's registers, no memory and no\n"
     "                          cores: fast and small\n"
     "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
+    "      --compress[=LEVEL]  write compressed cores, core.PID.zst (zstd, default level 1;\n"
+    "                          osmosis show/analyze read them, osmosis core makes a plain one)\n"
     "  -m, --method METHOD     how memory is kept as it was at the freeze instant:\n"
     "                            copy     copied into a reserved buffer during the pause\n"
     "                            clone    a copy-on-write clone made inside the target\n"
@@ -99,6 +102,8 @@ struct snap_opts {
 	uint64_t max_pause_ns;
 	uint64_t sample_ns;
 	bool quiet, tree, all, state_only, analyze;
+	bool compress;
+	int level; /* zstd's, with --compress */
 	pid_t *pids;
 	size_t n_pids;
 	const char *trigger; /* --trigger: a JSON object's text */
@@ -118,7 +123,8 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		OPT_ANALYZE,
 		OPT_TRIGGER,
 		OPT_SKIP,
-		OPT_STATUS_FD
+		OPT_STATUS_FD,
+		OPT_COMPRESS,
 	};
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, 'o'},
@@ -133,6 +139,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"trigger", required_argument, NULL, OPT_TRIGGER},
 	    {"skip", required_argument, NULL, OPT_SKIP},
 	    {"status-fd", required_argument, NULL, OPT_STATUS_FD},
+	    {"compress", optional_argument, NULL, OPT_COMPRESS},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -142,6 +149,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 
 	o->method = "auto";
 	o->status_fd = -1;
+	o->level = ZCORE_DEFAULT_LEVEL;
 	o->max_pause_ns = DEFAULT_MAX_PAUSE_NS;
 	o->sample_ns = DEFAULT_SAMPLE_NS;
 	optind = 1;
@@ -216,6 +224,19 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 						 "--status-fd needs an open descriptor, not '%s'",
 						 optarg);
 			o->status_fd = (int)fd;
+			break;
+		}
+		case OPT_COMPRESS: {
+			int64_t level = ZCORE_DEFAULT_LEVEL;
+			if (optarg && (parse_i64(optarg, 10, &level) < 0 || level < -7 ||
+				       level > 19 || level == 0))
+				return log_error(
+				    EINVAL,
+				    "--compress takes a zstd level from -7 to 19 (not 0), "
+				    "not '%s'",
+				    optarg);
+			o->compress = true;
+			o->level = (int)level;
 			break;
 		}
 		case 'q':
@@ -313,21 +334,44 @@ static void aside_tick(void *arg)
 	sched_aside_check(arg);
 }
 
+struct core_opts {
+	bool compress;
+	int level;
+	unsigned n_workers;
+	uint64_t *peak_buffers; /* raised to the sink's buffers */
+};
+
 static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_size,
-		      struct sched_aside *aside)
+		      struct sched_aside *aside, const struct core_opts *co)
 {
 	struct outfile of;
 	struct file_sink fs;
+	struct zstd_sink *zs = NULL;
 	int r;
 
-	snprintf(p->core_name, sizeof(p->core_name), "core.%d", p->pid);
+	snprintf(p->core_name, sizeof(p->core_name), "core.%d%s", p->pid,
+		 co->compress ? ZCORE_SUFFIX : "");
 	r = outfile_open(dir->dirfd, p->core_name, &of);
 	if (r < 0)
 		return log_error(r, "cannot create %s/%s: %m", dir->final, p->core_name);
 	file_sink_init(&fs, of.fd);
 	fs.tick = aside_tick;
 	fs.tick_arg = aside;
-	r = core_write(p, &fs.base, page_size);
+	if (co->compress) {
+		zs = zstd_sink_new(&fs.base, co->level, co->n_workers);
+		if (!zs) {
+			outfile_abort(&of);
+			return log_error(ENOMEM, "cannot start compressing %s/%s: out of memory",
+					 dir->final, p->core_name);
+		}
+		zstd_sink_set_tick(zs, aside_tick, aside);
+		*co->peak_buffers = MAX(*co->peak_buffers, (uint64_t)zstd_sink_buffer_bytes(zs));
+		r = core_write(p, zstd_sink_base(zs), page_size);
+		*co->peak_buffers = MAX(*co->peak_buffers, (uint64_t)zstd_sink_buffer_bytes(zs));
+		zstd_sink_free(zs);
+	} else {
+		r = core_write(p, &fs.base, page_size);
+	}
 	if (r == 0)
 		r = guard_check();
 	if (r < 0) {
@@ -493,6 +537,8 @@ int cmd_snap(int argc, char **argv)
 	bool prepared = false, show_progress;
 	struct sched_aside aside = {0};
 	uint64_t t_start = now_ns();
+	struct osm_timeline *tl;
+	size_t ph;
 	int r, ret = 1;
 
 	r = parse_args(argc, argv, &o);
@@ -505,11 +551,15 @@ int cmd_snap(int argc, char **argv)
 		log_error(errno, "cannot install signal handlers: %m");
 		goto out;
 	}
+	guard_set_max_pause(o.max_pause_ns); /* also for threads held outside the freeze */
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		log_error(ENOMEM, "out of memory");
 		goto out;
 	}
+	tl = &s->timeline;
+	timeline_init(tl);
+	tl->t0_ns = t_start;
 	st.snap = s;
 	st.tree = o.tree;
 	st.skip = o.skip;
@@ -546,6 +596,7 @@ int cmd_snap(int argc, char **argv)
 	}
 
 	/* CPU sampling interval, then the state read just before the freeze. */
+	ph = timeline_begin(tl, "sample", 0);
 	snap_sample_begin(&st);
 	if (o.sample_ns) {
 		struct timespec ts = {(time_t)(o.sample_ns / 1000000000ull),
@@ -556,8 +607,11 @@ int cmd_snap(int argc, char **argv)
 			goto out;
 		}
 	}
+	timeline_end(tl, ph);
+	ph = timeline_begin(tl, "state", 0);
 	if (snap_load_state(&st, show_progress) < 0)
 		goto out;
+	timeline_end(tl, ph);
 
 	if (!o.output) {
 		default_output(defdir, sizeof(defdir));
@@ -568,6 +622,7 @@ int cmd_snap(int argc, char **argv)
 
 	cap.requested = (enum capture_method)capture_method_parse(o.method);
 	cap.set = &st.set;
+	cap.tl = tl;
 	cap.state_only = o.state_only;
 	cap.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -596,18 +651,25 @@ int cmd_snap(int argc, char **argv)
 		log_error(r, "cannot start the watchdog: %m");
 		goto fail;
 	}
+	ph = timeline_begin(tl, "freeze", 0);
 	r = freeze_session_freeze(&fs);
+	timeline_end(tl, ph);
 	if (r == 0)
 		r = fault_point("frozen");
 	if (r == 0)
 		r = guard_check();
+	ph = timeline_begin(tl, "copy", 0);
 	if (r == 0)
 		r = capture_frozen(&cap);
+	timeline_end(tl, ph);
 	if (r == 0)
 		r = fault_point("captured");
+	ph = timeline_begin(tl, "resume", 0);
 	freeze_session_thaw(&fs);
+	timeline_end(tl, ph);
 	guard_watchdog_disarm();
 	s->pause_us = freeze_session_pause_us(&fs);
+	timeline_set_pause(tl, fs.t_first_stop, fs.t_thawed);
 	if (r == 0)
 		r = freeze_session_check_survivors(&fs);
 	if (r == 0)
@@ -623,7 +685,12 @@ int cmd_snap(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	/* Writing cores: the targets run again, and come first (base/sched.h). */
+	struct core_opts co = {.compress = o.compress,
+			       .level = o.level,
+			       .n_workers = cap.n_workers,
+			       .peak_buffers = &cap.peak_buffers};
 	sched_step_aside(&aside, true);
+	ph = timeline_begin(tl, "write-out", 0);
 	for (size_t i = 0; i < st.set.n; i++) {
 		struct target *t = st.set.v[i];
 		if (t->exited) {
@@ -638,7 +705,7 @@ int cmd_snap(int argc, char **argv)
 			t->proc->capture = "state";
 			continue;
 		}
-		r = write_core(&dir, t->proc, cap.page_size, &aside);
+		r = write_core(&dir, t->proc, cap.page_size, &aside, &co);
 		sched_aside_check(&aside);
 		if (r == 0)
 			r = fault_point("core-written");
@@ -647,8 +714,19 @@ int cmd_snap(int argc, char **argv)
 		progress(show_progress, "writing cores", i + 1, st.set.n);
 	}
 	progress_end(show_progress);
+	timeline_end(tl, ph);
+	/* Clones ended and buffers given back before the manifest, so that the timeline holds it.
+	 */
+	ph = timeline_begin(tl, "release", 0);
+	capture_release(&cap);
+	timeline_end(tl, ph);
+	tl->peak_rss = timeline_self_peak_rss();
+	tl->peak_buffers = cap.peak_buffers;
 	s->total_ms = (now_ns() - t_start) / 1000000;
 	snap_read_after_thaw(&st);
+	/* The commit (manifest written, directory renamed into place) is recorded open: the
+	 * manifest cannot hold its own end. */
+	(void)timeline_begin(tl, "commit", 0);
 	r = write_manifest(&dir, s);
 	if (r == 0)
 		r = fault_point("manifest-written");

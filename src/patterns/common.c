@@ -16,19 +16,32 @@ double pattern_threshold(const struct analysis *a, const struct pattern *p, cons
 void thread_label(const struct athread *t, char *buf, size_t len)
 {
 	const struct osm_process *p = t->proc->p;
+	/* A runtime's name for the thread (threading.Thread.name) says more than the OS's. */
+	const char *name = t->runtime_name ? t->runtime_name : t->t->name;
 	if (t->t->tid == p->pid)
-		snprintf(buf, len, "thread %d \"%s\" (main thread of pid %d %s)", t->t->tid,
-			 t->t->name, p->pid, p->comm);
+		snprintf(buf, len, "thread %d \"%s\" (main thread of pid %d %s)", t->t->tid, name,
+			 p->pid, p->comm);
 	else
-		snprintf(buf, len, "thread %d \"%s\" of pid %d (%s)", t->t->tid, t->t->name, p->pid,
+		snprintf(buf, len, "thread %d \"%s\" of pid %d (%s)", t->t->tid, name, p->pid,
 			 p->comm);
 }
 
 void finding_frames(struct finding *f, const struct athread *t, size_t max)
 {
-	for (size_t i = 0; i < t->n_frames && i < max; i++) {
+	size_t python = 0;
+
+	for (size_t i = 0; i < t->n_frames; i++) {
 		const struct frame *fr = &t->frames[i];
-		if (fr->function && fr->file)
+		/* Past the native frames asked for, a runtime's frames still say where the thread
+		 * stands in its program: up to as many more. */
+		if (i >= max && (fr->kind != FRAME_PYTHON || python >= max))
+			continue;
+		if (fr->kind == FRAME_PYTHON) {
+			python++;
+			finding_line(f, "      #%zu %s (python) %s:%d", i,
+				     fr->function ? fr->function : "?", fr->file ? fr->file : "?",
+				     fr->line);
+		} else if (fr->function && fr->file)
 			finding_line(f, "      #%zu %s (%s) %s:%d", i, fr->function,
 				     fr->module ? fr->module : "?", fr->file, fr->line);
 		else if (fr->function)
@@ -123,10 +136,15 @@ json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps
 		} else {
 			finding_line(f, "    waits on: %s", s->e->text);
 		}
+		if (s->t->runtime_where[0])
+			finding_line(f, "    in Python: %s", s->t->runtime_where);
 		finding_frames(f, s->t, frames);
 		json_object_object_add(o, "tid", json_object_new_int(s->t->t->tid));
 		json_object_object_add(o, "pid", json_object_new_int(s->t->proc->p->pid));
 		json_object_object_add(o, "waits_on", json_object_new_string(s->e->text));
+		if (s->t->runtime_where[0])
+			json_object_object_add(o, "python_where",
+					       json_object_new_string(s->t->runtime_where));
 		if (s->t->wait.addr)
 			json_object_object_add(o, "address",
 					       json_object_new_int64((int64_t)s->t->wait.addr));

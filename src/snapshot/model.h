@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "arch.h"
+#include "snapshot/timeline.h"
 
 #define OSM_COMM_LEN 16
 
@@ -192,11 +193,16 @@ struct osm_snapshot {
 	const char *scope; /* pids, tree, cgroup, all */
 	char *scope_arg;   /* the cgroup path, or the root pids */
 	bool state_only;
-	uint64_t sample_ms; /* the CPU sampling interval before the freeze (0: none) */
-	uint64_t total_ms;  /* the whole command, start to files renamed into place */
+	uint64_t sample_ms;	      /* the CPU sampling interval before the freeze (0: none) */
+	uint64_t total_ms;	      /* the whole command, start to files renamed into place */
+	struct osm_timeline timeline; /* phases of the command and osmosis's peak memory */
 	struct osm_system sys;
 	struct osm_process **procs;
 	size_t n_procs, cap_procs;
+	/* Entries of a read manifest that repeated a process listed before (same pid and start
+	 * time): left out, so each process is analyzed once. */
+	size_t n_duplicates;
+	pid_t duplicate_pid; /* the first one repeated */
 };
 
 void mapping_done(struct osm_mapping *m);
