@@ -530,8 +530,10 @@ def test_usage_errors():
                            "osmosis-watch.1")) as f:
         man = f.read()
     for line in r.stdout.splitlines():
-        opt = line.split("\t")[0].split()[0]
-        check(opt.replace("-", "\\-") in man, "%s is not in docs/osmosis-watch.1" % opt)
+        opt, text = line.split("\t")[:2]
+        # the man page's list is generated from the descriptors: it must say the same
+        check(opt.replace("-", "\\-") in man and text.replace("-", "\\-") in man,
+              "%s is not in docs/osmosis-watch.1 as the descriptor says it" % opt)
     r = osmosis("watch", "--cpu", "50", "999999999")
     check(r.returncode == 1 and "no process" in r.stderr, r.stderr)
 
