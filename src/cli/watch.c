@@ -685,18 +685,8 @@ static int take_snapshot(struct watch_run *run, const struct watch_fire *f)
 
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return log_error(errno, "cannot make a pipe: %m"), 1;
-	/* The write end goes to the child as fd 3 (run_self clears its close-on-exec). */
-	if (pfd[1] != 3) {
-		if (dup2(pfd[1], 3) < 0) {
-			close(pfd[0]);
-			close(pfd[1]);
-			return log_error(errno, "cannot pass a pipe: %m"), 1;
-		}
-		fcntl(3, F_SETFD, FD_CLOEXEC);
-		close(pfd[1]);
-		pfd[1] = 3;
-	}
-	r = run_self(argv, -1, 3, &run->wait_mask, &cr);
+	/* The write end becomes the child's fd 3 (run_self moves it there). */
+	r = run_self(argv, -1, pfd[1], &run->wait_mask, &cr);
 	close(pfd[1]);
 	if (r == 0) {
 		ssize_t n = read(pfd[0], line, sizeof(line) - 1);
