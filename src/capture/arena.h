@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The reserved buffer that memory is copied into during the freeze. It is mapped and every page
- * touched before the freeze (first touches are slow on a VM: FACTS.md), so the freeze spends its
- * time copying only. Allocation inside the freeze is a pointer bump. Before the freeze a further
- * chunk is mapped when the reservation runs short (pre-copy's rounds); inside it the arena is
- * sealed: nothing is mapped beyond what was reserved (the promise never to push the machine into
+ * touched before the freeze (first touches are slow on a VM: docs/design/kernel-facts.md), so the
+ * freeze spends its time copying only. Allocation inside the freeze is a pointer bump. Before
+ * the freeze a further chunk is mapped when the reservation runs short (pre-copy's rounds);
+ * inside it the arena is sealed: nothing is mapped beyond what was reserved (the promise never to push the machine into
  * reclaim during the pause), and a target that does not fit is rewound and recorded as not
  * captured (capture.c).
  */
@@ -24,6 +24,7 @@ struct arena {
 	size_t n, cap;
 	size_t page_size;
 	size_t overflow_bytes; /* bytes served from chunks mapped beyond the reservation */
+	size_t mapped;	       /* bytes mapped now, all chunks */
 	bool sealed;	       /* inside the freeze: no chunk is added */
 };
 

@@ -28,7 +28,9 @@
 #include "capture/capture.h"
 #include "inject/inject.h"
 #include "proc/maps.h"
+#include "proc/pidref.h"
 #include "proc/process.h"
+#include "proc/procfs.h"
 
 static const char *const method_names[] = {
     [METHOD_AUTO] = "auto",
@@ -53,6 +55,51 @@ const char *capture_method_name(enum capture_method m)
 static bool live(const struct target *t)
 {
 	return !t->skipped && !t->exited;
+}
+
+/*
+ * A member of a set (--tree, --cgroup, --all) that cannot be captured is recorded and the rest
+ * goes on: it exited (or became a zombie), ran a new program, or failed otherwise during
+ * `phase`. Its tracking is removed. Returns true when t was optional and is now recorded; false
+ * for a target named by its PID, whose failure is the snapshot's (the caller logs it).
+ */
+/* Exited, or a zombie (whose pidfd still answers). */
+static bool target_ended(const struct target *t)
+{
+	struct proc_stat st;
+
+	return !pidref_alive(&t->ref) || proc_read_stat(t->ref.procfd, "stat", &st) < 0 ||
+	       st.state == 'Z' || st.state == 'X';
+}
+
+static bool member_lost(struct target *t, int r, const char *phase)
+{
+	struct osm_process *p = t->proc;
+	char *note = NULL;
+	int n;
+
+	if (!t->optional || r == -EINTR || r == -ETIMEDOUT || r == -ENOMEM)
+		return false;
+	precopy_abandon(t);
+	if (r == -ENOEXEC && !target_ended(t)) {
+		t->skipped = true;
+		p->capture = "skipped";
+		n = asprintf(&note, "ran a new program (execve) %s: not captured", phase);
+	} else if (r == -ESRCH || target_ended(t)) {
+		t->exited = true;
+		p->capture = "exited";
+		n = asprintf(&note, "exited %s", phase);
+	} else {
+		t->skipped = true;
+		p->capture = "skipped";
+		n = asprintf(&note, "%s failed %s: not captured", strerror(-r), phase);
+	}
+	if (n < 0)
+		note = NULL;
+	free(p->capture_note);
+	p->capture_note = note;
+	log_debug("pid %d: %s", p->pid, note ? note : "not captured");
+	return true;
 }
 
 __attribute__((format(printf, 3, 4))) static void
@@ -90,15 +137,16 @@ static uint64_t arena_need(struct capture *c, struct target *t)
 }
 
 /*
- * What each method would cost in the freeze, to compare them (auto). Rough, from FACTS.md: a
- * clone copies one page-table entry per resident private page (~95 ns per 4 KiB page) plus a
- * fixed cost for the injection; the copy and pre-copy methods copy at memory speed, pre-copy
- * only what the target writes, after a scan of its page tables (~0.5 ms per GiB).
+ * What each method would cost in the freeze, to compare them (auto). Rough, from
+ * docs/design/kernel-facts.md: a clone copies one page-table entry per resident private page (~95
+ * ns per 4 KiB page) plus a fixed cost for the injection; the copy and pre-copy methods copy at
+ * memory speed, pre-copy only what the target writes, after a scan of its page tables (~0.5 ms per
+ * GiB).
  */
 #define FORK_NS_PER_PG	95ull
 #define INJECT_NS	(500ull * 1000ull)
 #define SCAN_NS_PER_GIB (500ull * 1000ull)
-#define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads here: FACTS.md, bench */
+#define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads: design/kernel-facts.md */
 
 static uint64_t copy_ns(uint64_t bytes, uint64_t bps)
 {
@@ -183,7 +231,9 @@ static int choose_auto(struct capture *c, struct target *t)
 			   (double)cp / 1e6);
 		return 0;
 	}
+	size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
 	r = precopy_track(c, t);
+	timeline_end(c->tl, ph);
 	if (r < 0) {
 		precopy_stop(t);
 		if (r == -EINTR || r == -ETIMEDOUT)
@@ -246,7 +296,9 @@ static int choose(struct capture *c, struct target *t)
 		if (!precopy_supported(&why))
 			return log_error(EOPNOTSUPP, "--method precopy: %s; use --method clone",
 					 why);
+		size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
 		r = precopy_track(c, t);
+		timeline_end(c->tl, ph);
 		if (r == -EAGAIN) {
 			/* No thread could take the injection after all (stopped meanwhile). */
 			precopy_stop(t);
@@ -259,8 +311,17 @@ static int choose(struct capture *c, struct target *t)
 			precopy_stop(t);
 			if (r == -EINTR || r == -ETIMEDOUT)
 				return r;
-			return log_error(r, "cannot track the writes of pid %d: %s", t->proc->pid,
-					 strerror(-r));
+			if (!t->optional || target_ended(t))
+				return t->optional
+					   ? -ESRCH
+					   : log_error(r, "cannot track the writes of pid %d: %s",
+						       t->proc->pid, strerror(-r));
+			/* One member of a set: it alone goes another way. */
+			set_method(t, METHOD_CLONE,
+				   "--method precopy: write tracking could not start (%s), so a "
+				   "clone",
+				   strerror(-r));
+			return 0;
 		}
 		set_method(t, METHOD_PRECOPY, "requested with --method precopy");
 		return 0;
@@ -309,7 +370,10 @@ static int reserve(struct capture *c)
 				 format_bytes(total + slack, a, sizeof(a)),
 				 format_bytes(avail, b, sizeof(b)));
 	}
+	size_t ph = timeline_begin(c->tl, "reserve", 0);
 	int r = arena_reserve(&c->arena, total + slack, c->page_size);
+	timeline_end(c->tl, ph);
+	capture_note_buffers(c);
 	if (r == -EINTR || r == -ETIMEDOUT)
 		return r; /* a signal to osmosis: reported by the caller */
 	if (r < 0)
@@ -329,16 +393,25 @@ static int precopy_all(struct capture *c)
 
 		if (!live(t) || t->method != METHOD_PRECOPY)
 			continue;
+		size_t ph = timeline_begin(c->tl, "rounds", t->proc->pid);
 		r = precopy_rounds(c, t, &freeze_bytes, &bps);
-		if (r == -EINTR || r == -ETIMEDOUT || (r < 0 && c->requested != METHOD_AUTO))
-			return r == -EINTR || r == -ETIMEDOUT
-				   ? r
-				   : log_error(r, "pre-copy of pid %d failed: %s", t->proc->pid,
-					       strerror(-r));
+		timeline_end(c->tl, ph);
+		capture_note_buffers(c);
+		if (r == -EINTR || r == -ETIMEDOUT)
+			return r;
+		if (r < 0 && target_ended(t)) {
+			if (member_lost(t, -ESRCH, "during pre-copy"))
+				continue;
+			return log_error(ESRCH, "pid %d exited during pre-copy", t->proc->pid);
+		}
+		if (r < 0 && c->requested != METHOD_AUTO && !t->optional)
+			return log_error(r, "pre-copy of pid %d failed: %s", t->proc->pid,
+					 strerror(-r));
 		if (r < 0) {
+			/* This target alone goes another way; the others keep theirs. */
 			precopy_abandon(t);
-			set_method(t, METHOD_CLONE, "auto: pre-copy failed (%s), so a clone",
-				   strerror(-r));
+			set_method(t, METHOD_CLONE, "%s: pre-copy failed (%s), so a clone",
+				   method_names[c->requested], strerror(-r));
 			continue;
 		}
 		if (c->requested != METHOD_AUTO)
@@ -374,6 +447,8 @@ int capture_prepare(struct capture *c)
 		r = capture_plan_target(c, t);
 		if (r == 0)
 			r = choose(c, t);
+		if (r < 0 && member_lost(t, r, "before the freeze"))
+			continue;
 		if (r < 0)
 			return r;
 	}
@@ -502,6 +577,13 @@ static int keep_memory(struct capture *c, struct target *t)
 	}
 }
 
+void capture_note_buffers(struct capture *c)
+{
+	uint64_t n = c->arena.mapped + c->cap_jobs * sizeof(*c->jobs);
+
+	c->peak_buffers = MAX(c->peak_buffers, n);
+}
+
 int capture_frozen(struct capture *c)
 {
 	uint64_t t0;
@@ -510,9 +592,16 @@ int capture_frozen(struct capture *c)
 	c->n_jobs = 0;
 	c->arena.sealed = true; /* until the thaw: nothing mapped beyond the reservation */
 	for (size_t i = 0; i < c->set->n; i++) {
-		if (!live(c->set->v[i]))
+		struct target *t = c->set->v[i];
+		size_t first_job = c->n_jobs;
+
+		if (!live(t))
 			continue;
-		r = target_frozen(c, c->set->v[i]);
+		r = target_frozen(c, t);
+		if (r < 0 && member_lost(t, r, "during the freeze")) {
+			c->n_jobs = first_job; /* nothing of it is copied */
+			continue;
+		}
 		if (r < 0)
 			return r;
 	}
@@ -521,6 +610,7 @@ int capture_frozen(struct capture *c)
 	t0 = now_ns();
 	r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->copy_ns = now_ns() - t0;
+	capture_note_buffers(c);
 	return r;
 }
 
@@ -567,9 +657,13 @@ int capture_finish(struct capture *c)
 
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (t->method == METHOD_PRECOPY)
+		if (t->method == METHOD_PRECOPY && t->uffd >= 0) {
+			size_t ph = timeline_begin(c->tl, "unregister", t->proc->pid);
 			precopy_stop(t); /* first: the target's writes are free again */
+			timeline_end(c->tl, ph);
+		}
 	}
+	capture_note_buffers(c);
 	c->copied_bytes = 0;
 	for (size_t i = 0; i < c->n_jobs; i++)
 		c->copied_bytes += c->jobs[i].len - c->jobs[i].unreadable;
@@ -578,7 +672,9 @@ int capture_finish(struct capture *c)
 		struct osm_process *p = t->proc;
 
 		if (live(t) && !c->state_only && t->method == METHOD_CLONE && t->clone_pid) {
+			size_t ph = timeline_begin(c->tl, "clone-map", p->pid);
 			r = clone_finish(c, t);
+			timeline_end(c->tl, ph);
 			if (r < 0)
 				return r;
 		}

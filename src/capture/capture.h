@@ -27,6 +27,7 @@
 #include "capture/copier.h"
 #include "proc/targets.h"
 #include "snapshot/model.h"
+#include "snapshot/timeline.h"
 
 enum capture_method {
 	METHOD_AUTO,
@@ -50,6 +51,9 @@ struct capture {
 	uint64_t planned_bytes;
 	uint64_t copied_bytes;
 	uint64_t copy_ns; /* time spent copying inside the freeze */
+
+	struct osm_timeline *tl; /* borrowed, may be NULL: phases are recorded there */
+	uint64_t peak_buffers;	 /* the most osmosis held in its buffers at once, bytes */
 };
 
 /* "auto", "copy", "clone", "precopy"; -1 if unknown. */
@@ -57,6 +61,8 @@ int capture_method_parse(const char *name);
 const char *capture_method_name(enum capture_method m);
 
 int capture_prepare(struct capture *c);
+/* Record the buffers osmosis holds now in c->peak_buffers if more than before. */
+void capture_note_buffers(struct capture *c);
 int capture_frozen(struct capture *c);
 int capture_finish(struct capture *c);
 void capture_release(struct capture *c);

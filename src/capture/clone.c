@@ -22,7 +22,7 @@
  *    by an injected wait4(__WALL), as is its business with orphans anyway.) Exit signal 0:
  *    the target gets no SIGCHLD from the intermediate;
  *  - is read with pread on /proc/CLONE/mem, which does not unshare copy-on-write pages
- *    (process_vm_readv pins them and so copies every page: FACTS.md).
+ *    (process_vm_readv pins them and so copies every page: docs/design/kernel-facts.md).
  * What fork does not carry (MADV_DONTFORK, MADV_WIPEONFORK) and shared mappings (which the clone
  * shares, so they would keep changing) are copied during the freeze as the copy method does.
  */

@@ -94,6 +94,8 @@ int capture_plan_target(struct capture *c, struct target *t)
 	int r;
 
 	r = capture_read_maps(t, "smaps", &t->pre_maps, &t->n_pre_maps);
+	if (r == -ESRCH && t->optional)
+		return r; /* recorded by the caller */
 	if (r < 0)
 		return r == -ESRCH ? log_error(r, "pid %d exited", t->proc->pid)
 				   : log_error(r, "cannot read /proc/%d/smaps: %m", t->proc->pid);
@@ -246,9 +248,29 @@ int capture_layout_frozen(struct capture *c, struct target *t)
 	/* The layout may have changed since smaps was read: maps is cheap, smaps is read again
 	 * only if some mapping is new. */
 	r = capture_read_maps(t, "maps", &maps, &n);
+	if (r == -ESRCH && t->optional)
+		return r; /* recorded by the caller */
 	if (r < 0)
 		return r == -ESRCH ? log_error(r, "pid %d exited during the snapshot", t->proc->pid)
 				   : r;
+	/* /proc/PID/mem and pagemap were opened on the memory the process had then: after an
+	 * execve they read nothing (the old address space is gone), while maps shows the new
+	 * program. One byte of a readable mapping tells. */
+	for (size_t i = 0; i < n && t->ref.memfd >= 0; i++) {
+		uint8_t b;
+		if (!(maps[i].prot & PROT_READ) || (maps[i].path && maps[i].path[0] == '['))
+			continue;
+		if (pread(t->ref.memfd, &b, 1, (off_t)maps[i].start) == 0) {
+			maps_free(maps, n);
+			return t->optional
+				   ? -ENOEXEC
+				   : log_error(ENOEXEC,
+					       "pid %d ran a new program (execve) during the "
+					       "snapshot",
+					       t->proc->pid);
+		}
+		break;
+	}
 	if (maps_carry_smaps(maps, n, t->pre_maps, t->n_pre_maps) > 0) {
 		maps_free(maps, n);
 		r = capture_read_maps(t, "smaps", &maps, &n);

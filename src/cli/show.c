@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/parse.h"
 #include "base/util.h"
+#include "snapshot/timeline.h"
 #include "cli/cli.h"
 #include "snapshot/describe.h"
 #include "snapshot/manifest.h"
@@ -205,6 +206,37 @@ static void show_threads(const struct osm_snapshot *s, const struct osm_process 
 	}
 }
 
+/* The phases of the command, on its own clock (ms from its start), and its peak memory. */
+static void show_timeline(const struct osm_timeline *tl)
+{
+	char a[32], b[32], c[32];
+
+	if (!tl->t0_ns || !tl->n)
+		return;
+	printf("  timeline (ms from the command's start; the pause %.3f-%.3f):\n",
+	       tl->pause_ns / 1e6, tl->pause_end_ns / 1e6);
+	for (size_t i = 0; i < tl->n; i++) {
+		const struct osm_phase *ph = &tl->phases[i];
+		if (ph->dur_ns == OSM_PHASE_OPEN)
+			printf("    %10.3f  %10s     %s", ph->start_ns / 1e6, "to the end",
+			       ph->name);
+		else
+			printf("    %10.3f  %10.3f ms  %s", ph->start_ns / 1e6, ph->dur_ns / 1e6,
+			       ph->name);
+		if (ph->pid)
+			printf(" (pid %d)", ph->pid);
+		printf("\n");
+	}
+	if (tl->dropped)
+		printf("    ... %zu more phases not recorded\n", tl->dropped);
+	printf("  peak memory of osmosis: %s resident, %s in its buffers",
+	       format_bytes(tl->peak_rss, a, sizeof(a)),
+	       format_bytes(tl->peak_buffers, b, sizeof(b)));
+	if (tl->max_memory)
+		printf(" (budget %s)", format_bytes(tl->max_memory, c, sizeof(c)));
+	printf("\n");
+}
+
 int cmd_show(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -282,6 +314,7 @@ int cmd_show(int argc, char **argv)
 		printf(", CPU sampled over %llu ms before the freeze",
 		       (unsigned long long)s->sample_ms);
 	printf("\n");
+	show_timeline(&s->timeline);
 	show_system(s);
 	show_processes(s);
 	for (size_t i = 0; i < s->n_procs; i++) {

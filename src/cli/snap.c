@@ -15,7 +15,9 @@
  *   capture_release (clones ended)                                  targets running
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +37,10 @@
 #include "cli/cli.h"
 #include "cli/snap.h"
 #include "core/writer.h"
+#include "core/zcore.h"
 #include "freeze/freeze.h"
 #include "freeze/guard.h"
+#include "proc/procfs.h"
 #include "snapshot/dir.h"
 #include "snapshot/manifest.h"
 
@@ -60,8 +64,9 @@ static const char snap_usage[] =
     "      --tree              the PIDs and all their descendants, children born meanwhile too\n"
     "      --cgroup PATH       every process in a cgroup (v1 or v2; relative to /sys/fs/cgroup)\n"
     "      --all               every process but osmosis and kernel threads\n"
-    "  With --tree, --cgroup and --all, processes that cannot be traced are recorded with the\n"
-    "  reason, and processes that exit meanwhile are recorded; neither fails the snapshot.\n"
+    "  With --tree, --cgroup and --all, a process that cannot be captured (traced by another\n"
+    "  tracer, not permitted, exited, ran a new program, became a zombie) is recorded in the\n"
+    "  manifest with the reason and the rest is captured; it never fails the snapshot.\n"
     "\n"
     "Options:\n"
     "  -o, --output DIR        directory to create (default ./osmosis-HOST-UTCDATE-TIME);\n"
@@ -69,6 +74,8 @@ static const char snap_usage[] =
     "  -s, --state-only        the system state and every thread's registers, no memory and no\n"
     "                          cores: fast and small\n"
     "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
+    "      --compress[=LEVEL]  write compressed cores, core.PID.zst (zstd, default level 1;\n"
+    "                          osmosis show/analyze read them, osmosis core makes a plain one)\n"
     "  -m, --method METHOD     how memory is kept as it was at the freeze instant:\n"
     "                            copy     copied into a reserved buffer during the pause\n"
     "                            clone    a copy-on-write clone made inside the target\n"
@@ -78,6 +85,11 @@ static const char snap_usage[] =
     "      --max-pause SECONDS longest the targets may stay frozen (default 10); past it they\n"
     "                          are resumed and the snapshot fails\n"
     "      --sample SECONDS    CPU sampling interval before the freeze (default 0.25; 0: none)\n"
+    "      --trigger JSON      record why the snapshot was taken (a JSON object) in the\n"
+    "                          manifest's \"trigger\" (osmosis watch does)\n"
+    "      --skip PID          never freeze PID, even when --all, --cgroup or --tree name it\n"
+    "                          (repeatable)\n"
+    "      --status-fd FD      when done, write \"ok\" or \"error ERRNO\" and a newline to FD\n"
     "  -q, --quiet             print nothing on success\n"
     "  -v, --verbose           say more on stderr\n"
     "  -h, --help              show this help\n"
@@ -92,13 +104,30 @@ struct snap_opts {
 	uint64_t max_pause_ns;
 	uint64_t sample_ns;
 	bool quiet, tree, all, state_only, analyze;
+	bool compress;
+	int level; /* zstd's, with --compress */
 	pid_t *pids;
 	size_t n_pids;
+	const char *trigger; /* --trigger: a JSON object's text */
+	pid_t skip[64];	     /* --skip */
+	size_t n_skip;
+	int status_fd; /* --status-fd, or -1 */
 };
 
 static int parse_args(int argc, char **argv, struct snap_opts *o)
 {
-	enum { OPT_MAX_PAUSE = 0x100, OPT_TREE, OPT_CGROUP, OPT_ALL, OPT_SAMPLE, OPT_ANALYZE };
+	enum {
+		OPT_MAX_PAUSE = 0x100,
+		OPT_TREE,
+		OPT_CGROUP,
+		OPT_ALL,
+		OPT_SAMPLE,
+		OPT_ANALYZE,
+		OPT_TRIGGER,
+		OPT_SKIP,
+		OPT_STATUS_FD,
+		OPT_COMPRESS,
+	};
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, 'o'},
 	    {"method", required_argument, NULL, 'm'},
@@ -109,6 +138,10 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"all", no_argument, NULL, OPT_ALL},
 	    {"state-only", no_argument, NULL, 's'},
 	    {"analyze", no_argument, NULL, OPT_ANALYZE},
+	    {"trigger", required_argument, NULL, OPT_TRIGGER},
+	    {"skip", required_argument, NULL, OPT_SKIP},
+	    {"status-fd", required_argument, NULL, OPT_STATUS_FD},
+	    {"compress", optional_argument, NULL, OPT_COMPRESS},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -117,6 +150,8 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	int c;
 
 	o->method = "auto";
+	o->status_fd = -1;
+	o->level = ZCORE_DEFAULT_LEVEL;
 	o->max_pause_ns = DEFAULT_MAX_PAUSE_NS;
 	o->sample_ns = DEFAULT_SAMPLE_NS;
 	optind = 1;
@@ -166,6 +201,46 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		case OPT_ANALYZE:
 			o->analyze = true;
 			break;
+		case OPT_TRIGGER: {
+			json_object *j = json_tokener_parse(optarg);
+			bool ok = j && json_object_is_type(j, json_type_object);
+			json_object_put(j);
+			if (!ok || strlen(optarg) > 16384)
+				return log_error(EINVAL, "--trigger needs a JSON object, not '%s'",
+						 optarg);
+			o->trigger = optarg;
+			break;
+		}
+		case OPT_SKIP:
+			if (o->n_skip >= ARRAY_SIZE(o->skip) ||
+			    parse_pid(optarg, &o->skip[o->n_skip]) < 0)
+				return log_error(EINVAL, "--skip needs a process id, not '%s'",
+						 optarg);
+			o->n_skip++;
+			break;
+		case OPT_STATUS_FD: {
+			uint64_t fd;
+			if (parse_u64(optarg, 10, &fd) < 0 || fd < 3 || fd > 1000000 ||
+			    fcntl((int)fd, F_GETFD) < 0)
+				return log_error(EINVAL,
+						 "--status-fd needs an open descriptor, not '%s'",
+						 optarg);
+			o->status_fd = (int)fd;
+			break;
+		}
+		case OPT_COMPRESS: {
+			int64_t level = ZCORE_DEFAULT_LEVEL;
+			if (optarg && (parse_i64(optarg, 10, &level) < 0 || level < -7 ||
+				       level > 19 || level == 0))
+				return log_error(
+				    EINVAL,
+				    "--compress takes a zstd level from -7 to 19 (not 0), "
+				    "not '%s'",
+				    optarg);
+			o->compress = true;
+			o->level = (int)level;
+			break;
+		}
 		case 'q':
 			o->quiet = true;
 			log_verbosity = 0;
@@ -244,6 +319,13 @@ static int fill_snapshot_header(struct osm_snapshot *s)
 	s->host = strdup(u.nodename);
 	if (asprintf(&s->kernel, "%s %s", u.release, u.version) < 0)
 		s->kernel = NULL;
+	{
+		_cleanup_free_ char *boot = NULL;
+		if (read_file_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", &boot, NULL) == 0) {
+			boot[strcspn(boot, "\n")] = 0;
+			s->boot_id = TAKE_PTR(boot);
+		}
+	}
 	gmtime_r(&now, &tm);
 	strftime(s->created, sizeof(s->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	return s->host && s->kernel ? 0 : -ENOMEM;
@@ -254,21 +336,44 @@ static void aside_tick(void *arg)
 	sched_aside_check(arg);
 }
 
+struct core_opts {
+	bool compress;
+	int level;
+	unsigned n_workers;
+	uint64_t *peak_buffers; /* raised to the sink's buffers */
+};
+
 static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_size,
-		      struct sched_aside *aside)
+		      struct sched_aside *aside, const struct core_opts *co)
 {
 	struct outfile of;
 	struct file_sink fs;
+	struct zstd_sink *zs = NULL;
 	int r;
 
-	snprintf(p->core_name, sizeof(p->core_name), "core.%d", p->pid);
+	snprintf(p->core_name, sizeof(p->core_name), "core.%d%s", p->pid,
+		 co->compress ? ZCORE_SUFFIX : "");
 	r = outfile_open(dir->dirfd, p->core_name, &of);
 	if (r < 0)
 		return log_error(r, "cannot create %s/%s: %m", dir->final, p->core_name);
 	file_sink_init(&fs, of.fd);
 	fs.tick = aside_tick;
 	fs.tick_arg = aside;
-	r = core_write(p, &fs.base, page_size);
+	if (co->compress) {
+		zs = zstd_sink_new(&fs.base, co->level, co->n_workers);
+		if (!zs) {
+			outfile_abort(&of);
+			return log_error(ENOMEM, "cannot start compressing %s/%s: out of memory",
+					 dir->final, p->core_name);
+		}
+		zstd_sink_set_tick(zs, aside_tick, aside);
+		*co->peak_buffers = MAX(*co->peak_buffers, (uint64_t)zstd_sink_buffer_bytes(zs));
+		r = core_write(p, zstd_sink_base(zs), page_size);
+		*co->peak_buffers = MAX(*co->peak_buffers, (uint64_t)zstd_sink_buffer_bytes(zs));
+		zstd_sink_free(zs);
+	} else {
+		r = core_write(p, &fs.base, page_size);
+	}
 	if (r == 0)
 		r = guard_check();
 	if (r < 0) {
@@ -338,8 +443,9 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 		printf("     ... %zu more (osmosis show %s lists them all)\n", s->n_procs - shown,
 		       dir);
 	if (skipped || exited)
-		printf("%zu process%s frozen, %zu skipped, %zu exited during the snapshot\n",
-		       frozen, frozen == 1 ? "" : "es", skipped, exited);
+		printf("%zu captured, %zu not captured (see manifest): %zu skipped, %zu exited "
+		       "during the snapshot\n",
+		       frozen, skipped + exited, skipped, exited);
 	printf("pause: %.3f ms, %zu process%s frozen together (--method %s", s->pause_us / 1000.0,
 	       frozen, frozen == 1 ? "" : "es", s->state_only ? "state-only" : s->method);
 	if (!s->state_only) {
@@ -402,11 +508,24 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 	if (o->cgroup && n == 0)
 		return log_error(ESRCH, "cgroup %s has no processes", o->cgroup);
 	for (size_t i = 0; i < n; i++) {
+		bool skip = false;
+		for (size_t j = 0; j < o->n_skip; j++)
+			skip |= pids[i] == o->skip[j];
+		if (skip && optional)
+			continue;
 		r = snap_add_target(st, pids[i], optional);
 		if (r < 0)
 			return r;
 	}
 	return 0;
+}
+
+static bool is_zombie(const struct target *t)
+{
+	struct proc_stat ps;
+
+	return t->ref.procfd >= 0 && proc_read_stat(t->ref.procfd, "stat", &ps) == 0 &&
+	       ps.state == 'Z';
 }
 
 static size_t count_frozen(const struct target_set *set)
@@ -429,6 +548,8 @@ int cmd_snap(int argc, char **argv)
 	bool prepared = false, show_progress;
 	struct sched_aside aside = {0};
 	uint64_t t_start = now_ns();
+	struct osm_timeline *tl;
+	size_t ph;
 	int r, ret = 1;
 
 	r = parse_args(argc, argv, &o);
@@ -447,8 +568,17 @@ int cmd_snap(int argc, char **argv)
 		log_error(ENOMEM, "out of memory");
 		goto out;
 	}
+	tl = &s->timeline;
+	timeline_init(tl);
+	tl->t0_ns = t_start;
 	st.snap = s;
 	st.tree = o.tree;
+	st.skip = o.skip;
+	st.n_skip = o.n_skip;
+	if (o.trigger && !(s->trigger_json = strdup(o.trigger))) {
+		log_error(ENOMEM, "out of memory");
+		goto out;
+	}
 	s->scope = o.all ? "all" : o.cgroup ? "cgroup" : o.tree ? "tree" : "pids";
 	s->state_only = o.state_only;
 	s->sample_ms = o.sample_ns / 1000000;
@@ -477,6 +607,7 @@ int cmd_snap(int argc, char **argv)
 	}
 
 	/* CPU sampling interval, then the state read just before the freeze. */
+	ph = timeline_begin(tl, "sample", 0);
 	snap_sample_begin(&st);
 	if (o.sample_ns) {
 		struct timespec ts = {(time_t)(o.sample_ns / 1000000000ull),
@@ -487,18 +618,22 @@ int cmd_snap(int argc, char **argv)
 			goto out;
 		}
 	}
+	timeline_end(tl, ph);
+	ph = timeline_begin(tl, "state", 0);
 	if (snap_load_state(&st, show_progress) < 0)
 		goto out;
+	timeline_end(tl, ph);
 
 	if (!o.output) {
 		default_output(defdir, sizeof(defdir));
 		o.output = defdir;
 	}
-	if (snapdir_create(o.output, &dir) < 0)
+	if ((r = snapdir_create(o.output, &dir)) < 0)
 		goto out;
 
 	cap.requested = (enum capture_method)capture_method_parse(o.method);
 	cap.set = &st.set;
+	cap.tl = tl;
 	cap.state_only = o.state_only;
 	cap.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -527,18 +662,25 @@ int cmd_snap(int argc, char **argv)
 		log_error(r, "cannot start the watchdog: %m");
 		goto fail;
 	}
+	ph = timeline_begin(tl, "freeze", 0);
 	r = freeze_session_freeze(&fs);
+	timeline_end(tl, ph);
 	if (r == 0)
 		r = fault_point("frozen");
 	if (r == 0)
 		r = guard_check();
+	ph = timeline_begin(tl, "copy", 0);
 	if (r == 0)
 		r = capture_frozen(&cap);
+	timeline_end(tl, ph);
 	if (r == 0)
 		r = fault_point("captured");
+	ph = timeline_begin(tl, "resume", 0);
 	freeze_session_thaw(&fs);
+	timeline_end(tl, ph);
 	guard_watchdog_disarm();
 	s->pause_us = freeze_session_pause_us(&fs);
+	timeline_set_pause(tl, fs.t_first_stop, fs.t_thawed);
 	if (r == 0)
 		r = freeze_session_check_survivors(&fs);
 	if (r == 0)
@@ -551,17 +693,30 @@ int cmd_snap(int argc, char **argv)
 		goto fail;
 	}
 
+	/* Members that joined during the freeze: their state now that they run again. */
+	r = snap_load_joined(&st);
+	if (r < 0)
+		goto fail;
 	r = capture_finish(&cap);
 	if (r < 0)
 		goto fail;
 	/* Writing cores: the targets run again, and come first (base/sched.h). */
+	struct core_opts co = {.compress = o.compress,
+			       .level = o.level,
+			       .n_workers = cap.n_workers,
+			       .peak_buffers = &cap.peak_buffers};
 	sched_step_aside(&aside, true);
+	ph = timeline_begin(tl, "write-out", 0);
 	for (size_t i = 0; i < st.set.n; i++) {
 		struct target *t = st.set.v[i];
 		if (t->exited) {
 			t->proc->capture = "exited";
 			if (!t->proc->capture_note)
-				t->proc->capture_note = strdup("exited during the snapshot");
+				t->proc->capture_note =
+				    strdup(is_zombie(t)
+					       ? "became a zombie during the snapshot (its parent "
+						 "has not reaped it)"
+					       : "exited during the snapshot");
 			continue;
 		}
 		if (t->skipped)
@@ -570,7 +725,7 @@ int cmd_snap(int argc, char **argv)
 			t->proc->capture = "state";
 			continue;
 		}
-		r = write_core(&dir, t->proc, cap.page_size, &aside);
+		r = write_core(&dir, t->proc, cap.page_size, &aside, &co);
 		sched_aside_check(&aside);
 		if (r == 0)
 			r = fault_point("core-written");
@@ -579,7 +734,19 @@ int cmd_snap(int argc, char **argv)
 		progress(show_progress, "writing cores", i + 1, st.set.n);
 	}
 	progress_end(show_progress);
+	timeline_end(tl, ph);
+	/* Clones ended and buffers given back before the manifest, so that the timeline holds it.
+	 */
+	ph = timeline_begin(tl, "release", 0);
+	capture_release(&cap);
+	timeline_end(tl, ph);
+	tl->peak_rss = timeline_self_peak_rss();
+	tl->peak_buffers = cap.peak_buffers;
 	s->total_ms = (now_ns() - t_start) / 1000000;
+	snap_read_after_thaw(&st);
+	/* The commit (manifest written, directory renamed into place) is recorded open: the
+	 * manifest cannot hold its own end. */
+	(void)timeline_begin(tl, "commit", 0);
 	r = write_manifest(&dir, s);
 	if (r == 0)
 		r = fault_point("manifest-written");
@@ -588,7 +755,7 @@ int cmd_snap(int argc, char **argv)
 	r = guard_check();
 	if (r < 0)
 		goto fail;
-	if (snapdir_commit(&dir) < 0)
+	if ((r = snapdir_commit(&dir)) < 0)
 		goto out;
 	sched_step_back(&aside);
 	(void)fault_point("committed"); /* complete: only sleep= and sigkill make sense here */
@@ -619,6 +786,12 @@ out:
 	else {
 		free(dir.final);
 		dir.final = NULL;
+	}
+	if (o.status_fd >= 0) {
+		char line[64];
+		int len = ret == 0 ? snprintf(line, sizeof(line), "ok\n")
+				   : snprintf(line, sizeof(line), "error %d\n", r < 0 ? -r : 0);
+		(void)!write(o.status_fd, line, (size_t)len);
 	}
 	snap_state_done(&st);
 	snapshot_free(s);
