@@ -469,10 +469,16 @@ static int precopy_all(struct capture *c)
 			    format_bytes(left, b, sizeof(b)));
 			continue;
 		}
-		if (need > left)
-			log_warn(
-			    "pid %d: pre-copy's written set (%s) may not fit the memory budget",
-			    t->proc->pid, format_bytes(freeze_bytes, a, sizeof(a)));
+		if (need > left) {
+			char b[32];
+			return log_error(
+			    ENOMEM,
+			    "pid %d writes %s between pre-copy's rounds, more than the "
+			    "%s the memory budget leaves to copy in the freeze; use "
+			    "--method clone, or a larger --max-memory",
+			    t->proc->pid, format_bytes(freeze_bytes, a, sizeof(a)),
+			    format_bytes(left, b, sizeof(b)));
+		}
 		if (need && (r = arena_reserve_more(
 				 &c->arena, MIN(need, MAX(left, (uint64_t)(8u << 20))))) < 0)
 			return log_error(r, "cannot reserve memory for the pages pid %d writes: %m",

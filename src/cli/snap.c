@@ -412,9 +412,18 @@ struct core_opts {
 
 /* Pre-copy's rounds wrote t's tracked mappings into a staging file: what the target wrote
  * since goes over it there, and the core reads those mappings from it. */
-static int unplace(struct target *t)
+static int unplace(struct target *t, int *ret_rfd)
 {
 	struct osm_process *p = t->proc;
+	char path[64];
+	int rfd;
+
+	/* The stage was opened for writing only: read it through a descriptor of its own. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", t->stage.fd);
+	rfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0)
+		return -errno;
+	*ret_rfd = rfd;
 
 	for (size_t i = 0; i < p->n_maps; i++) {
 		struct osm_mapping *m = &p->maps[i];
@@ -429,7 +438,7 @@ static int unplace(struct target *t)
 				return r;
 		}
 		m->n_ext = 0;
-		int r = mapping_add_fd_extent(m, 0, m->dump_len, t->stage.fd, m->core_off);
+		int r = mapping_add_fd_extent(m, 0, m->dump_len, rfd, m->core_off);
 		if (r < 0)
 			return r;
 		m->core_off = 0;
@@ -444,6 +453,7 @@ static int write_core(struct snapdir *dir, struct target *t, size_t page_size,
 	struct outfile of;
 	struct file_sink fs;
 	struct zstd_sink *zs = NULL;
+	_cleanup_close_ int stage_rfd = -1;
 	int r;
 
 	snprintf(p->core_name, sizeof(p->core_name), "core.%d%s", p->pid,
@@ -454,7 +464,7 @@ static int write_core(struct snapdir *dir, struct target *t, size_t page_size,
 		t->stage = (struct outfile){.fd = -1};
 		r = 0;
 	} else {
-		r = t->stage.fd >= 0 ? unplace(t) : 0;
+		r = t->stage.fd >= 0 ? unplace(t, &stage_rfd) : 0;
 		if (r < 0)
 			return log_error(r, "cannot write pre-copy's staging file of pid %d: %m",
 					 p->pid);
