@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/timeutil.h"
@@ -188,6 +189,10 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 		return optional ? skip(t, r, "cannot open its memory: %s", strerror(-r))
 				: log_error(r, "cannot open the memory of pid %d (%s): %m", pid,
 					    p->comm);
+	const char *no = arch_process_refusal(t->ref.procfd);
+	if (no)
+		return optional ? skip(t, EPROTONOSUPPORT, "%s", no)
+				: log_error(EPROTONOSUPPORT, "pid %d (%s) is %s", pid, p->comm, no);
 	return 0;
 }
 

@@ -307,6 +307,28 @@ def test_clone_failing_in_the_freeze_stays_within_the_reservation():
         big.verify()
 
 
+def test_stopped_target_falls_back_from_precopy_and_clone():
+    """A SIGSTOPped target: no thread can take an injection; pre-copy and the clone fall back
+    to a copy with the reason, and the target is still stopped after."""
+    with Victim("basic") as v, TempDir() as tmp:
+        os.kill(v.pid, signal.SIGSTOP)
+        try:
+            deadline = time.time() + 10
+            while set(v.states().values()) != {"T"}:
+                check(time.time() < deadline, "victim never stopped: %s" % v.states())
+                time.sleep(0.01)
+            for m in ("precopy", "clone", "auto"):
+                man = snap_fast(tmp, m, "--method", m, v.pid)
+                (p,) = man["processes"]
+                check(p["method"] == "copy", "%s: %s" % (m, p))
+                if m != "auto":
+                    check("stopped by a signal" in p["method_reason"], "%s: %s" % (m, p))
+                check(set(v.states().values()) == {"T"}, "%s: no longer stopped" % m)
+        finally:
+            os.kill(v.pid, signal.SIGCONT)
+        v.verify()
+
+
 POINTS = ["vetted", "prepared", "frozen", "captured", "thawed", "core-written",
           "manifest-written"]
 
