@@ -178,12 +178,16 @@ def test_stopped_target_stays_stopped():
 
 def test_signals_sent_during_the_freeze_are_delivered():
     with Victim("signals", 3) as v, TempDir() as tmp:
-        env = {"OSMOSIS_FAULT": "frozen:sleep=1"}
+        # held frozen for 5 s at the fault point; wait until the freeze is seen (a loaded
+        # machine may take a while to get there), never a fixed sleep
+        env = {"OSMOSIS_FAULT": "frozen:sleep=5"}
         import osmtest
         p = subprocess.Popen([osmtest.OSMOSIS, "snap", "-o", os.path.join(tmp, "s"), str(v.pid)],
                              env=dict(os.environ, **env), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-        time.sleep(0.4)
+        deadline = time.time() + 60
+        while not set(v.states().values()) <= {"t"} and p.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
         check(set(v.states().values()) <= {"t"}, "victim not frozen: %s" % v.states())
         for _ in range(3):
             os.kill(v.pid, signal.SIGRTMIN + 1)
