@@ -10,6 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+import osmtest
 from osmtest import (Core, Fail, TempDir, Victim, check, gcore, gdb_backtraces, main, manifest,
                      snap, xorshift_stream, VICTIM)
 
@@ -166,7 +167,7 @@ def test_threads_born_and_dying_during_the_freeze():
 def test_stopped_target_stays_stopped():
     with Victim("basic") as v, TempDir() as tmp:
         os.kill(v.pid, signal.SIGSTOP)
-        time.sleep(0.1)
+        osmtest.wait_for(lambda: set(v.states().values()) == {"T"}, "the victim to stop")
         snap("-o", os.path.join(tmp, "s"), v.pid)
         time.sleep(0.2)
         states = set(v.states().values())
