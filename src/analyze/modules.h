@@ -10,7 +10,6 @@
 #include "analyze/analysis.h"
 #include "core/notes.h"
 
-
 /* Begin ap->dwfl and report into it every module whose ELF header the core's memory holds: at
  * the start of each file mapping of offset 0 in NT_FILE (files[0..n_files)), and the vDSO at
  * vdso (AT_SYSINFO_EHDR, 0 if none). A module's file on this machine is opened only if it is a
