@@ -14,7 +14,9 @@
  *      the core's memory (bounded: 256 headers, 64 KiB of notes), never from the file.
  *   3. The file NT_FILE names is opened only through open_regular_file() (O_PATH first, fstat,
  *      only a regular file is reopened O_RDONLY|O_NONBLOCK|O_NOCTTY|O_CLOEXEC), and used only when
- *      its build-id equals the core's. Otherwise the module keeps what the core holds: bounds,
+ *      its build-id equals the core's; failing that, the file the debug tree names by that
+ *      build-id (.build-id/xx/rest) is tried the same way. Otherwise the module keeps what the
+ *      core holds: bounds,
  *      build-id, and its whole image when every byte of it was dumped (the vDSO is).
  *   4. libdwfl is given these through find_elf (the verified file or the image, never a name
  *      left for it to open) and find_debuginfo (separate debug files only through
