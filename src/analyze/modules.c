@@ -16,8 +16,8 @@
  *      only a regular file is reopened O_RDONLY|O_NONBLOCK|O_NOCTTY|O_CLOEXEC), and used only when
  *      its build-id equals the core's; failing that, the file the debug tree names by that
  *      build-id (.build-id/xx/rest) is tried the same way. Otherwise the module keeps what the
- *      core holds: bounds,
- *      build-id, and its whole image when every byte of it was dumped (the vDSO is).
+ *      core holds: bounds, build-id, and its whole image when every byte of it was dumped (the
+ *      vDSO is).
  *   4. libdwfl is given these through find_elf (the verified file or the image, never a name
  *      left for it to open) and find_debuginfo (separate debug files only through
  *      open_regular_file, only with the module's build-id; debuginfod only when DEBUGINFOD_URLS
