@@ -40,7 +40,8 @@ def blocked_at(thread, func):
             task_state(thread.native_id) == "S")
 
 
-def wait_until(cond, what, timeout=240):
+def wait_until(cond, what, timeout=None):
+    timeout = timeout or float(os.environ.get("PYVICTIM_TIMEOUT", "240"))
     deadline = time.time() + timeout
     while not cond():
         if time.time() > deadline:
