@@ -183,6 +183,10 @@ def check_mix(python, with_gdb=False):
         check("threading.Condition.wait" in waits["cond-waiter"], "%s" % waits["cond-waiter"])
         check("threading.Lock" in waits["acquirer"] and "not known" in waits["acquirer"],
               "acquirer: %s" % waits["acquirer"])
+        check("threading.Semaphore.acquire" in waits["sem-waiter"], "%s" % waits["sem-waiter"])
+        check(re.match(r'waits in "with rl:" \(pyvictim.py:\d+, rlock_waiter\) for a '
+                       r'threading.RLock at 0x[0-9a-f]+ held by thread %d "MainThread"' % v.pid,
+                       waits["rlock-waiter"]), "rlock-waiter: %s" % waits["rlock-waiter"])
         if with_gdb:
             core = os.path.join(d, "core.%d" % v.pid)
             bt = py_bt(python, core)
