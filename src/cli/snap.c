@@ -91,6 +91,8 @@ static const char snap_usage[] =
     "      --sample SECONDS    CPU sampling interval before the freeze (default 0.25; 0: none)\n"
     "      --trigger JSON      record why the snapshot was taken (a JSON object) in the\n"
     "                          manifest's \"trigger\" (osmosis watch does)\n"
+    "      --optional          PIDs that cannot be snapshotted or exit are recorded and\n"
+    "                          passed over, as with --tree (osmosis watch of many PIDs)\n"
     "      --skip PID          never freeze PID, even when --all, --cgroup or --tree name it\n"
     "                          (repeatable)\n"
     "      --status-fd FD      when done, write \"ok\" or \"error ERRNO\" and a newline to FD\n"
@@ -107,7 +109,7 @@ struct snap_opts {
 	const char *cgroup;
 	uint64_t max_pause_ns;
 	uint64_t sample_ns;
-	bool quiet, tree, all, state_only, analyze;
+	bool quiet, tree, all, state_only, analyze, optional;
 	bool compress;
 	int level;	     /* zstd's, with --compress */
 	uint64_t max_memory; /* --max-memory, bytes; 0: the default */
@@ -185,6 +187,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		OPT_STATUS_FD,
 		OPT_COMPRESS,
 		OPT_MAX_MEMORY,
+		OPT_OPTIONAL,
 	};
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, 'o'},
@@ -198,6 +201,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"analyze", no_argument, NULL, OPT_ANALYZE},
 	    {"trigger", required_argument, NULL, OPT_TRIGGER},
 	    {"skip", required_argument, NULL, OPT_SKIP},
+	    {"optional", no_argument, NULL, OPT_OPTIONAL},
 	    {"status-fd", required_argument, NULL, OPT_STATUS_FD},
 	    {"compress", optional_argument, NULL, OPT_COMPRESS},
 	    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
@@ -270,6 +274,9 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 			o->trigger = optarg;
 			break;
 		}
+		case OPT_OPTIONAL:
+			o->optional = true;
+			break;
 		case OPT_SKIP:
 			if (o->n_skip >= ARRAY_SIZE(o->skip) ||
 			    parse_pid(optarg, &o->skip[o->n_skip]) < 0)
@@ -600,7 +607,7 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 {
 	_cleanup_free_ pid_t *pids = NULL;
 	size_t n = 0;
-	bool optional = o->tree || o->all || o->cgroup;
+	bool optional = o->tree || o->all || o->cgroup || o->optional;
 	int r;
 
 	if (o->all)
