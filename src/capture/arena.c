@@ -6,6 +6,7 @@
 
 #include "base/util.h"
 #include "capture/arena.h"
+#include "freeze/guard.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -29,11 +30,17 @@ static int add_chunk(struct arena *a, size_t size, bool touch)
 		return -errno;
 	/* Huge pages make the copy cheaper (fewer faults and TLB misses); best effort. */
 	madvise(p, size, MADV_HUGEPAGE);
+	/* A signal to osmosis is answered between slices. */
 	for (size_t off = 0; touch && off < size; off += POPULATE_SLICE) {
 		size_t len = MIN((size_t)POPULATE_SLICE, size - off);
+		int g = guard_check();
+		if (g < 0) {
+			munmap(p, size);
+			return g;
+		}
 		if (madvise(p + off, len, MADV_POPULATE_WRITE) < 0)
-			for (size_t o = 0; o < len; o += a->page_size)
-				p[off + o] = 0;
+			for (size_t k = 0; k < len; k += a->page_size)
+				p[off + k] = 0;
 	}
 	a->chunks[a->n++] = (struct arena_chunk){.base = p, .size = size};
 	a->mapped += size;
@@ -66,11 +73,36 @@ void *arena_alloc(struct arena *a, size_t len)
 			return p;
 		}
 	}
-	if (add_chunk(a, MAX(len, (size_t)OVERFLOW_CHUNK), false) < 0)
+	if (a->sealed || add_chunk(a, MAX(len, (size_t)OVERFLOW_CHUNK), false) < 0)
 		return NULL;
 	a->overflow_bytes += len;
 	a->chunks[a->n - 1].used = len;
 	return a->chunks[a->n - 1].base;
+}
+
+size_t arena_free_bytes(const struct arena *a)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < a->n; i++)
+		n += a->chunks[i].size - a->chunks[i].used;
+	return n;
+}
+
+bool arena_mark(const struct arena *a, struct arena_mark *m)
+{
+	if (a->n > ARENA_MARK_MAX)
+		return false;
+	m->n = a->n;
+	for (size_t i = 0; i < a->n; i++)
+		m->used[i] = a->chunks[i].used;
+	return true;
+}
+
+void arena_rewind(struct arena *a, const struct arena_mark *m)
+{
+	for (size_t i = 0; i < m->n && i < a->n; i++)
+		a->chunks[i].used = m->used[i];
 }
 
 void arena_release(struct arena *a)

@@ -30,7 +30,9 @@
 #include "capture/capture.h"
 #include "inject/inject.h"
 #include "proc/maps.h"
+#include "proc/pidref.h"
 #include "proc/process.h"
+#include "proc/procfs.h"
 
 static const char *const method_names[] = {
     [METHOD_AUTO] = "auto",
@@ -55,6 +57,51 @@ const char *capture_method_name(enum capture_method m)
 static bool live(const struct target *t)
 {
 	return !t->skipped && !t->exited;
+}
+
+/*
+ * A member of a set (--tree, --cgroup, --all) that cannot be captured is recorded and the rest
+ * goes on: it exited (or became a zombie), ran a new program, or failed otherwise during
+ * `phase`. Its tracking is removed. Returns true when t was optional and is now recorded; false
+ * for a target named by its PID, whose failure is the snapshot's (the caller logs it).
+ */
+/* Exited, or a zombie (whose pidfd still answers). */
+static bool target_ended(const struct target *t)
+{
+	struct proc_stat st;
+
+	return !pidref_alive(&t->ref) || proc_read_stat(t->ref.procfd, "stat", &st) < 0 ||
+	       st.state == 'Z' || st.state == 'X';
+}
+
+static bool member_lost(struct target *t, int r, const char *phase)
+{
+	struct osm_process *p = t->proc;
+	char *note = NULL;
+	int n;
+
+	if (!t->optional || r == -EINTR || r == -ETIMEDOUT || r == -ENOMEM)
+		return false;
+	precopy_abandon(t);
+	if (r == -ENOEXEC && !target_ended(t)) {
+		t->skipped = true;
+		p->capture = "skipped";
+		n = asprintf(&note, "ran a new program (execve) %s: not captured", phase);
+	} else if (r == -ESRCH || target_ended(t)) {
+		t->exited = true;
+		p->capture = "exited";
+		n = asprintf(&note, "exited %s", phase);
+	} else {
+		t->skipped = true;
+		p->capture = "skipped";
+		n = asprintf(&note, "%s failed %s: not captured", strerror(-r), phase);
+	}
+	if (n < 0)
+		note = NULL;
+	free(p->capture_note);
+	p->capture_note = note;
+	log_debug("pid %d: %s", p->pid, note ? note : "not captured");
+	return true;
 }
 
 __attribute__((format(printf, 3, 4))) static void
@@ -92,15 +139,16 @@ static uint64_t arena_need(struct capture *c, struct target *t)
 }
 
 /*
- * What each method would cost in the freeze, to compare them (auto). Rough, from FACTS.md: a
- * clone copies one page-table entry per resident private page (~95 ns per 4 KiB page) plus a
- * fixed cost for the injection; the copy and pre-copy methods copy at memory speed, pre-copy
- * only what the target writes, after a scan of its page tables (~0.5 ms per GiB).
+ * What each method would cost in the freeze, to compare them (auto). Rough, from
+ * docs/design/kernel-facts.md: a clone copies one page-table entry per resident private page (~95
+ * ns per 4 KiB page) plus a fixed cost for the injection; the copy and pre-copy methods copy at
+ * memory speed, pre-copy only what the target writes, after a scan of its page tables (~0.5 ms per
+ * GiB).
  */
 #define FORK_NS_PER_PG	95ull
 #define INJECT_NS	(500ull * 1000ull)
 #define SCAN_NS_PER_GIB (500ull * 1000ull)
-#define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads here: FACTS.md, bench */
+#define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads: design/kernel-facts.md */
 #define BOUNCE_BYTES	(16u << 20)	       /* staged rounds copy through this much memory */
 
 static uint64_t copy_ns(uint64_t bytes, uint64_t bps)
@@ -154,6 +202,26 @@ static int open_stage(struct capture *c, struct target *t)
 	return 0;
 }
 
+/* Whether some thread of t can run an injected syscall (inject_probe, before the freeze);
+ * otherwise t is copied, with the reason. Returns 0 (*ret_ok says which), or -EINTR/-ETIMEDOUT.
+ */
+static int injectable(struct capture *c, struct target *t, bool *ret_ok)
+{
+	const char *why = NULL;
+	int r = inject_probe(t, &why);
+
+	*ret_ok = r == 0;
+	if (r == -EINTR || r == -ETIMEDOUT)
+		return r;
+	if (r < 0) {
+		t->no_inject = true;
+		set_method(t, METHOD_COPY,
+			   "%s: no thread can run an injected syscall (%s), so copied",
+			   method_names[c->requested], why ? why : strerror(-r));
+	}
+	return 0;
+}
+
 /* --method auto, first look (no injection): copy when it is cheaper than a clone (small
  * processes); otherwise start tracking writes, and pre-copy's rounds decide (precopy_all). */
 static int choose_auto(struct capture *c, struct target *t)
@@ -171,6 +239,10 @@ static int choose_auto(struct capture *c, struct target *t)
 			   (double)cl / 1e6);
 		return 0;
 	}
+	bool ok;
+	r = injectable(c, t, &ok);
+	if (r < 0 || !ok)
+		return r;
 	if (!precopy_supported(&why)) {
 		set_method(t, METHOD_CLONE,
 			   "auto: %s; a clone (~%.1f ms) costs less than copying "
@@ -184,6 +256,8 @@ static int choose_auto(struct capture *c, struct target *t)
 	timeline_end(c->tl, ph);
 	if (r < 0) {
 		precopy_stop(t);
+		if (r == -EINTR || r == -ETIMEDOUT)
+			return r;
 		set_method(t, METHOD_CLONE, "auto: write tracking could not start (%s), so a clone",
 			   strerror(-r));
 		return 0;
@@ -193,20 +267,43 @@ static int choose_auto(struct capture *c, struct target *t)
 	return open_stage(c, t);
 }
 
+/* Whether every thread of t runs under a seccomp filter (from /proc: no stop needed). */
+static bool every_thread_filtered(const struct target *t)
+{
+	const struct osm_process *p = t->proc;
+	size_t live_threads = 0;
+
+	for (size_t i = 0; i < p->n_threads; i++) {
+		if (p->threads[i]->gone)
+			continue;
+		live_threads++;
+		if (!inject_thread_filtered(t->ref.procfd, p->threads[i]->tid))
+			return false;
+	}
+	return live_threads ? true : inject_thread_filtered(t->ref.procfd, p->pid);
+}
+
 static int choose(struct capture *c, struct target *t)
 {
 	const char *why;
+	bool ok = true;
 	int r;
 
-	if (c->requested != METHOD_COPY && inject_thread_filtered(t->ref.procfd, t->proc->pid)) {
+	if (c->requested != METHOD_COPY && every_thread_filtered(t)) {
 		/* A syscall injected into a thread is checked by the thread's seccomp filter, which
 		 * may kill the process for one it does not expect. */
+		t->no_inject = true;
 		set_method(
 		    t, METHOD_COPY,
 		    "%s: it runs under a seccomp filter, which could kill it for an injected "
 		    "syscall, so copied",
 		    method_names[c->requested]);
 		return 0;
+	}
+	if (c->requested == METHOD_CLONE || c->requested == METHOD_PRECOPY) {
+		r = injectable(c, t, &ok);
+		if (r < 0 || !ok)
+			return r;
 	}
 	switch (c->requested) {
 	case METHOD_COPY:
@@ -222,10 +319,29 @@ static int choose(struct capture *c, struct target *t)
 		size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
 		r = precopy_track(c, t);
 		timeline_end(c->tl, ph);
+		if (r == -EAGAIN) {
+			/* No thread could take the injection after all (stopped meanwhile). */
+			precopy_stop(t);
+			t->no_inject = true;
+			set_method(t, METHOD_COPY,
+				   "precopy: no thread can run an injected syscall now, so copied");
+			return 0;
+		}
 		if (r < 0) {
 			precopy_stop(t);
-			return log_error(r, "cannot track the writes of pid %d: %s", t->proc->pid,
-					 strerror(-r));
+			if (r == -EINTR || r == -ETIMEDOUT)
+				return r;
+			if (!t->optional || target_ended(t))
+				return t->optional
+					   ? -ESRCH
+					   : log_error(r, "cannot track the writes of pid %d: %s",
+						       t->proc->pid, strerror(-r));
+			/* One member of a set: it alone goes another way. */
+			set_method(t, METHOD_CLONE,
+				   "--method precopy: write tracking could not start (%s), so a "
+				   "clone",
+				   strerror(-r));
+			return 0;
 		}
 		set_method(t, METHOD_PRECOPY, "requested with --method precopy");
 		return open_stage(c, t);
@@ -272,8 +388,7 @@ static int reserve(struct capture *c)
 			bool changed = false;
 			for (size_t i = 0; i < c->set->n; i++) {
 				struct target *t = c->set->v[i];
-				if (!live(t) || t->method == METHOD_CLONE ||
-				    inject_thread_filtered(t->ref.procfd, t->proc->pid))
+				if (!live(t) || t->method == METHOD_CLONE || t->no_inject)
 					continue;
 				precopy_abandon(t);
 				set_method(
@@ -299,6 +414,8 @@ static int reserve(struct capture *c)
 	int r = arena_reserve(&c->arena, total + slack, c->page_size);
 	timeline_end(c->tl, ph);
 	capture_note_buffers(c);
+	if (r == -EINTR || r == -ETIMEDOUT)
+		return r; /* a signal to osmosis: reported by the caller */
 	if (r < 0)
 		return log_error(r, "cannot reserve %s to hold the targets' memory: %m",
 				 format_bytes(total + slack, a, sizeof(a)));
@@ -320,15 +437,21 @@ static int precopy_all(struct capture *c)
 		r = precopy_rounds(c, t, &freeze_bytes, &bps);
 		timeline_end(c->tl, ph);
 		capture_note_buffers(c);
-		if (r == -EINTR || r == -ETIMEDOUT || (r < 0 && c->requested != METHOD_AUTO))
-			return r == -EINTR || r == -ETIMEDOUT
-				   ? r
-				   : log_error(r, "pre-copy of pid %d failed: %s", t->proc->pid,
-					       strerror(-r));
+		if (r == -EINTR || r == -ETIMEDOUT)
+			return r;
+		if (r < 0 && target_ended(t)) {
+			if (member_lost(t, -ESRCH, "during pre-copy"))
+				continue;
+			return log_error(ESRCH, "pid %d exited during pre-copy", t->proc->pid);
+		}
+		if (r < 0 && c->requested != METHOD_AUTO && !t->optional)
+			return log_error(r, "pre-copy of pid %d failed: %s", t->proc->pid,
+					 strerror(-r));
 		if (r < 0) {
+			/* This target alone goes another way; the others keep theirs. */
 			precopy_abandon(t);
-			set_method(t, METHOD_CLONE, "auto: pre-copy failed (%s), so a clone",
-				   strerror(-r));
+			set_method(t, METHOD_CLONE, "%s: pre-copy failed (%s), so a clone",
+				   method_names[c->requested], strerror(-r));
 			continue;
 		}
 		/* Staged: the freeze copies the written set into the arena; it must fit the budget
@@ -394,6 +517,8 @@ int capture_prepare(struct capture *c)
 		r = capture_plan_target(c, t);
 		if (r == 0)
 			r = choose(c, t);
+		if (r < 0 && member_lost(t, r, "before the freeze"))
+			continue;
 		if (r < 0)
 			return r;
 	}
@@ -444,7 +569,60 @@ static int copy_all(struct capture *c, struct target *t, bool only_clone_misses)
 	return 0;
 }
 
+/* Bytes copying the whole of t in the freeze needs (its layout as read in the freeze). */
+static uint64_t copy_need(const struct target *t)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < t->proc->n_maps; i++)
+		n += capture_planned_size(&t->proc->maps[i]);
+	return n;
+}
+
+static int keep_memory(struct capture *c, struct target *t);
+
+/*
+ * Inside the freeze the arena is sealed (arena.h): a target whose memory does not fit in what is
+ * left of the reservation (it grew past the slack, or its clone failed and a copy needs more
+ * than a clone's share) is given back what it took, and recorded as not captured with the
+ * reason; the others go on. Nothing is mapped beyond the reservation during the pause.
+ */
 static int target_frozen(struct capture *c, struct target *t)
+{
+	struct arena_mark am;
+	size_t n_jobs = c->n_jobs;
+	bool marked = arena_mark(&c->arena, &am);
+	char a[32], b[32];
+	int r = keep_memory(c, t);
+
+	if (r != -ENOBUFS && !(r == -ENOMEM && marked && c->arena.sealed))
+		return r;
+	if (!marked)
+		return log_error(ENOMEM,
+				 "pid %d does not fit in the memory reserved for the freeze",
+				 t->proc->pid);
+	arena_rewind(&c->arena, &am);
+	c->n_jobs = n_jobs;
+	for (size_t i = 0; i < t->proc->n_maps; i++)
+		t->proc->maps[i].n_ext = 0;
+	t->skipped = true;
+	t->proc->capture = "skipped";
+	free(t->proc->capture_note);
+	t->proc->capture_note = NULL;
+	if (asprintf(&t->proc->capture_note,
+		     "not captured: %s; copying its %s in the freeze would exceed the %s left of "
+		     "the memory reserved (osmosis never maps more during the pause)",
+		     t->proc->method_reason ? t->proc->method_reason : "copy",
+		     format_bytes(copy_need(t), a, sizeof(a)),
+		     format_bytes(arena_free_bytes(&c->arena), b, sizeof(b))) < 0)
+		t->proc->capture_note = NULL;
+	log_warn("pid %d %s", t->proc->pid,
+		 t->proc->capture_note ? t->proc->capture_note : "not captured");
+	return 0;
+}
+
+/* The method's work inside the freeze. -ENOBUFS: t does not fit in the reservation. */
+static int keep_memory(struct capture *c, struct target *t)
 {
 	const char *why = NULL;
 	uint64_t t0 = now_ns();
@@ -471,9 +649,12 @@ static int target_frozen(struct capture *c, struct target *t)
 			return r;
 		if (r == 0)
 			return copy_all(c, t, true);
-		set_method(t, METHOD_COPY, "%s: %s, so copied in the freeze",
-			   t->proc->method_reason ? t->proc->method_reason : "clone", why);
-		return copy_all(c, t, false);
+		/* The reservation held only what a clone copies: copy only if the rest fits. */
+		bool fits = copy_need(t) <= arena_free_bytes(&c->arena);
+		set_method(t, METHOD_COPY, "%s: %s%s",
+			   t->proc->method_reason ? t->proc->method_reason : "clone", why,
+			   fits ? ", so copied in the freeze" : "");
+		return fits ? copy_all(c, t, false) : -ENOBUFS;
 	default:
 		return copy_all(c, t, false);
 	}
@@ -492,10 +673,18 @@ int capture_frozen(struct capture *c)
 	int r;
 
 	c->n_jobs = 0;
+	c->arena.sealed = true; /* until the thaw: nothing mapped beyond the reservation */
 	for (size_t i = 0; i < c->set->n; i++) {
-		if (!live(c->set->v[i]))
+		struct target *t = c->set->v[i];
+		size_t first_job = c->n_jobs;
+
+		if (!live(t))
 			continue;
-		r = target_frozen(c, c->set->v[i]);
+		r = target_frozen(c, t);
+		if (r < 0 && member_lost(t, r, "during the freeze")) {
+			c->n_jobs = first_job; /* nothing of it is copied */
+			continue;
+		}
 		if (r < 0)
 			return r;
 	}

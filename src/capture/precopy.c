@@ -156,44 +156,40 @@ uint64_t precopy_untracked_bytes(const struct target *t)
 	return n;
 }
 
-/* Create the userfaultfd inside the target and take it. */
+/* Create the userfaultfd inside the target and take it (in a thread inject_in_safe_thread
+ * chose). */
+static int run_take_uffd(struct inject *in, void *ctx)
+{
+	struct target *t = ctx;
+	uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY};
+	int64_t fd = -1, closed;
+	int r = inject_syscall(in, SYS_userfaultfd, args, &fd);
+
+	if (r == 0 && fd < 0)
+		r = (int)fd;
+	if (r == 0) {
+		t->uffd = (int)syscall(SYS_pidfd_getfd, t->ref.pidfd, (int)fd, 0);
+		if (t->uffd < 0)
+			r = -errno;
+		args[0] = (uint64_t)fd;
+		/* Not closed: the target keeps a descriptor it did not have: do not use ours. */
+		if (inject_syscall(in, SYS_close, args, &closed) < 0 || closed < 0)
+			r = r ? r : -EIO;
+	}
+	return r;
+}
+
 static int take_uffd(struct target *t)
 {
-	struct osm_process *p = t->proc;
-	int r = -ESRCH;
+	const char *why = NULL;
+	int r = inject_in_safe_thread(t, run_take_uffd, t, NULL, &why);
 
-	for (size_t i = 0; i < p->n_threads && r != 0; i++) {
-		struct osm_thread *th = p->threads[i];
-		uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY};
-		struct inject in;
-		int64_t fd = -1, closed;
-
-		if (th->gone || inject_thread_filtered(t->ref.procfd, th->tid) ||
-		    inject_seize(th->tid) < 0)
-			continue;
-		r = inject_begin(&in, th->tid, t->ref.memfd, p->auxv, p->auxv_len);
-		if (r == 0)
-			r = inject_syscall(&in, SYS_userfaultfd, args, &fd);
-		if (r == 0 && fd < 0)
-			r = (int)fd;
-		if (r == 0) {
-			t->uffd = (int)syscall(SYS_pidfd_getfd, t->ref.pidfd, (int)fd, 0);
-			if (t->uffd < 0)
-				r = -errno;
-			args[0] = (uint64_t)fd;
-			if (inject_syscall(&in, SYS_close, args, &closed) < 0 || closed < 0) {
-				/* The target keeps a descriptor it did not have: do not use ours.
-				 */
-				r = r ? r : -EIO;
-			}
-		}
-		inject_end(&in);
-		inject_release(th->tid, in.lost_signal);
-	}
 	if (r < 0 && t->uffd >= 0) {
 		close(t->uffd);
 		t->uffd = -1;
 	}
+	if (r == -EAGAIN)
+		log_debug("pid %d: pre-copy cannot start: %s", t->proc->pid, why);
 	return r;
 }
 

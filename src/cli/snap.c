@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@
 #include "proc/process.h"
 #include "freeze/freeze.h"
 #include "freeze/guard.h"
+#include "proc/procfs.h"
 #include "snapshot/dir.h"
 #include "snapshot/manifest.h"
 
@@ -63,8 +65,9 @@ static const char snap_usage[] =
     "      --tree              the PIDs and all their descendants, children born meanwhile too\n"
     "      --cgroup PATH       every process in a cgroup (v1 or v2; relative to /sys/fs/cgroup)\n"
     "      --all               every process but osmosis and kernel threads\n"
-    "  With --tree, --cgroup and --all, processes that cannot be traced are recorded with the\n"
-    "  reason, and processes that exit meanwhile are recorded; neither fails the snapshot.\n"
+    "  With --tree, --cgroup and --all, a process that cannot be captured (traced by another\n"
+    "  tracer, not permitted, exited, ran a new program, became a zombie) is recorded in the\n"
+    "  manifest with the reason and the rest is captured; it never fails the snapshot.\n"
     "\n"
     "Options:\n"
     "  -o, --output DIR        directory to create (default ./osmosis-HOST-UTCDATE-TIME);\n"
@@ -86,6 +89,11 @@ static const char snap_usage[] =
     "      --max-pause SECONDS longest the targets may stay frozen (default 10); past it they\n"
     "                          are resumed and the snapshot fails\n"
     "      --sample SECONDS    CPU sampling interval before the freeze (default 0.25; 0: none)\n"
+    "      --trigger JSON      record why the snapshot was taken (a JSON object) in the\n"
+    "                          manifest's \"trigger\" (osmosis watch does)\n"
+    "      --skip PID          never freeze PID, even when --all, --cgroup or --tree name it\n"
+    "                          (repeatable)\n"
+    "      --status-fd FD      when done, write \"ok\" or \"error ERRNO\" and a newline to FD\n"
     "  -q, --quiet             print nothing on success\n"
     "  -v, --verbose           say more on stderr\n"
     "  -h, --help              show this help\n"
@@ -105,6 +113,10 @@ struct snap_opts {
 	uint64_t max_memory; /* --max-memory, bytes; 0: the default */
 	pid_t *pids;
 	size_t n_pids;
+	const char *trigger; /* --trigger: a JSON object's text */
+	pid_t skip[64];	     /* --skip */
+	size_t n_skip;
+	int status_fd; /* --status-fd, or -1 */
 };
 
 /* "512M", "2G", "1.5GiB", "1048576": bytes. */
@@ -168,6 +180,9 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		OPT_ALL,
 		OPT_SAMPLE,
 		OPT_ANALYZE,
+		OPT_TRIGGER,
+		OPT_SKIP,
+		OPT_STATUS_FD,
 		OPT_COMPRESS,
 		OPT_MAX_MEMORY,
 	};
@@ -181,6 +196,9 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"all", no_argument, NULL, OPT_ALL},
 	    {"state-only", no_argument, NULL, 's'},
 	    {"analyze", no_argument, NULL, OPT_ANALYZE},
+	    {"trigger", required_argument, NULL, OPT_TRIGGER},
+	    {"skip", required_argument, NULL, OPT_SKIP},
+	    {"status-fd", required_argument, NULL, OPT_STATUS_FD},
 	    {"compress", optional_argument, NULL, OPT_COMPRESS},
 	    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
 	    {"quiet", no_argument, NULL, 'q'},
@@ -191,6 +209,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	int c;
 
 	o->method = "auto";
+	o->status_fd = -1;
 	o->level = ZCORE_DEFAULT_LEVEL;
 	o->max_pause_ns = DEFAULT_MAX_PAUSE_NS;
 	o->sample_ns = DEFAULT_SAMPLE_NS;
@@ -249,6 +268,33 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 				    "2G), not '%s'",
 				    optarg);
 			break;
+		case OPT_TRIGGER: {
+			json_object *j = json_tokener_parse(optarg);
+			bool ok = j && json_object_is_type(j, json_type_object);
+			json_object_put(j);
+			if (!ok || strlen(optarg) > 16384)
+				return log_error(EINVAL, "--trigger needs a JSON object, not '%s'",
+						 optarg);
+			o->trigger = optarg;
+			break;
+		}
+		case OPT_SKIP:
+			if (o->n_skip >= ARRAY_SIZE(o->skip) ||
+			    parse_pid(optarg, &o->skip[o->n_skip]) < 0)
+				return log_error(EINVAL, "--skip needs a process id, not '%s'",
+						 optarg);
+			o->n_skip++;
+			break;
+		case OPT_STATUS_FD: {
+			uint64_t fd;
+			if (parse_u64(optarg, 10, &fd) < 0 || fd < 3 || fd > 1000000 ||
+			    fcntl((int)fd, F_GETFD) < 0)
+				return log_error(EINVAL,
+						 "--status-fd needs an open descriptor, not '%s'",
+						 optarg);
+			o->status_fd = (int)fd;
+			break;
+		}
 		case OPT_COMPRESS: {
 			int64_t level = ZCORE_DEFAULT_LEVEL;
 			if (optarg && (parse_i64(optarg, 10, &level) < 0 || level < -7 ||
@@ -340,6 +386,13 @@ static int fill_snapshot_header(struct osm_snapshot *s)
 	s->host = strdup(u.nodename);
 	if (asprintf(&s->kernel, "%s %s", u.release, u.version) < 0)
 		s->kernel = NULL;
+	{
+		_cleanup_free_ char *boot = NULL;
+		if (read_file_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", &boot, NULL) == 0) {
+			boot[strcspn(boot, "\n")] = 0;
+			s->boot_id = TAKE_PTR(boot);
+		}
+	}
 	gmtime_r(&now, &tm);
 	strftime(s->created, sizeof(s->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	return s->host && s->kernel ? 0 : -ENOMEM;
@@ -507,8 +560,9 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 		printf("     ... %zu more (osmosis show %s lists them all)\n", s->n_procs - shown,
 		       dir);
 	if (skipped || exited)
-		printf("%zu process%s frozen, %zu skipped, %zu exited during the snapshot\n",
-		       frozen, frozen == 1 ? "" : "es", skipped, exited);
+		printf("%zu captured, %zu not captured (see manifest): %zu skipped, %zu exited "
+		       "during the snapshot\n",
+		       frozen, skipped + exited, skipped, exited);
 	printf("pause: %.3f ms, %zu process%s frozen together (--method %s", s->pause_us / 1000.0,
 	       frozen, frozen == 1 ? "" : "es", s->state_only ? "state-only" : s->method);
 	if (!s->state_only) {
@@ -575,11 +629,24 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 	if (o->cgroup && n == 0)
 		return log_error(ESRCH, "cgroup %s has no processes", o->cgroup);
 	for (size_t i = 0; i < n; i++) {
+		bool skip = false;
+		for (size_t j = 0; j < o->n_skip; j++)
+			skip |= pids[i] == o->skip[j];
+		if (skip && optional)
+			continue;
 		r = snap_add_target(st, pids[i], optional);
 		if (r < 0)
 			return r;
 	}
 	return 0;
+}
+
+static bool is_zombie(const struct target *t)
+{
+	struct proc_stat ps;
+
+	return t->ref.procfd >= 0 && proc_read_stat(t->ref.procfd, "stat", &ps) == 0 &&
+	       ps.state == 'Z';
 }
 
 static size_t count_frozen(const struct target_set *set)
@@ -616,6 +683,7 @@ int cmd_snap(int argc, char **argv)
 		log_error(errno, "cannot install signal handlers: %m");
 		goto out;
 	}
+	guard_set_max_pause(o.max_pause_ns); /* also for threads held outside the freeze */
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		log_error(ENOMEM, "out of memory");
@@ -626,6 +694,12 @@ int cmd_snap(int argc, char **argv)
 	tl->t0_ns = t_start;
 	st.snap = s;
 	st.tree = o.tree;
+	st.skip = o.skip;
+	st.n_skip = o.n_skip;
+	if (o.trigger && !(s->trigger_json = strdup(o.trigger))) {
+		log_error(ENOMEM, "out of memory");
+		goto out;
+	}
 	s->scope = o.all ? "all" : o.cgroup ? "cgroup" : o.tree ? "tree" : "pids";
 	s->state_only = o.state_only;
 	s->sample_ms = o.sample_ns / 1000000;
@@ -675,7 +749,7 @@ int cmd_snap(int argc, char **argv)
 		default_output(defdir, sizeof(defdir));
 		o.output = defdir;
 	}
-	if (snapdir_create(o.output, &dir) < 0)
+	if ((r = snapdir_create(o.output, &dir)) < 0)
 		goto out;
 
 	cap.requested = (enum capture_method)capture_method_parse(o.method);
@@ -740,10 +814,15 @@ int cmd_snap(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	if (count_frozen(&st.set) == 0) {
-		r = log_error(ESRCH, "every target exited during the snapshot");
+		r = log_error(ESRCH, "every target exited or could not be captured during the "
+				     "snapshot");
 		goto fail;
 	}
 
+	/* Members that joined during the freeze: their state now that they run again. */
+	r = snap_load_joined(&st);
+	if (r < 0)
+		goto fail;
 	r = capture_finish(&cap);
 	if (r < 0)
 		goto fail;
@@ -759,7 +838,11 @@ int cmd_snap(int argc, char **argv)
 		if (t->exited) {
 			t->proc->capture = "exited";
 			if (!t->proc->capture_note)
-				t->proc->capture_note = strdup("exited during the snapshot");
+				t->proc->capture_note =
+				    strdup(is_zombie(t)
+					       ? "became a zombie during the snapshot (its parent "
+						 "has not reaped it)"
+					       : "exited during the snapshot");
 			continue;
 		}
 		if (t->skipped)
@@ -786,6 +869,7 @@ int cmd_snap(int argc, char **argv)
 	tl->peak_rss = timeline_self_peak_rss();
 	tl->peak_buffers = cap.peak_buffers;
 	s->total_ms = (now_ns() - t_start) / 1000000;
+	snap_read_after_thaw(&st);
 	/* The commit (manifest written, directory renamed into place) is recorded open: the
 	 * manifest cannot hold its own end. */
 	(void)timeline_begin(tl, "commit", 0);
@@ -797,7 +881,7 @@ int cmd_snap(int argc, char **argv)
 	r = guard_check();
 	if (r < 0)
 		goto fail;
-	if (snapdir_commit(&dir) < 0)
+	if ((r = snapdir_commit(&dir)) < 0)
 		goto out;
 	sched_step_back(&aside);
 	(void)fault_point("committed"); /* complete: only sleep= and sigkill make sense here */
@@ -828,6 +912,12 @@ out:
 	else {
 		free(dir.final);
 		dir.final = NULL;
+	}
+	if (o.status_fd >= 0) {
+		char line[64];
+		int len = ret == 0 ? snprintf(line, sizeof(line), "ok\n")
+				   : snprintf(line, sizeof(line), "error %d\n", r < 0 ? -r : 0);
+		(void)!write(o.status_fd, line, (size_t)len);
 	}
 	snap_state_done(&st);
 	snapshot_free(s);

@@ -21,9 +21,11 @@ struct target {
 	bool optional;		  /* its exit during the snapshot is recorded, never fatal */
 	bool exited;		  /* it went away during the snapshot */
 	bool skipped; /* not frozen (state recorded only); proc->capture_note says why */
+	bool joined;  /* joined during the freeze (a tree's new child): state read after the thaw */
 
 	/* capture method state (src/capture) */
-	int method; /* enum capture_method chosen for this target */
+	int method;	/* enum capture_method chosen for this target */
+	bool no_inject; /* no thread can run an injected syscall (the reason is the method's) */
 	int pagemap_fd;
 	struct osm_mapping *pre_maps; /* from smaps, before the freeze */
 	size_t n_pre_maps;

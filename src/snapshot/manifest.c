@@ -92,6 +92,9 @@ static json_object *thread_json(const struct osm_thread *t)
 	ADD(o, "voluntary_ctxt_switches", ju64(t->vctx));
 	ADD(o, "nonvoluntary_ctxt_switches", ju64(t->nvctx));
 	ADD(o, "last_cpu", jint(t->last_cpu));
+	ADD(o, "last_ran_ago_ms", t->last_ran_ago_ms >= 0 ? jint(t->last_ran_ago_ms) : NULL);
+	ADD(o, "switches_after_thaw",
+	    t->switches_after_thaw >= 0 ? jint(t->switches_after_thaw) : NULL);
 	ADD(o, "kernel_stack", t->kstack ? jstr(t->kstack) : NULL);
 	ADD(o, "stack_swapped_pages", ju64(t->stack_swapped_pages));
 	return o;
@@ -303,6 +306,7 @@ char *manifest_to_json(const struct osm_snapshot *s)
 	ADD(root, "created", jstr(s->created));
 	ADD(root, "host", jstr(s->host));
 	ADD(root, "kernel", jstr(s->kernel));
+	ADD(root, "boot_id", s->boot_id ? jstr(s->boot_id) : NULL);
 	ADD(root, "arch", jstr(ARCH_NAME));
 	ADD(root, "scope", jstr(s->scope ? s->scope : "pids"));
 	ADD(root, "scope_arg", jstr(s->scope_arg));
@@ -312,6 +316,13 @@ char *manifest_to_json(const struct osm_snapshot *s)
 	ADD(root, "pause_us", ju64(s->pause_us));
 	ADD(root, "total_ms", ju64(s->total_ms));
 	ADD(root, "sample_ms", ju64(s->sample_ms));
+	if (s->trigger_json) {
+		json_object *trig = json_tokener_parse(s->trigger_json);
+		if (trig && json_object_is_type(trig, json_type_object))
+			ADD(root, "trigger", trig);
+		else
+			json_object_put(trig);
+	}
 	if (s->timeline.t0_ns)
 		ADD(root, "timeline", timeline_json(&s->timeline));
 	ADD(root, "system", system_json(&s->sys));

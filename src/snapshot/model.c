@@ -76,6 +76,8 @@ void snapshot_free(struct osm_snapshot *s)
 	free(s->scope_arg);
 	free(s->host);
 	free(s->kernel);
+	free(s->boot_id);
+	free(s->trigger_json);
 	free(s);
 }
 
@@ -94,6 +96,8 @@ struct osm_thread *process_add_thread(struct osm_process *p, pid_t tid)
 	t->syscall_nr = -1;
 	t->last_cpu = -1;
 	t->switches_in_sample = -1;
+	t->last_ran_ago_ms = -1;
+	t->switches_after_thaw = -1;
 	p->threads[p->n_threads++] = t;
 	return t;
 }

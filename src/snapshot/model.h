@@ -33,6 +33,11 @@ struct osm_thread {
 	double cpu_pct; /* CPU use over the sampling interval before the freeze, % of a CPU */
 	bool has_cpu_pct;
 	int64_t switches_in_sample;   /* context switches over the sampling interval, -1 unknown */
+	int64_t last_ran_ago_ms;      /* how long before its state was read it last ran (sched's
+					 se.exec_start, proc/schedclock.h); -1 unknown */
+	int64_t switches_after_thaw;  /* context switches (voluntary + involuntary) read once the
+					 snapshot had resumed it: what the freeze itself caused is
+					 counted before the next snapshot's figure; -1 unknown */
 	uint64_t stack_swapped_pages; /* stack pages in swap at the freeze (pagemap) */
 	char name[OSM_COMM_LEN + 1];
 	char state;	    /* /proc state letter sampled just before the freeze */
@@ -183,7 +188,9 @@ struct osm_system {
 struct osm_snapshot {
 	char *host;
 	char *kernel;
-	char created[32]; /* UTC, ISO 8601 */
+	char *boot_id;	    /* /proc/sys/kernel/random/boot_id: tells boots of one host apart */
+	char *trigger_json; /* what made osmosis watch take it (a JSON object's text), or NULL */
+	char created[32];   /* UTC, ISO 8601 */
 	const char *method;
 	const char *method_reason;
 	uint64_t pause_us;
@@ -196,6 +203,10 @@ struct osm_snapshot {
 	struct osm_system sys;
 	struct osm_process **procs;
 	size_t n_procs, cap_procs;
+	/* Entries of a read manifest that repeated a process listed before (same pid and start
+	 * time): left out, so each process is analyzed once. */
+	size_t n_duplicates;
+	pid_t duplicate_pid; /* the first one repeated */
 };
 
 void mapping_done(struct osm_mapping *m);

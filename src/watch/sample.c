@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The watcher's sampler: which processes are watched (fixed PIDs, trees found anew, a cgroup's
+ * members found anew, so a service restarted under a new pid is watched again), and what is
+ * read of each at every tick. Everything comes from /proc files that the kernel fills without
+ * stopping the process: stat, task/TID/schedstat, the fd directory, limits, cgroup. A process
+ * is known by its pid and start time together, so a reused pid is a new process with fresh
+ * condition state. What cannot be read (a process that became unreadable) is reported once per
+ * process and kind, and that reading is left unknown; the watch goes on.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/parse.h"
+#include "base/util.h"
+#include "proc/process.h"
+#include "proc/procfs.h"
+#include "proc/targets.h"
+#include "watch/watch.h"
+
+struct wstat {
+	char state;
+	pid_t ppid;
+	uint64_t utime, stime, threads, starttime, rss_pages;
+	char comm[17];
+};
+
+/* /proc/PID/stat: the fields after the command name, which may hold spaces and ')'. */
+static int parse_stat(const char *buf, struct wstat *ret)
+{
+	const char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+	unsigned long long v[64] = {0};
+	const char *p;
+	size_t len;
+	int field = 3;
+
+	if (!open || !close || close < open || close[1] != ' ' || !close[2])
+		return -EINVAL;
+	len = MIN((size_t)(close - open - 1), sizeof(ret->comm) - 1);
+	memcpy(ret->comm, open + 1, len);
+	ret->comm[len] = 0;
+	ret->state = close[2];
+	p = close + 3;
+	while (*p && field < 60) {
+		char *end;
+		field++;
+		while (*p == ' ')
+			p++;
+		v[field] = strtoull(p, &end, 10);
+		if (end == p)
+			break;
+		p = end;
+	}
+	if (field < 24)
+		return -EINVAL;
+	ret->ppid = (pid_t)v[4];
+	ret->utime = v[14];
+	ret->stime = v[15];
+	ret->threads = v[20];
+	ret->starttime = v[22];
+	ret->rss_pages = v[24];
+	return 0;
+}
+
+struct wproc *watch_find_proc(const struct watch *w, pid_t pid)
+{
+	for (size_t i = 0; i < w->n_procs; i++)
+		if (w->procs[i]->pid == pid)
+			return w->procs[i];
+	return NULL;
+}
+
+struct wthread *wproc_find_thread(const struct wproc *p, pid_t tid)
+{
+	for (size_t i = 0; i < p->n_thr; i++)
+		if (p->thr[i].tid == tid)
+			return &p->thr[i];
+	return NULL;
+}
+
+static void wproc_free(struct wproc *p)
+{
+	if (!p)
+		return;
+	pidref_done(&p->ref);
+	if (p->memfd >= 0)
+		close(p->memfd);
+	free(p->thr);
+	free(p);
+}
+
+static int add_proc(struct watch *w, pid_t pid)
+{
+	_cleanup_free_ char *buf = NULL;
+	struct wproc *p;
+	struct wstat st;
+	int r;
+
+	if (pid == w->self || w->n_procs >= WATCH_MAX_PROCS)
+		return 0;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return log_error(ENOMEM, "out of memory");
+	p->memfd = -1;
+	p->cpu_pct = -1;
+	r = pidref_open(pid, &p->ref);
+	if (r < 0 || read_file_at(p->ref.procfd, "stat", &buf, NULL) < 0 ||
+	    parse_stat(buf, &st) < 0 || st.ppid == w->self) {
+		/* gone already, or one of ours (a snapshot or a health check) */
+		wproc_free(p);
+		return 0;
+	}
+	p->pid = pid;
+	p->starttime = st.starttime;
+	memcpy(p->comm, st.comm, sizeof(p->comm));
+	p->ppid = st.ppid;
+	if (grow_array((void **)&w->procs, &w->cap_procs, w->n_procs + 1, sizeof(*w->procs))) {
+		wproc_free(p);
+		return log_error(ENOMEM, "out of memory");
+	}
+	w->procs[w->n_procs++] = p;
+	return 0;
+}
+
+static void drop_gone(struct watch *w)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < w->n_procs; i++) {
+		if (w->procs[i]->gone || !pidref_alive(&w->procs[i]->ref)) {
+			log_debug("pid %d (%s) is gone", w->procs[i]->pid, w->procs[i]->comm);
+			wproc_free(w->procs[i]);
+			continue;
+		}
+		w->procs[k++] = w->procs[i];
+	}
+	w->n_procs = k;
+}
+
+int watch_refresh_targets(struct watch *w, const struct watch_targets *t)
+{
+	_cleanup_free_ pid_t *pids = NULL;
+	size_t n = 0;
+	int r;
+
+	drop_gone(w);
+	if (t->cgroup) {
+		r = targets_cgroup(t->cgroup, &pids, &n);
+		if (r < 0)
+			return r; /* the cgroup itself is gone: logged */
+	} else if (t->tree) {
+		pid_t roots[WATCH_MAX_CONDS * 64];
+		size_t n_roots = 0;
+		/* The roots given, and every watched process, so the tree stays known through
+		 * a root that exits while its children live on. */
+		for (size_t i = 0; i < t->n_pids && n_roots < ARRAY_SIZE(roots); i++)
+			roots[n_roots++] = t->pids[i];
+		for (size_t i = 0; i < w->n_procs && n_roots < ARRAY_SIZE(roots); i++)
+			roots[n_roots++] = w->procs[i]->pid;
+		r = targets_descendants(roots, n_roots, &pids, &n);
+		if (r < 0)
+			return r;
+	} else if (!w->started) {
+		for (size_t i = 0; i < t->n_pids; i++)
+			if ((r = add_proc(w, t->pids[i])) < 0)
+				return r;
+		return (int)MIN(w->n_procs, (size_t)INT32_MAX);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (watch_find_proc(w, pids[i]))
+			continue;
+		if ((r = add_proc(w, pids[i])) < 0)
+			return r;
+	}
+	return (int)MIN(w->n_procs, (size_t)INT32_MAX);
+}
+
+static void warn_once(struct wproc *p, unsigned what, const char *name, int err)
+{
+	if (p->warned & what)
+		return;
+	p->warned |= what;
+	log_warn("cannot read the %s of pid %d (%s): %s; watching the rest", name, p->pid, p->comm,
+		 strerror(err));
+}
+
+static void reset_levels(struct wproc *p)
+{
+	memset(p->since, 0, sizeof(p->since));
+	p->n_thr = 0;
+	p->have_prev = false;
+	p->cpu_pct = -1;
+}
+
+static void sample_threads(struct watch *w, struct wproc *p, uint64_t dt)
+{
+	_cleanup_free_ pid_t *tids = NULL;
+	size_t n = 0, k = 0;
+	int r = proc_list_tasks(p->ref.procfd, &tids, &n);
+
+	if (r < 0) {
+		if (r != -ESRCH)
+			warn_once(p, NEED_THREADS, "threads", -r);
+		return;
+	}
+	n = MIN(n, (size_t)WATCH_MAX_THREADS);
+	for (size_t i = 0; i < p->n_thr; i++)
+		p->thr[i].seen = false;
+	for (size_t i = 0; i < n; i++) {
+		char path[64], buf[128];
+		unsigned long long run, wait, slices;
+		struct wthread *t = wproc_find_thread(p, tids[i]);
+		ssize_t len;
+		int fd;
+
+		snprintf(path, sizeof(path), "task/%d/schedstat", tids[i]);
+		fd = openat(p->ref.procfd, path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* exited meanwhile */
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = 0;
+		if (sscanf(buf, "%llu %llu %llu", &run, &wait, &slices) != 3)
+			continue;
+		if (!t) {
+			if (grow_array((void **)&p->thr, &p->cap_thr, p->n_thr + 1,
+				       sizeof(*p->thr)))
+				return;
+			t = &p->thr[p->n_thr++];
+			memset(t, 0, sizeof(*t));
+			t->tid = tids[i];
+			t->cpu_pct = -1;
+			t->run_ns = run;
+			t->slices = slices;
+			t->ran = true;
+		} else {
+			t->ran = run != t->run_ns || slices != t->slices;
+			if (t->ran) {
+				t->still_since = 0;
+				t->hkind = 0;
+			}
+			t->cpu_pct = dt && run >= t->run_ns
+					 ? 100.0 * (double)(run - t->run_ns) / (double)dt
+					 : -1;
+			t->prev_run_ns = t->run_ns;
+			t->run_ns = run;
+			t->slices = slices;
+		}
+		t->seen = true;
+	}
+	/* Threads that exited: dropped, keeping the order of the rest. */
+	for (size_t i = 0; i < p->n_thr; i++)
+		if (p->thr[i].seen)
+			p->thr[k++] = p->thr[i];
+	p->n_thr = k;
+	(void)w;
+}
+
+static uint64_t count_fds(struct wproc *p)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	uint64_t n = 0;
+	int fd = openat(p->ref.procfd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno != ENOENT && errno != ESRCH)
+			warn_once(p, NEED_FDS, "descriptors", errno);
+		return UINT64_MAX;
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return UINT64_MAX;
+	}
+	errno = 0;
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	if (errno) {
+		warn_once(p, NEED_FDS, "descriptors", errno);
+		return UINT64_MAX;
+	}
+	return n;
+}
+
+static void sample_proc(struct watch *w, struct wproc *p, uint64_t dt)
+{
+	_cleanup_free_ char *buf = NULL;
+	struct wstat st;
+	int r;
+
+	r = read_file_at(p->ref.procfd, "stat", &buf, NULL);
+	if (r < 0 || parse_stat(buf, &st) < 0) {
+		p->gone = r == -ESRCH || r == -ENOENT || !pidref_alive(&p->ref);
+		if (!p->gone)
+			warn_once(p, NEED_STAT, "status", r < 0 ? -r : EINVAL);
+		return;
+	}
+	if (st.starttime != p->starttime) {
+		/* Not the process we opened: the pid was reused (cannot happen through procfd,
+		 * but a process that exec'd keeps its start time; be safe). */
+		p->starttime = st.starttime;
+		reset_levels(p);
+	}
+	if (st.state == 'Z' || st.state == 'X') {
+		p->gone = true;
+		return;
+	}
+	memcpy(p->comm, st.comm, sizeof(p->comm));
+	p->state = st.state;
+	p->ppid = st.ppid;
+	p->threads = st.threads;
+	p->rss = st.rss_pages * (uint64_t)w->page_size;
+	p->prev_cpu_ticks = p->cpu_ticks;
+	p->cpu_ticks = st.utime + st.stime;
+	if (p->have_prev && dt && w->hz > 0)
+		p->cpu_pct = 100.0 * (double)(p->cpu_ticks - p->prev_cpu_ticks) * 1e9 /
+			     (double)w->hz / (double)dt;
+	p->have_prev = true;
+
+	if (w->needs & NEED_THREADS)
+		sample_threads(w, p, dt);
+	if (w->needs & NEED_FDS)
+		p->fds = count_fds(p);
+	if (w->needs & NEED_NOFILE) {
+		_cleanup_free_ char *lim = NULL;
+		uint64_t hard;
+		p->nofile = UINT64_MAX;
+		if (read_file_at(p->ref.procfd, "limits", &lim, NULL) == 0)
+			proc_parse_limits_nofile(lim, &p->nofile, &hard);
+	}
+	if (w->needs & NEED_CGROUP_MEM) {
+		_cleanup_free_ char *cg = NULL;
+		p->cg_current = 0;
+		p->cg_max = UINT64_MAX;
+		if (read_file_at(p->ref.procfd, "cgroup", &cg, NULL) == 0)
+			proc_cgroup_memory(cg, &p->cg_current, &p->cg_max);
+	}
+}
+
+void watch_sample(struct watch *w, uint64_t now)
+{
+	uint64_t dt = w->last_tick ? now - w->last_tick : 0;
+
+	for (size_t i = 0; i < w->n_procs; i++)
+		if (!w->procs[i]->gone)
+			sample_proc(w, w->procs[i], dt);
+	w->last_tick = now;
+}
+
+void watch_done(struct watch *w)
+{
+	for (size_t i = 0; i < w->n_procs; i++)
+		wproc_free(w->procs[i]);
+	free(w->procs);
+	w->procs = NULL;
+	w->n_procs = 0;
+	for (size_t i = 0; i < w->n_conds; i++)
+		if (w->conds[i].d->done)
+			w->conds[i].d->done(&w->conds[i]);
+	schedclock_done(&w->clock);
+}
