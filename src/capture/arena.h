@@ -4,9 +4,9 @@
  * touched before the freeze (first touches are slow on a VM: docs/design/kernel-facts.md), so the
  * freeze spends its time copying only. Allocation inside the freeze is a pointer bump. Before
  * the freeze a further chunk is mapped when the reservation runs short (pre-copy's rounds);
- * inside it the arena is sealed: nothing is mapped beyond what was reserved (the promise never to push the machine into
- * reclaim during the pause), and a target that does not fit is rewound and recorded as not
- * captured (capture.c).
+ * inside it the arena is sealed: nothing is mapped beyond what was reserved (the promise never to
+ * push the machine into reclaim during the pause), and a target that does not fit is rewound and
+ * recorded as not captured (capture.c).
  */
 #pragma once
 
