@@ -143,7 +143,13 @@ static void fill_records(uint8_t *p, size_t len)
 		r[i].id = 1000000 + i;
 		r[i].kind = (uint32_t)(seed >> 61);
 		r[i].flags = (uint32_t)((seed >> 40) & 0x7);
-		snprintf(r[i].name, sizeof(r[i].name), "%s-%06zu", words[r[i].kind], i % 250000);
+		/* "word-NNNNNN", without snprintf (gigabytes of records are filled) */
+		size_t wl = strlen(words[r[i].kind]), num = i % 250000;
+		memset(r[i].name, 0, sizeof(r[i].name));
+		memcpy(r[i].name, words[r[i].kind], wl);
+		r[i].name[wl] = '-';
+		for (int d = 6; d >= 1; d--, num /= 10)
+			r[i].name[wl + (size_t)d] = (char)('0' + num % 10);
 		r[i].created_ns = 1764547200000000000ull + i * 1000ull + ((seed >> 20) & 0xff);
 		r[i].balance = (double)((seed >> 32) % 5000) / 100.0;
 		r[i].next = (uint64_t)(uintptr_t)&r[i + 1];
