@@ -55,6 +55,15 @@ int arena_reserve(struct arena *a, size_t size, size_t page_size)
 	return add_chunk(a, ALIGN_UP(size, page_size), true);
 }
 
+int arena_reserve_more(struct arena *a, size_t size)
+{
+	if (size == 0)
+		return 0;
+	if (a->sealed)
+		return -ENOMEM; /* inside the freeze: nothing beyond the reservation */
+	return add_chunk(a, ALIGN_UP(size, a->page_size), true);
+}
+
 void *arena_alloc(struct arena *a, size_t len)
 {
 	len = ALIGN_UP(len, a->page_size);

@@ -37,6 +37,8 @@ struct arena_mark {
 
 /* Map and touch size bytes. Returns 0 or a negative errno; does not log. */
 int arena_reserve(struct arena *a, size_t size, size_t page_size);
+/* Map and touch size more bytes (a further chunk). Returns 0 or a negative errno. */
+int arena_reserve_more(struct arena *a, size_t size);
 /* len bytes, page aligned, or NULL when out of memory (or, sealed, out of reservation). */
 void *arena_alloc(struct arena *a, size_t len);
 /* Bytes still free in the chunks (what a sealed arena can still give). */

@@ -19,8 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "base/log.h"
 #include "base/parse.h"
 #include "base/timeutil.h"
@@ -147,6 +149,7 @@ static uint64_t arena_need(struct capture *c, struct target *t)
 #define INJECT_NS	(500ull * 1000ull)
 #define SCAN_NS_PER_GIB (500ull * 1000ull)
 #define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads: design/kernel-facts.md */
+#define BOUNCE_BYTES	(16u << 20)	       /* staged rounds copy through this much memory */
 
 static uint64_t copy_ns(uint64_t bytes, uint64_t bps)
 {
@@ -176,7 +179,7 @@ static uint64_t estimate_precopy_ns(struct capture *c, const struct target *t, u
 				    uint64_t bps)
 {
 	uint64_t tracked = precopy_tracked_bytes(t);
-	uint64_t rest = precopy_arena_bytes(t) - tracked;
+	uint64_t rest = precopy_untracked_bytes(t);
 
 	return copy_ns(written + rest, bps) + tracked / (1ull << 30) * SCAN_NS_PER_GIB +
 	       SCAN_NS_PER_GIB / 2;
@@ -199,6 +202,23 @@ static int injectable(struct capture *c, struct target *t, bool *ret_ok)
 			   "%s: no thread can run an injected syscall (%s), so copied",
 			   method_names[c->requested], why ? why : strerror(-r));
 	}
+	return 0;
+}
+
+/* Pre-copy's rounds write into a file of the snapshot directory, at the pages' place in the
+ * core (precopy.c), when the caller gave the directory. Returns 0 or a negative errno; logs. */
+static int open_stage(struct capture *c, struct target *t)
+{
+	char name[64];
+	int r;
+
+	if (c->stage_dirfd < 0)
+		return 0;
+	snprintf(name, sizeof(name), c->stage_separate ? ".stage.%d" : "core.%d", t->proc->pid);
+	r = outfile_open(c->stage_dirfd, name, &t->stage);
+	if (r < 0)
+		return log_error(r, "cannot create the core file of pid %d: %m", t->proc->pid);
+	t->stage_next = c->page_size; /* the first page holds the ELF header */
 	return 0;
 }
 
@@ -244,7 +264,7 @@ static int choose_auto(struct capture *c, struct target *t)
 	}
 	/* Tentative: precopy_all() keeps it or hands the target to the clone. */
 	set_method(t, METHOD_PRECOPY, "auto: pre-copy tried first");
-	return 0;
+	return open_stage(c, t);
 }
 
 /* Whether every thread of t runs under a seccomp filter (from /proc: no stop needed). */
@@ -324,11 +344,28 @@ static int choose(struct capture *c, struct target *t)
 			return 0;
 		}
 		set_method(t, METHOD_PRECOPY, "requested with --method precopy");
-		return 0;
+		return open_stage(c, t);
 	case METHOD_AUTO:
 		return choose_auto(c, t);
 	}
 	return -EINVAL;
+}
+
+uint64_t capture_budget(const struct capture *c)
+{
+	uint64_t avail = proc_memory_available_to_self();
+
+	avail -= MIN(avail, avail / 10);
+	return c->max_memory ? MIN(c->max_memory, avail) : avail;
+}
+
+/* What the budget leaves now, beside what osmosis holds. */
+static uint64_t budget_left(const struct capture *c)
+{
+	uint64_t held = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
+	uint64_t b = c->max_memory ? c->max_memory : capture_budget(c);
+
+	return b > held ? b - held : 0;
 }
 
 static int reserve(struct capture *c)
@@ -342,9 +379,10 @@ static int reserve(struct capture *c)
 	/* Room for growth between now and the freeze. */
 	slack = MAX(total / 16, (uint64_t)(32u << 20));
 	/* The buffer is touched now: never push the machine (or our cgroup) into reclaim or the
-	 * OOM killer, whose victim could be the very service being diagnosed. */
-	avail = proc_memory_available_to_self();
-	if (total + slack > avail - MIN(avail, avail / 10)) {
+	 * OOM killer, whose victim could be the very service being diagnosed; and never past the
+	 * budget. */
+	avail = capture_budget(c);
+	if (total + slack > avail) {
 		if (c->requested == METHOD_AUTO) {
 			/* Clones need no buffer for private memory. */
 			bool changed = false;
@@ -352,11 +390,12 @@ static int reserve(struct capture *c)
 				struct target *t = c->set->v[i];
 				if (!live(t) || t->method == METHOD_CLONE || t->no_inject)
 					continue;
-				precopy_stop(t);
-				set_method(t, METHOD_CLONE,
-					   "auto: %s of memory is available to osmosis, too little "
-					   "to hold copies, so a clone",
-					   format_bytes(avail, a, sizeof(a)));
+				precopy_abandon(t);
+				set_method(
+				    t, METHOD_CLONE,
+				    "auto: %s of memory is available to osmosis (its budget), "
+				    "too little to hold copies, so a clone",
+				    format_bytes(avail, a, sizeof(a)));
 				changed = true;
 			}
 			if (changed)
@@ -364,8 +403,9 @@ static int reserve(struct capture *c)
 		}
 		return log_error(ENOMEM,
 				 "the %s method needs %s of memory to hold the targets' memory, "
-				 "but only %s is available to osmosis; free memory, use --method "
-				 "clone, or snapshot fewer processes (--state-only needs none)",
+				 "but only %s is available to osmosis (its budget, --max-memory); "
+				 "free memory, use --method clone, or snapshot fewer processes "
+				 "(--state-only needs none)",
 				 method_names[c->requested],
 				 format_bytes(total + slack, a, sizeof(a)),
 				 format_bytes(avail, b, sizeof(b)));
@@ -414,6 +454,36 @@ static int precopy_all(struct capture *c)
 				   method_names[c->requested], strerror(-r));
 			continue;
 		}
+		/* Staged: the freeze copies the written set into the arena; it must fit the budget
+		 * (twice the last round's, for what the target writes meanwhile). */
+		uint64_t need = precopy_staged(t) ? freeze_bytes * 2 + (8u << 20) : 0;
+		uint64_t left = budget_left(c);
+		if (need > left && c->requested == METHOD_AUTO) {
+			char b[32];
+			precopy_abandon(t);
+			set_method(
+			    t, METHOD_CLONE,
+			    "auto: pre-copy's last round found %s written, more than the %s the "
+			    "memory budget leaves to copy in the freeze, so a clone",
+			    format_bytes(freeze_bytes, a, sizeof(a)),
+			    format_bytes(left, b, sizeof(b)));
+			continue;
+		}
+		if (need > left) {
+			char b[32];
+			return log_error(
+			    ENOMEM,
+			    "pid %d writes %s between pre-copy's rounds, more than the "
+			    "%s the memory budget leaves to copy in the freeze; use "
+			    "--method clone, or a larger --max-memory",
+			    t->proc->pid, format_bytes(freeze_bytes, a, sizeof(a)),
+			    format_bytes(left, b, sizeof(b)));
+		}
+		if (need && (r = arena_reserve_more(
+				 &c->arena, MIN(need, MAX(left, (uint64_t)(8u << 20))))) < 0)
+			return log_error(r, "cannot reserve memory for the pages pid %d writes: %m",
+					 t->proc->pid);
+		capture_note_buffers(c);
 		if (c->requested != METHOD_AUTO)
 			continue;
 		/* Round 0 copied beside the running target; the freeze copies with the targets'
@@ -462,6 +532,19 @@ int capture_prepare(struct capture *c)
 	c->copier = copier_new(c->n_workers, c->page_size);
 	if (!c->copier)
 		return log_error(ENOMEM, "cannot start copy threads");
+	for (size_t i = 0; i < c->set->n && !c->bounce; i++) {
+		if (!live(c->set->v[i]) || !precopy_staged(c->set->v[i]))
+			continue;
+		c->bounce_len = BOUNCE_BYTES;
+		c->bounce = mmap(NULL, c->bounce_len, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (c->bounce == MAP_FAILED) {
+			c->bounce = NULL;
+			c->bounce_len = 0;
+			return log_error(errno, "cannot map a copy buffer: %m");
+		}
+		capture_note_buffers(c);
+	}
 	r = precopy_all(c);
 	if (r < 0)
 		return r;
@@ -579,7 +662,7 @@ static int keep_memory(struct capture *c, struct target *t)
 
 void capture_note_buffers(struct capture *c)
 {
-	uint64_t n = c->arena.mapped + c->cap_jobs * sizeof(*c->jobs);
+	uint64_t n = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
 
 	c->peak_buffers = MAX(c->peak_buffers, n);
 }
@@ -657,6 +740,8 @@ int capture_finish(struct capture *c)
 
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
+		if (t->method == METHOD_PRECOPY)
+			precopy_finish(t);
 		if (t->method == METHOD_PRECOPY && t->uffd >= 0) {
 			size_t ph = timeline_begin(c->tl, "unregister", t->proc->pid);
 			precopy_stop(t); /* first: the target's writes are free again */
@@ -687,8 +772,11 @@ int capture_finish(struct capture *c)
 				m->dump_len = 0;
 				m->n_ext = 0;
 			}
-			for (size_t k = 0; k < m->n_ext; k++)
-				p->captured_bytes += m->ext[k].len;
+			if (m->core_off) /* placed: all of it is in the core file */
+				p->captured_bytes += m->dump_len;
+			else
+				for (size_t k = 0; k < m->n_ext; k++)
+					p->captured_bytes += m->ext[k].len;
 		}
 	}
 	count_unreadable(c);
@@ -701,6 +789,7 @@ void capture_release(struct capture *c)
 		struct target *t = c->set->v[i];
 		clone_release(t);
 		precopy_stop(t);
+		outfile_abort(&t->stage); /* a core not written is not left behind */
 		maps_free(t->pre_maps, t->n_pre_maps);
 		t->pre_maps = NULL;
 		t->n_pre_maps = 0;
@@ -710,6 +799,10 @@ void capture_release(struct capture *c)
 	}
 	copier_free(c->copier);
 	c->copier = NULL;
+	if (c->bounce)
+		munmap(c->bounce, c->bounce_len);
+	c->bounce = NULL;
+	c->bounce_len = 0;
 	/* The model's extents point into the arena: release only after the cores are written. */
 	arena_release(&c->arena);
 	free(c->jobs);

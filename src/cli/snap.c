@@ -38,6 +38,7 @@
 #include "cli/snap.h"
 #include "core/writer.h"
 #include "core/zcore.h"
+#include "proc/process.h"
 #include "freeze/freeze.h"
 #include "freeze/guard.h"
 #include "proc/procfs.h"
@@ -74,6 +75,9 @@ static const char snap_usage[] =
     "  -s, --state-only        the system state and every thread's registers, no memory and no\n"
     "                          cores: fast and small\n"
     "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
+    "      --max-memory SIZE   the most memory osmosis allocates for the snapshot (512M, 2G;\n"
+    "                          default: the smaller of 1G and 10%% of MemAvailable, within\n"
+    "                          its cgroup's limit); pre-copy writes pages to the core file\n"
     "      --compress[=LEVEL]  write compressed cores, core.PID.zst (zstd, default level 1;\n"
     "                          osmosis show/analyze read them, osmosis core makes a plain one)\n"
     "  -m, --method METHOD     how memory is kept as it was at the freeze instant:\n"
@@ -87,6 +91,8 @@ static const char snap_usage[] =
     "      --sample SECONDS    CPU sampling interval before the freeze (default 0.25; 0: none)\n"
     "      --trigger JSON      record why the snapshot was taken (a JSON object) in the\n"
     "                          manifest's \"trigger\" (osmosis watch does)\n"
+    "      --optional          PIDs that cannot be snapshotted or exit are recorded and\n"
+    "                          passed over, as with --tree (osmosis watch of many PIDs)\n"
     "      --skip PID          never freeze PID, even when --all, --cgroup or --tree name it\n"
     "                          (repeatable)\n"
     "      --status-fd FD      when done, write \"ok\" or \"error ERRNO\" and a newline to FD\n"
@@ -103,9 +109,10 @@ struct snap_opts {
 	const char *cgroup;
 	uint64_t max_pause_ns;
 	uint64_t sample_ns;
-	bool quiet, tree, all, state_only, analyze;
+	bool quiet, tree, all, state_only, analyze, optional;
 	bool compress;
-	int level; /* zstd's, with --compress */
+	int level;	     /* zstd's, with --compress */
+	uint64_t max_memory; /* --max-memory, bytes; 0: the default */
 	pid_t *pids;
 	size_t n_pids;
 	const char *trigger; /* --trigger: a JSON object's text */
@@ -113,6 +120,58 @@ struct snap_opts {
 	size_t n_skip;
 	int status_fd; /* --status-fd, or -1 */
 };
+
+/* "512M", "2G", "1.5GiB", "1048576": bytes. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v <= 0)
+		return -EINVAL;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		v *= 1024, end++;
+		break;
+	case 'm':
+	case 'M':
+		v *= 1024.0 * 1024, end++;
+		break;
+	case 'g':
+	case 'G':
+		v *= 1024.0 * 1024 * 1024, end++;
+		break;
+	case 't':
+	case 'T':
+		v *= 1024.0 * 1024 * 1024 * 1024, end++;
+		break;
+	}
+	if (!strcmp(end, "iB") || !strcmp(end, "B"))
+		end += strlen(end);
+	if (*end || v > 1e18)
+		return -EINVAL;
+	*ret = (uint64_t)v;
+	return 0;
+}
+
+/* The default budget: the smaller of 1 GiB and a tenth of MemAvailable, and never more than
+ * osmosis's cgroup leaves it (v1 memory.limit_in_bytes or v2 memory.max). */
+static uint64_t default_max_memory(void)
+{
+	_cleanup_free_ char *mem = NULL;
+	uint64_t avail = UINT64_MAX, b = 1ull << 30;
+	char *p;
+
+	if (read_file_at(AT_FDCWD, "/proc/meminfo", &mem, NULL) == 0 &&
+	    (p = strstr(mem, "MemAvailable:")))
+		avail = strtoull(p + 13, NULL, 10) * 1024;
+	b = MIN(b, avail / 10);
+	b = MIN(b, proc_memory_available_to_self());
+	return MAX(b, (uint64_t)(64u << 20));
+}
 
 static int parse_args(int argc, char **argv, struct snap_opts *o)
 {
@@ -127,6 +186,8 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		OPT_SKIP,
 		OPT_STATUS_FD,
 		OPT_COMPRESS,
+		OPT_MAX_MEMORY,
+		OPT_OPTIONAL,
 	};
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, 'o'},
@@ -140,8 +201,10 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"analyze", no_argument, NULL, OPT_ANALYZE},
 	    {"trigger", required_argument, NULL, OPT_TRIGGER},
 	    {"skip", required_argument, NULL, OPT_SKIP},
+	    {"optional", no_argument, NULL, OPT_OPTIONAL},
 	    {"status-fd", required_argument, NULL, OPT_STATUS_FD},
 	    {"compress", optional_argument, NULL, OPT_COMPRESS},
+	    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -211,6 +274,9 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 			o->trigger = optarg;
 			break;
 		}
+		case OPT_OPTIONAL:
+			o->optional = true;
+			break;
 		case OPT_SKIP:
 			if (o->n_skip >= ARRAY_SIZE(o->skip) ||
 			    parse_pid(optarg, &o->skip[o->n_skip]) < 0)
@@ -228,6 +294,14 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 			o->status_fd = (int)fd;
 			break;
 		}
+		case OPT_MAX_MEMORY:
+			if (parse_size(optarg, &o->max_memory) < 0 || o->max_memory < (64u << 20))
+				return log_error(
+				    EINVAL,
+				    "--max-memory needs a size of at least 64M (as 512M, "
+				    "2G), not '%s'",
+				    optarg);
+			break;
 		case OPT_COMPRESS: {
 			int64_t level = ZCORE_DEFAULT_LEVEL;
 			if (optarg && (parse_i64(optarg, 10, &level) < 0 || level < -7 ||
@@ -343,17 +417,66 @@ struct core_opts {
 	uint64_t *peak_buffers; /* raised to the sink's buffers */
 };
 
-static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_size,
+/* Pre-copy's rounds wrote t's tracked mappings into a staging file: what the target wrote
+ * since goes over it there, and the core reads those mappings from it. */
+static int unplace(struct target *t, int *ret_rfd)
+{
+	struct osm_process *p = t->proc;
+	char path[64];
+	int rfd;
+
+	/* The stage was opened for writing only: read it through a descriptor of its own. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", t->stage.fd);
+	rfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0)
+		return -errno;
+	*ret_rfd = rfd;
+
+	for (size_t i = 0; i < p->n_maps; i++) {
+		struct osm_mapping *m = &p->maps[i];
+		if (!m->core_off)
+			continue;
+		for (size_t k = 0; k < m->n_ext; k++) {
+			const struct osm_extent *e = &m->ext[k];
+			int r = e->data ? pwrite_all(t->stage.fd, e->data, e->len,
+						     (off_t)(m->core_off + e->off))
+					: -EINVAL;
+			if (r < 0)
+				return r;
+		}
+		m->n_ext = 0;
+		int r = mapping_add_fd_extent(m, 0, m->dump_len, rfd, m->core_off);
+		if (r < 0)
+			return r;
+		m->core_off = 0;
+	}
+	return 0;
+}
+
+static int write_core(struct snapdir *dir, struct target *t, size_t page_size,
 		      struct sched_aside *aside, const struct core_opts *co)
 {
+	struct osm_process *p = t->proc;
 	struct outfile of;
 	struct file_sink fs;
 	struct zstd_sink *zs = NULL;
+	_cleanup_close_ int stage_rfd = -1;
 	int r;
 
 	snprintf(p->core_name, sizeof(p->core_name), "core.%d%s", p->pid,
 		 co->compress ? ZCORE_SUFFIX : "");
-	r = outfile_open(dir->dirfd, p->core_name, &of);
+	if (t->stage.fd >= 0 && !co->compress) {
+		/* The rounds wrote into this core's own file: the rest goes around and over. */
+		of = t->stage;
+		t->stage = (struct outfile){.fd = -1};
+		r = 0;
+	} else {
+		r = t->stage.fd >= 0 ? unplace(t, &stage_rfd) : 0;
+		if (r < 0)
+			return log_error(r, "cannot write pre-copy's staging file of pid %d: %m",
+					 p->pid);
+		r = outfile_open(dir->dirfd, p->core_name, &of);
+	}
 	if (r < 0)
 		return log_error(r, "cannot create %s/%s: %m", dir->final, p->core_name);
 	file_sink_init(&fs, of.fd);
@@ -374,6 +497,7 @@ static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_si
 	} else {
 		r = core_write(p, &fs.base, page_size);
 	}
+	outfile_abort(&t->stage); /* a staging file, read: removed */
 	if (r == 0)
 		r = guard_check();
 	if (r < 0) {
@@ -415,7 +539,7 @@ static int write_manifest(struct snapdir *dir, const struct osm_snapshot *s)
 static void print_summary(const struct osm_snapshot *s, const struct capture *c, const char *dir)
 {
 	size_t frozen = 0, skipped = 0, exited = 0, shown = 0;
-	char a[32], b[32];
+	char a[32], b[32], m[32];
 	double secs = c->copy_ns / 1e9;
 
 	printf("snapshot %s\n", dir);
@@ -456,6 +580,10 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 			printf(", %.2f GB/s", c->copied_bytes / secs / 1e9);
 	}
 	printf(")\n");
+	printf("peak memory of osmosis: %s resident, %s in its buffers (budget %s)\n",
+	       format_bytes(s->timeline.peak_rss, a, sizeof(a)),
+	       format_bytes(s->timeline.peak_buffers, b, sizeof(b)),
+	       format_bytes(s->timeline.max_memory, m, sizeof(m)));
 }
 
 static int report_interrupt(int r)
@@ -480,7 +608,7 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 {
 	_cleanup_free_ pid_t *pids = NULL;
 	size_t n = 0;
-	bool optional = o->tree || o->all || o->cgroup;
+	bool optional = o->tree || o->all || o->cgroup || o->optional;
 	int r;
 
 	if (o->all)
@@ -635,6 +763,11 @@ int cmd_snap(int argc, char **argv)
 	cap.requested = (enum capture_method)capture_method_parse(o.method);
 	cap.set = &st.set;
 	cap.tl = tl;
+	cap.max_memory = o.max_memory ? MIN(o.max_memory, proc_memory_available_to_self())
+				      : default_max_memory();
+	cap.stage_dirfd = o.state_only ? -1 : dir.dirfd;
+	cap.stage_separate = o.compress;
+	tl->max_memory = cap.max_memory;
 	cap.state_only = o.state_only;
 	cap.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -726,7 +859,7 @@ int cmd_snap(int argc, char **argv)
 			t->proc->capture = CAPTURE_STATE;
 			continue;
 		}
-		r = write_core(&dir, t->proc, cap.page_size, &aside, &co);
+		r = write_core(&dir, t, cap.page_size, &aside, &co);
 		sched_aside_check(&aside);
 		if (r == 0)
 			r = fault_point("core-written");

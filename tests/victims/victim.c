@@ -141,8 +141,15 @@ static bool task_blocked_in(pid_t pid, pid_t tid, long nr, uint64_t lo, uint64_t
 	uint64_t a0;
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", pid, tid);
-	if (!read_small(path, buf, sizeof(buf)))
-		return false;
+	if (!read_small(path, buf, sizeof(buf))) {
+		char *p;
+		/* Not ours to read (another user's, non-dumpable): sleeping is the best sign. */
+		if (errno != EACCES && errno != EPERM)
+			return false;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+		return read_small(path, buf, sizeof(buf)) && (p = strrchr(buf, ')')) && p[1] &&
+		       p[2] == 'S';
+	}
 	n = strtol(buf, &end, 10);
 	if (end == buf) /* "running" */
 		return false;
@@ -361,9 +368,12 @@ static void setup_basic_threads(void)
 	wait_blocked(0, "v-condvar", SYS_futex, IN(&cv), 1);
 }
 
-static void setup_basic(void)
+static void setup_basic(bool nondumpable)
 {
 	setup_basic_threads();
+	/* after the threads are seen in place: a non-dumpable process's /proc files are root's */
+	if (nondumpable)
+		prctl(PR_SET_DUMPABLE, 0);
 	printf("ready pid=%d heap=%p heap_len=%u heap_seed=%u global=%p threads=5\n", getpid(),
 	       (void *)heap, HEAP_LEN, 0x1234567u, (void *)victim_global);
 }
@@ -371,12 +381,12 @@ static void setup_basic(void)
 /* writer: page i holds the generation that last passed over it; a consistent snapshot shows
  * one boundary: pages [0,k) at generation g, pages [k,N) at g-1. */
 static uint64_t *wpages;
-static size_t n_wpages;
+static size_t n_wpages, n_written_pages; /* mapped; written nonstop (the first ones) */
 static void *t_writer(void *a)
 {
 	prctl(PR_SET_NAME, "v-writer");
 	for (uint64_t g = 1;; g++)
-		for (size_t i = 0; i < n_wpages; i++)
+		for (size_t i = 0; i < n_written_pages; i++)
 			__atomic_store_n(&wpages[i * 512], g, __ATOMIC_RELAXED);
 	return a;
 }
@@ -470,13 +480,18 @@ static void setup_seccomp(void)
 	printf("ready pid=%d\n", getpid());
 }
 
-static void setup_writer(size_t pages)
+/* pages of memory, the first written of them rewritten nonstop (all when 0); the rest holds
+ * bytes that do not change (a counter per 64 bytes), so that a core shows them. */
+static void setup_writer(size_t pages, size_t written)
 {
 	pthread_t t;
 	n_wpages = pages;
+	n_written_pages = written && written < pages ? written : pages;
 	wpages =
 	    mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	memset(wpages, 0, pages * 4096);
+	for (size_t i = n_written_pages * 512; written && i < pages * 512; i += 8)
+		wpages[i] = i;
 	pthread_create(&t, NULL, t_writer, NULL);
 	start_beats(1);
 	usleep(50000);
@@ -1109,9 +1124,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	if (!strcmp(mode, "basic") || !strcmp(mode, "nondumpable")) {
-		if (!strcmp(mode, "nondumpable"))
-			prctl(PR_SET_DUMPABLE, 0);
-		setup_basic();
+		setup_basic(!strcmp(mode, "nondumpable"));
 	} else if (!strcmp(mode, "seccomp")) {
 		setup_seccomp();
 	} else if (!strcmp(mode, "still")) {
@@ -1120,7 +1133,8 @@ int main(int argc, char **argv)
 		sigaction(SIGCHLD, &sa, NULL);
 		setup_still();
 	} else if (!strcmp(mode, "writer")) {
-		setup_writer(argc > 2 ? strtoul(argv[2], NULL, 10) : 16384);
+		setup_writer(argc > 2 ? strtoul(argv[2], NULL, 10) : 16384,
+			     argc > 3 ? strtoul(argv[3], NULL, 10) : 0);
 	} else if (!strcmp(mode, "churn")) {
 		pthread_create(&t, NULL, t_spawner, NULL);
 		pthread_create(&t, NULL, t_spawner, NULL);
