@@ -93,6 +93,28 @@ def test_hostile_victims_together_under_every_method():
                 v.stop()
 
 
+def test_hostile_victims_as_a_tree_under_every_method():
+    """--tree of this test's own process: the hostile victims are its children, snapshotted with
+    it (and with osmosis itself left out) under every method."""
+    for m in METHODS:
+        vs = []
+        try:
+            for name, args, _ in HOSTILE:
+                vs.append(Hostile(name, *args))
+            with TempDir() as tmp:
+                man = snap_fast(tmp, "s", "--method", m, "--tree", os.getpid())
+                pids = {p["pid"]: p for p in man["processes"]}
+                for v in vs:
+                    check(v.pid in pids and pids[v.pid]["capture"] == "memory",
+                          "%s --tree: %s" % (m, pids.get(v.pid)))
+            for v in vs:
+                v.assert_running()
+                v.verify()
+        finally:
+            for v in vs:
+                v.stop()
+
+
 def fault_points():
     """(name, method) of every fault point, from the one list in src/base/fault.h."""
     import re
