@@ -343,7 +343,8 @@ def test_osmosis_steps_aside_while_writing_cores():
         check(got in ((SCHED_IDLE, 0), (SCHED_OTHER, 10)), "writing cores as root: %s" % (got,))
     with Victim("still") as v, TempDir() as tmp:
         got = sched_while_sleeping_at("committed", v.pid, tmp)
-        check(got == (SCHED_OTHER, 0), "after the commit: %s" % (got,))
+        # SCHED_OTHER back (at nice 10 if SCHED_IDLE starved on a loaded machine)
+        check(got in ((SCHED_OTHER, 0), (SCHED_OTHER, 10)), "after the commit: %s" % (got,))
         check(not children(v.pid), "clones left: %s" % children(v.pid))
         v.verify()
     with Victim("still", user=65534) as v, TempDir() as tmp:
