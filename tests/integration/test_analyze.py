@@ -38,12 +38,19 @@ def tids_named(d, pid, name):
     return []
 
 
+def machine_wide(f):
+    """A finding about the whole machine (short of memory, busy): it names the biggest consumers,
+    the victim among them, when the machine is loaded by others."""
+    return f["pattern"] in ("insufficient-memory", "busy-system") and \
+        f["summary"].startswith("The system")
+
+
 def no_errors_or_warnings(report, pid, allow=()):
     """No error or warning about the victim. Findings about the machine (a busy or short system,
     which other tests running at the same time can cause) do not name it and do not count."""
     bad = [(f["pattern"], f["summary"]) for f in report["findings"]
            if f["severity"] in ("error", "warning") and f["pattern"] not in allow
-           and pid in f["pids"]]
+           and pid in f["pids"] and not machine_wide(f)]
     check(not bad, "unexpected findings: %s" % bad)
 
 
