@@ -181,7 +181,12 @@ def test_busy_system():
     with Victim("busy", 6) as v, TempDir() as tmp:
         d, rep = snap_and_analyze(v, tmp)
         (b,) = findings(rep, "busy-system")
-        check(v.pid in b["pids"], "busy-system names the consumer: %s" % b["pids"])
+        # The consumers named are processes using half a CPU or more: on a machine loaded by
+        # others too the victim's six spinners may get less than that together.
+        (p,) = [p for p in manifest(d)["processes"] if p["pid"] == v.pid]
+        share = sum(t.get("cpu_pct", 0) for t in p["threads"])
+        check((v.pid in b["pids"]) == (share >= 50), "busy-system names %s; the victim used "
+              "%.0f%% of a CPU" % (b["pids"], share))
         check(b["evidence"]["cpu_busy_pct"] > 90, "%s" % b["evidence"])
 
 

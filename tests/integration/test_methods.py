@@ -311,10 +311,12 @@ def sched_while_sleeping_at(point, pid, tmp, user=None):
     cmd = [osmtest.OSMOSIS, "snap", "--method", "clone", "--sample", "0", "-o", out, str(pid)]
     if user is not None:
         cmd = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups"] + cmd
-    p = subprocess.Popen(cmd, env=dict(os.environ, OSMOSIS_FAULT=point + ":sleep=2"),
+    # osmosis sleeps 10 s at the point, and the wait for it is long: on a loaded machine (and
+    # beside the spinners of the next test) this loop itself may hardly get a CPU
+    p = subprocess.Popen(cmd, env=dict(os.environ, OSMOSIS_FAULT=point + ":sleep=10"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = None
-    deadline = time.time() + 60
+    deadline = time.time() + 300
     # core-written: the core has its final name (in the partial directory); committed: the
     # directory has its final name.
     while p.poll() is None and time.time() < deadline:
@@ -325,7 +327,7 @@ def sched_while_sleeping_at(point, pid, tmp, user=None):
             seen = sched_of(p.pid)
             break
         time.sleep(0.02)
-    _, err = p.communicate(timeout=60)
+    _, err = p.communicate(timeout=300)
     check(p.returncode == 0, "%s: osmosis failed (%s): %s" % (point, p.returncode, err))
     check(seen is not None, "%s: osmosis never got there" % point)
     return seen
