@@ -18,7 +18,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VICTIM = os.path.join(HERE, "..", "tests", "victims", "python", "pyvictim.py")
+VICTIM = os.path.abspath(os.path.join(HERE, "..", "tests", "victims", "python", "pyvictim.py"))
 
 
 def steal():
