@@ -2,6 +2,7 @@
 /* blocked-thread: a thread blocked on a lock, a child or another process whose context switches
  * did not change over the sampling interval before the freeze: it did not run at all. Idle waits
  * (condition variables, epoll, sleeps) are healthy and not reported. */
+#include "base/parse.h"
 #include "patterns/pattern.h"
 
 static const char *const recs[] = {
@@ -58,7 +59,15 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 				return;
 			finding_tid(f, t->t->tid);
 			finding_pid(f, ap->p->pid);
-			finding_line(f, "waits on: %s", t->edges[0].text);
+			if (t->t->last_ran_ago_ms >= 0) {
+				char age[32];
+				finding_line(
+				    f, "waits on: %s, for %s", t->edges[0].text,
+				    format_duration_ms(t->t->last_ran_ago_ms, age, sizeof(age)));
+				finding_oldest_wait(f, (const struct athread *const[]){t}, 1);
+			} else {
+				finding_line(f, "waits on: %s", t->edges[0].text);
+			}
 			finding_frames(f, t, 6);
 		}
 	}

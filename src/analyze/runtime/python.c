@@ -22,6 +22,7 @@
 #include "analyze/runtime/python.h"
 #include "analyze/runtime/python_model.h"
 #include "analyze/runtime/runtime.h"
+#include "base/fs.h"
 #include "base/util.h"
 
 #define MAX_SEGS 16
@@ -297,8 +298,11 @@ static void read_process(struct analysis *a, struct aprocess *ap, void *state)
 	pc.e = calloc(PC_PAGES, sizeof(*pc.e));
 	if (!pc.e)
 		return;
-	if (py->path && py->fd < 0)
-		py->fd = open(py->path, O_RDONLY | O_CLOEXEC);
+	if (py->path && py->fd < 0) {
+		/* the file modules.c verified; reopened only if still a regular file */
+		const char *kind;
+		py->fd = open_regular_file(AT_FDCWD, py->path, 0, &kind);
+	}
 	st.runtime = py->runtime;
 	r = py_layout_from_debug_offsets(&m, py->runtime, py->version, &st.L, why, sizeof(why));
 	if (r == -ENOENT) {
