@@ -40,7 +40,8 @@ def main():
     try:
         for i in range(o.procs):
             p = subprocess.Popen([o.python, VICTIM, "contention", os.path.join(tmp, "r%d" % i),
-                                  str(o.threads)], stdout=subprocess.PIPE, text=True)
+                                  str(o.threads)], stdout=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, PYVICTIM_TIMEOUT="1200"))
             vs.append(p)
         pids = [int(p.stdout.readline().split("pid=")[1]) for p in vs]
         snapdir = os.path.join(tmp, "s")

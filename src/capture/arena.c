@@ -59,6 +59,8 @@ int arena_reserve_more(struct arena *a, size_t size)
 {
 	if (size == 0)
 		return 0;
+	if (a->sealed)
+		return -ENOMEM; /* inside the freeze: nothing beyond the reservation */
 	return add_chunk(a, ALIGN_UP(size, a->page_size), true);
 }
 

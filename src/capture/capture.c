@@ -85,15 +85,15 @@ static bool member_lost(struct target *t, int r, const char *phase)
 	precopy_abandon(t);
 	if (r == -ENOEXEC && !target_ended(t)) {
 		t->skipped = true;
-		p->capture = "skipped";
+		p->capture = CAPTURE_SKIPPED;
 		n = asprintf(&note, "ran a new program (execve) %s: not captured", phase);
 	} else if (r == -ESRCH || target_ended(t)) {
 		t->exited = true;
-		p->capture = "exited";
+		p->capture = CAPTURE_EXITED;
 		n = asprintf(&note, "exited %s", phase);
 	} else {
 		t->skipped = true;
-		p->capture = "skipped";
+		p->capture = CAPTURE_SKIPPED;
 		n = asprintf(&note, "%s failed %s: not captured", strerror(-r), phase);
 	}
 	if (n < 0)
@@ -185,23 +185,6 @@ static uint64_t estimate_precopy_ns(struct capture *c, const struct target *t, u
 	       SCAN_NS_PER_GIB / 2;
 }
 
-/* Pre-copy's rounds write into a file of the snapshot directory, at the pages' place in the
- * core (precopy.c), when the caller gave the directory. Returns 0 or a negative errno; logs. */
-static int open_stage(struct capture *c, struct target *t)
-{
-	char name[64];
-	int r;
-
-	if (c->stage_dirfd < 0)
-		return 0;
-	snprintf(name, sizeof(name), c->stage_separate ? ".stage.%d" : "core.%d", t->proc->pid);
-	r = outfile_open(c->stage_dirfd, name, &t->stage);
-	if (r < 0)
-		return log_error(r, "cannot create the core file of pid %d: %m", t->proc->pid);
-	t->stage_next = c->page_size; /* the first page holds the ELF header */
-	return 0;
-}
-
 /* Whether some thread of t can run an injected syscall (inject_probe, before the freeze);
  * otherwise t is copied, with the reason. Returns 0 (*ret_ok says which), or -EINTR/-ETIMEDOUT.
  */
@@ -219,6 +202,23 @@ static int injectable(struct capture *c, struct target *t, bool *ret_ok)
 			   "%s: no thread can run an injected syscall (%s), so copied",
 			   method_names[c->requested], why ? why : strerror(-r));
 	}
+	return 0;
+}
+
+/* Pre-copy's rounds write into a file of the snapshot directory, at the pages' place in the
+ * core (precopy.c), when the caller gave the directory. Returns 0 or a negative errno; logs. */
+static int open_stage(struct capture *c, struct target *t)
+{
+	char name[64];
+	int r;
+
+	if (c->stage_dirfd < 0)
+		return 0;
+	snprintf(name, sizeof(name), c->stage_separate ? ".stage.%d" : "core.%d", t->proc->pid);
+	r = outfile_open(c->stage_dirfd, name, &t->stage);
+	if (r < 0)
+		return log_error(r, "cannot create the core file of pid %d: %m", t->proc->pid);
+	t->stage_next = c->page_size; /* the first page holds the ELF header */
 	return 0;
 }
 
@@ -606,7 +606,7 @@ static int target_frozen(struct capture *c, struct target *t)
 	for (size_t i = 0; i < t->proc->n_maps; i++)
 		t->proc->maps[i].n_ext = 0;
 	t->skipped = true;
-	t->proc->capture = "skipped";
+	t->proc->capture = CAPTURE_SKIPPED;
 	free(t->proc->capture_note);
 	t->proc->capture_note = NULL;
 	if (asprintf(&t->proc->capture_note,

@@ -118,6 +118,7 @@ struct watch_cond {
 	int index;	  /* into wproc/wthread since[] */
 	double threshold; /* in the descriptor's unit */
 	bool pct;	  /* a share (of memory.max, of RLIMIT_NOFILE) rather than a size */
+	unsigned needs;	  /* what this one needs read (parse may narrow the descriptor's) */
 	uint64_t hold_ns; /* how long it must hold before it fires */
 	const char *unit; /* of threshold and value: "%", "bytes", "s", "" */
 	char text[96];	  /* "cpu >= 50% for 2 s", for the start line */

@@ -11,6 +11,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+import osmtest
 from osmtest import (TempDir, Victim, check, main, manifest, one_line_error, osmosis, snap)
 
 NOBODY = 65534
@@ -59,7 +60,7 @@ def test_bad_pids():
 def test_zombie_and_self():
     with TempDir() as tmp:
         z = subprocess.Popen(["true"])
-        time.sleep(0.3)  # exited, not reaped: a zombie
+        osmtest.wait_for(lambda: osmtest.proc_state(z.pid) == "Z", "true to exit (a zombie)")
         line = one_line_error(osmosis("snap", "-o", os.path.join(tmp, "s"), z.pid))
         check("zombie" in line, line)
         z.wait()

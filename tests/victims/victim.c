@@ -141,8 +141,15 @@ static bool task_blocked_in(pid_t pid, pid_t tid, long nr, uint64_t lo, uint64_t
 	uint64_t a0;
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", pid, tid);
-	if (!read_small(path, buf, sizeof(buf)))
-		return false;
+	if (!read_small(path, buf, sizeof(buf))) {
+		char *p;
+		/* Not ours to read (another user's, non-dumpable): sleeping is the best sign. */
+		if (errno != EACCES && errno != EPERM)
+			return false;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+		return read_small(path, buf, sizeof(buf)) && (p = strrchr(buf, ')')) && p[1] &&
+		       p[2] == 'S';
+	}
 	n = strtol(buf, &end, 10);
 	if (end == buf) /* "running" */
 		return false;
@@ -361,9 +368,12 @@ static void setup_basic_threads(void)
 	wait_blocked(0, "v-condvar", SYS_futex, IN(&cv), 1);
 }
 
-static void setup_basic(void)
+static void setup_basic(bool nondumpable)
 {
 	setup_basic_threads();
+	/* after the threads are seen in place: a non-dumpable process's /proc files are root's */
+	if (nondumpable)
+		prctl(PR_SET_DUMPABLE, 0);
 	printf("ready pid=%d heap=%p heap_len=%u heap_seed=%u global=%p threads=5\n", getpid(),
 	       (void *)heap, HEAP_LEN, 0x1234567u, (void *)victim_global);
 }
@@ -1114,9 +1124,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	if (!strcmp(mode, "basic") || !strcmp(mode, "nondumpable")) {
-		if (!strcmp(mode, "nondumpable"))
-			prctl(PR_SET_DUMPABLE, 0);
-		setup_basic();
+		setup_basic(!strcmp(mode, "nondumpable"));
 	} else if (!strcmp(mode, "seccomp")) {
 		setup_seccomp();
 	} else if (!strcmp(mode, "still")) {

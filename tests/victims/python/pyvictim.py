@@ -40,7 +40,8 @@ def blocked_at(thread, func):
             task_state(thread.native_id) == "S")
 
 
-def wait_until(cond, what, timeout=240):
+def wait_until(cond, what, timeout=None):
+    timeout = timeout or float(os.environ.get("PYVICTIM_TIMEOUT", "240"))
     deadline = time.time() + timeout
     while not cond():
         if time.time() > deadline:
@@ -153,6 +154,16 @@ def event_waiter(ev):
     ev.wait()
 
 
+def rlock_waiter(rl):
+    with rl:
+        pass
+
+
+def sem_waiter(sem):
+    with sem:
+        pass
+
+
 def gen_body():
     yield 1
     time.sleep(3600)
@@ -196,10 +207,15 @@ def scenario_mix(rec, n):
     held.acquire()
     cond = threading.Condition()
     ev = threading.Event()
+    rl = threading.RLock()
+    rl.acquire()  # held by the main thread
+    sem = threading.Semaphore(0)
     plan = [("sleeper", level1, (), "level3"), ("reader", reader, (s1,), "reader"),
             ("getter", getter, (q,), "getter"), ("acquirer", acquirer, (held,), "acquirer"),
             ("cond-waiter", cond_waiter, (cond,), "cond_waiter"),
             ("event-waiter", event_waiter, (ev,), "event_waiter"),
+            ("rlock-waiter", rlock_waiter, (rl,), "rlock_waiter"),
+            ("sem-waiter", sem_waiter, (sem,), "sem_waiter"),
             ("generator", gen_driver, (), "gen_body"),
             ("ctypes-callback", ctypes_driver, (), "callback_sleeper"),
             ("asyncio-loop", asyncio_driver, (), "coro_inner")]
