@@ -250,7 +250,8 @@ def test_hang_stays_quiet_on_healthy_processes():
     """An idle pool, an epoll server, a sleeping timer, a busy server and a shell waiting for
     its child: --hang 1 for 4 s takes nothing."""
     with TempDir() as tmp, WVictim("healthy") as h, WVictim("busy") as b:
-        sh = subprocess.Popen(["sh", "-c", "sleep 60; echo done"], stdout=subprocess.DEVNULL)
+        sh = subprocess.Popen(["sh", "-c", "sleep 60; echo done"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             base = os.path.join(tmp, "w")
             with Watch("--tree", h.pid, b.pid, sh.pid, "-o", base, "--hang", "1") as w:
@@ -260,7 +261,7 @@ def test_hang_stays_quiet_on_healthy_processes():
             check(not os.listdir(base), "snapshots %s" % os.listdir(base))
             check(any("stopped by SIGTERM" in l for l in w.out.all()), w.out.all())
         finally:
-            sh.kill()
+            os.killpg(sh.pid, signal.SIGKILL)  # the shell and its sleep: nothing outlives
             sh.wait()
 
 
