@@ -148,7 +148,7 @@ struct aprocess {
 	/* The language runtime found in it (src/analyze/runtime/), or NULL. */
 	const struct runtime *runtime;
 	void *runtime_state;
-	char *runtime_version; /* "CPython 3.11.2" */
+	char *runtime_version;		/* "CPython 3.11.2" */
 	struct module_source **sources; /* what stands for each module in libdwfl (modules.c) */
 	size_t n_sources;
 };

@@ -38,8 +38,10 @@
 #include "cli/snap.h"
 #include "core/writer.h"
 #include "core/zcore.h"
+#include "proc/process.h"
 #include "freeze/freeze.h"
 #include "freeze/guard.h"
+#include "proc/procfs.h"
 #include "snapshot/dir.h"
 #include "snapshot/manifest.h"
 
@@ -63,8 +65,9 @@ static const char snap_usage[] =
     "      --tree              the PIDs and all their descendants, children born meanwhile too\n"
     "      --cgroup PATH       every process in a cgroup (v1 or v2; relative to /sys/fs/cgroup)\n"
     "      --all               every process but osmosis and kernel threads\n"
-    "  With --tree, --cgroup and --all, processes that cannot be traced are recorded with the\n"
-    "  reason, and processes that exit meanwhile are recorded; neither fails the snapshot.\n"
+    "  With --tree, --cgroup and --all, a process that cannot be captured (traced by another\n"
+    "  tracer, not permitted, exited, ran a new program, became a zombie) is recorded in the\n"
+    "  manifest with the reason and the rest is captured; it never fails the snapshot.\n"
     "\n"
     "Options:\n"
     "  -o, --output DIR        directory to create (default ./osmosis-HOST-UTCDATE-TIME);\n"
@@ -72,6 +75,9 @@ static const char snap_usage[] =
     "  -s, --state-only        the system state and every thread's registers, no memory and no\n"
     "                          cores: fast and small\n"
     "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
+    "      --max-memory SIZE   the most memory osmosis allocates for the snapshot (512M, 2G;\n"
+    "                          default: the smaller of 1G and 10%% of MemAvailable, within\n"
+    "                          its cgroup's limit); pre-copy writes pages to the core file\n"
     "      --compress[=LEVEL]  write compressed cores, core.PID.zst (zstd, default level 1;\n"
     "                          osmosis show/analyze read them, osmosis core makes a plain one)\n"
     "  -m, --method METHOD     how memory is kept as it was at the freeze instant:\n"
@@ -105,7 +111,8 @@ struct snap_opts {
 	uint64_t sample_ns;
 	bool quiet, tree, all, state_only, analyze, optional;
 	bool compress;
-	int level; /* zstd's, with --compress */
+	int level;	     /* zstd's, with --compress */
+	uint64_t max_memory; /* --max-memory, bytes; 0: the default */
 	pid_t *pids;
 	size_t n_pids;
 	const char *trigger; /* --trigger: a JSON object's text */
@@ -113,6 +120,58 @@ struct snap_opts {
 	size_t n_skip;
 	int status_fd; /* --status-fd, or -1 */
 };
+
+/* "512M", "2G", "1.5GiB", "1048576": bytes. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v <= 0)
+		return -EINVAL;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		v *= 1024, end++;
+		break;
+	case 'm':
+	case 'M':
+		v *= 1024.0 * 1024, end++;
+		break;
+	case 'g':
+	case 'G':
+		v *= 1024.0 * 1024 * 1024, end++;
+		break;
+	case 't':
+	case 'T':
+		v *= 1024.0 * 1024 * 1024 * 1024, end++;
+		break;
+	}
+	if (!strcmp(end, "iB") || !strcmp(end, "B"))
+		end += strlen(end);
+	if (*end || v > 1e18)
+		return -EINVAL;
+	*ret = (uint64_t)v;
+	return 0;
+}
+
+/* The default budget: the smaller of 1 GiB and a tenth of MemAvailable, and never more than
+ * osmosis's cgroup leaves it (v1 memory.limit_in_bytes or v2 memory.max). */
+static uint64_t default_max_memory(void)
+{
+	_cleanup_free_ char *mem = NULL;
+	uint64_t avail = UINT64_MAX, b = 1ull << 30;
+	char *p;
+
+	if (read_file_at(AT_FDCWD, "/proc/meminfo", &mem, NULL) == 0 &&
+	    (p = strstr(mem, "MemAvailable:")))
+		avail = strtoull(p + 13, NULL, 10) * 1024;
+	b = MIN(b, avail / 10);
+	b = MIN(b, proc_memory_available_to_self());
+	return MAX(b, (uint64_t)(64u << 20));
+}
 
 static int parse_args(int argc, char **argv, struct snap_opts *o)
 {
@@ -127,6 +186,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		OPT_SKIP,
 		OPT_STATUS_FD,
 		OPT_COMPRESS,
+		OPT_MAX_MEMORY,
 		OPT_OPTIONAL,
 	};
 	static const struct option longopts[] = {
@@ -144,6 +204,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"optional", no_argument, NULL, OPT_OPTIONAL},
 	    {"status-fd", required_argument, NULL, OPT_STATUS_FD},
 	    {"compress", optional_argument, NULL, OPT_COMPRESS},
+	    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -233,6 +294,14 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 			o->status_fd = (int)fd;
 			break;
 		}
+		case OPT_MAX_MEMORY:
+			if (parse_size(optarg, &o->max_memory) < 0 || o->max_memory < (64u << 20))
+				return log_error(
+				    EINVAL,
+				    "--max-memory needs a size of at least 64M (as 512M, "
+				    "2G), not '%s'",
+				    optarg);
+			break;
 		case OPT_COMPRESS: {
 			int64_t level = ZCORE_DEFAULT_LEVEL;
 			if (optarg && (parse_i64(optarg, 10, &level) < 0 || level < -7 ||
@@ -348,17 +417,66 @@ struct core_opts {
 	uint64_t *peak_buffers; /* raised to the sink's buffers */
 };
 
-static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_size,
+/* Pre-copy's rounds wrote t's tracked mappings into a staging file: what the target wrote
+ * since goes over it there, and the core reads those mappings from it. */
+static int unplace(struct target *t, int *ret_rfd)
+{
+	struct osm_process *p = t->proc;
+	char path[64];
+	int rfd;
+
+	/* The stage was opened for writing only: read it through a descriptor of its own. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", t->stage.fd);
+	rfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0)
+		return -errno;
+	*ret_rfd = rfd;
+
+	for (size_t i = 0; i < p->n_maps; i++) {
+		struct osm_mapping *m = &p->maps[i];
+		if (!m->core_off)
+			continue;
+		for (size_t k = 0; k < m->n_ext; k++) {
+			const struct osm_extent *e = &m->ext[k];
+			int r = e->data ? pwrite_all(t->stage.fd, e->data, e->len,
+						     (off_t)(m->core_off + e->off))
+					: -EINVAL;
+			if (r < 0)
+				return r;
+		}
+		m->n_ext = 0;
+		int r = mapping_add_fd_extent(m, 0, m->dump_len, rfd, m->core_off);
+		if (r < 0)
+			return r;
+		m->core_off = 0;
+	}
+	return 0;
+}
+
+static int write_core(struct snapdir *dir, struct target *t, size_t page_size,
 		      struct sched_aside *aside, const struct core_opts *co)
 {
+	struct osm_process *p = t->proc;
 	struct outfile of;
 	struct file_sink fs;
 	struct zstd_sink *zs = NULL;
+	_cleanup_close_ int stage_rfd = -1;
 	int r;
 
 	snprintf(p->core_name, sizeof(p->core_name), "core.%d%s", p->pid,
 		 co->compress ? ZCORE_SUFFIX : "");
-	r = outfile_open(dir->dirfd, p->core_name, &of);
+	if (t->stage.fd >= 0 && !co->compress) {
+		/* The rounds wrote into this core's own file: the rest goes around and over. */
+		of = t->stage;
+		t->stage = (struct outfile){.fd = -1};
+		r = 0;
+	} else {
+		r = t->stage.fd >= 0 ? unplace(t, &stage_rfd) : 0;
+		if (r < 0)
+			return log_error(r, "cannot write pre-copy's staging file of pid %d: %m",
+					 p->pid);
+		r = outfile_open(dir->dirfd, p->core_name, &of);
+	}
 	if (r < 0)
 		return log_error(r, "cannot create %s/%s: %m", dir->final, p->core_name);
 	file_sink_init(&fs, of.fd);
@@ -379,6 +497,7 @@ static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_si
 	} else {
 		r = core_write(p, &fs.base, page_size);
 	}
+	outfile_abort(&t->stage); /* a staging file, read: removed */
 	if (r == 0)
 		r = guard_check();
 	if (r < 0) {
@@ -420,7 +539,7 @@ static int write_manifest(struct snapdir *dir, const struct osm_snapshot *s)
 static void print_summary(const struct osm_snapshot *s, const struct capture *c, const char *dir)
 {
 	size_t frozen = 0, skipped = 0, exited = 0, shown = 0;
-	char a[32], b[32];
+	char a[32], b[32], m[32];
 	double secs = c->copy_ns / 1e9;
 
 	printf("snapshot %s\n", dir);
@@ -448,8 +567,9 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 		printf("     ... %zu more (osmosis show %s lists them all)\n", s->n_procs - shown,
 		       dir);
 	if (skipped || exited)
-		printf("%zu process%s frozen, %zu skipped, %zu exited during the snapshot\n",
-		       frozen, frozen == 1 ? "" : "es", skipped, exited);
+		printf("%zu captured, %zu not captured (see manifest): %zu skipped, %zu exited "
+		       "during the snapshot\n",
+		       frozen, skipped + exited, skipped, exited);
 	printf("pause: %.3f ms, %zu process%s frozen together (--method %s", s->pause_us / 1000.0,
 	       frozen, frozen == 1 ? "" : "es", s->state_only ? "state-only" : s->method);
 	if (!s->state_only) {
@@ -459,6 +579,10 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 			printf(", %.2f GB/s", c->copied_bytes / secs / 1e9);
 	}
 	printf(")\n");
+	printf("peak memory of osmosis: %s resident, %s in its buffers (budget %s)\n",
+	       format_bytes(s->timeline.peak_rss, a, sizeof(a)),
+	       format_bytes(s->timeline.peak_buffers, b, sizeof(b)),
+	       format_bytes(s->timeline.max_memory, m, sizeof(m)));
 }
 
 static int report_interrupt(int r)
@@ -522,6 +646,14 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 			return r;
 	}
 	return 0;
+}
+
+static bool is_zombie(const struct target *t)
+{
+	struct proc_stat ps;
+
+	return t->ref.procfd >= 0 && proc_read_stat(t->ref.procfd, "stat", &ps) == 0 &&
+	       ps.state == 'Z';
 }
 
 static size_t count_frozen(const struct target_set *set)
@@ -630,6 +762,11 @@ int cmd_snap(int argc, char **argv)
 	cap.requested = (enum capture_method)capture_method_parse(o.method);
 	cap.set = &st.set;
 	cap.tl = tl;
+	cap.max_memory = o.max_memory ? MIN(o.max_memory, proc_memory_available_to_self())
+				      : default_max_memory();
+	cap.stage_dirfd = o.state_only ? -1 : dir.dirfd;
+	cap.stage_separate = o.compress;
+	tl->max_memory = cap.max_memory;
 	cap.state_only = o.state_only;
 	cap.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -684,10 +821,15 @@ int cmd_snap(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	if (count_frozen(&st.set) == 0) {
-		r = log_error(ESRCH, "every target exited during the snapshot");
+		r = log_error(ESRCH, "every target exited or could not be captured during the "
+				     "snapshot");
 		goto fail;
 	}
 
+	/* Members that joined during the freeze: their state now that they run again. */
+	r = snap_load_joined(&st);
+	if (r < 0)
+		goto fail;
 	r = capture_finish(&cap);
 	if (r < 0)
 		goto fail;
@@ -703,7 +845,11 @@ int cmd_snap(int argc, char **argv)
 		if (t->exited) {
 			t->proc->capture = "exited";
 			if (!t->proc->capture_note)
-				t->proc->capture_note = strdup("exited during the snapshot");
+				t->proc->capture_note =
+				    strdup(is_zombie(t)
+					       ? "became a zombie during the snapshot (its parent "
+						 "has not reaped it)"
+					       : "exited during the snapshot");
 			continue;
 		}
 		if (t->skipped)
@@ -712,7 +858,7 @@ int cmd_snap(int argc, char **argv)
 			t->proc->capture = "state";
 			continue;
 		}
-		r = write_core(&dir, t->proc, cap.page_size, &aside, &co);
+		r = write_core(&dir, t, cap.page_size, &aside, &co);
 		sched_aside_check(&aside);
 		if (r == 0)
 			r = fault_point("core-written");

@@ -79,7 +79,9 @@ const struct pattern pattern_blocked_thread = {
     .severity = SEV_INFO,
     .description = "A thread waits on something another thread or process must release, and "
 		   "did not run over the sampling interval.",
-    .needs = "the manifest (CPU sampling, syscalls) and cores (lock words)",
+    .needs = "the manifest (CPU sampling, syscalls) and cores (lock words); a Python thread "
+	     "blocked on a threading.Lock or the GIL counts when CPython's structures are in the "
+	     "cores",
     .thresholds = NULL,
     .n_thresholds = 0,
     .recommendations = recs,

@@ -80,6 +80,10 @@ struct osm_mapping {
 	struct osm_extent *ext;
 	size_t n_ext, cap_ext;
 	uint64_t unreadable; /* bytes the kernel refused to give us (left as zeroes) */
+	/* Placed in the core file before the write (pre-copy's rounds wrote its bytes there): its
+	 * segment starts at core_off, already holds the bytes, and ext holds only what changed
+	 * since (written over it in place). 0: not placed. */
+	uint64_t core_off;
 };
 
 /* One open descriptor, read just before the freeze. */
