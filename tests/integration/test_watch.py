@@ -222,6 +222,66 @@ def test_memory():
     crossing_test(["memory", 1.5, 64], ["--memory", "48M"], 0, size, INSTANT)
 
 
+def memory_cgroup():
+    """(cgroup directory, limit file) of a new memory cgroup, v2 or v1, or None."""
+    for line in open("/proc/mounts"):
+        dev, mnt, typ, opts = line.split()[:4]
+        if typ == "cgroup2" and os.path.exists(os.path.join(mnt, "cgroup.controllers")) and \
+                "memory" in open(os.path.join(mnt, "cgroup.controllers")).read().split():
+            return os.path.join(mnt, "osmosis-watch-mem-%d" % os.getpid()), "memory.max"
+    for line in open("/proc/mounts"):
+        dev, mnt, typ, opts = line.split()[:4]
+        if typ == "cgroup" and "memory" in opts.split(","):
+            return os.path.join(mnt, "osmosis-watch-mem-%d" % os.getpid()), \
+                "memory.limit_in_bytes"
+    return None
+
+
+def test_memory_and_fds_as_shares():
+    """--memory PCT% of the cgroup's limit, --fds PCT% of RLIMIT_NOFILE."""
+    import resource
+    # descriptors: 100 of a limit of 200 is 50%
+    with TempDir() as tmp, WVictim("fds", 1.5, 100) as v:
+        resource.prlimit(v.pid, resource.RLIMIT_NOFILE, (200, 200))
+        with Watch(v.pid, "-o", os.path.join(tmp, "w"), "--state-only", "--fds", "40%",
+                   *INSTANT) as w:
+            crossed = v.crossed(boot=True)
+            t, d, line = w.snapshot(SLACK + 60)
+            check(w.wait() == 0, "exit")
+        trig = manifest(d)["trigger"]
+        check(trig["unit"] == "%" and 45 <= trig["value"] <= 60, "trigger %s" % trig)
+        check_moment("fds%", manifest(d), crossed, 0, began=v.started)
+    cg = memory_cgroup()
+    if cg is None or os.geteuid() != 0:
+        print("skip: the memory share needs root and a memory cgroup")
+        sys.exit(77)
+    path, limit = cg
+    os.mkdir(path)
+    try:
+        with open(os.path.join(path, limit), "w") as f:
+            f.write(str(128 << 20))
+        with TempDir() as tmp, WVictim("memory", 1.5, 80, cgroup=path) as v:
+            with Watch(v.pid, "-o", os.path.join(tmp, "w"), "--state-only", "--memory",
+                       "50%", *INSTANT) as w:
+                crossed = v.crossed(boot=True)
+                t, d, line = w.snapshot(SLACK + 60)
+                check(w.wait() == 0, "exit")
+            trig = manifest(d)["trigger"]
+            check(trig["unit"] == "%" and trig["value"] >= 50, "trigger %s" % trig)
+            check_moment("memory%", manifest(d), crossed, 0, began=v.started)
+    finally:
+        procs = os.path.join(path, "cgroup.procs")
+        for pid in open(procs).read().split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 10
+        while open(procs).read().strip() and time.time() < deadline:
+            time.sleep(0.05)
+        os.rmdir(path)
+
+
 def test_threads():
     crossing_test(["threads", 1.5, 20], ["--threads", "16"], 0, None, INSTANT)
 
