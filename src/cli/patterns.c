@@ -24,9 +24,9 @@ static void text(void)
 			       p->thresholds[j].description);
 	}
 	for (size_t i = 0; i < runtime_count; i++)
-		printf("\nruntime %-12s %s: %s\n  reads from the snapshot: %s\n", runtime_registry[i]->id,
-		       runtime_registry[i]->title, runtime_registry[i]->versions,
-		       runtime_registry[i]->needs);
+		printf("\nruntime %-12s %s: %s\n  reads from the snapshot: %s\n",
+		       runtime_registry[i]->id, runtime_registry[i]->title,
+		       runtime_registry[i]->versions, runtime_registry[i]->needs);
 }
 
 static void markdown(void)

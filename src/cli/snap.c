@@ -546,11 +546,11 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 	printf("%8s  %-16s %8s %-8s %12s\n", "PID", "NAME", "THREADS", "METHOD", "CAPTURED");
 	for (size_t i = 0; i < s->n_procs; i++) {
 		const struct osm_process *p = s->procs[i];
-		bool is_frozen = !strcmp(p->capture, "memory") || !strcmp(p->capture, "state");
+		bool is_frozen = capture_state_frozen(p->capture);
 
 		frozen += is_frozen;
-		skipped += !strcmp(p->capture, "skipped");
-		exited += !strcmp(p->capture, "exited");
+		skipped += p->capture == CAPTURE_SKIPPED;
+		exited += p->capture == CAPTURE_EXITED;
 		if (shown >= SUMMARY_MAX_LINES)
 			continue;
 		shown++;
@@ -561,7 +561,8 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 					     : format_bytes(p->captured_bytes, a, sizeof(a)));
 		else
 			printf("%8d  %-16s %8s %-8s %12s  %s\n", p->pid, p->comm, "-", "-",
-			       p->capture, p->capture_note ? p->capture_note : "");
+			       capture_state_name(p->capture),
+			       p->capture_note ? p->capture_note : "");
 	}
 	if (shown < s->n_procs)
 		printf("     ... %zu more (osmosis show %s lists them all)\n", s->n_procs - shown,
@@ -843,7 +844,7 @@ int cmd_snap(int argc, char **argv)
 	for (size_t i = 0; i < st.set.n; i++) {
 		struct target *t = st.set.v[i];
 		if (t->exited) {
-			t->proc->capture = "exited";
+			t->proc->capture = CAPTURE_EXITED;
 			if (!t->proc->capture_note)
 				t->proc->capture_note =
 				    strdup(is_zombie(t)
@@ -855,7 +856,7 @@ int cmd_snap(int argc, char **argv)
 		if (t->skipped)
 			continue;
 		if (o.state_only) {
-			t->proc->capture = "state";
+			t->proc->capture = CAPTURE_STATE;
 			continue;
 		}
 		r = write_core(&dir, t, cap.page_size, &aside, &co);

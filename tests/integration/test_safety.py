@@ -216,14 +216,17 @@ def children_of(pid):
 
 
 def test_no_zombie_whatever_moment_the_clone_method_is_killed():
-    """SIGKILL at 50 random moments of --method clone (a 256 MiB writer, so the clone takes
-    milliseconds): never a <defunct> (or any) child of the target, and the target fine."""
+    """SIGKILL at 50 random moments of --method clone (a 64 MiB writer, so the clone takes
+    milliseconds): never a <defunct> (or any) child of the target, and the target fine. The
+    moments span the run up to the writing of the core (the clone is made in the pause and
+    reaped before the core is written), at most 2 s, so that a loaded machine's slow core
+    writing does not stretch the test."""
     rnd = random.Random(15)
-    with Victim("writer", 65536) as v, TempDir() as tmp:
+    with Victim("writer", 16384) as v, TempDir() as tmp:
         t0 = time.time()
         osmtest.snap("--method", "clone", "--sample", "0", "-o", os.path.join(tmp, "full"),
                      v.pid)
-        span = max(time.time() - t0, 0.2)
+        span = min(max(time.time() - t0, 0.2), 2.0)
         for i in range(50):
             p = subprocess.Popen([osmtest.OSMOSIS, "snap", "--method", "clone", "--sample",
                                   "0", "-o", os.path.join(tmp, "k%d" % i), str(v.pid)],
