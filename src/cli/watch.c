@@ -590,6 +590,14 @@ static char *trigger_json(const struct watch_fire *f)
 	json_object_object_add(o, "pid", f->pid ? json_object_new_int(f->pid) : NULL);
 	json_object_object_add(o, "tid", f->tid ? json_object_new_int(f->tid) : NULL);
 	json_object_object_add(o, "detail", json_object_new_string(f->detail));
+	{
+		/* when it fired, on the clock of /proc/uptime and of the manifest's uptime_s */
+		struct timespec bt;
+		clock_gettime(CLOCK_BOOTTIME, &bt);
+		json_object_object_add(
+		    o, "fired_uptime_s",
+		    json_object_new_double((double)bt.tv_sec + (double)bt.tv_nsec / 1e9));
+	}
 	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	return out;

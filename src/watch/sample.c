@@ -194,7 +194,7 @@ static void reset_levels(struct wproc *p)
 {
 	memset(p->since, 0, sizeof(p->since));
 	p->n_thr = 0;
-	p->have_prev = false;
+	p->n_hist = 0;
 	p->cpu_pct = -1;
 }
 
@@ -291,7 +291,32 @@ static uint64_t count_fds(struct wproc *p)
 	return n;
 }
 
-static void sample_proc(struct watch *w, struct wproc *p, uint64_t dt)
+/* CPU over the window from the newest reading at least WATCH_CPU_WINDOW_NS old (or the oldest
+ * there is) to now. */
+static void update_cpu(struct watch *w, struct wproc *p, uint64_t now)
+{
+	unsigned from = 0;
+
+	if (p->n_hist == WATCH_CPU_HIST) {
+		memmove(p->hist_t, p->hist_t + 1, sizeof(p->hist_t[0]) * (WATCH_CPU_HIST - 1));
+		memmove(p->hist_ticks, p->hist_ticks + 1,
+			sizeof(p->hist_ticks[0]) * (WATCH_CPU_HIST - 1));
+		p->n_hist--;
+	}
+	p->hist_t[p->n_hist] = now;
+	p->hist_ticks[p->n_hist++] = p->cpu_ticks;
+	if (p->n_hist < 2 || w->hz <= 0) {
+		p->cpu_pct = -1;
+		return;
+	}
+	for (unsigned i = 0; i + 1 < p->n_hist; i++)
+		if (now - p->hist_t[i] >= WATCH_CPU_WINDOW_NS)
+			from = i;
+	p->cpu_pct = 100.0 * (double)(p->cpu_ticks - p->hist_ticks[from]) * 1e9 / (double)w->hz /
+		     (double)(now - p->hist_t[from]);
+}
+
+static void sample_proc(struct watch *w, struct wproc *p, uint64_t dt, uint64_t now)
 {
 	_cleanup_free_ char *buf = NULL;
 	struct wstat st;
@@ -319,12 +344,8 @@ static void sample_proc(struct watch *w, struct wproc *p, uint64_t dt)
 	p->ppid = st.ppid;
 	p->threads = st.threads;
 	p->rss = st.rss_pages * (uint64_t)w->page_size;
-	p->prev_cpu_ticks = p->cpu_ticks;
 	p->cpu_ticks = st.utime + st.stime;
-	if (p->have_prev && dt && w->hz > 0)
-		p->cpu_pct = 100.0 * (double)(p->cpu_ticks - p->prev_cpu_ticks) * 1e9 /
-			     (double)w->hz / (double)dt;
-	p->have_prev = true;
+	update_cpu(w, p, now);
 
 	if (w->needs & NEED_THREADS)
 		sample_threads(w, p, dt);
@@ -352,7 +373,7 @@ void watch_sample(struct watch *w, uint64_t now)
 
 	for (size_t i = 0; i < w->n_procs; i++)
 		if (!w->procs[i]->gone)
-			sample_proc(w, w->procs[i], dt);
+			sample_proc(w, w->procs[i], dt, now);
 	w->last_tick = now;
 }
 

@@ -24,10 +24,12 @@
 #include "proc/pidref.h"
 #include "proc/schedclock.h"
 
-#define WATCH_MAX_CONDS	  16
-#define WATCH_MAX_PROCS	  65536
-#define WATCH_MAX_THREADS 100000 /* per process */
-#define WATCH_DETAIL_LEN  512
+#define WATCH_MAX_CONDS	    16
+#define WATCH_MAX_PROCS	    65536
+#define WATCH_MAX_THREADS   100000 /* per process */
+#define WATCH_DETAIL_LEN    512
+#define WATCH_CPU_HIST	    16
+#define WATCH_CPU_WINDOW_NS 1000000000ull
 
 /* What a condition needs read at each tick. */
 enum {
@@ -68,9 +70,12 @@ struct wproc {
 	unsigned warned; /* NEED_* bits already reported unreadable */
 	pid_t ppid;
 	char state;
-	uint64_t cpu_ticks, prev_cpu_ticks; /* utime+stime, clock ticks */
-	bool have_prev;
-	double cpu_pct; /* over the last tick, -1 unknown */
+	uint64_t cpu_ticks; /* utime+stime, clock ticks (USER_HZ: 10 ms) */
+	/* the last readings, for CPU over a window of at least WATCH_CPU_WINDOW_NS: a tick of
+	 * 0.25 s holds a 10 ms clock tick's worth of noise in 4% */
+	uint64_t hist_t[WATCH_CPU_HIST], hist_ticks[WATCH_CPU_HIST];
+	unsigned n_hist;
+	double cpu_pct; /* over the last second or so, -1 unknown */
 	uint64_t rss, threads, fds, nofile;
 	uint64_t cg_current, cg_max; /* cg_max UINT64_MAX: no limit */
 	struct wthread *thr;
