@@ -176,6 +176,9 @@ struct watch_targets {
 	const char *cgroup;
 };
 int watch_refresh_targets(struct watch *w, const struct watch_targets *t);
+/* The members of a cgroup and of every cgroup below it (PATH absolute, or relative to
+ * /sys/fs/cgroup; "/" is the whole machine). Logs its errors. */
+int watch_cgroup_members(const char *path, pid_t **ret, size_t *ret_n);
 /* Read what the conditions need of every live target. Logs once per process and kind what
  * cannot be read. */
 void watch_sample(struct watch *w, uint64_t now);
