@@ -287,7 +287,34 @@ static void reset_levels(struct wproc *p)
 	p->cpu_pct = -1;
 }
 
-static void sample_threads(struct watch *w, struct wproc *p, uint64_t dt)
+/* A thread's CPU over a window of about a second, as update_cpu() for processes: one tick is
+ * too short to judge a thread that a loaded machine runs in bursts. */
+static void thread_cpu(struct wthread *t, uint64_t now)
+{
+	unsigned from = 0;
+
+	if (t->n_hist == WATCH_THREAD_HIST) {
+		memmove(t->hist_t, t->hist_t + 1, sizeof(t->hist_t[0]) * (WATCH_THREAD_HIST - 1));
+		memmove(t->hist_run, t->hist_run + 1,
+			sizeof(t->hist_run[0]) * (WATCH_THREAD_HIST - 1));
+		t->n_hist--;
+	}
+	t->hist_t[t->n_hist] = now;
+	t->hist_run[t->n_hist++] = t->run_ns;
+	if (t->n_hist < 2) {
+		t->cpu_pct = -1;
+		return;
+	}
+	for (unsigned i = 0; i + 1 < t->n_hist; i++)
+		if (now - t->hist_t[i] >= WATCH_CPU_WINDOW_NS)
+			from = i;
+	t->cpu_pct =
+	    t->run_ns >= t->hist_run[from]
+		? 100.0 * (double)(t->run_ns - t->hist_run[from]) / (double)(now - t->hist_t[from])
+		: -1;
+}
+
+static void sample_threads(struct watch *w, struct wproc *p, uint64_t dt, uint64_t now)
 {
 	_cleanup_free_ pid_t *tids = NULL;
 	size_t n = 0, k = 0;
@@ -336,13 +363,11 @@ static void sample_threads(struct watch *w, struct wproc *p, uint64_t dt)
 				t->still_since = 0;
 				t->hkind = 0;
 			}
-			t->cpu_pct = dt && run >= t->run_ns
-					 ? 100.0 * (double)(run - t->run_ns) / (double)dt
-					 : -1;
 			t->prev_run_ns = t->run_ns;
 			t->run_ns = run;
 			t->slices = slices;
 		}
+		thread_cpu(t, now);
 		t->seen = true;
 	}
 	/* Threads that exited: dropped, keeping the order of the rest. */
@@ -437,7 +462,7 @@ static void sample_proc(struct watch *w, struct wproc *p, uint64_t dt, uint64_t 
 	update_cpu(w, p, now);
 
 	if (w->needs & NEED_THREADS)
-		sample_threads(w, p, dt);
+		sample_threads(w, p, dt, now);
 	if (w->needs & NEED_FDS)
 		p->fds = count_fds(p);
 	if (w->needs & NEED_NOFILE) {
