@@ -76,7 +76,7 @@ static const char snap_usage[] =
     "                          cores: fast and small\n"
     "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
     "      --max-memory SIZE   the most memory osmosis allocates for the snapshot (512M, 2G;\n"
-    "                          default: the smaller of 1G and 10%% of MemAvailable, within\n"
+    "                          default: the smaller of 1G and 10% of MemAvailable, within\n"
     "                          its cgroup's limit); pre-copy writes pages to the core file\n"
     "      --compress[=LEVEL]  write compressed cores, core.PID.zst (zstd, default level 1;\n"
     "                          osmosis show/analyze read them, osmosis core makes a plain one)\n"

@@ -311,10 +311,12 @@ def sched_while_sleeping_at(point, pid, tmp, user=None):
     cmd = [osmtest.OSMOSIS, "snap", "--method", "clone", "--sample", "0", "-o", out, str(pid)]
     if user is not None:
         cmd = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups"] + cmd
-    p = subprocess.Popen(cmd, env=dict(os.environ, OSMOSIS_FAULT=point + ":sleep=2"),
+    # osmosis sleeps 10 s at the point, and the wait for it is long: on a loaded machine (and
+    # beside the spinners of the next test) this loop itself may hardly get a CPU
+    p = subprocess.Popen(cmd, env=dict(os.environ, OSMOSIS_FAULT=point + ":sleep=10"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = None
-    deadline = time.time() + 60
+    deadline = time.time() + 300
     # core-written: the core has its final name (in the partial directory); committed: the
     # directory has its final name.
     while p.poll() is None and time.time() < deadline:
@@ -325,7 +327,7 @@ def sched_while_sleeping_at(point, pid, tmp, user=None):
             seen = sched_of(p.pid)
             break
         time.sleep(0.02)
-    _, err = p.communicate(timeout=60)
+    _, err = p.communicate(timeout=300)
     check(p.returncode == 0, "%s: osmosis failed (%s): %s" % (point, p.returncode, err))
     check(seen is not None, "%s: osmosis never got there" % point)
     return seen
@@ -338,10 +340,13 @@ def test_osmosis_steps_aside_while_writing_cores():
     SCHED_OTHER, SCHED_IDLE = 0, 5
     with Victim("still") as v, TempDir() as tmp:
         got = sched_while_sleeping_at("core-written", v.pid, tmp)
-        check(got == (SCHED_IDLE, 0), "writing cores as root: %s" % (got,))
+        # On a loaded machine SCHED_IDLE starves, and osmosis comes back at nice 10 (the next
+        # test): either way it has stepped aside.
+        check(got in ((SCHED_IDLE, 0), (SCHED_OTHER, 10)), "writing cores as root: %s" % (got,))
     with Victim("still") as v, TempDir() as tmp:
         got = sched_while_sleeping_at("committed", v.pid, tmp)
-        check(got == (SCHED_OTHER, 0), "after the commit: %s" % (got,))
+        # SCHED_OTHER back (at nice 10 if SCHED_IDLE starved on a loaded machine)
+        check(got in ((SCHED_OTHER, 0), (SCHED_OTHER, 10)), "after the commit: %s" % (got,))
         check(not children(v.pid), "clones left: %s" % children(v.pid))
         v.verify()
     with Victim("still", user=65534) as v, TempDir() as tmp:
