@@ -9,7 +9,8 @@
  * Rows, side by side in one run:
  *   idle floor       nothing watched: the machine's steal and load over the same time
  *   one process      a victim of 9 threads (8 idle on a condition variable), every condition
- *   whole machine    every process of the machine (PIDs from /proc, kernel threads aside)
+ *   machine (PIDs)   every process of the machine (PIDs from /proc, kernel threads aside)
+ *   --cgroup /       every process of the machine, the cgroup tree walked at each tick
  * The figure is the watcher's utime+stime plus its reaped children's (the --check shell), over
  * the wall time, in % of one CPU. The issue's bounds: 1% for one process, 3% for the machine.
  */
@@ -170,7 +171,7 @@ static void run(const char *osmosis, pid_t *pids, int n, double seconds, struct 
 		exit(1);
 	}
 	snprintf(base, sizeof(base), "%s/w", tmp);
-	argv = calloc((size_t)n + 64, sizeof(*argv));
+	argv = calloc((size_t)(n > 0 ? n : 0) + 64, sizeof(*argv));
 	argv[argc++] = (char *)osmosis;
 	argv[argc++] = "watch";
 	if (n) {
@@ -181,7 +182,11 @@ static void run(const char *osmosis, pid_t *pids, int n, double seconds, struct 
 		    "0",	 "-q",	    "--dry-run",    "-o",	base};
 		for (size_t i = 0; i < sizeof(conds) / sizeof(conds[0]); i++)
 			argv[argc++] = (char *)conds[i];
-		for (int i = 0; i < n; i++) {
+		if (!pids) {
+			argv[argc++] = "--cgroup";
+			argv[argc++] = "/";
+		}
+		for (int i = 0; pids && i < n; i++) {
 			char *s = malloc(16);
 			snprintf(s, 16, "%d", pids[i]);
 			argv[argc++] = s;
@@ -239,8 +244,10 @@ int main(int argc, char **argv)
 	const char *osmosis = "build/osmosis";
 	double seconds = 60;
 	static pid_t pids[1024];
-	struct row rows[3] = {
-	    {.what = "idle floor"}, {.what = "one process"}, {.what = "whole machine"}};
+	struct row rows[4] = {{.what = "idle floor"},
+			      {.what = "one process"},
+			      {.what = "machine (PIDs)"},
+			      {.what = "--cgroup /"}};
 	struct utsname u;
 	pid_t victim;
 	int n;
@@ -263,6 +270,7 @@ int main(int argc, char **argv)
 	run(osmosis, &victim, 1, seconds, &rows[1]);
 	n = all_pids(pids, 1024);
 	run(osmosis, pids, n, seconds, &rows[2]);
+	run(osmosis, NULL, -1, seconds, &rows[3]); /* every cgroup, found anew each tick */
 	kill(victim, SIGKILL);
 	waitpid(victim, NULL, 0);
 
@@ -272,7 +280,7 @@ int main(int argc, char **argv)
 	       u.release, sysconf(_SC_NPROCESSORS_ONLN));
 	printf("%-14s %8s %8s %10s %8s %7s %s\n", "ROW", "TARGETS", "SECONDS", "CPU %/1CPU",
 	       "STEAL %", "LOAD1", "BOUND");
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		printf("%-14s %8d %8.1f %10.3f %8.1f %7.2f %s%s\n", rows[i].what, rows[i].targets,
 		       rows[i].seconds, rows[i].cpu_pct, rows[i].steal_pct, rows[i].load,
 		       i == 0	? "-"

@@ -85,8 +85,9 @@ static void usage(FILE *f)
 	    "Targets:\n"
 	    "  PID...                       these processes; the watch ends when all are gone\n"
 	    "      --tree                   the PIDs and their descendants, found anew each tick\n"
-	    "      --cgroup PATH            the members of a cgroup, found anew each tick (a\n"
-	    "                               restarted service is watched again)\n"
+	    "      --cgroup PATH            the members of a cgroup and those below it, found\n"
+	    "                               anew each tick (a restarted service is watched\n"
+	    "                               again); / is the whole machine\n"
 	    "Options:\n"
 	    "  -o, --output BASE            where snapshots go (default ./osmosis-watch-HOST),\n"
 	    "                               each in BASE/UTCTIME-CONDITION/\n"
@@ -669,13 +670,10 @@ static int take_snapshot(struct watch_run *run, const struct watch_fire *f)
 	argv[argc++] = skip;
 	if (run->o.state_only)
 		argv[argc++] = "--state-only";
-	if (!run->o.cgroup && !run->o.tree && run->o.n_pids > 1)
+	if (!run->o.tree && (run->o.cgroup || run->o.n_pids > 1))
 		argv[argc++] = "--optional"; /* one untraceable process of many skips, not fails */
 	char pidbuf[MAX_PIDS][12];
-	if (run->o.cgroup) {
-		argv[argc++] = "--cgroup";
-		argv[argc++] = (char *)run->o.cgroup;
-	} else {
+	{
 		size_t k = 0;
 		if (run->o.tree)
 			argv[argc++] = "--tree";

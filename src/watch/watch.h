@@ -28,6 +28,7 @@
 #define WATCH_MAX_PROCS	    65536
 #define WATCH_MAX_THREADS   100000 /* per process */
 #define WATCH_DETAIL_LEN    512
+#define WATCH_THREAD_HIST   10
 #define WATCH_CPU_HIST	    16
 #define WATCH_CPU_WINDOW_NS 1000000000ull
 
@@ -45,7 +46,9 @@ struct wthread {
 	bool seen;		      /* listed at this tick */
 	uint64_t run_ns, prev_run_ns; /* schedstat: time on a CPU */
 	uint64_t slices;	      /* schedstat: times it was put on a CPU */
-	double cpu_pct;		      /* over the last tick, % of one CPU (-1 unknown) */
+	double cpu_pct;		      /* over the last second or so, % of one CPU (-1 unknown) */
+	uint64_t hist_t[WATCH_THREAD_HIST], hist_run[WATCH_THREAD_HIST]; /* for cpu_pct's window */
+	unsigned n_hist;
 	/* --hang: since when it has not run (CLOCK_MONOTONIC, 0 unknown), from sched's
 	 * exec_start when first seen still */
 	uint64_t still_since;
@@ -176,6 +179,9 @@ struct watch_targets {
 	const char *cgroup;
 };
 int watch_refresh_targets(struct watch *w, const struct watch_targets *t);
+/* The members of a cgroup and of every cgroup below it (PATH absolute, or relative to
+ * /sys/fs/cgroup; "/" is the whole machine). Logs its errors. */
+int watch_cgroup_members(const char *path, pid_t **ret, size_t *ret_n);
 /* Read what the conditions need of every live target. Logs once per process and kind what
  * cannot be read. */
 void watch_sample(struct watch *w, uint64_t now);

@@ -426,6 +426,19 @@ def test_cgroup_target_restarting_under_a_new_pid():
         os.rmdir(cg)
 
 
+def test_cgroup_root_is_the_whole_machine():
+    """--cgroup / walks every cgroup: the machine's processes are watched."""
+    with TempDir() as tmp, WVictim("healthy"):
+        with Watch("--cgroup", "/", "-o", os.path.join(tmp, "w"), "--threads", "1000000",
+                   "--dry-run") as w:
+            t, line = w.out.wait("watching cgroup /", 30)
+            check(line, "no start line: %s" % "".join(w.err))
+            n = int(line.split("(")[1].split()[0])
+            check(n >= 3, "only %d processes on the whole machine: %s" % (n, line))
+            time.sleep(1.5)
+            check(w.stop() == 0, "exit")
+
+
 def test_unreadable_target_is_reported_and_watched_on():
     """Run as nobody, a target that becomes non-dumpable: its descriptors and memory can no
     longer be read. The watch says so once and goes on; SIGTERM ends it."""
