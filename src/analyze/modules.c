@@ -14,8 +14,10 @@
  *      the core's memory (bounded: 256 headers, 64 KiB of notes), never from the file.
  *   3. The file NT_FILE names is opened only through open_regular_file() (O_PATH first, fstat,
  *      only a regular file is reopened O_RDONLY|O_NONBLOCK|O_NOCTTY|O_CLOEXEC), and used only when
- *      its build-id equals the core's. Otherwise the module keeps what the core holds: bounds,
- *      build-id, and its whole image when every byte of it was dumped (the vDSO is).
+ *      its build-id equals the core's; failing that, the file the debug tree names by that
+ *      build-id (.build-id/xx/rest) is tried the same way. Otherwise the module keeps what the
+ *      core holds: bounds, build-id, and its whole image when every byte of it was dumped (the
+ *      vDSO is).
  *   4. libdwfl is given these through find_elf (the verified file or the image, never a name
  *      left for it to open) and find_debuginfo (separate debug files only through
  *      open_regular_file, only with the module's build-id; debuginfod only when DEBUGINFOD_URLS
@@ -220,48 +222,67 @@ static bool same_build_id(Elf *elf, const unsigned char *bits, size_t len)
 	return len && n == (ssize_t)len && !memcmp(id, bits, len);
 }
 
-/* Open the file the core names for module m if it may stand for it. Records why not, once. */
-static void file_for_module(struct analysis *a, const struct aprocess *ap,
-			    const struct core_module *m, const char *path,
-			    struct module_source *src)
+/* Use the ELF file at path for module m if it is a regular file with m's build-id. Returns true
+ * when it does (src takes it); else why says why not ("" when the file is simply not there: a
+ * snapshot from another machine, a deleted file). */
+static bool use_file(const struct core_module *m, const char *path, struct module_source *src,
+		     char *why, size_t whylen)
 {
 	const char *kind;
 	int fd = open_regular_file(AT_FDCWD, path, 0, &kind);
 	Elf *elf;
 
+	why[0] = 0;
 	if (fd < 0) {
 		if (kind)
-			analysis_problem(a,
-					 "core.%d: %s is %s, not a regular file: not opened; the "
-					 "analysis uses what the core holds of it",
-					 ap->p->pid, path, kind);
-		return; /* missing here (another machine, a deleted file): nothing to say */
+			snprintf(why, whylen, "%s is %s, not a regular file: not opened", path,
+				 kind);
+		return false;
 	}
 	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!elf || elf_kind(elf) != ELF_K_ELF) {
-		analysis_problem(a,
-				 "core.%d: %s is not an ELF file on this machine: not used; the "
-				 "analysis uses what the core holds of it",
-				 ap->p->pid, path);
-	} else if (!m->build_id_len) {
-		analysis_problem(a,
-				 "core.%d: the core's memory holds no build-id to check %s "
-				 "against: not used; the analysis uses what the core holds of it",
-				 ap->p->pid, path);
-	} else if (!same_build_id(elf, m->build_id, m->build_id_len)) {
-		analysis_problem(a,
-				 "core.%d: %s on this machine is not the file the process had "
-				 "mapped (its build-id differs): not used; the analysis uses what "
-				 "the core holds of it",
-				 ap->p->pid, path);
-	} else if ((src->path = strdup(path))) {
+	if (!elf || elf_kind(elf) != ELF_K_ELF)
+		snprintf(why, whylen, "%s is not an ELF file on this machine: not used", path);
+	else if (!m->build_id_len)
+		snprintf(why, whylen,
+			 "the core's memory holds no build-id to check %s against: not used", path);
+	else if (!same_build_id(elf, m->build_id, m->build_id_len))
+		snprintf(why, whylen,
+			 "%s on this machine is not the file the process had mapped (its build-id "
+			 "differs): not used",
+			 path);
+	else if ((src->path = strdup(path))) {
 		src->fd = fd;
 		src->elf = elf;
-		return;
+		return true;
 	}
 	if (elf)
 		elf_end(elf);
 	close(fd);
+	return false;
+}
+
+/* The file for module m: the one the core names, else the one this machine's debug tree names
+ * by m's build-id (.build-id/xx/rest, installed with debug symbol packages). What was refused
+ * is recorded once. */
+static void file_for_module(struct analysis *a, const struct aprocess *ap,
+			    const struct core_module *m, const char *path,
+			    struct module_source *src)
+{
+	char why[PATH_MAX + 160], other[PATH_MAX + 160], byid[PATH_MAX], hex[2 * BUILD_ID_MAX + 1];
+	bool found = path && use_file(m, path, src, why, sizeof(why));
+
+	if (!path)
+		why[0] = 0;
+	if (!found && m->build_id_len) {
+		for (size_t i = 0; i < m->build_id_len; i++)
+			snprintf(hex + 2 * i, 3, "%02x", m->build_id[i]);
+		snprintf(byid, sizeof(byid), DEBUG_DIR "/.build-id/%.2s/%s", hex, hex + 2);
+		found = use_file(m, byid, src, other, sizeof(other));
+	}
+	if (why[0])
+		analysis_problem(a, "core.%d: %s; %s", ap->p->pid, why,
+				 found ? "the file of its build-id stands for it"
+				       : "the analysis uses what the core holds of it");
 }
 
 static int find_elf(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
@@ -375,8 +396,7 @@ static void report_one(struct analysis *a, struct aprocess *ap, Dwfl *dwfl, uint
 		return;
 	src->fd = -1;
 	ap->sources[ap->n_sources++] = src;
-	if (path)
-		file_for_module(a, ap, m, path, src);
+	file_for_module(a, ap, m, path, src);
 	if (!src->elf)
 		image_from_core(ap, m, src);
 	mod = dwfl_report_module(dwfl, name, m->low, m->high);

@@ -29,6 +29,7 @@
 	X("frozen", "any", "every thread stopped")                                                 \
 	X("injecting", "clone", "in the freeze, a thread chosen for the clone")                    \
 	X("trampoline", "clone", "the trampoline page mapped in the target")                       \
+	X("intermediate", "clone", "the intermediate made and held, before it makes the clone")    \
 	X("cloned", "clone", "the clone made and held")                                            \
 	X("captured", "any", "registers and memory kept, before the thaw")                         \
 	X("thawed", "any", "the targets resumed")                                                  \

@@ -55,6 +55,15 @@ int arena_reserve(struct arena *a, size_t size, size_t page_size)
 	return add_chunk(a, ALIGN_UP(size, page_size), true);
 }
 
+int arena_reserve_more(struct arena *a, size_t size)
+{
+	if (size == 0)
+		return 0;
+	if (a->sealed)
+		return -ENOMEM; /* inside the freeze: nothing beyond the reservation */
+	return add_chunk(a, ALIGN_UP(size, a->page_size), true);
+}
+
 void *arena_alloc(struct arena *a, size_t len)
 {
 	len = ALIGN_UP(len, a->page_size);
@@ -66,11 +75,36 @@ void *arena_alloc(struct arena *a, size_t len)
 			return p;
 		}
 	}
-	if (add_chunk(a, MAX(len, (size_t)OVERFLOW_CHUNK), false) < 0)
+	if (a->sealed || add_chunk(a, MAX(len, (size_t)OVERFLOW_CHUNK), false) < 0)
 		return NULL;
 	a->overflow_bytes += len;
 	a->chunks[a->n - 1].used = len;
 	return a->chunks[a->n - 1].base;
+}
+
+size_t arena_free_bytes(const struct arena *a)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < a->n; i++)
+		n += a->chunks[i].size - a->chunks[i].used;
+	return n;
+}
+
+bool arena_mark(const struct arena *a, struct arena_mark *m)
+{
+	if (a->n > ARENA_MARK_MAX)
+		return false;
+	m->n = a->n;
+	for (size_t i = 0; i < a->n; i++)
+		m->used[i] = a->chunks[i].used;
+	return true;
+}
+
+void arena_rewind(struct arena *a, const struct arena_mark *m)
+{
+	for (size_t i = 0; i < m->n && i < a->n; i++)
+		a->chunks[i].used = m->used[i];
 }
 
 void arena_release(struct arena *a)

@@ -13,10 +13,16 @@
  *    the thread restores its own registers, and the clone, finding 0 in rax, exits at once;
  *  - shares the target's descriptor table (CLONE_FILES): no peer sees an extra reference to a
  *    socket, pipe or lock, and since it never runs it never closes one;
- *  - has exit signal 0: the target gets no SIGCHLD, and wait() without __WALL never sees it;
- *    after osmosis kills it, an injected wait4(__WALL) in the target reaps the zombie;
+ *  - is never a child of the target: the injected clone() makes an intermediate sharing the
+ *    target's memory, which makes the clone and exits at once, reaped inside the pause by the
+ *    injecting thread's own wait4 from the trampoline (trampoline.S), whether osmosis lives or
+ *    not; the clone is then the child of init (or of a subreaper), which reaps it when osmosis
+ *    kills it. No zombie is left in the target at any moment osmosis may die. (A target that
+ *    is itself a subreaper or a namespace's init gets the orphan: it is reaped from inside it
+ *    by an injected wait4(__WALL), as is its business with orphans anyway.) Exit signal 0:
+ *    the target gets no SIGCHLD from the intermediate;
  *  - is read with pread on /proc/CLONE/mem, which does not unshare copy-on-write pages
- *    (process_vm_readv pins them and so copies every page: FACTS.md).
+ *    (process_vm_readv pins them and so copies every page: docs/design/kernel-facts.md).
  * What fork does not carry (MADV_DONTFORK, MADV_WIPEONFORK) and shared mappings (which the clone
  * shares, so they would keep changing) are copied during the freeze as the copy method does.
  */
@@ -123,17 +129,71 @@ static int hold_clone(struct target *t)
  * clone() run from it, the page unmapped. */
 struct clone_run {
 	struct target *t;
-	int64_t ret; /* the clone syscall's result */
+	int64_t ret; /* the clone's result: the clone's pid in the target, or -errno */
 	int fault;   /* the fault point's answer */
 	int lost;    /* a signal from outside met while injecting */
 };
 
+/* Let the intermediate, held by us, run to its exit (the trampoline's exit(0)); it is then the
+ * target's zombie until the target's thread reaps it. Bounded; SIGKILL as the last word. */
+static void finish_intermediate(pid_t mid)
+{
+	for (int n = 0; n < 16; n++) {
+		int status;
+		if (ptrace(PTRACE_CONT, mid, 0, 0) < 0 && errno == ESRCH)
+			break;
+		if (waitpid(mid, &status, __WALL) < 0 && errno != EINTR)
+			return;
+		if (WIFEXITED(status) || WIFSIGNALED(status))
+			return;
+	}
+	kill(mid, SIGKILL);
+	while (waitpid(mid, NULL, __WALL) < 0 && errno == EINTR)
+		;
+}
+
+/* The intermediate I (trampoline.S) is in its first stop: it dies with osmosis from here on,
+ * and so does the clone it makes (options are inherited). Step it through its clone(): the
+ * clone C is held; then I exits. Returns 0 or a negative errno of the machinery; the clone's own
+ * failure (such as -EAGAIN under pids.max) goes to *ret_clone. */
+static int make_clone_in(struct target *t, pid_t mid, int64_t *ret_clone)
+{
+	struct inject im = {.tid = mid};
+	int64_t ret = -ECHILD;
+	int status, r;
+
+	r = inject_wait_stop(mid, &status);
+	if (r == 0 && ptrace(PTRACE_SETOPTIONS, mid, 0,
+			     PTRACE_O_EXITKILL | PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD) < 0)
+		r = -errno;
+	if (r == 0)
+		r = fault_point("intermediate");
+	if (r == 0)
+		r = inject_follow_syscall(&im, &ret);
+	if (im.child > 0) {
+		t->clone_pid = im.child;
+		t->clone_vpid = ret > 0 ? (pid_t)ret : 0;
+	}
+	*ret_clone = ret;
+	if (t->clone_pid) {
+		int e = hold_clone(t);
+		if (r == 0)
+			r = e;
+	}
+	finish_intermediate(mid);
+	return r;
+}
+
+/* The clone, run in the thread inject_in_safe_thread chose (see trampoline.S for the dance):
+ * the trampoline page mapped, the intermediate made from it, the clone made by the
+ * intermediate, the intermediate reaped by the thread's own wait4, the page unmapped. */
 static int run_clone(struct inject *in, void *ctx)
 {
 	struct clone_run *cr = ctx;
 	struct target *t = cr->t;
-	uint64_t args[6] = {CLONE_FILES, CLONE_BOGUS_SP, 0, 0, 0, 0};
+	uint64_t args[6] = {CLONE_VM | CLONE_FILES, CLONE_BOGUS_SP, 0, 0, 0, 0};
 	struct rseq_save rs;
+	pid_t mid = 0;
 	int r;
 
 	rseq_save(t, in->tid, &rs);
@@ -147,9 +207,22 @@ static int run_clone(struct inject *in, void *ctx)
 		r = cr->fault = fault_point("trampoline");
 	if (r == 0)
 		r = inject_syscall(in, SYS_clone, args, &cr->ret);
-	if (in->child > 0) {
-		t->clone_pid = in->child;
-		t->clone_vpid = cr->ret > 0 ? (pid_t)cr->ret : 0;
+	mid = in->child;
+	in->child = 0;
+	if (mid > 0) {
+		int64_t mid_vpid = cr->ret;
+		if (r == 0 && cr->ret > 0)
+			r = make_clone_in(t, mid, &cr->ret);
+		else
+			finish_intermediate(mid);
+		/* The thread's trampoline waits for the intermediate: follow that wait4. */
+		int64_t reaped = 0;
+		int e = inject_follow_syscall(in, &reaped);
+		if (e == 0 && reaped != mid_vpid)
+			log_debug("pid %d: the intermediate %lld not reaped (%lld)", t->proc->pid,
+				  (long long)mid_vpid, (long long)reaped);
+		if (r == 0)
+			r = e;
 	}
 	int e = inject_end(in);
 	if (in->tramp && inject_trampoline_unmap(in) < 0)
@@ -157,7 +230,7 @@ static int run_clone(struct inject *in, void *ctx)
 			  (unsigned long long)in->tramp);
 	if (memfd_rw >= 0)
 		close(memfd_rw);
-	if (r == 0 && t->clone_pid && (e = hold_clone(t)) == 0)
+	if (r == 0 && t->clone_pid)
 		rseq_restore(t, &rs);
 	return r ? r : e;
 }
@@ -241,6 +314,17 @@ static void reap_in_target(struct target *t)
 			  r == -EAGAIN ? why : strerror(r ? -r : (int)-w.ret), t->proc->pid);
 }
 
+/* Whether the clone's parent is the target itself: when the target is a child subreaper (or
+ * the init of its pid namespace), the orphaned clone was given to it. */
+static bool clone_parent_is_target(const struct target *t)
+{
+	struct proc_stat st;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", t->clone_pid);
+	return proc_read_stat(AT_FDCWD, path, &st) == 0 && st.ppid == t->proc->pid;
+}
+
 void clone_release(struct target *t)
 {
 	int status;
@@ -252,17 +336,20 @@ void clone_release(struct target *t)
 	t->clone_memfd = t->clone_pagemap_fd = -1;
 	if (!t->clone_pid)
 		return;
+	bool reap = clone_parent_is_target(t);
+	log_debug("pid %d: clone %d, its parent %s", t->proc->pid, t->clone_pid,
+		  reap ? "the target" : "not the target");
 	if (t->clone_pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, t->clone_pidfd, SIGKILL, NULL, 0);
 	else
 		kill(t->clone_pid, SIGKILL);
-	/* As its tracer we see it die first; then it is the target's zombie. */
+	/* As its tracer we see it die first; then its parent (init, a subreaper) reaps it. */
 	while (waitpid(t->clone_pid, &status, __WALL) < 0 && errno == EINTR)
 		;
 	if (t->clone_pidfd >= 0)
 		close(t->clone_pidfd);
 	t->clone_pidfd = -1;
-	if (t->clone_vpid > 0 && t->ref.memfd >= 0)
+	if (reap && t->clone_vpid > 0 && t->ref.memfd >= 0)
 		reap_in_target(t);
 	t->clone_pid = t->clone_vpid = 0;
 }

@@ -94,6 +94,8 @@ int capture_plan_target(struct capture *c, struct target *t)
 	int r;
 
 	r = capture_read_maps(t, "smaps", &t->pre_maps, &t->n_pre_maps);
+	if (r == -ESRCH && t->optional)
+		return r; /* recorded by the caller */
 	if (r < 0)
 		return r == -ESRCH ? log_error(r, "pid %d exited", t->proc->pid)
 				   : log_error(r, "cannot read /proc/%d/smaps: %m", t->proc->pid);
@@ -124,6 +126,25 @@ int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64
 							 .dest = dest};
 		remote += n;
 		dest += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int capture_add_staged_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
+			   uint64_t file_off)
+{
+	while (len > 0) {
+		uint64_t n = MIN(len, (uint64_t)JOB_MAX);
+		if (grow_array((void **)&c->jobs, &c->cap_jobs, c->n_jobs + 1, sizeof(*c->jobs)))
+			return -ENOMEM;
+		c->jobs[c->n_jobs++] = (struct copy_job){.pid = t->proc->pid,
+							 .memfd = t->ref.memfd,
+							 .remote = remote,
+							 .len = n,
+							 .file_off = file_off};
+		remote += n;
+		file_off += n;
 		len -= n;
 	}
 	return 0;
@@ -195,6 +216,8 @@ static int emit_copy(struct capture *c, struct target *t, struct osm_mapping *m,
 int capture_copy_mapping(struct capture *c, struct target *t, struct osm_mapping *m)
 {
 	int r = capture_runs(c, t, m, t->pagemap_fd, emit_copy, NULL);
+	if (r == -ENOMEM && c->arena.sealed)
+		return r; /* past the reservation in the freeze: the caller records it */
 	if (r < 0)
 		return log_error(r, "out of memory planning the copy of pid %d", t->proc->pid);
 	return 0;
@@ -244,9 +267,29 @@ int capture_layout_frozen(struct capture *c, struct target *t)
 	/* The layout may have changed since smaps was read: maps is cheap, smaps is read again
 	 * only if some mapping is new. */
 	r = capture_read_maps(t, "maps", &maps, &n);
+	if (r == -ESRCH && t->optional)
+		return r; /* recorded by the caller */
 	if (r < 0)
 		return r == -ESRCH ? log_error(r, "pid %d exited during the snapshot", t->proc->pid)
 				   : r;
+	/* /proc/PID/mem and pagemap were opened on the memory the process had then: after an
+	 * execve they read nothing (the old address space is gone), while maps shows the new
+	 * program. One byte of a readable mapping tells. */
+	for (size_t i = 0; i < n && t->ref.memfd >= 0; i++) {
+		uint8_t b;
+		if (!(maps[i].prot & PROT_READ) || (maps[i].path && maps[i].path[0] == '['))
+			continue;
+		if (pread(t->ref.memfd, &b, 1, (off_t)maps[i].start) == 0) {
+			maps_free(maps, n);
+			return t->optional
+				   ? -ENOEXEC
+				   : log_error(ENOEXEC,
+					       "pid %d ran a new program (execve) during the "
+					       "snapshot",
+					       t->proc->pid);
+		}
+		break;
+	}
 	if (maps_carry_smaps(maps, n, t->pre_maps, t->n_pre_maps) > 0) {
 		maps_free(maps, n);
 		r = capture_read_maps(t, "smaps", &maps, &n);

@@ -38,9 +38,11 @@
 #include "cli/snap.h"
 #include "core/writer.h"
 #include "core/zcore.h"
+#include "proc/process.h"
 #include "freeze/freeze.h"
 #include "freeze/guard.h"
 #include "proc/locks.h"
+#include "proc/procfs.h"
 #include "snapshot/dir.h"
 #include "snapshot/manifest.h"
 
@@ -64,8 +66,9 @@ static const char snap_usage[] =
     "      --tree              the PIDs and all their descendants, children born meanwhile too\n"
     "      --cgroup PATH       every process in a cgroup (v1 or v2; relative to /sys/fs/cgroup)\n"
     "      --all               every process but osmosis and kernel threads\n"
-    "  With --tree, --cgroup and --all, processes that cannot be traced are recorded with the\n"
-    "  reason, and processes that exit meanwhile are recorded; neither fails the snapshot.\n"
+    "  With --tree, --cgroup and --all, a process that cannot be captured (traced by another\n"
+    "  tracer, not permitted, exited, ran a new program, became a zombie) is recorded in the\n"
+    "  manifest with the reason and the rest is captured; it never fails the snapshot.\n"
     "\n"
     "Options:\n"
     "  -o, --output DIR        directory to create (default ./osmosis-HOST-UTCDATE-TIME);\n"
@@ -73,6 +76,9 @@ static const char snap_usage[] =
     "  -s, --state-only        the system state and every thread's registers, no memory and no\n"
     "                          cores: fast and small\n"
     "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
+    "      --max-memory SIZE   the most memory osmosis allocates for the snapshot (512M, 2G;\n"
+    "                          default: the smaller of 1G and 10% of MemAvailable, within\n"
+    "                          its cgroup's limit); pre-copy writes pages to the core file\n"
     "      --compress[=LEVEL]  write compressed cores, core.PID.zst (zstd, default level 1;\n"
     "                          osmosis show/analyze read them, osmosis core makes a plain one)\n"
     "  -m, --method METHOD     how memory is kept as it was at the freeze instant:\n"
@@ -86,6 +92,8 @@ static const char snap_usage[] =
     "      --sample SECONDS    CPU sampling interval before the freeze (default 0.25; 0: none)\n"
     "      --trigger JSON      record why the snapshot was taken (a JSON object) in the\n"
     "                          manifest's \"trigger\" (osmosis watch does)\n"
+    "      --optional          PIDs that cannot be snapshotted or exit are recorded and\n"
+    "                          passed over, as with --tree (osmosis watch of many PIDs)\n"
     "      --skip PID          never freeze PID, even when --all, --cgroup or --tree name it\n"
     "                          (repeatable)\n"
     "      --status-fd FD      when done, write \"ok\" or \"error ERRNO\" and a newline to FD\n"
@@ -102,9 +110,10 @@ struct snap_opts {
 	const char *cgroup;
 	uint64_t max_pause_ns;
 	uint64_t sample_ns;
-	bool quiet, tree, all, state_only, analyze;
+	bool quiet, tree, all, state_only, analyze, optional;
 	bool compress;
-	int level; /* zstd's, with --compress */
+	int level;	     /* zstd's, with --compress */
+	uint64_t max_memory; /* --max-memory, bytes; 0: the default */
 	pid_t *pids;
 	size_t n_pids;
 	const char *trigger; /* --trigger: a JSON object's text */
@@ -112,6 +121,58 @@ struct snap_opts {
 	size_t n_skip;
 	int status_fd; /* --status-fd, or -1 */
 };
+
+/* "512M", "2G", "1.5GiB", "1048576": bytes. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v <= 0)
+		return -EINVAL;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		v *= 1024, end++;
+		break;
+	case 'm':
+	case 'M':
+		v *= 1024.0 * 1024, end++;
+		break;
+	case 'g':
+	case 'G':
+		v *= 1024.0 * 1024 * 1024, end++;
+		break;
+	case 't':
+	case 'T':
+		v *= 1024.0 * 1024 * 1024 * 1024, end++;
+		break;
+	}
+	if (!strcmp(end, "iB") || !strcmp(end, "B"))
+		end += strlen(end);
+	if (*end || v > 1e18)
+		return -EINVAL;
+	*ret = (uint64_t)v;
+	return 0;
+}
+
+/* The default budget: the smaller of 1 GiB and a tenth of MemAvailable, and never more than
+ * osmosis's cgroup leaves it (v1 memory.limit_in_bytes or v2 memory.max). */
+static uint64_t default_max_memory(void)
+{
+	_cleanup_free_ char *mem = NULL;
+	uint64_t avail = UINT64_MAX, b = 1ull << 30;
+	char *p;
+
+	if (read_file_at(AT_FDCWD, "/proc/meminfo", &mem, NULL) == 0 &&
+	    (p = strstr(mem, "MemAvailable:")))
+		avail = strtoull(p + 13, NULL, 10) * 1024;
+	b = MIN(b, avail / 10);
+	b = MIN(b, proc_memory_available_to_self());
+	return MAX(b, (uint64_t)(64u << 20));
+}
 
 static int parse_args(int argc, char **argv, struct snap_opts *o)
 {
@@ -126,6 +187,8 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		OPT_SKIP,
 		OPT_STATUS_FD,
 		OPT_COMPRESS,
+		OPT_MAX_MEMORY,
+		OPT_OPTIONAL,
 	};
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, 'o'},
@@ -139,8 +202,10 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"analyze", no_argument, NULL, OPT_ANALYZE},
 	    {"trigger", required_argument, NULL, OPT_TRIGGER},
 	    {"skip", required_argument, NULL, OPT_SKIP},
+	    {"optional", no_argument, NULL, OPT_OPTIONAL},
 	    {"status-fd", required_argument, NULL, OPT_STATUS_FD},
 	    {"compress", optional_argument, NULL, OPT_COMPRESS},
+	    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -210,6 +275,9 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 			o->trigger = optarg;
 			break;
 		}
+		case OPT_OPTIONAL:
+			o->optional = true;
+			break;
 		case OPT_SKIP:
 			if (o->n_skip >= ARRAY_SIZE(o->skip) ||
 			    parse_pid(optarg, &o->skip[o->n_skip]) < 0)
@@ -227,6 +295,14 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 			o->status_fd = (int)fd;
 			break;
 		}
+		case OPT_MAX_MEMORY:
+			if (parse_size(optarg, &o->max_memory) < 0 || o->max_memory < (64u << 20))
+				return log_error(
+				    EINVAL,
+				    "--max-memory needs a size of at least 64M (as 512M, "
+				    "2G), not '%s'",
+				    optarg);
+			break;
 		case OPT_COMPRESS: {
 			int64_t level = ZCORE_DEFAULT_LEVEL;
 			if (optarg && (parse_i64(optarg, 10, &level) < 0 || level < -7 ||
@@ -342,17 +418,66 @@ struct core_opts {
 	uint64_t *peak_buffers; /* raised to the sink's buffers */
 };
 
-static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_size,
+/* Pre-copy's rounds wrote t's tracked mappings into a staging file: what the target wrote
+ * since goes over it there, and the core reads those mappings from it. */
+static int unplace(struct target *t, int *ret_rfd)
+{
+	struct osm_process *p = t->proc;
+	char path[64];
+	int rfd;
+
+	/* The stage was opened for writing only: read it through a descriptor of its own. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", t->stage.fd);
+	rfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0)
+		return -errno;
+	*ret_rfd = rfd;
+
+	for (size_t i = 0; i < p->n_maps; i++) {
+		struct osm_mapping *m = &p->maps[i];
+		if (!m->core_off)
+			continue;
+		for (size_t k = 0; k < m->n_ext; k++) {
+			const struct osm_extent *e = &m->ext[k];
+			int r = e->data ? pwrite_all(t->stage.fd, e->data, e->len,
+						     (off_t)(m->core_off + e->off))
+					: -EINVAL;
+			if (r < 0)
+				return r;
+		}
+		m->n_ext = 0;
+		int r = mapping_add_fd_extent(m, 0, m->dump_len, rfd, m->core_off);
+		if (r < 0)
+			return r;
+		m->core_off = 0;
+	}
+	return 0;
+}
+
+static int write_core(struct snapdir *dir, struct target *t, size_t page_size,
 		      struct sched_aside *aside, const struct core_opts *co)
 {
+	struct osm_process *p = t->proc;
 	struct outfile of;
 	struct file_sink fs;
 	struct zstd_sink *zs = NULL;
+	_cleanup_close_ int stage_rfd = -1;
 	int r;
 
 	snprintf(p->core_name, sizeof(p->core_name), "core.%d%s", p->pid,
 		 co->compress ? ZCORE_SUFFIX : "");
-	r = outfile_open(dir->dirfd, p->core_name, &of);
+	if (t->stage.fd >= 0 && !co->compress) {
+		/* The rounds wrote into this core's own file: the rest goes around and over. */
+		of = t->stage;
+		t->stage = (struct outfile){.fd = -1};
+		r = 0;
+	} else {
+		r = t->stage.fd >= 0 ? unplace(t, &stage_rfd) : 0;
+		if (r < 0)
+			return log_error(r, "cannot write pre-copy's staging file of pid %d: %m",
+					 p->pid);
+		r = outfile_open(dir->dirfd, p->core_name, &of);
+	}
 	if (r < 0)
 		return log_error(r, "cannot create %s/%s: %m", dir->final, p->core_name);
 	file_sink_init(&fs, of.fd);
@@ -373,6 +498,7 @@ static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_si
 	} else {
 		r = core_write(p, &fs.base, page_size);
 	}
+	outfile_abort(&t->stage); /* a staging file, read: removed */
 	if (r == 0)
 		r = guard_check();
 	if (r < 0) {
@@ -414,18 +540,18 @@ static int write_manifest(struct snapdir *dir, const struct osm_snapshot *s)
 static void print_summary(const struct osm_snapshot *s, const struct capture *c, const char *dir)
 {
 	size_t frozen = 0, skipped = 0, exited = 0, shown = 0;
-	char a[32], b[32];
+	char a[32], b[32], m[32];
 	double secs = c->copy_ns / 1e9;
 
 	printf("snapshot %s\n", dir);
 	printf("%8s  %-16s %8s %-8s %12s\n", "PID", "NAME", "THREADS", "METHOD", "CAPTURED");
 	for (size_t i = 0; i < s->n_procs; i++) {
 		const struct osm_process *p = s->procs[i];
-		bool is_frozen = !strcmp(p->capture, "memory") || !strcmp(p->capture, "state");
+		bool is_frozen = capture_state_frozen(p->capture);
 
 		frozen += is_frozen;
-		skipped += !strcmp(p->capture, "skipped");
-		exited += !strcmp(p->capture, "exited");
+		skipped += p->capture == CAPTURE_SKIPPED;
+		exited += p->capture == CAPTURE_EXITED;
 		if (shown >= SUMMARY_MAX_LINES)
 			continue;
 		shown++;
@@ -436,14 +562,16 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 					     : format_bytes(p->captured_bytes, a, sizeof(a)));
 		else
 			printf("%8d  %-16s %8s %-8s %12s  %s\n", p->pid, p->comm, "-", "-",
-			       p->capture, p->capture_note ? p->capture_note : "");
+			       capture_state_name(p->capture),
+			       p->capture_note ? p->capture_note : "");
 	}
 	if (shown < s->n_procs)
 		printf("     ... %zu more (osmosis show %s lists them all)\n", s->n_procs - shown,
 		       dir);
 	if (skipped || exited)
-		printf("%zu process%s frozen, %zu skipped, %zu exited during the snapshot\n",
-		       frozen, frozen == 1 ? "" : "es", skipped, exited);
+		printf("%zu captured, %zu not captured (see manifest): %zu skipped, %zu exited "
+		       "during the snapshot\n",
+		       frozen, skipped + exited, skipped, exited);
 	printf("pause: %.3f ms, %zu process%s frozen together (--method %s", s->pause_us / 1000.0,
 	       frozen, frozen == 1 ? "" : "es", s->state_only ? "state-only" : s->method);
 	if (!s->state_only) {
@@ -453,6 +581,10 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 			printf(", %.2f GB/s", c->copied_bytes / secs / 1e9);
 	}
 	printf(")\n");
+	printf("peak memory of osmosis: %s resident, %s in its buffers (budget %s)\n",
+	       format_bytes(s->timeline.peak_rss, a, sizeof(a)),
+	       format_bytes(s->timeline.peak_buffers, b, sizeof(b)),
+	       format_bytes(s->timeline.max_memory, m, sizeof(m)));
 }
 
 static int report_interrupt(int r)
@@ -477,7 +609,7 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 {
 	_cleanup_free_ pid_t *pids = NULL;
 	size_t n = 0;
-	bool optional = o->tree || o->all || o->cgroup;
+	bool optional = o->tree || o->all || o->cgroup || o->optional;
 	int r;
 
 	if (o->all)
@@ -516,6 +648,14 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 			return r;
 	}
 	return 0;
+}
+
+static bool is_zombie(const struct target *t)
+{
+	struct proc_stat ps;
+
+	return t->ref.procfd >= 0 && proc_read_stat(t->ref.procfd, "stat", &ps) == 0 &&
+	       ps.state == 'Z';
 }
 
 static size_t count_frozen(const struct target_set *set)
@@ -626,6 +766,11 @@ int cmd_snap(int argc, char **argv)
 	cap.requested = (enum capture_method)capture_method_parse(o.method);
 	cap.set = &st.set;
 	cap.tl = tl;
+	cap.max_memory = o.max_memory ? MIN(o.max_memory, proc_memory_available_to_self())
+				      : default_max_memory();
+	cap.stage_dirfd = o.state_only ? -1 : dir.dirfd;
+	cap.stage_separate = o.compress;
+	tl->max_memory = cap.max_memory;
 	cap.state_only = o.state_only;
 	cap.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -680,10 +825,15 @@ int cmd_snap(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	if (count_frozen(&st.set) == 0) {
-		r = log_error(ESRCH, "every target exited during the snapshot");
+		r = log_error(ESRCH, "every target exited or could not be captured during the "
+				     "snapshot");
 		goto fail;
 	}
 
+	/* Members that joined during the freeze: their state now that they run again. */
+	r = snap_load_joined(&st);
+	if (r < 0)
+		goto fail;
 	r = capture_finish(&cap);
 	if (r < 0)
 		goto fail;
@@ -697,18 +847,22 @@ int cmd_snap(int argc, char **argv)
 	for (size_t i = 0; i < st.set.n; i++) {
 		struct target *t = st.set.v[i];
 		if (t->exited) {
-			t->proc->capture = "exited";
+			t->proc->capture = CAPTURE_EXITED;
 			if (!t->proc->capture_note)
-				t->proc->capture_note = strdup("exited during the snapshot");
+				t->proc->capture_note =
+				    strdup(is_zombie(t)
+					       ? "became a zombie during the snapshot (its parent "
+						 "has not reaped it)"
+					       : "exited during the snapshot");
 			continue;
 		}
 		if (t->skipped)
 			continue;
 		if (o.state_only) {
-			t->proc->capture = "state";
+			t->proc->capture = CAPTURE_STATE;
 			continue;
 		}
-		r = write_core(&dir, t->proc, cap.page_size, &aside, &co);
+		r = write_core(&dir, t, cap.page_size, &aside, &co);
 		sched_aside_check(&aside);
 		if (r == 0)
 			r = fault_point("core-written");

@@ -42,11 +42,14 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional);
 void snap_sample_begin(struct snap_state *st);
 /* Everything read just before the freeze: threads, details, descriptors, system state. */
 int snap_load_state(struct snap_state *st, bool progress);
-/* freeze_grow_fn for trees: adds children of frozen targets that are not in the set yet. */
+/* freeze_grow_fn for trees: adds children of frozen targets that are not in the set yet (opened
+ * and vetted only). */
 int snap_grow_tree(struct freeze_session *s, bool *ret_added);
 /* After the thaw: every thread's context switches again (switches_after_thaw), so that a later
  * snapshot can tell the freeze's own switches from the thread's. Best effort. */
 void snap_read_after_thaw(struct snap_state *st);
+/* After the thaw: threads, details and descriptors of the targets that joined during the freeze. */
+int snap_load_joined(struct snap_state *st);
 void snap_state_done(struct snap_state *st);
 
 /* Progress on a terminal: "osmosis: WHAT N/TOTAL" rewritten in place; nothing elsewhere. */

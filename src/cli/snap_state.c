@@ -3,9 +3,11 @@
  * osmosis snap, before the freeze: vetting targets and reading the state that cannot usefully be
  * read inside the freeze (descriptor tables, sockets, memory figures, limits, kernel stacks,
  * system counters), and the CPU sample whose interval ends just before the freeze, so a spinning
- * thread can be told from an idle one. Also the tree's growth callback, which runs inside it.
+ * thread can be told from an idle one. Also the tree's growth callback, which runs inside it and
+ * only opens and vets the new members: their state is read after the thaw (snap_load_joined).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/timeutil.h"
@@ -38,6 +41,31 @@ void progress_end(bool enabled)
 	fflush(stderr);
 }
 
+/* The pid tracing pid (TracerPid in /proc/PID/status), 0 for none, and its name. */
+static pid_t tracer_of(int procfd, char *comm, size_t comm_len)
+{
+	_cleanup_free_ char *status = NULL, *name = NULL;
+	const char *line;
+	char path[64];
+	long tracer;
+
+	if (read_file_at(procfd, "status", &status, NULL) < 0)
+		return 0;
+	line = strstr(status, "\nTracerPid:");
+	if (!line)
+		return 0;
+	tracer = strtol(line + 11, NULL, 10);
+	if (tracer <= 0 || tracer == getpid())
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%ld/comm", tracer);
+	snprintf(comm, comm_len, "?");
+	if (read_file_at(AT_FDCWD, path, &name, NULL) == 0) {
+		name[strcspn(name, "\n")] = 0;
+		snprintf(comm, comm_len, "%s", name);
+	}
+	return (pid_t)tracer;
+}
+
 /* Mark t skipped with a reason; its identity is read as far as /proc allows. */
 static int skip(struct target *t, int err, const char *fmt, ...) _printf_(3, 4);
 static int skip(struct target *t, int err, const char *fmt, ...)
@@ -50,7 +78,7 @@ static int skip(struct target *t, int err, const char *fmt, ...)
 		note = NULL;
 	va_end(ap);
 	t->skipped = true;
-	t->proc->capture = "skipped";
+	t->proc->capture = CAPTURE_SKIPPED;
 	free(t->proc->capture_note);
 	t->proc->capture_note = note;
 	if (t->ref.procfd >= 0)
@@ -70,7 +98,7 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 		return log_error(ENOMEM, "out of memory");
 	t->optional = optional;
 	p = t->proc;
-	p->capture = "memory";
+	p->capture = CAPTURE_MEMORY;
 	if (pid == getpid())
 		return optional ? skip(t, EINVAL, "osmosis itself")
 				: log_error(EINVAL, "pid %d is osmosis itself", pid);
@@ -79,7 +107,7 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 		if (!optional)
 			return log_error(r, "no process with pid %d", pid);
 		t->exited = true;
-		p->capture = "exited";
+		p->capture = CAPTURE_EXITED;
 		p->capture_note = strdup("exited before the snapshot");
 		return 0;
 	}
@@ -100,6 +128,7 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 				       "pid %d (%s) is a kernel thread: it has no user memory to "
 				       "snapshot",
 				       pid, ps.comm);
+	p->state = ps.state; /* a skipped zombie is still known as one (zombie-processes) */
 	if (ps.state == 'Z' || ps.state == 'X')
 		return optional ? skip(t, ESRCH,
 				       "zombie: exited, waiting for its parent %d to "
@@ -136,6 +165,16 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 						    "or root may snapshot it",
 						    pid, p->comm, (unsigned)p->euid);
 	}
+	/* A thread has one tracer: a process strace or gdb holds cannot be frozen. */
+	char tcomm[OSM_COMM_LEN + 1];
+	pid_t tracer = tracer_of(t->ref.procfd, tcomm, sizeof(tcomm));
+	if (tracer)
+		return optional
+			   ? skip(t, EBUSY, "traced by pid %d (%s)", tracer, tcomm)
+			   : log_error(EBUSY,
+				       "pid %d (%s) is traced by pid %d (%s); a process has one "
+				       "tracer: stop it first",
+				       pid, p->comm, tracer, tcomm);
 	/* Opening /proc/PID/mem asks the kernel the question ptrace will (PTRACE_MODE_ATTACH):
 	 * it answers for Yama, LSMs and capabilities before anything is frozen. */
 	r = pidref_open_mem(&t->ref);
@@ -151,6 +190,10 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 		return optional ? skip(t, r, "cannot open its memory: %s", strerror(-r))
 				: log_error(r, "cannot open the memory of pid %d (%s): %m", pid,
 					    p->comm);
+	const char *no = arch_process_refusal(t->ref.procfd);
+	if (no)
+		return optional ? skip(t, EPROTONOSUPPORT, "%s", no)
+				: log_error(EPROTONOSUPPORT, "pid %d (%s) is %s", pid, p->comm, no);
 	return 0;
 }
 
@@ -194,19 +237,24 @@ static struct sock_table *sockets_for(struct snap_state *st, struct target *t)
 	return tab;
 }
 
-/* Threads, details and descriptors of one target. */
+/* Threads, details and descriptors of one target. An optional target that went away or cannot
+ * be read is recorded, not fatal. */
 static int load_target(struct snap_state *st, struct target *t, size_t idx, uint64_t interval)
 {
 	int r;
 
 	r = proc_load_threads(&t->ref, t->proc);
-	if (r == -ESRCH) {
+	if (r == -ESRCH || (r < 0 && !pidref_alive(&t->ref))) {
 		t->exited = true;
-		t->proc->capture = "exited";
-		return t->optional ? 0 : log_error(r, "pid %d exited", t->proc->pid);
+		t->proc->capture = CAPTURE_EXITED;
+		if (!t->proc->capture_note)
+			t->proc->capture_note = strdup("exited before the freeze");
+		return t->optional ? 0 : log_error(ESRCH, "pid %d exited", t->proc->pid);
 	}
 	if (r < 0)
-		return log_error(r, "cannot read the threads of pid %d: %m", t->proc->pid);
+		return t->optional
+			   ? skip(t, -r, "cannot read its threads: %s", strerror(-r))
+			   : log_error(r, "cannot read the threads of pid %d: %m", t->proc->pid);
 	if (idx < st->n_thread_ticks && st->thread_ticks[idx].n)
 		proc_apply_cpu_sample(t->proc, st->thread_ticks[idx].tids,
 				      st->thread_ticks[idx].ticks, st->thread_ticks[idx].switches,
@@ -259,6 +307,11 @@ int snap_load_state(struct snap_state *st, bool show_progress)
 	return 0;
 }
 
+/*
+ * Inside the freeze: only what seizing needs (the pid opened and vetted). Its threads, details,
+ * descriptors and sockets are read after the thaw (snap_load_joined): none of it is worth
+ * lengthening the pause for.
+ */
 int snap_grow_tree(struct freeze_session *s, bool *ret_added)
 {
 	struct snap_state *st = s->userdata;
@@ -277,7 +330,6 @@ int snap_grow_tree(struct freeze_session *s, bool *ret_added)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n_all; i++) {
-		struct target *t;
 		bool skip = false;
 		for (size_t j = 0; j < st->n_skip; j++)
 			skip |= all[i] == st->skip[j];
@@ -287,12 +339,7 @@ int snap_grow_tree(struct freeze_session *s, bool *ret_added)
 		r = snap_add_target(st, all[i], true);
 		if (r < 0)
 			return r;
-		t = st->set.v[st->set.n - 1];
-		if (!t->skipped && !t->exited) {
-			r = load_target(st, t, SIZE_MAX, 0);
-			if (r < 0)
-				return r;
-		}
+		st->set.v[st->set.n - 1]->joined = true;
 		*ret_added = true;
 	}
 	return 0;
@@ -316,6 +363,33 @@ void snap_read_after_thaw(struct snap_state *st)
 				      proc_status_kb(status, "nonvoluntary_ctxt_switches") / 1024);
 		}
 	}
+}
+
+int snap_load_joined(struct snap_state *st)
+{
+	for (size_t i = 0; i < st->set.n; i++) {
+		struct target *t = st->set.v[i];
+		int r;
+
+		if (!t->joined || t->exited || t->ref.procfd < 0)
+			continue;
+		if (t->skipped) {
+			proc_load_threads(&t->ref, t->proc);
+			proc_load_details(&t->ref, t->proc);
+			if (proc_load_fds(&t->ref, t->proc, sockets_for(st, t)) < 0)
+				return log_error(ENOMEM, "out of memory");
+			continue;
+		}
+		/* Threads born after the thaw are listed but were never frozen: not in the
+		 * snapshot. */
+		r = load_target(st, t, SIZE_MAX, 0);
+		if (r < 0)
+			return r;
+		for (size_t j = 0; j < t->proc->n_threads; j++)
+			if (!t->proc->threads[j]->captured)
+				t->proc->threads[j]->gone = true;
+	}
+	return 0;
 }
 
 void snap_state_done(struct snap_state *st)

@@ -54,6 +54,11 @@ static int file_write(struct core_sink *s, const void *buf, size_t len)
 	return 0;
 }
 
+static int file_pwrite(struct core_sink *s, const void *buf, size_t len, uint64_t off)
+{
+	return pwrite_all(((struct file_sink *)s)->fd, buf, len, (off_t)off);
+}
+
 static int file_skip(struct core_sink *s, uint64_t len)
 {
 	s->pos += len;
@@ -73,7 +78,10 @@ static int file_finish(struct core_sink *s)
 void file_sink_init(struct file_sink *fs, int fd)
 {
 	*fs = (struct file_sink){
-	    .base = {.write = file_write, .skip = file_skip, .finish = file_finish},
+	    .base = {.write = file_write,
+		     .skip = file_skip,
+		     .finish = file_finish,
+		     .pwrite = file_pwrite},
 	    .fd = fd,
 	};
 }

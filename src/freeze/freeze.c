@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Freezing: see freeze.h for the invariants. The order of work follows the measurements in
- * FACTS.md: interrupt every thread of a pass before waiting for any, so busy threads stop in
- * parallel instead of one after another.
+ * docs/design/kernel-facts.md: interrupt every thread of a pass before waiting for any, so busy
+ * threads stop in parallel instead of one after another.
  *
  * One pass:
  *   1. list /proc/PID/task;
@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
@@ -29,28 +30,34 @@
 
 #define MAX_PASSES 1000
 
-/* Whether tid is traced by this process (it was auto-attached at clone). */
-static bool traced_by_us(pid_t tid)
+/* The tracer of tid (TracerPid), 0 for none or unknown. */
+static pid_t tracer_of(pid_t tid)
 {
 	char path[64], *buf = NULL, *p;
 	FILE *f;
-	bool r = false;
+	pid_t r = 0;
 	size_t cap = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", tid);
 	f = fopen(path, "re");
 	if (!f)
-		return false;
+		return 0;
 	while (getline(&buf, &cap, f) > 0) {
 		if (!strncmp(buf, "TracerPid:", 10)) {
 			p = buf + 10;
-			r = strtol(p, NULL, 10) == getpid();
+			r = (pid_t)strtol(p, NULL, 10);
 			break;
 		}
 	}
 	free(buf);
 	fclose(f);
 	return r;
+}
+
+/* Whether tid is traced by this process (it was auto-attached at clone). */
+static bool traced_by_us(pid_t tid)
+{
+	return tracer_of(tid) == getpid();
 }
 
 /* Whether a thread has exited (zombie or dead): such a thread cannot be seized (EPERM). */
@@ -90,6 +97,10 @@ static int seize_thread(struct target *t, pid_t tid, bool *ret_new)
 				return log_error(ENOMEM, "out of memory");
 			th->gone = true;
 			return 0;
+		} else if (err == EPERM && t->optional && tracer_of(tid) > 0) {
+			/* Another tracer (strace, gdb) came after the vetting: an optional target
+			 * is let go whole (target_lost). */
+			return -EBUSY;
 		} else {
 			return log_error(err, "cannot seize thread %d of pid %d: %m", tid,
 					 t->proc->pid);
@@ -194,10 +205,8 @@ static int freeze_target_pass(struct target *t, bool *ret_new)
 
 	*ret_new = false;
 	r = proc_list_tasks(t->ref.procfd, &tids, &n);
-	if (r < 0 || !pidref_alive(&t->ref)) {
-		t->exited = true;
-		return log_error(ESRCH, "pid %d exited during the snapshot", t->proc->pid);
-	}
+	if (r < 0 || !pidref_alive(&t->ref))
+		return exited_error(t);
 	for (size_t i = 0; i < n; i++) {
 		struct osm_thread *th = process_find_thread(t->proc, tids[i]);
 		bool added;
@@ -236,9 +245,30 @@ static int wait_target(struct target *t)
 	return 0;
 }
 
-/* A target went away. Required targets fail the freeze; optional ones are let go. */
+static void thaw_thread(struct osm_thread *th);
+
+/* A target went away, or another tracer holds it. Required targets fail the freeze; optional
+ * ones are let go (the threads held so far resumed) and recorded. */
 static int target_gone(struct target *t, int r)
 {
+	if (r == -EBUSY && t->optional) {
+		pid_t tracer = 0;
+		for (size_t i = 0; i < t->proc->n_threads; i++) {
+			if (!tracer && !t->proc->threads[i]->seized)
+				tracer = tracer_of(t->proc->threads[i]->tid);
+			thaw_thread(t->proc->threads[i]);
+		}
+		t->skipped = true;
+		t->proc->capture = CAPTURE_SKIPPED;
+		free(t->proc->capture_note);
+		if (asprintf(&t->proc->capture_note,
+			     "traced by pid %d since the vetting; let go "
+			     "at the freeze",
+			     tracer) < 0)
+			t->proc->capture_note = NULL;
+		log_debug("pid %d is traced by pid %d: let go", t->proc->pid, tracer);
+		return 0;
+	}
 	if (r != -ESRCH)
 		return r;
 	t->exited = true;

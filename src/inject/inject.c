@@ -25,6 +25,9 @@
 #define FINISH_WAIT_NS (500ull * 1000000ull) /* a syscall under way, after a stop request */
 #define FINISH_POLL_US 1000
 
+#define ERESTARTSYS_	512 /* the kernel's restart codes: never seen by programs */
+#define ERESTART_BLOCK_ 516
+
 #ifndef PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG
 #define PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG 0x4211
 #endif
@@ -269,6 +272,28 @@ int inject_syscall(struct inject *in, long nr, const uint64_t args[6], int64_t *
 		return e;
 	*ret = arch_gregs_syscall_result(&r);
 	return 0;
+}
+
+int inject_follow_syscall(struct inject *in, int64_t *ret)
+{
+	for (int n = 0; n < MAX_STOPS; n++) {
+		struct __ptrace_syscall_info info;
+		int r = step_to_syscall_stop(in);
+
+		if (r < 0)
+			return r;
+		if (ptrace(PTRACE_GET_SYSCALL_INFO, in->tid, sizeof(info), &info) < 0)
+			return -errno;
+		if (info.op != PTRACE_SYSCALL_INFO_EXIT)
+			continue;
+		/* A syscall the kernel restarts (a signal met it) shows its exit, then its entry.
+		 */
+		if (info.exit.rval <= -ERESTARTSYS_ && info.exit.rval >= -ERESTART_BLOCK_)
+			continue;
+		*ret = info.exit.rval;
+		return 0;
+	}
+	return -EIO;
 }
 
 /* The thread is in the signal-delivery-stop of a signal the injection raised, its registers

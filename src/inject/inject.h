@@ -68,6 +68,12 @@ int inject_begin(struct inject *in, pid_t tid, int procfd, int memfd, const uint
  * mid-way (its registers are not ours to leave): the syscall is waited for, a little longer, and
  * in->interrupted records the request. */
 int inject_syscall(struct inject *in, long nr, const uint64_t args[6], int64_t *ret);
+/* A traced task about to make a syscall of its own code (the trampoline's next one, or the
+ * intermediate's): resume it with PTRACE_SYSCALL until that syscall's exit-stop (a restarted
+ * syscall is followed through its restart) and give its result in *ret. Uses in->tid and
+ * records in->child, lost and fault signals as inject_syscall does. Returns 0 or a negative
+ * errno of the machinery. */
+int inject_follow_syscall(struct inject *in, int64_t *ret);
 /* Restore the registers and the blocked signal mask (idempotent). A thread stopped by a fault
  * of the injection leaves that stop with the signal discarded and ends in an ordinary
  * interrupt stop, running no instruction of its own meanwhile. Returns 0 or a negative errno. */

@@ -4,6 +4,7 @@
  * and that holds something others wait for (or that the user named with --thread). Idle waits
  * (condition variables, epoll, sleeps), and idle readers nobody waits on (a tee, a launcher
  * joining its thread) are healthy and not reported. */
+#include "base/parse.h"
 #include "patterns/pattern.h"
 
 static const char *const recs[] = {
@@ -77,7 +78,15 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 				return;
 			finding_tid(f, t->t->tid);
 			finding_pid(f, ap->p->pid);
-			finding_line(f, "waits on: %s", t->edges[0].text);
+			if (t->t->last_ran_ago_ms >= 0) {
+				char age[32];
+				finding_line(
+				    f, "waits on: %s, for %s", t->edges[0].text,
+				    format_duration_ms(t->t->last_ran_ago_ms, age, sizeof(age)));
+				finding_oldest_wait(f, (const struct athread *const[]){t}, 1);
+			} else {
+				finding_line(f, "waits on: %s", t->edges[0].text);
+			}
 			finding_wakers(f, &t->edges[0], NULL);
 			if (t->waited_on)
 				finding_line(f, "and others wait on it (it holds what they need)");
@@ -93,7 +102,9 @@ const struct pattern pattern_blocked_thread = {
     .description = "A thread waits on something another thread or process must release, did "
 		   "not run over the sampling interval, and holds something others wait for (or "
 		   "was named with --thread).",
-    .needs = "the manifest (CPU sampling, syscalls) and cores (lock words)",
+    .needs = "the manifest (CPU sampling, syscalls) and cores (lock words); a Python thread "
+	     "blocked on a threading.Lock or the GIL counts when CPython's structures are in the "
+	     "cores",
     .thresholds = thresholds,
     .n_thresholds = 1,
     .recommendations = recs,

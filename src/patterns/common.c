@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/parse.h"
 #include "patterns/pattern.h"
 
 double pattern_threshold(const struct analysis *a, const struct pattern *p, const char *name)
@@ -173,6 +174,26 @@ void finding_wakers(struct finding *f, const struct edge *e, json_object *arr)
 	}
 }
 
+void finding_oldest_wait(struct finding *f, const struct athread *const *threads, size_t n)
+{
+	const struct athread *oldest = NULL;
+	char label[160], age[32];
+
+	for (size_t i = 0; i < n; i++)
+		if (threads[i]->t->last_ran_ago_ms >= 0 &&
+		    (!oldest || threads[i]->t->last_ran_ago_ms > oldest->t->last_ran_ago_ms))
+			oldest = threads[i];
+	if (!oldest)
+		return;
+	thread_label(oldest, label, sizeof(label));
+	finding_line(f, "the oldest wait: %s, which last ran %s before the freeze", label,
+		     format_duration_ms(oldest->t->last_ran_ago_ms, age, sizeof(age)));
+	json_object_object_add(finding_ev(f), "oldest_wait_ms",
+			       json_object_new_int64(oldest->t->last_ran_ago_ms));
+	json_object_object_add(finding_ev(f), "oldest_wait_tid",
+			       json_object_new_int(oldest->t->tid));
+}
+
 json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps, size_t n,
 				size_t frames)
 {
@@ -186,7 +207,16 @@ json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps
 		finding_tid(f, s->t->t->tid);
 		finding_pid(f, s->t->proc->p->pid);
 		finding_line(f, "%s", label);
-		finding_line(f, "    waits on: %s", s->e->text);
+		if (s->t->t->last_ran_ago_ms >= 0) {
+			char age[32];
+			finding_line(
+			    f, "    waits on: %s, for %s", s->e->text,
+			    format_duration_ms(s->t->t->last_ran_ago_ms, age, sizeof(age)));
+			json_object_object_add(o, "waiting_ms",
+					       json_object_new_int64(s->t->t->last_ran_ago_ms));
+		} else {
+			finding_line(f, "    waits on: %s", s->e->text);
+		}
 		finding_wakers(f, s->e, wakers);
 		if (s->t->runtime_where[0])
 			finding_line(f, "    in Python: %s", s->t->runtime_where);
@@ -204,6 +234,13 @@ json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps
 			json_object_object_add(o, "address",
 					       json_object_new_int64((int64_t)s->t->wait.addr));
 		json_object_array_add(arr, o);
+	}
+	{
+		const struct athread *ts[64];
+		size_t k = 0;
+		for (size_t j = 0; j < n && k < 64; j++)
+			ts[k++] = steps[j].t;
+		finding_oldest_wait(f, ts, k);
 	}
 	return arr;
 }

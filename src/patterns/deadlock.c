@@ -70,7 +70,10 @@ const struct pattern pattern_deadlock = {
     .description = "Threads (in one process or several) each waiting for the next, around a "
 		   "cycle: a mutex held by a thread that waits for a joined thread, a child, a "
 		   "pipe or a socket that waits back.",
-    .needs = "cores (lock words, stacks) and the manifest (syscalls, descriptors)",
+    .needs = "cores (lock words, stacks) and the manifest (syscalls, descriptors); the Python "
+	     "variant (threads of a CPython process waiting on each other's threading.Lock or "
+	     "RLock, named with their with statements) needs the interpreter's memory in the "
+	     "cores and its binary or libpython (docs/python.md)",
     .thresholds = NULL,
     .n_thresholds = 0,
     .recommendations = recs,

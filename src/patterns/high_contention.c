@@ -90,7 +90,9 @@ const struct pattern pattern_high_contention = {
     .title = "High contention",
     .severity = SEV_WARNING,
     .description = "Many threads wait on one lock at the same instant.",
-    .needs = "cores (lock words) and the manifest (syscalls)",
+    .needs = "cores (lock words) and the manifest (syscalls); the Python variant (many "
+	     "threads on one threading.Lock, its holder from a with block on its stack) needs the "
+	     "interpreter's memory in the cores",
     .thresholds = thresholds,
     .n_thresholds = 1,
     .recommendations = recs,

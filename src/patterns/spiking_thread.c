@@ -81,7 +81,8 @@ const struct pattern pattern_spiking_thread = {
     .severity = SEV_WARNING,
     .description = "A thread wants (nearly) a whole CPU: it runs, or waits runnable for a "
 		   "CPU, the whole interval.",
-    .needs = "the manifest (CPU sampling) and cores (its stack)",
+    .needs = "the manifest (CPU sampling, schedstat) and cores (its stack; for a CPython thread "
+	     "its Python frames too, so the spinning Python function and line are shown)",
     .thresholds = thresholds,
     .n_thresholds = 1,
     .recommendations = recs,

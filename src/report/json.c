@@ -108,6 +108,10 @@ int report_json(FILE *out, const struct analysis *a, const struct findings *fs)
 			ADD(o, "state", json_object_new_string((char[2]){t->t->state, 0}));
 			ADD(o, "wait",
 			    t->wait.text[0] ? json_object_new_string(t->wait.text) : NULL);
+			ADD(o, "last_ran_ago_ms",
+			    t->t->last_ran_ago_ms >= 0
+				? json_object_new_int64(t->t->last_ran_ago_ms)
+				: NULL);
 			ADD(o, "frames", frames_json(t));
 			ADD(o, "unwind_error", jstr_or_null(t->unwind_error));
 			json_object_array_add(threads, o);

@@ -2,6 +2,8 @@
 /* The text report: readable at 100 columns, colour only on a terminal (and never with NO_COLOR). */
 #include <string.h>
 
+#include "base/parse.h"
+#include "base/util.h"
 #include "report/report.h"
 
 #define WIDTH 100
@@ -162,8 +164,19 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 		fputc('\n', out);
 		if (g->threads[0]->holds_gil)
 			fprintf(out, "    holds the GIL\n");
-		if (g->threads[0]->wait.text[0])
-			line_wrap(out, "    waits: ", g->threads[0]->wait.text);
+		if (g->threads[0]->wait.text[0]) {
+			int64_t oldest = -1;
+			char age[32], wait[400];
+			for (size_t j = 0; j < g->n; j++)
+				oldest = MAX(oldest, g->threads[j]->t->last_ran_ago_ms);
+			if (oldest >= 0)
+				snprintf(wait, sizeof(wait), "%s, for %s%s",
+					 g->threads[0]->wait.text, g->n > 1 ? "up to " : "",
+					 format_duration_ms(oldest, age, sizeof(age)));
+			else
+				snprintf(wait, sizeof(wait), "%s", g->threads[0]->wait.text);
+			line_wrap(out, "    waits: ", wait);
+		}
 		for (size_t k = 0; k < g->threads[0]->n_frames; k++) {
 			char fr[400];
 			frame_text(&g->threads[0]->frames[k], fr, sizeof(fr));

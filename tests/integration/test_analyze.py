@@ -38,12 +38,19 @@ def tids_named(d, pid, name):
     return []
 
 
+def machine_wide(f):
+    """A finding about the whole machine (short of memory, busy): it names the biggest consumers,
+    the victim among them, when the machine is loaded by others."""
+    return f["pattern"] in ("insufficient-memory", "busy-system") and \
+        f["summary"].startswith("The system")
+
+
 def no_errors_or_warnings(report, pid, allow=()):
     """No error or warning about the victim. Findings about the machine (a busy or short system,
     which other tests running at the same time can cause) do not name it and do not count."""
     bad = [(f["pattern"], f["summary"]) for f in report["findings"]
            if f["severity"] in ("error", "warning") and f["pattern"] not in allow
-           and pid in f["pids"]]
+           and pid in f["pids"] and not machine_wide(f)]
     check(not bad, "unexpected findings: %s" % bad)
 
 
@@ -329,7 +336,12 @@ def test_busy_system():
     with Victim("busy", 3 * ncpu) as v, TempDir() as tmp:
         d, rep = snap_and_analyze(v, tmp)
         (b,) = findings(rep, "busy-system")
-        check(v.pid in b["pids"], "busy-system names the consumer: %s" % b["pids"])
+        # The consumers named are processes using half a CPU or more: on a machine loaded by
+        # others too the victim's six spinners may get less than that together.
+        (p,) = [p for p in manifest(d)["processes"] if p["pid"] == v.pid]
+        share = sum(t.get("cpu_pct", 0) for t in p["threads"])
+        check((v.pid in b["pids"]) == (share >= 50), "busy-system names %s; the victim used "
+              "%.0f%% of a CPU" % (b["pids"], share))
         check(b["evidence"]["cpu_busy_pct"] > 90, "%s" % b["evidence"])
         top = b["evidence"]["top_consumers"]
         check(any(c["pid"] == v.pid and c["in_snapshot"] for c in top), "top %s" % top)
@@ -412,7 +424,9 @@ def test_insufficient_memory_in_a_cgroup_and_system_wide():
 
         with Victim("alloc", 44, preexec=enter) as v, TempDir() as tmp:
             d, rep = snap_and_analyze(v, tmp)
-            f = [x for x in findings(rep, "insufficient-memory") if x["pids"] == [v.pid]]
+            # the cgroup's finding (a system-wide one may name the victim too on a loaded machine)
+            f = [x for x in findings(rep, "insufficient-memory") if x["pids"] == [v.pid]
+                 and "cgroup_pct" in x["evidence"]]
             check(f and f[0]["evidence"]["cgroup_pct"] >= 90, "cgroup finding %s" % findings(rep, "insufficient-memory"))
             rep = analyze(d, "--threshold", "insufficient-memory.available=101")
             sys_f = [x for x in findings(rep, "insufficient-memory") if "short of memory" in x["summary"]]
@@ -571,7 +585,7 @@ def test_demo_workload_report_names_both_problems():
             check(sorted(wc["pids"]) == sorted([pid, backend]), "chain %s" % wc["pids"])
             check(tids_named(out, backend, "cache-refresh")[0] in wc["tids"], "chain end")
             mine = [f for f in rep["findings"] if f["severity"] != "info" and
-                    set(f["pids"]) & {pid, backend}]
+                    set(f["pids"]) & {pid, backend} and not machine_wide(f)]
             check(len(mine) == 2, "only the two problems: %s" % [f["pattern"] for f in mine])
             check(not wc["related"], "the chain does not run into the deadlock: %s" % wc["related"])
     finally:

@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from osmtest import Fail, TempDir, check, osmosis, snap  # noqa: E402
+from osmtest import Core, Fail, TempDir, check, osmosis, snap  # noqa: E402
 
 PYVICTIM = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "victims", "python",
                                         "pyvictim.py"))
@@ -183,6 +183,10 @@ def check_mix(python, with_gdb=False):
         check("threading.Condition.wait" in waits["cond-waiter"], "%s" % waits["cond-waiter"])
         check("threading.Lock" in waits["acquirer"] and "not known" in waits["acquirer"],
               "acquirer: %s" % waits["acquirer"])
+        check("threading.Semaphore.acquire" in waits["sem-waiter"], "%s" % waits["sem-waiter"])
+        check(re.match(r'waits in "with rl:" \(pyvictim.py:\d+, rlock_waiter\) for a '
+                       r'threading.RLock at 0x[0-9a-f]+ held by thread %d "MainThread"' % v.pid,
+                       waits["rlock-waiter"]), "rlock-waiter: %s" % waits["rlock-waiter"])
         if with_gdb:
             core = os.path.join(d, "core.%d" % v.pid)
             bt = py_bt(python, core)
@@ -302,6 +306,106 @@ def test_python_deadlock_across_two_processes():
         check(sorted(f["pids"]) == sorted([v.pid, child]), "pids %s" % f["pids"])
         text = "\n".join(f["evidence"]["lines"])
         check(text.count("in Python: ask_and_wait (pyvictim.py:") == 2, "Python frames in %s" % text)
+
+
+def test_join_of_a_deadlocked_thread_chains_into_the_deadlock():
+    python = debian_python()
+    with TempDir() as tmp, PyVictim(python, "deadlock-join", tmp) as v:
+        deadline = time.time() + 60
+        while True:  # the main thread asleep in join (a futex wait)
+            with open("/proc/%d/task/%d/syscall" % (v.pid, v.pid)) as fh:
+                if fh.read().split()[0] == "202":
+                    break
+            check(time.time() < deadline, "the main thread never blocked in join")
+            time.sleep(0.05)
+        d, rep = snap_analyze(v, tmp)
+        (dl,) = findings(rep, "deadlock")
+        chains = [f for f in findings(rep, "wait-chain") if f["evidence"]["chain"][0]["tid"] == v.pid]
+        check(len(chains) == 1, "no chain from the joining main thread: %s" %
+              [f["summary"] for f in rep["findings"]])
+        wc = chains[0]
+        check(wc["severity"] == "error" and any(r.startswith(dl["id"]) for r in wc["related"]),
+              "the chain runs into the deadlock: %s %s" % (wc["severity"], wc["related"]))
+        check("threading.Thread.join" in wc["evidence"]["chain"][0]["waits_on"] and
+              '"worker-1"' in wc["evidence"]["chain"][0]["waits_on"],
+              "join step %s" % wc["evidence"]["chain"][0])
+
+
+def test_spiking_python_thread_shows_its_python_frame():
+    python = debian_python()
+    with TempDir() as tmp, PyVictim(python, "spin", tmp) as v:
+        out = os.path.join(tmp, "s")
+        # The threshold is that low so that a loaded machine (tens of runnable threads on two
+        # CPUs) cannot hide the spinner; what is tested is the Python frame it is shown with.
+        snap("--sample", "1", "-o", out, v.pid)
+        r = osmosis("analyze", "--json", "--threshold", "spiking-thread.cpu=0.5", out)
+        check(r.returncode == 0, "analyze: %s" % r.stderr)
+        rep = json.loads(r.stdout)
+        names = {t["tid"]: t.get("runtime_name") for t in process(rep, v.pid)["threads"]}
+        fs = [f for f in findings(rep, "spiking-thread") if names.get(f["tids"][0]) == "spinner"]
+        check(fs, "no spiking-thread finding for the spinner: %s" %
+              [(f["pattern"], f["summary"]) for f in rep["findings"]])
+        check('"spinner"' in fs[0]["summary"], "named by its Python name: %s" % fs[0]["summary"])
+        check(any("spin_here (python)" in l and "pyvictim.py:" in l
+                  for l in fs[0]["evidence"]["lines"]), "its Python frame: %s" %
+              fs[0]["evidence"]["lines"])
+
+
+def test_blocked_python_thread_names_the_lock_and_holder():
+    python = debian_python()
+    with TempDir() as tmp, PyVictim(python, "contention", tmp, 1) as v:
+        d, rep = snap_analyze(v, tmp)
+        names = {t["tid"]: t.get("runtime_name") for t in process(rep, v.pid)["threads"]}
+        fs = [f for f in findings(rep, "blocked-thread") if names.get(f["tids"][0]) == "contender-0"]
+        check(fs, "no blocked-thread finding: %s" % [(f["pattern"], f["summary"])
+                                                     for f in rep["findings"]])
+        line = [l for l in fs[0]["evidence"]["lines"] if l.startswith("waits on:")][0]
+        check('"with lock:" (pyvictim.py:' in line and "threading.Lock" in line and
+              '"holder"' in line, "the wait %s" % line)
+
+
+def dynsym(path, name):
+    r = subprocess.run(["readelf", "--dyn-syms", "-W", path], capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if len(f) >= 8 and f[7] == name:
+            return int(f[1], 16)
+    raise Fail("%s has no %s" % (path, name))
+
+
+def test_damaged_interpreter_state_is_one_line_and_native_analysis_goes_on():
+    python = debian_python()
+    with open(python, "rb") as f:
+        check(f.read(18)[16] == 2, "Debian's python3.11 is expected to be a non-PIE executable")
+    runtime = dynsym(python, "_PyRuntime")
+    with TempDir() as tmp, PyVictim(python, "deadlock", tmp) as v:
+        d, rep = snap_analyze(v, tmp)
+        check(findings(rep, "deadlock"), "the deadlock before the damage")
+        core = os.path.join(d, "core.%d" % v.pid)
+        for what, off, value in (("interpreters.head", 40, 0x4141414141414141),
+                                 ("interpreters.head", 40, runtime)):  # points back at itself
+            c = Core(core)
+            p = c.load_for(runtime + off)
+            pos = p["offset"] + runtime + off - p["vaddr"]
+            with open(core, "r+b") as f:
+                f.seek(pos)
+                saved = f.read(8)
+                f.seek(pos)
+                f.write(value.to_bytes(8, "little"))
+            try:
+                rep = analyze(d)
+            finally:
+                with open(core, "r+b") as f:
+                    f.seek(pos)
+                    f.write(saved)
+            mine = [l for l in rep["problems"] if l.startswith("pid %d" % v.pid)]
+            check(len(mine) == 1 and "CPython 3.11" in mine[0], "one line about the damage "
+                  "(%s = 0x%x): %s" % (what, value, rep["problems"]))
+            t = process(rep, v.pid)["threads"]
+            check(all(f.get("kind") != "python" for th in t for f in th["frames"]),
+                  "Python frames from a damaged runtime")
+            check(all(any(f.get("function") for f in th["frames"]) for th in t),
+                  "native frames are still there")
 
 
 def _pyenv(version):

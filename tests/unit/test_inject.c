@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -478,6 +479,38 @@ static void test_plain_thread_is_not_refused(void **state)
 	assert_runs_on_untouched(pid);
 }
 
+/* 32-bit (compat) and foreign programs are refused from their ELF header; a 64-bit x86_64 one
+ * (this test itself) is not, nor are bytes that do not tell. */
+static void test_compat_processes_are_refused(void **state)
+{
+	Elf64_Ehdr e64 = {
+	    .e_ident = {ELFMAG0, ELFMAG1, ELFMAG2, ELFMAG3, ELFCLASS64, ELFDATA2LSB, EV_CURRENT},
+	    .e_machine = EM_X86_64};
+	Elf32_Ehdr e32 = {
+	    .e_ident = {ELFMAG0, ELFMAG1, ELFMAG2, ELFMAG3, ELFCLASS32, ELFDATA2LSB, EV_CURRENT},
+	    .e_machine = EM_386};
+	const char *why;
+	(void)state;
+
+	assert_null(arch_exe_refusal((uint8_t *)&e64, sizeof(e64)));
+	why = arch_exe_refusal((uint8_t *)&e32, sizeof(e32));
+	assert_non_null(why);
+	assert_non_null(strstr(why, "32-bit"));
+	e32.e_machine = EM_X86_64; /* x32 */
+	why = arch_exe_refusal((uint8_t *)&e32, sizeof(e32));
+	assert_non_null(why);
+	assert_non_null(strstr(why, "x32"));
+	e64.e_machine = EM_AARCH64;
+	assert_non_null(arch_exe_refusal((uint8_t *)&e64, sizeof(e64)));
+	assert_null(arch_exe_refusal((const uint8_t *)"#!/bin/sh\n", 10));
+	assert_null(arch_exe_refusal((uint8_t *)&e64, 8)); /* too short to tell */
+
+	int procfd = open("/proc/self", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(procfd >= 0);
+	assert_null(arch_process_refusal(procfd));
+	close(procfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -490,6 +523,7 @@ int main(void)
 	    cmocka_unit_test(test_fault_of_the_injected_instruction_is_suppressed),
 	    cmocka_unit_test(test_syscall_user_dispatch_is_refused_and_its_sigsys_suppressed),
 	    cmocka_unit_test(test_plain_thread_is_not_refused),
+	    cmocka_unit_test(test_compat_processes_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@
 #include "analyze/runtime/python.h"
 #include "analyze/runtime/python_model.h"
 #include "analyze/runtime/runtime.h"
+#include "base/fs.h"
 #include "base/util.h"
 
 #define MAX_SEGS 16
@@ -269,12 +270,15 @@ static const char *base_name(const char *p)
 
 static void version_text(struct aprocess *ap, unsigned v)
 {
-	char buf[48];
-	static const char *const lv[] = {"a", "b", "rc", ""};
 	unsigned level = (v >> 4) & 0xf;
-	snprintf(buf, sizeof(buf), "CPython %u.%u.%u%s", (v >> 24) & 0xff, (v >> 16) & 0xff,
-		 (v >> 8) & 0xff,
-		 level >= 0xa && level <= 0xf ? lv[level == 0xf ? 3 : level - 0xa] : "");
+	const char *tag = level == 0xa ? "a" : level == 0xb ? "b" : level == 0xc ? "rc" : "";
+	char buf[48];
+
+	if (v)
+		snprintf(buf, sizeof(buf), "CPython %u.%u.%u%s", (v >> 24) & 0xff, (v >> 16) & 0xff,
+			 (v >> 8) & 0xff, tag);
+	else
+		snprintf(buf, sizeof(buf), "CPython");
 	free(ap->runtime_version);
 	ap->runtime_version = strdup(buf);
 }
@@ -294,8 +298,11 @@ static void read_process(struct analysis *a, struct aprocess *ap, void *state)
 	pc.e = calloc(PC_PAGES, sizeof(*pc.e));
 	if (!pc.e)
 		return;
-	if (py->path && py->fd < 0)
-		py->fd = open(py->path, O_RDONLY | O_CLOEXEC);
+	if (py->path && py->fd < 0) {
+		/* the file modules.c verified; reopened only if still a regular file */
+		const char *kind;
+		py->fd = open_regular_file(AT_FDCWD, py->path, 0, &kind);
+	}
 	st.runtime = py->runtime;
 	r = py_layout_from_debug_offsets(&m, py->runtime, py->version, &st.L, why, sizeof(why));
 	if (r == -ENOENT) {
@@ -309,8 +316,7 @@ static void read_process(struct analysis *a, struct aprocess *ap, void *state)
 		}
 		r = py_layout_for_version(py->version, &st.L, why, sizeof(why));
 	}
-	if (py->have_version)
-		version_text(ap, py->version);
+	version_text(ap, r == 0 ? st.L.version : py->version);
 	if (r < 0) {
 		analysis_problem(a, "pid %d: %s (%s): %s; its native stacks are analyzed",
 				 ap->p->pid, ap->runtime_version ? ap->runtime_version : "CPython",

@@ -65,7 +65,8 @@ struct py_layout {
 /* Fill L for version (PY_VERSION_HEX) from the layouts carried (3.11, 3.12). Returns 0, or
  * -ENOTSUP with the reason in why. */
 int py_layout_for_version(unsigned version, struct py_layout *L, char *why, size_t len);
-/* 3.13 on: read _Py_DebugOffsets at the start of _PyRuntime (cookie "xdebugpy"). Returns 0,
+/* 3.13 on: read _Py_DebugOffsets at the start of _PyRuntime (cookie "xdebugpy"); version 0
+ * when the binary did not say (the table's own version is then taken). Returns 0,
  * -ENOENT when there is no cookie, -ENOTSUP or -EINVAL with the reason in why. */
 int py_layout_from_debug_offsets(const struct rmem *m, uint64_t runtime, unsigned version,
 				 struct py_layout *L, char *why, size_t len);

@@ -218,6 +218,8 @@ int py_layout_from_debug_offsets(const struct rmem *m, uint64_t runtime, unsigne
 	}
 	if (memcmp(d, "xdebugpy", 8))
 		return -ENOENT;
+	if (!version) /* the binary did not say: the table's own word */
+		version = (unsigned)d[DO_VERSION];
 	if ((d[DO_VERSION] >> 16) != (version >> 16)) {
 		snprintf(why, len,
 			 "_Py_DebugOffsets says version 0x%llx but the binary says 0x%x: not read",

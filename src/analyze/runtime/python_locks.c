@@ -251,6 +251,25 @@ static const char *library_wait(const char *qualname, const char **ownerless)
 	return NULL;
 }
 
+/* The thread a Thread.join waits for: the Thread object is the join frame's first local
+ * (self); its _ident names the thread. */
+static struct athread *join_target(const struct rmem *m, struct aprocess *ap,
+				   const struct py_state *st, const struct py_frame *join)
+{
+	uint64_t self, ident_obj, ident;
+
+	if (!join || strcmp(join->function ? join->function : "", "Thread.join") ||
+	    !rd64(m, join->localsplus, &self))
+		return NULL;
+	ident_obj = py_instance_attr(m, &st->L, self, "_ident");
+	if (!ident_obj || !py_read_long(m, &st->L, ident_obj, &ident))
+		return NULL;
+	for (size_t i = 0; i < st->n_threads; i++)
+		if (st->threads[i].ident == ident)
+			return thread_of(ap, &st->threads[i]);
+	return NULL;
+}
+
 static void lock_waits(struct analysis *a, struct aprocess *ap, const struct rmem *m,
 		       struct py_state *st, struct locks *ls)
 {
@@ -280,6 +299,19 @@ static void lock_waits(struct analysis *a, struct aprocess *ap, const struct rme
 		where_text(user, where, sizeof(where));
 		const char *ownerless = NULL,
 			   *what = lib ? library_wait(lib->function, &ownerless) : NULL;
+		if (what && !strcmp(what, "threading.Thread.join")) {
+			struct athread *joined = join_target(m, ap, st, lib);
+			if (joined && joined != t) {
+				holder_label(joined, holder, sizeof(holder));
+				snprintf(
+				    text, sizeof(text),
+				    "waits in threading.Thread.join, called at %s, for %s to end",
+				    where, holder);
+				snprintf(t->wait.text, sizeof(t->wait.text), "%s", text);
+				analysis_add_edge(t, EDGE_JOIN, joined, NULL, text);
+				continue;
+			}
+		}
 		if (what) {
 			snprintf(text, sizeof(text), "waits in %s, called at %s: %s%s", what, where,
 				 ownerless ? "no owner by design, " : "",

@@ -299,8 +299,8 @@ uint64_t py_instance_attr(const struct rmem *m, const struct py_layout *L, uint6
 	case 312:
 		if (!rd64(m, obj - 24, &dict))
 			return 0;
-		if (dict & 1) {
-			values = dict - 1;
+		if (dict & 1) { /* 3.12 tags an inline values pointer by storing it minus one */
+			values = dict + 1;
 			dict = 0;
 		}
 		break;
@@ -356,7 +356,8 @@ static int read_svarint(const uint8_t *t, size_t len, size_t *i, int *ret)
 int py_line_for(const uint8_t *t, size_t len, int firstlineno, int lasti)
 {
 	size_t i = 0;
-	int line = firstlineno, addr = 0;
+	int64_t line = firstlineno;
+	int addr = 0;
 
 	if (lasti < 0)
 		return firstlineno;
@@ -393,8 +394,10 @@ int py_line_for(const uint8_t *t, size_t len, int firstlineno, int lasti)
 			break;
 		}
 		line += delta;
+		if (line < 0 || line > 10000000)
+			return 0; /* no source file has that many lines: a damaged table */
 		if (lasti >= addr && lasti < addr + units)
-			return code == 15 ? 0 : line;
+			return code == 15 ? 0 : (int)line;
 		addr += units;
 	}
 	return 0;
@@ -534,7 +537,7 @@ static void read_frames(const struct rmem *m, struct py_state *st, struct py_thr
 				    py_line_for(c->linetable, c->lt_len, c->firstlineno, f->lasti);
 			}
 			unsigned cap_slots =
-			    (unsigned)MIN(c->nlocalsplus + c->stacksize, PY_MAX_SLOTS);
+			    (unsigned)MIN((int64_t)c->nlocalsplus + c->stacksize, PY_MAX_SLOTS);
 			/* Frames that called Python code saved their stack's top; the frame a
 			 * native call runs in has a stale one: take its whole capacity
 			 * (python_locks.c checks every object it finds there). */

@@ -34,18 +34,19 @@ def task_state(native_id, proc="/proc/self/task"):
 def blocked_at(thread, func):
     """The thread's innermost Python frame in func (a qualname) and its task asleep."""
     frame = sys._current_frames().get(thread.ident)
-    while frame is not None and frame.f_code.co_filename != HERE:
+    while frame is not None and os.path.abspath(frame.f_code.co_filename) != HERE:
         frame = frame.f_back
     return (frame is not None and frame.f_code.co_qualname == func and
             task_state(thread.native_id) == "S")
 
 
-def wait_until(cond, what, timeout=60):
+def wait_until(cond, what, timeout=None):
+    timeout = timeout or float(os.environ.get("PYVICTIM_TIMEOUT", "240"))
     deadline = time.time() + timeout
     while not cond():
         if time.time() > deadline:
             sys.exit("pyvictim: %s never happened" % what)
-        time.sleep(0.01)
+        time.sleep(0.1)
 
 
 def record(path, settle=None):
@@ -83,7 +84,7 @@ def transfer(first, second, barrier):
             pass
 
 
-def scenario_deadlock(rec, n):
+def scenario_deadlock(rec, n, join=False):
     a, b = threading.Lock(), threading.Lock()
     barrier = threading.Barrier(2)
     ts = [threading.Thread(target=transfer, args=(a, b, barrier), name="worker-1", daemon=True),
@@ -91,6 +92,28 @@ def scenario_deadlock(rec, n):
     for t in ts:
         t.start()
     wait_until(lambda: all(blocked_at(t, "transfer") for t in ts), "the deadlock")
+    record(rec)
+    ready()
+    if join:
+        ts[0].join()  # the main thread waits for a thread of the deadlock
+    park()
+
+
+def scenario_deadlock_join(rec, n):
+    scenario_deadlock(rec, n, join=True)
+
+
+# --- a thread spinning in Python -----------------------------------------------------------------
+
+def spin_here():
+    x = 0
+    while True:
+        x += 1
+
+
+def scenario_spin(rec, n):
+    threading.Thread(target=spin_here, name="spinner", daemon=True).start()
+    time.sleep(0.2)
     record(rec)
     ready()
     park()
@@ -129,6 +152,16 @@ def cond_waiter(cond):
 
 def event_waiter(ev):
     ev.wait()
+
+
+def rlock_waiter(rl):
+    with rl:
+        pass
+
+
+def sem_waiter(sem):
+    with sem:
+        pass
 
 
 def gen_body():
@@ -174,10 +207,15 @@ def scenario_mix(rec, n):
     held.acquire()
     cond = threading.Condition()
     ev = threading.Event()
+    rl = threading.RLock()
+    rl.acquire()  # held by the main thread
+    sem = threading.Semaphore(0)
     plan = [("sleeper", level1, (), "level3"), ("reader", reader, (s1,), "reader"),
             ("getter", getter, (q,), "getter"), ("acquirer", acquirer, (held,), "acquirer"),
             ("cond-waiter", cond_waiter, (cond,), "cond_waiter"),
             ("event-waiter", event_waiter, (ev,), "event_waiter"),
+            ("rlock-waiter", rlock_waiter, (rl,), "rlock_waiter"),
+            ("sem-waiter", sem_waiter, (sem,), "sem_waiter"),
             ("generator", gen_driver, (), "gen_body"),
             ("ctypes-callback", ctypes_driver, (), "callback_sleeper"),
             ("asyncio-loop", asyncio_driver, (), "coro_inner")]
@@ -281,7 +319,8 @@ def scenario_procs(rec, n):
     ask_and_wait(a)  # and the parent for the child
 
 
-SCENARIOS = {"deadlock": scenario_deadlock, "mix": scenario_mix, "gil": scenario_gil,
+SCENARIOS = {"deadlock": scenario_deadlock, "deadlock-join": scenario_deadlock_join,
+             "spin": scenario_spin, "mix": scenario_mix, "gil": scenario_gil,
              "gil-chain": scenario_gil_chain, "contention": scenario_contention,
              "procs": scenario_procs}
 
