@@ -552,9 +552,8 @@ def test_text_report_and_cli():
         r = osmosis("analyze", "--pattern", "wait-chain", d)
         check("deadlock#1" not in r.stdout, "--pattern did not filter")
         r = osmosis("patterns")
-        n = osmosis("patterns", "--markdown").stdout.count("\n## ")
-        check(r.returncode == 0 and n >= 17 and r.stdout.count("\n  needs:") == n,
-              "patterns lists %d of %d" % (r.stdout.count("\n  needs:"), n))
+        n = r.stdout.count("\n  needs:")
+        check(r.returncode == 0 and n >= 18, "patterns lists %d" % n)
         for args, want in [(["analyze", "--pattern", "nope", d], "no pattern 'nope'"),
                            (["analyze", "--threshold", "x=1", d], "no threshold 'x'"),
                            (["analyze", "--threshold", "high-contention.waiters=abc", d], "needs a number"),
