@@ -197,7 +197,8 @@ static void fd_edges(struct analysis *a, struct athread *t, const struct osm_fd 
 				if (!e && !(e = graph_add_wait(t, kind, WAIT_ANY_OF, text)))
 					return;
 				if (edge_add_waker(e, NULL, ap, g->fd,
-						   "listens: the connection is not accepted yet") < 0)
+						   "listens: the connection is not accepted yet") <
+				    0)
 					return;
 				break;
 			}

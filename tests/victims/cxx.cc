@@ -15,15 +15,17 @@
 #include <thread>
 #include <vector>
 
-namespace bank {
-class Account {
+namespace bank
+{
+class Account
+{
       public:
 	std::mutex m;
 	long balance = 100;
 	// Takes this account's lock, then the other's: two transfers in opposite directions
 	// meet in the middle and wait for each other forever.
 	__attribute__((noinline)) void transfer_to(Account &other, long amount,
-						  std::atomic<int> &holding)
+						   std::atomic<int> &holding)
 	{
 		std::lock_guard<std::mutex> mine(m);
 		holding++;
