@@ -2,9 +2,8 @@
 # SPDX-License-Identifier: MIT
 """How long `osmosis analyze` takes on Python processes: P processes of Debian's python3.11 with
 T threads each blocked on one threading.Lock (tests/victims/python/pyvictim.py contention), one
-snapshot, then analyze timed R times; beside it the same analyze with the Python runtime's work
-removed is not possible, so the machine's floor is shown instead: load average and steal over
-the run.
+snapshot, then analyze timed R times; beside it the machine's load average and steal over the runs are printed
+beside it, and the CPU time analyze used (which a loaded machine does not inflate).
 
     bench/bench-python-analyze.py [--osmosis build/osmosis] [--procs 4] [--threads 50] [--runs 5]
 """
@@ -18,7 +17,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VICTIM = os.path.join(HERE, "..", "tests", "victims", "python", "pyvictim.py")
+VICTIM = os.path.abspath(os.path.join(HERE, "..", "tests", "victims", "python", "pyvictim.py"))
 
 
 def steal():
@@ -47,7 +46,7 @@ def main():
         snapdir = os.path.join(tmp, "s")
         subprocess.run([o.osmosis, "snap", "-q", "--sample", "0", "-o", snapdir] +
                        [str(x) for x in pids], check=True)
-        times = []
+        times, cpus = [], []
         s0, t0 = steal()
         for _ in range(o.runs):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -55,7 +54,8 @@ def main():
             r = subprocess.run([o.osmosis, "analyze", "--json", snapdir], capture_output=True,
                                text=True, check=True)
             times.append(time.monotonic() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         s1, t1 = steal()
         rep = json.loads(r.stdout)
         threads = sum(len(p["threads"]) for p in rep["processes"])
@@ -64,12 +64,14 @@ def main():
         print("machine: %s, %d CPUs, load average %s, steal %.1f%% during the runs" %
               (os.uname().nodename, os.cpu_count(), open("/proc/loadavg").read().split()[:3],
                100.0 * (s1 - s0) / max(1, t1 - t0)))
-        print("%-10s %-8s %-10s %-10s %-10s %-10s %-10s" %
-              ("processes", "threads", "py frames", "min s", "median s", "max s", "max RSS MB"))
+        print("%-10s %-8s %-10s %-10s %-10s %-10s %-12s %-10s" %
+              ("processes", "threads", "py frames", "min s", "median s", "max s", "median CPU s",
+               "max RSS MB"))
         times.sort()
-        print("%-10d %-8d %-10d %-10.3f %-10.3f %-10.3f %-10.1f" %
+        cpus.sort()
+        print("%-10d %-8d %-10d %-10.3f %-10.3f %-10.3f %-12.3f %-10.1f" %
               (len(rep["processes"]), threads, pyframes, times[0], times[len(times) // 2],
-               times[-1], after.ru_maxrss / 1024.0))
+               times[-1], cpus[len(cpus) // 2], after.ru_maxrss / 1024.0))
     finally:
         for p in vs:
             p.kill()

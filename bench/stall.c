@@ -36,7 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/utsname.h>
@@ -143,7 +145,13 @@ static void fill_records(uint8_t *p, size_t len)
 		r[i].id = 1000000 + i;
 		r[i].kind = (uint32_t)(seed >> 61);
 		r[i].flags = (uint32_t)((seed >> 40) & 0x7);
-		snprintf(r[i].name, sizeof(r[i].name), "%s-%06zu", words[r[i].kind], i % 250000);
+		/* "word-NNNNNN", without snprintf (gigabytes of records are filled) */
+		size_t wl = strlen(words[r[i].kind]), num = i % 250000;
+		memset(r[i].name, 0, sizeof(r[i].name));
+		memcpy(r[i].name, words[r[i].kind], wl);
+		r[i].name[wl] = '-';
+		for (int d = 6; d >= 1; d--, num /= 10)
+			r[i].name[wl + (size_t)d] = (char)('0' + num % 10);
 		r[i].created_ns = 1764547200000000000ull + i * 1000ull + ((seed >> 20) & 0xff);
 		r[i].balance = (double)((seed >> 32) % 5000) / 100.0;
 		r[i].next = (uint64_t)(uintptr_t)&r[i + 1];
@@ -521,6 +529,27 @@ static long manifest_pause_us(const char *dir)
 	return p ? strtol(p + 11, NULL, 10) : -1;
 }
 
+/* Disk space the files of dir take (blocks: holes are free). */
+static uint64_t dir_disk_bytes(const char *dir)
+{
+	char path[4096];
+	struct dirent *e;
+	struct stat st;
+	uint64_t n = 0;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, "core.", 5)) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			if (stat(path, &st) == 0)
+				n += (uint64_t)st.st_blocks * 512;
+		}
+	closedir(d);
+	return n;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -530,6 +559,7 @@ static int cmp_u64(const void *a, const void *b)
 struct result {
 	uint64_t stall[16], pause[16], total[16], rss[16], steal[16];
 	uint64_t outside[16]; /* longest gap outside the pause */
+	uint64_t disk[16];    /* bytes the cores take on disk */
 	char outside_phase[16][16];
 	int n;
 	char method[16]; /* what auto chose, from the manifest */
@@ -592,6 +622,10 @@ static void print_row(size_t mib, const char *what, struct result *r, uint64_t f
 	} else {
 		printf(" %10s | %-10s |", "-", "-");
 	}
+	if (r->disk[0])
+		printf(" %8.0f |", median(r->disk, r->n) / 1048576.0);
+	else
+		printf(" %8s |", "-");
 	printf("\n");
 	fflush(stdout);
 }
@@ -841,13 +875,13 @@ int main(int argc, char **argv)
 		       : write_kind == WRITE_16M ? "16 MiB of their memory nonstop"
 						 : "nothing");
 		printf("| %9s | %-22s | %9s | %9s | %8s | %8s | %9s | %8s | %9s | %8s | %10s | "
-		       "%-10s |\n",
+		       "%-10s | %8s |\n",
 		       "victim", "what", "stall ms", "max ms", "/ fork", "/ gcore", "pause ms",
-		       "total s", "RSS MiB", "steal ms", "outside ms", "in phase");
+		       "total s", "RSS MiB", "steal ms", "outside ms", "in phase", "disk MiB");
 		printf("|-----------|------------------------|-----------|-----------|----------|--"
 		       "----"
 		       "----|-----------|----------|-----------|----------|------------|-----------"
-		       "-|\n");
+		       "-|----------|\n");
 		snprintf(sizes, sizeof(sizes), "%s", sizes_buf);
 		for (char *tok = strtok_r(sizes, ",", &ssave); tok;
 		     tok = strtok_r(NULL, ",", &ssave)) {
@@ -884,6 +918,7 @@ int main(int argc, char **argv)
 					struct result *r = &ro[m];
 					r->stall[r->n] = victim_ask(&v, "report");
 					collect_gaps(&v, out, r);
+					r->disk[r->n] = dir_disk_bytes(out);
 					r->pause[r->n] = (uint64_t)manifest_pause_us(out);
 					r->total[r->n] = t;
 					r->steal[r->n] = steal_ns() - s0;
@@ -920,6 +955,11 @@ int main(int argc, char **argv)
 					victim_ask(&v, "reset");
 					s0 = steal_ns();
 					if (run(cmd, &t) == 0) {
+						struct stat gst;
+						snprintf(cmd, sizeof(cmd), "%s.%d", out, v.pid);
+						rg.disk[rg.n] = stat(cmd, &gst) == 0
+								    ? (uint64_t)gst.st_blocks * 512
+								    : 0;
 						rg.steal[rg.n] = steal_ns() - s0;
 						rg.stall[rg.n] = victim_ask(&v, "report");
 						rg.total[rg.n++] = t;
@@ -965,6 +1005,8 @@ int main(int argc, char **argv)
 	    "machine's own floor for a window that long. outside: the longest gap that did not\n"
 	    "overlap the pause (median of the runs), in phase: the phase of osmosis it fell in\n"
 	    "(the worst run's); for \"nothing\", the longest gap at all: the floor to compare "
-	    "with.\n");
+	    "with.\n"
+	    "disk: what the cores take on disk (holes are free; compressed with --args "
+	    "--compress).\n");
 	return 0;
 }

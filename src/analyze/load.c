@@ -397,7 +397,7 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 		ap->p = a->snap->procs[i];
 		ap->core_fd = -1;
 		build_threads(ap);
-		if (!strcmp(ap->p->capture, "memory")) {
+		if (ap->p->capture == CAPTURE_MEMORY) {
 			if (!ap->p->core_name[0] || strchr(ap->p->core_name, '/')) {
 				analysis_problem(a,
 						 "pid %d: the manifest names no usable core file",

@@ -85,15 +85,15 @@ static bool member_lost(struct target *t, int r, const char *phase)
 	precopy_abandon(t);
 	if (r == -ENOEXEC && !target_ended(t)) {
 		t->skipped = true;
-		p->capture = "skipped";
+		p->capture = CAPTURE_SKIPPED;
 		n = asprintf(&note, "ran a new program (execve) %s: not captured", phase);
 	} else if (r == -ESRCH || target_ended(t)) {
 		t->exited = true;
-		p->capture = "exited";
+		p->capture = CAPTURE_EXITED;
 		n = asprintf(&note, "exited %s", phase);
 	} else {
 		t->skipped = true;
-		p->capture = "skipped";
+		p->capture = CAPTURE_SKIPPED;
 		n = asprintf(&note, "%s failed %s: not captured", strerror(-r), phase);
 	}
 	if (n < 0)
@@ -606,7 +606,7 @@ static int target_frozen(struct capture *c, struct target *t)
 	for (size_t i = 0; i < t->proc->n_maps; i++)
 		t->proc->maps[i].n_ext = 0;
 	t->skipped = true;
-	t->proc->capture = "skipped";
+	t->proc->capture = CAPTURE_SKIPPED;
 	free(t->proc->capture_note);
 	t->proc->capture_note = NULL;
 	if (asprintf(&t->proc->capture_note,

@@ -290,7 +290,40 @@ static int emit_region(struct capture *c, struct target *t, struct osm_mapping *
 /* Staged jobs, a bounce buffer at a time: copied out of the target, then written at their
  * place in the stage file; each STAGE_FLUSH bytes sent to the disk, the batch before waited for
  * and dropped from the page cache. */
-static int run_staged(struct capture *c, struct target *t)
+/* Bytes at their place in the stage; pages of zeroes stay holes (round 0: the file holds nothing
+ * there yet) or become holes again (later rounds: it may hold older bytes). */
+static int stage_write(int fd, const uint8_t *p, size_t len, uint64_t off, size_t page, bool first)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		size_t run = i;
+		bool zero = true;
+		for (size_t k = 0; k < MIN(page, len - i) && zero; k += 8)
+			zero = !*(const uint64_t *)(p + i + k);
+		while (run < len) {
+			size_t n = MIN(page, len - run);
+			bool z = true;
+			for (size_t k = 0; k + 8 <= n && z; k += 8)
+				z = !*(const uint64_t *)(p + run + k);
+			if (z != zero)
+				break;
+			run += n;
+		}
+		int r = 0;
+		if (!zero)
+			r = pwrite_all(fd, p + i, run - i, (off_t)(off + i));
+		else if (!first && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					     (off_t)(off + i), (off_t)(run - i)) < 0)
+			r = -errno;
+		if (r < 0)
+			return r;
+		i = run;
+	}
+	return 0;
+}
+
+static int run_staged(struct capture *c, struct target *t, bool first)
 {
 	uint64_t lo = UINT64_MAX, hi = 0, plo = 0, phi = 0, since = 0;
 	size_t i = 0;
@@ -305,7 +338,8 @@ static int run_staged(struct capture *c, struct target *t)
 		r = copier_run(c->copier, c->jobs + i, j - i);
 		for (size_t k = i; k < j && r == 0; k++) {
 			struct copy_job *jb = &c->jobs[k];
-			r = pwrite_all(t->stage.fd, jb->dest, jb->len, (off_t)jb->file_off);
+			r = stage_write(t->stage.fd, jb->dest, jb->len, jb->file_off, c->page_size,
+					first);
 			lo = MIN(lo, jb->file_off);
 			hi = MAX(hi, jb->file_off + jb->len);
 		}
@@ -330,10 +364,10 @@ static int run_staged(struct capture *c, struct target *t)
 	return r;
 }
 
-static int run_jobs(struct capture *c, struct target *t)
+static int run_jobs(struct capture *c, struct target *t, bool first)
 {
 	if (precopy_staged(t) && c->bounce)
-		return run_staged(c, t);
+		return run_staged(c, t, first);
 	int r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->n_jobs = 0;
 	return r;
@@ -434,7 +468,7 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 	for (size_t i = 0; i < c->n_jobs; i++)
 		copied += c->jobs[i].len;
 	t0 = now_ns();
-	r = run_jobs(c, t);
+	r = run_jobs(c, t, true);
 	if (r < 0)
 		return r;
 	*ret_copy_bps = copied * 1000000000ull / MAX(now_ns() - t0, (uint64_t)1);
@@ -452,7 +486,7 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 				return r;
 		}
 		written = w.bytes;
-		r = run_jobs(c, t);
+		r = run_jobs(c, t, false);
 		if (r < 0)
 			return r;
 		log_debug("pid %d: pre-copy round %d: %llu bytes written since the last, copied in "

@@ -110,8 +110,8 @@ static void show_process_line(const struct osm_snapshot *s, const struct osm_pro
 	printf("  %s%-*d %7d %5u  %c %4zu %5zu %10s %6.1f  %s", indent,
 	       8 - 2 * n > 0 ? 8 - 2 * n : 1, p->pid, p->ppid, (unsigned)p->uid, p->state,
 	       p->n_threads, p->n_fds, rss, process_cpu(p), p->comm);
-	if (strcmp(p->capture, "memory") && strcmp(p->capture, "state"))
-		printf("  [%s%s%s]", p->capture, p->capture_note ? ": " : "",
+	if (!capture_state_frozen(p->capture))
+		printf("  [%s%s%s]", capture_state_name(p->capture), p->capture_note ? ": " : "",
 		       p->capture_note ? p->capture_note : "");
 	printf("\n");
 	if (budget <= 0)
@@ -126,10 +126,10 @@ static void show_processes(const struct osm_snapshot *s)
 	size_t frozen = 0, skipped = 0, exited = 0;
 
 	for (size_t i = 0; i < s->n_procs; i++) {
-		const char *c = s->procs[i]->capture;
-		frozen += !strcmp(c, "memory") || !strcmp(c, "state");
-		skipped += !strcmp(c, "skipped");
-		exited += !strcmp(c, "exited");
+		enum osm_capture c = s->procs[i]->capture;
+		frozen += capture_state_frozen(c);
+		skipped += c == CAPTURE_SKIPPED;
+		exited += c == CAPTURE_EXITED;
 	}
 	printf("\nProcesses (%zu frozen, %zu skipped, %zu exited during the snapshot)\n", frozen,
 	       skipped, exited);

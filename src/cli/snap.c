@@ -76,7 +76,7 @@ static const char snap_usage[] =
     "                          cores: fast and small\n"
     "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
     "      --max-memory SIZE   the most memory osmosis allocates for the snapshot (512M, 2G;\n"
-    "                          default: the smaller of 1G and 10%% of MemAvailable, within\n"
+    "                          default: the smaller of 1G and 10% of MemAvailable, within\n"
     "                          its cgroup's limit); pre-copy writes pages to the core file\n"
     "      --compress[=LEVEL]  write compressed cores, core.PID.zst (zstd, default level 1;\n"
     "                          osmosis show/analyze read them, osmosis core makes a plain one)\n"
@@ -91,6 +91,8 @@ static const char snap_usage[] =
     "      --sample SECONDS    CPU sampling interval before the freeze (default 0.25; 0: none)\n"
     "      --trigger JSON      record why the snapshot was taken (a JSON object) in the\n"
     "                          manifest's \"trigger\" (osmosis watch does)\n"
+    "      --optional          PIDs that cannot be snapshotted or exit are recorded and\n"
+    "                          passed over, as with --tree (osmosis watch of many PIDs)\n"
     "      --skip PID          never freeze PID, even when --all, --cgroup or --tree name it\n"
     "                          (repeatable)\n"
     "      --status-fd FD      when done, write \"ok\" or \"error ERRNO\" and a newline to FD\n"
@@ -107,7 +109,7 @@ struct snap_opts {
 	const char *cgroup;
 	uint64_t max_pause_ns;
 	uint64_t sample_ns;
-	bool quiet, tree, all, state_only, analyze;
+	bool quiet, tree, all, state_only, analyze, optional;
 	bool compress;
 	int level;	     /* zstd's, with --compress */
 	uint64_t max_memory; /* --max-memory, bytes; 0: the default */
@@ -185,6 +187,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		OPT_STATUS_FD,
 		OPT_COMPRESS,
 		OPT_MAX_MEMORY,
+		OPT_OPTIONAL,
 	};
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, 'o'},
@@ -198,6 +201,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"analyze", no_argument, NULL, OPT_ANALYZE},
 	    {"trigger", required_argument, NULL, OPT_TRIGGER},
 	    {"skip", required_argument, NULL, OPT_SKIP},
+	    {"optional", no_argument, NULL, OPT_OPTIONAL},
 	    {"status-fd", required_argument, NULL, OPT_STATUS_FD},
 	    {"compress", optional_argument, NULL, OPT_COMPRESS},
 	    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
@@ -270,6 +274,9 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 			o->trigger = optarg;
 			break;
 		}
+		case OPT_OPTIONAL:
+			o->optional = true;
+			break;
 		case OPT_SKIP:
 			if (o->n_skip >= ARRAY_SIZE(o->skip) ||
 			    parse_pid(optarg, &o->skip[o->n_skip]) < 0)
@@ -539,11 +546,11 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 	printf("%8s  %-16s %8s %-8s %12s\n", "PID", "NAME", "THREADS", "METHOD", "CAPTURED");
 	for (size_t i = 0; i < s->n_procs; i++) {
 		const struct osm_process *p = s->procs[i];
-		bool is_frozen = !strcmp(p->capture, "memory") || !strcmp(p->capture, "state");
+		bool is_frozen = capture_state_frozen(p->capture);
 
 		frozen += is_frozen;
-		skipped += !strcmp(p->capture, "skipped");
-		exited += !strcmp(p->capture, "exited");
+		skipped += p->capture == CAPTURE_SKIPPED;
+		exited += p->capture == CAPTURE_EXITED;
 		if (shown >= SUMMARY_MAX_LINES)
 			continue;
 		shown++;
@@ -554,7 +561,8 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 					     : format_bytes(p->captured_bytes, a, sizeof(a)));
 		else
 			printf("%8d  %-16s %8s %-8s %12s  %s\n", p->pid, p->comm, "-", "-",
-			       p->capture, p->capture_note ? p->capture_note : "");
+			       capture_state_name(p->capture),
+			       p->capture_note ? p->capture_note : "");
 	}
 	if (shown < s->n_procs)
 		printf("     ... %zu more (osmosis show %s lists them all)\n", s->n_procs - shown,
@@ -600,7 +608,7 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 {
 	_cleanup_free_ pid_t *pids = NULL;
 	size_t n = 0;
-	bool optional = o->tree || o->all || o->cgroup;
+	bool optional = o->tree || o->all || o->cgroup || o->optional;
 	int r;
 
 	if (o->all)
@@ -836,7 +844,7 @@ int cmd_snap(int argc, char **argv)
 	for (size_t i = 0; i < st.set.n; i++) {
 		struct target *t = st.set.v[i];
 		if (t->exited) {
-			t->proc->capture = "exited";
+			t->proc->capture = CAPTURE_EXITED;
 			if (!t->proc->capture_note)
 				t->proc->capture_note =
 				    strdup(is_zombie(t)
@@ -848,7 +856,7 @@ int cmd_snap(int argc, char **argv)
 		if (t->skipped)
 			continue;
 		if (o.state_only) {
-			t->proc->capture = "state";
+			t->proc->capture = CAPTURE_STATE;
 			continue;
 		}
 		r = write_core(&dir, t, cap.page_size, &aside, &co);

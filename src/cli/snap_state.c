@@ -78,7 +78,7 @@ static int skip(struct target *t, int err, const char *fmt, ...)
 		note = NULL;
 	va_end(ap);
 	t->skipped = true;
-	t->proc->capture = "skipped";
+	t->proc->capture = CAPTURE_SKIPPED;
 	free(t->proc->capture_note);
 	t->proc->capture_note = note;
 	if (t->ref.procfd >= 0)
@@ -98,7 +98,7 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 		return log_error(ENOMEM, "out of memory");
 	t->optional = optional;
 	p = t->proc;
-	p->capture = "memory";
+	p->capture = CAPTURE_MEMORY;
 	if (pid == getpid())
 		return optional ? skip(t, EINVAL, "osmosis itself")
 				: log_error(EINVAL, "pid %d is osmosis itself", pid);
@@ -107,7 +107,7 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 		if (!optional)
 			return log_error(r, "no process with pid %d", pid);
 		t->exited = true;
-		p->capture = "exited";
+		p->capture = CAPTURE_EXITED;
 		p->capture_note = strdup("exited before the snapshot");
 		return 0;
 	}
@@ -128,6 +128,7 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 				       "pid %d (%s) is a kernel thread: it has no user memory to "
 				       "snapshot",
 				       pid, ps.comm);
+	p->state = ps.state; /* a skipped zombie is still known as one (zombie-processes) */
 	if (ps.state == 'Z' || ps.state == 'X')
 		return optional ? skip(t, ESRCH,
 				       "zombie: exited, waiting for its parent %d to "
@@ -241,7 +242,7 @@ static int load_target(struct snap_state *st, struct target *t, size_t idx, uint
 	r = proc_load_threads(&t->ref, t->proc);
 	if (r == -ESRCH || (r < 0 && !pidref_alive(&t->ref))) {
 		t->exited = true;
-		t->proc->capture = "exited";
+		t->proc->capture = CAPTURE_EXITED;
 		if (!t->proc->capture_note)
 			t->proc->capture_note = strdup("exited before the freeze");
 		return t->optional ? 0 : log_error(ESRCH, "pid %d exited", t->proc->pid);

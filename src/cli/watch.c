@@ -50,7 +50,7 @@ static volatile sig_atomic_t stop_signal;
 struct watch_opts {
 	pid_t pids[MAX_PIDS];
 	size_t n_pids;
-	bool tree, analyze, state_only, quiet;
+	bool tree, analyze, state_only, quiet, dry_run;
 	const char *cgroup;
 	const char *base;
 	uint64_t count; /* 0: no limit */
@@ -85,8 +85,9 @@ static void usage(FILE *f)
 	    "Targets:\n"
 	    "  PID...                       these processes; the watch ends when all are gone\n"
 	    "      --tree                   the PIDs and their descendants, found anew each tick\n"
-	    "      --cgroup PATH            the members of a cgroup, found anew each tick (a\n"
-	    "                               restarted service is watched again)\n"
+	    "      --cgroup PATH            the members of a cgroup and those below it, found\n"
+	    "                               anew each tick (a restarted service is watched\n"
+	    "                               again); / is the whole machine\n"
 	    "Options:\n"
 	    "  -o, --output BASE            where snapshots go (default ./osmosis-watch-HOST),\n"
 	    "                               each in BASE/UTCTIME-CONDITION/\n"
@@ -97,6 +98,7 @@ static void usage(FILE *f)
 	    "      --analyze                analyze each snapshot (analysis.json, report.txt)\n"
 	    "                               and diff it with the one before (diff.json, diff.txt)\n"
 	    "      --state-only             snapshots without memory (snap --state-only)\n"
+	    "      --dry-run                print what would fire, take no snapshot\n"
 	    "      --interval SECONDS       how often /proc is read (default: from the\n"
 	    "                               conditions' times, 0.1 to 1 s)\n"
 	    "  -q, --quiet                  print nothing but errors\n"
@@ -137,10 +139,11 @@ static int add_condition(struct watch *w, const struct watch_condition *d, const
 	c->index = (int)w->n_conds;
 	c->every_ns = o->check_interval_ns;
 	c->timeout_ns = o->check_timeout_ns;
+	c->needs = d->needs;
 	if (d->parse(c, arg ? arg : "", err, sizeof(err)) < 0)
 		return log_error(EINVAL, "--%s %s", d->name, err);
 	w->n_conds++;
-	w->needs |= d->needs;
+	w->needs |= c->needs;
 	return 0;
 }
 
@@ -158,6 +161,7 @@ static int parse_args(int argc, char **argv, struct watch_opts *o, struct watch 
 		OPT_CHECK_INTERVAL,
 		OPT_CHECK_TIMEOUT,
 		OPT_LIST,
+		OPT_DRY_RUN,
 		OPT_COND = 0x200,
 	};
 	struct option longopts[64] = {
@@ -174,11 +178,12 @@ static int parse_args(int argc, char **argv, struct watch_opts *o, struct watch 
 	    {"check-interval", required_argument, NULL, OPT_CHECK_INTERVAL},
 	    {"check-timeout", required_argument, NULL, OPT_CHECK_TIMEOUT},
 	    {"list-conditions", no_argument, NULL, OPT_LIST},
+	    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	};
-	size_t n_fixed = 16;
+	size_t n_fixed = 17;
 	struct {
 		const struct watch_condition *d;
 		const char *arg;
@@ -258,6 +263,9 @@ static int parse_args(int argc, char **argv, struct watch_opts *o, struct watch 
 				o->check_interval_ns = v;
 			else
 				o->check_timeout_ns = v;
+			break;
+		case OPT_DRY_RUN:
+			o->dry_run = true;
 			break;
 		case OPT_LIST:
 			list_conditions();
@@ -583,6 +591,14 @@ static char *trigger_json(const struct watch_fire *f)
 	json_object_object_add(o, "pid", f->pid ? json_object_new_int(f->pid) : NULL);
 	json_object_object_add(o, "tid", f->tid ? json_object_new_int(f->tid) : NULL);
 	json_object_object_add(o, "detail", json_object_new_string(f->detail));
+	{
+		/* when it fired, on the clock of /proc/uptime and of the manifest's uptime_s */
+		struct timespec bt;
+		clock_gettime(CLOCK_BOOTTIME, &bt);
+		json_object_object_add(
+		    o, "fired_uptime_s",
+		    json_object_new_double((double)bt.tv_sec + (double)bt.tv_nsec / 1e9));
+	}
 	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	return out;
@@ -654,11 +670,10 @@ static int take_snapshot(struct watch_run *run, const struct watch_fire *f)
 	argv[argc++] = skip;
 	if (run->o.state_only)
 		argv[argc++] = "--state-only";
+	if (!run->o.tree && (run->o.cgroup || run->o.n_pids > 1))
+		argv[argc++] = "--optional"; /* one untraceable process of many skips, not fails */
 	char pidbuf[MAX_PIDS][12];
-	if (run->o.cgroup) {
-		argv[argc++] = "--cgroup";
-		argv[argc++] = (char *)run->o.cgroup;
-	} else {
+	{
 		size_t k = 0;
 		if (run->o.tree)
 			argv[argc++] = "--tree";
@@ -743,7 +758,7 @@ static int take_snapshot(struct watch_run *run, const struct watch_fire *f)
 		return 1;
 	}
 	run->failures++;
-	log_warn("the snapshot for %s failed (%s); watching on", f->cond->d->name,
+	log_warn("the snapshot for %s (%s) failed (%s); watching on", f->cond->d->name, f->detail,
 		 err ? strerror(err) : "see above");
 	if (run->failures >= MAX_FAILURES) {
 		log_error(EIO, "%d snapshots in a row failed: the watch stops", MAX_FAILURES);
@@ -850,12 +865,25 @@ int cmd_watch(int argc, char **argv)
 	if (schedclock_calibrate(&w->clock) < 0 && (w->needs & NEED_THREADS))
 		log_warn("no scheduler clock (/proc/PID/sched): --hang counts from its first look");
 	next_calibration = now_ns() + CALIBRATE_EVERY_NS;
-	if (!run->o.cgroup)
+	if (!run->o.cgroup) {
+		/* One missing PID of many is gone already (many PIDs: the machine's); all missing
+		 * is a mistake. */
+		size_t missing = 0;
 		for (size_t i = 0; i < run->o.n_pids; i++)
 			if (kill(run->o.pids[i], 0) < 0 && errno == ESRCH) {
-				log_error(ESRCH, "no process with pid %d", run->o.pids[i]);
-				goto out;
+				missing++;
+				if (run->o.n_pids == 1)
+					break;
+				log_warn("no process with pid %d", run->o.pids[i]);
 			}
+		if (missing == run->o.n_pids) {
+			log_error(ESRCH,
+				  run->o.n_pids == 1 ? "no process with pid %d"
+						     : "none of the PIDs is a process (%d...)",
+				  run->o.pids[0]);
+			goto out;
+		}
+	}
 	r = watch_refresh_targets(w, &run->targets);
 	if (r < 0)
 		goto out;
@@ -904,6 +932,15 @@ int cmd_watch(int argc, char **argv)
 		watch_sample(w, now);
 		if (watch_evaluate(w, now, &fire) &&
 		    (!last_snapshot || now - last_snapshot >= run->o.cooldown_ns)) {
+			if (run->o.dry_run) {
+				if (!run->o.quiet)
+					printf("would snapshot: %s: %s\n", fire.cond->text,
+					       fire.detail);
+				fflush(stdout);
+				last_snapshot = now_ns();
+				watch_reset_conditions(w);
+				continue;
+			}
 			r = take_snapshot(run, &fire);
 			last_snapshot = now_ns();
 			watch_reset_conditions(w);

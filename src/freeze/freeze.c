@@ -259,7 +259,7 @@ static int target_gone(struct target *t, int r)
 			thaw_thread(t->proc->threads[i]);
 		}
 		t->skipped = true;
-		t->proc->capture = "skipped";
+		t->proc->capture = CAPTURE_SKIPPED;
 		free(t->proc->capture_note);
 		if (asprintf(&t->proc->capture_note,
 			     "traced by pid %d since the vetting; let go "

@@ -153,7 +153,7 @@ static json_object *process_json(const struct osm_process *p)
 	ADD(o, "start_time_s", ju64(p->start_time_s));
 	ADD(o, "utime_us", ju64(p->utime_us));
 	ADD(o, "stime_us", ju64(p->stime_us));
-	ADD(o, "capture", jstr(p->capture ? p->capture : "memory"));
+	ADD(o, "capture", jstr(capture_state_name(p->capture)));
 	if (p->capture_note)
 		ADD(o, "capture_note", jstr(p->capture_note));
 	if (p->method) {

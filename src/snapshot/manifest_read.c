@@ -99,15 +99,6 @@ static const char *method_name(const char *s)
 	return "unknown";
 }
 
-static const char *capture_name(const char *s)
-{
-	static const char *const names[] = {"memory", "state", "skipped", "exited"};
-	for (size_t i = 0; s && i < ARRAY_SIZE(names); i++)
-		if (!strcmp(s, names[i]))
-			return names[i];
-	return "unknown";
-}
-
 static int read_thread(json_object *o, struct osm_process *p)
 {
 	struct osm_thread *t = process_add_thread(p, clamp_i32(get_i64(o, "tid", 0)));
@@ -208,7 +199,7 @@ static int read_process(json_object *o, struct osm_process *p, char *err, size_t
 	p->start_time_s = get_u64(o, "start_time_s");
 	p->utime_us = get_u64(o, "utime_us");
 	p->stime_us = get_u64(o, "stime_us");
-	p->capture = capture_name(get_str(o, "capture"));
+	p->capture = capture_state_parse(get_str(o, "capture"));
 	p->capture_note = dup_str(o, "capture_note");
 	p->method = get_str(o, "method") ? method_name(get_str(o, "method")) : NULL;
 	p->method_reason = dup_str(o, "method_reason");

@@ -141,3 +141,26 @@ size_t process_captured_threads(const struct osm_process *p)
 		n += p->threads[i]->captured;
 	return n;
 }
+
+static const char *const capture_state_names[] = {
+    [CAPTURE_MEMORY] = "memory", [CAPTURE_STATE] = "state",	[CAPTURE_SKIPPED] = "skipped",
+    [CAPTURE_EXITED] = "exited", [CAPTURE_UNKNOWN] = "unknown",
+};
+
+const char *capture_state_name(enum osm_capture c)
+{
+	return (size_t)c < ARRAY_SIZE(capture_state_names) ? capture_state_names[c] : "unknown";
+}
+
+enum osm_capture capture_state_parse(const char *name)
+{
+	for (size_t i = 0; name && i < ARRAY_SIZE(capture_state_names); i++)
+		if (!strcmp(name, capture_state_names[i]))
+			return (enum osm_capture)i;
+	return CAPTURE_UNKNOWN;
+}
+
+bool capture_state_frozen(enum osm_capture c)
+{
+	return c == CAPTURE_MEMORY || c == CAPTURE_STATE;
+}

@@ -108,6 +108,22 @@ struct osm_fd {
 	int64_t eventfd_count;
 };
 
+/* What a snapshot holds of a process. The manifest names each state (capture_state_name);
+ * strings exist only at that boundary. */
+enum osm_capture {
+	CAPTURE_MEMORY,	 /* registers and memory: it has a core */
+	CAPTURE_STATE,	 /* registers and maps only (--state-only) */
+	CAPTURE_SKIPPED, /* not frozen, or frozen but not captured: capture_note says why */
+	CAPTURE_EXITED,	 /* went away before or during the snapshot */
+	CAPTURE_UNKNOWN, /* a manifest's value this version does not know */
+};
+/* "memory", "state", "skipped", "exited", "unknown". */
+const char *capture_state_name(enum osm_capture c);
+/* The state a manifest names; CAPTURE_UNKNOWN for NULL or a name not in the table. */
+enum osm_capture capture_state_parse(const char *name);
+/* Whether the process was frozen and its state taken (memory or state). */
+bool capture_state_frozen(enum osm_capture c);
+
 struct osm_process {
 	pid_t pid, ppid, pgid, sid;
 	uid_t uid, euid;
@@ -131,9 +147,9 @@ struct osm_process {
 	    cg_mem_max; /* its cgroup v2 memory use and limit (max: UINT64_MAX) */
 	struct osm_fd *fds;
 	size_t n_fds;
-	int fd_error;	     /* errno when the descriptor table could not be read, else 0 */
-	const char *capture; /* "memory", "state", "skipped", "exited" */
-	char *capture_note;  /* why it was skipped */
+	int fd_error;		  /* errno when the descriptor table could not be read, else 0 */
+	enum osm_capture capture; /* what the snapshot holds of it (capture_state_name) */
+	char *capture_note;	  /* why it was skipped */
 	const char *method;  /* capture method used: "copy", "clone", "precopy"; NULL if none */
 	char *method_reason; /* why that method */
 

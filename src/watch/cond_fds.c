@@ -30,6 +30,7 @@ static int parse(struct watch_cond *c, const char *arg, char *err, size_t errlen
 	}
 	c->threshold = (double)n;
 	c->unit = "descriptors";
+	c->needs &= ~(unsigned)NEED_NOFILE; /* the limit is read only for a share */
 	snprintf(c->text, sizeof(c->text), "descriptors >= %llu", (unsigned long long)n);
 	return 0;
 }

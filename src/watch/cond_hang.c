@@ -122,46 +122,75 @@ static uint64_t pipe_inode(const struct wproc *p, pid_t tid, int fd)
 	return sscanf(link, "pipe:[%llu]", &ino) == 1 ? ino : 0;
 }
 
-/* Targets holding a write end of pipe ino. */
-static void pipe_writers(struct watch *w, uint64_t ino, struct wthread *t)
+/* Which targets hold a write end of which pipe: one scan of every target's descriptors, made
+ * when a still reader needs it and kept PIPE_TABLE_TTL_NS (a reader whose writers changed has
+ * been woken, or will be re-read once the table is renewed). */
+#define PIPE_TABLE_TTL_NS (10ull * 1000000000ull)
+#define PIPE_TABLE_MAX	  262144
+
+struct pipe_end {
+	uint64_t ino;
+	pid_t pid;
+};
+
+static struct {
+	struct pipe_end *v;
+	size_t n, cap;
+	uint64_t built;
+} pipes;
+
+static void pipe_table_build(struct watch *w, uint64_t now)
 {
-	char want[48];
-	snprintf(want, sizeof(want), "pipe:[%llu]", (unsigned long long)ino);
+	pipes.n = 0;
+	pipes.built = now;
 	for (size_t i = 0; i < w->n_procs; i++) {
 		struct wproc *q = w->procs[i];
 		_cleanup_closedir_ DIR *d = NULL;
 		struct dirent *de;
-		int dfd = openat(q->ref.procfd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int dfd =
+		    q->gone ? -1 : openat(q->ref.procfd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		size_t seen = 0;
 
-		if (q->gone || dfd < 0 || !(d = fdopendir(dfd))) {
-			if (dfd >= 0 && !d)
+		if (dfd < 0 || !(d = fdopendir(dfd))) {
+			if (dfd >= 0)
 				close(dfd);
 			continue;
 		}
-		while ((de = readdir(d)) && seen++ < 65536) {
+		while ((de = readdir(d)) && seen++ < 65536 && pipes.n < PIPE_TABLE_MAX) {
 			char link[64], path[300];
 			_cleanup_free_ char *info = NULL;
-			ssize_t n;
+			unsigned long long ino;
 			const char *fl;
+			ssize_t n;
 			if (de->d_name[0] == '.')
 				continue;
 			n = readlinkat(dirfd(d), de->d_name, link, sizeof(link) - 1);
 			if (n <= 0)
 				continue;
 			link[n] = 0;
-			if (strcmp(link, want))
+			if (sscanf(link, "pipe:[%llu]", &ino) != 1)
 				continue;
 			snprintf(path, sizeof(path), "fdinfo/%s", de->d_name);
 			if (read_file_at(q->ref.procfd, path, &info, NULL) < 0 ||
-			    !(fl = strstr(info, "flags:")))
+			    !(fl = strstr(info, "flags:")) ||
+			    (strtoul(fl + 6, NULL, 8) & O_ACCMODE) == O_RDONLY)
 				continue;
-			if ((strtoul(fl + 6, NULL, 8) & O_ACCMODE) != O_RDONLY) {
-				add_to(t, q->pid);
-				break;
-			}
+			if (grow_array((void **)&pipes.v, &pipes.cap, pipes.n + 1,
+				       sizeof(*pipes.v)))
+				return;
+			pipes.v[pipes.n++] = (struct pipe_end){ino, q->pid};
 		}
 	}
+}
+
+/* Targets holding a write end of pipe ino. */
+static void pipe_writers(struct watch *w, uint64_t ino, struct wthread *t, uint64_t now)
+{
+	if (!pipes.built || now - pipes.built > PIPE_TABLE_TTL_NS)
+		pipe_table_build(w, now);
+	for (size_t i = 0; i < pipes.n; i++)
+		if (pipes.v[i].ino == ino)
+			add_to(t, pipes.v[i].pid);
 }
 
 /* The holder of the lock pid waits behind, from /proc/locks ("N: -> FLOCK ..." lines follow the
@@ -193,7 +222,7 @@ static pid_t lock_holder(pid_t pid)
 }
 
 /* What a still thread waits on (hkind, hto), read once per stillness. */
-static void classify(struct watch *w, struct wproc *p, struct wthread *t)
+static void classify(struct watch *w, struct wproc *p, struct wthread *t, uint64_t now)
 {
 	char path[64], buf[256];
 	unsigned long long nr, a[6];
@@ -264,7 +293,7 @@ static void classify(struct watch *w, struct wproc *p, struct wthread *t)
 			return;
 		t->hkind = HW_PIPE;
 		t->haddr = ino;
-		pipe_writers(w, ino, t);
+		pipe_writers(w, ino, t, now);
 		return;
 	}
 	case SYS_FCNTL:
@@ -394,7 +423,7 @@ static bool poll(struct watch_cond *c, struct watch *w, uint64_t now, struct wat
 					t->still_since = now;
 			}
 			if (still_enough(t, now, c->hold_ns) && t->hkind == HW_UNREAD)
-				classify(w, p, t);
+				classify(w, p, t, now);
 		}
 	}
 	/* A cycle first: it explains the blocked threads in it. */
@@ -448,6 +477,15 @@ static bool poll(struct watch_cond *c, struct watch *w, uint64_t now, struct wat
 	return false;
 }
 
+static void done(struct watch_cond *c)
+{
+	(void)c;
+	free(pipes.v);
+	pipes.v = NULL;
+	pipes.n = pipes.cap = 0;
+	pipes.built = 0;
+}
+
 const struct watch_condition watch_cond_hang = {
     .name = "hang",
     .arg = "SECONDS",
@@ -458,4 +496,5 @@ const struct watch_condition watch_cond_hang = {
     .needs = NEED_STAT | NEED_THREADS,
     .parse = parse,
     .poll = poll,
+    .done = done,
 };

@@ -15,6 +15,8 @@ static int parse(struct watch_cond *c, const char *arg, char *err, size_t errlen
 	if (r < 0)
 		return r;
 	c->unit = c->pct ? "%" : "bytes";
+	if (!c->pct)
+		c->needs &= ~(unsigned)NEED_CGROUP_MEM; /* the cgroup is read only for a share */
 	if (c->pct)
 		snprintf(c->text, sizeof(c->text), "cgroup memory >= %g%% of its limit",
 			 c->threshold);

@@ -28,6 +28,7 @@
 struct wstat {
 	char state;
 	pid_t ppid;
+	unsigned flags;
 	uint64_t utime, stime, threads, starttime, rss_pages;
 	char comm[17];
 };
@@ -61,6 +62,7 @@ static int parse_stat(const char *buf, struct wstat *ret)
 	if (field < 24)
 		return -EINVAL;
 	ret->ppid = (pid_t)v[4];
+	ret->flags = (unsigned)v[9];
 	ret->utime = v[14];
 	ret->stime = v[15];
 	ret->threads = v[20];
@@ -112,8 +114,8 @@ static int add_proc(struct watch *w, pid_t pid)
 	p->cpu_pct = -1;
 	r = pidref_open(pid, &p->ref);
 	if (r < 0 || read_file_at(p->ref.procfd, "stat", &buf, NULL) < 0 ||
-	    parse_stat(buf, &st) < 0 || st.ppid == w->self) {
-		/* gone already, or one of ours (a snapshot or a health check) */
+	    parse_stat(buf, &st) < 0 || st.ppid == w->self || (st.flags & PF_KTHREAD_FLAG)) {
+		/* gone already, one of ours (a snapshot or a health check), or a kernel thread */
 		wproc_free(p);
 		return 0;
 	}
@@ -143,6 +145,93 @@ static void drop_gone(struct watch *w)
 	w->n_procs = k;
 }
 
+#define CGROUP_MAX_DEPTH 32
+#define CGROUP_MAX_DIRS	 20000
+
+struct pidvec {
+	pid_t *v;
+	size_t n, cap;
+	size_t dirs;
+};
+
+/* Every member of the cgroup open at dfd and of the cgroups below it. */
+static int cgroup_walk(int dfd, int depth, struct pidvec *out)
+{
+	_cleanup_free_ char *procs = NULL;
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int fd;
+
+	if (depth > CGROUP_MAX_DEPTH || ++out->dirs > CGROUP_MAX_DIRS)
+		return 0;
+	if (read_file_at(dfd, "cgroup.procs", &procs, NULL) == 0)
+		for (char *line = procs, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+			pid_t pid;
+			nl = strchr(line, '\n');
+			if (nl)
+				*nl = 0;
+			if (parse_pid(line, &pid) < 0)
+				continue;
+			if (grow_array((void **)&out->v, &out->cap, out->n + 1, sizeof(*out->v)))
+				return -ENOMEM;
+			out->v[out->n++] = pid;
+		}
+	fd = dup(dfd);
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		int sub;
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0)
+			continue;
+		int r = cgroup_walk(sub, depth + 1, out);
+		close(sub);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int watch_cgroup_members(const char *path, pid_t **ret, size_t *ret_n)
+{
+	_cleanup_free_ char *full = NULL;
+	_cleanup_close_ int dfd = -1;
+	struct pidvec out = {0};
+	int r;
+
+	/* "/" is the whole machine: the unified hierarchy's root (its mount, where v1 and v2
+	 * hierarchies live side by side), else /sys/fs/cgroup */
+	if (!strcmp(path, "/"))
+		full =
+		    strdup(faccessat(AT_FDCWD, "/sys/fs/cgroup/unified/cgroup.procs", F_OK, 0) == 0
+			       ? "/sys/fs/cgroup/unified"
+			       : "/sys/fs/cgroup");
+	else if (path[0] == '/')
+		full = strdup(path);
+	else if (asprintf(&full, "/sys/fs/cgroup/%s", path) < 0)
+		full = NULL;
+	if (!full)
+		return log_error(ENOMEM, "out of memory");
+	dfd = open(full, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return log_error(errno, "cannot open cgroup %s: %m", full);
+	if (faccessat(dfd, "cgroup.procs", F_OK, 0) < 0)
+		return log_error(ENOENT, "%s is not a cgroup directory (no cgroup.procs)", full);
+	r = cgroup_walk(dfd, 0, &out);
+	if (r < 0) {
+		free(out.v);
+		return log_error(r, "out of memory");
+	}
+	*ret = out.v;
+	*ret_n = out.n;
+	return 0;
+}
+
 int watch_refresh_targets(struct watch *w, const struct watch_targets *t)
 {
 	_cleanup_free_ pid_t *pids = NULL;
@@ -151,7 +240,7 @@ int watch_refresh_targets(struct watch *w, const struct watch_targets *t)
 
 	drop_gone(w);
 	if (t->cgroup) {
-		r = targets_cgroup(t->cgroup, &pids, &n);
+		r = watch_cgroup_members(t->cgroup, &pids, &n);
 		if (r < 0)
 			return r; /* the cgroup itself is gone: logged */
 	} else if (t->tree) {
@@ -194,11 +283,38 @@ static void reset_levels(struct wproc *p)
 {
 	memset(p->since, 0, sizeof(p->since));
 	p->n_thr = 0;
-	p->have_prev = false;
+	p->n_hist = 0;
 	p->cpu_pct = -1;
 }
 
-static void sample_threads(struct watch *w, struct wproc *p, uint64_t dt)
+/* A thread's CPU over a window of about a second, as update_cpu() for processes: one tick is
+ * too short to judge a thread that a loaded machine runs in bursts. */
+static void thread_cpu(struct wthread *t, uint64_t now)
+{
+	unsigned from = 0;
+
+	if (t->n_hist == WATCH_THREAD_HIST) {
+		memmove(t->hist_t, t->hist_t + 1, sizeof(t->hist_t[0]) * (WATCH_THREAD_HIST - 1));
+		memmove(t->hist_run, t->hist_run + 1,
+			sizeof(t->hist_run[0]) * (WATCH_THREAD_HIST - 1));
+		t->n_hist--;
+	}
+	t->hist_t[t->n_hist] = now;
+	t->hist_run[t->n_hist++] = t->run_ns;
+	if (t->n_hist < 2) {
+		t->cpu_pct = -1;
+		return;
+	}
+	for (unsigned i = 0; i + 1 < t->n_hist; i++)
+		if (now - t->hist_t[i] >= WATCH_CPU_WINDOW_NS)
+			from = i;
+	t->cpu_pct =
+	    t->run_ns >= t->hist_run[from]
+		? 100.0 * (double)(t->run_ns - t->hist_run[from]) / (double)(now - t->hist_t[from])
+		: -1;
+}
+
+static void sample_threads(struct watch *w, struct wproc *p, uint64_t dt, uint64_t now)
 {
 	_cleanup_free_ pid_t *tids = NULL;
 	size_t n = 0, k = 0;
@@ -247,13 +363,11 @@ static void sample_threads(struct watch *w, struct wproc *p, uint64_t dt)
 				t->still_since = 0;
 				t->hkind = 0;
 			}
-			t->cpu_pct = dt && run >= t->run_ns
-					 ? 100.0 * (double)(run - t->run_ns) / (double)dt
-					 : -1;
 			t->prev_run_ns = t->run_ns;
 			t->run_ns = run;
 			t->slices = slices;
 		}
+		thread_cpu(t, now);
 		t->seen = true;
 	}
 	/* Threads that exited: dropped, keeping the order of the rest. */
@@ -291,7 +405,32 @@ static uint64_t count_fds(struct wproc *p)
 	return n;
 }
 
-static void sample_proc(struct watch *w, struct wproc *p, uint64_t dt)
+/* CPU over the window from the newest reading at least WATCH_CPU_WINDOW_NS old (or the oldest
+ * there is) to now. */
+static void update_cpu(struct watch *w, struct wproc *p, uint64_t now)
+{
+	unsigned from = 0;
+
+	if (p->n_hist == WATCH_CPU_HIST) {
+		memmove(p->hist_t, p->hist_t + 1, sizeof(p->hist_t[0]) * (WATCH_CPU_HIST - 1));
+		memmove(p->hist_ticks, p->hist_ticks + 1,
+			sizeof(p->hist_ticks[0]) * (WATCH_CPU_HIST - 1));
+		p->n_hist--;
+	}
+	p->hist_t[p->n_hist] = now;
+	p->hist_ticks[p->n_hist++] = p->cpu_ticks;
+	if (p->n_hist < 2 || w->hz <= 0) {
+		p->cpu_pct = -1;
+		return;
+	}
+	for (unsigned i = 0; i + 1 < p->n_hist; i++)
+		if (now - p->hist_t[i] >= WATCH_CPU_WINDOW_NS)
+			from = i;
+	p->cpu_pct = 100.0 * (double)(p->cpu_ticks - p->hist_ticks[from]) * 1e9 / (double)w->hz /
+		     (double)(now - p->hist_t[from]);
+}
+
+static void sample_proc(struct watch *w, struct wproc *p, uint64_t dt, uint64_t now)
 {
 	_cleanup_free_ char *buf = NULL;
 	struct wstat st;
@@ -319,15 +458,11 @@ static void sample_proc(struct watch *w, struct wproc *p, uint64_t dt)
 	p->ppid = st.ppid;
 	p->threads = st.threads;
 	p->rss = st.rss_pages * (uint64_t)w->page_size;
-	p->prev_cpu_ticks = p->cpu_ticks;
 	p->cpu_ticks = st.utime + st.stime;
-	if (p->have_prev && dt && w->hz > 0)
-		p->cpu_pct = 100.0 * (double)(p->cpu_ticks - p->prev_cpu_ticks) * 1e9 /
-			     (double)w->hz / (double)dt;
-	p->have_prev = true;
+	update_cpu(w, p, now);
 
 	if (w->needs & NEED_THREADS)
-		sample_threads(w, p, dt);
+		sample_threads(w, p, dt, now);
 	if (w->needs & NEED_FDS)
 		p->fds = count_fds(p);
 	if (w->needs & NEED_NOFILE) {
@@ -352,7 +487,7 @@ void watch_sample(struct watch *w, uint64_t now)
 
 	for (size_t i = 0; i < w->n_procs; i++)
 		if (!w->procs[i]->gone)
-			sample_proc(w, w->procs[i], dt);
+			sample_proc(w, w->procs[i], dt, now);
 	w->last_tick = now;
 }
 

@@ -24,10 +24,13 @@
 #include "proc/pidref.h"
 #include "proc/schedclock.h"
 
-#define WATCH_MAX_CONDS	  16
-#define WATCH_MAX_PROCS	  65536
-#define WATCH_MAX_THREADS 100000 /* per process */
-#define WATCH_DETAIL_LEN  512
+#define WATCH_MAX_CONDS	    16
+#define WATCH_MAX_PROCS	    65536
+#define WATCH_MAX_THREADS   100000 /* per process */
+#define WATCH_DETAIL_LEN    512
+#define WATCH_THREAD_HIST   10
+#define WATCH_CPU_HIST	    16
+#define WATCH_CPU_WINDOW_NS 1000000000ull
 
 /* What a condition needs read at each tick. */
 enum {
@@ -43,7 +46,9 @@ struct wthread {
 	bool seen;		      /* listed at this tick */
 	uint64_t run_ns, prev_run_ns; /* schedstat: time on a CPU */
 	uint64_t slices;	      /* schedstat: times it was put on a CPU */
-	double cpu_pct;		      /* over the last tick, % of one CPU (-1 unknown) */
+	double cpu_pct;		      /* over the last second or so, % of one CPU (-1 unknown) */
+	uint64_t hist_t[WATCH_THREAD_HIST], hist_run[WATCH_THREAD_HIST]; /* for cpu_pct's window */
+	unsigned n_hist;
 	/* --hang: since when it has not run (CLOCK_MONOTONIC, 0 unknown), from sched's
 	 * exec_start when first seen still */
 	uint64_t still_since;
@@ -68,9 +73,12 @@ struct wproc {
 	unsigned warned; /* NEED_* bits already reported unreadable */
 	pid_t ppid;
 	char state;
-	uint64_t cpu_ticks, prev_cpu_ticks; /* utime+stime, clock ticks */
-	bool have_prev;
-	double cpu_pct; /* over the last tick, -1 unknown */
+	uint64_t cpu_ticks; /* utime+stime, clock ticks (USER_HZ: 10 ms) */
+	/* the last readings, for CPU over a window of at least WATCH_CPU_WINDOW_NS: a tick of
+	 * 0.25 s holds a 10 ms clock tick's worth of noise in 4% */
+	uint64_t hist_t[WATCH_CPU_HIST], hist_ticks[WATCH_CPU_HIST];
+	unsigned n_hist;
+	double cpu_pct; /* over the last second or so, -1 unknown */
 	uint64_t rss, threads, fds, nofile;
 	uint64_t cg_current, cg_max; /* cg_max UINT64_MAX: no limit */
 	struct wthread *thr;
@@ -118,6 +126,7 @@ struct watch_cond {
 	int index;	  /* into wproc/wthread since[] */
 	double threshold; /* in the descriptor's unit */
 	bool pct;	  /* a share (of memory.max, of RLIMIT_NOFILE) rather than a size */
+	unsigned needs;	  /* what this one needs read (parse may narrow the descriptor's) */
 	uint64_t hold_ns; /* how long it must hold before it fires */
 	const char *unit; /* of threshold and value: "%", "bytes", "s", "" */
 	char text[96];	  /* "cpu >= 50% for 2 s", for the start line */
@@ -170,6 +179,9 @@ struct watch_targets {
 	const char *cgroup;
 };
 int watch_refresh_targets(struct watch *w, const struct watch_targets *t);
+/* The members of a cgroup and of every cgroup below it (PATH absolute, or relative to
+ * /sys/fs/cgroup; "/" is the whole machine). Logs its errors. */
+int watch_cgroup_members(const char *path, pid_t **ret, size_t *ret_n);
 /* Read what the conditions need of every live target. Logs once per process and kind what
  * cannot be read. */
 void watch_sample(struct watch *w, uint64_t now);

@@ -35,7 +35,7 @@ def test_timeline_in_the_manifest_and_in_show():
               abs(tl["pause_end_us"] - tl["pause_start_us"] - manifest(out)["pause_us"]) <= 1,
               "the timeline's pause differs from pause_us")
         check("duration_us" not in by["commit"], "the commit cannot hold its own end")
-        check(tl["peak_rss"] > 0 and tl["peak_buffers"] >= 64 << 20, tl)
+        check(tl["peak_rss"] > 0 and tl["peak_buffers"] > 0 and tl["max_memory"] > 0, tl)
         r = osmosis("show", out)
         check(r.returncode == 0, r.stderr)
         check("timeline" in r.stdout and "rounds (pid %d)" % v.pid in r.stdout and

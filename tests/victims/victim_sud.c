@@ -109,13 +109,17 @@ int main(int argc, char **argv)
 	selector = SELECTOR_BLOCK;
 
 	while (!atomic_load(&stop)) {
-		/* A frame of "Windows code": compute, then one syscall through the dispatcher. */
-		for (int i = 0; i < 200000; i++)
+		/* A frame of "Windows code": compute (a fraction of a millisecond), one syscall
+		 * through the dispatcher, then the Unix side sleeps a millisecond (selector ALLOW),
+		 * as a game waiting for its next frame: stopped in user code with BLOCK a good part
+		 * of the time, without taking a whole CPU from a small machine. */
+		for (int i = 0; i < 500000; i++)
 			work = work * 6364136223846793005ull + 1442695040888963407ull;
 		long r = windows_getppid();
 		atomic_fetch_add(&made, 1);
 		if (r != getppid())
 			atomic_fetch_add(&foreign, 1);
+		usleep(1000);
 		selector = SELECTOR_BLOCK;
 	}
 	selector = SELECTOR_ALLOW;

@@ -3,7 +3,10 @@
  * A process that made its vDSO inaccessible (mprotect PROT_NONE), as sandboxes and some
  * anti-tamper code do. Its leader computes in user code (never in a syscall), so the only
  * syscall instruction an injector could borrow for it is the vDSO's, which now faults (SIGSEGV).
- * The waiter thread sits in sigwait(), a syscall made from libc's text, which stays usable.
+ * (It also sleeps a millisecond after each stretch of computing, with a raw nanosleep of its own,
+ * so as not to take a whole CPU from a small machine: stopped there, it has a syscall instruction
+ * of its own.) The waiter thread sits in sigwait(), a syscall made from libc's text, which stays
+ * usable.
  *
  * verify checks the leader's callee-saved registers across the snapshot (set in an assembly loop
  * that touches no stack), that the leader kept running, that no SIGSEGV ever reached the handler,
@@ -14,10 +17,12 @@
 #include <stdint.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "hostile.h"
 
 uint64_t vdso_spins, vdso_stop, vdso_r12, vdso_r13, vdso_r14, vdso_r15;
+struct timespec vdso_ms = {0, 1000000};
 static atomic_int segv;
 static sigset_t leader_mask;
 
@@ -85,6 +90,13 @@ int main(void)
 			 "mov $0x1414141414141414, %%r14\n\t"
 			 "mov $0x1515151515151515, %%r15\n\t"
 			 "1: incq vdso_spins(%%rip)\n\t"
+			 "mov $1000000, %%ecx\n\t"
+			 "2: dec %%ecx\n\t" /* a fraction of a millisecond in user code */
+			 "jnz 2b\n\t"
+			 "mov $35, %%eax\n\t" /* nanosleep(&ms, NULL): a millisecond asleep */
+			 "lea vdso_ms(%%rip), %%rdi\n\t"
+			 "xor %%esi, %%esi\n\t"
+			 "syscall\n\t"
 			 "cmpq $0, vdso_stop(%%rip)\n\t"
 			 "je 1b\n\t"
 			 "mov %%r12, vdso_r12(%%rip)\n\t"
@@ -93,7 +105,8 @@ int main(void)
 			 "mov %%r15, vdso_r15(%%rip)\n\t"
 			 :
 			 :
-			 : "r12", "r13", "r14", "r15", "memory", "cc");
+			 : "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
+			   "r13", "r14", "r15", "memory", "cc");
 	pthread_join(w, NULL);
 
 	const char *why = NULL;

@@ -2,7 +2,9 @@
 /*
  * The victim of osmosis watch's tests: a process that crosses one condition after a delay. It
  * prints "ready pid=N" at once, then, DELAY seconds later, does what its mode says and prints
- * "crossed t=REALTIME" (seconds since the epoch, the moment the state it claims exists), then
+ * "crossed t=REALTIME b=BOOTTIME" (seconds since the epoch and since boot, the moment the state
+ * it claims exists; BOOTTIME is the clock of /proc/uptime and of a manifest's uptime_s) and
+ * "start=BOOTTIME" (when it began to cross: touching memory takes a while), then
  * stays so until killed (SIGTERM or SIGKILL).
  *
  *   cpu DELAY              one thread spinning from DELAY on
@@ -44,11 +46,21 @@ static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
 static pthread_barrier_t barrier;
 static atomic_ulong work;
 
+static double start_b; /* CLOCK_BOOTTIME when the crossing began (memory is touched over time) */
+
+static double boot_s(void)
+{
+	struct timespec bt;
+	clock_gettime(CLOCK_BOOTTIME, &bt);
+	return (double)bt.tv_sec + bt.tv_nsec / 1e9;
+}
+
 static void crossed(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	printf("crossed t=%.3f\n", (double)ts.tv_sec + ts.tv_nsec / 1e9);
+	printf("crossed t=%.3f b=%.3f start=%.3f\n", (double)ts.tv_sec + ts.tv_nsec / 1e9, boot_s(),
+	       start_b);
 	fflush(stdout);
 }
 
@@ -207,6 +219,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < 3; i++)
 			start(idle);
 	sleep_s(delay);
+	start_b = boot_s();
 	if (!strcmp(mode, "cpu") || !strcmp(mode, "thread-cpu") || !strcmp(mode, "big")) {
 		start(spin);
 		crossed();

@@ -34,7 +34,7 @@ def task_state(native_id, proc="/proc/self/task"):
 def blocked_at(thread, func):
     """The thread's innermost Python frame in func (a qualname) and its task asleep."""
     frame = sys._current_frames().get(thread.ident)
-    while frame is not None and frame.f_code.co_filename != HERE:
+    while frame is not None and os.path.abspath(frame.f_code.co_filename) != HERE:
         frame = frame.f_back
     return (frame is not None and frame.f_code.co_qualname == func and
             task_state(thread.native_id) == "S")
