@@ -50,6 +50,22 @@ static bool idle_wait(enum wait_kind k)
 	       k == WAIT_SLEEP || k == WAIT_ACCEPT;
 }
 
+/* A wait the analysis knows the owner of (a native lock's holder, or a runtime's lock such as
+ * a Python threading.Lock, natively a semaphore without owner) or that is part of a cycle is
+ * never idle by design. */
+static const struct edge *owned_wait(const struct athread *t)
+{
+	for (size_t i = 0; i < t->n_edges; i++)
+		if (t->edges[i].to_thread)
+			return &t->edges[i];
+	return t->n_edges && t->scc > 0 ? &t->edges[0] : NULL;
+}
+
+static const char *thread_name(const struct athread *t)
+{
+	return t->runtime_name && *t->runtime_name ? t->runtime_name : t->t->name;
+}
+
 static struct aprocess *match_process(const struct analysis *a, const struct aprocess *bp)
 {
 	struct aprocess *ap = analysis_find_process(a, bp->p->pid);
@@ -385,15 +401,19 @@ static int diff_dirs(const char *da, const char *db, bool json)
 			}
 			if (!is_stuck(ta, tb))
 				continue;
-			if (idle_wait(tb->wait.kind)) {
+			const struct edge *owned = owned_wait(tb);
+			if (idle_wait(tb->wait.kind) && !owned) {
 				n_idle++;
 				continue;
 			}
 			json_object *s = json_object_new_object();
 			json_object_object_add(s, "pid", json_object_new_int(bp->p->pid));
 			json_object_object_add(s, "tid", json_object_new_int(tb->t->tid));
-			json_object_object_add(s, "name", json_object_new_string(tb->t->name));
-			json_object_object_add(s, "wait", json_object_new_string(tb->wait.text));
+			json_object_object_add(s, "name", json_object_new_string(thread_name(tb)));
+			json_object_object_add(
+			    s, "wait",
+			    json_object_new_string(
+				owned && idle_wait(tb->wait.kind) ? owned->text : tb->wait.text));
 			json_object_object_add(s, "for_at_least_s",
 					       json_object_new_double(interval));
 			json_object_object_add(

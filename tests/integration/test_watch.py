@@ -571,6 +571,19 @@ def test_diff_names_deadlocked_threads_as_stuck():
         check(r.returncode == 1 and "different boots" in r.stderr, r.stderr)
 
 
+def test_diff_names_deadlocked_python_threads_as_stuck():
+    """A threading.Lock is natively an ownerless semaphore wait; the analysis knows its owner,
+    so the two deadlocked Python threads are stuck, not idle, and named as Python names them."""
+    from test_python import PyVictim
+    if not os.access("/usr/bin/python3", os.X_OK):
+        sys.exit(77)
+    with TempDir() as tmp, PyVictim("/usr/bin/python3", "deadlock", tmp) as v:
+        a, b = snap2(str(v.pid), tmp, 2.0)
+        d = diff_json(a, b)
+        check(sorted(s["name"] for s in d["stuck"]) == ["worker-1", "worker-2"],
+              "stuck %s" % d["stuck"])
+
+
 def test_diff_of_a_busy_server_has_nothing_stuck():
     with TempDir() as tmp, WVictim("busy") as v:
         a, b = snap2(v.pid, tmp, 2.0, "--state-only")
