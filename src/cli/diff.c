@@ -304,7 +304,7 @@ static int refuse(const char *why, const char *a, const char *b, bool json)
 
 struct cpu_row {
 	pid_t pid, tid;
-	char name[17];
+	char name[64];
 	double pct;
 };
 
@@ -394,7 +394,8 @@ static int diff_dirs(const char *da, const char *db, bool json)
 			    !grow_array((void **)&rows, &cap_rows, n_rows + 1, sizeof(*rows))) {
 				rows[n_rows].pid = bp->p->pid;
 				rows[n_rows].tid = tb->t->tid;
-				memcpy(rows[n_rows].name, tb->t->name, sizeof(rows[n_rows].name));
+				snprintf(rows[n_rows].name, sizeof(rows[n_rows].name), "%s",
+					 thread_name(tb));
 				rows[n_rows].pct =
 				    (double)(cpu_us(tb->t) - cpu_us(ta->t)) / 1e4 / interval;
 				n_rows++;
