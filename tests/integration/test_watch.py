@@ -636,7 +636,9 @@ def test_usage_errors():
     for args, want in [((), "no condition"), (("--cpu", "x", "1"), "--cpu"),
                        (("--cpu", "50"), "no PID"), (("--hang", "1", "--cpu", "50", "--cgroup",
                                                       "x", "1"), "--cgroup"),
-                       (("--memory", "12Q", "1"), "--memory"), (("--bogus", "1"), "unknown")]:
+                       (("--memory", "12Q", "1"), "--memory"), (("--bogus", "1"), "unknown"),
+                       (("--cpu", str(100 * os.sysconf("SC_NPROCESSORS_ONLN") + 1), "1"), "never be reached"),
+                       (("--thread-cpu", "101", "1"), "--thread-cpu")]:
         r = osmosis("watch", *args)
         check(r.returncode == 2 and want in r.stderr, "%s: %d %s" % (args, r.returncode,
                                                                       r.stderr))
