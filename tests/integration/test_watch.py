@@ -9,6 +9,7 @@ the files. Snapshots are --state-only where memory is not the point."""
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -630,6 +631,23 @@ def test_watch_analyze_diff_and_list():
         r = osmosis("list", "--json", base)
         j = json.loads(r.stdout)
         check([s["trigger"] for s in j["snapshots"]] == ["hang", "hang"], j)
+
+
+def test_list_of_many_processes_and_no_analysis():
+    sh = subprocess.Popen(["sh", "-c", "for i in $(seq 30); do sleep 1000 & done; echo ready; wait"],
+                          stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        check(sh.stdout.readline().startswith("ready"), "the shell did not start its sleeps")
+        with TempDir() as tmp:
+            r = osmosis("snap", "-q", "--state-only", "--tree", "-o", os.path.join(tmp, "s"),
+                        sh.pid)
+            check(r.returncode == 0, r.stderr)
+            r = osmosis("list", tmp)
+            check(re.search(r", \.\.\. \(\d+ more\)\)", r.stdout), r.stdout)
+            check("no analysis.json" in r.stdout and "osmosis analyze" in r.stdout, r.stdout)
+    finally:
+        os.killpg(sh.pid, signal.SIGKILL)
+        sh.wait()
 
 
 def test_usage_errors():
