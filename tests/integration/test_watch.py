@@ -612,6 +612,9 @@ def test_watch_analyze_diff_and_list():
         with Watch(v.pid, "-o", base, "--hang", "1", "-n", "2", "--cooldown", "1",
                    "--analyze") as w:
             check(w.wait(120) == 0, "exit: %s" % "".join(w.err))
+            out = "".join(w.out.all())
+            check(re.search(r"analyzed: [1-9]\d* errors?, .*\(top: deadlock\), report .*"
+                            r"/report\.txt", out), "no analysis line in: %s" % out)
         snaps = sorted(os.listdir(base))
         check(len(snaps) == 2, "snapshots %s" % snaps)
         for s in snaps:
