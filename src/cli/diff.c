@@ -50,6 +50,22 @@ static bool idle_wait(enum wait_kind k)
 	       k == WAIT_SLEEP || k == WAIT_ACCEPT;
 }
 
+/* A wait the analysis knows the owner of (a native lock's holder, or a runtime's lock such as
+ * a Python threading.Lock, natively a semaphore without owner) or that is part of a cycle is
+ * never idle by design. */
+static const struct edge *owned_wait(const struct athread *t)
+{
+	for (size_t i = 0; i < t->n_edges; i++)
+		if (t->edges[i].to_thread)
+			return &t->edges[i];
+	return t->n_edges && t->scc > 0 ? &t->edges[0] : NULL;
+}
+
+static const char *thread_name(const struct athread *t)
+{
+	return t->runtime_name && *t->runtime_name ? t->runtime_name : t->t->name;
+}
+
 static struct aprocess *match_process(const struct analysis *a, const struct aprocess *bp)
 {
 	struct aprocess *ap = analysis_find_process(a, bp->p->pid);
@@ -288,7 +304,7 @@ static int refuse(const char *why, const char *a, const char *b, bool json)
 
 struct cpu_row {
 	pid_t pid, tid;
-	char name[17];
+	char name[64];
 	double pct;
 };
 
@@ -378,22 +394,27 @@ static int diff_dirs(const char *da, const char *db, bool json)
 			    !grow_array((void **)&rows, &cap_rows, n_rows + 1, sizeof(*rows))) {
 				rows[n_rows].pid = bp->p->pid;
 				rows[n_rows].tid = tb->t->tid;
-				memcpy(rows[n_rows].name, tb->t->name, sizeof(rows[n_rows].name));
+				snprintf(rows[n_rows].name, sizeof(rows[n_rows].name), "%s",
+					 thread_name(tb));
 				rows[n_rows].pct =
 				    (double)(cpu_us(tb->t) - cpu_us(ta->t)) / 1e4 / interval;
 				n_rows++;
 			}
 			if (!is_stuck(ta, tb))
 				continue;
-			if (idle_wait(tb->wait.kind)) {
+			const struct edge *owned = owned_wait(tb);
+			if (idle_wait(tb->wait.kind) && !owned) {
 				n_idle++;
 				continue;
 			}
 			json_object *s = json_object_new_object();
 			json_object_object_add(s, "pid", json_object_new_int(bp->p->pid));
 			json_object_object_add(s, "tid", json_object_new_int(tb->t->tid));
-			json_object_object_add(s, "name", json_object_new_string(tb->t->name));
-			json_object_object_add(s, "wait", json_object_new_string(tb->wait.text));
+			json_object_object_add(s, "name", json_object_new_string(thread_name(tb)));
+			json_object_object_add(
+			    s, "wait",
+			    json_object_new_string(
+				owned && idle_wait(tb->wait.kind) ? owned->text : tb->wait.text));
 			json_object_object_add(s, "for_at_least_s",
 					       json_object_new_double(interval));
 			json_object_object_add(

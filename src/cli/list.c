@@ -104,9 +104,12 @@ static int load_row(int basefd, const char *name, struct row *r)
 	r->pause_us = s->pause_us;
 	r->n_procs = s->n_procs;
 	r->processes = calloc(1, 400);
-	for (size_t i = 0; r->processes && i < s->n_procs && len < 300; i++)
-		len += (size_t)snprintf(r->processes + len, 400 - len, "%s%d %s", i ? ", " : "",
-					s->procs[i]->pid, s->procs[i]->comm);
+	size_t shown = 0;
+	for (; r->processes && shown < s->n_procs && len < 300; shown++)
+		len += (size_t)snprintf(r->processes + len, 400 - len, "%s%d %s", shown ? ", " : "",
+					s->procs[shown]->pid, s->procs[shown]->comm);
+	if (r->processes && shown < s->n_procs)
+		snprintf(r->processes + len, 400 - len, ", ... (%zu more)", s->n_procs - shown);
 	if (s->trigger_json) {
 		json_object *t = json_tokener_parse(s->trigger_json), *v;
 		const char *cond = "?", *detail = "";
@@ -244,7 +247,10 @@ int cmd_list(int argc, char **argv)
 			       rows[i].processes ? rows[i].processes : "",
 			       (double)rows[i].pause_us / 1000.0);
 			printf("    finding:   %.200s\n",
-			       rows[i].finding ? rows[i].finding : "(not analyzed)");
+			       rows[i].finding
+				   ? rows[i].finding
+				   : "(no analysis.json here: run osmosis analyze DIR, or "
+				     "watch --analyze)");
 		}
 	}
 	for (size_t i = 0; i < n; i++)

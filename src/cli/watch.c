@@ -605,6 +605,43 @@ static char *trigger_json(const struct watch_fire *f)
 }
 
 /* Write `osmosis ARGS` output into dirfd/name (temporary name, then renamed). */
+/* One line about DIR's analysis.json: how many findings of each severity and the first one's
+ * pattern ("1 error (deadlock)"), or NULL when it cannot be read (bounded: a snapshot is data). */
+static void print_analyzed(int dfd, const char *path)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	struct stat st;
+	json_object *root = NULL, *f, *v;
+	size_t n[3] = {0};
+	const char *first = NULL;
+
+	if (fstatat(dfd, "analysis.json", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_size < (64 << 20) && read_file_at(dfd, "analysis.json", &buf, &len) == 0)
+		root = json_tokener_parse(buf);
+	if (!root || !json_object_object_get_ex(root, "findings", &f) ||
+	    !json_object_is_type(f, json_type_array)) {
+		printf("  analysis failed: see %s/report.txt\n", path);
+		json_object_put(root);
+		return;
+	}
+	for (size_t i = 0; i < json_object_array_length(f); i++) {
+		json_object *x = json_object_array_get_idx(f, i);
+		const char *sev = json_object_object_get_ex(x, "severity", &v) &&
+					  json_object_is_type(v, json_type_string)
+				      ? json_object_get_string(v)
+				      : "";
+		n[!strcmp(sev, "error") ? 0 : !strcmp(sev, "warning") ? 1 : 2]++;
+		if (!first && json_object_object_get_ex(x, "pattern", &v) &&
+		    json_object_is_type(v, json_type_string))
+			first = json_object_get_string(v);
+	}
+	printf("  analyzed: %zu error%s, %zu warning%s, %zu note%s%s%s%s, report %s/report.txt\n",
+	       n[0], n[0] == 1 ? "" : "s", n[1], n[1] == 1 ? "" : "s", n[2], n[2] == 1 ? "" : "s",
+	       first ? " (top: " : "", first ? first : "", first ? ")" : "", path);
+	json_object_put(root);
+}
+
 static void run_into(int dirfd, const char *name, char **argv, const sigset_t *mask)
 {
 	struct outfile of;
@@ -738,6 +775,10 @@ static int take_snapshot(struct watch_run *run, const struct watch_fire *f)
 			char *a2[] = {"osmosis", "analyze", path, NULL};
 			run_into(dfd, "analysis.json", a1, &run->wait_mask);
 			run_into(dfd, "report.txt", a2, &run->wait_mask);
+			if (!run->o.quiet) {
+				print_analyzed(dfd, path);
+				fflush(stdout);
+			}
 			if (run->prev[0] && faccessat(AT_FDCWD, run->prev, F_OK, 0) == 0) {
 				char *d1[] = {"osmosis", "diff", "--json", run->prev, path, NULL};
 				char *d2[] = {"osmosis", "diff", run->prev, path, NULL};

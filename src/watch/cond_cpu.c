@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* --cpu PCT[:SECONDS]: a process at PCT% of one CPU or more (all its threads together, from
  * /proc/PID/stat's utime and stime over each tick) for SECONDS. */
+#include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "watch/watch.h"
 
@@ -14,6 +16,13 @@ static int parse(struct watch_cond *c, const char *arg, char *err, size_t errlen
 				       err, errlen);
 	if (r < 0)
 		return r;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (ncpu > 0 && c->threshold > 100.0 * (double)ncpu) {
+		snprintf(err, errlen,
+			 "%g%% can never be reached: %ld CPUs online make at most %ld%%",
+			 c->threshold, ncpu, 100 * ncpu);
+		return -ERANGE;
+	}
 	c->unit = "%";
 	watch_format_seconds(c->hold_ns, t, sizeof(t));
 	snprintf(c->text, sizeof(c->text), "cpu >= %g%% for %s", c->threshold, t);

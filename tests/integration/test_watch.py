@@ -9,6 +9,7 @@ the files. Snapshots are --state-only where memory is not the point."""
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -571,6 +572,19 @@ def test_diff_names_deadlocked_threads_as_stuck():
         check(r.returncode == 1 and "different boots" in r.stderr, r.stderr)
 
 
+def test_diff_names_deadlocked_python_threads_as_stuck():
+    """A threading.Lock is natively an ownerless semaphore wait; the analysis knows its owner,
+    so the two deadlocked Python threads are stuck, not idle, and named as Python names them."""
+    from test_python import PyVictim
+    if not os.access("/usr/bin/python3", os.X_OK):
+        sys.exit(77)
+    with TempDir() as tmp, PyVictim("/usr/bin/python3", "deadlock", tmp) as v:
+        a, b = snap2(str(v.pid), tmp, 2.0)
+        d = diff_json(a, b)
+        check(sorted(s["name"] for s in d["stuck"]) == ["worker-1", "worker-2"],
+              "stuck %s" % d["stuck"])
+
+
 def test_diff_of_a_busy_server_has_nothing_stuck():
     with TempDir() as tmp, WVictim("busy") as v:
         a, b = snap2(v.pid, tmp, 2.0, "--state-only")
@@ -598,6 +612,9 @@ def test_watch_analyze_diff_and_list():
         with Watch(v.pid, "-o", base, "--hang", "1", "-n", "2", "--cooldown", "1",
                    "--analyze") as w:
             check(w.wait(120) == 0, "exit: %s" % "".join(w.err))
+            out = "".join(w.out.all())
+            check(re.search(r"analyzed: [1-9]\d* errors?, .*\(top: deadlock\), report .*"
+                            r"/report\.txt", out), "no analysis line in: %s" % out)
         snaps = sorted(os.listdir(base))
         check(len(snaps) == 2, "snapshots %s" % snaps)
         for s in snaps:
@@ -619,11 +636,30 @@ def test_watch_analyze_diff_and_list():
         check([s["trigger"] for s in j["snapshots"]] == ["hang", "hang"], j)
 
 
+def test_list_of_many_processes_and_no_analysis():
+    sh = subprocess.Popen(["sh", "-c", "for i in $(seq 30); do sleep 1000 & done; echo ready; wait"],
+                          stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        check(sh.stdout.readline().startswith("ready"), "the shell did not start its sleeps")
+        with TempDir() as tmp:
+            r = osmosis("snap", "-q", "--state-only", "--tree", "-o", os.path.join(tmp, "s"),
+                        sh.pid)
+            check(r.returncode == 0, r.stderr)
+            r = osmosis("list", tmp)
+            check(re.search(r", \.\.\. \(\d+ more\)\)", r.stdout), r.stdout)
+            check("no analysis.json" in r.stdout and "osmosis analyze" in r.stdout, r.stdout)
+    finally:
+        os.killpg(sh.pid, signal.SIGKILL)
+        sh.wait()
+
+
 def test_usage_errors():
     for args, want in [((), "no condition"), (("--cpu", "x", "1"), "--cpu"),
                        (("--cpu", "50"), "no PID"), (("--hang", "1", "--cpu", "50", "--cgroup",
                                                       "x", "1"), "--cgroup"),
-                       (("--memory", "12Q", "1"), "--memory"), (("--bogus", "1"), "unknown")]:
+                       (("--memory", "12Q", "1"), "--memory"), (("--bogus", "1"), "unknown"),
+                       (("--cpu", str(100 * os.sysconf("SC_NPROCESSORS_ONLN") + 1), "1"), "never be reached"),
+                       (("--thread-cpu", "101", "1"), "--thread-cpu")]:
         r = osmosis("watch", *args)
         check(r.returncode == 2 and want in r.stderr, "%s: %d %s" % (args, r.returncode,
                                                                       r.stderr))
