@@ -56,8 +56,9 @@ static bool idle_wait(enum wait_kind k)
 static const struct edge *owned_wait(const struct athread *t)
 {
 	for (size_t i = 0; i < t->n_edges; i++)
-		if (t->edges[i].to_thread)
-			return &t->edges[i];
+		for (size_t j = 0; j < t->edges[i].n_wakers; j++)
+			if (t->edges[i].wakers[j].thread && t->edges[i].wakers[j].thread != t)
+				return &t->edges[i];
 	return t->n_edges && t->scc > 0 ? &t->edges[0] : NULL;
 }
 
