@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "base/fault.h"
@@ -72,6 +73,12 @@ int fault_point(const char *name)
 		if (fd >= 0) {
 			if (write(fd, "x", 1) != 1)
 				log_debug("fault point %s: cannot write %s", name, action + 6);
+			/* Until the reader has taken the byte (a loaded machine may not run it
+			 * for a while), then a moment for it to act. */
+			int queued = 0;
+			for (int i = 0;
+			     i < 30000 && ioctl(fd, FIONREAD, &queued) == 0 && queued > 0; i++)
+				usleep(1000);
 			close(fd);
 		}
 		usleep(200000); /* let the reader act */
