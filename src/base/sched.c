@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -93,4 +95,40 @@ void sched_aside_check(struct sched_aside *a)
 	}
 	a->window_ns = now;
 	a->waited_ns = waited;
+}
+
+void sched_freeze_raise(struct sched_freeze *f)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *de;
+
+	f->n = 0;
+	if (!d)
+		return;
+	while ((de = readdir(d)) && f->n < SCHED_FREEZE_MAX) {
+		pid_t tid = (pid_t)strtol(de->d_name, NULL, 10);
+		int nice;
+
+		if (tid <= 0)
+			continue;
+		errno = 0;
+		nice = getpriority(PRIO_PROCESS, (id_t)tid);
+		if (errno || nice <= 0)
+			continue;
+		if (setpriority(PRIO_PROCESS, (id_t)tid, 0) < 0) {
+			log_debug("freezing at nice %d: cannot take nice 0 (%m)", nice);
+			continue;
+		}
+		f->v[f->n].tid = tid;
+		f->v[f->n].nice = nice;
+		f->n++;
+	}
+	closedir(d);
+}
+
+void sched_freeze_lower(struct sched_freeze *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		setpriority(PRIO_PROCESS, (id_t)f->v[i].tid, f->v[i].nice);
+	f->n = 0;
 }

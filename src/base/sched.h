@@ -41,3 +41,23 @@ void sched_step_aside(struct sched_aside *a, bool may_stay);
 void sched_step_back(struct sched_aside *a);
 /* Call often while aside: comes back (nice 10) if osmosis waits for a CPU most of the time. */
 void sched_aside_check(struct sched_aside *a);
+
+/*
+ * The freeze runs at no less than normal priority: a nice value inherited (a unit's Nice=, a
+ * user's nice(1)) would let the CPU hogs beside the targets starve osmosis while it holds
+ * them stopped. sched_freeze_raise takes every thread of osmosis with a positive nice value to
+ * nice 0 when it may (CAP_SYS_NICE or RLIMIT_NICE); sched_freeze_lower gives each its value
+ * back after the thaw. Threads beyond SCHED_FREEZE_MAX are left as they are.
+ */
+#define SCHED_FREEZE_MAX 64
+
+struct sched_freeze {
+	size_t n;
+	struct {
+		pid_t tid;
+		int nice;
+	} v[SCHED_FREEZE_MAX];
+};
+
+void sched_freeze_raise(struct sched_freeze *f);
+void sched_freeze_lower(struct sched_freeze *f);

@@ -556,7 +556,19 @@ int capture_prepare(struct capture *c)
 	return 0;
 }
 
+/* Plans the copy (jobs for the copy threads); counted with the layout in the pause. */
+static int copy_all_jobs(struct capture *c, struct target *t, bool only_clone_misses);
+
 static int copy_all(struct capture *c, struct target *t, bool only_clone_misses)
+{
+	uint64_t t0 = now_ns();
+	int r = copy_all_jobs(c, t, only_clone_misses);
+
+	timeline_pause_part(c->tl, PAUSE_LAYOUT, now_ns() - t0);
+	return r;
+}
+
+static int copy_all_jobs(struct capture *c, struct target *t, bool only_clone_misses)
 {
 	for (size_t i = 0; i < t->proc->n_maps; i++) {
 		struct osm_mapping *m = &t->proc->maps[i];
@@ -640,11 +652,14 @@ static int keep_memory(struct capture *c, struct target *t)
 	case METHOD_PRECOPY:
 		t0 = now_ns();
 		r = precopy_frozen(c, t);
+		timeline_pause_part(c->tl, PAUSE_WRITTEN, now_ns() - t0);
 		log_debug("pid %d: written pages found in %.2f ms", t->proc->pid,
 			  (double)(now_ns() - t0) / 1e6);
 		return r;
 	case METHOD_CLONE:
+		t0 = now_ns();
 		r = clone_frozen(c, t, &why);
+		timeline_pause_part(c->tl, PAUSE_CLONE, now_ns() - t0);
 		if (r == -EINTR || r == -ETIMEDOUT)
 			return r;
 		if (r == 0)
@@ -693,6 +708,7 @@ int capture_frozen(struct capture *c)
 	t0 = now_ns();
 	r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->copy_ns = now_ns() - t0;
+	timeline_pause_part(c->tl, PAUSE_COPY, c->copy_ns);
 	capture_note_buffers(c);
 	return r;
 }

@@ -251,15 +251,30 @@ void capture_count_swapped_stacks(struct capture *c, struct target *t)
 	}
 }
 
+static int layout_frozen(struct capture *c, struct target *t);
+
 int capture_layout_frozen(struct capture *c, struct target *t)
+{
+	int r;
+
+	uint64_t t0 = now_ns();
+
+	r = capture_thread_state(t->proc);
+	timeline_pause_part(c->tl, PAUSE_REGISTERS, now_ns() - t0);
+	if (r < 0 || c->state_only)
+		return r;
+	t0 = now_ns();
+	r = layout_frozen(c, t);
+	timeline_pause_part(c->tl, PAUSE_LAYOUT, now_ns() - t0);
+	return r;
+}
+
+static int layout_frozen(struct capture *c, struct target *t)
 {
 	struct osm_mapping *maps = NULL;
 	size_t n = 0;
 	int r;
 
-	r = capture_thread_state(t->proc);
-	if (r < 0 || c->state_only)
-		return r;
 	/* A target that joined during the freeze (a tree's new child) was not prepared. */
 	if (t->pagemap_fd < 0)
 		t->pagemap_fd = openat(t->ref.procfd, "pagemap", O_RDONLY | O_CLOEXEC);

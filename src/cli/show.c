@@ -269,6 +269,9 @@ static void show_timeline(const struct osm_timeline *tl)
 	}
 	if (tl->dropped)
 		printf("    ... %zu more phases not recorded\n", tl->dropped);
+	char parts[256];
+	if (timeline_format_pause(tl, parts, sizeof(parts)))
+		printf("  pause breakdown (ms): %s\n", parts);
 	printf("  peak memory of osmosis: %s resident, %s in its buffers",
 	       format_bytes(tl->peak_rss, a, sizeof(a)),
 	       format_bytes(tl->peak_buffers, b, sizeof(b)));

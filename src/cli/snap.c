@@ -581,6 +581,11 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 			printf(", %.2f GB/s", c->copied_bytes / secs / 1e9);
 	}
 	printf(")\n");
+	/* A pause well beyond its copy: say where it went. */
+	char parts[256];
+	if (s->pause_us * 1000 > 2 * c->copy_ns &&
+	    timeline_format_pause(&s->timeline, parts, sizeof(parts)))
+		printf("pause %.0f ms: %s\n", s->pause_us / 1000.0, parts);
 	printf("peak memory of osmosis: %s resident, %s in its buffers (budget %s)\n",
 	       format_bytes(s->timeline.peak_rss, a, sizeof(a)),
 	       format_bytes(s->timeline.peak_buffers, b, sizeof(b)),
@@ -677,6 +682,7 @@ int cmd_snap(int argc, char **argv)
 	char defdir[512];
 	bool prepared = false, show_progress;
 	struct sched_aside aside = {0};
+	struct sched_freeze boost = {0};
 	uint64_t t_start = now_ns();
 	struct osm_timeline *tl;
 	size_t ph;
@@ -799,9 +805,12 @@ int cmd_snap(int argc, char **argv)
 		log_error(r, "cannot start the watchdog: %m");
 		goto fail;
 	}
+	/* At normal priority (at least) from here to the thaw; aside only after it. */
+	sched_freeze_raise(&boost);
 	ph = timeline_begin(tl, "freeze", 0);
 	r = freeze_session_freeze(&fs);
 	timeline_end(tl, ph);
+	timeline_pause_part(tl, PAUSE_STOP, now_ns() - fs.t_first_stop);
 	if (r == 0)
 		r = fault_point("frozen");
 	if (r == 0)
@@ -812,12 +821,16 @@ int cmd_snap(int argc, char **argv)
 	timeline_end(tl, ph);
 	if (r == 0)
 		r = fault_point("captured");
+	uint64_t t_resume = now_ns();
 	ph = timeline_begin(tl, "resume", 0);
 	freeze_session_thaw(&fs);
 	timeline_end(tl, ph);
+	timeline_pause_part(tl, PAUSE_RESUME, fs.t_thawed - t_resume);
+	sched_freeze_lower(&boost);
 	guard_watchdog_disarm();
 	s->pause_us = freeze_session_pause_us(&fs);
 	timeline_set_pause(tl, fs.t_first_stop, fs.t_thawed);
+	timeline_close_pause(tl);
 	if (r == 0)
 		r = freeze_session_check_survivors(&fs);
 	if (r == 0)
@@ -914,6 +927,7 @@ out:
 	/* Every path: targets resumed (idempotent), helpers stopped, partial files removed. */
 	progress_end(show_progress && ret != 0);
 	freeze_session_thaw(&fs);
+	sched_freeze_lower(&boost);
 	guard_watchdog_disarm();
 	sched_step_back(&aside);
 	if (prepared)

@@ -319,6 +319,15 @@ static json_object *timeline_json(const struct osm_timeline *tl)
 	ADD(o, "start_ns", ju64(tl->t0_ns));
 	ADD(o, "pause_start_us", ju64(tl->pause_ns / 1000));
 	ADD(o, "pause_end_us", ju64(tl->pause_end_ns / 1000));
+	bool parts = false;
+	for (int i = 0; i < PAUSE_N_PARTS; i++)
+		parts |= tl->part_ns[i] != 0;
+	if (parts) {
+		json_object *b = json_object_new_object();
+		for (int i = 0; i < PAUSE_N_PARTS; i++)
+			ADD(b, osm_pause_part_names[i], ju64(tl->part_ns[i] / 1000));
+		ADD(o, "pause_breakdown_us", b);
+	}
 	for (size_t i = 0; i < tl->n && i < OSM_MAX_PHASES; i++) {
 		const struct osm_phase *ph = &tl->phases[i];
 		json_object *e = json_object_new_object();

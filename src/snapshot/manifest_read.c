@@ -511,6 +511,10 @@ static void read_timeline(json_object *o, struct osm_timeline *tl)
 	tl->peak_buffers = get_u64(o, "peak_buffers");
 	tl->max_memory = get_u64(o, "max_memory");
 	tl->dropped = get_u64(o, "phases_dropped");
+	json_object *parts = get(o, "pause_breakdown_us", json_type_object);
+	for (int i = 0; parts && i < PAUSE_N_PARTS; i++)
+		tl->part_ns[i] =
+		    MIN(get_u64(parts, osm_pause_part_names[i]), UINT64_MAX / 1000) * 1000;
 	for (size_t i = 0; phases && i < json_object_array_length(phases); i++) {
 		json_object *e = json_object_array_get_idx(phases, i);
 		struct osm_phase *ph;

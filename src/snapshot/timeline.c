@@ -62,6 +62,56 @@ void timeline_set_pause(struct osm_timeline *tl, uint64_t first_stop, uint64_t t
 	tl->pause_end_ns = rel(tl, thawed);
 }
 
+const char *const osm_pause_part_names[PAUSE_N_PARTS] = {
+    [PAUSE_STOP] = "stop",     [PAUSE_REGISTERS] = "registers", [PAUSE_LAYOUT] = "layout",
+    [PAUSE_CLONE] = "clone",   [PAUSE_WRITTEN] = "written",	[PAUSE_COPY] = "copy",
+    [PAUSE_RESUME] = "resume", [PAUSE_OTHER] = "other",
+};
+
+void timeline_pause_part(struct osm_timeline *tl, enum osm_pause_part part, uint64_t ns)
+{
+	if (!tl || !tl->t0_ns || part >= PAUSE_N_PARTS)
+		return;
+	tl->part_ns[part] += ns;
+}
+
+void timeline_close_pause(struct osm_timeline *tl)
+{
+	uint64_t named = 0, pause;
+
+	if (!tl || !tl->t0_ns || tl->pause_end_ns < tl->pause_ns)
+		return;
+	pause = tl->pause_end_ns - tl->pause_ns;
+	tl->part_ns[PAUSE_OTHER] = 0;
+	for (int i = 0; i < PAUSE_OTHER; i++)
+		named += tl->part_ns[i];
+	/* The parts are measured inside the pause: they cannot exceed it but by clock reads. */
+	tl->part_ns[PAUSE_OTHER] = pause > named ? pause - named : 0;
+}
+
+bool timeline_format_pause(const struct osm_timeline *tl, char *buf, size_t len)
+{
+	size_t off = 0;
+	bool any = false;
+
+	if (len)
+		buf[0] = 0;
+	for (int i = 0; i < PAUSE_N_PARTS && off < len; i++) {
+		/* stop, copy and resume always; the others when they took time */
+		bool always = i == PAUSE_STOP || i == PAUSE_COPY || i == PAUSE_RESUME;
+		if (!tl->part_ns[i] && !always)
+			continue;
+		int n = snprintf(buf + off, len - off, "%s%s %.*f", off ? ", " : "",
+				 osm_pause_part_names[i], tl->part_ns[i] < 10000000 ? 1 : 0,
+				 (double)tl->part_ns[i] / 1e6);
+		if (n < 0)
+			break;
+		off += (size_t)n;
+		any |= tl->part_ns[i] != 0;
+	}
+	return any;
+}
+
 uint64_t timeline_self_peak_rss(void)
 {
 	char line[256];

@@ -29,9 +29,27 @@ struct osm_phase {
 
 #define OSM_PHASE_OPEN UINT64_MAX
 
+/* The pause broken down: where the time between the first thread stopped and the last resumed
+ * went, summed over the targets. OTHER is what the named parts leave (bookkeeping between
+ * them), so that the parts always sum to the pause. */
+enum osm_pause_part {
+	PAUSE_STOP,	 /* interrupting every thread and collecting each stop */
+	PAUSE_REGISTERS, /* registers and thread state of every thread */
+	PAUSE_LAYOUT,	 /* maps read again, the copy planned */
+	PAUSE_CLONE,	 /* clone: the injected fork and its reap */
+	PAUSE_WRITTEN,	 /* pre-copy: the pages written since the last round found */
+	PAUSE_COPY,	 /* the copy threads' run */
+	PAUSE_RESUME,	 /* detaching every thread */
+	PAUSE_OTHER,
+	PAUSE_N_PARTS,
+};
+
+extern const char *const osm_pause_part_names[PAUSE_N_PARTS];
+
 struct osm_timeline {
 	uint64_t t0_ns;			 /* CLOCK_MONOTONIC at the command's start (0: none) */
 	uint64_t pause_ns, pause_end_ns; /* first thread stopped, last resumed (from t0) */
+	uint64_t part_ns[PAUSE_N_PARTS]; /* the pause broken down (all 0: not recorded) */
 	struct osm_phase phases[OSM_MAX_PHASES];
 	size_t n;
 	size_t dropped;
@@ -51,5 +69,17 @@ void timeline_add(struct osm_timeline *tl, const char *name, pid_t pid, uint64_t
 		  uint64_t end_mono);
 /* The pause, by its CLOCK_MONOTONIC bounds. */
 void timeline_set_pause(struct osm_timeline *tl, uint64_t first_stop, uint64_t thawed);
+/* Add ns to a part of the pause. tl may be NULL. */
+void timeline_pause_part(struct osm_timeline *tl, enum osm_pause_part part, uint64_t ns);
+/* After timeline_set_pause: OTHER set to what the named parts leave of the pause. */
+void timeline_close_pause(struct osm_timeline *tl);
+/* "stop 180, registers 3, ..." (ms, parts that took time), into buf; false if none recorded. */
+bool timeline_format_pause(const struct osm_timeline *tl, char *buf, size_t len);
+/* Add ns to a part of the pause. tl may be NULL. */
+void timeline_pause_part(struct osm_timeline *tl, enum osm_pause_part part, uint64_t ns);
+/* After timeline_set_pause: OTHER set to what the named parts leave of the pause. */
+void timeline_close_pause(struct osm_timeline *tl);
+/* "stop 180, registers 3, ..." (ms, parts that took time), into buf; false if none recorded. */
+bool timeline_format_pause(const struct osm_timeline *tl, char *buf, size_t len);
 /* VmHWM of the calling process, bytes (0 if unknown). */
 uint64_t timeline_self_peak_rss(void);

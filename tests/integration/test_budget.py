@@ -46,6 +46,35 @@ def test_timeline_in_the_manifest_and_in_show():
         v.verify()
 
 
+PAUSE_PARTS = ("stop", "registers", "layout", "clone", "written", "copy", "resume", "other")
+
+
+def test_pause_breakdown_in_the_manifest_sums_to_the_pause():
+    for method, used in (("clone", "clone"), ("precopy", "written"), ("copy", None)):
+        with Victim("writer", 4096) as v, TempDir() as tmp:
+            out = os.path.join(tmp, "s")
+            snap("--method", method, "-o", out, v.pid)
+            m = manifest(out)
+            tl = m["timeline"]
+            parts = tl.get("pause_breakdown_us")
+            check(isinstance(parts, dict) and sorted(parts) == sorted(PAUSE_PARTS),
+                  "%s: breakdown %s" % (method, parts))
+            check(all(isinstance(x, int) and x >= 0 for x in parts.values()), parts)
+            pause = tl["pause_end_us"] - tl["pause_start_us"]
+            # each part is rounded down to a microsecond: the sum is short by less than one
+            # per part, never over
+            total = sum(parts.values())
+            check(pause - len(PAUSE_PARTS) <= total <= pause + 1,
+                  "%s: parts sum to %d us, the pause is %d us: %s" % (method, total, pause, parts))
+            check(abs(pause - m["pause_us"]) <= 1, "pause_us differs from the timeline")
+            if used:
+                other = "written" if used == "clone" else "clone"
+                check(parts[other] == 0, "%s: %s recorded: %s" % (method, other, parts))
+            r = osmosis("show", out)
+            check(r.returncode == 0 and "pause breakdown" in r.stdout, r.stdout)
+            v.verify()
+
+
 def compressed_snapshot(v, tmp, *extra):
     out = os.path.join(tmp, "s")
     snap("--compress", *extra, "-o", out, v.pid)
