@@ -72,6 +72,13 @@ void snapshot_free(struct osm_snapshot *s)
 	for (size_t i = 0; i < s->n_procs; i++)
 		process_free(s->procs[i]);
 	free(s->procs);
+	for (size_t i = 0; i < s->n_shared; i++) {
+		free(s->shared[i].path);
+		free(s->shared[i].mappers);
+		free(s->shared[i].kept_reason);
+		free(s->shared[i].writers_outside);
+	}
+	free(s->shared);
 	system_done(&s->sys);
 	free(s->scope_arg);
 	free(s->host);

@@ -73,7 +73,34 @@ struct osm_mapping {
 	bool trim_absent;     /* private anonymous: absent pages are zero, read only present ones */
 	struct osm_extent *ext;
 	size_t n_ext, cap_ext;
-	uint64_t unreadable; /* bytes the kernel refused to give us (left as zeroes) */
+	uint64_t unreadable;	/* bytes the kernel refused to give us (left as zeroes) */
+	unsigned shared_object; /* id of the shared object it maps (osm_shared_object), 0: none */
+};
+
+/* One mapping of a shared object by a process of the snapshot. */
+struct osm_shared_mapper {
+	pid_t pid;
+	uint64_t start, end, offset; /* its addresses, and the object offset at start */
+	bool dumped;		     /* its core holds the bytes (its coredump_filter says so) */
+};
+
+/* Memory shared between processes (SysV shm, MAP_SHARED|MAP_ANONYMOUS, memfd, /dev/shm), kept
+ * once for every process that maps it. */
+struct osm_shared_object {
+	unsigned id;
+	const char *kind; /* "sysv", "anonymous", "memfd", "posix", "file" */
+	char *path;	  /* as /proc/PID/maps names it */
+	uint32_t dev_major, dev_minor;
+	uint64_t inode;
+	uint64_t offset, size; /* the part of the object the snapshot's mappings cover */
+	struct osm_shared_mapper *mappers;
+	size_t n_mappers;
+	const char *kept; /* "tracked" (writes tracked, only those copied in the pause) or "copied"
+			   * (copied whole in the pause) */
+	char *kept_reason;
+	uint64_t copied_before, copied_in_pause; /* bytes copied before the freeze, and inside */
+	pid_t *writers_outside;			 /* processes outside the snapshot that map it */
+	size_t n_writers_outside;
 };
 
 /* One open descriptor, read just before the freeze. */
@@ -190,6 +217,8 @@ struct osm_snapshot {
 	struct osm_system sys;
 	struct osm_process **procs;
 	size_t n_procs, cap_procs;
+	struct osm_shared_object *shared; /* each shared object once */
+	size_t n_shared;
 };
 
 void mapping_done(struct osm_mapping *m);
