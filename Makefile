@@ -3,7 +3,7 @@
 BUILD      ?= build
 CHECKBUILD ?= build-check
 
-.PHONY: all deps build demo check bench format format-check clean
+.PHONY: all deps build demo check bench format format-check clean install
 
 all: build
 
@@ -25,6 +25,13 @@ check: deps
 bench: build
 	@./$(BUILD)/bench/osmosis-bench-stall --osmosis ./$(BUILD)/osmosis
 	@./$(BUILD)/bench/osmosis-bench-stall --osmosis ./$(BUILD)/osmosis --scale
+
+# Installs under PREFIX (default /usr/local; DESTDIR for staging): osmosis, its man pages, and
+# the systemd unit template osmosis-watch@.service.
+PREFIX ?= /usr/local
+install: build
+	@meson configure $(BUILD) -Dprefix=$(PREFIX) >/dev/null
+	@meson install -C $(BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(DESTDIR),)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

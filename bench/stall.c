@@ -3,11 +3,11 @@
  * osmosis-bench-stall: how long does a snapshot stall the target, as the target itself sees it?
  *
  * For each size, a victim process (this program with --victim) fills that much memory with
- * non-zero data and runs a heartbeat thread that sleeps 100 us in a loop and records the longest
- * gap between two beats. The bench resets the record, takes a snapshot of the victim with
- * osmosis, with gcore, and with the kernel's bare fork() (the victim forks a child that exits at
- * once: the floor for any copy-on-write method), and reads the longest gap back. All in one run,
- * side by side, on the same victim.
+ * records like a service's heap (fill_records) and runs a heartbeat thread that sleeps 100 us in a
+ * loop and records the longest gap between two beats. The bench resets the record, takes a snapshot
+ * of the victim with osmosis, with gcore, and with the kernel's bare fork() (the victim forks a
+ * child that exits at once: the floor for any copy-on-write method), and reads the longest gap
+ * back. All in one run, side by side, on the same victim.
  *
  * With --scale, the victims are a process with 1,000 idle threads and a tree of 500 processes,
  * and the rows are osmosis snap, osmosis snap --tree and osmosis snap --all --state-only (with the
@@ -18,7 +18,12 @@
  *
  * Usage: osmosis-bench-stall [--osmosis PATH] [--sizes MiB,MiB,...] [--runs N] [--dir DIR]
  *                            [--writes all,16m,none] [--methods copy,clone,precopy,auto]
- *                            [--no-gcore] [--scale]
+ *                            [--no-gcore] [--scale] [--args "OSMOSIS SNAP OPTIONS"]
+ *
+ * Every gap of the victim's heartbeat over 1 ms is recorded with its CLOCK_MONOTONIC start, and
+ * laid beside the timeline of osmosis's manifest (same clock): each row shows the longest gap
+ * outside the pause and the phase of osmosis it fell in, and after each size, per method, the
+ * longest gap seen in each phase.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,7 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/utsname.h>
@@ -50,6 +57,13 @@ static uint64_t now_ns(void)
 
 static _Atomic uint64_t max_gap_ns;
 
+/* Every gap longer than GAP_NS, with when it began (CLOCK_MONOTONIC, as osmosis's timeline):
+ * the bench lays them beside the phases of osmosis's manifest. */
+#define GAP_NS	 1000000ull
+#define MAX_GAPS 65536
+static uint64_t gap_at[MAX_GAPS], gap_len[MAX_GAPS];
+static _Atomic size_t n_gaps;
+
 static void *heartbeat(void *arg)
 {
 	struct timespec ts = {0, 100000};
@@ -60,6 +74,14 @@ static void *heartbeat(void *arg)
 		uint64_t t = now_ns(), gap = t - last;
 		if (gap > atomic_load(&max_gap_ns))
 			atomic_store(&max_gap_ns, gap);
+		if (gap > GAP_NS) {
+			size_t i = atomic_load(&n_gaps);
+			if (i < MAX_GAPS) {
+				gap_at[i] = last;
+				gap_len[i] = gap;
+				atomic_store(&n_gaps, i + 1);
+			}
+		}
 		last = t;
 	}
 	return NULL;
@@ -93,6 +115,51 @@ static void *idle_thread(void *arg)
 	return arg;
 }
 
+/* What a service's heap looks like, more or less: small records of a few kinds, with ids that
+ * count up, names from a small vocabulary, timestamps, pointers to their neighbours, and a few
+ * free (zeroed) slots. Not random bytes (nothing compresses those) and not one byte repeated
+ * (everything compresses that). */
+struct record {
+	uint64_t id;
+	uint32_t kind, flags;
+	char name[24];
+	uint64_t created_ns;
+	double balance;
+	uint64_t next, prev;
+};
+
+static void fill_records(uint8_t *p, size_t len)
+{
+	static const char *const words[] = {"user",    "order",	  "session", "invoice",
+					    "account", "payment", "cart",    "item"};
+	struct record *r = (struct record *)p;
+	size_t n = len / sizeof(*r);
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		if ((seed >> 60) == 0) { /* one in 16 slots free */
+			memset(&r[i], 0, sizeof(r[i]));
+			continue;
+		}
+		r[i].id = 1000000 + i;
+		r[i].kind = (uint32_t)(seed >> 61);
+		r[i].flags = (uint32_t)((seed >> 40) & 0x7);
+		/* "word-NNNNNN", without snprintf (gigabytes of records are filled) */
+		size_t wl = strlen(words[r[i].kind]), num = i % 250000;
+		memset(r[i].name, 0, sizeof(r[i].name));
+		memcpy(r[i].name, words[r[i].kind], wl);
+		r[i].name[wl] = '-';
+		for (int d = 6; d >= 1; d--, num /= 10)
+			r[i].name[wl + (size_t)d] = (char)('0' + num % 10);
+		r[i].created_ns = 1764547200000000000ull + i * 1000ull + ((seed >> 20) & 0xff);
+		r[i].balance = (double)((seed >> 32) % 5000) / 100.0;
+		r[i].next = (uint64_t)(uintptr_t)&r[i + 1];
+		r[i].prev = i ? (uint64_t)(uintptr_t)&r[i - 1] : 0;
+	}
+	memset(p + n * sizeof(*r), 0x5a, len - n * sizeof(*r));
+}
+
 /* mib of touched memory, threads idle threads, children sleeping child processes */
 static int victim_main(size_t mib, int threads, int children)
 {
@@ -106,8 +173,7 @@ static int victim_main(size_t mib, int threads, int children)
 
 	if (p == MAP_FAILED)
 		return 1;
-	for (size_t i = 0; i < len; i += 4096)
-		memset(p + i, (int)(i >> 12) | 1, 4096);
+	fill_records(p, len);
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 64 * 1024);
 	/* Children first (fork copies only the calling thread); each gets the threads too when
@@ -136,10 +202,17 @@ static int victim_main(size_t mib, int threads, int children)
 		if (!strncmp(cmd, "reset", 5)) {
 			usleep(20000);
 			atomic_store(&max_gap_ns, 0);
+			atomic_store(&n_gaps, 0);
 			printf("ok\n");
 		} else if (!strncmp(cmd, "report", 6)) {
 			usleep(20000); /* let the heartbeat notice a stall that just ended */
 			printf("%llu\n", (unsigned long long)atomic_load(&max_gap_ns));
+		} else if (!strncmp(cmd, "gaps", 4)) {
+			size_t n = atomic_load(&n_gaps);
+			printf("%zu\n", n);
+			for (size_t i = 0; i < n; i++)
+				printf("%llu %llu\n", (unsigned long long)gap_at[i],
+				       (unsigned long long)gap_len[i]);
 		} else if (!strncmp(cmd, "fork", 4)) {
 			uint64_t t0 = now_ns();
 			pid_t c = fork();
@@ -196,6 +269,171 @@ static uint64_t victim_ask(struct victim *v, const char *cmd)
 	if (!fgets(line, sizeof(line), v->out))
 		return 0;
 	return strtoull(line, NULL, 10);
+}
+
+/* The gaps the victim recorded since the last reset (after a "report"). */
+struct gaps {
+	uint64_t at[MAX_GAPS], len[MAX_GAPS];
+	size_t n;
+};
+
+static void victim_gaps(struct victim *v, struct gaps *g)
+{
+	char line[128];
+
+	g->n = 0;
+	fprintf(v->in, "gaps\n");
+	fflush(v->in);
+	if (!fgets(line, sizeof(line), v->out))
+		return;
+	size_t n = strtoull(line, NULL, 10);
+	for (size_t i = 0; i < n && fgets(line, sizeof(line), v->out); i++) {
+		unsigned long long a, l;
+		if (sscanf(line, "%llu %llu", &a, &l) == 2 && g->n < MAX_GAPS) {
+			g->at[g->n] = a;
+			g->len[g->n++] = l;
+		}
+	}
+}
+
+/* osmosis's timeline, from its manifest, in absolute CLOCK_MONOTONIC ns. */
+#define MAX_PHASES 64
+struct timeline {
+	uint64_t pause_start, pause_end;
+	struct {
+		char name[16];
+		uint64_t start, end;
+	} ph[MAX_PHASES];
+	int n;
+	bool valid;
+};
+
+static uint64_t json_u64_after(const char *p, const char *key, const char *limit)
+{
+	const char *k = strstr(p, key);
+	if (!k || (limit && k > limit))
+		return UINT64_MAX;
+	return strtoull(k + strlen(key), NULL, 10);
+}
+
+static void manifest_timeline(const char *dir, struct timeline *tl)
+{
+	static char buf[1 << 20];
+	char path[4096];
+	const char *p, *end;
+	uint64_t t0;
+	FILE *f;
+	size_t n;
+
+	memset(tl, 0, sizeof(*tl));
+	snprintf(path, sizeof(path), "%s/manifest.json", dir);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strstr(buf, "\"timeline\"");
+	if (!p || (t0 = json_u64_after(p, "\"start_ns\":", NULL)) == UINT64_MAX)
+		return;
+	tl->pause_start = t0 + json_u64_after(p, "\"pause_start_us\":", NULL) * 1000;
+	tl->pause_end = t0 + json_u64_after(p, "\"pause_end_us\":", NULL) * 1000;
+	p = strstr(p, "\"phases\"");
+	end = p ? strchr(p, ']') : NULL;
+	while (p && end && tl->n < MAX_PHASES && (p = strstr(p, "\"name\": \"")) && p < end) {
+		const char *close = strchr(p, '}');
+		uint64_t st = json_u64_after(p, "\"start_us\":", close),
+			 du = json_u64_after(p, "\"duration_us\":", close);
+		snprintf(tl->ph[tl->n].name, sizeof(tl->ph[0].name), "%.*s",
+			 (int)strcspn(p + 9, "\""), p + 9);
+		tl->ph[tl->n].start = t0 + st * 1000;
+		/* an open phase (the commit) lasts to the end of the command */
+		tl->ph[tl->n].end = du == UINT64_MAX ? UINT64_MAX : t0 + (st + du) * 1000;
+		tl->n++;
+		p = close ? close : end;
+	}
+	tl->valid = true;
+}
+
+/* Per method, over its runs: the longest gap in each phase of osmosis. */
+#define MAX_STATS 24
+struct phase_stats {
+	struct {
+		char name[16];
+		uint64_t max_gap, n_gaps, time;
+	} v[MAX_STATS];
+	int n;
+};
+
+static void stat_add(struct phase_stats *ps, const char *name, uint64_t gap)
+{
+	int i;
+	for (i = 0; i < ps->n && strcmp(ps->v[i].name, name); i++)
+		;
+	if (i == ps->n) {
+		if (ps->n == MAX_STATS)
+			return;
+		snprintf(ps->v[ps->n++].name, sizeof(ps->v[0].name), "%s", name);
+	}
+	ps->v[i].n_gaps++;
+	if (gap > ps->v[i].max_gap)
+		ps->v[i].max_gap = gap;
+}
+
+static uint64_t overlap(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1)
+{
+	uint64_t s = a0 > b0 ? a0 : b0, e = a1 < b1 ? a1 : b1;
+	return e > s ? e - s : 0;
+}
+
+/* The phase a gap fell in: "pause" if it overlaps the pause, else the phase it overlaps most
+ * (the innermost on a tie), "before" / "after" / "between" when none. */
+static const char *gap_phase(const struct timeline *tl, uint64_t at, uint64_t len)
+{
+	uint64_t best = 0, best_len = UINT64_MAX;
+	const char *name = NULL;
+
+	if (!tl->valid)
+		return "idle";
+	if (overlap(at, at + len, tl->pause_start, tl->pause_end))
+		return "pause";
+	for (int i = 0; i < tl->n; i++) {
+		uint64_t o = overlap(at, at + len, tl->ph[i].start, tl->ph[i].end);
+		uint64_t l = tl->ph[i].end - tl->ph[i].start;
+		if (o > best || (o == best && o && l < best_len)) {
+			best = o;
+			best_len = l;
+			name = tl->ph[i].name;
+		}
+	}
+	if (name)
+		return name;
+	if (tl->n && at + len <= tl->ph[0].start)
+		return "before";
+	if (tl->n && at >= tl->ph[tl->n - 1].start)
+		return "after";
+	return "between";
+}
+
+/* The longest gap outside the pause, and the phase it fell in; every gap counted in ps. */
+static uint64_t gaps_outside(const struct gaps *g, const struct timeline *tl,
+			     struct phase_stats *ps, char *phase, size_t len)
+{
+	uint64_t m = 0;
+
+	snprintf(phase, len, "-");
+	for (size_t i = 0; i < g->n; i++) {
+		const char *name = gap_phase(tl, g->at[i], g->len[i]);
+		if (ps)
+			stat_add(ps, name, g->len[i]);
+		if (!strcmp(name, "pause"))
+			continue;
+		if (g->len[i] > m) {
+			m = g->len[i];
+			snprintf(phase, len, "%s", name);
+		}
+	}
+	return m;
 }
 
 static void victim_stop(struct victim *v)
@@ -291,6 +529,27 @@ static long manifest_pause_us(const char *dir)
 	return p ? strtol(p + 11, NULL, 10) : -1;
 }
 
+/* Disk space the files of dir take (blocks: holes are free). */
+static uint64_t dir_disk_bytes(const char *dir)
+{
+	char path[4096];
+	struct dirent *e;
+	struct stat st;
+	uint64_t n = 0;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, "core.", 5)) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			if (stat(path, &st) == 0)
+				n += (uint64_t)st.st_blocks * 512;
+		}
+	closedir(d);
+	return n;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -299,9 +558,28 @@ static int cmp_u64(const void *a, const void *b)
 
 struct result {
 	uint64_t stall[16], pause[16], total[16], rss[16], steal[16];
+	uint64_t outside[16]; /* longest gap outside the pause */
+	uint64_t disk[16];    /* bytes the cores take on disk */
+	char outside_phase[16][16];
 	int n;
 	char method[16]; /* what auto chose, from the manifest */
+	struct phase_stats ps;
 };
+
+/* After a run: every gap the victim saw, laid beside the timeline in dir (NULL: no tool). */
+static void collect_gaps(struct victim *v, const char *dir, struct result *r)
+{
+	static struct gaps g;
+	struct timeline tl;
+
+	victim_gaps(v, &g);
+	if (dir)
+		manifest_timeline(dir, &tl);
+	else
+		memset(&tl, 0, sizeof(tl));
+	r->outside[r->n] = gaps_outside(&g, &tl, dir ? &r->ps : NULL, r->outside_phase[r->n],
+					sizeof(r->outside_phase[0]));
+}
 
 static uint64_t median(uint64_t *v, int n)
 {
@@ -320,7 +598,7 @@ static uint64_t maximum(uint64_t *v, int n)
 }
 
 static void print_row(size_t mib, const char *what, struct result *r, uint64_t fork_ns,
-		      uint64_t gcore_ns)
+		      uint64_t gcore_ns, bool outside)
 {
 	uint64_t st = median(r->stall, r->n);
 	bool osm = r->rss[0] != 0;
@@ -333,8 +611,35 @@ static void print_row(size_t mib, const char *what, struct result *r, uint64_t f
 		       median(r->total, r->n) / 1e9, median(r->rss, r->n) / 1048576.0);
 	else
 		printf(" %9s | %8.3f | %9s |", "-", median(r->total, r->n) / 1e9, "-");
-	printf(" %8.0f |\n", median(r->steal, r->n) / 1e6);
+	printf(" %8.0f |", median(r->steal, r->n) / 1e6);
+	if (outside) {
+		int worst = 0;
+		for (int i = 0; i < r->n; i++)
+			if (r->outside[i] > r->outside[worst])
+				worst = i;
+		printf(" %10.1f | %-10s |", median(r->outside, r->n) / 1e6,
+		       r->n ? r->outside_phase[worst] : "-");
+	} else {
+		printf(" %10s | %-10s |", "-", "-");
+	}
+	if (r->disk[0])
+		printf(" %8.0f |", median(r->disk, r->n) / 1048576.0);
+	else
+		printf(" %8s |", "-");
+	printf("\n");
 	fflush(stdout);
+}
+
+/* Per method: the longest gap the victim saw in each phase of osmosis, over all runs. */
+static void print_phases(const char *what, const struct phase_stats *ps)
+{
+	if (!ps->n)
+		return;
+	printf("    %-24s", what);
+	for (int i = 0; i < ps->n; i++)
+		printf(" %s %.1f (%llu)", ps->v[i].name, ps->v[i].max_gap / 1e6,
+		       (unsigned long long)ps->v[i].n_gaps);
+	printf("\n");
 }
 
 /* One scale row: run cmd (with %d for the pid) runs times against v; stall, pause, total. */
@@ -476,13 +781,20 @@ int main(int argc, char **argv)
 	const char *osmosis = "build/osmosis", *dir = "/var/tmp";
 	char sizes_buf[256] = "256,1024,4096,8192", self[4096], writes_buf[64] = "all,16m";
 	char methods_buf[128] = "copy,clone,precopy,auto", *ksave, *ssave, *methods[8];
-	int runs = 3, gcore = 1, scale = 0, n_methods = 0;
+	char args_buf[512] = "", *extra[16];
+	int runs = 3, gcore = 1, scale = 0, n_methods = 0, n_extra = 0;
 	static const struct option opts[] = {
-	    {"osmosis", required_argument, NULL, 'o'}, {"sizes", required_argument, NULL, 's'},
-	    {"runs", required_argument, NULL, 'r'},    {"dir", required_argument, NULL, 'd'},
-	    {"no-gcore", no_argument, NULL, 'g'},      {"victim", required_argument, NULL, 'v'},
-	    {"scale", no_argument, NULL, 'S'},	       {"writes", required_argument, NULL, 'w'},
-	    {"methods", required_argument, NULL, 'm'}, {},
+	    {"osmosis", required_argument, NULL, 'o'},
+	    {"sizes", required_argument, NULL, 's'},
+	    {"runs", required_argument, NULL, 'r'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"no-gcore", no_argument, NULL, 'g'},
+	    {"victim", required_argument, NULL, 'v'},
+	    {"scale", no_argument, NULL, 'S'},
+	    {"writes", required_argument, NULL, 'w'},
+	    {"methods", required_argument, NULL, 'm'},
+	    {"args", required_argument, NULL, 'a'},
+	    {},
 	};
 	struct utsname u;
 	int c;
@@ -520,6 +832,9 @@ int main(int argc, char **argv)
 		case 'm':
 			snprintf(methods_buf, sizeof(methods_buf), "%s", optarg);
 			break;
+		case 'a':
+			snprintf(args_buf, sizeof(args_buf), "%s", optarg);
+			break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of bench/stall.c\n");
 			return 2;
@@ -534,6 +849,8 @@ int main(int argc, char **argv)
 
 	for (char *tok = strtok(methods_buf, ","); tok && n_methods < 8; tok = strtok(NULL, ","))
 		methods[n_methods++] = tok;
+	for (char *tok = strtok(args_buf, " "); tok && n_extra < 16; tok = strtok(NULL, " "))
+		extra[n_extra++] = tok;
 	if (n_methods == 0 && !scale) {
 		/* The "nothing" row watches for as long as the last method took: one is needed. */
 		fprintf(stderr, "osmosis-bench-stall: --methods names no method\n");
@@ -557,12 +874,14 @@ int main(int argc, char **argv)
 		       write_kind == WRITE_ALL	 ? "all their memory nonstop"
 		       : write_kind == WRITE_16M ? "16 MiB of their memory nonstop"
 						 : "nothing");
-		printf("| %9s | %-22s | %9s | %9s | %8s | %8s | %9s | %8s | %9s | %8s |\n",
+		printf("| %9s | %-22s | %9s | %9s | %8s | %8s | %9s | %8s | %9s | %8s | %10s | "
+		       "%-10s | %8s |\n",
 		       "victim", "what", "stall ms", "max ms", "/ fork", "/ gcore", "pause ms",
-		       "total s", "RSS MiB", "steal ms");
+		       "total s", "RSS MiB", "steal ms", "outside ms", "in phase", "disk MiB");
 		printf("|-----------|------------------------|-----------|-----------|----------|--"
 		       "----"
-		       "----|-----------|----------|-----------|----------|\n");
+		       "----|-----------|----------|-----------|----------|------------|-----------"
+		       "-|----------|\n");
 		snprintf(sizes, sizeof(sizes), "%s", sizes_buf);
 		for (char *tok = strtok_r(sizes, ",", &ssave); tok;
 		     tok = strtok_r(NULL, ",", &ssave)) {
@@ -581,10 +900,14 @@ int main(int argc, char **argv)
 					uint64_t t, rss;
 					snprintf(out, sizeof(out), "%s/osmosis-bench-%d-%d", dir,
 						 getpid(), i);
-					char *av[] = {(char *)osmosis, "snap", "-q",
-						      "--sample",      "0",    "--method",
-						      methods[m],      "-o",   out,
-						      pidbuf,	       NULL};
+					char *av[32] = {(char *)osmosis, "snap", "-q",
+							"--sample",	 "0",	 "--method",
+							methods[m],	 "-o",	 out};
+					int ac = 9;
+					for (int e = 0; e < n_extra && ac < 30; e++)
+						av[ac++] = extra[e];
+					av[ac++] = pidbuf;
+					av[ac] = NULL;
 					victim_ask(&v, "reset");
 					uint64_t s0 = steal_ns();
 					if (run_argv(av, &t, &rss) < 0) {
@@ -594,6 +917,8 @@ int main(int argc, char **argv)
 					}
 					struct result *r = &ro[m];
 					r->stall[r->n] = victim_ask(&v, "report");
+					collect_gaps(&v, out, r);
+					r->disk[r->n] = dir_disk_bytes(out);
 					r->pause[r->n] = (uint64_t)manifest_pause_us(out);
 					r->total[r->n] = t;
 					r->steal[r->n] = steal_ns() - s0;
@@ -617,6 +942,7 @@ int main(int argc, char **argv)
 				s0 = steal_ns();
 				nanosleep(&ts, NULL);
 				ri.stall[ri.n] = victim_ask(&v, "report");
+				collect_gaps(&v, NULL, &ri);
 				ri.total[ri.n] = idle;
 				ri.steal[ri.n++] = steal_ns() - s0;
 
@@ -629,6 +955,11 @@ int main(int argc, char **argv)
 					victim_ask(&v, "reset");
 					s0 = steal_ns();
 					if (run(cmd, &t) == 0) {
+						struct stat gst;
+						snprintf(cmd, sizeof(cmd), "%s.%d", out, v.pid);
+						rg.disk[rg.n] = stat(cmd, &gst) == 0
+								    ? (uint64_t)gst.st_blocks * 512
+								    : 0;
 						rg.steal[rg.n] = steal_ns() - s0;
 						rg.stall[rg.n] = victim_ask(&v, "report");
 						rg.total[rg.n++] = t;
@@ -646,13 +977,19 @@ int main(int argc, char **argv)
 						 ro[m].method);
 				else
 					snprintf(what, sizeof(what), "osmosis %s", methods[m]);
-				print_row(mib, what, &ro[m], fork_ms, gcore_ms);
+				print_row(mib, what, &ro[m], fork_ms, gcore_ms, true);
 			}
 			if (gcore && rg.n)
-				print_row(mib, "gcore", &rg, fork_ms, gcore_ms);
-			print_row(mib, "bare fork()", &rf, fork_ms, gcore_ms);
+				print_row(mib, "gcore", &rg, fork_ms, gcore_ms, false);
+			print_row(mib, "bare fork()", &rf, fork_ms, gcore_ms, false);
 			snprintf(cmd, sizeof(cmd), "nothing, %s's time", methods[n_methods - 1]);
-			print_row(mib, cmd, &ri, fork_ms, gcore_ms);
+			print_row(mib, cmd, &ri, fork_ms, gcore_ms, true);
+			printf("  %zu MiB, longest gap per phase of osmosis in ms (gaps over 1 "
+			       "ms), all "
+			       "runs:\n",
+			       mib);
+			for (int m = 0; m < n_methods; m++)
+				print_phases(methods[m], &ro[m].ps);
 			victim_stop(&v);
 		}
 	}
@@ -665,6 +1002,11 @@ int main(int argc, char **argv)
 	    "steal: CPU time the hypervisor gave to other guests during the run (all CPUs; a\n"
 	    "stalled vCPU stalls the victim whatever the tool does). \"nothing\": no tool runs;\n"
 	    "the victim's heartbeat is watched for as long as the last method's run took: the\n"
-	    "machine's own floor for a window that long.\n");
+	    "machine's own floor for a window that long. outside: the longest gap that did not\n"
+	    "overlap the pause (median of the runs), in phase: the phase of osmosis it fell in\n"
+	    "(the worst run's); for \"nothing\", the longest gap at all: the floor to compare "
+	    "with.\n"
+	    "disk: what the cores take on disk (holes are free; compressed with --args "
+	    "--compress).\n");
 	return 0;
 }

@@ -13,15 +13,103 @@
  *   child process "demo-backend" and waits for the answer; the backend's main thread waits for
  *   the cache lock, which "cache-refresh" holds while it sleeps.
  *
- * It prints "ready <pid>" on stdout once every thread is in place, then runs until killed.
+ * It prints "ready <pid> <backend pid>" on stdout once every thread is in place, then runs until
+ * killed. "In place" is checked, not waited for: each thread's /proc/PID/task/TID/syscall must
+ * show it blocked in the syscall it should be in, on the object it should wait on (the futex word
+ * of its mutex or condition variable, its pipe), in both processes; a fixed sleep would print
+ * "ready" too early on a loaded machine.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
+
+/* ---- waiting until a thread is blocked where it should be ------------------------------------ */
+
+#define READY_TIMEOUT_S 120
+#define NR_SLEEP	(-2) /* nanosleep or clock_nanosleep */
+
+static int read_small(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = 0;
+	return 0;
+}
+
+/* How many threads of pid named name are blocked in syscall nr with the first argument in
+ * [lo, hi). */
+static int count_blocked(pid_t pid, const char *name, long nr, uint64_t lo, uint64_t hi)
+{
+	char path[96], buf[256], *end;
+	struct dirent *de;
+	int found = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	if (!(d = opendir(path)))
+		return 0;
+	while ((de = readdir(d))) {
+		long tid = strtol(de->d_name, NULL, 10), n;
+		if (tid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%ld/comm", pid, tid);
+		if (read_small(path, buf, sizeof(buf)) < 0)
+			continue;
+		buf[strcspn(buf, "\n")] = 0;
+		if (strcmp(buf, name))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%ld/syscall", pid, tid);
+		if (read_small(path, buf, sizeof(buf)) < 0)
+			continue;
+		n = strtol(buf, &end, 10);
+		if (end == buf) /* running */
+			continue;
+		if (nr == NR_SLEEP ? n != SYS_nanosleep && n != SYS_clock_nanosleep : n != nr)
+			continue;
+		uint64_t a0 = strtoull(end, NULL, 0);
+		if (a0 < lo || a0 >= hi)
+			continue;
+		found++;
+	}
+	closedir(d);
+	return found;
+}
+
+static void wait_blocked(pid_t pid, const char *name, long nr, uint64_t lo, uint64_t hi, int count)
+{
+	struct timespec t0, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (count_blocked(pid, name, nr, lo, hi) < count) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - t0.tv_sec > READY_TIMEOUT_S) {
+			fprintf(stderr, "demo: thread %s of %d never blocked in syscall %ld\n",
+				name, pid, nr);
+			exit(3);
+		}
+		usleep(1000);
+	}
+}
+
+#define ANY   0, UINT64_MAX
+#define ON(p) (uint64_t)(uintptr_t)(p), (uint64_t)(uintptr_t)(p) + 1
+#define IN(p) (uint64_t)(uintptr_t)(p), (uint64_t)(uintptr_t)(p) + sizeof(*(p))
+#define FD(f) (uint64_t)(f), (uint64_t)(f) + 1
 
 static pthread_mutex_t accounts[2] = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
 static pthread_barrier_t both_hold_one;
@@ -120,7 +208,8 @@ static void backend(int requests, int answers)
 	prctl(PR_SET_NAME, "demo-backend");
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	pthread_create(&t, NULL, cache_refresh, NULL);
-	usleep(50000);
+	/* cache-refresh has the lock (and sleeps) before a request can come */
+	wait_blocked(getpid(), "cache-refresh", NR_SLEEP, ANY, 1);
 	serve(requests, answers);
 	_exit(0);
 }
@@ -170,9 +259,19 @@ int main(void)
 	pthread_create(&t, NULL, listener, NULL);
 	pthread_create(&t, NULL, transfer_a, NULL);
 	pthread_create(&t, NULL, transfer_b, NULL);
-	usleep(100000);
 	pthread_create(&t, NULL, client, NULL);
-	usleep(200000); /* every thread reaches its wait */
+	/* Every thread at its wait (a condition variable's futex word lies inside it). */
+	wait_blocked(getpid(), "pool-0", SYS_futex, IN(&pool_cv), 1);
+	wait_blocked(getpid(), "pool-1", SYS_futex, IN(&pool_cv), 1);
+	wait_blocked(getpid(), "pool-2", SYS_futex, IN(&pool_cv), 1);
+	wait_blocked(getpid(), "sleeper", NR_SLEEP, ANY, 1);
+	wait_blocked(getpid(), "listener", SYS_read, FD(command_pipe[0]), 1);
+	wait_blocked(getpid(), "transfer-a", SYS_futex, ON(&accounts[1]), 1);
+	wait_blocked(getpid(), "transfer-b", SYS_futex, ON(&accounts[0]), 1);
+	wait_blocked(getpid(), "client", SYS_read, FD(answer_pipe[0]), 1);
+	/* the backend got the request and waits for the cache lock that cache-refresh holds */
+	wait_blocked(child, "demo-backend", SYS_futex, ON(&cache_lock), 1);
+	wait_blocked(child, "cache-refresh", NR_SLEEP, ANY, 1);
 	printf("ready %d %d\n", getpid(), child);
 	fflush(stdout);
 	for (;;)

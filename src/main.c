@@ -22,6 +22,10 @@ static const struct command commands[] = {
     {"show", cmd_show, "show what a snapshot holds: system, processes, threads, descriptors"},
     {"analyze", cmd_analyze, "diagnose a snapshot: stacks, locks, wait graph, patterns"},
     {"patterns", cmd_patterns, "list the analysis patterns and their thresholds"},
+    {"watch", cmd_watch, "watch processes and snapshot them when a condition holds"},
+    {"diff", cmd_diff, "what changed between two snapshots: stuck threads, growth, CPU"},
+    {"list", cmd_list, "the snapshots under a directory: when, trigger, processes, finding"},
+    {"core", cmd_core, "write the plain ELF core of one process of a snapshot (from core.PID.zst)"},
 };
 
 static void usage(FILE *f)

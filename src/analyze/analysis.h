@@ -16,12 +16,16 @@
 
 #define ANALYSIS_MAX_FRAMES 256
 
+/* Native frames come from unwinding; a runtime (src/analyze/runtime/) adds its own, merged. */
+enum frame_kind { FRAME_NATIVE, FRAME_PYTHON };
+
 struct frame {
-	uint64_t pc;
+	enum frame_kind kind;
+	uint64_t pc;	 /* native: the pc; python: the interpreter frame's address */
 	char *function;	 /* NULL when no symbol covers pc */
 	char *module;	 /* basename of the module, NULL if none */
 	uint64_t offset; /* pc - function start, or pc - module start without a symbol */
-	char *file;	 /* source file, with debug info only */
+	char *file;	 /* source file, with debug info only (python: always when known) */
 	int line;
 };
 
@@ -69,8 +73,21 @@ struct lock_info {
 
 struct athread;
 struct aprocess;
+struct runtime;
+struct module_source;
 
-enum edge_kind { EDGE_MUTEX, EDGE_JOIN, EDGE_RWLOCK, EDGE_CHILD, EDGE_PIPE, EDGE_UNIX, EDGE_TCP };
+enum edge_kind {
+	EDGE_MUTEX,
+	EDGE_JOIN,
+	EDGE_RWLOCK,
+	EDGE_CHILD,
+	EDGE_PIPE,
+	EDGE_UNIX,
+	EDGE_TCP,
+	EDGE_GIL,    /* waits for a runtime's global lock (CPython's GIL) held by to_thread */
+	EDGE_PYLOCK, /* waits for a lock of the runtime's (threading.Lock, RLock) held by to_thread
+		      */
+};
 
 /* thread -> thread, or thread -> process (IPC, children) */
 struct edge {
@@ -94,6 +111,12 @@ struct athread {
 	struct edge *edges; /* what it waits on */
 	size_t n_edges;
 	int scc; /* cycle id (>0) when part of a cycle */
+	/* Filled by a runtime (src/analyze/runtime/): */
+	char *runtime_name;	 /* its name in the runtime (threading.Thread.name), or NULL */
+	bool runtime_thread;	 /* the runtime knows this thread (a Python thread state) */
+	bool holds_gil;		 /* holds the runtime's global lock at the instant */
+	bool waits_gil;		 /* waits for it */
+	char runtime_where[160]; /* where its innermost runtime frame stands, "" if none */
 };
 
 struct module_info {
@@ -109,8 +132,9 @@ struct aprocess {
 	bool has_core;
 	char *core_error; /* why the core could not be read (fully) */
 	int core_fd;
-	void *elf;  /* Elf *, for memory reads */
-	void *dwfl; /* Dwfl * */
+	void *zcore; /* struct zcore * when the core is compressed (core.PID.zst), else NULL */
+	void *elf;   /* Elf *, for memory reads */
+	void *dwfl;  /* Dwfl * */
 	struct {
 		uint64_t vaddr, memsz, offset, filesz;
 		uint32_t flags;
@@ -121,6 +145,12 @@ struct aprocess {
 	size_t n_modules;
 	char **files; /* NT_FILE paths, deduplicated */
 	size_t n_files;
+	/* The language runtime found in it (src/analyze/runtime/), or NULL. */
+	const struct runtime *runtime;
+	void *runtime_state;
+	char *runtime_version;		/* "CPython 3.11.2" */
+	struct module_source **sources; /* what stands for each module in libdwfl (modules.c) */
+	size_t n_sources;
 };
 
 /* A step of a cycle or chain: the waiting thread and the edge it waits through. */
@@ -185,3 +215,11 @@ void find_cycles_and_chains(struct analysis *a);
 /* The threads a wait through e continues to: e's thread, or the waiting threads of e's
  * process. Returns how many were put in out. */
 size_t edge_targets(const struct edge *e, struct athread **out, size_t max);
+/* Add an edge from a waiting thread (for runtimes, which add their waits to the graph after
+ * the native ones). to_proc may be NULL for a thread edge. */
+void analysis_add_edge(struct athread *from, enum edge_kind kind, struct athread *to_thread,
+		       struct aprocess *to_proc, const char *text);
+/* Record a problem of the snapshot (what could not be read): a one-line reason, shown by
+ * truncated-dump. */
+void analysis_problem(struct analysis *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));

@@ -53,8 +53,8 @@ void decode_waits(struct analysis *a)
 	}
 }
 
-static void add_edge(struct athread *from, enum edge_kind kind, struct athread *to_thread,
-		     struct aprocess *to_proc, const char *text)
+void analysis_add_edge(struct athread *from, enum edge_kind kind, struct athread *to_thread,
+		       struct aprocess *to_proc, const char *text)
 {
 	size_t cap = from->n_edges;
 	if (grow_array((void **)&from->edges, &cap, from->n_edges + 1, sizeof(*from->edges)))
@@ -104,7 +104,7 @@ static void fd_edges(struct analysis *a, struct athread *t, const struct osm_fd 
 			}
 			snprintf(text, sizeof(text), "%s fd %d (%s): the other end is pid %d fd %d",
 				 reading ? "reads" : "writes", f->fd, what, ap->p->pid, g->fd);
-			add_edge(t, kind, NULL, ap, text);
+			analysis_add_edge(t, kind, NULL, ap, text);
 			break; /* one edge per process */
 		}
 		if (self_end && !strcmp(f->type, "pipe") && reading)
@@ -137,11 +137,11 @@ void build_wait_graph(struct analysis *a)
 				if (!owner || owner == t)
 					break;
 				snprintf(text, sizeof(text), "%s", w->text);
-				add_edge(t,
-					 w->kind == WAIT_MUTEX	? EDGE_MUTEX
-					 : w->kind == WAIT_JOIN ? EDGE_JOIN
-								: EDGE_RWLOCK,
-					 owner, NULL, text);
+				analysis_add_edge(t,
+						  w->kind == WAIT_MUTEX	 ? EDGE_MUTEX
+						  : w->kind == WAIT_JOIN ? EDGE_JOIN
+									 : EDGE_RWLOCK,
+						  owner, NULL, text);
 				break;
 			case WAIT_CHILD:
 				for (size_t k = 0; k < a->n_procs; k++) {
@@ -153,7 +153,7 @@ void build_wait_graph(struct analysis *a)
 					snprintf(text, sizeof(text),
 						 "waits for child %d (%s) to exit", c->p->pid,
 						 c->p->comm);
-					add_edge(t, EDGE_CHILD, NULL, c, text);
+					analysis_add_edge(t, EDGE_CHILD, NULL, c, text);
 				}
 				break;
 			case WAIT_READ:

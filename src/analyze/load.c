@@ -20,14 +20,18 @@
 #include <unistd.h>
 
 #include "analyze/analysis.h"
+#include "analyze/runtime/runtime.h"
+#include "analyze/modules.h"
 #include "arch.h"
+#include "base/fs.h"
 #include "base/util.h"
+#include "core/zcore.h"
+#include "core/notes.h"
 #include "snapshot/manifest.h"
 
 #define MAX_NOTES_BYTES (256u << 20)
 
-static void problem(struct analysis *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void problem(struct analysis *a, const char *fmt, ...)
+void analysis_problem(struct analysis *a, const char *fmt, ...)
 {
 	size_t cap = a->n_problems;
 	char *s = NULL;
@@ -61,8 +65,10 @@ size_t aprocess_read(const struct aprocess *ap, uint64_t addr, void *buf, size_t
 		if (rel >= ap->loads[i].filesz)
 			break; /* not dumped */
 		n = (size_t)MIN((uint64_t)(len - done), ap->loads[i].filesz - rel);
-		if (pread(ap->core_fd, (char *)buf + done, n, (off_t)(ap->loads[i].offset + rel)) !=
-		    (ssize_t)n)
+		if (ap->zcore ? zcore_pread(ap->zcore, (char *)buf + done, n,
+					    ap->loads[i].offset + rel) != n
+			      : pread(ap->core_fd, (char *)buf + done, n,
+				      (off_t)(ap->loads[i].offset + rel)) != (ssize_t)n)
 			break;
 		done += n;
 	}
@@ -94,79 +100,160 @@ double analysis_threshold(const struct analysis *a, const char *name, double def
 	return def;
 }
 
-static void read_notes(struct analysis *a, struct aprocess *ap, Elf *elf, const GElf_Phdr *ph)
+/* What the notes say that the modules need, kept until they are reported. */
+struct core_notes {
+	uint8_t *buf; /* the note segment holding NT_FILE */
+	struct note_file_entry *files;
+	size_t n_files;
+	uint64_t vdso; /* AT_SYSINFO_EHDR, 0 if none */
+};
+
+static void core_notes_done(struct core_notes *cn)
 {
-	Elf_Data *d;
-	size_t off = 0, name_off, desc_off;
-	GElf_Nhdr nh;
-	size_t cap_files = 0;
+	free(cn->buf);
+	free(cn->files);
+	*cn = (struct core_notes){0};
+}
+
+static void add_file_name(struct aprocess *ap, const struct note_file_entry *f, size_t *cap)
+{
+	for (size_t j = 0; j < ap->n_files; j++)
+		if (!strncmp(ap->files[j], f->name, f->name_len) && !ap->files[j][f->name_len])
+			return;
+	if (!grow_array((void **)&ap->files, cap, ap->n_files + 1, sizeof(char *)) &&
+	    (ap->files[ap->n_files] = strndup(f->name, f->name_len)))
+		ap->n_files++;
+}
+
+/* One PT_NOTE: copied out of the core into a buffer of exactly its size (so a reader that
+ * strays is caught by the sanitizers), then read with the bounded readers of core/notes.c. */
+static void read_notes(struct analysis *a, struct aprocess *ap, const GElf_Phdr *ph,
+		       struct core_notes *cn)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	struct note_iter it;
+	struct note n;
+	size_t cap_files = ap->n_files;
+	bool keep = false;
 
 	if (ph->p_filesz > MAX_NOTES_BYTES || ph->p_offset > ap->core_size ||
 	    ph->p_filesz > ap->core_size - ph->p_offset) {
-		problem(a, "core.%d: its notes lie beyond the end of the file", ap->p->pid);
+		analysis_problem(a, "core.%d: its notes lie beyond the end of the file",
+				 ap->p->pid);
 		return;
 	}
-	d = elf_getdata_rawchunk(elf, (int64_t)ph->p_offset, ph->p_filesz, ELF_T_NHDR);
-	if (!d) {
-		problem(a, "core.%d: unreadable notes: %s", ap->p->pid, elf_errmsg(-1));
+	if (!ph->p_filesz)
+		return;
+	buf = malloc(ph->p_filesz);
+	if (!buf) {
+		analysis_problem(a, "core.%d: no memory for its notes", ap->p->pid);
 		return;
 	}
-	while ((off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
-		const char *desc = (const char *)d->d_buf + desc_off;
-
-		if (nh.n_type == NT_PRSTATUS &&
-		    nh.n_descsz >= ARCH_PRSTATUS_REG_OFFSET + ARCH_GREGS_COUNT * 8) {
+	if (ap->zcore ? zcore_pread(ap->zcore, buf, ph->p_filesz, ph->p_offset) != ph->p_filesz
+		      : pread(ap->core_fd, buf, ph->p_filesz, (off_t)ph->p_offset) !=
+			    (ssize_t)ph->p_filesz) {
+		analysis_problem(a, "core.%d: its notes cannot be read", ap->p->pid);
+		return;
+	}
+	note_iter_init(&it, buf, ph->p_filesz);
+	while (note_next(&it, &n)) {
+		if (!note_name_is(&n, "CORE") && !note_name_is(&n, "LINUX"))
+			continue;
+		if (n.type == NT_PRSTATUS) {
+			uint64_t regs[ARRAY_SIZE(ap->threads[0].regs)];
 			pid_t tid;
-			memcpy(&tid, desc + 32, sizeof(tid));
+			if (note_read_prstatus(&n, &tid, regs, ARRAY_SIZE(regs)) < 0) {
+				analysis_problem(
+				    a,
+				    "core.%d: an NT_PRSTATUS note at offset %zu is too "
+				    "short (%zu bytes)",
+				    ap->p->pid, n.offset, n.descsz);
+				continue;
+			}
 			for (size_t i = 0; i < ap->n_threads; i++) {
 				struct athread *t = &ap->threads[i];
 				if (t->t->tid != tid)
 					continue;
-				memcpy(t->regs, desc + ARCH_PRSTATUS_REG_OFFSET, sizeof(t->regs));
+				memcpy(t->regs, regs, sizeof(t->regs));
 				t->fs_base = t->regs[ARCH_GREGS_TP];
 				t->in_core = true;
 			}
-		} else if (nh.n_type == NT_FILE && nh.n_descsz >= 16) {
-			uint64_t count, hdr = 16;
-			const char *names, *end = desc + nh.n_descsz;
-			memcpy(&count, desc, 8);
-			if (count > nh.n_descsz / 24)
+		} else if (n.type == NT_AUXV && !cn->vdso) {
+			note_auxv_get(&n, AT_SYSINFO_EHDR, &cn->vdso);
+		} else if (n.type == NT_FILE && !cn->files) {
+			int r = note_file_parse(&n, &cn->files, &cn->n_files);
+			if (r < 0) {
+				analysis_problem(a, "core.%d: its NT_FILE note is malformed: %s",
+						 ap->p->pid, strerror(-r));
 				continue;
-			names = desc + hdr + count * 24;
-			for (uint64_t k = 0; k < count && names < end; k++) {
-				size_t l = strnlen(names, (size_t)(end - names));
-				bool seen = false;
-				for (size_t j = 0; j < ap->n_files && !seen; j++)
-					seen = !strncmp(ap->files[j], names, l) && !ap->files[j][l];
-				if (!seen && !grow_array((void **)&ap->files, &cap_files,
-							 ap->n_files + 1, sizeof(char *)))
-					ap->files[ap->n_files++] = strndup(names, l);
-				names += l + 1;
 			}
+			for (size_t k = 0; k < cn->n_files; k++)
+				add_file_name(ap, &cn->files[k], &cap_files);
+			keep = true; /* the entries point into buf */
 		}
 	}
+	if (it.bad)
+		analysis_problem(a, "core.%d: notes at offset %zu: %s", ap->p->pid, it.off, it.bad);
+	if (keep)
+		cn->buf = TAKE_PTR(buf);
+}
+
+/* A compressed core (core.PID.zst): an Elf over a sparse image of it (src/core/zcore.h), its
+ * size the core's; memory reads go through the zstd reader. A truncated file is a problem, and
+ * what it holds is analyzed. */
+static Elf *open_compressed(struct analysis *a, struct aprocess *ap)
+{
+	struct zcore *z = NULL;
+	char err[256];
+	void *image;
+	size_t len;
+	int r = zcore_open(ap->core_fd, &z, err, sizeof(err));
+
+	if (r == 0 && err[0])
+		analysis_problem(a, "%s: %s", ap->p->core_name, err);
+	if (r == 0 && (r = zcore_image(z, &image, &len, err, sizeof(err))) < 0)
+		zcore_close(z);
+	if (r < 0) {
+		analysis_problem(a, "%s: %s", ap->p->core_name, err[0] ? err : strerror(-r));
+		return NULL;
+	}
+	ap->zcore = z;
+	ap->core_size = zcore_size(z);
+	return elf_memory(image, len);
 }
 
 static int open_core(struct analysis *a, struct aprocess *ap, int dirfd)
 {
+	_cleanup_(core_notes_done) struct core_notes cn = {0};
 	struct stat st;
 	Elf *elf;
 	size_t phnum;
 	size_t cap = 0;
 
-	ap->core_fd = openat(dirfd, ap->p->core_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	const char *kind;
+	int r;
+
+	ap->core_fd = open_regular_file(dirfd, ap->p->core_name, O_NOFOLLOW, &kind);
 	if (ap->core_fd < 0) {
-		problem(a, "core.%d: cannot open: %s", ap->p->pid, strerror(errno));
+		if (kind)
+			analysis_problem(a, "core.%d: %s is %s, not a regular file: not opened",
+					 ap->p->pid, ap->p->core_name, kind);
+		else
+			analysis_problem(a, "core.%d: cannot open: %s", ap->p->pid,
+					 strerror(-ap->core_fd));
+		r = ap->core_fd;
+		ap->core_fd = -1;
+		return r;
+	}
+	if (fstat(ap->core_fd, &st) < 0) {
+		analysis_problem(a, "core.%d: cannot stat: %s", ap->p->pid, strerror(errno));
 		return -errno;
 	}
-	if (fstat(ap->core_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		problem(a, "core.%d: not a regular file", ap->p->pid);
-		return -EINVAL;
-	}
 	ap->core_size = (uint64_t)st.st_size;
-	elf = elf_begin(ap->core_fd, ELF_C_READ_MMAP, NULL);
+	elf = zcore_name(ap->p->core_name) ? open_compressed(a, ap)
+					   : elf_begin(ap->core_fd, ELF_C_READ_MMAP, NULL);
 	if (!elf || elf_kind(elf) != ELF_K_ELF) {
-		problem(a, "core.%d: not an ELF file", ap->p->pid);
+		analysis_problem(a, "core.%d: not an ELF file", ap->p->pid);
 		if (elf)
 			elf_end(elf);
 		return -EINVAL;
@@ -174,27 +261,28 @@ static int open_core(struct analysis *a, struct aprocess *ap, int dirfd)
 	ap->elf = elf;
 	GElf_Ehdr eh;
 	if (!gelf_getehdr(elf, &eh) || eh.e_type != ET_CORE) {
-		problem(a, "core.%d: not an ELF core", ap->p->pid);
+		analysis_problem(a, "core.%d: not an ELF core", ap->p->pid);
 		return -EINVAL;
 	}
 	if (elf_getphdrnum(elf, &phnum) < 0) {
-		problem(a, "core.%d: unreadable program headers", ap->p->pid);
+		analysis_problem(a, "core.%d: unreadable program headers", ap->p->pid);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < phnum; i++) {
 		GElf_Phdr ph;
 		if (!gelf_getphdr(elf, (int)i, &ph)) {
-			problem(a, "core.%d: program header %zu unreadable", ap->p->pid, i);
+			analysis_problem(a, "core.%d: program header %zu unreadable", ap->p->pid,
+					 i);
 			break;
 		}
 		if (ph.p_type == PT_NOTE) {
-			read_notes(a, ap, elf, &ph);
+			read_notes(a, ap, &ph, &cn);
 		} else if (ph.p_type == PT_LOAD) {
 			uint64_t filesz = ph.p_filesz;
 			if (ph.p_offset > ap->core_size || filesz > ap->core_size - ph.p_offset) {
 				filesz =
 				    ph.p_offset > ap->core_size ? 0 : ap->core_size - ph.p_offset;
-				problem(
+				analysis_problem(
 				    a,
 				    "core.%d: the segment at 0x%llx is cut short (the file ends "
 				    "%llu bytes early)",
@@ -213,6 +301,10 @@ static int open_core(struct analysis *a, struct aprocess *ap, int dirfd)
 		}
 	}
 	ap->has_core = true;
+	r = modules_report(a, ap, cn.files, cn.n_files, cn.vdso);
+	if (r < 0)
+		analysis_problem(a, "core.%d: its modules could not be listed: %s", ap->p->pid,
+				 strerror(-r));
 	return 0;
 }
 
@@ -229,8 +321,44 @@ static void build_threads(struct aprocess *ap)
 	ap->n_threads = ap->p->n_threads;
 }
 
+static int cmp_core_name(const void *x, const void *y, void *arg)
+{
+	struct osm_process *const *procs = arg;
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	int c = strcmp(procs[i]->core_name, procs[j]->core_name);
+	return c ? c : i < j ? -1 : i > j;
+}
+
+/* Processes that name a core file an earlier process already named: that core is another
+ * process's, and reading it again for each would let a manifest cost the analysis any time it
+ * likes. Returns a malloc'ed flag per process (NULL without memory: nothing is flagged). */
+static bool *cores_named_before(const struct osm_snapshot *s, size_t *ret_n)
+{
+	_cleanup_free_ size_t *order = calloc(s->n_procs ? s->n_procs : 1, sizeof(*order));
+	bool *later = calloc(s->n_procs ? s->n_procs : 1, sizeof(*later));
+	size_t n = 0;
+
+	*ret_n = 0;
+	if (!order || !later) {
+		free(later);
+		return NULL;
+	}
+	for (size_t i = 0; i < s->n_procs; i++)
+		if (s->procs[i]->core_name[0])
+			order[n++] = i;
+	qsort_r(order, n, sizeof(*order), cmp_core_name, s->procs);
+	for (size_t i = 1; i < n; i++)
+		if (!strcmp(s->procs[order[i - 1]]->core_name, s->procs[order[i]]->core_name)) {
+			later[order[i]] = true;
+			(*ret_n)++;
+		}
+	return later;
+}
+
 int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 {
+	_cleanup_free_ bool *shared_core = NULL;
+	size_t n_shared = 0;
 	int dirfd, r;
 
 	elf_version(EV_CURRENT);
@@ -244,6 +372,11 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 		close(dirfd);
 		return r;
 	}
+	if (a->snap->n_duplicates)
+		analysis_problem(a,
+				 "manifest.json: %zu process entries repeat one listed before (the "
+				 "first, pid %d): each process is analyzed once",
+				 a->snap->n_duplicates, a->snap->duplicate_pid);
 	a->dir = strdup(dir);
 	a->procs = calloc(a->snap->n_procs ? a->snap->n_procs : 1, sizeof(*a->procs));
 	if (!a->procs) {
@@ -252,38 +385,56 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	a->n_procs = a->snap->n_procs;
+	shared_core = cores_named_before(a->snap, &n_shared);
+	if (n_shared)
+		analysis_problem(
+		    a,
+		    "manifest.json: %zu processes name a core file that a process before "
+		    "them names: each core is read for the first only",
+		    n_shared);
 	for (size_t i = 0; i < a->n_procs; i++) {
 		struct aprocess *ap = &a->procs[i];
 		ap->p = a->snap->procs[i];
 		ap->core_fd = -1;
 		build_threads(ap);
-		if (!strcmp(ap->p->capture, "memory")) {
+		if (ap->p->capture == CAPTURE_MEMORY) {
 			if (!ap->p->core_name[0] || strchr(ap->p->core_name, '/')) {
-				problem(a, "pid %d: the manifest names no usable core file",
-					ap->p->pid);
+				analysis_problem(a,
+						 "pid %d: the manifest names no usable core file",
+						 ap->p->pid);
 				continue;
 			}
-			if (open_core(a, ap, dirfd) == 0)
+			if (shared_core && shared_core[i])
+				continue;
+			if (open_core(a, ap, dirfd) == 0) {
 				unwind_process(ap);
+				/* Runtimes look at the modules while libdwfl still has them. */
+				if (ap->dwfl)
+					runtimes_detect(a, ap);
+			}
 			/* Frames and modules are copied out: let libdwfl and libelf go, so memory
 			 * follows one process at a time, not every core. Memory reads after this
 			 * use the core descriptor and the bounded segment table. */
 			if (ap->dwfl)
 				dwfl_end(ap->dwfl);
 			ap->dwfl = NULL;
+			modules_sources_free(ap);
 			if (ap->elf)
 				elf_end(ap->elf);
 			ap->elf = NULL;
+			zcore_release_image(ap->zcore);
 			for (size_t j = 0; j < ap->n_threads; j++)
 				if (ap->threads[j].t->captured && !ap->threads[j].in_core &&
 				    ap->has_core)
-					problem(a, "core.%d: thread %d is missing from the core",
-						ap->p->pid, ap->threads[j].t->tid);
+					analysis_problem(
+					    a, "core.%d: thread %d is missing from the core",
+					    ap->p->pid, ap->threads[j].t->tid);
 		}
 	}
 	close(dirfd);
 	decode_waits(a);
 	build_wait_graph(a);
+	runtimes_read(a);
 	find_cycles_and_chains(a);
 	return 0;
 }
@@ -296,6 +447,7 @@ static void frames_free(struct athread *t)
 		free(t->frames[i].file);
 	}
 	free(t->frames);
+	free(t->runtime_name);
 	free(t->unwind_error);
 	free(t->edges);
 }
@@ -309,8 +461,10 @@ void analysis_done(struct analysis *a)
 		free(ap->threads);
 		if (ap->dwfl)
 			dwfl_end(ap->dwfl);
+		modules_sources_free(ap);
 		if (ap->elf)
 			elf_end(ap->elf);
+		zcore_close(ap->zcore);
 		if (ap->core_fd >= 0)
 			close(ap->core_fd);
 		free(ap->loads);
@@ -321,6 +475,7 @@ void analysis_done(struct analysis *a)
 			free(ap->files[j]);
 		free(ap->files);
 		free(ap->core_error);
+		runtimes_free(ap);
 	}
 	free(a->procs);
 	for (size_t i = 0; i < a->n_cycles; i++)

@@ -4,7 +4,7 @@
  * on; the function names on its stack (when symbols exist) or the futex's expected value say what
  * kind of object; the object's words, read from the core, say who holds it and whether it is
  * sound. The decoder is a pure function of its input so it can be tested and fuzzed alone.
- * glibc x86_64 layouts: see ANALYSIS-NOTES ("glibc pthread_mutex_t").
+ * glibc x86_64 layouts: see docs/design/analysis-notes.md.
  */
 #pragma once
 

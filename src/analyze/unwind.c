@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unwinding every thread of a core with elfutils' libdwfl: modules found by build-id and by the
- * paths in NT_FILE (debuginfod only when DEBUGINFOD_URLS is set, as libdw decides), CFI from
+ * Unwinding every thread of a core with elfutils' libdwfl: modules as load.c reported them (only
+ * regular files whose build-id matches the core's, see modules.c), CFI from
  * .eh_frame or .debug_frame, symbols from the symbol tables, source lines where debug info is.
  * A thread whose unwinding fails keeps the frames found so far (at least its first frame, from
  * its registers) and the reason.
@@ -17,14 +17,6 @@
 #include "analyze/analysis.h"
 #include "arch.h"
 #include "base/util.h"
-
-static char *debuginfo_path;
-
-static const Dwfl_Callbacks callbacks = {
-    .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-    .debuginfo_path = &debuginfo_path,
-};
 
 struct unwind_ctx {
 	struct aprocess *ap;
@@ -142,17 +134,12 @@ static char *dwfl_error(void)
 
 void unwind_process(struct aprocess *ap)
 {
-	Dwfl *dwfl = dwfl_begin(&callbacks);
-	const char *exe = ap->p->exe && ap->p->exe[0] == '/' ? ap->p->exe : NULL;
+	/* The modules were reported by load.c (modules.c), which decides what files may be
+	 * opened: libdwfl's own core reporting would open every path the core names. */
+	Dwfl *dwfl = ap->dwfl;
 
 	if (!dwfl)
 		return;
-	ap->dwfl = dwfl;
-	if (dwfl_core_file_report(dwfl, ap->elf, exe) < 0 ||
-	    dwfl_report_end(dwfl, NULL, NULL) != 0) {
-		ap->core_error = dwfl_error();
-		return;
-	}
 	dwfl_getmodules(dwfl, module_cb, ap, 0);
 	if (dwfl_core_file_attach(dwfl, ap->elf) < 0) {
 		ap->core_error = dwfl_error();

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,6 +11,17 @@
 #include "base/fault.h"
 #include "base/log.h"
 #include "base/parse.h"
+
+#define FAULT_NAME(name, method, when) name,
+static const char *const fault_names[] = {FAULT_POINTS(FAULT_NAME)};
+
+static bool known(const char *name)
+{
+	for (size_t i = 0; i < sizeof(fault_names) / sizeof(fault_names[0]); i++)
+		if (!strcmp(fault_names[i], name))
+			return true;
+	return false;
+}
 
 int fault_point(const char *name)
 {
@@ -20,6 +32,11 @@ int fault_point(const char *name)
 
 	if (!spec)
 		return 0;
+	if (!known(name)) {
+		/* A point missing from FAULT_POINTS would escape the tests' sweep. */
+		log_warn("fault point %s is not in FAULT_POINTS", name);
+		abort();
+	}
 	colon = strchr(spec, ':');
 	if (!colon || (size_t)(colon - spec) != nl || strncmp(spec, name, nl))
 		return 0;

@@ -10,11 +10,32 @@
  *   kill=PID       send SIGKILL to PID (a target exiting mid-snapshot)
  *   write=PATH     write a byte to PATH (a FIFO) and wait 0.2 s (a target changing its memory)
  *   fail           return -EIO from the point (an error path)
- * Points: vetted, prepared, frozen, captured, thawed, core-written, manifest-written; clone:
- * injecting, trampoline, cloned; pre-copy: uffd-taken, tracking, precopied.
  * Without the variable a fault point costs one branch.
+ *
+ * FAULT_POINTS is the one list of every point: fault_point() refuses a name not in it (a test
+ * sweeping the list reaches every point there is), and the safety tests read it from this file.
+ * Each entry: name, the method that reaches it ("any", "clone", "precopy"), and when.
  */
 #pragma once
 
-/* Returns 0, or -EIO for the "fail" action. */
+#define FAULT_POINTS(X)                                                                            \
+	X("vetted", "any", "every target chosen and vetted, nothing created yet")                  \
+	X("held", "precopy",                                                                       \
+	  "a target's thread held outside the freeze, about to be injected into")                  \
+	X("uffd-taken", "precopy", "the userfaultfd created in the target and taken")              \
+	X("tracking", "precopy", "write tracking registered, before the first round")              \
+	X("precopied", "precopy", "pre-copy's rounds done, before the freeze")                     \
+	X("prepared", "any", "methods chosen, buffers reserved, before the freeze")                \
+	X("frozen", "any", "every thread stopped")                                                 \
+	X("injecting", "clone", "in the freeze, a thread chosen for the clone")                    \
+	X("trampoline", "clone", "the trampoline page mapped in the target")                       \
+	X("intermediate", "clone", "the intermediate made and held, before it makes the clone")    \
+	X("cloned", "clone", "the clone made and held")                                            \
+	X("captured", "any", "registers and memory kept, before the thaw")                         \
+	X("thawed", "any", "the targets resumed")                                                  \
+	X("core-written", "any", "a core written under its temporary name")                        \
+	X("manifest-written", "any", "the manifest written, before the directory is renamed")      \
+	X("committed", "any", "the snapshot directory in place (only sleep= and sigkill matter)")
+
+/* Returns 0, or -EIO for the "fail" action. name must be in FAULT_POINTS. */
 int fault_point(const char *name);

@@ -150,3 +150,58 @@ void outfile_abort(struct outfile *of)
 	free(of->final);
 	of->tmp = of->final = NULL;
 }
+
+static const char *file_kind(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFIFO:
+		return "a FIFO";
+	case S_IFSOCK:
+		return "a socket";
+	case S_IFCHR:
+		return "a character device";
+	case S_IFBLK:
+		return "a block device";
+	case S_IFDIR:
+		return "a directory";
+	case S_IFLNK:
+		return "a symbolic link";
+	default:
+		return "not a regular file";
+	}
+}
+
+int open_regular_file(int dirfd, const char *path, int flags, const char **ret_kind)
+{
+	_cleanup_close_ int pfd = -1;
+	struct stat st, st2;
+	char self[64];
+	int fd;
+
+	*ret_kind = NULL;
+	pfd = openat(dirfd, path, O_PATH | O_CLOEXEC | (flags & O_NOFOLLOW));
+	if (pfd < 0)
+		return -errno;
+	if (fstat(pfd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode)) {
+		*ret_kind = file_kind(st.st_mode);
+		return -EINVAL;
+	}
+	/* Reopening the O_PATH descriptor opens the very inode just checked. Without /proc, the
+	 * path is opened again: the checks below still refuse anything but that same file. */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
+	fd = open(self, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		fd = openat(dirfd, path,
+			    O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (flags & O_NOFOLLOW));
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st2) < 0 || !S_ISREG(st2.st_mode) || st2.st_dev != st.st_dev ||
+	    st2.st_ino != st.st_ino) {
+		close(fd);
+		*ret_kind = "a file that changed while it was opened";
+		return -EINVAL;
+	}
+	return fd;
+}

@@ -30,3 +30,12 @@ int outfile_open(int dirfd, const char *final, struct outfile *ret);
 int outfile_commit(struct outfile *of);
 /* Close and remove the temporary file. Safe to call on a committed or never-opened outfile. */
 void outfile_abort(struct outfile *of);
+
+/* Open dirfd/path for reading only if it is a regular file, without ever opening anything else:
+ * the path is first opened with O_PATH (which opens no device, blocks on no FIFO), checked with
+ * fstat, and only a regular file is then reopened (through /proc/self/fd) with
+ * O_RDONLY|O_NONBLOCK|O_NOCTTY|O_CLOEXEC and checked again to be the same file. flags may add
+ * O_NOFOLLOW. Returns the descriptor, or a negative errno: -EINVAL for something that is not a
+ * regular file, and then *ret_kind names what it is ("a FIFO", "a directory", ...), else NULL.
+ * Does not log. */
+int open_regular_file(int dirfd, const char *path, int flags, const char **ret_kind);

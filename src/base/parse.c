@@ -79,6 +79,26 @@ int parse_duration_ns(const char *s, uint64_t *ret)
 	return *ret ? 0 : -ERANGE;
 }
 
+const char *format_duration_ms(int64_t ms, char *buf, size_t len)
+{
+	if (ms < 0)
+		snprintf(buf, len, "an unknown time");
+	else if (ms < 1000)
+		snprintf(buf, len, "%lld ms", (long long)ms);
+	else if (ms < 60000)
+		snprintf(buf, len, "%.1f s", (double)ms / 1000.0);
+	else if (ms < 3600000)
+		snprintf(buf, len, "%lld min %02lld s", (long long)(ms / 60000),
+			 (long long)(ms / 1000 % 60));
+	else if (ms < 86400000)
+		snprintf(buf, len, "%lld h %02lld min", (long long)(ms / 3600000),
+			 (long long)(ms / 60000 % 60));
+	else
+		snprintf(buf, len, "%lld d %02lld h", (long long)(ms / 86400000),
+			 (long long)(ms / 3600000 % 24));
+	return buf;
+}
+
 const char *format_bytes(uint64_t n, char *buf, size_t len)
 {
 	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

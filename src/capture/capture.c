@@ -19,8 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "base/log.h"
 #include "base/parse.h"
 #include "base/timeutil.h"
@@ -83,15 +85,15 @@ static bool member_lost(struct target *t, int r, const char *phase)
 	precopy_abandon(t);
 	if (r == -ENOEXEC && !target_ended(t)) {
 		t->skipped = true;
-		p->capture = "skipped";
+		p->capture = CAPTURE_SKIPPED;
 		n = asprintf(&note, "ran a new program (execve) %s: not captured", phase);
 	} else if (r == -ESRCH || target_ended(t)) {
 		t->exited = true;
-		p->capture = "exited";
+		p->capture = CAPTURE_EXITED;
 		n = asprintf(&note, "exited %s", phase);
 	} else {
 		t->skipped = true;
-		p->capture = "skipped";
+		p->capture = CAPTURE_SKIPPED;
 		n = asprintf(&note, "%s failed %s: not captured", strerror(-r), phase);
 	}
 	if (n < 0)
@@ -140,15 +142,17 @@ static uint64_t arena_need(struct capture *c, struct target *t)
 }
 
 /*
- * What each method would cost in the freeze, to compare them (auto). Rough, from FACTS.md: a
- * clone copies one page-table entry per resident private page (~95 ns per 4 KiB page) plus a
- * fixed cost for the injection; the copy and pre-copy methods copy at memory speed, pre-copy
- * only what the target writes, after a scan of its page tables (~0.5 ms per GiB).
+ * What each method would cost in the freeze, to compare them (auto). Rough, from
+ * docs/design/kernel-facts.md: a clone copies one page-table entry per resident private page (~95
+ * ns per 4 KiB page) plus a fixed cost for the injection; the copy and pre-copy methods copy at
+ * memory speed, pre-copy only what the target writes, after a scan of its page tables (~0.5 ms per
+ * GiB).
  */
 #define FORK_NS_PER_PG	95ull
 #define INJECT_NS	(500ull * 1000ull)
 #define SCAN_NS_PER_GIB (500ull * 1000ull)
-#define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads here: FACTS.md, bench */
+#define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads: design/kernel-facts.md */
+#define BOUNCE_BYTES	(16u << 20)	       /* staged rounds copy through this much memory */
 
 static uint64_t copy_ns(uint64_t bytes, uint64_t bps)
 {
@@ -186,7 +190,7 @@ static uint64_t estimate_precopy_ns(struct capture *c, const struct target *t, u
 				    uint64_t bps)
 {
 	uint64_t tracked = precopy_tracked_bytes(t);
-	uint64_t rest = precopy_arena_bytes(t) - tracked;
+	uint64_t rest = precopy_untracked_bytes(t);
 
 	rest -= MIN(rest, shared_planned_bytes(t));
 
@@ -194,9 +198,46 @@ static uint64_t estimate_precopy_ns(struct capture *c, const struct target *t, u
 	       SCAN_NS_PER_GIB / 2;
 }
 
+/* Whether some thread of t can run an injected syscall (inject_probe, before the freeze);
+ * otherwise t is copied, with the reason. Returns 0 (*ret_ok says which), or -EINTR/-ETIMEDOUT.
+ */
+static int injectable(struct capture *c, struct target *t, bool *ret_ok)
+{
+	const char *why = NULL;
+	int r = inject_probe(t, &why);
+
+	*ret_ok = r == 0;
+	if (r == -EINTR || r == -ETIMEDOUT)
+		return r;
+	if (r < 0) {
+		t->no_inject = true;
+		set_method(t, METHOD_COPY,
+			   "%s: no thread can run an injected syscall (%s), so copied",
+			   method_names[c->requested], why ? why : strerror(-r));
+	}
+	return 0;
+}
+
+/* Pre-copy's rounds write into a file of the snapshot directory, at the pages' place in the
+ * core (precopy.c), when the caller gave the directory. Returns 0 or a negative errno; logs. */
+static int open_stage(struct capture *c, struct target *t)
+{
+	char name[64];
+	int r;
+
+	if (c->stage_dirfd < 0)
+		return 0;
+	snprintf(name, sizeof(name), c->stage_separate ? ".stage.%d" : "core.%d", t->proc->pid);
+	r = outfile_open(c->stage_dirfd, name, &t->stage);
+	if (r < 0)
+		return log_error(r, "cannot create the core file of pid %d: %m", t->proc->pid);
+	t->stage_next = c->page_size; /* the first page holds the ELF header */
+	return 0;
+}
+
 /* --method auto, first look (no injection): copy when it is cheaper than a clone (small
  * processes); otherwise start tracking writes, and pre-copy's rounds decide (precopy_all). */
-static void choose_auto(struct capture *c, struct target *t)
+static int choose_auto(struct capture *c, struct target *t)
 {
 	uint64_t cp = estimate_copy_ns(t), cl = estimate_clone_ns(t, c->page_size);
 	const char *why;
@@ -209,41 +250,73 @@ static void choose_auto(struct capture *c, struct target *t)
 			   "clone (~%.1f ms)",
 			   format_bytes(own_bytes(t), a, sizeof(a)), (double)cp / 1e6,
 			   (double)cl / 1e6);
-		return;
+		return 0;
 	}
+	bool ok;
+	r = injectable(c, t, &ok);
+	if (r < 0 || !ok)
+		return r;
 	if (!precopy_supported(&why)) {
 		set_method(t, METHOD_CLONE,
 			   "auto: %s; a clone (~%.1f ms) costs less than copying "
 			   "its %s (~%.1f ms)",
 			   why, (double)cl / 1e6, format_bytes(t->planned_bytes, a, sizeof(a)),
 			   (double)cp / 1e6);
-		return;
+		return 0;
 	}
+	size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
 	r = precopy_track(c, t);
+	timeline_end(c->tl, ph);
 	if (r < 0) {
 		precopy_stop(t);
+		if (r == -EINTR || r == -ETIMEDOUT)
+			return r;
 		set_method(t, METHOD_CLONE, "auto: write tracking could not start (%s), so a clone",
 			   strerror(-r));
-		return;
+		return 0;
 	}
 	/* Tentative: precopy_all() keeps it or hands the target to the clone. */
 	set_method(t, METHOD_PRECOPY, "auto: pre-copy tried first");
+	return open_stage(c, t);
+}
+
+/* Whether every thread of t runs under a seccomp filter (from /proc: no stop needed). */
+static bool every_thread_filtered(const struct target *t)
+{
+	const struct osm_process *p = t->proc;
+	size_t live_threads = 0;
+
+	for (size_t i = 0; i < p->n_threads; i++) {
+		if (p->threads[i]->gone)
+			continue;
+		live_threads++;
+		if (!inject_thread_filtered(t->ref.procfd, p->threads[i]->tid))
+			return false;
+	}
+	return live_threads ? true : inject_thread_filtered(t->ref.procfd, p->pid);
 }
 
 static int choose(struct capture *c, struct target *t)
 {
 	const char *why;
+	bool ok = true;
 	int r;
 
-	if (c->requested != METHOD_COPY && inject_thread_filtered(t->ref.procfd, t->proc->pid)) {
+	if (c->requested != METHOD_COPY && every_thread_filtered(t)) {
 		/* A syscall injected into a thread is checked by the thread's seccomp filter, which
 		 * may kill the process for one it does not expect. */
+		t->no_inject = true;
 		set_method(
 		    t, METHOD_COPY,
 		    "%s: it runs under a seccomp filter, which could kill it for an injected "
 		    "syscall, so copied",
 		    method_names[c->requested]);
 		return 0;
+	}
+	if (c->requested == METHOD_CLONE || c->requested == METHOD_PRECOPY) {
+		r = injectable(c, t, &ok);
+		if (r < 0 || !ok)
+			return r;
 	}
 	switch (c->requested) {
 	case METHOD_COPY:
@@ -256,9 +329,21 @@ static int choose(struct capture *c, struct target *t)
 		if (!precopy_supported(&why))
 			return log_error(EOPNOTSUPP, "--method precopy: %s; use --method clone",
 					 why);
+		size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
 		r = precopy_track(c, t);
+		timeline_end(c->tl, ph);
+		if (r == -EAGAIN) {
+			/* No thread could take the injection after all (stopped meanwhile). */
+			precopy_stop(t);
+			t->no_inject = true;
+			set_method(t, METHOD_COPY,
+				   "precopy: no thread can run an injected syscall now, so copied");
+			return 0;
+		}
 		if (r < 0) {
 			precopy_stop(t);
+			if (r == -EINTR || r == -ETIMEDOUT)
+				return r;
 			if (!t->optional || target_ended(t))
 				return t->optional
 					   ? -ESRCH
@@ -272,12 +357,28 @@ static int choose(struct capture *c, struct target *t)
 			return 0;
 		}
 		set_method(t, METHOD_PRECOPY, "requested with --method precopy");
-		return 0;
+		return open_stage(c, t);
 	case METHOD_AUTO:
-		choose_auto(c, t);
-		return 0;
+		return choose_auto(c, t);
 	}
 	return -EINVAL;
+}
+
+uint64_t capture_budget(const struct capture *c)
+{
+	uint64_t avail = proc_memory_available_to_self();
+
+	avail -= MIN(avail, avail / 10);
+	return c->max_memory ? MIN(c->max_memory, avail) : avail;
+}
+
+/* What the budget leaves now, beside what osmosis holds. */
+static uint64_t budget_left(const struct capture *c)
+{
+	uint64_t held = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
+	uint64_t b = c->max_memory ? c->max_memory : capture_budget(c);
+
+	return b > held ? b - held : 0;
 }
 
 static int reserve(struct capture *c)
@@ -290,26 +391,25 @@ static int reserve(struct capture *c)
 			total += arena_need(c, c->set->v[i]);
 	/* Room for growth between now and the freeze. */
 	slack = MAX(total / 16, (uint64_t)(32u << 20));
-	/* The shared objects' buffers (once each) count against what is available too. */
-	uint64_t shared = shared_buffer_bytes(c);
-	avail = proc_memory_available_to_self();
-	avail -= MIN(avail, shared);
 	/* The buffer is touched now: never push the machine (or our cgroup) into reclaim or the
-	 * OOM killer, whose victim could be the very service being diagnosed. */
-	if (total + slack > avail - MIN(avail, avail / 10)) {
+	 * OOM killer, whose victim could be the very service being diagnosed; and never past the
+	 * budget. The shared objects' buffers (once each) count against it too. */
+	avail = capture_budget(c);
+	avail -= MIN(avail, shared_buffer_bytes(c));
+	if (total + slack > avail) {
 		if (c->requested == METHOD_AUTO) {
 			/* Clones need no buffer for private memory. */
 			bool changed = false;
 			for (size_t i = 0; i < c->set->n; i++) {
 				struct target *t = c->set->v[i];
-				if (!live(t) || t->method == METHOD_CLONE ||
-				    inject_thread_filtered(t->ref.procfd, t->proc->pid))
+				if (!live(t) || t->method == METHOD_CLONE || t->no_inject)
 					continue;
-				precopy_stop(t);
-				set_method(t, METHOD_CLONE,
-					   "auto: %s of memory is available to osmosis, too little "
-					   "to hold copies, so a clone",
-					   format_bytes(avail, a, sizeof(a)));
+				precopy_abandon(t);
+				set_method(
+				    t, METHOD_CLONE,
+				    "auto: %s of memory is available to osmosis (its budget), "
+				    "too little to hold copies, so a clone",
+				    format_bytes(avail, a, sizeof(a)));
 				changed = true;
 			}
 			if (changed)
@@ -317,13 +417,19 @@ static int reserve(struct capture *c)
 		}
 		return log_error(ENOMEM,
 				 "the %s method needs %s of memory to hold the targets' memory, "
-				 "but only %s is available to osmosis; free memory, use --method "
-				 "clone, or snapshot fewer processes (--state-only needs none)",
+				 "but only %s is available to osmosis (its budget, --max-memory); "
+				 "free memory, use --method clone, or snapshot fewer processes "
+				 "(--state-only needs none)",
 				 method_names[c->requested],
 				 format_bytes(total + slack, a, sizeof(a)),
 				 format_bytes(avail, b, sizeof(b)));
 	}
+	size_t ph = timeline_begin(c->tl, "reserve", 0);
 	int r = arena_reserve(&c->arena, total + slack, c->page_size);
+	timeline_end(c->tl, ph);
+	capture_note_buffers(c);
+	if (r == -EINTR || r == -ETIMEDOUT)
+		return r; /* a signal to osmosis: reported by the caller */
 	if (r < 0)
 		return log_error(r, "cannot reserve %s to hold the targets' memory: %m",
 				 format_bytes(total + slack, a, sizeof(a)));
@@ -341,7 +447,10 @@ static int precopy_all(struct capture *c)
 
 		if (!live(t) || t->method != METHOD_PRECOPY)
 			continue;
+		size_t ph = timeline_begin(c->tl, "rounds", t->proc->pid);
 		r = precopy_rounds(c, t, &freeze_bytes, &bps);
+		timeline_end(c->tl, ph);
+		capture_note_buffers(c);
 		if (r == -EINTR || r == -ETIMEDOUT)
 			return r;
 		if (r < 0 && target_ended(t)) {
@@ -359,6 +468,36 @@ static int precopy_all(struct capture *c)
 				   method_names[c->requested], strerror(-r));
 			continue;
 		}
+		/* Staged: the freeze copies the written set into the arena; it must fit the budget
+		 * (twice the last round's, for what the target writes meanwhile). */
+		uint64_t need = precopy_staged(t) ? freeze_bytes * 2 + (8u << 20) : 0;
+		uint64_t left = budget_left(c);
+		if (need > left && c->requested == METHOD_AUTO) {
+			char b[32];
+			precopy_abandon(t);
+			set_method(
+			    t, METHOD_CLONE,
+			    "auto: pre-copy's last round found %s written, more than the %s the "
+			    "memory budget leaves to copy in the freeze, so a clone",
+			    format_bytes(freeze_bytes, a, sizeof(a)),
+			    format_bytes(left, b, sizeof(b)));
+			continue;
+		}
+		if (need > left) {
+			char b[32];
+			return log_error(
+			    ENOMEM,
+			    "pid %d writes %s between pre-copy's rounds, more than the "
+			    "%s the memory budget leaves to copy in the freeze; use "
+			    "--method clone, or a larger --max-memory",
+			    t->proc->pid, format_bytes(freeze_bytes, a, sizeof(a)),
+			    format_bytes(left, b, sizeof(b)));
+		}
+		if (need && (r = arena_reserve_more(
+				 &c->arena, MIN(need, MAX(left, (uint64_t)(8u << 20))))) < 0)
+			return log_error(r, "cannot reserve memory for the pages pid %d writes: %m",
+					 t->proc->pid);
+		capture_note_buffers(c);
 		if (c->requested != METHOD_AUTO)
 			continue;
 		/* Round 0 copied beside the running target; the freeze copies with the targets'
@@ -419,6 +558,19 @@ int capture_prepare(struct capture *c)
 	c->copier = copier_new(c->n_workers, c->page_size);
 	if (!c->copier)
 		return log_error(ENOMEM, "cannot start copy threads");
+	for (size_t i = 0; i < c->set->n && !c->bounce; i++) {
+		if (!live(c->set->v[i]) || !precopy_staged(c->set->v[i]))
+			continue;
+		c->bounce_len = BOUNCE_BYTES;
+		c->bounce = mmap(NULL, c->bounce_len, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (c->bounce == MAP_FAILED) {
+			c->bounce = NULL;
+			c->bounce_len = 0;
+			return log_error(errno, "cannot map a copy buffer: %m");
+		}
+		capture_note_buffers(c);
+	}
 	r = precopy_all(c);
 	if (r == 0)
 		r = shared_track(c);
@@ -449,7 +601,60 @@ static int copy_all(struct capture *c, struct target *t, bool only_clone_misses)
 	return 0;
 }
 
+/* Bytes copying the whole of t in the freeze needs (its layout as read in the freeze). */
+static uint64_t copy_need(const struct target *t)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < t->proc->n_maps; i++)
+		n += capture_planned_size(&t->proc->maps[i]);
+	return n;
+}
+
+static int keep_memory(struct capture *c, struct target *t);
+
+/*
+ * Inside the freeze the arena is sealed (arena.h): a target whose memory does not fit in what is
+ * left of the reservation (it grew past the slack, or its clone failed and a copy needs more
+ * than a clone's share) is given back what it took, and recorded as not captured with the
+ * reason; the others go on. Nothing is mapped beyond the reservation during the pause.
+ */
 static int target_frozen(struct capture *c, struct target *t)
+{
+	struct arena_mark am;
+	size_t n_jobs = c->n_jobs;
+	bool marked = arena_mark(&c->arena, &am);
+	char a[32], b[32];
+	int r = keep_memory(c, t);
+
+	if (r != -ENOBUFS && !(r == -ENOMEM && marked && c->arena.sealed))
+		return r;
+	if (!marked)
+		return log_error(ENOMEM,
+				 "pid %d does not fit in the memory reserved for the freeze",
+				 t->proc->pid);
+	arena_rewind(&c->arena, &am);
+	c->n_jobs = n_jobs;
+	for (size_t i = 0; i < t->proc->n_maps; i++)
+		t->proc->maps[i].n_ext = 0;
+	t->skipped = true;
+	t->proc->capture = CAPTURE_SKIPPED;
+	free(t->proc->capture_note);
+	t->proc->capture_note = NULL;
+	if (asprintf(&t->proc->capture_note,
+		     "not captured: %s; copying its %s in the freeze would exceed the %s left of "
+		     "the memory reserved (osmosis never maps more during the pause)",
+		     t->proc->method_reason ? t->proc->method_reason : "copy",
+		     format_bytes(copy_need(t), a, sizeof(a)),
+		     format_bytes(arena_free_bytes(&c->arena), b, sizeof(b))) < 0)
+		t->proc->capture_note = NULL;
+	log_warn("pid %d %s", t->proc->pid,
+		 t->proc->capture_note ? t->proc->capture_note : "not captured");
+	return 0;
+}
+
+/* The method's work inside the freeze. -ENOBUFS: t does not fit in the reservation. */
+static int keep_memory(struct capture *c, struct target *t)
 {
 	const char *why = NULL;
 	uint64_t t0 = now_ns();
@@ -479,12 +684,22 @@ static int target_frozen(struct capture *c, struct target *t)
 			return r;
 		if (r == 0)
 			return copy_all(c, t, true);
-		set_method(t, METHOD_COPY, "%s: %s, so copied in the freeze",
-			   t->proc->method_reason ? t->proc->method_reason : "clone", why);
-		return copy_all(c, t, false);
+		/* The reservation held only what a clone copies: copy only if the rest fits. */
+		bool fits = copy_need(t) <= arena_free_bytes(&c->arena);
+		set_method(t, METHOD_COPY, "%s: %s%s",
+			   t->proc->method_reason ? t->proc->method_reason : "clone", why,
+			   fits ? ", so copied in the freeze" : "");
+		return fits ? copy_all(c, t, false) : -ENOBUFS;
 	default:
 		return copy_all(c, t, false);
 	}
+}
+
+void capture_note_buffers(struct capture *c)
+{
+	uint64_t n = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
+
+	c->peak_buffers = MAX(c->peak_buffers, n);
 }
 
 int capture_frozen(struct capture *c)
@@ -493,6 +708,7 @@ int capture_frozen(struct capture *c)
 	int r;
 
 	c->n_jobs = 0;
+	c->arena.sealed = true; /* until the thaw: nothing mapped beyond the reservation */
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
 		size_t first_job = c->n_jobs;
@@ -515,6 +731,7 @@ int capture_frozen(struct capture *c)
 	t0 = now_ns();
 	r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->copy_ns = now_ns() - t0;
+	capture_note_buffers(c);
 	return r;
 }
 
@@ -562,9 +779,15 @@ int capture_finish(struct capture *c)
 	shared_untrack(c);
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (t->uffd >= 0)
+		if (t->method == METHOD_PRECOPY)
+			precopy_finish(t);
+		if (t->uffd >= 0) { /* pre-copy's, or only for shared objects (shared.c) */
+			size_t ph = timeline_begin(c->tl, "unregister", t->proc->pid);
 			precopy_stop(t); /* first: the target's writes are free again */
+			timeline_end(c->tl, ph);
+		}
 	}
+	capture_note_buffers(c);
 	r = shared_describe(c, c->snap);
 	if (r < 0)
 		return log_error(r, "out of memory");
@@ -576,7 +799,9 @@ int capture_finish(struct capture *c)
 		struct osm_process *p = t->proc;
 
 		if (live(t) && !c->state_only && t->method == METHOD_CLONE && t->clone_pid) {
+			size_t ph = timeline_begin(c->tl, "clone-map", p->pid);
 			r = clone_finish(c, t);
+			timeline_end(c->tl, ph);
 			if (r < 0)
 				return r;
 		}
@@ -589,8 +814,11 @@ int capture_finish(struct capture *c)
 				m->dump_len = 0;
 				m->n_ext = 0;
 			}
-			for (size_t k = 0; k < m->n_ext; k++)
-				p->captured_bytes += m->ext[k].len;
+			if (m->core_off) /* placed: all of it is in the core file */
+				p->captured_bytes += m->dump_len;
+			else
+				for (size_t k = 0; k < m->n_ext; k++)
+					p->captured_bytes += m->ext[k].len;
 		}
 	}
 	count_unreadable(c);
@@ -603,6 +831,7 @@ void capture_release(struct capture *c)
 		struct target *t = c->set->v[i];
 		clone_release(t);
 		precopy_stop(t);
+		outfile_abort(&t->stage); /* a core not written is not left behind */
 		maps_free(t->pre_maps, t->n_pre_maps);
 		t->pre_maps = NULL;
 		t->n_pre_maps = 0;
@@ -613,6 +842,10 @@ void capture_release(struct capture *c)
 	copier_free(c->copier);
 	c->copier = NULL;
 	shared_release(c);
+	if (c->bounce)
+		munmap(c->bounce, c->bounce_len);
+	c->bounce = NULL;
+	c->bounce_len = 0;
 	/* The model's extents point into the arena: release only after the cores are written. */
 	arena_release(&c->arena);
 	free(c->jobs);

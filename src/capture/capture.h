@@ -27,6 +27,7 @@
 #include "capture/copier.h"
 #include "proc/targets.h"
 #include "snapshot/model.h"
+#include "snapshot/timeline.h"
 
 enum capture_method {
 	METHOD_AUTO,
@@ -53,6 +54,19 @@ struct capture {
 
 	struct shared_set *shared; /* shared objects, each kept once (shared.c) */
 	struct osm_snapshot *snap; /* borrowed: capture_finish describes the shared objects */
+	struct osm_timeline *tl;   /* borrowed, may be NULL: phases are recorded there */
+	uint64_t peak_buffers;	   /* the most osmosis held in its buffers at once, bytes */
+
+	/* The memory budget (--max-memory): everything osmosis allocates for the snapshot stays
+	 * within it. 0: only what is available. */
+	uint64_t max_memory;
+	/* Pre-copy's rounds write pages into files in this directory (the cores' own temporary
+	 * files; staging files when stage_separate, for compressed cores), not into memory.
+	 * -1: into memory (the arena), as large as what is tracked. */
+	int stage_dirfd;
+	bool stage_separate;
+	uint8_t *bounce; /* where staged rounds copy through, bounce_len bytes */
+	size_t bounce_len;
 };
 
 /* "auto", "copy", "clone", "precopy"; -1 if unknown. */
@@ -60,6 +74,11 @@ int capture_method_parse(const char *name);
 const char *capture_method_name(enum capture_method m);
 
 int capture_prepare(struct capture *c);
+/* The memory osmosis may use for buffers now: --max-memory, and never more than 90% of what
+ * the machine and osmosis's cgroup have available. */
+uint64_t capture_budget(const struct capture *c);
+/* Record the buffers osmosis holds now in c->peak_buffers if more than before. */
+void capture_note_buffers(struct capture *c);
 int capture_frozen(struct capture *c);
 int capture_finish(struct capture *c);
 void capture_release(struct capture *c);
@@ -76,6 +95,9 @@ int capture_plan_target(struct capture *c, struct target *t);
 void capture_refresh_layout(struct capture *c, struct target *t);
 /* Inside the freeze: registers, then the layout re-read and the dump planned again. Logs. */
 int capture_layout_frozen(struct capture *c, struct target *t);
+/* Queue a staged copy: len bytes at remote, to go into t's stage file at file_off. */
+int capture_add_staged_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
+			   uint64_t file_off);
 /* Queue the copy of mapping m's dumped bytes (absent anonymous pages skipped) into the arena. */
 int capture_copy_mapping(struct capture *c, struct target *t, struct osm_mapping *m);
 int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
@@ -145,6 +167,8 @@ uint64_t precopy_arena_bytes(const struct target *t);
  * Returns 0 or a negative errno; does not log (the caller chooses another method). */
 int precopy_track(struct capture *c, struct target *t);
 uint64_t precopy_tracked_bytes(const struct target *t);
+/* Bytes of t's mappings not tracked (copied whole in the freeze, into the arena). */
+uint64_t precopy_untracked_bytes(const struct target *t);
 /* Round 0 copies what is present; then rounds copy what was written, while that shrinks.
  * *ret_freeze_bytes: what the last round found written (about what the freeze will copy);
  * *ret_copy_bps: round 0's copy speed. */
@@ -157,3 +181,8 @@ int precopy_frozen(struct capture *c, struct target *t);
  * protection. Idempotent; never fails. precopy_abandon also gives the arena pages back. */
 void precopy_stop(struct target *t);
 void precopy_abandon(struct target *t);
+/* After the thaw: regions whose mapping changed before the freeze are not in the core: their
+ * pages in the stage file are dropped (holes). Never fails. */
+void precopy_finish(struct target *t);
+/* Whether t's rounds write into its stage file (capture.stage_dirfd). */
+bool precopy_staged(const struct target *t);

@@ -13,10 +13,16 @@
  *    the thread restores its own registers, and the clone, finding 0 in rax, exits at once;
  *  - shares the target's descriptor table (CLONE_FILES): no peer sees an extra reference to a
  *    socket, pipe or lock, and since it never runs it never closes one;
- *  - has exit signal 0: the target gets no SIGCHLD, and wait() without __WALL never sees it;
- *    after osmosis kills it, an injected wait4(__WALL) in the target reaps the zombie;
+ *  - is never a child of the target: the injected clone() makes an intermediate sharing the
+ *    target's memory, which makes the clone and exits at once, reaped inside the pause by the
+ *    injecting thread's own wait4 from the trampoline (trampoline.S), whether osmosis lives or
+ *    not; the clone is then the child of init (or of a subreaper), which reaps it when osmosis
+ *    kills it. No zombie is left in the target at any moment osmosis may die. (A target that
+ *    is itself a subreaper or a namespace's init gets the orphan: it is reaped from inside it
+ *    by an injected wait4(__WALL), as is its business with orphans anyway.) Exit signal 0:
+ *    the target gets no SIGCHLD from the intermediate;
  *  - is read with pread on /proc/CLONE/mem, which does not unshare copy-on-write pages
- *    (process_vm_readv pins them and so copies every page: FACTS.md).
+ *    (process_vm_readv pins them and so copies every page: docs/design/kernel-facts.md).
  * What fork does not carry (MADV_DONTFORK, MADV_WIPEONFORK) and shared mappings (which the clone
  * shares, so they would keep changing) are copied during the freeze as the copy method does.
  */
@@ -100,21 +106,6 @@ bool clone_copies_in_freeze(const struct osm_mapping *m)
 	return m->shared || (m->vmflags & (VMF_DONTCOPY | VMF_WIPEONFORK));
 }
 
-/* A held thread that can run an injected syscall: not in a group stop, no signal in hand, no
- * seccomp filter. */
-static struct osm_thread *pick_thread(struct target *t)
-{
-	struct osm_process *p = t->proc;
-
-	for (size_t i = 0; i < p->n_threads; i++) {
-		struct osm_thread *th = p->threads[i];
-		if (th->stopped && !th->gone && th->captured && !th->inject_sig &&
-		    !th->group_stop_sig && !inject_thread_filtered(t->ref.procfd, th->tid))
-			return th;
-	}
-	return NULL;
-}
-
 /* The new task's first stop, then EXITKILL: from here it cannot outlive osmosis. */
 static int hold_clone(struct target *t)
 {
@@ -134,71 +125,139 @@ static int hold_clone(struct target *t)
 	return t->clone_memfd < 0 ? -errno : 0;
 }
 
-int clone_frozen(struct capture *c, struct target *t, const char **why)
+/* The clone, run in the thread inject_in_safe_thread chose: the trampoline page mapped, the
+ * clone() run from it, the page unmapped. */
+struct clone_run {
+	struct target *t;
+	int64_t ret; /* the clone's result: the clone's pid in the target, or -errno */
+	int fault;   /* the fault point's answer */
+	int lost;    /* a signal from outside met while injecting */
+};
+
+/* Let the intermediate, held by us, run to its exit (the trampoline's exit(0)); it is then the
+ * target's zombie until the target's thread reaps it. Bounded; SIGKILL as the last word. */
+static void finish_intermediate(pid_t mid)
 {
-	struct osm_process *p = t->proc;
-	struct osm_thread *th = pick_thread(t);
-	struct inject in;
-	uint64_t args[6] = {CLONE_FILES, CLONE_BOGUS_SP, 0, 0, 0, 0};
-	int64_t ret = 0;
+	for (int n = 0; n < 16; n++) {
+		int status;
+		if (ptrace(PTRACE_CONT, mid, 0, 0) < 0 && errno == ESRCH)
+			break;
+		if (waitpid(mid, &status, __WALL) < 0 && errno != EINTR)
+			return;
+		if (WIFEXITED(status) || WIFSIGNALED(status))
+			return;
+	}
+	kill(mid, SIGKILL);
+	while (waitpid(mid, NULL, __WALL) < 0 && errno == EINTR)
+		;
+}
+
+/* The intermediate I (trampoline.S) is in its first stop: it dies with osmosis from here on,
+ * and so does the clone it makes (options are inherited). Step it through its clone(): the
+ * clone C is held; then I exits. Returns 0 or a negative errno of the machinery; the clone's own
+ * failure (such as -EAGAIN under pids.max) goes to *ret_clone. */
+static int make_clone_in(struct target *t, pid_t mid, int64_t *ret_clone)
+{
+	struct inject im = {.tid = mid};
+	int64_t ret = -ECHILD;
+	int status, r;
+
+	r = inject_wait_stop(mid, &status);
+	if (r == 0 && ptrace(PTRACE_SETOPTIONS, mid, 0,
+			     PTRACE_O_EXITKILL | PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD) < 0)
+		r = -errno;
+	if (r == 0)
+		r = fault_point("intermediate");
+	if (r == 0)
+		r = inject_follow_syscall(&im, &ret);
+	if (im.child > 0) {
+		t->clone_pid = im.child;
+		t->clone_vpid = ret > 0 ? (pid_t)ret : 0;
+	}
+	*ret_clone = ret;
+	if (t->clone_pid) {
+		int e = hold_clone(t);
+		if (r == 0)
+			r = e;
+	}
+	finish_intermediate(mid);
+	return r;
+}
+
+/* The clone, run in the thread inject_in_safe_thread chose (see trampoline.S for the dance):
+ * the trampoline page mapped, the intermediate made from it, the clone made by the
+ * intermediate, the intermediate reaped by the thread's own wait4, the page unmapped. */
+static int run_clone(struct inject *in, void *ctx)
+{
+	struct clone_run *cr = ctx;
+	struct target *t = cr->t;
+	uint64_t args[6] = {CLONE_VM | CLONE_FILES, CLONE_BOGUS_SP, 0, 0, 0, 0};
+	struct rseq_save rs;
+	pid_t mid = 0;
 	int r;
 
-	(void)c;
-	if (!th) {
-		*why = "no thread can run the clone (every thread is stopped by a signal or runs "
-		       "under a seccomp filter)";
-		return -EAGAIN;
-	}
-	if (t->ref.memfd < 0) {
-		*why = "its memory cannot be opened";
-		return -EACCES;
-	}
-	struct rseq_save rs;
-	rseq_save(t, th->tid, &rs);
-	r = inject_begin(&in, th->tid, t->ref.memfd, p->auxv, p->auxv_len);
-	if (r < 0) {
-		*why = "no syscall instruction found to inject the clone";
-		return r;
-	}
-	r = fault_point("injecting");
+	rseq_save(t, in->tid, &rs);
+	r = cr->fault = fault_point("injecting");
 	int memfd_rw = r == 0 ? openat(t->ref.procfd, "mem", O_RDWR | O_CLOEXEC) : -1;
 	if (r == 0 && memfd_rw < 0)
 		r = -errno;
 	if (r == 0)
-		r = inject_trampoline_map(&in, memfd_rw);
+		r = inject_trampoline_map(in, memfd_rw);
 	if (r == 0)
-		r = fault_point("trampoline");
+		r = cr->fault = fault_point("trampoline");
 	if (r == 0)
-		r = inject_syscall(&in, SYS_clone, args, &ret);
-	if (in.child > 0) {
-		t->clone_pid = in.child;
-		t->clone_vpid = ret > 0 ? (pid_t)ret : 0;
+		r = inject_syscall(in, SYS_clone, args, &cr->ret);
+	mid = in->child;
+	in->child = 0;
+	if (mid > 0) {
+		int64_t mid_vpid = cr->ret;
+		if (r == 0 && cr->ret > 0)
+			r = make_clone_in(t, mid, &cr->ret);
+		else
+			finish_intermediate(mid);
+		/* The thread's trampoline waits for the intermediate: follow that wait4. */
+		int64_t reaped = 0;
+		int e = inject_follow_syscall(in, &reaped);
+		if (e == 0 && reaped != mid_vpid)
+			log_debug("pid %d: the intermediate %lld not reaped (%lld)", t->proc->pid,
+				  (long long)mid_vpid, (long long)reaped);
+		if (r == 0)
+			r = e;
 	}
-	int e = inject_end(&in);
-	if (in.tramp && inject_trampoline_unmap(&in) < 0)
-		log_debug("pid %d: cannot unmap the trampoline page %#llx", p->pid,
-			  (unsigned long long)in.tramp);
+	int e = inject_end(in);
+	if (in->tramp && inject_trampoline_unmap(in) < 0)
+		log_debug("pid %d: cannot unmap the trampoline page %#llx", t->proc->pid,
+			  (unsigned long long)in->tramp);
 	if (memfd_rw >= 0)
 		close(memfd_rw);
-	if (in.lost_signal)
-		th->inject_sig = in.lost_signal; /* re-delivered at the thaw */
-	if (r == 0 && e < 0)
-		r = e;
-	if (r == 0 && ret < 0)
-		r = (int)ret;
+	if (r == 0 && t->clone_pid)
+		rseq_restore(t, &rs);
+	return r ? r : e;
+}
+
+int clone_frozen(struct capture *c, struct target *t, const char **why)
+{
+	struct osm_process *p = t->proc;
+	struct clone_run cr = {.t = t};
+	pid_t tid = 0;
+	int r;
+
+	(void)c;
+	r = inject_in_safe_thread(t, run_clone, &cr, &tid, why);
+	if (r == -EAGAIN)
+		return r; /* *why says why no thread could run it */
+	if (r == 0 && cr.ret < 0)
+		r = (int)cr.ret;
 	if (r == 0 && !t->clone_pid)
 		r = -ECHILD;
-	if (t->clone_pid && (e = hold_clone(t)) < 0 && r == 0)
-		r = e;
 	if (r < 0) {
 		log_debug("pid %d: injected clone failed: %s", p->pid, strerror(-r));
 		*why = "the injected clone failed";
 		clone_release(t);
-		return r;
+		return cr.fault < 0 ? cr.fault : r;
 	}
-	rseq_restore(t, &rs);
 	log_debug("pid %d: clone %d (%d in its namespace) by thread %d", p->pid, t->clone_pid,
-		  t->clone_vpid, th->tid);
+		  t->clone_vpid, tid);
 	return fault_point("cloned");
 }
 
@@ -226,52 +285,44 @@ int clone_finish(struct capture *c, struct target *t)
 	return 0;
 }
 
-static int64_t inject_wait4(struct target *t, pid_t tid, int *lost_signal)
-{
-	uint64_t args[6] = {(uint64_t)t->clone_vpid, 0, __WALL | WNOHANG, 0, 0, 0};
-	struct inject in;
-	int64_t ret = -ENOEXEC;
+struct wait4_run {
+	pid_t vpid;
+	int64_t ret;
+};
 
-	if (inject_begin(&in, tid, t->ref.memfd, t->proc->auxv, t->proc->auxv_len) == 0) {
-		if (inject_syscall(&in, SYS_wait4, args, &ret) < 0)
-			ret = -EIO;
-		inject_end(&in);
-		*lost_signal = in.lost_signal;
-	}
-	return ret;
+static int run_wait4(struct inject *in, void *ctx)
+{
+	struct wait4_run *w = ctx;
+	uint64_t args[6] = {(uint64_t)w->vpid, 0, __WALL | WNOHANG, 0, 0, 0};
+
+	return inject_syscall(in, SYS_wait4, args, &w->ret);
 }
 
 /* Reap the dead clone's zombie from inside the target: wait4(clone, NULL, __WALL | WNOHANG),
  * in a thread the freeze holds, or else in one seized for the purpose. */
 static void reap_in_target(struct target *t)
 {
-	struct osm_process *p = t->proc;
-	struct osm_thread *held = pick_thread(t);
-	int64_t ret = -ESRCH;
-	int sig = 0;
+	struct wait4_run w = {.vpid = t->clone_vpid, .ret = -ESRCH};
+	const char *why = NULL;
+	int r = inject_in_safe_thread(t, run_wait4, &w, NULL, &why);
 
-	if (held) {
-		ret = inject_wait4(t, held->tid, &sig);
-		if (sig)
-			held->inject_sig = sig;
-	} else {
-		for (size_t i = 0; i < p->n_threads; i++) {
-			struct osm_thread *th = p->threads[i];
-			if (th->gone || th->stopped ||
-			    inject_thread_filtered(t->ref.procfd, th->tid) ||
-			    inject_seize(th->tid) < 0)
-				continue;
-			ret = inject_wait4(t, th->tid, &sig);
-			inject_release(th->tid, sig);
-			break;
-		}
-	}
-	if (ret == t->clone_vpid)
-		log_debug("pid %d: clone %d reaped", p->pid, t->clone_vpid);
+	if (r == 0 && w.ret == t->clone_vpid)
+		log_debug("pid %d: clone %d reaped", t->proc->pid, t->clone_vpid);
 	else
-		log_debug(
-		    "pid %d: clone %d not reaped (%lld); it stays a zombie until pid %d exits",
-		    p->pid, t->clone_vpid, (long long)ret, p->pid);
+		log_debug("pid %d: clone %d not reaped (%s); it stays a zombie until pid %d exits",
+			  t->proc->pid, t->clone_vpid,
+			  r == -EAGAIN ? why : strerror(r ? -r : (int)-w.ret), t->proc->pid);
+}
+
+/* Whether the clone's parent is the target itself: when the target is a child subreaper (or
+ * the init of its pid namespace), the orphaned clone was given to it. */
+static bool clone_parent_is_target(const struct target *t)
+{
+	struct proc_stat st;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", t->clone_pid);
+	return proc_read_stat(AT_FDCWD, path, &st) == 0 && st.ppid == t->proc->pid;
 }
 
 void clone_release(struct target *t)
@@ -285,17 +336,20 @@ void clone_release(struct target *t)
 	t->clone_memfd = t->clone_pagemap_fd = -1;
 	if (!t->clone_pid)
 		return;
+	bool reap = clone_parent_is_target(t);
+	log_debug("pid %d: clone %d, its parent %s", t->proc->pid, t->clone_pid,
+		  reap ? "the target" : "not the target");
 	if (t->clone_pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, t->clone_pidfd, SIGKILL, NULL, 0);
 	else
 		kill(t->clone_pid, SIGKILL);
-	/* As its tracer we see it die first; then it is the target's zombie. */
+	/* As its tracer we see it die first; then its parent (init, a subreaper) reaps it. */
 	while (waitpid(t->clone_pid, &status, __WALL) < 0 && errno == EINTR)
 		;
 	if (t->clone_pidfd >= 0)
 		close(t->clone_pidfd);
 	t->clone_pidfd = -1;
-	if (t->clone_vpid > 0 && t->ref.memfd >= 0)
+	if (reap && t->clone_vpid > 0 && t->ref.memfd >= 0)
 		reap_in_target(t);
 	t->clone_pid = t->clone_vpid = 0;
 }
@@ -336,6 +390,31 @@ static bool is_tramp_page(struct target *t, uint64_t addr)
 
 	return pread(t->ref.memfd, buf, len, (off_t)addr) == (ssize_t)len &&
 	       !memcmp(buf, code, len);
+}
+
+struct tidy_run {
+	const pid_t *zombies;
+	size_t n_zombies;
+	const uint64_t *pages;
+	size_t n_pages;
+	size_t page_size;
+};
+
+static int run_tidy(struct inject *in, void *ctx)
+{
+	struct tidy_run *tr = ctx;
+	int64_t ret;
+	int r = 0;
+
+	for (size_t k = 0; k < tr->n_zombies && r == 0; k++) {
+		uint64_t args[6] = {(uint64_t)tr->zombies[k], 0, __WALL | WNOHANG};
+		r = inject_syscall(in, SYS_wait4, args, &ret);
+	}
+	for (size_t k = 0; k < tr->n_pages && r == 0; k++) {
+		uint64_t args[6] = {tr->pages[k], tr->page_size};
+		r = inject_syscall(in, SYS_munmap, args, &ret);
+	}
+	return r;
 }
 
 void clone_tidy_leftovers(struct capture *c, struct target *t)
@@ -379,31 +458,15 @@ void clone_tidy_leftovers(struct capture *c, struct target *t)
 	if (!n_pages && !n_zombies)
 		return;
 
-	for (size_t i = 0; i < t->proc->n_threads; i++) {
-		struct osm_thread *th = t->proc->threads[i];
-		struct inject in;
-		int64_t ret;
-
-		if (th->gone || inject_thread_filtered(t->ref.procfd, th->tid) ||
-		    inject_seize(th->tid) < 0)
-			continue;
-		if (inject_begin(&in, th->tid, t->ref.memfd, t->proc->auxv, t->proc->auxv_len) ==
-		    0) {
-			for (size_t k = 0; k < n_zombies; k++) {
-				uint64_t args[6] = {(uint64_t)zombies[k], 0, __WALL | WNOHANG};
-				inject_syscall(&in, SYS_wait4, args, &ret);
-			}
-			for (size_t k = 0; k < n_pages; k++) {
-				uint64_t args[6] = {pages[k], c->page_size};
-				inject_syscall(&in, SYS_munmap, args, &ret);
-			}
-			inject_end(&in);
-		}
-		inject_release(th->tid, in.lost_signal);
+	struct tidy_run tr = {.zombies = zombies,
+			      .n_zombies = n_zombies,
+			      .pages = pages,
+			      .n_pages = n_pages,
+			      .page_size = c->page_size};
+	const char *why = NULL;
+	if (inject_in_safe_thread(t, run_tidy, &tr, NULL, &why) == 0)
 		log_warn("pid %d: removed what a killed osmosis left: %zu zombie clone%s, %zu "
 			 "trampoline page%s",
 			 t->proc->pid, n_zombies, n_zombies == 1 ? "" : "s", n_pages,
 			 n_pages == 1 ? "" : "s");
-		return;
-	}
 }

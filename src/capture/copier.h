@@ -18,6 +18,7 @@ struct copy_job {
 	uint64_t len;
 	uint8_t *dest;
 	uint64_t unreadable; /* out: bytes neither method could read (zero-filled) */
+	uint64_t file_off;   /* pre-copy's staged rounds: where the bytes go in the file */
 };
 
 struct copier;

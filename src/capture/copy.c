@@ -131,6 +131,25 @@ int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64
 	return 0;
 }
 
+int capture_add_staged_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
+			   uint64_t file_off)
+{
+	while (len > 0) {
+		uint64_t n = MIN(len, (uint64_t)JOB_MAX);
+		if (grow_array((void **)&c->jobs, &c->cap_jobs, c->n_jobs + 1, sizeof(*c->jobs)))
+			return -ENOMEM;
+		c->jobs[c->n_jobs++] = (struct copy_job){.pid = t->proc->pid,
+							 .memfd = t->ref.memfd,
+							 .remote = remote,
+							 .len = n,
+							 .file_off = file_off};
+		remote += n;
+		file_off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 /* Whether a pagemap entry shows a page whose bytes must be read. */
 static bool page_has_data(uint64_t ent, uint64_t zero_pfn)
 {
@@ -197,6 +216,8 @@ static int emit_copy(struct capture *c, struct target *t, struct osm_mapping *m,
 int capture_copy_mapping(struct capture *c, struct target *t, struct osm_mapping *m)
 {
 	int r = capture_runs(c, t, m, t->pagemap_fd, emit_copy, NULL);
+	if (r == -ENOMEM && c->arena.sealed)
+		return r; /* past the reservation in the freeze: the caller records it */
 	if (r < 0)
 		return log_error(r, "out of memory planning the copy of pid %d", t->proc->pid);
 	return 0;

@@ -17,6 +17,12 @@
  *   register each tracked mapping (private, writable, mostly resident) and write-protect it;
  *   round 0 copies its present pages into the arena; round k copies the pages written during
  *   round k-1; rounds stop when the written set no longer shrinks, or is small.
+ * Staged (capture.stage_dirfd set, what osmosis snap does): the rounds do not copy into memory
+ * as large as the target, but through a small bounce buffer into the stage file, each page at its
+ * place in the core (writer.c's placed layout): the target's size costs disk, not memory. The
+ * freeze then copies only the written set into the arena (bounded by the budget), written over
+ * the stage in place after the thaw.
+ *
  * Inside the freeze: one scan per tracked mapping gives the pages written since the last round,
  * copied now; a page the target dropped with MADV_DONTNEED is reported as written too, and is
  * zeroed in the arena rather than read. Mappings that are new or changed
@@ -32,6 +38,7 @@
 #include <unistd.h>
 
 #include "base/fault.h"
+#include "base/fs.h"
 #include "base/log.h"
 #include "base/timeutil.h"
 #include "base/util.h"
@@ -45,14 +52,24 @@
 #define SCAN_VEC	 4096
 #define WRITTEN_RETURN	 (PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
 #define UNREGISTER_SLICE (16ull << 20)
+/* Before the freeze every call that walks the target's page tables covers at most this much:
+ * write-protecting 1 GiB in one call took 155 ms here, and on a kernel without preemption a
+ * target thread woken on osmosis's CPU waits for the call to end. 16 MiB is ~0.3 ms. */
+#define WALK_SLICE (16ull << 20)
 
 struct precopy_region {
 	uint64_t start, end, pgoff, inode;
 	uint32_t prot;
 	uint64_t dump_len;
-	size_t map_index; /* in the target's pre_maps */
-	uint8_t *dest;	  /* the arena's image of [start, start + dump_len) */
+	size_t map_index;  /* in the target's pre_maps */
+	uint8_t *dest;	   /* the arena's image of [start, start + dump_len), or NULL (staged) */
+	uint64_t core_off; /* staged: where [start, start + dump_len) sits in the stage file */
+	bool in_core;	   /* staged: the mapping was the same at the freeze (placed there) */
 };
+
+/* Staged rounds send the stage file to the disk as they go, as the file sink does with cores
+ * (sink.c): no gigabytes of dirty pages for the kernel to throttle the machine with. */
+#define STAGE_FLUSH (16u << 20)
 
 static bool tracked_kind(const struct osm_mapping *m)
 {
@@ -109,52 +126,70 @@ bool precopy_supported(const char **why)
 uint64_t precopy_arena_bytes(const struct target *t)
 {
 	uint64_t n = 0;
+	size_t k = 0;
 
+	/* Before tracking starts, what would be tracked; after, what is (regions are in map
+	 * order). Staged, tracked mappings need no arena before the freeze. */
 	for (size_t i = 0; i < t->n_pre_maps; i++) {
 		const struct osm_mapping *m = &t->pre_maps[i];
-		n += tracked_kind(m) ? m->dump_len : capture_planned_size(m);
+		bool tracked = t->n_pc || t->uffd >= 0 ? k < t->n_pc && t->pc[k].map_index == i
+						       : tracked_kind(m);
+		if (tracked)
+			k++;
+		n += tracked ? (precopy_staged(t) ? 0 : m->dump_len) : capture_planned_size(m);
 	}
 	return n;
 }
 
-/* Create the userfaultfd inside the target and take it. */
+uint64_t precopy_untracked_bytes(const struct target *t)
+{
+	uint64_t n = 0;
+	size_t k = 0;
+
+	for (size_t i = 0; i < t->n_pre_maps; i++) {
+		if (k < t->n_pc && t->pc[k].map_index == i) {
+			k++;
+			continue;
+		}
+		n += capture_planned_size(&t->pre_maps[i]);
+	}
+	return n;
+}
+
+/* Create the userfaultfd inside the target and take it (in a thread inject_in_safe_thread
+ * chose). */
+static int run_take_uffd(struct inject *in, void *ctx)
+{
+	struct target *t = ctx;
+	uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY};
+	int64_t fd = -1, closed;
+	int r = inject_syscall(in, SYS_userfaultfd, args, &fd);
+
+	if (r == 0 && fd < 0)
+		r = (int)fd;
+	if (r == 0) {
+		t->uffd = (int)syscall(SYS_pidfd_getfd, t->ref.pidfd, (int)fd, 0);
+		if (t->uffd < 0)
+			r = -errno;
+		args[0] = (uint64_t)fd;
+		/* Not closed: the target keeps a descriptor it did not have: do not use ours. */
+		if (inject_syscall(in, SYS_close, args, &closed) < 0 || closed < 0)
+			r = r ? r : -EIO;
+	}
+	return r;
+}
+
 static int take_uffd(struct target *t)
 {
-	struct osm_process *p = t->proc;
-	int r = -ESRCH;
+	const char *why = NULL;
+	int r = inject_in_safe_thread(t, run_take_uffd, t, NULL, &why);
 
-	for (size_t i = 0; i < p->n_threads && r != 0; i++) {
-		struct osm_thread *th = p->threads[i];
-		uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY};
-		struct inject in;
-		int64_t fd = -1, closed;
-
-		if (th->gone || inject_thread_filtered(t->ref.procfd, th->tid) ||
-		    inject_seize(th->tid) < 0)
-			continue;
-		r = inject_begin(&in, th->tid, t->ref.memfd, p->auxv, p->auxv_len);
-		if (r == 0)
-			r = inject_syscall(&in, SYS_userfaultfd, args, &fd);
-		if (r == 0 && fd < 0)
-			r = (int)fd;
-		if (r == 0) {
-			t->uffd = (int)syscall(SYS_pidfd_getfd, t->ref.pidfd, (int)fd, 0);
-			if (t->uffd < 0)
-				r = -errno;
-			args[0] = (uint64_t)fd;
-			if (inject_syscall(&in, SYS_close, args, &closed) < 0 || closed < 0) {
-				/* The target keeps a descriptor it did not have: do not use ours.
-				 */
-				r = r ? r : -EIO;
-			}
-		}
-		inject_end(&in);
-		inject_release(th->tid, in.lost_signal);
-	}
 	if (r < 0 && t->uffd >= 0) {
 		close(t->uffd);
 		t->uffd = -1;
 	}
+	if (r == -EAGAIN)
+		log_debug("pid %d: pre-copy cannot start: %s", t->proc->pid, why);
 	return r;
 }
 
@@ -164,7 +199,7 @@ typedef int (*scan_fn)(struct capture *c, struct target *t, struct precopy_regio
 
 static int scan(struct capture *c, struct target *t, struct precopy_region *g, uint64_t flags,
 		uint64_t inverted, uint64_t category_mask, uint64_t return_mask, scan_fn fn,
-		void *ctx)
+		void *ctx, uint64_t slice)
 {
 	static struct page_region vec[SCAN_VEC];
 	uint64_t start = g->start, end = g->start + g->dump_len;
@@ -173,7 +208,7 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
 		struct pm_scan_arg a = {.size = sizeof(a),
 					.flags = flags | PM_SCAN_CHECK_WPASYNC,
 					.start = start,
-					.end = end,
+					.end = slice >= end - start ? end : start + slice,
 					.vec = (uintptr_t)vec,
 					.vec_len = SCAN_VEC,
 					.category_inverted = inverted,
@@ -194,22 +229,52 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
 	return 0;
 }
 
+bool precopy_staged(const struct target *t)
+{
+	return t->stage.fd >= 0;
+}
+
+struct written_ctx {
+	uint64_t bytes;
+	struct osm_mapping *m; /* in the freeze, staged: the extents of the written set */
+	struct capture *c;
+};
+
 /* A page written since it was protected: copy it. A page written but neither present nor
  * swapped was dropped (MADV_DONTNEED: the kernel reports a zapped page as written): zero. */
 static int queue_written(struct capture *c, struct target *t, struct precopy_region *g,
 			 const struct page_region *pr, void *ctx)
 {
-	uint64_t *bytes = ctx, len = pr->end - pr->start;
-	uint8_t *dest = g->dest + (pr->start - g->start);
+	struct written_ctx *w = ctx;
+	uint64_t len = pr->end - pr->start, off = pr->start - g->start;
+	bool dropped = !(pr->categories & (PAGE_IS_PRESENT | PAGE_IS_SWAPPED));
 
 	if (!(pr->categories & PAGE_IS_WRITTEN))
 		return 0;
-	*bytes += len;
-	if (!(pr->categories & (PAGE_IS_PRESENT | PAGE_IS_SWAPPED))) {
-		memset(dest, 0, len);
+	w->bytes += len;
+	if (w->m) {
+		/* In the freeze, staged: into the arena (fresh pages are zeroes), written over the
+		 * stage after the thaw. */
+		uint8_t *dest = arena_alloc(&c->arena, len);
+		if (!dest)
+			return -ENOMEM;
+		int r = mapping_add_extent(w->m, off, len, dest);
+		return r < 0 || dropped ? r : capture_add_job(c, t, pr->start, len, dest);
+	}
+	if (!g->dest) {
+		/* Staged rounds: a dropped page becomes a hole again. */
+		if (dropped)
+			return fallocate(t->stage.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					 (off_t)(g->core_off + off), (off_t)len) < 0
+				   ? -errno
+				   : 0;
+		return capture_add_staged_job(c, t, pr->start, len, g->core_off + off);
+	}
+	if (dropped) {
+		memset(g->dest + off, 0, len);
 		return 0;
 	}
-	return capture_add_job(c, t, pr->start, len, dest);
+	return capture_add_job(c, t, pr->start, len, g->dest + off);
 }
 
 static int emit_region(struct capture *c, struct target *t, struct osm_mapping *m, uint64_t off,
@@ -217,11 +282,92 @@ static int emit_region(struct capture *c, struct target *t, struct osm_mapping *
 {
 	struct precopy_region *g = ctx;
 
+	if (!g->dest)
+		return capture_add_staged_job(c, t, m->start + off, len, g->core_off + off);
 	return capture_add_job(c, t, m->start + off, len, g->dest + off);
 }
 
-static int run_jobs(struct capture *c)
+/* Staged jobs, a bounce buffer at a time: copied out of the target, then written at their
+ * place in the stage file; each STAGE_FLUSH bytes sent to the disk, the batch before waited for
+ * and dropped from the page cache. */
+/* Bytes at their place in the stage; pages of zeroes stay holes (round 0: the file holds nothing
+ * there yet) or become holes again (later rounds: it may hold older bytes). */
+static int stage_write(int fd, const uint8_t *p, size_t len, uint64_t off, size_t page, bool first)
 {
+	size_t i = 0;
+
+	while (i < len) {
+		size_t run = i;
+		bool zero = true;
+		for (size_t k = 0; k < MIN(page, len - i) && zero; k += 8)
+			zero = !*(const uint64_t *)(p + i + k);
+		while (run < len) {
+			size_t n = MIN(page, len - run);
+			bool z = true;
+			for (size_t k = 0; k + 8 <= n && z; k += 8)
+				z = !*(const uint64_t *)(p + run + k);
+			if (z != zero)
+				break;
+			run += n;
+		}
+		int r = 0;
+		if (!zero)
+			r = pwrite_all(fd, p + i, run - i, (off_t)(off + i));
+		else if (!first && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					     (off_t)(off + i), (off_t)(run - i)) < 0)
+			r = -errno;
+		if (r < 0)
+			return r;
+		i = run;
+	}
+	return 0;
+}
+
+static int run_staged(struct capture *c, struct target *t, bool first)
+{
+	uint64_t lo = UINT64_MAX, hi = 0, plo = 0, phi = 0, since = 0;
+	size_t i = 0;
+	int r = 0;
+
+	while (i < c->n_jobs && r == 0) {
+		size_t used = 0, j;
+		for (j = i; j < c->n_jobs && used + c->jobs[j].len <= c->bounce_len; j++) {
+			c->jobs[j].dest = c->bounce + used;
+			used += c->jobs[j].len;
+		}
+		r = copier_run(c->copier, c->jobs + i, j - i);
+		for (size_t k = i; k < j && r == 0; k++) {
+			struct copy_job *jb = &c->jobs[k];
+			r = stage_write(t->stage.fd, jb->dest, jb->len, jb->file_off, c->page_size,
+					first);
+			lo = MIN(lo, jb->file_off);
+			hi = MAX(hi, jb->file_off + jb->len);
+		}
+		since += used;
+		if (r == 0 && since >= STAGE_FLUSH) {
+			sync_file_range(t->stage.fd, (off_t)lo, (off_t)(hi - lo),
+					SYNC_FILE_RANGE_WRITE);
+			if (phi > plo) {
+				sync_file_range(t->stage.fd, (off_t)plo, (off_t)(phi - plo),
+						SYNC_FILE_RANGE_WAIT_BEFORE |
+						    SYNC_FILE_RANGE_WRITE |
+						    SYNC_FILE_RANGE_WAIT_AFTER);
+				posix_fadvise(t->stage.fd, (off_t)plo, (off_t)(phi - plo),
+					      POSIX_FADV_DONTNEED);
+			}
+			plo = lo, phi = hi, since = 0;
+			lo = UINT64_MAX, hi = 0;
+		}
+		i = j;
+	}
+	c->n_jobs = 0;
+	return r;
+}
+
+static int run_jobs(struct capture *c, struct target *t, bool first)
+{
+	if (precopy_staged(t) && c->bounce)
+		return run_staged(c, t, first);
 	int r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->n_jobs = 0;
 	return r;
@@ -272,8 +418,12 @@ int precopy_track(struct capture *c, struct target *t)
 				  (unsigned long long)m->start, (unsigned long long)m->end);
 			continue;
 		}
-		if (ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
-			return -errno;
+		for (uint64_t a = m->start; a < m->end; a += WALK_SLICE) {
+			wp.range =
+			    (struct uffdio_range){.start = a, .len = MIN(WALK_SLICE, m->end - a)};
+			if (ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
+				return -errno;
+		}
 		if (grow_array((void **)&t->pc, &t->cap_pc, t->n_pc + 1, sizeof(*t->pc)))
 			return -ENOMEM;
 		t->pc[t->n_pc++] = (struct precopy_region){.start = m->start,
@@ -317,9 +467,12 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 	c->n_jobs = 0;
 	for (size_t i = 0; i < t->n_pc; i++) {
 		struct precopy_region *g = &t->pc[i];
-		g->dest = arena_alloc(&c->arena, g->dump_len);
-		if (!g->dest)
+		if (precopy_staged(t) && c->bounce) {
+			g->core_off = t->stage_next;
+			t->stage_next += ALIGN_UP(g->dump_len, (uint64_t)c->page_size);
+		} else if (!(g->dest = arena_alloc(&c->arena, g->dump_len))) {
 			return -ENOMEM;
+		}
 		r = capture_runs(c, t, &t->pre_maps[g->map_index], t->pagemap_fd, emit_region, g);
 		if (r < 0)
 			return r;
@@ -327,7 +480,7 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 	for (size_t i = 0; i < c->n_jobs; i++)
 		copied += c->jobs[i].len;
 	t0 = now_ns();
-	r = run_jobs(c);
+	r = run_jobs(c, t, true);
 	if (r < 0)
 		return r;
 	*ret_copy_bps = copied * 1000000000ull / MAX(now_ns() - t0, (uint64_t)1);
@@ -335,16 +488,17 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 		  (unsigned long long)copied, (double)*ret_copy_bps / 1e9);
 
 	for (int round = 1; round <= MAX_ROUNDS; round++) {
+		struct written_ctx w = {0};
 		t0 = now_ns();
 		prev = written;
-		written = 0;
 		for (size_t i = 0; i < t->n_pc; i++) {
 			r = scan(c, t, &t->pc[i], PM_SCAN_WP_MATCHING, 0, PAGE_IS_WRITTEN,
-				 WRITTEN_RETURN, queue_written, &written);
+				 WRITTEN_RETURN, queue_written, &w, WALK_SLICE);
 			if (r < 0)
 				return r;
 		}
-		r = run_jobs(c);
+		written = w.bytes;
+		r = run_jobs(c, t, false);
 		if (r < 0)
 			return r;
 		log_debug("pid %d: pre-copy round %d: %llu bytes written since the last, copied in "
@@ -364,11 +518,21 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 static int frozen_region(struct capture *c, struct target *t, struct precopy_region *g,
 			 struct osm_mapping *m)
 {
-	uint64_t written = 0;
-	int r = mapping_add_extent(m, 0, g->dump_len, g->dest);
+	struct written_ctx w = {0};
+	int r = 0;
 
+	if (g->dest) {
+		r = mapping_add_extent(m, 0, g->dump_len, g->dest);
+	} else {
+		/* Staged: the bytes are in the stage file; only what was written since goes in
+		 * the arena. */
+		m->core_off = g->core_off;
+		g->in_core = true;
+		w.m = m;
+	}
 	if (r == 0)
-		r = scan(c, t, g, 0, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, queue_written, &written);
+		r = scan(c, t, g, 0, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, queue_written, &w,
+			 UINT64_MAX);
 	return r;
 }
 
@@ -418,12 +582,22 @@ int precopy_frozen(struct capture *c, struct target *t)
 	return 0;
 }
 
+void precopy_finish(struct target *t)
+{
+	for (size_t i = 0; i < t->n_pc && precopy_staged(t); i++)
+		if (!t->pc[i].in_core && !t->pc[i].dest)
+			fallocate(t->stage.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				  (off_t)t->pc[i].core_off, (off_t)t->pc[i].dump_len);
+}
+
 void precopy_abandon(struct target *t)
 {
 	for (size_t i = 0; i < t->n_pc; i++)
 		if (t->pc[i].dest)
 			madvise(t->pc[i].dest, t->pc[i].dump_len, MADV_DONTNEED);
 	precopy_stop(t);
+	outfile_abort(&t->stage); /* what the rounds wrote goes too */
+	t->stage_next = 0;
 }
 
 void precopy_stop(struct target *t)

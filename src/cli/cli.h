@@ -12,6 +12,10 @@ int cmd_snap(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_patterns(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_core(int argc, char **argv);
 
 struct pattern;
 struct threshold_value;

@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "cli/cli.h"
+#include "analyze/runtime/runtime.h"
 #include "patterns/pattern.h"
 
 static void text(void)
@@ -22,6 +23,10 @@ static void text(void)
 			       p->thresholds[j].def, p->thresholds[j].unit,
 			       p->thresholds[j].description);
 	}
+	for (size_t i = 0; i < runtime_count; i++)
+		printf("\nruntime %-12s %s: %s\n  reads from the snapshot: %s\n",
+		       runtime_registry[i]->id, runtime_registry[i]->title,
+		       runtime_registry[i]->versions, runtime_registry[i]->needs);
 }
 
 static void markdown(void)
@@ -42,6 +47,14 @@ static void markdown(void)
 		printf("\nWhat to do:\n\n");
 		for (size_t j = 0; p->recommendations && p->recommendations[j]; j++)
 			printf("- %s\n", p->recommendations[j]);
+	}
+	printf("\n# Runtimes\n\nLanguage runtimes whose own frames, thread names and locks the "
+	       "analysis reads (src/analyze/runtime/), and on which the patterns' runtime "
+	       "variants rest.\n");
+	for (size_t i = 0; i < runtime_count; i++) {
+		const struct runtime *r = runtime_registry[i];
+		printf("\n## %s: %s\n\n%s\n\n- versions: %s\n- needs: %s\n", r->id, r->title,
+		       r->description, r->versions, r->needs);
 	}
 }
 

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/parse.h"
 #include "base/util.h"
+#include "snapshot/timeline.h"
 #include "cli/cli.h"
 #include "snapshot/describe.h"
 #include "snapshot/manifest.h"
@@ -109,8 +110,8 @@ static void show_process_line(const struct osm_snapshot *s, const struct osm_pro
 	printf("  %s%-*d %7d %5u  %c %4zu %5zu %10s %6.1f  %s", indent,
 	       8 - 2 * n > 0 ? 8 - 2 * n : 1, p->pid, p->ppid, (unsigned)p->uid, p->state,
 	       p->n_threads, p->n_fds, rss, process_cpu(p), p->comm);
-	if (strcmp(p->capture, "memory") && strcmp(p->capture, "state"))
-		printf("  [%s%s%s]", p->capture, p->capture_note ? ": " : "",
+	if (!capture_state_frozen(p->capture))
+		printf("  [%s%s%s]", capture_state_name(p->capture), p->capture_note ? ": " : "",
 		       p->capture_note ? p->capture_note : "");
 	printf("\n");
 	if (budget <= 0)
@@ -125,10 +126,10 @@ static void show_processes(const struct osm_snapshot *s)
 	size_t frozen = 0, skipped = 0, exited = 0;
 
 	for (size_t i = 0; i < s->n_procs; i++) {
-		const char *c = s->procs[i]->capture;
-		frozen += !strcmp(c, "memory") || !strcmp(c, "state");
-		skipped += !strcmp(c, "skipped");
-		exited += !strcmp(c, "exited");
+		enum osm_capture c = s->procs[i]->capture;
+		frozen += capture_state_frozen(c);
+		skipped += c == CAPTURE_SKIPPED;
+		exited += c == CAPTURE_EXITED;
 	}
 	printf("\nProcesses (%zu frozen, %zu skipped, %zu exited during the snapshot)\n", frozen,
 	       skipped, exited);
@@ -203,6 +204,37 @@ static void show_threads(const struct osm_snapshot *s, const struct osm_process 
 		other_ends(s, p, &p->fds[i]);
 		printf("\n");
 	}
+}
+
+/* The phases of the command, on its own clock (ms from its start), and its peak memory. */
+static void show_timeline(const struct osm_timeline *tl)
+{
+	char a[32], b[32], c[32];
+
+	if (!tl->t0_ns || !tl->n)
+		return;
+	printf("  timeline (ms from the command's start; the pause %.3f-%.3f):\n",
+	       tl->pause_ns / 1e6, tl->pause_end_ns / 1e6);
+	for (size_t i = 0; i < tl->n; i++) {
+		const struct osm_phase *ph = &tl->phases[i];
+		if (ph->dur_ns == OSM_PHASE_OPEN)
+			printf("    %10.3f  %10s     %s", ph->start_ns / 1e6, "to the end",
+			       ph->name);
+		else
+			printf("    %10.3f  %10.3f ms  %s", ph->start_ns / 1e6, ph->dur_ns / 1e6,
+			       ph->name);
+		if (ph->pid)
+			printf(" (pid %d)", ph->pid);
+		printf("\n");
+	}
+	if (tl->dropped)
+		printf("    ... %zu more phases not recorded\n", tl->dropped);
+	printf("  peak memory of osmosis: %s resident, %s in its buffers",
+	       format_bytes(tl->peak_rss, a, sizeof(a)),
+	       format_bytes(tl->peak_buffers, b, sizeof(b)));
+	if (tl->max_memory)
+		printf(" (budget %s)", format_bytes(tl->max_memory, c, sizeof(c)));
+	printf("\n");
 }
 
 int cmd_show(int argc, char **argv)
@@ -282,6 +314,7 @@ int cmd_show(int argc, char **argv)
 		printf(", CPU sampled over %llu ms before the freeze",
 		       (unsigned long long)s->sample_ms);
 	printf("\n");
+	show_timeline(&s->timeline);
 	show_system(s);
 	show_processes(s);
 	for (size_t i = 0; i < s->n_procs; i++) {

@@ -15,7 +15,9 @@
  *   capture_release (clones ended)                                  targets running
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,8 @@
 #include "cli/cli.h"
 #include "cli/snap.h"
 #include "core/writer.h"
+#include "core/zcore.h"
+#include "proc/process.h"
 #include "freeze/freeze.h"
 #include "freeze/guard.h"
 #include "proc/procfs.h"
@@ -71,6 +75,11 @@ static const char snap_usage[] =
     "  -s, --state-only        the system state and every thread's registers, no memory and no\n"
     "                          cores: fast and small\n"
     "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
+    "      --max-memory SIZE   the most memory osmosis allocates for the snapshot (512M, 2G;\n"
+    "                          default: the smaller of 1G and 10% of MemAvailable, within\n"
+    "                          its cgroup's limit); pre-copy writes pages to the core file\n"
+    "      --compress[=LEVEL]  write compressed cores, core.PID.zst (zstd, default level 1;\n"
+    "                          osmosis show/analyze read them, osmosis core makes a plain one)\n"
     "  -m, --method METHOD     how memory is kept as it was at the freeze instant:\n"
     "                            copy     copied into a reserved buffer during the pause\n"
     "                            clone    a copy-on-write clone made inside the target\n"
@@ -80,6 +89,13 @@ static const char snap_usage[] =
     "      --max-pause SECONDS longest the targets may stay frozen (default 10); past it they\n"
     "                          are resumed and the snapshot fails\n"
     "      --sample SECONDS    CPU sampling interval before the freeze (default 0.25; 0: none)\n"
+    "      --trigger JSON      record why the snapshot was taken (a JSON object) in the\n"
+    "                          manifest's \"trigger\" (osmosis watch does)\n"
+    "      --optional          PIDs that cannot be snapshotted or exit are recorded and\n"
+    "                          passed over, as with --tree (osmosis watch of many PIDs)\n"
+    "      --skip PID          never freeze PID, even when --all, --cgroup or --tree name it\n"
+    "                          (repeatable)\n"
+    "      --status-fd FD      when done, write \"ok\" or \"error ERRNO\" and a newline to FD\n"
     "  -q, --quiet             print nothing on success\n"
     "  -v, --verbose           say more on stderr\n"
     "  -h, --help              show this help\n"
@@ -93,14 +109,86 @@ struct snap_opts {
 	const char *cgroup;
 	uint64_t max_pause_ns;
 	uint64_t sample_ns;
-	bool quiet, tree, all, state_only, analyze;
+	bool quiet, tree, all, state_only, analyze, optional;
+	bool compress;
+	int level;	     /* zstd's, with --compress */
+	uint64_t max_memory; /* --max-memory, bytes; 0: the default */
 	pid_t *pids;
 	size_t n_pids;
+	const char *trigger; /* --trigger: a JSON object's text */
+	pid_t skip[64];	     /* --skip */
+	size_t n_skip;
+	int status_fd; /* --status-fd, or -1 */
 };
+
+/* "512M", "2G", "1.5GiB", "1048576": bytes. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v <= 0)
+		return -EINVAL;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		v *= 1024, end++;
+		break;
+	case 'm':
+	case 'M':
+		v *= 1024.0 * 1024, end++;
+		break;
+	case 'g':
+	case 'G':
+		v *= 1024.0 * 1024 * 1024, end++;
+		break;
+	case 't':
+	case 'T':
+		v *= 1024.0 * 1024 * 1024 * 1024, end++;
+		break;
+	}
+	if (!strcmp(end, "iB") || !strcmp(end, "B"))
+		end += strlen(end);
+	if (*end || v > 1e18)
+		return -EINVAL;
+	*ret = (uint64_t)v;
+	return 0;
+}
+
+/* The default budget: the smaller of 1 GiB and a tenth of MemAvailable, and never more than
+ * osmosis's cgroup leaves it (v1 memory.limit_in_bytes or v2 memory.max). */
+static uint64_t default_max_memory(void)
+{
+	_cleanup_free_ char *mem = NULL;
+	uint64_t avail = UINT64_MAX, b = 1ull << 30;
+	char *p;
+
+	if (read_file_at(AT_FDCWD, "/proc/meminfo", &mem, NULL) == 0 &&
+	    (p = strstr(mem, "MemAvailable:")))
+		avail = strtoull(p + 13, NULL, 10) * 1024;
+	b = MIN(b, avail / 10);
+	b = MIN(b, proc_memory_available_to_self());
+	return MAX(b, (uint64_t)(64u << 20));
+}
 
 static int parse_args(int argc, char **argv, struct snap_opts *o)
 {
-	enum { OPT_MAX_PAUSE = 0x100, OPT_TREE, OPT_CGROUP, OPT_ALL, OPT_SAMPLE, OPT_ANALYZE };
+	enum {
+		OPT_MAX_PAUSE = 0x100,
+		OPT_TREE,
+		OPT_CGROUP,
+		OPT_ALL,
+		OPT_SAMPLE,
+		OPT_ANALYZE,
+		OPT_TRIGGER,
+		OPT_SKIP,
+		OPT_STATUS_FD,
+		OPT_COMPRESS,
+		OPT_MAX_MEMORY,
+		OPT_OPTIONAL,
+	};
 	static const struct option longopts[] = {
 	    {"output", required_argument, NULL, 'o'},
 	    {"method", required_argument, NULL, 'm'},
@@ -111,6 +199,12 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	    {"all", no_argument, NULL, OPT_ALL},
 	    {"state-only", no_argument, NULL, 's'},
 	    {"analyze", no_argument, NULL, OPT_ANALYZE},
+	    {"trigger", required_argument, NULL, OPT_TRIGGER},
+	    {"skip", required_argument, NULL, OPT_SKIP},
+	    {"optional", no_argument, NULL, OPT_OPTIONAL},
+	    {"status-fd", required_argument, NULL, OPT_STATUS_FD},
+	    {"compress", optional_argument, NULL, OPT_COMPRESS},
+	    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -119,6 +213,8 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 	int c;
 
 	o->method = "auto";
+	o->status_fd = -1;
+	o->level = ZCORE_DEFAULT_LEVEL;
 	o->max_pause_ns = DEFAULT_MAX_PAUSE_NS;
 	o->sample_ns = DEFAULT_SAMPLE_NS;
 	optind = 1;
@@ -168,6 +264,57 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 		case OPT_ANALYZE:
 			o->analyze = true;
 			break;
+		case OPT_TRIGGER: {
+			json_object *j = json_tokener_parse(optarg);
+			bool ok = j && json_object_is_type(j, json_type_object);
+			json_object_put(j);
+			if (!ok || strlen(optarg) > 16384)
+				return log_error(EINVAL, "--trigger needs a JSON object, not '%s'",
+						 optarg);
+			o->trigger = optarg;
+			break;
+		}
+		case OPT_OPTIONAL:
+			o->optional = true;
+			break;
+		case OPT_SKIP:
+			if (o->n_skip >= ARRAY_SIZE(o->skip) ||
+			    parse_pid(optarg, &o->skip[o->n_skip]) < 0)
+				return log_error(EINVAL, "--skip needs a process id, not '%s'",
+						 optarg);
+			o->n_skip++;
+			break;
+		case OPT_STATUS_FD: {
+			uint64_t fd;
+			if (parse_u64(optarg, 10, &fd) < 0 || fd < 3 || fd > 1000000 ||
+			    fcntl((int)fd, F_GETFD) < 0)
+				return log_error(EINVAL,
+						 "--status-fd needs an open descriptor, not '%s'",
+						 optarg);
+			o->status_fd = (int)fd;
+			break;
+		}
+		case OPT_MAX_MEMORY:
+			if (parse_size(optarg, &o->max_memory) < 0 || o->max_memory < (64u << 20))
+				return log_error(
+				    EINVAL,
+				    "--max-memory needs a size of at least 64M (as 512M, "
+				    "2G), not '%s'",
+				    optarg);
+			break;
+		case OPT_COMPRESS: {
+			int64_t level = ZCORE_DEFAULT_LEVEL;
+			if (optarg && (parse_i64(optarg, 10, &level) < 0 || level < -7 ||
+				       level > 19 || level == 0))
+				return log_error(
+				    EINVAL,
+				    "--compress takes a zstd level from -7 to 19 (not 0), "
+				    "not '%s'",
+				    optarg);
+			o->compress = true;
+			o->level = (int)level;
+			break;
+		}
 		case 'q':
 			o->quiet = true;
 			log_verbosity = 0;
@@ -246,6 +393,13 @@ static int fill_snapshot_header(struct osm_snapshot *s)
 	s->host = strdup(u.nodename);
 	if (asprintf(&s->kernel, "%s %s", u.release, u.version) < 0)
 		s->kernel = NULL;
+	{
+		_cleanup_free_ char *boot = NULL;
+		if (read_file_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", &boot, NULL) == 0) {
+			boot[strcspn(boot, "\n")] = 0;
+			s->boot_id = TAKE_PTR(boot);
+		}
+	}
 	gmtime_r(&now, &tm);
 	strftime(s->created, sizeof(s->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	return s->host && s->kernel ? 0 : -ENOMEM;
@@ -256,21 +410,94 @@ static void aside_tick(void *arg)
 	sched_aside_check(arg);
 }
 
-static int write_core(struct snapdir *dir, struct osm_process *p, size_t page_size,
-		      struct sched_aside *aside)
+struct core_opts {
+	bool compress;
+	int level;
+	unsigned n_workers;
+	uint64_t *peak_buffers; /* raised to the sink's buffers */
+};
+
+/* Pre-copy's rounds wrote t's tracked mappings into a staging file: what the target wrote
+ * since goes over it there, and the core reads those mappings from it. */
+static int unplace(struct target *t, int *ret_rfd)
 {
+	struct osm_process *p = t->proc;
+	char path[64];
+	int rfd;
+
+	/* The stage was opened for writing only: read it through a descriptor of its own. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", t->stage.fd);
+	rfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0)
+		return -errno;
+	*ret_rfd = rfd;
+
+	for (size_t i = 0; i < p->n_maps; i++) {
+		struct osm_mapping *m = &p->maps[i];
+		if (!m->core_off)
+			continue;
+		for (size_t k = 0; k < m->n_ext; k++) {
+			const struct osm_extent *e = &m->ext[k];
+			int r = e->data ? pwrite_all(t->stage.fd, e->data, e->len,
+						     (off_t)(m->core_off + e->off))
+					: -EINVAL;
+			if (r < 0)
+				return r;
+		}
+		m->n_ext = 0;
+		int r = mapping_add_fd_extent(m, 0, m->dump_len, rfd, m->core_off);
+		if (r < 0)
+			return r;
+		m->core_off = 0;
+	}
+	return 0;
+}
+
+static int write_core(struct snapdir *dir, struct target *t, size_t page_size,
+		      struct sched_aside *aside, const struct core_opts *co)
+{
+	struct osm_process *p = t->proc;
 	struct outfile of;
 	struct file_sink fs;
+	struct zstd_sink *zs = NULL;
+	_cleanup_close_ int stage_rfd = -1;
 	int r;
 
-	snprintf(p->core_name, sizeof(p->core_name), "core.%d", p->pid);
-	r = outfile_open(dir->dirfd, p->core_name, &of);
+	snprintf(p->core_name, sizeof(p->core_name), "core.%d%s", p->pid,
+		 co->compress ? ZCORE_SUFFIX : "");
+	if (t->stage.fd >= 0 && !co->compress) {
+		/* The rounds wrote into this core's own file: the rest goes around and over. */
+		of = t->stage;
+		t->stage = (struct outfile){.fd = -1};
+		r = 0;
+	} else {
+		r = t->stage.fd >= 0 ? unplace(t, &stage_rfd) : 0;
+		if (r < 0)
+			return log_error(r, "cannot write pre-copy's staging file of pid %d: %m",
+					 p->pid);
+		r = outfile_open(dir->dirfd, p->core_name, &of);
+	}
 	if (r < 0)
 		return log_error(r, "cannot create %s/%s: %m", dir->final, p->core_name);
 	file_sink_init(&fs, of.fd);
 	fs.tick = aside_tick;
 	fs.tick_arg = aside;
-	r = core_write(p, &fs.base, page_size);
+	if (co->compress) {
+		zs = zstd_sink_new(&fs.base, co->level, co->n_workers);
+		if (!zs) {
+			outfile_abort(&of);
+			return log_error(ENOMEM, "cannot start compressing %s/%s: out of memory",
+					 dir->final, p->core_name);
+		}
+		zstd_sink_set_tick(zs, aside_tick, aside);
+		*co->peak_buffers = MAX(*co->peak_buffers, (uint64_t)zstd_sink_buffer_bytes(zs));
+		r = core_write(p, zstd_sink_base(zs), page_size);
+		*co->peak_buffers = MAX(*co->peak_buffers, (uint64_t)zstd_sink_buffer_bytes(zs));
+		zstd_sink_free(zs);
+	} else {
+		r = core_write(p, &fs.base, page_size);
+	}
+	outfile_abort(&t->stage); /* a staging file, read: removed */
 	if (r == 0)
 		r = guard_check();
 	if (r < 0) {
@@ -352,18 +579,18 @@ static void print_shared(const struct osm_snapshot *s)
 static void print_summary(const struct osm_snapshot *s, const struct capture *c, const char *dir)
 {
 	size_t frozen = 0, skipped = 0, exited = 0, shown = 0;
-	char a[32], b[32];
+	char a[32], b[32], m[32];
 	double secs = c->copy_ns / 1e9;
 
 	printf("snapshot %s\n", dir);
 	printf("%8s  %-16s %8s %-8s %12s\n", "PID", "NAME", "THREADS", "METHOD", "CAPTURED");
 	for (size_t i = 0; i < s->n_procs; i++) {
 		const struct osm_process *p = s->procs[i];
-		bool is_frozen = !strcmp(p->capture, "memory") || !strcmp(p->capture, "state");
+		bool is_frozen = capture_state_frozen(p->capture);
 
 		frozen += is_frozen;
-		skipped += !strcmp(p->capture, "skipped");
-		exited += !strcmp(p->capture, "exited");
+		skipped += p->capture == CAPTURE_SKIPPED;
+		exited += p->capture == CAPTURE_EXITED;
 		if (shown >= SUMMARY_MAX_LINES)
 			continue;
 		shown++;
@@ -374,7 +601,8 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 					     : format_bytes(p->captured_bytes, a, sizeof(a)));
 		else
 			printf("%8d  %-16s %8s %-8s %12s  %s\n", p->pid, p->comm, "-", "-",
-			       p->capture, p->capture_note ? p->capture_note : "");
+			       capture_state_name(p->capture),
+			       p->capture_note ? p->capture_note : "");
 	}
 	if (shown < s->n_procs)
 		printf("     ... %zu more (osmosis show %s lists them all)\n", s->n_procs - shown,
@@ -392,6 +620,10 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 			printf(", %.2f GB/s", c->copied_bytes / secs / 1e9);
 	}
 	printf(")\n");
+	printf("peak memory of osmosis: %s resident, %s in its buffers (budget %s)\n",
+	       format_bytes(s->timeline.peak_rss, a, sizeof(a)),
+	       format_bytes(s->timeline.peak_buffers, b, sizeof(b)),
+	       format_bytes(s->timeline.max_memory, m, sizeof(m)));
 	print_shared(s);
 }
 
@@ -417,7 +649,7 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 {
 	_cleanup_free_ pid_t *pids = NULL;
 	size_t n = 0;
-	bool optional = o->tree || o->all || o->cgroup;
+	bool optional = o->tree || o->all || o->cgroup || o->optional;
 	int r;
 
 	if (o->all)
@@ -446,6 +678,11 @@ static int choose_targets(const struct snap_opts *o, struct snap_state *st)
 	if (o->cgroup && n == 0)
 		return log_error(ESRCH, "cgroup %s has no processes", o->cgroup);
 	for (size_t i = 0; i < n; i++) {
+		bool skip = false;
+		for (size_t j = 0; j < o->n_skip; j++)
+			skip |= pids[i] == o->skip[j];
+		if (skip && optional)
+			continue;
 		r = snap_add_target(st, pids[i], optional);
 		if (r < 0)
 			return r;
@@ -481,6 +718,8 @@ int cmd_snap(int argc, char **argv)
 	bool prepared = false, show_progress;
 	struct sched_aside aside = {0};
 	uint64_t t_start = now_ns();
+	struct osm_timeline *tl;
+	size_t ph;
 	int r, ret = 1;
 
 	r = parse_args(argc, argv, &o);
@@ -493,13 +732,23 @@ int cmd_snap(int argc, char **argv)
 		log_error(errno, "cannot install signal handlers: %m");
 		goto out;
 	}
+	guard_set_max_pause(o.max_pause_ns); /* also for threads held outside the freeze */
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		log_error(ENOMEM, "out of memory");
 		goto out;
 	}
+	tl = &s->timeline;
+	timeline_init(tl);
+	tl->t0_ns = t_start;
 	st.snap = s;
 	st.tree = o.tree;
+	st.skip = o.skip;
+	st.n_skip = o.n_skip;
+	if (o.trigger && !(s->trigger_json = strdup(o.trigger))) {
+		log_error(ENOMEM, "out of memory");
+		goto out;
+	}
 	s->scope = o.all ? "all" : o.cgroup ? "cgroup" : o.tree ? "tree" : "pids";
 	s->state_only = o.state_only;
 	s->sample_ms = o.sample_ns / 1000000;
@@ -528,6 +777,7 @@ int cmd_snap(int argc, char **argv)
 	}
 
 	/* CPU sampling interval, then the state read just before the freeze. */
+	ph = timeline_begin(tl, "sample", 0);
 	snap_sample_begin(&st);
 	if (o.sample_ns) {
 		struct timespec ts = {(time_t)(o.sample_ns / 1000000000ull),
@@ -538,18 +788,27 @@ int cmd_snap(int argc, char **argv)
 			goto out;
 		}
 	}
+	timeline_end(tl, ph);
+	ph = timeline_begin(tl, "state", 0);
 	if (snap_load_state(&st, show_progress) < 0)
 		goto out;
+	timeline_end(tl, ph);
 
 	if (!o.output) {
 		default_output(defdir, sizeof(defdir));
 		o.output = defdir;
 	}
-	if (snapdir_create(o.output, &dir) < 0)
+	if ((r = snapdir_create(o.output, &dir)) < 0)
 		goto out;
 
 	cap.requested = (enum capture_method)capture_method_parse(o.method);
 	cap.set = &st.set;
+	cap.tl = tl;
+	cap.max_memory = o.max_memory ? MIN(o.max_memory, proc_memory_available_to_self())
+				      : default_max_memory();
+	cap.stage_dirfd = o.state_only ? -1 : dir.dirfd;
+	cap.stage_separate = o.compress;
+	tl->max_memory = cap.max_memory;
 	cap.snap = s;
 	cap.state_only = o.state_only;
 	cap.page_size = (size_t)sysconf(_SC_PAGESIZE);
@@ -579,18 +838,25 @@ int cmd_snap(int argc, char **argv)
 		log_error(r, "cannot start the watchdog: %m");
 		goto fail;
 	}
+	ph = timeline_begin(tl, "freeze", 0);
 	r = freeze_session_freeze(&fs);
+	timeline_end(tl, ph);
 	if (r == 0)
 		r = fault_point("frozen");
 	if (r == 0)
 		r = guard_check();
+	ph = timeline_begin(tl, "copy", 0);
 	if (r == 0)
 		r = capture_frozen(&cap);
+	timeline_end(tl, ph);
 	if (r == 0)
 		r = fault_point("captured");
+	ph = timeline_begin(tl, "resume", 0);
 	freeze_session_thaw(&fs);
+	timeline_end(tl, ph);
 	guard_watchdog_disarm();
 	s->pause_us = freeze_session_pause_us(&fs);
+	timeline_set_pause(tl, fs.t_first_stop, fs.t_thawed);
 	if (r == 0)
 		r = freeze_session_check_survivors(&fs);
 	if (r == 0)
@@ -598,7 +864,8 @@ int cmd_snap(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	if (count_frozen(&st.set) == 0) {
-		r = log_error(ESRCH, "every target exited during the snapshot");
+		r = log_error(ESRCH, "every target exited or could not be captured during the "
+				     "snapshot");
 		goto fail;
 	}
 
@@ -610,11 +877,16 @@ int cmd_snap(int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	/* Writing cores: the targets run again, and come first (base/sched.h). */
+	struct core_opts co = {.compress = o.compress,
+			       .level = o.level,
+			       .n_workers = cap.n_workers,
+			       .peak_buffers = &cap.peak_buffers};
 	sched_step_aside(&aside, true);
+	ph = timeline_begin(tl, "write-out", 0);
 	for (size_t i = 0; i < st.set.n; i++) {
 		struct target *t = st.set.v[i];
 		if (t->exited) {
-			t->proc->capture = "exited";
+			t->proc->capture = CAPTURE_EXITED;
 			if (!t->proc->capture_note)
 				t->proc->capture_note =
 				    strdup(is_zombie(t)
@@ -626,10 +898,10 @@ int cmd_snap(int argc, char **argv)
 		if (t->skipped)
 			continue;
 		if (o.state_only) {
-			t->proc->capture = "state";
+			t->proc->capture = CAPTURE_STATE;
 			continue;
 		}
-		r = write_core(&dir, t->proc, cap.page_size, &aside);
+		r = write_core(&dir, t, cap.page_size, &aside, &co);
 		sched_aside_check(&aside);
 		if (r == 0)
 			r = fault_point("core-written");
@@ -638,7 +910,19 @@ int cmd_snap(int argc, char **argv)
 		progress(show_progress, "writing cores", i + 1, st.set.n);
 	}
 	progress_end(show_progress);
+	timeline_end(tl, ph);
+	/* Clones ended and buffers given back before the manifest, so that the timeline holds it.
+	 */
+	ph = timeline_begin(tl, "release", 0);
+	capture_release(&cap);
+	timeline_end(tl, ph);
+	tl->peak_rss = timeline_self_peak_rss();
+	tl->peak_buffers = cap.peak_buffers;
 	s->total_ms = (now_ns() - t_start) / 1000000;
+	snap_read_after_thaw(&st);
+	/* The commit (manifest written, directory renamed into place) is recorded open: the
+	 * manifest cannot hold its own end. */
+	(void)timeline_begin(tl, "commit", 0);
 	r = write_manifest(&dir, s);
 	if (r == 0)
 		r = fault_point("manifest-written");
@@ -647,7 +931,7 @@ int cmd_snap(int argc, char **argv)
 	r = guard_check();
 	if (r < 0)
 		goto fail;
-	if (snapdir_commit(&dir) < 0)
+	if ((r = snapdir_commit(&dir)) < 0)
 		goto out;
 	sched_step_back(&aside);
 	(void)fault_point("committed"); /* complete: only sleep= and sigkill make sense here */
@@ -678,6 +962,12 @@ out:
 	else {
 		free(dir.final);
 		dir.final = NULL;
+	}
+	if (o.status_fd >= 0) {
+		char line[64];
+		int len = ret == 0 ? snprintf(line, sizeof(line), "ok\n")
+				   : snprintf(line, sizeof(line), "error %d\n", r < 0 ? -r : 0);
+		(void)!write(o.status_fd, line, (size_t)len);
 	}
 	snap_state_done(&st);
 	snapshot_free(s);

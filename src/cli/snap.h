@@ -14,7 +14,9 @@
 struct snap_state {
 	struct osm_snapshot *snap;
 	struct target_set set;
-	bool tree; /* grow the set with new children during the freeze */
+	bool tree;	   /* grow the set with new children during the freeze */
+	const pid_t *skip; /* never added (--skip) */
+	size_t n_skip;
 	/* socket tables, one per network namespace met */
 	struct sock_table *socks;
 	size_t n_socks, cap_socks;
@@ -40,6 +42,9 @@ int snap_load_state(struct snap_state *st, bool progress);
 /* freeze_grow_fn for trees: adds children of frozen targets that are not in the set yet (opened
  * and vetted only). */
 int snap_grow_tree(struct freeze_session *s, bool *ret_added);
+/* After the thaw: every thread's context switches again (switches_after_thaw), so that a later
+ * snapshot can tell the freeze's own switches from the thread's. Best effort. */
+void snap_read_after_thaw(struct snap_state *st);
 /* After the thaw: threads, details and descriptors of the targets that joined during the freeze. */
 int snap_load_joined(struct snap_state *st);
 void snap_state_done(struct snap_state *st);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/timeutil.h"
@@ -77,7 +78,7 @@ static int skip(struct target *t, int err, const char *fmt, ...)
 		note = NULL;
 	va_end(ap);
 	t->skipped = true;
-	t->proc->capture = "skipped";
+	t->proc->capture = CAPTURE_SKIPPED;
 	free(t->proc->capture_note);
 	t->proc->capture_note = note;
 	if (t->ref.procfd >= 0)
@@ -97,7 +98,7 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 		return log_error(ENOMEM, "out of memory");
 	t->optional = optional;
 	p = t->proc;
-	p->capture = "memory";
+	p->capture = CAPTURE_MEMORY;
 	if (pid == getpid())
 		return optional ? skip(t, EINVAL, "osmosis itself")
 				: log_error(EINVAL, "pid %d is osmosis itself", pid);
@@ -106,7 +107,7 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 		if (!optional)
 			return log_error(r, "no process with pid %d", pid);
 		t->exited = true;
-		p->capture = "exited";
+		p->capture = CAPTURE_EXITED;
 		p->capture_note = strdup("exited before the snapshot");
 		return 0;
 	}
@@ -127,6 +128,7 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 				       "pid %d (%s) is a kernel thread: it has no user memory to "
 				       "snapshot",
 				       pid, ps.comm);
+	p->state = ps.state; /* a skipped zombie is still known as one (zombie-processes) */
 	if (ps.state == 'Z' || ps.state == 'X')
 		return optional ? skip(t, ESRCH,
 				       "zombie: exited, waiting for its parent %d to "
@@ -188,6 +190,10 @@ int snap_add_target(struct snap_state *st, pid_t pid, bool optional)
 		return optional ? skip(t, r, "cannot open its memory: %s", strerror(-r))
 				: log_error(r, "cannot open the memory of pid %d (%s): %m", pid,
 					    p->comm);
+	const char *no = arch_process_refusal(t->ref.procfd);
+	if (no)
+		return optional ? skip(t, EPROTONOSUPPORT, "%s", no)
+				: log_error(EPROTONOSUPPORT, "pid %d (%s) is %s", pid, p->comm, no);
 	return 0;
 }
 
@@ -236,7 +242,7 @@ static int load_target(struct snap_state *st, struct target *t, size_t idx, uint
 	r = proc_load_threads(&t->ref, t->proc);
 	if (r == -ESRCH || (r < 0 && !pidref_alive(&t->ref))) {
 		t->exited = true;
-		t->proc->capture = "exited";
+		t->proc->capture = CAPTURE_EXITED;
 		if (!t->proc->capture_note)
 			t->proc->capture_note = strdup("exited before the freeze");
 		return t->optional ? 0 : log_error(ESRCH, "pid %d exited", t->proc->pid);
@@ -313,7 +319,10 @@ int snap_grow_tree(struct freeze_session *s, bool *ret_added)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n_all; i++) {
-		if (target_set_find(&st->set, all[i]))
+		bool skip = false;
+		for (size_t j = 0; j < st->n_skip; j++)
+			skip |= all[i] == st->skip[j];
+		if (skip || target_set_find(&st->set, all[i]))
 			continue;
 		/* A child born before its parent stopped: it joins the snapshot now. */
 		r = snap_add_target(st, all[i], true);
@@ -323,6 +332,26 @@ int snap_grow_tree(struct freeze_session *s, bool *ret_added)
 		*ret_added = true;
 	}
 	return 0;
+}
+
+void snap_read_after_thaw(struct snap_state *st)
+{
+	for (size_t i = 0; i < st->set.n; i++) {
+		struct target *t = st->set.v[i];
+		if (t->exited || t->skipped || t->ref.procfd < 0)
+			continue;
+		for (size_t j = 0; j < t->proc->n_threads; j++) {
+			struct osm_thread *th = t->proc->threads[j];
+			_cleanup_free_ char *status = NULL;
+			char path[64];
+			snprintf(path, sizeof(path), "task/%d/status", th->tid);
+			if (th->gone || read_file_at(t->ref.procfd, path, &status, NULL) < 0)
+				continue;
+			th->switches_after_thaw =
+			    (int64_t)(proc_status_kb(status, "voluntary_ctxt_switches") / 1024 +
+				      proc_status_kb(status, "nonvoluntary_ctxt_switches") / 1024);
+		}
+	}
 }
 
 int snap_load_joined(struct snap_state *st)

@@ -8,6 +8,7 @@
 #include "base/fs.h"
 #include "base/util.h"
 #include "core/sink.h"
+#include "freeze/guard.h"
 
 /* A core is written out as it goes, not left to the final fsync: each 16 MiB is sent to the
  * disk, and the 16 MiB before it is waited for and dropped from the page cache. Gigabytes of dirty
@@ -40,13 +41,22 @@ static void file_flush(struct file_sink *fs)
 static int file_write(struct core_sink *s, const void *buf, size_t len)
 {
 	struct file_sink *fs = (struct file_sink *)s;
-	int r = pwrite_all(fs->fd, buf, len, (off_t)s->pos);
+	/* A signal to osmosis ends a core at the next write (a large core takes many seconds;
+	 * osmosis answers within one). */
+	int r = guard_check();
 
+	if (r == 0)
+		r = pwrite_all(fs->fd, buf, len, (off_t)s->pos);
 	if (r < 0)
 		return r;
 	s->pos += len;
 	file_flush(fs);
 	return 0;
+}
+
+static int file_pwrite(struct core_sink *s, const void *buf, size_t len, uint64_t off)
+{
+	return pwrite_all(((struct file_sink *)s)->fd, buf, len, (off_t)off);
 }
 
 static int file_skip(struct core_sink *s, uint64_t len)
@@ -68,7 +78,10 @@ static int file_finish(struct core_sink *s)
 void file_sink_init(struct file_sink *fs, int fd)
 {
 	*fs = (struct file_sink){
-	    .base = {.write = file_write, .skip = file_skip, .finish = file_finish},
+	    .base = {.write = file_write,
+		     .skip = file_skip,
+		     .finish = file_finish,
+		     .pwrite = file_pwrite},
 	    .fd = fd,
 	};
 }

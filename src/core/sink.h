@@ -12,6 +12,9 @@ struct core_sink {
 	int (*write)(struct core_sink *s, const void *buf, size_t len);
 	int (*skip)(struct core_sink *s, uint64_t len);
 	int (*finish)(struct core_sink *s);
+	/* Write at an offset already passed or skipped (placed segments); NULL when the sink only
+	 * appends (memory, compressed). */
+	int (*pwrite)(struct core_sink *s, const void *buf, size_t len, uint64_t off);
 	uint64_t pos;
 };
 

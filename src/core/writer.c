@@ -16,6 +16,18 @@
  *
  * A PT_LOAD's p_memsz is the mapping's size; p_filesz is what the dump rule kept (maps.c): 0 for
  * mappings the kernel would not dump, one page for ELF headers of file mappings, else all of it.
+ *
+ * Placed layout, when pre-copy's rounds already wrote segments into the file (core_off set):
+ *
+ *   Elf64_Ehdr                          e_phoff and e_shoff point to the end
+ *   padding to a page boundary
+ *   placed segments                     at their core_off, written before the freeze; what the
+ *                                       target wrote since is written over them in place
+ *   the other segments                  one after another, page aligned, in address order
+ *   notes, Elf64_Phdr[], Elf64_Shdr     at the end: their sizes are known only at the freeze
+ *
+ * ELF puts no order on these (readers follow e_phoff and p_offset): gdb, lldb, eu-stack and
+ * libelf read both layouts.
  */
 #include <elf.h>
 #include <errno.h>
@@ -250,6 +262,130 @@ static int write_segment(struct core_sink *out, struct osm_mapping *m, uint64_t 
 	return 0;
 }
 
+/* The changes of a placed segment, written over it in place. Zero pages are written too: the
+ * file holds older bytes there. */
+static int write_placed(struct core_sink *out, const struct osm_mapping *m)
+{
+	for (size_t i = 0; i < m->n_ext; i++) {
+		const struct osm_extent *e = &m->ext[i];
+		if (!e->data || e->off >= m->dump_len)
+			return e->data ? 0 : -EINVAL;
+		int r = out->pwrite(out, e->data, MIN(e->len, m->dump_len - e->off),
+				    m->core_off + e->off);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static bool is_placed(const struct osm_process *p)
+{
+	for (size_t i = 0; i < p->n_maps; i++)
+		if (p->maps[i].core_off)
+			return true;
+	return false;
+}
+
+static void fill_phdr(Elf64_Phdr *h, const struct osm_mapping *m, uint64_t off, uint64_t page_size)
+{
+	h->p_type = PT_LOAD;
+	h->p_flags = ((m->prot & PROT_READ) ? PF_R : 0) | ((m->prot & PROT_WRITE) ? PF_W : 0) |
+		     ((m->prot & PROT_EXEC) ? PF_X : 0);
+	h->p_offset = off;
+	h->p_vaddr = m->start;
+	h->p_filesz = m->dump_len;
+	h->p_memsz = m->end - m->start;
+	h->p_align = page_size;
+}
+
+static void fill_ehdr(Elf64_Ehdr *eh, Elf64_Shdr *sh, uint64_t phnum, uint64_t phoff)
+{
+	bool xnum = phnum >= PN_XNUM;
+
+	memset(eh, 0, sizeof(*eh));
+	memcpy(eh->e_ident, ELFMAG, SELFMAG);
+	eh->e_ident[EI_CLASS] = ARCH_ELF_CLASS;
+	eh->e_ident[EI_DATA] = ELFDATA2LSB;
+	eh->e_ident[EI_VERSION] = EV_CURRENT;
+	eh->e_ident[EI_OSABI] = ELFOSABI_NONE;
+	eh->e_type = ET_CORE;
+	eh->e_machine = ARCH_ELF_MACHINE;
+	eh->e_version = EV_CURRENT;
+	eh->e_phoff = phoff;
+	eh->e_ehsize = sizeof(*eh);
+	eh->e_phentsize = sizeof(Elf64_Phdr);
+	eh->e_phnum = xnum ? PN_XNUM : (Elf64_Half)phnum;
+	memset(sh, 0, sizeof(*sh));
+	if (xnum) {
+		/* Extended numbering: the real count lives in section header 0's sh_info. */
+		eh->e_shoff = phoff + phnum * sizeof(Elf64_Phdr);
+		eh->e_shentsize = sizeof(Elf64_Shdr);
+		eh->e_shnum = 1;
+		eh->e_shstrndx = SHN_UNDEF;
+		sh->sh_info = (Elf64_Word)phnum;
+	}
+}
+
+/* The placed layout (top of this file). */
+static int core_write_placed(const struct osm_process *p, struct core_sink *out, uint64_t page_size,
+			     struct note_sink *ns)
+{
+	_cleanup_free_ Elf64_Phdr *ph = NULL;
+	uint64_t phnum = p->n_maps + 1, off = page_size, notes_off, phoff;
+	Elf64_Ehdr eh;
+	Elf64_Shdr sh;
+	int r;
+
+	if (!out->pwrite)
+		return -EINVAL;
+	ph = calloc(phnum, sizeof(*ph));
+	if (!ph)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->n_maps; i++) {
+		const struct osm_mapping *m = &p->maps[i];
+		if (m->core_off && (m->core_off < page_size || m->core_off % page_size))
+			return -EINVAL;
+		if (m->core_off)
+			off = MAX(off, ALIGN_UP(m->core_off + m->dump_len, page_size));
+	}
+	for (size_t i = 0; i < p->n_maps; i++) {
+		const struct osm_mapping *m = &p->maps[i];
+		fill_phdr(&ph[i + 1], m, m->core_off ? m->core_off : off, page_size);
+		if (!m->core_off)
+			off += ALIGN_UP(m->dump_len, page_size);
+	}
+	notes_off = off;
+	phoff = ALIGN_UP(notes_off + ns->len, 8);
+	ph[0] = (Elf64_Phdr){
+	    .p_type = PT_NOTE, .p_offset = notes_off, .p_filesz = ns->len, .p_align = 4};
+	fill_ehdr(&eh, &sh, phnum, phoff);
+
+	if ((r = out->write(out, &eh, sizeof(eh))) < 0)
+		return r;
+	for (size_t i = 0; i < p->n_maps; i++)
+		if (p->maps[i].core_off && (r = write_placed(out, &p->maps[i])) < 0)
+			return r;
+	/* Past the placed segments; the others follow, page aligned as their offsets say. */
+	for (size_t i = 0; i < p->n_maps; i++) {
+		struct osm_mapping *m = &p->maps[i];
+		if (m->core_off)
+			continue;
+		if (ph[i + 1].p_offset > out->pos &&
+		    (r = out->skip(out, ph[i + 1].p_offset - out->pos)) < 0)
+			return r;
+		if ((r = write_segment(out, m, page_size)) < 0)
+			return r;
+	}
+	if ((r = out->skip(out, notes_off - out->pos)) < 0 ||
+	    (r = out->write(out, ns->buf, ns->len)) < 0 ||
+	    (r = out->skip(out, phoff - out->pos)) < 0 ||
+	    (r = out->write(out, ph, phnum * sizeof(*ph))) < 0)
+		return r;
+	if (phnum >= PN_XNUM && (r = out->write(out, &sh, sizeof(sh))) < 0)
+		return r;
+	return out->finish(out);
+}
+
 int core_write(const struct osm_process *p, struct core_sink *out, uint64_t page_size)
 {
 	struct note_sink ns = {0};
@@ -263,6 +399,10 @@ int core_write(const struct osm_process *p, struct core_sink *out, uint64_t page
 	r = core_build_notes(p, page_size, &ns);
 	if (r < 0)
 		goto out;
+	if (is_placed(p)) {
+		r = core_write_placed(p, out, page_size, &ns);
+		goto out;
+	}
 	ph = calloc(phnum, sizeof(*ph));
 	if (!ph) {
 		r = -ENOMEM;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Freezing: see freeze.h for the invariants. The order of work follows the measurements in
- * FACTS.md: interrupt every thread of a pass before waiting for any, so busy threads stop in
- * parallel instead of one after another.
+ * docs/design/kernel-facts.md: interrupt every thread of a pass before waiting for any, so busy
+ * threads stop in parallel instead of one after another.
  *
  * One pass:
  *   1. list /proc/PID/task;
@@ -259,7 +259,7 @@ static int target_gone(struct target *t, int r)
 			thaw_thread(t->proc->threads[i]);
 		}
 		t->skipped = true;
-		t->proc->capture = "skipped";
+		t->proc->capture = CAPTURE_SKIPPED;
 		free(t->proc->capture_note);
 		if (asprintf(&t->proc->capture_note,
 			     "traced by pid %d since the vetting; let go "

@@ -14,7 +14,10 @@
 
 #define WATCHDOG_GRACE_NS (3ull * 1000000000ull)
 
+#define DEFAULT_HOLD_NS (10ull * 1000000000ull)
+
 static volatile sig_atomic_t got_signal;
+static uint64_t hold_limit_ns = DEFAULT_HOLD_NS;
 static atomic_bool watchdog_fired;
 static pthread_t main_thread;
 
@@ -141,4 +144,33 @@ void guard_watchdog_disarm(void)
 	pthread_mutex_unlock(&wd.lock);
 	pthread_join(wd.thread, NULL);
 	wd.running = false;
+}
+
+void guard_set_max_pause(uint64_t max_pause_ns)
+{
+	hold_limit_ns = max_pause_ns;
+}
+
+int guard_hold_begin(bool *ret_armed)
+{
+	bool armed;
+	int r;
+
+	*ret_armed = false;
+	pthread_mutex_lock(&wd.lock);
+	armed = wd.armed;
+	pthread_mutex_unlock(&wd.lock);
+	if (armed)
+		return guard_check();
+	r = guard_watchdog_arm(hold_limit_ns);
+	if (r < 0)
+		return r;
+	*ret_armed = true;
+	return 0;
+}
+
+void guard_hold_end(bool armed)
+{
+	if (armed)
+		guard_watchdog_disarm();
 }

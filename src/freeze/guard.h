@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Install the signal handlers; remembers the calling thread as the one to interrupt. */
@@ -21,3 +22,14 @@ int guard_signal(void);
 int guard_watchdog_arm(uint64_t max_pause_ns);
 /* Disarm (idempotent). After this the watchdog never fires nor kills. */
 void guard_watchdog_disarm(void);
+
+/*
+ * Holding a thread outside the freeze (an injection before it, such as pre-copy's userfaultfd,
+ * or after it, such as the clone's reaping) is under the same limit as the freeze: the snapshot
+ * command sets the limit once, and each such hold arms the watchdog unless it is armed already
+ * (inside the freeze it is). guard_hold_begin returns 0 or a negative errno and sets *ret_armed
+ * when it armed the watchdog; guard_hold_end(armed) disarms only then. Neither logs.
+ */
+void guard_set_max_pause(uint64_t max_pause_ns);
+int guard_hold_begin(bool *ret_armed);
+void guard_hold_end(bool armed);

@@ -2,6 +2,7 @@
 /* blocked-thread: a thread blocked on a lock, a child or another process whose context switches
  * did not change over the sampling interval before the freeze: it did not run at all. Idle waits
  * (condition variables, epoll, sleeps) are healthy and not reported. */
+#include "base/parse.h"
 #include "patterns/pattern.h"
 
 static const char *const recs[] = {
@@ -58,7 +59,15 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 				return;
 			finding_tid(f, t->t->tid);
 			finding_pid(f, ap->p->pid);
-			finding_line(f, "waits on: %s", t->edges[0].text);
+			if (t->t->last_ran_ago_ms >= 0) {
+				char age[32];
+				finding_line(
+				    f, "waits on: %s, for %s", t->edges[0].text,
+				    format_duration_ms(t->t->last_ran_ago_ms, age, sizeof(age)));
+				finding_oldest_wait(f, (const struct athread *const[]){t}, 1);
+			} else {
+				finding_line(f, "waits on: %s", t->edges[0].text);
+			}
 			finding_frames(f, t, 6);
 		}
 	}
@@ -70,7 +79,9 @@ const struct pattern pattern_blocked_thread = {
     .severity = SEV_INFO,
     .description = "A thread waits on something another thread or process must release, and "
 		   "did not run over the sampling interval.",
-    .needs = "the manifest (CPU sampling, syscalls) and cores (lock words)",
+    .needs = "the manifest (CPU sampling, syscalls) and cores (lock words); a Python thread "
+	     "blocked on a threading.Lock or the GIL counts when CPython's structures are in the "
+	     "cores",
     .thresholds = NULL,
     .n_thresholds = 0,
     .recommendations = recs,

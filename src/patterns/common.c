@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/parse.h"
 #include "patterns/pattern.h"
 
 double pattern_threshold(const struct analysis *a, const struct pattern *p, const char *name)
@@ -15,19 +16,32 @@ double pattern_threshold(const struct analysis *a, const struct pattern *p, cons
 void thread_label(const struct athread *t, char *buf, size_t len)
 {
 	const struct osm_process *p = t->proc->p;
+	/* A runtime's name for the thread (threading.Thread.name) says more than the OS's. */
+	const char *name = t->runtime_name ? t->runtime_name : t->t->name;
 	if (t->t->tid == p->pid)
-		snprintf(buf, len, "thread %d \"%s\" (main thread of pid %d %s)", t->t->tid,
-			 t->t->name, p->pid, p->comm);
+		snprintf(buf, len, "thread %d \"%s\" (main thread of pid %d %s)", t->t->tid, name,
+			 p->pid, p->comm);
 	else
-		snprintf(buf, len, "thread %d \"%s\" of pid %d (%s)", t->t->tid, t->t->name, p->pid,
+		snprintf(buf, len, "thread %d \"%s\" of pid %d (%s)", t->t->tid, name, p->pid,
 			 p->comm);
 }
 
 void finding_frames(struct finding *f, const struct athread *t, size_t max)
 {
-	for (size_t i = 0; i < t->n_frames && i < max; i++) {
+	size_t python = 0;
+
+	for (size_t i = 0; i < t->n_frames; i++) {
 		const struct frame *fr = &t->frames[i];
-		if (fr->function && fr->file)
+		/* Past the native frames asked for, a runtime's frames still say where the thread
+		 * stands in its program: up to as many more. */
+		if (i >= max && (fr->kind != FRAME_PYTHON || python >= max))
+			continue;
+		if (fr->kind == FRAME_PYTHON) {
+			python++;
+			finding_line(f, "      #%zu %s (python) %s:%d", i,
+				     fr->function ? fr->function : "?", fr->file ? fr->file : "?",
+				     fr->line);
+		} else if (fr->function && fr->file)
 			finding_line(f, "      #%zu %s (%s) %s:%d", i, fr->function,
 				     fr->module ? fr->module : "?", fr->file, fr->line);
 		else if (fr->function)
@@ -79,6 +93,26 @@ size_t process_waiting_threads(const struct aprocess *ap, struct athread **out, 
 	return n;
 }
 
+void finding_oldest_wait(struct finding *f, const struct athread *const *threads, size_t n)
+{
+	const struct athread *oldest = NULL;
+	char label[160], age[32];
+
+	for (size_t i = 0; i < n; i++)
+		if (threads[i]->t->last_ran_ago_ms >= 0 &&
+		    (!oldest || threads[i]->t->last_ran_ago_ms > oldest->t->last_ran_ago_ms))
+			oldest = threads[i];
+	if (!oldest)
+		return;
+	thread_label(oldest, label, sizeof(label));
+	finding_line(f, "the oldest wait: %s, which last ran %s before the freeze", label,
+		     format_duration_ms(oldest->t->last_ran_ago_ms, age, sizeof(age)));
+	json_object_object_add(finding_ev(f), "oldest_wait_ms",
+			       json_object_new_int64(oldest->t->last_ran_ago_ms));
+	json_object_object_add(finding_ev(f), "oldest_wait_tid",
+			       json_object_new_int(oldest->t->tid));
+}
+
 json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps, size_t n,
 				size_t frames)
 {
@@ -92,15 +126,36 @@ json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps
 		finding_tid(f, s->t->t->tid);
 		finding_pid(f, s->t->proc->p->pid);
 		finding_line(f, "%s", label);
-		finding_line(f, "    waits on: %s", s->e->text);
+		if (s->t->t->last_ran_ago_ms >= 0) {
+			char age[32];
+			finding_line(
+			    f, "    waits on: %s, for %s", s->e->text,
+			    format_duration_ms(s->t->t->last_ran_ago_ms, age, sizeof(age)));
+			json_object_object_add(o, "waiting_ms",
+					       json_object_new_int64(s->t->t->last_ran_ago_ms));
+		} else {
+			finding_line(f, "    waits on: %s", s->e->text);
+		}
+		if (s->t->runtime_where[0])
+			finding_line(f, "    in Python: %s", s->t->runtime_where);
 		finding_frames(f, s->t, frames);
 		json_object_object_add(o, "tid", json_object_new_int(s->t->t->tid));
 		json_object_object_add(o, "pid", json_object_new_int(s->t->proc->p->pid));
 		json_object_object_add(o, "waits_on", json_object_new_string(s->e->text));
+		if (s->t->runtime_where[0])
+			json_object_object_add(o, "python_where",
+					       json_object_new_string(s->t->runtime_where));
 		if (s->t->wait.addr)
 			json_object_object_add(o, "address",
 					       json_object_new_int64((int64_t)s->t->wait.addr));
 		json_object_array_add(arr, o);
+	}
+	{
+		const struct athread *ts[64];
+		size_t k = 0;
+		for (size_t j = 0; j < n && k < 64; j++)
+			ts[k++] = steps[j].t;
+		finding_oldest_wait(f, ts, k);
 	}
 	return arr;
 }

@@ -2,6 +2,7 @@
 /* deadlock: a cycle in the wait graph, of any length and any mix of mutex, join, child, pipe and
  * socket waits. Through processes it is a deadlock only when every thread of those processes is
  * blocked; otherwise coupled-processes reports it. */
+#include "base/util.h"
 #include "patterns/pattern.h"
 
 static const char *const recs[] = {
@@ -19,14 +20,34 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		struct finding *f;
 		char label[160];
 
+		char python[600] = "";
+		size_t pl = 0;
+
 		if (c->via_process && !c->all_blocked)
 			continue;
+		/* The Python variant: each step through a Python lock said at Python level. */
+		for (size_t j = 0; j < c->n && pl < sizeof(python) - 1; j++)
+			if (c->steps[j].e->kind == EDGE_PYLOCK || c->steps[j].e->kind == EDGE_GIL) {
+				const struct athread *t = c->steps[j].t;
+				int w =
+				    snprintf(python + pl, sizeof(python) - pl,
+					     "%sthread %d \"%s\" %s", pl ? "; " : " ", t->t->tid,
+					     t->runtime_name ? t->runtime_name : t->t->name,
+					     c->steps[j].e->text);
+				pl = w > 0 ? MIN(pl + (size_t)w, sizeof(python) - 1) : pl;
+			}
 		f = finding_new(out, self, SEV_ERROR,
-				"%zu threads wait on each other in a cycle%s: "
-				"none of them can go on.",
-				c->n, c->via_process ? " across processes" : "");
+				"%zu threads wait on each other in a cycle%s%s: "
+				"none of them can go on.%s",
+				c->n, c->via_process ? " across processes" : "",
+				pl ? " through Python locks" : "", python);
 		if (!f)
 			return;
+		if (pl)
+			finding_rec(
+			    f, "In Python: take the locks in one fixed order everywhere, or use "
+			       "lock.acquire(timeout=...) and back off; keep no lock held across "
+			       "a call that takes another.");
 		f->key = i + 1;
 		json_object *steps = finding_wait_steps(f, c->steps, c->n, 6);
 		thread_label(c->steps[0].t, label, sizeof(label));
@@ -42,7 +63,10 @@ const struct pattern pattern_deadlock = {
     .description = "Threads (in one process or several) each waiting for the next, around a "
 		   "cycle: a mutex held by a thread that waits for a joined thread, a child, a "
 		   "pipe or a socket that waits back.",
-    .needs = "cores (lock words, stacks) and the manifest (syscalls, descriptors)",
+    .needs = "cores (lock words, stacks) and the manifest (syscalls, descriptors); the Python "
+	     "variant (threads of a CPython process waiting on each other's threading.Lock or "
+	     "RLock, named with their with statements) needs the interpreter's memory in the "
+	     "cores and its binary or libpython (docs/python.md)",
     .thresholds = NULL,
     .n_thresholds = 0,
     .recommendations = recs,

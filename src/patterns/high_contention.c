@@ -29,8 +29,11 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		for (size_t j = 0; j < ap->n_threads; j++) {
 			const struct athread *t = &ap->threads[j];
 			size_t n = 0;
+			/* A Python lock (threading.Lock) is a semaphore underneath: its waiters
+			 * count when the runtime named the wait. */
+			bool pylock = t->n_edges && t->edges[0].kind == EDGE_PYLOCK;
 			if (done[j] || (t->wait.kind != WAIT_MUTEX && t->wait.kind != WAIT_RWLOCK &&
-					t->wait.kind != WAIT_FUTEX))
+					t->wait.kind != WAIT_FUTEX && !pylock))
 				continue;
 			for (size_t k = j; k < ap->n_threads; k++)
 				if (ap->threads[k].wait.kind == t->wait.kind &&
@@ -59,10 +62,12 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 			finding_line(f, "waiters: %zu threads, e.g. thread %d \"%s\"", n, t->t->tid,
 				     t->t->name);
 			finding_frames(f, t, 6);
-			if (t->wait.owner > 0) {
-				struct athread *o = analysis_find_thread(a, t->wait.owner);
-				json_object_object_add(finding_ev(f), "owner",
-						       json_object_new_int(t->wait.owner));
+			if (t->wait.owner > 0 || pylock) {
+				struct athread *o = pylock ? t->edges[0].to_thread
+							   : analysis_find_thread(a, t->wait.owner);
+				json_object_object_add(
+				    finding_ev(f), "owner",
+				    json_object_new_int(o ? o->t->tid : t->wait.owner));
 				if (o) {
 					char label[160];
 					thread_label(o, label, sizeof(label));
@@ -83,7 +88,9 @@ const struct pattern pattern_high_contention = {
     .title = "High contention",
     .severity = SEV_WARNING,
     .description = "Many threads wait on one lock at the same instant.",
-    .needs = "cores (lock words) and the manifest (syscalls)",
+    .needs = "cores (lock words) and the manifest (syscalls); the Python variant (many "
+	     "threads on one threading.Lock, its holder from a with block on its stack) needs the "
+	     "interpreter's memory in the cores",
     .thresholds = thresholds,
     .n_thresholds = 1,
     .recommendations = recs,

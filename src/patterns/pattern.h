@@ -92,6 +92,10 @@ void finding_frames(struct finding *f, const struct athread *t, size_t max);
  * of {tid, pid, waits_on, address}; names the threads and processes in f. */
 json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps, size_t n,
 				size_t frames);
+/* "the oldest wait: THREAD, which last ran 2 h 01 min before the freeze" as evidence, and
+ * oldest_wait_ms / oldest_wait_tid in the evidence JSON (last_ran_ago_ms of the manifest);
+ * nothing when no thread's figure is known. */
+void finding_oldest_wait(struct finding *f, const struct athread *const *threads, size_t n);
 /* What every thread of ap does, as evidence lines ("WHAT thread N: waits ..."). */
 void finding_process_activity(struct finding *f, const struct aprocess *ap, const char *what);
 /* Processes from index i on with p's parent for which same(p, q) holds: counted, and with f

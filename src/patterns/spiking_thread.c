@@ -50,7 +50,8 @@ const struct pattern pattern_spiking_thread = {
     .title = "Spiking thread",
     .severity = SEV_WARNING,
     .description = "A thread uses (nearly) a whole CPU.",
-    .needs = "the manifest (CPU sampling) and cores (its stack)",
+    .needs = "the manifest (CPU sampling) and cores (its stack; for a CPython thread its "
+	     "Python frames too, so the spinning Python function and line are shown)",
     .thresholds = thresholds,
     .n_thresholds = 1,
     .recommendations = recs,

@@ -26,9 +26,9 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 	}
 	for (size_t i = 0; i < a->n_procs; i++) {
 		const struct osm_process *p = a->procs[i].p;
-		skipped += !strcmp(p->capture, "skipped");
-		exited += !strcmp(p->capture, "exited");
-		if (f && !a->procs[i].has_core && !strcmp(p->capture, "memory"))
+		skipped += p->capture == CAPTURE_SKIPPED;
+		exited += p->capture == CAPTURE_EXITED;
+		if (f && !a->procs[i].has_core && p->capture == CAPTURE_MEMORY)
 			finding_pid(f, p->pid);
 		if (p->unreadable_bytes) {
 			if (!f &&
@@ -49,10 +49,11 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 				skipped, skipped == 1 ? " was" : "es were", exited);
 		for (size_t i = 0; g && i < a->n_procs; i++) {
 			const struct osm_process *p = a->procs[i].p;
-			if (strcmp(p->capture, "skipped") && strcmp(p->capture, "exited"))
+			if (p->capture != CAPTURE_SKIPPED && p->capture != CAPTURE_EXITED)
 				continue;
 			if (g->n_lines < 20)
-				finding_line(g, "pid %d (%s): %s%s%s", p->pid, p->comm, p->capture,
+				finding_line(g, "pid %d (%s): %s%s%s", p->pid, p->comm,
+					     capture_state_name(p->capture),
 					     p->capture_note ? ": " : "",
 					     p->capture_note ? p->capture_note : "");
 		}

@@ -80,7 +80,9 @@ const struct pattern pattern_wait_chain = {
     .description = "A thread waits for another that waits for a third, through locks, joins, "
 		   "children, pipes or sockets, across processes; the chain's end explains the "
 		   "whole chain.",
-    .needs = "cores (lock words, stacks) and the manifest (syscalls, descriptors)",
+    .needs = "cores (lock words, stacks) and the manifest (syscalls, descriptors); with "
+	     "CPython, GIL waits and threading.Lock/RLock waits are links too (GIL waiter, GIL "
+	     "holder, mutex owner is one chain), each step named with its Python frame",
     .thresholds = thresholds,
     .n_thresholds = 1,
     .recommendations = recs,

@@ -18,7 +18,7 @@ static const struct threshold thresholds[] = {
 
 static bool is_zombie(const struct osm_process *p)
 {
-	return p->state == 'Z' || (p->capture_note && strstr(p->capture_note, "zombie"));
+	return p->state == 'Z'; /* recorded for skipped zombies too (snap_state.c) */
 }
 
 static bool both_zombies(const struct osm_process *p, const struct osm_process *q)

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include "proc/procfs.h"
 #include "proc/process.h"
+#include "proc/schedclock.h"
+#include "base/timeutil.h"
 
 static uint64_t ticks_to_us(uint64_t ticks)
 {
@@ -275,6 +277,22 @@ int proc_thread_ticks(int procfd, pid_t **ret_tids, uint64_t **ret_ticks, uint64
 	return 0;
 }
 
+void proc_thread_last_ran(int procfd, struct osm_thread *t)
+{
+	uint64_t es;
+	int64_t ago;
+
+	if (t->state == 'R') {
+		t->last_ran_ago_ms = 0; /* on a CPU, or about to be */
+		return;
+	}
+	if (schedclock_read_exec_start(procfd, t->tid, &es) < 0)
+		return;
+	ago = schedclock_ago_ns(schedclock_default(), es, t->last_cpu, now_ns());
+	if (ago >= 0)
+		t->last_ran_ago_ms = ago / 1000000;
+}
+
 int proc_load_threads(const struct pidref *ref, struct osm_process *p)
 {
 	_cleanup_free_ pid_t *tids = NULL;
@@ -299,6 +317,7 @@ int proc_load_threads(const struct pidref *ref, struct osm_process *p)
 		t->utime_us = ticks_to_us(st.utime);
 		t->stime_us = ticks_to_us(st.stime);
 		t->last_cpu = st.processor;
+		proc_thread_last_ran(ref->procfd, t);
 
 		_cleanup_free_ char *status = NULL, *wchan = NULL, *stack = NULL;
 		snprintf(path, sizeof(path), "task/%d/status", tids[i]);

@@ -13,6 +13,9 @@ int proc_load_identity(const struct pidref *ref, struct osm_process *p);
 /* Add (or refresh) every thread listed in task/, with name, state, CPU times, last CPU, wchan,
  * context switches and (as root) the kernel stack. */
 int proc_load_threads(const struct pidref *ref, struct osm_process *p);
+/* t->last_ran_ago_ms from its sched file (0 when its state is R), read now; unchanged when it
+ * cannot be read. Needs t->state and t->last_cpu. */
+void proc_thread_last_ran(int procfd, struct osm_thread *t);
 /* Memory figures, RLIMIT_NOFILE, cgroup, oom_score_adj, CPU times, start time. Best effort: what
  * cannot be read stays zero. */
 void proc_load_details(const struct pidref *ref, struct osm_process *p);

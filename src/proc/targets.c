@@ -38,6 +38,7 @@ struct target *target_set_add(struct target_set *set, struct osm_snapshot *snap,
 	t->pagemap_fd = -1;
 	t->clone_pidfd = t->clone_memfd = t->clone_pagemap_fd = -1;
 	t->uffd = -1;
+	t->stage.fd = -1;
 	snap->procs[snap->n_procs++] = p;
 	set->v[set->n++] = t;
 	return t;
@@ -78,6 +79,8 @@ static int push_pid(pid_t **v, size_t *n, size_t *cap, pid_t pid)
 static void sort_unique(pid_t *v, size_t *n)
 {
 	size_t w = 0;
+	if (!*n)
+		return; /* an empty cgroup: v may be NULL */
 	qsort(v, *n, sizeof(*v), cmp_pid);
 	for (size_t i = 0; i < *n; i++)
 		if (w == 0 || v[w - 1] != v[i])

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/fs.h"
 #include "proc/pidref.h"
 #include "snapshot/model.h"
 
@@ -23,7 +24,8 @@ struct target {
 	bool joined;  /* joined during the freeze (a tree's new child): state read after the thaw */
 
 	/* capture method state (src/capture) */
-	int method; /* enum capture_method chosen for this target */
+	int method;	/* enum capture_method chosen for this target */
+	bool no_inject; /* no thread can run an injected syscall (the reason is the method's) */
 	int pagemap_fd;
 	struct osm_mapping *pre_maps; /* from smaps, before the freeze */
 	size_t n_pre_maps;
@@ -35,6 +37,10 @@ struct target {
 	int uffd;
 	struct precopy_region *pc;
 	size_t n_pc, cap_pc;
+	/* precopy: the file its rounds write pages into, at their place in the core (the core's
+	 * own temporary file, or a staging file when cores are compressed); fd -1 when none */
+	struct outfile stage;
+	uint64_t stage_next; /* next free offset in it */
 };
 
 struct target_set {

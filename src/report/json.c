@@ -27,6 +27,15 @@ static json_object *frames_json(const struct athread *t)
 	for (size_t i = 0; i < t->n_frames; i++) {
 		const struct frame *f = &t->frames[i];
 		json_object *o = json_object_new_object();
+		if (f->kind == FRAME_PYTHON) {
+			ADD(o, "kind", json_object_new_string("python"));
+			ADD(o, "function", jstr_or_null(f->function));
+			ADD(o, "file", jstr_or_null(f->file));
+			ADD(o, "line", f->line > 0 ? json_object_new_int(f->line) : NULL);
+			json_object_array_add(a, o);
+			continue;
+		}
+		ADD(o, "kind", json_object_new_string("native"));
 		ADD(o, "pc", json_object_new_int64((int64_t)f->pc));
 		ADD(o, "function", jstr_or_null(f->function));
 		ADD(o, "module", jstr_or_null(f->module));
@@ -85,14 +94,24 @@ int report_json(FILE *out, const struct analysis *a, const struct findings *fs)
 		json_object *p = json_object_new_object(), *threads = json_object_new_array();
 		ADD(p, "pid", json_object_new_int(ap->p->pid));
 		ADD(p, "comm", json_object_new_string(ap->p->comm));
+		ADD(p, "runtime", jstr_or_null(ap->runtime_version));
 		for (size_t j = 0; j < ap->n_threads; j++) {
 			const struct athread *t = &ap->threads[j];
 			json_object *o = json_object_new_object();
 			ADD(o, "tid", json_object_new_int(t->t->tid));
 			ADD(o, "name", json_object_new_string(t->t->name));
+			if (t->runtime_thread) {
+				ADD(o, "runtime_name", jstr_or_null(t->runtime_name));
+				ADD(o, "holds_gil", json_object_new_boolean(t->holds_gil));
+				ADD(o, "waits_gil", json_object_new_boolean(t->waits_gil));
+			}
 			ADD(o, "state", json_object_new_string((char[2]){t->t->state, 0}));
 			ADD(o, "wait",
 			    t->wait.text[0] ? json_object_new_string(t->wait.text) : NULL);
+			ADD(o, "last_ran_ago_ms",
+			    t->t->last_ran_ago_ms >= 0
+				? json_object_new_int64(t->t->last_ran_ago_ms)
+				: NULL);
 			ADD(o, "frames", frames_json(t));
 			ADD(o, "unwind_error", jstr_or_null(t->unwind_error));
 			json_object_array_add(threads, o);

@@ -10,6 +10,12 @@
 
 static bool frame_same(const struct frame *x, const struct frame *y)
 {
+	if (x->kind != y->kind)
+		return false;
+	if (x->kind == FRAME_PYTHON)
+		return x->function && y->function && !strcmp(x->function, y->function) &&
+		       x->line == y->line &&
+		       (x->file == y->file || (x->file && y->file && !strcmp(x->file, y->file)));
 	if (x->function || y->function)
 		return x->function && y->function && !strcmp(x->function, y->function);
 	if (!x->module || !y->module)
@@ -24,7 +30,8 @@ static bool stack_same(const struct athread *a, const struct athread *b)
 	for (size_t i = 0; i < a->n_frames; i++)
 		if (!frame_same(&a->frames[i], &b->frames[i]))
 			return false;
-	return true;
+	/* Holding the GIL sets a thread apart from its look-alikes. */
+	return a->holds_gil == b->holds_gil;
 }
 
 static int cmp_group(const void *x, const void *y)

@@ -2,6 +2,8 @@
 /* The text report: readable at 100 columns, colour only on a terminal (and never with NO_COLOR). */
 #include <string.h>
 
+#include "base/parse.h"
+#include "base/util.h"
 #include "report/report.h"
 
 #define WIDTH 100
@@ -15,21 +17,24 @@ static void wrap2(FILE *out, const char *first, const char *indent, const char *
 {
 	size_t col = 0, il = strlen(indent);
 	const char *p = text;
+	bool fresh = true; /* nothing but the prefix on this line yet */
 
 	fputs(first, out);
 	col = strlen(first);
 	while (*p) {
 		const char *sp = strchr(p, ' ');
 		size_t wl = sp ? (size_t)(sp - p) : strlen(p);
-		if (col > il && col + 1 + wl > WIDTH) {
+		if (!fresh && col + 1 + wl > WIDTH) {
 			fprintf(out, "\n%s", indent);
 			col = il;
-		} else if (col > il) {
+			fresh = true;
+		} else if (!fresh) {
 			fputc(' ', out);
 			col++;
 		}
 		fwrite(p, 1, wl, out);
 		col += wl;
+		fresh = false;
 		p += wl;
 		while (*p == ' ')
 			p++;
@@ -51,9 +56,44 @@ static void line_cut(FILE *out, const char *indent, const char *text)
 		fprintf(out, "%s%.*s...\n", indent, (int)(room - 3), text);
 }
 
+/* Evidence lines wrap under their own indent; frames (and lines with words too long to wrap)
+ * are cut. */
+static void line_wrap(FILE *out, const char *indent, const char *text)
+{
+	size_t lead = strspn(text, " "), longest = 0, w = 0;
+	char first[64], more[64];
+
+	for (const char *p = text + lead;; p++) {
+		if (!*p || *p == ' ') {
+			longest = w > longest ? w : longest;
+			w = 0;
+			if (!*p)
+				break;
+		} else {
+			w++;
+		}
+	}
+	if (text[lead] == '#' || strlen(indent) + lead + 4 >= sizeof(first) ||
+	    strlen(indent) + lead + 4 + longest > WIDTH) {
+		line_cut(out, indent, text);
+		return;
+	}
+	snprintf(first, sizeof(first), "%s%.*s", indent, (int)lead, text);
+	snprintf(more, sizeof(more), "%s%.*s    ", indent, (int)lead, text);
+	wrap2(out, first, more, text + lead);
+}
+
+static const char *thread_name(const struct athread *t)
+{
+	return t->runtime_name ? t->runtime_name : t->t->name;
+}
+
 static void frame_text(const struct frame *f, char *buf, size_t len)
 {
-	if (f->function && f->file)
+	if (f->kind == FRAME_PYTHON)
+		snprintf(buf, len, "%s (python) %s:%d", f->function ? f->function : "?",
+			 f->file ? f->file : "?", f->line);
+	else if (f->function && f->file)
 		snprintf(buf, len, "%s (%s) %s:%d", f->function, f->module ? f->module : "?",
 			 f->file, f->line);
 	else if (f->function)
@@ -100,7 +140,7 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 		if (f->n_lines) {
 			fprintf(out, "  %sEvidence:%s\n", st.dim, st.off);
 			for (size_t j = 0; j < f->n_lines; j++)
-				line_cut(out, "    ", f->lines[j]);
+				line_wrap(out, "    ", f->lines[j]);
 		}
 		for (size_t j = 0; j < f->n_related; j++)
 			wrap2(out, "  Related: ", "           ", f->related[j]);
@@ -129,7 +169,7 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 		for (size_t j = 0; j < g->n; j++) {
 			int w =
 			    snprintf(buf, sizeof(buf), " %d/%d \"%s\"", g->threads[j]->proc->p->pid,
-				     g->threads[j]->t->tid, g->threads[j]->t->name);
+				     g->threads[j]->t->tid, thread_name(g->threads[j]));
 			if (col + (size_t)w > WIDTH) {
 				fputs("\n   ", out);
 				col = 3;
@@ -138,8 +178,21 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 			col += (size_t)w;
 		}
 		fputc('\n', out);
-		if (g->threads[0]->wait.text[0])
-			line_cut(out, "    waits: ", g->threads[0]->wait.text);
+		if (g->threads[0]->holds_gil)
+			fprintf(out, "    holds the GIL\n");
+		if (g->threads[0]->wait.text[0]) {
+			int64_t oldest = -1;
+			char age[32], wait[400];
+			for (size_t j = 0; j < g->n; j++)
+				oldest = MAX(oldest, g->threads[j]->t->last_ran_ago_ms);
+			if (oldest >= 0)
+				snprintf(wait, sizeof(wait), "%s, for %s%s",
+					 g->threads[0]->wait.text, g->n > 1 ? "up to " : "",
+					 format_duration_ms(oldest, age, sizeof(age)));
+			else
+				snprintf(wait, sizeof(wait), "%s", g->threads[0]->wait.text);
+			line_cut(out, "    waits: ", wait);
+		}
 		for (size_t k = 0; k < g->threads[0]->n_frames; k++) {
 			char fr[400];
 			frame_text(&g->threads[0]->frames[k], fr, sizeof(fr));

@@ -93,6 +93,9 @@ static json_object *thread_json(const struct osm_thread *t)
 	ADD(o, "voluntary_ctxt_switches", ju64(t->vctx));
 	ADD(o, "nonvoluntary_ctxt_switches", ju64(t->nvctx));
 	ADD(o, "last_cpu", jint(t->last_cpu));
+	ADD(o, "last_ran_ago_ms", t->last_ran_ago_ms >= 0 ? jint(t->last_ran_ago_ms) : NULL);
+	ADD(o, "switches_after_thaw",
+	    t->switches_after_thaw >= 0 ? jint(t->switches_after_thaw) : NULL);
 	ADD(o, "kernel_stack", t->kstack ? jstr(t->kstack) : NULL);
 	ADD(o, "stack_swapped_pages", ju64(t->stack_swapped_pages));
 	return o;
@@ -151,7 +154,7 @@ static json_object *process_json(const struct osm_process *p)
 	ADD(o, "start_time_s", ju64(p->start_time_s));
 	ADD(o, "utime_us", ju64(p->utime_us));
 	ADD(o, "stime_us", ju64(p->stime_us));
-	ADD(o, "capture", jstr(p->capture ? p->capture : "memory"));
+	ADD(o, "capture", jstr(capture_state_name(p->capture)));
 	if (p->capture_note)
 		ADD(o, "capture_note", jstr(p->capture_note));
 	if (p->method) {
@@ -317,6 +320,34 @@ static json_object *system_json(const struct osm_system *sys)
 	return o;
 }
 
+static json_object *timeline_json(const struct osm_timeline *tl)
+{
+	json_object *o = json_object_new_object(), *phases = json_object_new_array();
+
+	ADD(o, "clock", jstr("CLOCK_MONOTONIC"));
+	ADD(o, "start_ns", ju64(tl->t0_ns));
+	ADD(o, "pause_start_us", ju64(tl->pause_ns / 1000));
+	ADD(o, "pause_end_us", ju64(tl->pause_end_ns / 1000));
+	for (size_t i = 0; i < tl->n && i < OSM_MAX_PHASES; i++) {
+		const struct osm_phase *ph = &tl->phases[i];
+		json_object *e = json_object_new_object();
+		ADD(e, "name", jstr(ph->name));
+		if (ph->pid)
+			ADD(e, "pid", jint(ph->pid));
+		ADD(e, "start_us", ju64(ph->start_ns / 1000));
+		if (ph->dur_ns != OSM_PHASE_OPEN)
+			ADD(e, "duration_us", ju64(ph->dur_ns / 1000));
+		json_object_array_add(phases, e);
+	}
+	ADD(o, "phases", phases);
+	if (tl->dropped)
+		ADD(o, "phases_dropped", ju64(tl->dropped));
+	ADD(o, "peak_rss", ju64(tl->peak_rss));
+	ADD(o, "peak_buffers", ju64(tl->peak_buffers));
+	ADD(o, "max_memory", ju64(tl->max_memory));
+	return o;
+}
+
 char *manifest_to_json(const struct osm_snapshot *s)
 {
 	json_object *root = json_object_new_object(), *procs = json_object_new_array();
@@ -327,6 +358,7 @@ char *manifest_to_json(const struct osm_snapshot *s)
 	ADD(root, "created", jstr(s->created));
 	ADD(root, "host", jstr(s->host));
 	ADD(root, "kernel", jstr(s->kernel));
+	ADD(root, "boot_id", s->boot_id ? jstr(s->boot_id) : NULL);
 	ADD(root, "arch", jstr(ARCH_NAME));
 	ADD(root, "scope", jstr(s->scope ? s->scope : "pids"));
 	ADD(root, "scope_arg", jstr(s->scope_arg));
@@ -336,6 +368,15 @@ char *manifest_to_json(const struct osm_snapshot *s)
 	ADD(root, "pause_us", ju64(s->pause_us));
 	ADD(root, "total_ms", ju64(s->total_ms));
 	ADD(root, "sample_ms", ju64(s->sample_ms));
+	if (s->trigger_json) {
+		json_object *trig = json_tokener_parse(s->trigger_json);
+		if (trig && json_object_is_type(trig, json_type_object))
+			ADD(root, "trigger", trig);
+		else
+			json_object_put(trig);
+	}
+	if (s->timeline.t0_ns)
+		ADD(root, "timeline", timeline_json(&s->timeline));
 	ADD(root, "system", system_json(&s->sys));
 	for (size_t i = 0; i < s->n_procs; i++)
 		json_object_array_add(procs, process_json(s->procs[i]));

@@ -7,20 +7,26 @@
  * goes. Registers and memory are not in the manifest (they are in the cores).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/fs.h"
 #include "base/util.h"
 #include "snapshot/manifest.h"
 
-#define MAX_PROCESSES 1000000
-#define MAX_THREADS   1000000
-#define MAX_FDS	      4000000
-#define MAX_KV	      100000
+#define MAX_PROCESSES	   1000000
+#define MAX_THREADS	   1000000
+#define MAX_FDS		   4000000
+#define MAX_KV		   100000
+#define MAX_MANIFEST_BYTES INT32_MAX
+#define MAX_CPUS	   65536
+#define MAX_SWAPS	   1024
 
 static json_object *get(json_object *o, const char *key, json_type type)
 {
@@ -93,15 +99,6 @@ static const char *method_name(const char *s)
 	return "unknown";
 }
 
-static const char *capture_name(const char *s)
-{
-	static const char *const names[] = {"memory", "state", "skipped", "exited"};
-	for (size_t i = 0; s && i < ARRAY_SIZE(names); i++)
-		if (!strcmp(s, names[i]))
-			return names[i];
-	return "unknown";
-}
-
 static int read_thread(json_object *o, struct osm_process *p)
 {
 	struct osm_thread *t = process_add_thread(p, clamp_i32(get_i64(o, "tid", 0)));
@@ -121,7 +118,9 @@ static int read_thread(json_object *o, struct osm_process *p)
 	if ((sc = get(o, "syscall", json_type_object))) {
 		t->syscall_nr = (long)get_i64(sc, "nr", -1);
 		if ((args = get(sc, "args", json_type_array)))
-			for (size_t i = 0; i < 6 && i < json_object_array_length(args); i++) {
+			for (size_t i = 0;
+			     i < ARRAY_SIZE(t->syscall_args) && i < json_object_array_length(args);
+			     i++) {
 				json_object *a = json_object_array_get_idx(args, i);
 				if (json_object_is_type(a, json_type_int))
 					t->syscall_args[i] = (uint64_t)json_object_get_int64(a);
@@ -137,6 +136,12 @@ static int read_thread(json_object *o, struct osm_process *p)
 	t->vctx = get_u64(o, "voluntary_ctxt_switches");
 	t->nvctx = get_u64(o, "nonvoluntary_ctxt_switches");
 	t->last_cpu = clamp_i32(get_i64(o, "last_cpu", -1));
+	t->last_ran_ago_ms = get_i64(o, "last_ran_ago_ms", -1);
+	if (t->last_ran_ago_ms < -1)
+		t->last_ran_ago_ms = -1;
+	t->switches_after_thaw = get_i64(o, "switches_after_thaw", -1);
+	if (t->switches_after_thaw < -1)
+		t->switches_after_thaw = -1;
 	t->stack_swapped_pages = get_u64(o, "stack_swapped_pages");
 	if ((ks = get_str(o, "kernel_stack")))
 		t->kstack = strdup(ks);
@@ -194,7 +199,7 @@ static int read_process(json_object *o, struct osm_process *p, char *err, size_t
 	p->start_time_s = get_u64(o, "start_time_s");
 	p->utime_us = get_u64(o, "utime_us");
 	p->stime_us = get_u64(o, "stime_us");
-	p->capture = capture_name(get_str(o, "capture"));
+	p->capture = capture_state_parse(get_str(o, "capture"));
 	p->capture_note = dup_str(o, "capture_note");
 	p->method = get_str(o, "method") ? method_name(get_str(o, "method")) : NULL;
 	p->method_reason = dup_str(o, "method_reason");
@@ -296,8 +301,10 @@ static void read_psi_part(json_object *o, double avg[3], uint64_t *total)
 
 static int read_system(json_object *o, struct osm_system *sys)
 {
-	static const char *const tick_names[8] = {"user",   "nice", "system",  "idle",
-						  "iowait", "irq",  "softirq", "steal"};
+	static const char *const tick_names[] = {"user",   "nice", "system",  "idle",
+						 "iowait", "irq",  "softirq", "steal"};
+	_Static_assert(ARRAY_SIZE(tick_names) == ARRAY_SIZE(((struct osm_cpu *)0)->ticks),
+		       "one name per tick counter");
 	json_object *a, *psi;
 	int r;
 
@@ -306,7 +313,8 @@ static int read_system(json_object *o, struct osm_system *sys)
 	sys->ncpu = (long)get_i64(o, "ncpu", 0);
 	sys->uptime_s = get_double(o, "uptime_s", 0);
 	if ((a = get(o, "loadavg", json_type_array)))
-		for (size_t i = 0; i < 3 && i < json_object_array_length(a); i++)
+		for (size_t i = 0; i < ARRAY_SIZE(sys->load) && i < json_object_array_length(a);
+		     i++)
 			sys->load[i] = json_object_get_double(json_object_array_get_idx(a, i));
 	sys->runnable = clamp_i32(get_i64(o, "runnable", 0));
 	sys->threads_total = clamp_i32(get_i64(o, "threads_total", 0));
@@ -315,7 +323,7 @@ static int read_system(json_object *o, struct osm_system *sys)
 	sys->ctxt = get_u64(o, "context_switches");
 	sys->processes_forked = get_u64(o, "forks");
 	if ((a = get(o, "cpus", json_type_array))) {
-		size_t n = MIN(json_object_array_length(a), (size_t)65536);
+		size_t n = MIN(json_object_array_length(a), (size_t)MAX_CPUS);
 		sys->cpus = calloc(n + 1, sizeof(*sys->cpus));
 		if (!sys->cpus)
 			return -ENOMEM;
@@ -325,7 +333,7 @@ static int read_system(json_object *o, struct osm_system *sys)
 			cpu->cpu =
 			    get(c, "cpu", json_type_int) ? clamp_i32(get_i64(c, "cpu", 0)) : -1;
 			if ((ticks = get(c, "ticks", json_type_object)))
-				for (int k = 0; k < 8; k++)
+				for (size_t k = 0; k < ARRAY_SIZE(tick_names); k++)
 					cpu->ticks[k] = get_u64(ticks, tick_names[k]);
 			cpu->busy_pct = get_double(c, "busy_pct", -1);
 		}
@@ -336,7 +344,7 @@ static int read_system(json_object *o, struct osm_system *sys)
 		return r;
 	if ((psi = get(o, "pressure", json_type_object))) {
 		static const char *const res[] = {"cpu", "memory", "io"};
-		for (size_t i = 0; i < ARRAY_SIZE(res); i++) {
+		for (size_t i = 0; i < ARRAY_SIZE(res) && sys->n_psi < ARRAY_SIZE(sys->psi); i++) {
 			json_object *r1 = get(psi, res[i], json_type_object), *part;
 			struct osm_psi *ps;
 			if (!r1)
@@ -352,7 +360,7 @@ static int read_system(json_object *o, struct osm_system *sys)
 		}
 	}
 	if ((a = get(o, "swaps", json_type_array))) {
-		size_t n = MIN(json_object_array_length(a), (size_t)1024);
+		size_t n = MIN(json_object_array_length(a), (size_t)MAX_SWAPS);
 		sys->swaps = calloc(n + 1, sizeof(*sys->swaps));
 		if (!sys->swaps)
 			return -ENOMEM;
@@ -369,6 +377,55 @@ static int read_system(json_object *o, struct osm_system *sys)
 	return 0;
 }
 
+static int cmp_process(const void *x, const void *y, void *arg)
+{
+	struct osm_process *const *procs = arg;
+	const struct osm_process *a = procs[*(const size_t *)x], *b = procs[*(const size_t *)y];
+
+	if (a->pid != b->pid)
+		return a->pid < b->pid ? -1 : 1;
+	if (a->start_time_s != b->start_time_s)
+		return a->start_time_s < b->start_time_s ? -1 : 1;
+	return *(const size_t *)x < *(const size_t *)y ? -1
+						       : *(const size_t *)x > *(const size_t *)y;
+}
+
+/* Leave out every process entry that repeats one before it (same pid and start time), keeping
+ * the first and the order: a manifest from anywhere may list one process a million times, and
+ * each entry would be analyzed (its core opened and unwound) again. O(n log n). */
+static int dedupe_processes(struct osm_snapshot *s)
+{
+	_cleanup_free_ size_t *order = NULL;
+	_cleanup_free_ bool *drop = NULL;
+	size_t k = 0;
+
+	if (s->n_procs < 2)
+		return 0;
+	order = calloc(s->n_procs, sizeof(*order));
+	drop = calloc(s->n_procs, sizeof(*drop));
+	if (!order || !drop)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_procs; i++)
+		order[i] = i;
+	qsort_r(order, s->n_procs, sizeof(*order), cmp_process, s->procs);
+	for (size_t i = 1; i < s->n_procs; i++) {
+		const struct osm_process *a = s->procs[order[i - 1]], *b = s->procs[order[i]];
+		if (a->pid == b->pid && a->start_time_s == b->start_time_s) {
+			drop[order[i]] = true;
+			if (!s->n_duplicates++)
+				s->duplicate_pid = b->pid;
+		}
+	}
+	for (size_t i = 0; i < s->n_procs; i++) {
+		if (drop[i])
+			process_free(s->procs[i]);
+		else
+			s->procs[k++] = s->procs[i];
+	}
+	s->n_procs = k;
+	return 0;
+}
+
 static const char *scope_name(const char *s)
 {
 	static const char *const names[] = {"pids", "tree", "cgroup", "all"};
@@ -376,6 +433,39 @@ static const char *scope_name(const char *s)
 		if (!strcmp(s, names[i]))
 			return names[i];
 	return "pids";
+}
+
+/* The timeline (optional): phases beyond OSM_MAX_PHASES are counted as dropped. */
+static void read_timeline(json_object *o, struct osm_timeline *tl)
+{
+	json_object *phases = get(o, "phases", json_type_array);
+
+	if (!o)
+		return;
+	tl->t0_ns = get_u64(o, "start_ns");
+	tl->pause_ns = MIN(get_u64(o, "pause_start_us"), UINT64_MAX / 1000) * 1000;
+	tl->pause_end_ns = MIN(get_u64(o, "pause_end_us"), UINT64_MAX / 1000) * 1000;
+	tl->peak_rss = get_u64(o, "peak_rss");
+	tl->peak_buffers = get_u64(o, "peak_buffers");
+	tl->max_memory = get_u64(o, "max_memory");
+	tl->dropped = get_u64(o, "phases_dropped");
+	for (size_t i = 0; phases && i < json_object_array_length(phases); i++) {
+		json_object *e = json_object_array_get_idx(phases, i);
+		struct osm_phase *ph;
+		if (!json_object_is_type(e, json_type_object))
+			continue;
+		if (tl->n >= OSM_MAX_PHASES) {
+			tl->dropped++;
+			continue;
+		}
+		ph = &tl->phases[tl->n++];
+		copy_str(e, "name", ph->name, sizeof(ph->name));
+		ph->pid = (pid_t)get_i64(e, "pid", 0);
+		ph->start_ns = MIN(get_u64(e, "start_us"), UINT64_MAX / 1000) * 1000;
+		int64_t dur = get_i64(e, "duration_us", -1);
+		ph->dur_ns =
+		    dur < 0 ? OSM_PHASE_OPEN : MIN((uint64_t)dur, UINT64_MAX / 1000) * 1000;
+	}
 }
 
 int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char *err, size_t errlen)
@@ -421,6 +511,14 @@ int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char 
 	}
 	s->host = dup_str(root, "host");
 	s->kernel = dup_str(root, "kernel");
+	s->boot_id = dup_str(root, "boot_id");
+	{
+		json_object *trig = get(root, "trigger", json_type_object);
+		const char *txt =
+		    trig ? json_object_to_json_string_ext(trig, JSON_C_TO_STRING_PLAIN) : NULL;
+		if (txt && strlen(txt) < 65536)
+			s->trigger_json = strdup(txt);
+	}
 	copy_str(root, "created", s->created, sizeof(s->created));
 	s->method = method_name(get_str(root, "method"));
 	s->method_reason = NULL;
@@ -430,6 +528,7 @@ int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char 
 	s->pause_us = get_u64(root, "pause_us");
 	s->total_ms = get_u64(root, "total_ms");
 	s->sample_ms = get_u64(root, "sample_ms");
+	read_timeline(get(root, "timeline", json_type_object), &s->timeline);
 	r = read_system(get(root, "system", json_type_object), &s->sys);
 	if (r < 0)
 		goto out;
@@ -462,6 +561,9 @@ int manifest_parse(const char *buf, size_t len, struct osm_snapshot **ret, char 
 			if (r < 0)
 				goto out;
 		}
+		r = dedupe_processes(s);
+		if (r < 0)
+			goto out;
 	}
 	*ret = s;
 	s = NULL;
@@ -474,14 +576,63 @@ out:
 	return r;
 }
 
+/* manifest.json of a snapshot from anywhere: opened only if it is a regular file (a FIFO there
+ * would block, a device would be opened), never through a symbolic link, read up to the limit. */
+static int read_manifest_file(int dirfd, char **ret, size_t *ret_len, char *err, size_t errlen)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *buf = NULL;
+	const char *kind;
+	struct stat st;
+	size_t len = 0, cap;
+
+	fd = open_regular_file(dirfd, "manifest.json", O_NOFOLLOW, &kind);
+	if (fd < 0) {
+		if (kind)
+			snprintf(err, errlen, "manifest.json is %s, not a regular file", kind);
+		else
+			snprintf(err, errlen, "cannot read manifest.json: %s", strerror(-fd));
+		return fd;
+	}
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "cannot read manifest.json: %s", strerror(errno));
+		return -errno;
+	}
+	if ((uint64_t)st.st_size > MAX_MANIFEST_BYTES) {
+		snprintf(err, errlen, "the manifest is larger than 2 GiB");
+		return -EFBIG;
+	}
+	cap = (size_t)st.st_size + 1;
+	if (!(buf = malloc(cap)))
+		return -ENOMEM;
+	/* The file may change size while it is read: read what fits, then stop. */
+	while (len < cap - 1) {
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "cannot read manifest.json: %s", strerror(errno));
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = 0;
+	*ret = TAKE_PTR(buf);
+	*ret_len = len;
+	return 0;
+}
+
 int manifest_load(int dirfd, struct osm_snapshot **ret, char *err, size_t errlen)
 {
 	_cleanup_free_ char *buf = NULL;
-	size_t len;
-	int r = read_file_at(dirfd, "manifest.json", &buf, &len);
+	size_t len = 0;
+	int r = read_manifest_file(dirfd, &buf, &len, err, errlen);
 
 	if (r < 0) {
-		snprintf(err, errlen, "cannot read manifest.json: %s", strerror(-r));
+		if (r == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
 		return r;
 	}
 	return manifest_parse(buf, len, ret, err, errlen);

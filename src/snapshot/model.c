@@ -83,6 +83,8 @@ void snapshot_free(struct osm_snapshot *s)
 	free(s->scope_arg);
 	free(s->host);
 	free(s->kernel);
+	free(s->boot_id);
+	free(s->trigger_json);
 	free(s);
 }
 
@@ -101,6 +103,8 @@ struct osm_thread *process_add_thread(struct osm_process *p, pid_t tid)
 	t->syscall_nr = -1;
 	t->last_cpu = -1;
 	t->switches_in_sample = -1;
+	t->last_ran_ago_ms = -1;
+	t->switches_after_thaw = -1;
 	p->threads[p->n_threads++] = t;
 	return t;
 }
@@ -143,4 +147,27 @@ size_t process_captured_threads(const struct osm_process *p)
 	for (size_t i = 0; i < p->n_threads; i++)
 		n += p->threads[i]->captured;
 	return n;
+}
+
+static const char *const capture_state_names[] = {
+    [CAPTURE_MEMORY] = "memory", [CAPTURE_STATE] = "state",	[CAPTURE_SKIPPED] = "skipped",
+    [CAPTURE_EXITED] = "exited", [CAPTURE_UNKNOWN] = "unknown",
+};
+
+const char *capture_state_name(enum osm_capture c)
+{
+	return (size_t)c < ARRAY_SIZE(capture_state_names) ? capture_state_names[c] : "unknown";
+}
+
+enum osm_capture capture_state_parse(const char *name)
+{
+	for (size_t i = 0; name && i < ARRAY_SIZE(capture_state_names); i++)
+		if (!strcmp(name, capture_state_names[i]))
+			return (enum osm_capture)i;
+	return CAPTURE_UNKNOWN;
+}
+
+bool capture_state_frozen(enum osm_capture c)
+{
+	return c == CAPTURE_MEMORY || c == CAPTURE_STATE;
 }

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "arch.h"
+#include "snapshot/timeline.h"
 
 #define OSM_COMM_LEN 16
 
@@ -32,6 +33,11 @@ struct osm_thread {
 	double cpu_pct; /* CPU use over the sampling interval before the freeze, % of a CPU */
 	bool has_cpu_pct;
 	int64_t switches_in_sample;   /* context switches over the sampling interval, -1 unknown */
+	int64_t last_ran_ago_ms;      /* how long before its state was read it last ran (sched's
+					 se.exec_start, proc/schedclock.h); -1 unknown */
+	int64_t switches_after_thaw;  /* context switches (voluntary + involuntary) read once the
+					 snapshot had resumed it: what the freeze itself caused is
+					 counted before the next snapshot's figure; -1 unknown */
 	uint64_t stack_swapped_pages; /* stack pages in swap at the freeze (pagemap) */
 	char name[OSM_COMM_LEN + 1];
 	char state;	    /* /proc state letter sampled just before the freeze */
@@ -73,7 +79,11 @@ struct osm_mapping {
 	bool trim_absent;     /* private anonymous: absent pages are zero, read only present ones */
 	struct osm_extent *ext;
 	size_t n_ext, cap_ext;
-	uint64_t unreadable;	/* bytes the kernel refused to give us (left as zeroes) */
+	uint64_t unreadable; /* bytes the kernel refused to give us (left as zeroes) */
+	/* Placed in the core file before the write (pre-copy's rounds wrote its bytes there): its
+	 * segment starts at core_off, already holds the bytes, and ext holds only what changed
+	 * since (written over it in place). 0: not placed. */
+	uint64_t core_off;
 	unsigned shared_object; /* id of the shared object it maps (osm_shared_object), 0: none */
 };
 
@@ -125,6 +135,22 @@ struct osm_fd {
 	int64_t eventfd_count;
 };
 
+/* What a snapshot holds of a process. The manifest names each state (capture_state_name);
+ * strings exist only at that boundary. */
+enum osm_capture {
+	CAPTURE_MEMORY,	 /* registers and memory: it has a core */
+	CAPTURE_STATE,	 /* registers and maps only (--state-only) */
+	CAPTURE_SKIPPED, /* not frozen, or frozen but not captured: capture_note says why */
+	CAPTURE_EXITED,	 /* went away before or during the snapshot */
+	CAPTURE_UNKNOWN, /* a manifest's value this version does not know */
+};
+/* "memory", "state", "skipped", "exited", "unknown". */
+const char *capture_state_name(enum osm_capture c);
+/* The state a manifest names; CAPTURE_UNKNOWN for NULL or a name not in the table. */
+enum osm_capture capture_state_parse(const char *name);
+/* Whether the process was frozen and its state taken (memory or state). */
+bool capture_state_frozen(enum osm_capture c);
+
 struct osm_process {
 	pid_t pid, ppid, pgid, sid;
 	uid_t uid, euid;
@@ -148,9 +174,9 @@ struct osm_process {
 	    cg_mem_max; /* its cgroup v2 memory use and limit (max: UINT64_MAX) */
 	struct osm_fd *fds;
 	size_t n_fds;
-	int fd_error;	     /* errno when the descriptor table could not be read, else 0 */
-	const char *capture; /* "memory", "state", "skipped", "exited" */
-	char *capture_note;  /* why it was skipped */
+	int fd_error;		  /* errno when the descriptor table could not be read, else 0 */
+	enum osm_capture capture; /* what the snapshot holds of it (capture_state_name) */
+	char *capture_note;	  /* why it was skipped */
 	const char *method;  /* capture method used: "copy", "clone", "precopy"; NULL if none */
 	char *method_reason; /* why that method */
 
@@ -205,20 +231,27 @@ struct osm_system {
 struct osm_snapshot {
 	char *host;
 	char *kernel;
-	char created[32]; /* UTC, ISO 8601 */
+	char *boot_id;	    /* /proc/sys/kernel/random/boot_id: tells boots of one host apart */
+	char *trigger_json; /* what made osmosis watch take it (a JSON object's text), or NULL */
+	char created[32];   /* UTC, ISO 8601 */
 	const char *method;
 	const char *method_reason;
 	uint64_t pause_us;
 	const char *scope; /* pids, tree, cgroup, all */
 	char *scope_arg;   /* the cgroup path, or the root pids */
 	bool state_only;
-	uint64_t sample_ms; /* the CPU sampling interval before the freeze (0: none) */
-	uint64_t total_ms;  /* the whole command, start to files renamed into place */
+	uint64_t sample_ms;	      /* the CPU sampling interval before the freeze (0: none) */
+	uint64_t total_ms;	      /* the whole command, start to files renamed into place */
+	struct osm_timeline timeline; /* phases of the command and osmosis's peak memory */
 	struct osm_system sys;
 	struct osm_process **procs;
 	size_t n_procs, cap_procs;
 	struct osm_shared_object *shared; /* each shared object once */
 	size_t n_shared;
+	/* Entries of a read manifest that repeated a process listed before (same pid and start
+	 * time): left out, so each process is analyzed once. */
+	size_t n_duplicates;
+	pid_t duplicate_pid; /* the first one repeated */
 };
 
 void mapping_done(struct osm_mapping *m);

@@ -111,6 +111,26 @@ class Victim:
         self.stop()
 
 
+def wait_for(cond, what, timeout=60):
+    """Poll cond() until it is true; fail saying what was awaited after timeout seconds. Tests
+    wait on conditions, never on fixed sleeps: the machine they run on may be loaded."""
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise Fail("timed out after %d s waiting for %s" % (timeout, what))
+        time.sleep(0.01)
+
+
+def proc_state(pid):
+    """The state letter of /proc/PID/stat, or None when there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            s = f.read()
+        return s[s.rindex(")") + 2]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def task_tracer(pid, tid):
     try:
         with open("/proc/%d/task/%d/status" % (pid, tid)) as f:

@@ -38,12 +38,19 @@ def tids_named(d, pid, name):
     return []
 
 
+def machine_wide(f):
+    """A finding about the whole machine (short of memory, busy): it names the biggest consumers,
+    the victim among them, when the machine is loaded by others."""
+    return f["pattern"] in ("insufficient-memory", "busy-system") and \
+        f["summary"].startswith("The system")
+
+
 def no_errors_or_warnings(report, pid, allow=()):
     """No error or warning about the victim. Findings about the machine (a busy or short system,
     which other tests running at the same time can cause) do not name it and do not count."""
     bad = [(f["pattern"], f["summary"]) for f in report["findings"]
            if f["severity"] in ("error", "warning") and f["pattern"] not in allow
-           and pid in f["pids"]]
+           and pid in f["pids"] and not machine_wide(f)]
     check(not bad, "unexpected findings: %s" % bad)
 
 
@@ -150,13 +157,23 @@ def test_mutex_corruption():
 
 
 def test_spiking_thread():
-    # the threshold is lowered so that a loaded test machine cannot hide the spinning thread;
-    # what is tested is that the right thread is named
+    # What is tested is that the right thread is named. On a loaded machine (two CPU hogs beside
+    # the test, other work) the spinner gets much less than a CPU, so the threshold follows what
+    # the snapshot measured of it: 80% of its share (at most the default's 50%), far above the
+    # idle threads' share.
     with Victim("busy", 1) as v, TempDir() as tmp:
-        d, rep = snap_and_analyze(v, tmp, analyze_args=("--threshold", "spiking-thread.cpu=50"))
-        (f,) = findings(rep, "spiking-thread")
-        check(f["tids"] == tids_named(d, v.pid, "v-spin"), "spiking %s" % f["tids"])
-        check(f["evidence"]["cpu_pct"] > 50, "cpu %s" % f["evidence"])
+        out = os.path.join(tmp, "s")
+        snap("--sample", "0.3", "-o", out, v.pid)
+        spin = tids_named(out, v.pid, "v-spin")
+        (pct,) = [t.get("cpu_pct", 0) for p in manifest(out)["processes"] if p["pid"] == v.pid
+                  for t in p["threads"] if t["tid"] in spin]
+        check(pct >= 3, "the spinner got %.1f%% of a CPU over the sample" % pct)
+        limit = min(50.0, 0.8 * pct)
+        rep = analyze(out, "--threshold", "spiking-thread.cpu=%.1f" % limit)
+        mine = [f for f in findings(rep, "spiking-thread") if v.pid in f["pids"]]
+        check([f["tids"] for f in mine] == [spin], "spiking %s, want %s (threshold %.1f)" %
+              ([(f["tids"], f["evidence"]) for f in mine], spin, limit))
+        check(mine[0]["evidence"]["cpu_pct"] > limit, "cpu %s" % mine[0]["evidence"])
 
 
 def test_busy_system():
@@ -164,7 +181,12 @@ def test_busy_system():
     with Victim("busy", 6) as v, TempDir() as tmp:
         d, rep = snap_and_analyze(v, tmp)
         (b,) = findings(rep, "busy-system")
-        check(v.pid in b["pids"], "busy-system names the consumer: %s" % b["pids"])
+        # The consumers named are processes using half a CPU or more: on a machine loaded by
+        # others too the victim's six spinners may get less than that together.
+        (p,) = [p for p in manifest(d)["processes"] if p["pid"] == v.pid]
+        share = sum(t.get("cpu_pct", 0) for t in p["threads"])
+        check((v.pid in b["pids"]) == (share >= 50), "busy-system names %s; the victim used "
+              "%.0f%% of a CPU" % (b["pids"], share))
         check(b["evidence"]["cpu_busy_pct"] > 90, "%s" % b["evidence"])
 
 
@@ -228,7 +250,9 @@ def test_insufficient_memory_in_a_cgroup_and_system_wide():
 
         with Victim("alloc", 44, preexec=enter) as v, TempDir() as tmp:
             d, rep = snap_and_analyze(v, tmp)
-            f = [x for x in findings(rep, "insufficient-memory") if x["pids"] == [v.pid]]
+            # the cgroup's finding (a system-wide one may name the victim too on a loaded machine)
+            f = [x for x in findings(rep, "insufficient-memory") if x["pids"] == [v.pid]
+                 and "cgroup_pct" in x["evidence"]]
             check(f and f[0]["evidence"]["cgroup_pct"] >= 90, "cgroup finding %s" % findings(rep, "insufficient-memory"))
             rep = analyze(d, "--threshold", "insufficient-memory.available=101")
             sys_f = [x for x in findings(rep, "insufficient-memory") if "short of memory" in x["summary"]]
@@ -354,7 +378,7 @@ def test_text_report_and_cli():
         r = osmosis("analyze", "--pattern", "wait-chain", d)
         check("deadlock#1" not in r.stdout, "--pattern did not filter")
         r = osmosis("patterns")
-        check(r.returncode == 0 and r.stdout.count("\n  needs:") == 17, "patterns lists 17")
+        check(r.returncode == 0 and r.stdout.count("\n  needs:") == 18, "patterns lists 18")
         for args, want in [(["analyze", "--pattern", "nope", d], "no pattern 'nope'"),
                            (["analyze", "--threshold", "x=1", d], "no threshold 'x'"),
                            (["analyze", "--threshold", "high-contention.waiters=abc", d], "needs a number"),
@@ -385,7 +409,7 @@ def test_demo_workload_report_names_both_problems():
             check(sorted(wc["pids"]) == sorted([pid, backend]), "chain %s" % wc["pids"])
             check(tids_named(out, backend, "cache-refresh")[0] in wc["tids"], "chain end")
             mine = [f for f in rep["findings"] if f["severity"] != "info" and
-                    set(f["pids"]) & {pid, backend}]
+                    set(f["pids"]) & {pid, backend} and not machine_wide(f)]
             check(len(mine) == 2, "only the two problems: %s" % [f["pattern"] for f in mine])
             check(not wc["related"], "the chain does not run into the deadlock: %s" % wc["related"])
     finally:

@@ -94,17 +94,14 @@ def left_as_before(v, before, what, killed=False):
     v.assert_running()
     check_same(before, v.pid, what, killed)
     kids = children(v.pid)
-    if killed:
-        # osmosis died with SIGKILL: the kernel killed the clone (EXITKILL); nobody is left
-        # to reap it from inside the target, so a zombie may stay until the target exits.
-        # Dying takes a moment (its address space is torn down).
-        deadline = time.time() + 5
-        while any(st != "Z" for _, st in kids) and time.time() < deadline:
-            time.sleep(0.05)
-            kids = children(v.pid)
-        check(all(st == "Z" for _, st in kids), "%s: a clone survived: %s" % (what, kids))
-    else:
-        check(not kids, "%s: the target has children: %s" % (what, kids))
+    # Even when osmosis died with SIGKILL, the clone is never the target's child (the
+    # intermediate, let go, exits on its own and the trampoline's wait4 reaps it): no zombie,
+    # no clone, after a moment.
+    deadline = time.time() + 5
+    while kids and time.time() < deadline:
+        time.sleep(0.05)
+        kids = children(v.pid)
+    check(not kids, "%s: the target has children: %s" % (what, kids))
     no_write_protection(v.pid, what)
 
 
@@ -319,10 +316,12 @@ def sched_while_sleeping_at(point, pid, tmp, user=None):
     cmd = [osmtest.OSMOSIS, "snap", "--method", "clone", "--sample", "0", "-o", out, str(pid)]
     if user is not None:
         cmd = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups"] + cmd
-    p = subprocess.Popen(cmd, env=dict(os.environ, OSMOSIS_FAULT=point + ":sleep=2"),
+    # osmosis sleeps 10 s at the point, and the wait for it is long: on a loaded machine (and
+    # beside the spinners of the next test) this loop itself may hardly get a CPU
+    p = subprocess.Popen(cmd, env=dict(os.environ, OSMOSIS_FAULT=point + ":sleep=10"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = None
-    deadline = time.time() + 60
+    deadline = time.time() + 300
     # core-written: the core has its final name (in the partial directory); committed: the
     # directory has its final name.
     while p.poll() is None and time.time() < deadline:
@@ -333,7 +332,7 @@ def sched_while_sleeping_at(point, pid, tmp, user=None):
             seen = sched_of(p.pid)
             break
         time.sleep(0.02)
-    _, err = p.communicate(timeout=60)
+    _, err = p.communicate(timeout=300)
     check(p.returncode == 0, "%s: osmosis failed (%s): %s" % (point, p.returncode, err))
     check(seen is not None, "%s: osmosis never got there" % point)
     return seen
@@ -346,10 +345,13 @@ def test_osmosis_steps_aside_while_writing_cores():
     SCHED_OTHER, SCHED_IDLE = 0, 5
     with Victim("still") as v, TempDir() as tmp:
         got = sched_while_sleeping_at("core-written", v.pid, tmp)
-        check(got == (SCHED_IDLE, 0), "writing cores as root: %s" % (got,))
+        # On a loaded machine SCHED_IDLE starves, and osmosis comes back at nice 10 (the next
+        # test): either way it has stepped aside.
+        check(got in ((SCHED_IDLE, 0), (SCHED_OTHER, 10)), "writing cores as root: %s" % (got,))
     with Victim("still") as v, TempDir() as tmp:
         got = sched_while_sleeping_at("committed", v.pid, tmp)
-        check(got == (SCHED_OTHER, 0), "after the commit: %s" % (got,))
+        # SCHED_OTHER back (at nice 10 if SCHED_IDLE starved on a loaded machine)
+        check(got in ((SCHED_OTHER, 0), (SCHED_OTHER, 10)), "after the commit: %s" % (got,))
         check(not children(v.pid), "clones left: %s" % children(v.pid))
         v.verify()
     with Victim("still", user=65534) as v, TempDir() as tmp:
@@ -377,24 +379,33 @@ def test_osmosis_comes_back_when_aside_starves_it():
 
 def test_sigkill_during_the_clone_syscall_then_the_next_snapshot_tidies():
     """osmosis killed while the injected clone() runs (a 1 GiB writer: ~25 ms of page-table
-    copy): the thread restores itself through the trampoline and the target runs on; what is
-    left (the trampoline page, the clone's zombie) the next snapshot removes."""
+    copy): the thread restores itself through the trampoline and the target runs on, with no
+    zombie at any moment (the trampoline's own wait4 reaps the intermediate); what is left (the
+    trampoline page) the next snapshot removes."""
     with Victim("writer", 262144) as v, TempDir() as tmp:
         before = fingerprint(v.pid)
+        landed = False
         for i, delay in enumerate(("0.003", "0.008", "0.015", "0.001", "0.020")):
             r = osmosis("snap", "--method", "clone", "--sample", "0", "-o",
                         os.path.join(tmp, "k%d" % i), v.pid,
                         env={"OSMOSIS_FAULT": "trampoline:sigkill-after=" + delay})
             check(r.returncode == -signal.SIGKILL, "osmosis was not killed: %d %s" %
                   (r.returncode, r.stderr))
-            time.sleep(0.5)
             v.assert_running()
-            if children(v.pid):
+            # An intermediate that osmosis's death let go makes its clone and exits on its own
+            # (milliseconds, more on a loaded machine); the target's thread reaps it.
+            deadline = time.time() + 5
+            while children(v.pid) and time.time() < deadline:
+                time.sleep(0.05)
+            check(not children(v.pid), "a child left in the target: %s" % children(v.pid))
+            # (a clone: a copy of the 1 GiB writer would exceed the default --max-memory)
+            r = snap("--method", "clone", "--sample", "0", "-o", os.path.join(tmp, "ok%d" % i),
+                     v.pid)
+            if "removed what a killed osmosis left" in r.stderr:
+                landed = True
                 break
-        check(children(v.pid), "no kill landed inside the clone in 5 tries")
-        r = snap("--method", "copy", "--sample", "0", "-o", os.path.join(tmp, "ok"), v.pid)
-        check("removed what a killed osmosis left" in r.stderr, "no tidy: %r" % r.stderr)
-        check(not children(v.pid), "zombies left: %s" % children(v.pid))
+        check(landed, "no kill landed inside the clone in 5 tries")
+        check(not children(v.pid), "children left: %s" % children(v.pid))
         check_same(before, v.pid, "after the tidy")
         v.verify()
 

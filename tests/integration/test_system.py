@@ -197,7 +197,12 @@ def test_manifest_describes_descriptors_threads_and_system():
         check(p["limits"]["nofile_soft"] == soft, "nofile %s" % p["limits"])
         check(p["cgroup"] and p["memory"]["vm_rss"] > 0 and p["memory"]["rss_anon"] > 0, "memory")
         threads = {t["name"]: t for t in p["threads"]}
-        check(threads["v-spin"]["cpu_pct"] > 40, "spinning thread at %s%%" % threads["v-spin"]["cpu_pct"])
+        # the spinner's share of a CPU depends on the machine's load: it is measured, and above
+        # every idle thread's
+        spin = threads["v-spin"]["cpu_pct"]
+        others = [t.get("cpu_pct", 0) for n, t in threads.items() if n != "v-spin"]
+        check(spin > 3 and spin > 2 * max(others + [0]), "spinning thread at %s%%, the others %s" %
+              (spin, others))
         check(threads["victim"]["cpu_pct"] < 10, "idle main thread at %s%%" % threads["victim"]["cpu_pct"])
         check(threads["v-spin"]["syscall"] is None, "a spinning thread is in no syscall")
         check(threads["victim"]["kernel_stack"], "kernel stack (root)")

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/writer.h"
 
@@ -167,12 +168,80 @@ static void test_sink_limit(void **state)
 	process_free(p);
 }
 
+/* The placed layout: a segment pre-copy wrote into the file keeps its bytes, what changed is
+ * written over it in place, the other segments follow, the notes and program headers go last. */
+static void test_placed_layout(void **state)
+{
+	struct osm_process *p = make_process(2);
+	static uint8_t changed[PAGE], other[PAGE];
+	char path[] = "/tmp/osmosis-test-placed-XXXXXX";
+	int fd = mkstemp(path);
+	struct file_sink fs;
+	uint8_t *all;
+	GElf_Ehdr eh;
+	GElf_Phdr ph;
+	size_t phnum;
+	(void)state;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	/* map 0 placed at page 1 (two pages), as pre-copy's rounds left it: 0x33, 0x44 */
+	p->maps[0].end = p->maps[0].start + 2 * PAGE;
+	p->maps[0].dump_len = 2 * PAGE;
+	p->maps[0].core_off = PAGE;
+	memset(changed, 0x33, PAGE);
+	assert_int_equal(pwrite(fd, changed, PAGE, PAGE), PAGE);
+	memset(changed, 0x44, PAGE);
+	assert_int_equal(pwrite(fd, changed, PAGE, 2 * PAGE), PAGE);
+	/* the freeze found its second page written: 0x55 */
+	memset(changed, 0x55, PAGE);
+	mapping_add_extent(&p->maps[0], PAGE, PAGE, changed);
+	/* map 1 not placed */
+	p->maps[1].dump_len = PAGE;
+	memset(other, 0x66, PAGE);
+	mapping_add_extent(&p->maps[1], 0, PAGE, other);
+
+	file_sink_init(&fs, fd);
+	assert_int_equal(core_write(p, &fs.base, PAGE), 0);
+	off_t size = lseek(fd, 0, SEEK_END);
+	all = malloc((size_t)size);
+	assert_int_equal(pread(fd, all, (size_t)size, 0), size);
+	elf_version(EV_CURRENT);
+	Elf *e = elf_memory((char *)all, (size_t)size);
+	assert_non_null(gelf_getehdr(e, &eh));
+	assert_int_equal(eh.e_type, ET_CORE);
+	assert_true(eh.e_phoff > 3 * PAGE); /* at the end */
+	assert_int_equal(elf_getphdrnum(e, &phnum), 0);
+	assert_int_equal(phnum, 3);
+	gelf_getphdr(e, 1, &ph);
+	assert_int_equal(ph.p_offset, PAGE);
+	assert_int_equal(all[ph.p_offset], 0x33);
+	assert_int_equal(all[ph.p_offset + PAGE], 0x55);
+	gelf_getphdr(e, 2, &ph);
+	assert_int_equal(ph.p_offset, 3 * PAGE);
+	assert_int_equal(all[ph.p_offset], 0x66);
+	gelf_getphdr(e, 0, &ph);
+	assert_int_equal(ph.p_type, PT_NOTE);
+	assert_true(ph.p_offset >= 4 * PAGE);
+	assert_non_null(elf_getdata_rawchunk(e, ph.p_offset, ph.p_filesz, ELF_T_NHDR));
+	elf_end(e);
+	free(all);
+	close(fd);
+	/* a sink that only appends cannot take it */
+	struct mem_sink ms;
+	mem_sink_init(&ms, 1 << 26);
+	assert_int_equal(core_write(p, &ms.base, PAGE), -EINVAL);
+	mem_sink_done(&ms);
+	process_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_layout_and_data),
 	    cmocka_unit_test(test_xnum),
 	    cmocka_unit_test(test_sink_limit),
+	    cmocka_unit_test(test_placed_layout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,7 +27,7 @@
 
 struct held {
 	pid_t pid;
-	int memfd;
+	int procfd, memfd;
 	char *auxv;
 	size_t auxv_len;
 };
@@ -44,6 +45,9 @@ static void hold(pid_t pid, struct held *h)
 	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
 	h->memfd = open(path, O_RDONLY | O_CLOEXEC);
 	assert_true(h->memfd >= 0);
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	h->procfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(h->procfd >= 0);
 	snprintf(path, sizeof(path), "/proc/%d/auxv", pid);
 	assert_int_equal(read_file_at(AT_FDCWD, path, &h->auxv, &h->auxv_len), 0);
 }
@@ -52,6 +56,7 @@ static void release(struct held *h)
 {
 	assert_int_equal(ptrace(PTRACE_DETACH, h->pid, 0, 0), 0);
 	close(h->memfd);
+	close(h->procfd);
 	free(h->auxv);
 }
 
@@ -110,7 +115,8 @@ static void test_blocked_in_read(void **state)
 	pid = fork_reader(req, ans);
 	hold(pid, &h);
 	assert_int_equal(arch_gregs_get(pid, &before), 0);
-	assert_int_equal(inject_begin(&in, pid, h.memfd, (uint8_t *)h.auxv, h.auxv_len), 0);
+	assert_int_equal(inject_begin(&in, pid, h.procfd, h.memfd, (uint8_t *)h.auxv, h.auxv_len),
+			 0);
 	assert_int_equal(in.insn, arch_gregs_pc(&before) - ARCH_SYSCALL_INSN_LEN);
 
 	uint64_t none[6] = {0};
@@ -161,7 +167,8 @@ static void test_running_user_code(void **state)
 	hold(pid, &h);
 	assert_int_equal(arch_gregs_get(pid, &before), 0);
 	assert_true(arch_gregs_syscall_nr(&before) < 0);
-	assert_int_equal(inject_begin(&in, pid, h.memfd, (uint8_t *)h.auxv, h.auxv_len), 0);
+	assert_int_equal(inject_begin(&in, pid, h.procfd, h.memfd, (uint8_t *)h.auxv, h.auxv_len),
+			 0);
 	uint64_t none[6] = {0};
 	assert_int_equal(inject_syscall(&in, SYS_getpid, none, &ret), 0);
 	assert_int_equal(ret, pid);
@@ -201,7 +208,8 @@ static void test_sleeping_child_sleeps_on(void **state)
 	}
 	usleep(100000);
 	hold(pid, &h);
-	assert_int_equal(inject_begin(&in, pid, h.memfd, (uint8_t *)h.auxv, h.auxv_len), 0);
+	assert_int_equal(inject_begin(&in, pid, h.procfd, h.memfd, (uint8_t *)h.auxv, h.auxv_len),
+			 0);
 	uint64_t none[6] = {0};
 	assert_int_equal(inject_syscall(&in, SYS_getppid, none, &ret), 0);
 	assert_int_equal(ret, getpid());
@@ -257,7 +265,8 @@ static void let_go_inside_the_trampoline(pid_t pid, long nr, uint64_t *ret_page)
 	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
 	rw = open(path, O_RDWR | O_CLOEXEC);
 	assert_true(rw >= 0);
-	assert_int_equal(inject_begin(&in, pid, h.memfd, (uint8_t *)h.auxv, h.auxv_len), 0);
+	assert_int_equal(inject_begin(&in, pid, h.procfd, h.memfd, (uint8_t *)h.auxv, h.auxv_len),
+			 0);
 	assert_int_equal(inject_trampoline_map(&in, rw), 0);
 	assert_true(in.tramp != 0 && maps_contain(pid, in.tramp));
 	uint64_t none[6] = {0};
@@ -327,6 +336,181 @@ static void test_trampoline_restores_every_register(void **state)
 	finish(pid);
 }
 
+/* A child counting in user code, with handlers that count SIGSEGV and SIGSYS in shared memory. */
+struct spinner {
+	volatile uint64_t count;
+	volatile int segv, sigsys;
+	volatile int sud; /* 1: the child turned Syscall User Dispatch on with selector BLOCK */
+	uint8_t insn[16]; /* a syscall instruction in memory that is not executable */
+};
+static struct spinner *sp;
+static void count_segv(int sig)
+{
+	(void)sig;
+	sp->segv++;
+	_exit(3);
+}
+static void count_sigsys(int sig)
+{
+	(void)sig;
+	sp->sigsys++;
+}
+
+static pid_t fork_spinner(bool sud)
+{
+	static __thread volatile char selector;
+	pid_t pid;
+
+	sp = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(sp != MAP_FAILED);
+	memcpy(sp->insn, "\x0f\x05", 2);
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGSEGV, count_segv);
+		signal(SIGSYS, count_sigsys);
+		if (sud) {
+			selector = 0;
+			if (prctl(59 /* PR_SET_SYSCALL_USER_DISPATCH */, 1, 0, 0, &selector) == 0)
+				sp->sud = 1;
+			selector = 1; /* BLOCK: from here no syscall of ours may run */
+		}
+		for (;;)
+			sp->count++;
+	}
+	while (!sp->count)
+		usleep(1000);
+	return pid;
+}
+
+static void assert_restored(pid_t pid, const arch_gregs_t *before, uint64_t mask_before)
+{
+	arch_gregs_t after;
+	uint64_t mask = 0;
+
+	assert_int_equal(arch_gregs_get(pid, &after), 0);
+	assert_memory_equal(&after, before, sizeof(after));
+	assert_int_equal(ptrace(PTRACE_GETSIGMASK, pid, sizeof(mask), &mask), 0);
+	assert_int_equal(mask, mask_before);
+}
+
+static void assert_runs_on_untouched(pid_t pid)
+{
+	uint64_t c0 = sp->count;
+	for (int i = 0; i < 200 && sp->count == c0; i++)
+		usleep(1000);
+	assert_true(sp->count > c0);
+	assert_int_equal(sp->segv, 0);
+	assert_int_equal(sp->sigsys, 0);
+	finish(pid);
+	munmap(sp, 4096);
+}
+
+/* A syscall instruction in memory that is not executable faults: the SIGSEGV is caught in the
+ * signal-delivery-stop, the thread restored and the signal never delivered. */
+static void test_fault_of_the_injected_instruction_is_suppressed(void **state)
+{
+	struct held h;
+	struct inject in;
+	arch_gregs_t before;
+	uint64_t mask = 0, none[6] = {0};
+	int64_t ret = 12345;
+	(void)state;
+
+	pid_t pid = fork_spinner(false);
+	hold(pid, &h);
+	assert_int_equal(arch_gregs_get(pid, &before), 0);
+	assert_int_equal(ptrace(PTRACE_GETSIGMASK, pid, sizeof(mask), &mask), 0);
+	assert_int_equal(inject_begin(&in, pid, h.procfd, h.memfd, (uint8_t *)h.auxv, h.auxv_len),
+			 0);
+	in.insn = (uint64_t)(uintptr_t)sp->insn; /* what a careless injector would pick */
+	assert_int_equal(inject_syscall(&in, SYS_getpid, none, &ret), -EFAULT);
+	assert_int_equal(in.fault_signal, SIGSEGV);
+	assert_int_equal(ret, 12345);
+	assert_int_equal(inject_end(&in), 0);
+	assert_false(in.in_sigstop);
+	assert_restored(pid, &before, mask);
+	release(&h);
+	assert_runs_on_untouched(pid);
+}
+
+/* A thread under Syscall User Dispatch is refused; forced anyway, the SIGSYS its dispatcher would
+ * get is suppressed and the handler never runs. */
+static void test_syscall_user_dispatch_is_refused_and_its_sigsys_suppressed(void **state)
+{
+	struct held h;
+	struct inject in;
+	arch_gregs_t before;
+	uint64_t mask = 0, none[6] = {0};
+	int64_t ret;
+	(void)state;
+
+	pid_t pid = fork_spinner(true);
+	if (!sp->sud) {
+		finish(pid);
+		skip();
+	}
+	hold(pid, &h);
+	const char *why = inject_thread_refusal(h.procfd, pid);
+	assert_non_null(why);
+	assert_non_null(strstr(why, "Syscall User Dispatch"));
+	assert_int_equal(arch_gregs_get(pid, &before), 0);
+	assert_int_equal(ptrace(PTRACE_GETSIGMASK, pid, sizeof(mask), &mask), 0);
+	assert_int_equal(inject_begin(&in, pid, h.procfd, h.memfd, (uint8_t *)h.auxv, h.auxv_len),
+			 0);
+	assert_int_equal(inject_syscall(&in, SYS_getpid, none, &ret), -EFAULT);
+	assert_int_equal(in.fault_signal, SIGSYS);
+	assert_int_equal(inject_end(&in), 0);
+	assert_restored(pid, &before, mask);
+	release(&h);
+	assert_runs_on_untouched(pid);
+}
+
+/* A thread without Syscall User Dispatch or a filter may take an injection. */
+static void test_plain_thread_is_not_refused(void **state)
+{
+	struct held h;
+	(void)state;
+
+	pid_t pid = fork_spinner(false);
+	hold(pid, &h);
+	assert_null(inject_thread_refusal(h.procfd, pid));
+	release(&h);
+	assert_runs_on_untouched(pid);
+}
+
+/* 32-bit (compat) and foreign programs are refused from their ELF header; a 64-bit x86_64 one
+ * (this test itself) is not, nor are bytes that do not tell. */
+static void test_compat_processes_are_refused(void **state)
+{
+	Elf64_Ehdr e64 = {
+	    .e_ident = {ELFMAG0, ELFMAG1, ELFMAG2, ELFMAG3, ELFCLASS64, ELFDATA2LSB, EV_CURRENT},
+	    .e_machine = EM_X86_64};
+	Elf32_Ehdr e32 = {
+	    .e_ident = {ELFMAG0, ELFMAG1, ELFMAG2, ELFMAG3, ELFCLASS32, ELFDATA2LSB, EV_CURRENT},
+	    .e_machine = EM_386};
+	const char *why;
+	(void)state;
+
+	assert_null(arch_exe_refusal((uint8_t *)&e64, sizeof(e64)));
+	why = arch_exe_refusal((uint8_t *)&e32, sizeof(e32));
+	assert_non_null(why);
+	assert_non_null(strstr(why, "32-bit"));
+	e32.e_machine = EM_X86_64; /* x32 */
+	why = arch_exe_refusal((uint8_t *)&e32, sizeof(e32));
+	assert_non_null(why);
+	assert_non_null(strstr(why, "x32"));
+	e64.e_machine = EM_AARCH64;
+	assert_non_null(arch_exe_refusal((uint8_t *)&e64, sizeof(e64)));
+	assert_null(arch_exe_refusal((const uint8_t *)"#!/bin/sh\n", 10));
+	assert_null(arch_exe_refusal((uint8_t *)&e64, 8)); /* too short to tell */
+
+	int procfd = open("/proc/self", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(procfd >= 0);
+	assert_null(arch_process_refusal(procfd));
+	close(procfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -336,6 +520,10 @@ int main(void)
 	    cmocka_unit_test(test_sleeping_child_sleeps_on),
 	    cmocka_unit_test(test_trampoline_restores_a_blocked_thread),
 	    cmocka_unit_test(test_trampoline_restores_every_register),
+	    cmocka_unit_test(test_fault_of_the_injected_instruction_is_suppressed),
+	    cmocka_unit_test(test_syscall_user_dispatch_is_refused_and_its_sigsys_suppressed),
+	    cmocka_unit_test(test_plain_thread_is_not_refused),
+	    cmocka_unit_test(test_compat_processes_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

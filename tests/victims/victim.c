@@ -55,6 +55,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -105,6 +106,129 @@ static int check_known(const uint8_t *p, size_t len, uint64_t seed)
 			return -1;
 	}
 	return 0;
+}
+
+/* ---- "ready" means the state is in place -------------------------------------------------
+ * A victim prints "ready" only once each thread it names is blocked where the mode says: in the
+ * syscall it should be in, on the object it should wait on (the futex word, the descriptor), as
+ * /proc/PID/task/TID/syscall shows. A fixed sleep would do on an idle machine and fail on a
+ * loaded one; this waits as long as it takes (up to READY_TIMEOUT_S, then the victim exits with
+ * the reason, so a test fails saying why instead of analyzing a half-built state). */
+#define READY_TIMEOUT_S 120
+#define ARG_ANY		0, UINT64_MAX
+#define NR_SLEEP	(-2) /* nanosleep or clock_nanosleep */
+#define NR_EPOLL	(-3) /* epoll_wait or epoll_pwait */
+
+static bool read_small(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return false;
+	buf[n] = 0;
+	return true;
+}
+
+/* Is task tid of pid blocked in syscall nr with its first argument in [lo, hi)? */
+static bool task_blocked_in(pid_t pid, pid_t tid, long nr, uint64_t lo, uint64_t hi)
+{
+	char path[96], buf[256], *end;
+	long n;
+	uint64_t a0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", pid, tid);
+	if (!read_small(path, buf, sizeof(buf))) {
+		char *p;
+		/* Not ours to read (another user's, non-dumpable): sleeping is the best sign. */
+		if (errno != EACCES && errno != EPERM)
+			return false;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+		return read_small(path, buf, sizeof(buf)) && (p = strrchr(buf, ')')) && p[1] &&
+		       p[2] == 'S';
+	}
+	n = strtol(buf, &end, 10);
+	if (end == buf) /* "running" */
+		return false;
+	if (nr == NR_SLEEP   ? n != SYS_nanosleep && n != SYS_clock_nanosleep
+	    : nr == NR_EPOLL ? n != SYS_epoll_wait && n != SYS_epoll_pwait
+			     : n != nr)
+		return false;
+	a0 = strtoull(end, NULL, 0);
+	return a0 >= lo && a0 < hi;
+}
+
+static int count_blocked(pid_t pid, const char *name, long nr, uint64_t lo, uint64_t hi)
+{
+	char path[64], comm[32];
+	struct dirent *de;
+	int found = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	if (!(d = opendir(path)))
+		return 0;
+	while ((de = readdir(d))) {
+		pid_t tid = (pid_t)strtol(de->d_name, NULL, 10);
+		if (tid <= 0)
+			continue;
+		if (name) {
+			snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", pid, tid);
+			if (!read_small(path, comm, sizeof(comm)))
+				continue;
+			comm[strcspn(comm, "\n")] = 0;
+			if (strcmp(comm, name))
+				continue;
+		}
+		found += task_blocked_in(pid, tid, nr, lo, hi);
+	}
+	closedir(d);
+	return found;
+}
+
+/* Wait until count threads of pid (0: this process) named name (NULL: any) are blocked in
+ * syscall nr with the first argument in [lo, hi). */
+static void wait_blocked(pid_t pid, const char *name, long nr, uint64_t lo, uint64_t hi, int count)
+{
+	struct timespec t0, now;
+
+	if (!pid)
+		pid = getpid();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (count_blocked(pid, name, nr, lo, hi) < count) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - t0.tv_sec > READY_TIMEOUT_S) {
+			fprintf(stderr,
+				"victim: %d thread(s) %s of %d never blocked in syscall %ld on "
+				"[0x%llx, 0x%llx)\n",
+				count, name ? name : "(any)", pid, nr, (unsigned long long)lo,
+				(unsigned long long)hi);
+			exit(3);
+		}
+		usleep(1000);
+	}
+}
+
+#define ON(obj) (uint64_t)(uintptr_t)(obj), (uint64_t)(uintptr_t)(obj) + 1
+#define IN(obj) (uint64_t)(uintptr_t)(obj), (uint64_t)(uintptr_t)(obj) + sizeof(*(obj))
+#define FD(fd)	(uint64_t)(fd), (uint64_t)(fd) + 1
+
+/* Wait until pid is a zombie. */
+static void wait_zombie(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	for (int i = 0; i < READY_TIMEOUT_S * 1000; i++) {
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		if (read_small(path, buf, sizeof(buf)) && (p = strrchr(buf, ')')) && p[1] &&
+		    p[2] == 'Z')
+			return;
+		usleep(1000);
+	}
+	fprintf(stderr, "victim: child %d never became a zombie\n", pid);
+	exit(3);
 }
 
 /* still: memory that does not change after "ready", except what a byte written to its FIFO
@@ -238,12 +362,18 @@ static void setup_basic_threads(void)
 	pthread_create(&t, NULL, t_read, NULL);
 	pthread_create(&t, NULL, t_sleep, NULL);
 	pthread_create(&t, NULL, t_condvar, NULL);
-	usleep(100000);
+	wait_blocked(0, "v-mutex", SYS_futex, ON(&held), 1);
+	wait_blocked(0, "v-read", SYS_read, FD(pipefd[0]), 1);
+	wait_blocked(0, "v-sleep", NR_SLEEP, ARG_ANY, 1);
+	wait_blocked(0, "v-condvar", SYS_futex, IN(&cv), 1);
 }
 
-static void setup_basic(void)
+static void setup_basic(bool nondumpable)
 {
 	setup_basic_threads();
+	/* after the threads are seen in place: a non-dumpable process's /proc files are root's */
+	if (nondumpable)
+		prctl(PR_SET_DUMPABLE, 0);
 	printf("ready pid=%d heap=%p heap_len=%u heap_seed=%u global=%p threads=5\n", getpid(),
 	       (void *)heap, HEAP_LEN, 0x1234567u, (void *)victim_global);
 }
@@ -251,12 +381,12 @@ static void setup_basic(void)
 /* writer: page i holds the generation that last passed over it; a consistent snapshot shows
  * one boundary: pages [0,k) at generation g, pages [k,N) at g-1. */
 static uint64_t *wpages;
-static size_t n_wpages;
+static size_t n_wpages, n_written_pages; /* mapped; written nonstop (the first ones) */
 static void *t_writer(void *a)
 {
 	prctl(PR_SET_NAME, "v-writer");
 	for (uint64_t g = 1;; g++)
-		for (size_t i = 0; i < n_wpages; i++)
+		for (size_t i = 0; i < n_written_pages; i++)
 			__atomic_store_n(&wpages[i * 512], g, __ATOMIC_RELAXED);
 	return a;
 }
@@ -321,7 +451,8 @@ static void setup_still(void)
 	for (int i = 0; i < 2; i++)
 		pthread_create(&t, NULL, t_block, NULL);
 	pthread_create(&t, NULL, t_still_change, NULL);
-	usleep(100000);
+	wait_blocked(0, "v-block", SYS_futex, IN(&cv), 2);
+	wait_blocked(0, "v-change", SYS_read, FD(still_fifo), 1);
 	/* The kernel rewrites each thread's rseq area (its CPU) whenever the thread returns to
 	 * user mode: the one part of this memory that changes. */
 	printf("ready pid=%d big=%p shared=%p dontfork=%p wipeonfork=%p rseq_offset=%ld fifo=%s\n",
@@ -349,13 +480,18 @@ static void setup_seccomp(void)
 	printf("ready pid=%d\n", getpid());
 }
 
-static void setup_writer(size_t pages)
+/* pages of memory, the first written of them rewritten nonstop (all when 0); the rest holds
+ * bytes that do not change (a counter per 64 bytes), so that a core shows them. */
+static void setup_writer(size_t pages, size_t written)
 {
 	pthread_t t;
 	n_wpages = pages;
+	n_written_pages = written && written < pages ? written : pages;
 	wpages =
 	    mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	memset(wpages, 0, pages * 4096);
+	for (size_t i = n_written_pages * 512; written && i < pages * 512; i += 8)
+		wpages[i] = i;
 	pthread_create(&t, NULL, t_writer, NULL);
 	start_beats(1);
 	usleep(50000);
@@ -512,6 +648,8 @@ static void setup_factory(int n)
 		if (c > 0)
 			children[n_children++] = c;
 	}
+	for (int i = 0; i < n_children; i++)
+		wait_blocked(children[i], "v-child", SYS_pause, ARG_ANY, 1);
 	start_beats(1);
 	printf("ready pid=%d children=%d\n", getpid(), n_children);
 }
@@ -537,7 +675,7 @@ static void setup_threads(int n)
 		}
 	}
 	start_beats(1);
-	usleep(100000);
+	wait_blocked(0, NULL, SYS_futex, IN(&cv), n);
 	printf("ready pid=%d threads=%d\n", getpid(), n + 2);
 }
 
@@ -613,16 +751,23 @@ static void *t_joins_the_cycle(void *arg)
 	return arg;
 }
 
-static void setup_deadlock(int n)
+static void setup_deadlock(int n, bool chained)
 {
-	pthread_t t[3];
-	char tids[64] = "";
+	pthread_t t[3], late;
 	cyc_n = n < 2 ? 2 : n > 3 ? 3 : n;
 	pthread_barrier_init(&cyc_barrier, NULL, (unsigned)cyc_n);
 	for (int i = 0; i < cyc_n; i++)
 		pthread_create(&t[i], NULL, t_cycle, (void *)(intptr_t)i);
-	usleep(200000);
-	(void)tids;
+	for (int i = 0; i < cyc_n; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "v-cycle%d", i);
+		wait_blocked(0, name, SYS_futex, ON(&cyc[(i + 1) % cyc_n]), 1);
+	}
+	if (chained) {
+		/* a third thread waits on the deadlock: a wait chain that runs into it */
+		pthread_create(&late, NULL, t_joins_the_cycle, NULL);
+		wait_blocked(0, "v-late", SYS_futex, ON(&cyc[0]), 1);
+	}
 	printf("ready pid=%d\n", getpid());
 }
 
@@ -647,7 +792,8 @@ static void setup_deadlock_procs2(void)
 	pid_t c = fork_pipe_peer("v-peer", victim_wait_for_peer, &dp_fds[0], &dp_fds[1]);
 
 	pthread_create(&t, NULL, t_peer_waiter, NULL);
-	usleep(200000);
+	wait_blocked(0, "v-waiter", SYS_read, FD(dp_fds[0]), 1);
+	wait_blocked(c, "v-peer", SYS_read, ARG_ANY, 1);
 	printf("ready pid=%d child=%d\n", getpid(), c);
 }
 
@@ -715,7 +861,8 @@ static void setup_chain3(void)
 		close(sv[0]);
 		chain_pipe_rd = p[0];
 		pthread_create(&t, NULL, t_chain_holder, NULL);
-		usleep(50000);
+		/* the holder has the lock before a request can come */
+		wait_blocked(0, "v-holder", SYS_read, FD(chain_pipe_rd), 1);
 		victim_serve_request(sv[1]);
 		for (;;)
 			pause();
@@ -725,7 +872,10 @@ static void setup_chain3(void)
 	close(sv[1]);
 	chain_sock = sv[0];
 	pthread_create(&t, NULL, t_asker, NULL);
-	usleep(300000);
+	wait_blocked(0, "v-asker", SYS_read, FD(chain_sock), 1);
+	wait_blocked(p2, "v-p2", SYS_futex, ON(&chain_lock), 1);
+	wait_blocked(p2, "v-holder", SYS_read, ARG_ANY, 1);
+	wait_blocked(p3, "v-p3", SYS_pause, ARG_ANY, 1);
 	printf("ready pid=%d p2=%d p3=%d\n", getpid(), p2, p3);
 }
 
@@ -750,10 +900,10 @@ static void setup_contention(int n)
 {
 	pthread_t t;
 	pthread_create(&t, NULL, t_owner_sleeps, NULL);
-	usleep(50000);
+	wait_blocked(0, "v-owner", NR_SLEEP, ARG_ANY, 1);
 	for (int i = 0; i < n; i++)
 		pthread_create(&t, NULL, t_contender, NULL);
-	usleep(200000);
+	wait_blocked(0, "v-contender", SYS_futex, ON(&contended), n);
 	printf("ready pid=%d owner_name=v-owner\n", getpid());
 }
 
@@ -776,7 +926,7 @@ static void setup_abandoned(void)
 	pthread_create(&t, NULL, t_exits_holding, NULL);
 	pthread_join(t, NULL);
 	pthread_create(&t, NULL, t_orphan_waiter, NULL);
-	usleep(200000);
+	wait_blocked(0, "v-orphaned", SYS_futex, ON(&orphan), 1);
 	printf("ready pid=%d\n", getpid());
 }
 
@@ -799,9 +949,9 @@ static void setup_corrupt(void)
 {
 	pthread_t t;
 	pthread_create(&t, NULL, t_smash_owner, NULL);
-	usleep(50000);
+	wait_blocked(0, NULL, NR_SLEEP, ARG_ANY, 1); /* the owner holds it and sleeps */
 	pthread_create(&t, NULL, t_smash_waiter, NULL);
-	usleep(100000);
+	wait_blocked(0, "v-smashed", SYS_futex, ON(&smashed), 1);
 	/* a stray write over the mutex, as a buffer overrun next to it would do */
 	smashed.__data.__owner = 0;
 	smashed.__data.__count = 7;
@@ -810,10 +960,13 @@ static void setup_corrupt(void)
 
 static void setup_zombies(int n)
 {
-	for (int i = 0; i < n; i++)
-		if (fork() == 0)
+	for (int i = 0; i < n; i++) {
+		pid_t c = fork();
+		if (c == 0)
 			_exit(0);
-	usleep(200000);
+		if (c > 0)
+			wait_zombie(c);
+	}
 	printf("ready pid=%d zombies=%d\n", getpid(), n);
 }
 
@@ -875,6 +1028,7 @@ static void setup_deepstack(void)
 	pthread_create(&t, &attr, t_deep, NULL);
 	while (!deep_done)
 		usleep(1000);
+	wait_blocked(0, "v-deep", NR_SLEEP, ARG_ANY, 1);
 	printf("ready pid=%d\n", getpid());
 }
 
@@ -898,7 +1052,7 @@ static void setup_pagedout(void)
 	void *base;
 	size_t size;
 	pthread_create(&t, NULL, t_paged, NULL);
-	usleep(100000);
+	wait_blocked(0, "v-paged", SYS_read, ARG_ANY, 1);
 	pthread_getattr_np(t, &attr);
 	pthread_attr_getstack(&attr, &base, &size);
 	/* push the whole stack out to swap (needs swap, and kernel >= 5.4) */
@@ -946,7 +1100,9 @@ static void setup_healthy(void)
 	pthread_create(&t, NULL, t_epoll_server, NULL);
 	pthread_create(&t, NULL, t_timer, NULL);
 	start_beats(1);
-	usleep(200000);
+	wait_blocked(0, NULL, SYS_futex, IN(&cv), 4);
+	wait_blocked(0, "v-server", NR_EPOLL, ARG_ANY, 1);
+	wait_blocked(0, "v-timer", NR_SLEEP, ARG_ANY, 1);
 	printf("ready pid=%d\n", getpid());
 }
 
@@ -968,9 +1124,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	if (!strcmp(mode, "basic") || !strcmp(mode, "nondumpable")) {
-		if (!strcmp(mode, "nondumpable"))
-			prctl(PR_SET_DUMPABLE, 0);
-		setup_basic();
+		setup_basic(!strcmp(mode, "nondumpable"));
 	} else if (!strcmp(mode, "seccomp")) {
 		setup_seccomp();
 	} else if (!strcmp(mode, "still")) {
@@ -979,7 +1133,8 @@ int main(int argc, char **argv)
 		sigaction(SIGCHLD, &sa, NULL);
 		setup_still();
 	} else if (!strcmp(mode, "writer")) {
-		setup_writer(argc > 2 ? strtoul(argv[2], NULL, 10) : 16384);
+		setup_writer(argc > 2 ? strtoul(argv[2], NULL, 10) : 16384,
+			     argc > 3 ? strtoul(argv[3], NULL, 10) : 0);
 	} else if (!strcmp(mode, "churn")) {
 		pthread_create(&t, NULL, t_spawner, NULL);
 		pthread_create(&t, NULL, t_spawner, NULL);
@@ -1001,12 +1156,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "fds")) {
 		setup_fds();
 	} else if (!strcmp(mode, "deadlock")) {
-		setup_deadlock(argc > 2 ? atoi(argv[2]) : 2);
-		if (argc > 3 && !strcmp(argv[3], "chained")) {
-			/* a third thread waits on the deadlock: a wait chain that runs into it */
-			pthread_create(&t, NULL, t_joins_the_cycle, NULL);
-			usleep(100000);
-		}
+		setup_deadlock(argc > 2 ? atoi(argv[2]) : 2,
+			       argc > 3 && !strcmp(argv[3], "chained"));
 	} else if (!strcmp(mode, "deadlock-procs")) {
 		setup_deadlock_procs2();
 	} else if (!strcmp(mode, "coupled")) {

@@ -7,11 +7,13 @@
 #include <cpuid.h>
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "arch.h"
 #include "core/notes.h"
@@ -22,6 +24,37 @@
 #define NT_X86_XSTATE 0x202
 #endif
 
+const char *arch_exe_refusal(const uint8_t *ehdr, size_t len)
+{
+	uint16_t machine;
+
+	if (len < EI_NIDENT + 4 || memcmp(ehdr, ELFMAG, SELFMAG))
+		return NULL; /* cannot tell */
+	memcpy(&machine, ehdr + offsetof(Elf64_Ehdr, e_machine), sizeof(machine));
+	if (ehdr[EI_CLASS] == ELFCLASS32 && machine == EM_X86_64)
+		return "an x32 process (32-bit pointers, its own syscall numbers): osmosis "
+		       "captures "
+		       "64-bit x86_64 processes only";
+	if (ehdr[EI_CLASS] == ELFCLASS32)
+		return "a 32-bit (compat) process: osmosis captures 64-bit x86_64 processes only";
+	if (ehdr[EI_CLASS] == ELFCLASS64 && machine != EM_X86_64)
+		return "not an x86_64 program: osmosis captures 64-bit x86_64 processes only";
+	return NULL;
+}
+
+const char *arch_process_refusal(int procfd)
+{
+	uint8_t ehdr[sizeof(Elf64_Ehdr)];
+	int fd = openat(procfd, "exe", O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	ssize_t n;
+
+	if (fd < 0)
+		return NULL;
+	n = pread(fd, ehdr, sizeof(ehdr), 0);
+	close(fd);
+	return n > 0 ? arch_exe_refusal(ehdr, (size_t)n) : NULL;
+}
+
 int arch_get_regs(pid_t tid, struct arch_regs *regs, uint8_t *xstate_buf)
 {
 	struct iovec iov;
@@ -31,6 +64,9 @@ int arch_get_regs(pid_t tid, struct arch_regs *regs, uint8_t *xstate_buf)
 	iov.iov_len = sizeof(regs->gp);
 	if (ptrace(PTRACE_GETREGSET, tid, (void *)NT_PRSTATUS, &iov) < 0)
 		return -errno;
+	/* A 32-bit (compat) thread's set is shorter, in another layout: never read it as ours. */
+	if (iov.iov_len != sizeof(regs->gp))
+		return -EPROTONOSUPPORT;
 	iov.iov_base = &regs->fp;
 	iov.iov_len = sizeof(regs->fp);
 	regs->fp_valid = ptrace(PTRACE_GETREGSET, tid, (void *)NT_PRFPREG, &iov) == 0;
@@ -168,7 +204,9 @@ void arch_fill_prstatus_regs(const struct arch_regs *regs, void *gregs, size_t l
 int arch_gregs_get(pid_t tid, arch_gregs_t *r)
 {
 	struct iovec iov = {.iov_base = r, .iov_len = sizeof(*r)};
-	return ptrace(PTRACE_GETREGSET, tid, (void *)NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+	if (ptrace(PTRACE_GETREGSET, tid, (void *)NT_PRSTATUS, &iov) < 0)
+		return -errno;
+	return iov.iov_len == sizeof(*r) ? 0 : -EPROTONOSUPPORT; /* a compat thread */
 }
 
 int arch_gregs_set(pid_t tid, const arch_gregs_t *r)

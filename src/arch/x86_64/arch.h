@@ -67,6 +67,15 @@ void arch_tramp_build(const arch_gregs_t *restore, uint8_t *out, size_t *ret_len
 /* Its code bytes (without the data block): how a page left behind is recognised. */
 const uint8_t *arch_tramp_code(size_t *ret_len);
 
+/* Whether osmosis can capture a process whose executable starts with these bytes (its ELF
+ * header, len bytes of it): NULL when it can (or when the bytes do not tell), else a static
+ * reason. On x86_64: 64-bit x86_64 only; a 32-bit (i386, compat) or x32 process has another
+ * register layout and syscall numbers, into which nothing may be injected. Pure. */
+const char *arch_exe_refusal(const uint8_t *ehdr, size_t len);
+/* The same for a live process, from /proc/PID/exe (procfd: its /proc directory). NULL when it
+ * can be captured or the executable cannot be read. */
+const char *arch_process_refusal(int procfd);
+
 struct note_sink;
 struct osm_thread;
 struct osm_process;

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * CPython's structures read from a snapshot's memory, without debug info or headers: the
+ * layouts this file names (python_layout.c, docs/python.md), checked against the version found
+ * in the binary. The reader (python_read.c) is pure: it reads through a struct rmem (the core,
+ * or a fuzzer's bytes), bounds every count, stops at cycles and bad pointers, and says why it
+ * stopped. python.c maps what it reads into the analysis model; python_locks.c turns the GIL
+ * and threading's locks into wait-graph edges.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PY_MAX_THREADS	    4096
+#define PY_MAX_FRAMES	    512
+#define PY_MAX_STR	    512
+#define PY_MAX_LINETABLE    (64u << 10)
+#define PY_MAX_SLOTS	    512 /* locals and value stack scanned per frame */
+#define PY_MAX_DICT_ENTRIES 8192
+#define PY_MAX_INTERPRETERS 64
+
+/* Memory of the target: returns the bytes read at addr (short where nothing is known). */
+struct rmem {
+	size_t (*read)(void *ctx, uint64_t addr, void *buf, size_t len);
+	void *ctx;
+};
+
+/* The offsets the reader needs, for one CPython version (x86_64). 0 for an absent field is
+ * never ambiguous: the fields that may truly be at 0 are flagged. */
+struct py_layout {
+	unsigned version; /* PY_VERSION_HEX of the binary */
+	bool from_debug_offsets;
+	/* _PyRuntimeState */
+	uint64_t rt_interpreters_head;
+	uint64_t rt_gil; /* 3.11: the GIL is in the runtime at this offset (0: per interpreter) */
+	/* PyInterpreterState */
+	uint64_t is_next, is_threads_head, is_modules;
+	uint64_t is_gil_ptr; /* 3.12+: offset of the pointer to the interpreter's GIL */
+	/* struct _gil_runtime_state */
+	uint64_t gil_holder, gil_locked, gil_cond, gil_mutex, gil_switch_cond, gil_size;
+	/* PyThreadState */
+	uint64_t ts_next, ts_cframe, cf_current_frame; /* cframe 0: the frame is in the tstate */
+	uint64_t ts_current_frame, ts_thread_id, ts_native_thread_id;
+	/* _PyInterpreterFrame */
+	uint64_t fr_code, fr_previous, fr_instr, fr_stacktop, fr_owner, fr_localsplus;
+	uint64_t fr_is_entry; /* 3.11 only; later versions mark entries with an owner */
+	/* PyCodeObject */
+	uint64_t co_names, co_filename, co_name, co_qualname, co_linetable, co_firstlineno;
+	uint64_t co_nlocalsplus, co_stacksize, co_localsplusnames, co_code_adaptive;
+	/* objects */
+	uint64_t ob_type, tp_name, tp_flags, tp_basicsize, ht_cached_keys;
+	uint64_t var_size, bytes_sval, tuple_item;
+	uint64_t u_state, u_length, u_ascii_size, u_compact_size;
+	uint64_t dict_keys, dict_values, dv_values;
+	uint64_t long_digits;
+	bool long_tagged; /* 3.12+: lv_tag holds the digit count */
+	uint64_t md_dict;
+	uint64_t lock_lock, lock_locked, rlock_owner, rlock_count;
+	uint64_t cfunc_ml, cfunc_self;
+	int managed_dict_style; /* 311, 312, 313 */
+};
+
+/* Fill L for version (PY_VERSION_HEX) from the layouts carried (3.11, 3.12). Returns 0, or
+ * -ENOTSUP with the reason in why. */
+int py_layout_for_version(unsigned version, struct py_layout *L, char *why, size_t len);
+/* 3.13 on: read _Py_DebugOffsets at the start of _PyRuntime (cookie "xdebugpy"); version 0
+ * when the binary did not say (the table's own version is then taken). Returns 0,
+ * -ENOENT when there is no cookie, -ENOTSUP or -EINVAL with the reason in why. */
+int py_layout_from_debug_offsets(const struct rmem *m, uint64_t runtime, unsigned version,
+				 struct py_layout *L, char *why, size_t len);
+
+struct py_frame {
+	char *function; /* co_qualname (or co_name) */
+	char *file;
+	int line;   /* 0 when unknown */
+	bool entry; /* the last Python frame run by one native evaluation call */
+	uint64_t addr, code;
+	int lasti; /* instruction index, -1 unknown */
+	uint64_t localsplus;
+	unsigned n_slots;   /* locals + value stack, bounded by PY_MAX_SLOTS */
+	char with_text[96]; /* "with b:" when it stands at a with statement */
+};
+
+struct py_thread {
+	uint64_t tstate;
+	uint64_t ident; /* threading.get_ident(): the pthread_t */
+	int64_t native_id;
+	struct py_frame *frames;
+	size_t n_frames;
+	char *name; /* threading.Thread.name, or NULL */
+	char error[120];
+};
+
+struct py_gil {
+	bool known;
+	uint64_t addr; /* the struct _gil_runtime_state */
+	bool locked;
+	uint64_t holder; /* tstate of the last holder */
+};
+
+struct py_state {
+	struct py_layout L;
+	uint64_t runtime;
+	struct py_thread *threads;
+	size_t n_threads;
+	struct py_gil gil;
+	char error[200]; /* why the reading stopped early, "" if it did not */
+	/* a cache of code objects (address -> strings, line table) */
+	struct py_code *codes;
+	size_t n_codes, cap_codes;
+};
+
+/* Read every interpreter's threads and their frames. Pure (memory only through m). Fills st
+ * (threads, gil, error); returns 0, or a negative errno when nothing could be read (st->error
+ * says why). Free with py_state_done. */
+int py_read_state(const struct rmem *m, struct py_state *st);
+void py_state_done(struct py_state *st);
+
+/* A string object's text, UTF-8, at most PY_MAX_STR bytes; NULL if addr is not a readable str. */
+char *py_read_str(const struct rmem *m, const struct py_layout *L, uint64_t addr);
+/* The name of an object's type (cut at 63 bytes) into buf; false if unreadable. */
+bool py_type_name(const struct rmem *m, const struct py_layout *L, uint64_t obj, char *buf,
+		  size_t len);
+/* An int object's value (at most 64 bits); false if unreadable or too large. */
+bool py_read_long(const struct rmem *m, const struct py_layout *L, uint64_t obj, uint64_t *ret);
+/* dict lookup by str key; 0 if absent or unreadable. */
+uint64_t py_dict_get_str(const struct rmem *m, const struct py_layout *L, uint64_t dict,
+			 const char *key);
+/* Walk a dict: calls fn(key, value, arg) for each entry (bounded); stops when fn returns
+ * false. */
+void py_dict_each(const struct rmem *m, const struct py_layout *L, uint64_t dict,
+		  bool (*fn)(uint64_t key, uint64_t value, void *arg), void *arg);
+/* An instance's attribute from its __dict__ (managed or not); 0 if absent. */
+uint64_t py_instance_attr(const struct rmem *m, const struct py_layout *L, uint64_t obj,
+			  const char *name);
+/* Thread names from threading._active, into st->threads[].name. */
+void py_read_thread_names(const struct rmem *m, struct py_state *st);
+/* Line of instruction index lasti in a code object's location table (PEP 626/657). */
+int py_line_for(const uint8_t *table, size_t len, int firstlineno, int lasti);
+/* When f stands at a `with` statement's entry (BEFORE_WITH) whose object is a plain name or
+ * attribute chain, "with NAME:" into f->with_text, read back from the bytecode. */
+void py_frame_with_text(const struct rmem *m, const struct py_state *st, struct py_frame *f);
