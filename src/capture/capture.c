@@ -120,22 +120,25 @@ set_method(struct target *t, enum capture_method m, const char *fmt, ...)
 	t->proc->method_reason = s;
 }
 
-/* Arena bytes a target needs under its method. */
+/* Arena bytes a target needs under its method (its shared objects have their own buffers). */
 static uint64_t arena_need(struct capture *c, struct target *t)
 {
 	uint64_t n = 0;
 
+	(void)c;
 	switch (t->method) {
 	case METHOD_PRECOPY:
-		return precopy_arena_bytes(t);
+		n = precopy_arena_bytes(t);
+		break;
 	case METHOD_CLONE:
 		for (size_t i = 0; i < t->n_pre_maps; i++)
 			if (clone_copies_in_freeze(&t->pre_maps[i]))
 				n += capture_planned_size(&t->pre_maps[i]);
-		return n;
+		break;
 	default:
-		return t->planned_bytes;
+		n = t->planned_bytes;
 	}
+	return n - MIN(n, shared_planned_bytes(t));
 }
 
 /*
@@ -156,9 +159,15 @@ static uint64_t copy_ns(uint64_t bytes, uint64_t bps)
 	return bytes * 1000000000ull / MAX(bps, (uint64_t)1);
 }
 
+/* Bytes of t the freeze would copy under the copy method (its shared objects aside). */
+static uint64_t own_bytes(const struct target *t)
+{
+	return t->planned_bytes - MIN(t->planned_bytes, shared_planned_bytes(t));
+}
+
 static uint64_t estimate_copy_ns(const struct target *t)
 {
-	return copy_ns(t->planned_bytes, COPY_BPS_GUESS);
+	return copy_ns(own_bytes(t), COPY_BPS_GUESS);
 }
 
 static uint64_t estimate_clone_ns(const struct target *t, size_t page_size)
@@ -167,6 +176,8 @@ static uint64_t estimate_clone_ns(const struct target *t, size_t page_size)
 
 	for (size_t i = 0; i < t->n_pre_maps; i++) {
 		const struct osm_mapping *m = &t->pre_maps[i];
+		if (m->shared_object)
+			continue;
 		if (clone_copies_in_freeze(m))
 			copied += capture_planned_size(m);
 		else
@@ -180,6 +191,8 @@ static uint64_t estimate_precopy_ns(struct capture *c, const struct target *t, u
 {
 	uint64_t tracked = precopy_tracked_bytes(t);
 	uint64_t rest = precopy_untracked_bytes(t);
+
+	rest -= MIN(rest, shared_planned_bytes(t));
 
 	return copy_ns(written + rest, bps) + tracked / (1ull << 30) * SCAN_NS_PER_GIB +
 	       SCAN_NS_PER_GIB / 2;
@@ -235,7 +248,7 @@ static int choose_auto(struct capture *c, struct target *t)
 		set_method(t, METHOD_COPY,
 			   "auto: copying its %s in the freeze (~%.1f ms) costs no more than a "
 			   "clone (~%.1f ms)",
-			   format_bytes(t->planned_bytes, a, sizeof(a)), (double)cp / 1e6,
+			   format_bytes(own_bytes(t), a, sizeof(a)), (double)cp / 1e6,
 			   (double)cl / 1e6);
 		return 0;
 	}
@@ -380,8 +393,9 @@ static int reserve(struct capture *c)
 	slack = MAX(total / 16, (uint64_t)(32u << 20));
 	/* The buffer is touched now: never push the machine (or our cgroup) into reclaim or the
 	 * OOM killer, whose victim could be the very service being diagnosed; and never past the
-	 * budget. */
+	 * budget. The shared objects' buffers (once each) count against it too. */
 	avail = capture_budget(c);
+	avail -= MIN(avail, shared_buffer_bytes(c));
 	if (total + slack > avail) {
 		if (c->requested == METHOD_AUTO) {
 			/* Clones need no buffer for private memory. */
@@ -515,8 +529,20 @@ int capture_prepare(struct capture *c)
 			continue;
 		clone_tidy_leftovers(c, t);
 		r = capture_plan_target(c, t);
-		if (r == 0)
-			r = choose(c, t);
+		if (r < 0 && member_lost(t, r, "before the freeze"))
+			continue;
+		if (r < 0)
+			return r;
+	}
+	/* Shared objects first: each method's cost is that of the process's own memory. */
+	r = shared_collect(c);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		if (!live(t))
+			continue;
+		r = choose(c, t);
 		if (r < 0 && member_lost(t, r, "before the freeze"))
 			continue;
 		if (r < 0)
@@ -546,6 +572,10 @@ int capture_prepare(struct capture *c)
 		capture_note_buffers(c);
 	}
 	r = precopy_all(c);
+	if (r == 0)
+		r = shared_track(c);
+	if (r == 0)
+		r = shared_rounds(c);
 	if (r < 0)
 		return r;
 	/* Reserving and pre-copying took time: if a target's layout changed meanwhile, read its
@@ -572,6 +602,8 @@ static int copy_all_jobs(struct capture *c, struct target *t, bool only_clone_mi
 {
 	for (size_t i = 0; i < t->proc->n_maps; i++) {
 		struct osm_mapping *m = &t->proc->maps[i];
+		if (m->shared_object)
+			continue; /* kept once for all its mappers (shared.c) */
 		if (only_clone_misses && !clone_copies_in_freeze(m))
 			continue;
 		int r = capture_copy_mapping(c, t, m);
@@ -645,6 +677,9 @@ static int keep_memory(struct capture *c, struct target *t)
 		  (double)(now_ns() - t0) / 1e6);
 	if (r < 0 || c->state_only)
 		return r;
+	r = shared_frozen_assign(c, t);
+	if (r < 0)
+		return r;
 	/* A target that joined during the freeze (a tree's new child) was not prepared. */
 	if (!t->proc->method)
 		set_method(t, METHOD_COPY, "joined the tree during the freeze, so copied");
@@ -705,6 +740,9 @@ int capture_frozen(struct capture *c)
 	}
 	if (c->state_only)
 		return 0;
+	r = shared_frozen(c);
+	if (r < 0)
+		return log_error(r, "cannot plan the copy of the shared objects: %s", strerror(-r));
 	t0 = now_ns();
 	r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->copy_ns = now_ns() - t0;
@@ -754,17 +792,21 @@ int capture_finish(struct capture *c)
 {
 	int r;
 
+	shared_untrack(c);
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
 		if (t->method == METHOD_PRECOPY)
 			precopy_finish(t);
-		if (t->method == METHOD_PRECOPY && t->uffd >= 0) {
+		if (t->uffd >= 0) { /* pre-copy's, or only for shared objects (shared.c) */
 			size_t ph = timeline_begin(c->tl, "unregister", t->proc->pid);
 			precopy_stop(t); /* first: the target's writes are free again */
 			timeline_end(c->tl, ph);
 		}
 	}
 	capture_note_buffers(c);
+	r = shared_describe(c, c->snap);
+	if (r < 0)
+		return log_error(r, "out of memory");
 	c->copied_bytes = 0;
 	for (size_t i = 0; i < c->n_jobs; i++)
 		c->copied_bytes += c->jobs[i].len - c->jobs[i].unreadable;
@@ -815,6 +857,7 @@ void capture_release(struct capture *c)
 	}
 	copier_free(c->copier);
 	c->copier = NULL;
+	shared_release(c);
 	if (c->bounce)
 		munmap(c->bounce, c->bounce_len);
 	c->bounce = NULL;

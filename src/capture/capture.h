@@ -52,8 +52,10 @@ struct capture {
 	uint64_t copied_bytes;
 	uint64_t copy_ns; /* time spent copying inside the freeze */
 
-	struct osm_timeline *tl; /* borrowed, may be NULL: phases are recorded there */
-	uint64_t peak_buffers;	 /* the most osmosis held in its buffers at once, bytes */
+	struct shared_set *shared; /* shared objects, each kept once (shared.c) */
+	struct osm_snapshot *snap; /* borrowed: capture_finish describes the shared objects */
+	struct osm_timeline *tl;   /* borrowed, may be NULL: phases are recorded there */
+	uint64_t peak_buffers;	   /* the most osmosis held in its buffers at once, bytes */
 
 	/* The memory budget (--max-memory): everything osmosis allocates for the snapshot stays
 	 * within it. 0: only what is available. */
@@ -125,7 +127,36 @@ void clone_tidy_leftovers(struct capture *c, struct target *t);
 /* Whether m is copied in the freeze rather than read from the clone. */
 bool clone_copies_in_freeze(const struct osm_mapping *m);
 
+/* shared.c: memory shared by processes of the set, kept once (see shared.c). */
+/* Before the freeze, after planning: group the set's shared mappings into objects (every
+ * pre_maps mapping of one gets its shared_object id), find mappers outside the set, map each
+ * object's buffer. Returns 0 or a negative errno; logs. */
+int shared_collect(struct capture *c);
+/* Bytes the shared objects' buffers may hold (each object once). */
+uint64_t shared_buffer_bytes(const struct capture *c);
+/* Bytes of t's planned dump that its shared objects hold (not in the arena). */
+uint64_t shared_planned_bytes(const struct target *t);
+/* Register and write-protect every mapping of each tracked object; an object whose mapper
+ * cannot be tracked is copied whole in the freeze instead. Never fails. */
+int shared_track(struct capture *c);
+/* Round 0 and the rounds of the tracked objects; touch the buffers of the others. */
+int shared_rounds(struct capture *c);
+/* Inside the freeze, after t's layout was read: its mappings of objects get their id. */
+int shared_frozen_assign(struct capture *c, struct target *t);
+/* Inside the freeze, after every target: queue what was written since the last round (or the
+ * whole object), and point each mapping's extent into its object's image. */
+int shared_frozen(struct capture *c);
+uint64_t shared_frozen_bytes(const struct capture *c);
+/* After the thaw: tracking of shared mappings removed (slices); the objects described in s. */
+void shared_untrack(struct capture *c);
+int shared_describe(struct capture *c, struct osm_snapshot *s);
+void shared_release(struct capture *c);
+
 /* precopy.c */
+/* Before the freeze: the target's userfaultfd (async write-protect), created inside it once
+ * (t->uffd); shared.c registers shared mappings with it too. Returns 0 or a negative errno;
+ * does not log. */
+int precopy_open_tracker(struct target *t);
 /* Whether the kernel supports async write-protect and PAGEMAP_SCAN (probed once); *why says
  * what is missing. */
 bool precopy_supported(const char **why);

@@ -12,9 +12,9 @@
 #include <sys/types.h>
 
 struct copy_job {
-	pid_t pid;
-	int memfd;	 /* /proc/PID/mem, or -1 */
-	uint64_t remote; /* address in the target */
+	pid_t pid;	 /* 0: read the file memfd at offset remote (a shared object) */
+	int memfd;	 /* /proc/PID/mem, or -1; with pid 0, the object's file */
+	uint64_t remote; /* address in the target (with pid 0, offset in the file) */
 	uint64_t len;
 	uint8_t *dest;
 	uint64_t unreadable; /* out: bytes neither method could read (zero-filled) */

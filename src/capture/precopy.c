@@ -373,13 +373,14 @@ static int run_jobs(struct capture *c, struct target *t, bool first)
 	return r;
 }
 
-int precopy_track(struct capture *c, struct target *t)
+int precopy_open_tracker(struct target *t)
 {
 	struct uffdio_api api = {.api = UFFD_API,
 				 .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
 	int r;
 
-	(void)c;
+	if (t->uffd >= 0)
+		return 0;
 	if (t->pagemap_fd < 0 || t->ref.memfd < 0 || t->ref.pidfd < 0)
 		return -EACCES;
 	r = take_uffd(t);
@@ -390,6 +391,17 @@ int precopy_track(struct capture *c, struct target *t)
 		return r;
 	if (ioctl(t->uffd, UFFDIO_API, &api) < 0)
 		return -errno;
+	return 0;
+}
+
+int precopy_track(struct capture *c, struct target *t)
+{
+	int r;
+
+	(void)c;
+	r = precopy_open_tracker(t);
+	if (r < 0)
+		return r;
 	/* Register and protect every tracked mapping. */
 	for (size_t i = 0; i < t->n_pre_maps; i++) {
 		struct osm_mapping *m = &t->pre_maps[i];
@@ -552,8 +564,11 @@ int precopy_frozen(struct capture *c, struct target *t)
 
 	for (size_t i = 0; i < p->n_maps; i++) {
 		struct osm_mapping *m = &p->maps[i];
-		struct precopy_region *g = find_region(t, m);
+		struct precopy_region *g;
 
+		if (m->shared_object)
+			continue; /* kept once for all its mappers (shared.c) */
+		g = find_region(t, m);
 		if (!g) {
 			r = capture_copy_mapping(c, t, m);
 			if (r < 0)

@@ -537,6 +537,46 @@ static int write_manifest(struct snapdir *dir, const struct osm_snapshot *s)
 	return 0;
 }
 
+/* "shared: 1 object, 1.0 GiB, mapped by 23 processes, kept once (tracked writes: 3.1 MiB
+ * copied in the pause)" */
+static void print_shared(const struct osm_snapshot *s)
+{
+	uint64_t size = 0, tracked_pause = 0, whole_pause = 0;
+	size_t n_whole = 0, n_procs = 0;
+	char a[32], b[32], c[32];
+
+	if (!s->n_shared)
+		return;
+	for (size_t i = 0; i < s->n_procs; i++) {
+		const struct osm_process *p = s->procs[i];
+		for (size_t j = 0; j < p->n_maps; j++)
+			if (p->maps[j].shared_object) {
+				n_procs++;
+				break;
+			}
+	}
+	for (size_t i = 0; i < s->n_shared; i++) {
+		const struct osm_shared_object *o = &s->shared[i];
+		size += o->size;
+		if (!strcmp(o->kept, "tracked")) {
+			tracked_pause += o->copied_in_pause;
+		} else {
+			n_whole++;
+			whole_pause += o->copied_in_pause;
+		}
+	}
+	printf("shared: %zu object%s, %s, mapped by %zu process%s, kept once (", s->n_shared,
+	       s->n_shared == 1 ? "" : "s", format_bytes(size, a, sizeof(a)), n_procs,
+	       n_procs == 1 ? "" : "es");
+	if (n_whole < s->n_shared)
+		printf("tracked writes: %s copied in the pause",
+		       format_bytes(tracked_pause, b, sizeof(b)));
+	if (n_whole)
+		printf("%s%zu copied whole in the pause: %s", n_whole < s->n_shared ? "; " : "",
+		       n_whole, format_bytes(whole_pause, c, sizeof(c)));
+	printf(")\n");
+}
+
 static void print_summary(const struct osm_snapshot *s, const struct capture *c, const char *dir)
 {
 	size_t frozen = 0, skipped = 0, exited = 0, shown = 0;
@@ -590,6 +630,7 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 	       format_bytes(s->timeline.peak_rss, a, sizeof(a)),
 	       format_bytes(s->timeline.peak_buffers, b, sizeof(b)),
 	       format_bytes(s->timeline.max_memory, m, sizeof(m)));
+	print_shared(s);
 }
 
 static int report_interrupt(int r)
@@ -777,6 +818,7 @@ int cmd_snap(int argc, char **argv)
 	cap.stage_dirfd = o.state_only ? -1 : dir.dirfd;
 	cap.stage_separate = o.compress;
 	tl->max_memory = cap.max_memory;
+	cap.snap = s;
 	cap.state_only = o.state_only;
 	cap.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

@@ -177,6 +177,22 @@ static json_object *process_json(const struct osm_process *p)
 	ADD(o, "mappings", ju64(p->mappings_count));
 	ADD(o, "captured_bytes", ju64(p->captured_bytes));
 	ADD(o, "unreadable_bytes", ju64(p->unreadable_bytes));
+	json_object *shm = NULL;
+	for (size_t i = 0; i < p->n_maps; i++) {
+		const struct osm_mapping *m = &p->maps[i];
+		json_object *e;
+		if (!m->shared_object)
+			continue;
+		if (!shm)
+			shm = json_object_new_array();
+		e = json_object_new_object();
+		ADD(e, "start", ju64(m->start));
+		ADD(e, "end", ju64(m->end));
+		ADD(e, "object", jint(m->shared_object));
+		json_object_array_add(shm, e);
+	}
+	if (shm)
+		ADD(o, "shared_mappings", shm);
 	ADD(mem, "vm_size", ju64(p->vm_size));
 	ADD(mem, "vm_rss", ju64(p->vm_rss));
 	ADD(mem, "vm_swap", ju64(p->vm_swap));
@@ -206,6 +222,41 @@ static json_object *process_json(const struct osm_process *p)
 			json_object_array_add(fds, fd_json(&p->fds[i]));
 		ADD(o, "fds", fds);
 	}
+	return o;
+}
+
+static json_object *shared_json(const struct osm_shared_object *so)
+{
+	json_object *o = json_object_new_object(), *by = json_object_new_array();
+	json_object *out = json_object_new_array();
+	char dev[24];
+
+	snprintf(dev, sizeof(dev), "%02x:%02x", so->dev_major, so->dev_minor);
+	ADD(o, "id", jint(so->id));
+	ADD(o, "kind", jstr(so->kind));
+	ADD(o, "path", jstr(so->path));
+	ADD(o, "device", jstr(dev));
+	ADD(o, "inode", ju64(so->inode));
+	ADD(o, "offset", ju64(so->offset));
+	ADD(o, "size", ju64(so->size));
+	for (size_t i = 0; i < so->n_mappers; i++) {
+		const struct osm_shared_mapper *m = &so->mappers[i];
+		json_object *e = json_object_new_object();
+		ADD(e, "pid", jint(m->pid));
+		ADD(e, "start", ju64(m->start));
+		ADD(e, "end", ju64(m->end));
+		ADD(e, "offset", ju64(m->offset));
+		ADD(e, "dumped", json_object_new_boolean(m->dumped));
+		json_object_array_add(by, e);
+	}
+	ADD(o, "mapped_by", by);
+	ADD(o, "kept", jstr(so->kept));
+	ADD(o, "kept_reason", so->kept_reason ? jstr(so->kept_reason) : NULL);
+	ADD(o, "copied_before_bytes", ju64(so->copied_before));
+	ADD(o, "copied_in_pause_bytes", ju64(so->copied_in_pause));
+	for (size_t i = 0; i < so->n_writers_outside; i++)
+		json_object_array_add(out, jint(so->writers_outside[i]));
+	ADD(o, "writers_outside", out);
 	return o;
 }
 
@@ -387,6 +438,10 @@ char *manifest_to_json(const struct osm_snapshot *s)
 			json_object_array_add(locks, file_lock_json(&s->file_locks[i]));
 		ADD(root, "file_locks", locks);
 	}
+	json_object *shared = json_object_new_array();
+	for (size_t i = 0; i < s->n_shared; i++)
+		json_object_array_add(shared, shared_json(&s->shared[i]));
+	ADD(root, "shared_objects", shared);
 
 	const char *txt =
 	    json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |

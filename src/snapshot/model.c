@@ -81,6 +81,13 @@ void snapshot_free(struct osm_snapshot *s)
 		process_free(s->procs[i]);
 	free(s->procs);
 	file_locks_free(s->file_locks, s->n_file_locks);
+	for (size_t i = 0; i < s->n_shared; i++) {
+		free(s->shared[i].path);
+		free(s->shared[i].mappers);
+		free(s->shared[i].kept_reason);
+		free(s->shared[i].writers_outside);
+	}
+	free(s->shared);
 	system_done(&s->sys);
 	free(s->scope_arg);
 	free(s->host);

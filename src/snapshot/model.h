@@ -91,6 +91,33 @@ struct osm_mapping {
 	 * segment starts at core_off, already holds the bytes, and ext holds only what changed
 	 * since (written over it in place). 0: not placed. */
 	uint64_t core_off;
+	unsigned shared_object; /* id of the shared object it maps (osm_shared_object), 0: none */
+};
+
+/* One mapping of a shared object by a process of the snapshot. */
+struct osm_shared_mapper {
+	pid_t pid;
+	uint64_t start, end, offset; /* its addresses, and the object offset at start */
+	bool dumped;		     /* its core holds the bytes (its coredump_filter says so) */
+};
+
+/* Memory shared between processes (SysV shm, MAP_SHARED|MAP_ANONYMOUS, memfd, /dev/shm), kept
+ * once for every process that maps it. */
+struct osm_shared_object {
+	unsigned id;
+	const char *kind; /* "sysv", "anonymous", "memfd", "posix", "file" */
+	char *path;	  /* as /proc/PID/maps names it */
+	uint32_t dev_major, dev_minor;
+	uint64_t inode;
+	uint64_t offset, size; /* the part of the object the snapshot's mappings cover */
+	struct osm_shared_mapper *mappers;
+	size_t n_mappers;
+	const char *kept; /* "tracked" (writes tracked, only those copied in the pause) or "copied"
+			   * (copied whole in the pause) */
+	char *kept_reason;
+	uint64_t copied_before, copied_in_pause; /* bytes copied before the freeze, and inside */
+	pid_t *writers_outside;			 /* processes outside the snapshot that map it */
+	size_t n_writers_outside;
 };
 
 /* One open descriptor, read just before the freeze. */
@@ -254,6 +281,8 @@ struct osm_snapshot {
 	struct osm_file_lock *file_locks; /* those touching the snapshot's processes or files */
 	size_t n_file_locks;
 	bool has_file_locks; /* /proc/locks was read (the list may still be empty) */
+	struct osm_shared_object *shared; /* each shared object once */
+	size_t n_shared;
 	/* Entries of a read manifest that repeated a process listed before (same pid and start
 	 * time): left out, so each process is analyzed once. */
 	size_t n_duplicates;

@@ -1,0 +1,782 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared memory, one object one capture. A shared object (SysV shm, MAP_SHARED|MAP_ANONYMOUS
+ * inherited over fork, memfd, a /dev/shm file: shmem, named in /proc/PID/maps by device and
+ * inode) mapped by N processes of the snapshot is kept once, in one buffer of osmosis, and every
+ * mapping's core extent points into it; whatever the method of each process (the clone method
+ * keeps private memory only: a fork shares shared mappings, so they would keep changing).
+ *
+ * Reading: the object itself is read through /proc/PID/map_files/START-END (root), with pread,
+ * which walks the object's pages without touching any page table of a target and reads holes as
+ * zeroes without allocating them; SEEK_DATA skips the holes. Without it (osmosis not root), the
+ * object is read once through one mapper's memory, in the freeze.
+ *
+ * Tracking (kernel facts checked on this machine, docs/shared-memory.md): userfaultfd async
+ * write-protect works on shmem, and it is per mapping: a write through another process's
+ * mapping, or another mapping of the same process, is not seen by the protection of this one. So
+ * every mapping of the object by a process of the snapshot is registered with that process's
+ * userfaultfd (injected once per process, precopy_open_tracker) and write-protected. Rounds
+ * before the freeze copy the object, then what any mapping wrote since; the freeze copies only
+ * what was written since the last round. A write through a mapping that is not tracked cannot be
+ * seen: then the object is copied whole in the freeze (once), and the manifest says why:
+ *   - a process outside the snapshot maps it (writers_outside: it also writes during the pause);
+ *   - a process of the snapshot has it open as a file (write(2) is not a write to a mapping);
+ *   - tracking could not start in one mapper (seccomp, no thread to inject into), or a tracked
+ *     mapping went away before the freeze (its last writes are unknown);
+ *   - the object is small (copying it costs less than tracking it) or not shmem.
+ * A process that maps it only since tracking began (a child forked after, a tree member that
+ * joined in the freeze) has the pages it touched copied in the freeze: a page it wrote is one
+ * present in its page table.
+ *
+ * Each process's coredump_filter is honoured: a process whose filter leaves shared memory out
+ * still counts as a writer, its core has no bytes for the mapping.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/parse.h"
+#include "base/timeutil.h"
+#include "base/util.h"
+#include "capture/capture.h"
+#include "capture/uffd.h"
+#include "inject/inject.h"
+#include "proc/maps.h"
+#include "proc/procfs.h"
+
+#define TRACK_MIN	  (4ull << 20) /* smaller objects are copied in the freeze */
+#define MAX_ROUNDS	  8
+#define SMALL_ENOUGH	  (1u << 20)
+#define SCAN_VEC	  4096
+#define UNREGISTER_SLICE  (16ull << 20)
+#define MAX_OUTSIDE_NOTED 64
+#define JOB_MAX		  (1u << 20)
+
+struct shared_map {
+	struct target *t;
+	uint64_t start, end, pgoff;
+	bool dumped;
+	bool tracked; /* registered and write-protected in t's userfaultfd */
+	bool late;    /* met only in the freeze: not tracked */
+};
+
+struct shared_object {
+	unsigned id;
+	const char *kind;
+	char *path;
+	uint32_t dev_major, dev_minor;
+	uint64_t inode;
+	uint64_t lo, hi; /* object offsets covered by the dumped mappings */
+	int fd;		 /* the object, or -1 */
+	uint8_t *buf;	 /* image of [lo, hi) */
+	struct shared_map *maps;
+	size_t n_maps, cap_maps;
+	pid_t *outside;
+	size_t n_outside, cap_outside;
+	bool track;	     /* every writer's mapping is tracked */
+	bool copy_in_freeze; /* copied whole in the freeze */
+	char *why;	     /* why it is copied in the freeze rather than tracked */
+	uint64_t copied_before, copied_in_freeze;
+};
+
+struct shared_set {
+	struct shared_object *v;
+	size_t n, cap;
+};
+
+static bool candidate(const struct osm_mapping *m)
+{
+	return m->shared && m->inode != 0 && m->path &&
+	       !(m->vmflags & (VMF_HUGETLB | VMF_IO | VMF_PFNMAP));
+}
+
+static const char *kind_of(const char *path)
+{
+	if (!strncmp(path, "/SYSV", 5))
+		return "sysv";
+	if (!strncmp(path, "/dev/zero", 9))
+		return "anonymous";
+	if (!strncmp(path, "/memfd:", 7))
+		return "memfd";
+	if (!strncmp(path, "/dev/shm/", 9))
+		return "posix";
+	return "file";
+}
+
+static bool is_shmem(const struct shared_object *o)
+{
+	return strcmp(o->kind, "file") != 0;
+}
+
+static struct shared_object *find_object(struct shared_set *ss, const struct osm_mapping *m)
+{
+	for (size_t i = 0; i < ss->n; i++) {
+		struct shared_object *o = &ss->v[i];
+		if (o->inode == m->inode && o->dev_major == m->dev_major &&
+		    o->dev_minor == m->dev_minor)
+			return o;
+	}
+	return NULL;
+}
+
+__attribute__((format(printf, 2, 3))) static void copy_whole(struct shared_object *o,
+							     const char *fmt, ...)
+{
+	va_list ap;
+
+	if (o->copy_in_freeze)
+		return;
+	o->copy_in_freeze = true;
+	o->track = false;
+	free(o->why);
+	va_start(ap, fmt);
+	if (vasprintf(&o->why, fmt, ap) < 0)
+		o->why = NULL;
+	va_end(ap);
+}
+
+static int add_map(struct shared_object *o, struct target *t, const struct osm_mapping *m,
+		   bool late)
+{
+	if (grow_array((void **)&o->maps, &o->cap_maps, o->n_maps + 1, sizeof(*o->maps)))
+		return -ENOMEM;
+	o->maps[o->n_maps++] = (struct shared_map){.t = t,
+						   .start = m->start,
+						   .end = m->end,
+						   .pgoff = m->pgoff,
+						   .dumped = m->dump_len > 0,
+						   .late = late};
+	return 0;
+}
+
+static bool live(const struct target *t)
+{
+	return !t->skipped && !t->exited;
+}
+
+/* Every process outside the set (or in it but not frozen) that maps one of the objects (read
+ * from /proc/PID/maps). */
+static void find_outside(struct capture *c, struct shared_set *ss)
+{
+	_cleanup_free_ pid_t *all = NULL;
+	size_t n_all = 0;
+
+	if (targets_all(&all, &n_all) < 0)
+		return;
+	for (size_t i = 0; i < n_all; i++) {
+		_cleanup_free_ char *text = NULL;
+		char path[64];
+
+		const struct target *t = target_set_find(c->set, all[i]);
+		/* A member not frozen (skipped: another tracer, no permission) runs during the
+		 * pause like any process outside. */
+		if (t && live(t))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/maps", all[i]);
+		if (read_file_at(AT_FDCWD, path, &text, NULL) < 0)
+			continue;
+		for (size_t k = 0; k < ss->n; k++) {
+			struct shared_object *o = &ss->v[k];
+			char needle[64];
+			snprintf(needle, sizeof(needle), " %02x:%02x %llu ", o->dev_major,
+				 o->dev_minor, (unsigned long long)o->inode);
+			if (!strstr(text, needle))
+				continue;
+			if (o->n_outside < MAX_OUTSIDE_NOTED &&
+			    !grow_array((void **)&o->outside, &o->cap_outside, o->n_outside + 1,
+					sizeof(*o->outside)))
+				o->outside[o->n_outside++] = all[i];
+		}
+	}
+}
+
+/* Whether a descriptor of a process of the set is the object itself (writes through write(2)
+ * are not tracked). */
+static pid_t opened_by(struct capture *c, const struct shared_object *o)
+{
+	for (size_t i = 0; i < c->set->n; i++) {
+		const struct osm_process *p = c->set->v[i]->proc;
+		for (size_t k = 0; k < p->n_fds; k++)
+			if (p->fds[k].inode == o->inode && p->fds[k].target &&
+			    (!strcmp(p->fds[k].type, "memfd") || !strcmp(p->fds[k].type, "file")) &&
+			    !strncmp(p->fds[k].target, o->path, strcspn(o->path, " ")))
+				return p->pid;
+	}
+	return 0;
+}
+
+static int open_object(struct shared_object *o)
+{
+	for (size_t i = 0; i < o->n_maps; i++) {
+		char path[96];
+		const struct shared_map *sm = &o->maps[i];
+		snprintf(path, sizeof(path), "map_files/%llx-%llx", (unsigned long long)sm->start,
+			 (unsigned long long)sm->end);
+		o->fd = openat(sm->t->ref.procfd, path, O_RDONLY | O_CLOEXEC);
+		if (o->fd >= 0)
+			return 0;
+	}
+	return -errno;
+}
+
+int shared_collect(struct capture *c)
+{
+	struct shared_set *ss = calloc(1, sizeof(*ss));
+	const char *why;
+
+	if (!ss)
+		return log_error(ENOMEM, "out of memory");
+	c->shared = ss;
+	/* Objects: a shared mapping some process of the set dumps. */
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		if (!live(t))
+			continue;
+		for (size_t j = 0; j < t->n_pre_maps; j++) {
+			struct osm_mapping *m = &t->pre_maps[j];
+			struct shared_object *o;
+			if (!candidate(m) || m->dump_len == 0)
+				continue;
+			o = find_object(ss, m);
+			if (!o) {
+				if (grow_array((void **)&ss->v, &ss->cap, ss->n + 1,
+					       sizeof(*ss->v)))
+					return log_error(ENOMEM, "out of memory");
+				o = &ss->v[ss->n++];
+				*o = (struct shared_object){.id = (unsigned)ss->n,
+							    .kind = kind_of(m->path),
+							    .path = strdup(m->path),
+							    .dev_major = m->dev_major,
+							    .dev_minor = m->dev_minor,
+							    .inode = m->inode,
+							    .lo = m->pgoff,
+							    .hi = m->pgoff + m->dump_len,
+							    .fd = -1};
+				if (!o->path)
+					return log_error(ENOMEM, "out of memory");
+			}
+			o->lo = MIN(o->lo, m->pgoff);
+			o->hi = MAX(o->hi, m->pgoff + m->dump_len);
+		}
+	}
+	if (ss->n == 0)
+		return 0;
+	/* Mappers: every mapping of an object by a process of the set, dumped or not. */
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		if (!live(t))
+			continue;
+		for (size_t j = 0; j < t->n_pre_maps; j++) {
+			struct osm_mapping *m = &t->pre_maps[j];
+			struct shared_object *o = candidate(m) ? find_object(ss, m) : NULL;
+			if (!o)
+				continue;
+			if (add_map(o, t, m, false) < 0)
+				return log_error(ENOMEM, "out of memory");
+			m->shared_object = o->id;
+		}
+	}
+	find_outside(c, ss);
+	for (size_t k = 0; k < ss->n; k++) {
+		struct shared_object *o = &ss->v[k];
+		uint64_t size = o->hi - o->lo;
+		pid_t opener;
+		char a[32];
+
+		o->buf = mmap(NULL, MAX(size, (uint64_t)1), PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (o->buf == MAP_FAILED) {
+			o->buf = NULL;
+			return log_error(errno, "cannot map %s to hold a shared object: %m",
+					 format_bytes(size, a, sizeof(a)));
+		}
+		madvise(o->buf, size, MADV_HUGEPAGE);
+		if (open_object(o) < 0)
+			log_debug("shared object %u (%s): not readable as a file: %m", o->id,
+				  o->path);
+		if (o->n_outside)
+			copy_whole(o, "%zu process%s outside the snapshot map%s it (pid %d)",
+				   o->n_outside, o->n_outside == 1 ? "" : "es",
+				   o->n_outside == 1 ? "s" : "", o->outside[0]);
+		else if (!is_shmem(o))
+			copy_whole(o, "a shared file mapping: write tracking covers shared "
+				      "memory only");
+		else if (size < TRACK_MIN)
+			copy_whole(o, "%s: copying it costs less than tracking its writes",
+				   format_bytes(size, a, sizeof(a)));
+		else if (c->state_only || !precopy_supported(&why))
+			copy_whole(o, "%s", c->state_only ? "state only" : why);
+		else if (o->fd < 0)
+			copy_whole(o, "it cannot be read as a file (/proc/PID/map_files needs "
+				      "root)");
+		else if ((opener = opened_by(c, o)))
+			copy_whole(o,
+				   "pid %d has it open as a file: write(2) to it is not a "
+				   "tracked write",
+				   opener);
+		else
+			o->track = true;
+	}
+	return 0;
+}
+
+uint64_t shared_buffer_bytes(const struct capture *c)
+{
+	uint64_t n = 0;
+
+	for (size_t k = 0; c->shared && k < c->shared->n; k++)
+		n += c->shared->v[k].hi - c->shared->v[k].lo;
+	return n;
+}
+
+uint64_t shared_planned_bytes(const struct target *t)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < t->n_pre_maps; i++)
+		if (t->pre_maps[i].shared_object)
+			n += capture_planned_size(&t->pre_maps[i]);
+	return n;
+}
+
+static int track_map(struct shared_map *sm)
+{
+	struct target *t = sm->t;
+	struct uffdio_register reg = {.range = {.start = sm->start, .len = sm->end - sm->start},
+				      .mode = UFFDIO_REGISTER_MODE_WP};
+	struct uffdio_writeprotect wp = {.range = reg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+	bool had = t->uffd >= 0;
+	int r;
+
+	if (inject_thread_filtered(t->ref.procfd, t->proc->pid))
+		return -EPERM;
+	r = precopy_open_tracker(t);
+	if (r < 0) {
+		if (!had)
+			precopy_stop(t);
+		return r;
+	}
+	if (ioctl(t->uffd, UFFDIO_REGISTER, &reg) < 0)
+		return -errno;
+	/*
+	 * Write-protect only the pages present in this process's page table. Protecting a page
+	 * that is not present would leave a marker in a page table the kernel allocates for it
+	 * (2 MiB of page tables per GiB, kept after tracking ends: measured here), growing the
+	 * target. A page that becomes present later carries no protection, and a scan reports
+	 * it as written: what a process touched since tracking began is copied, a superset of
+	 * what it wrote.
+	 */
+	static struct page_region vec[SCAN_VEC];
+	for (uint64_t start = sm->start; start < sm->end;) {
+		struct pm_scan_arg a = {.size = sizeof(a),
+					.start = start,
+					.end = sm->end,
+					.vec = (uintptr_t)vec,
+					.vec_len = SCAN_VEC,
+					.category_mask = PAGE_IS_PRESENT,
+					.return_mask = PAGE_IS_PRESENT};
+		int n = ioctl(t->pagemap_fd, PAGEMAP_SCAN, &a);
+		if (n < 0)
+			return -errno;
+		for (int i = 0; i < n; i++) {
+			wp.range.start = vec[i].start;
+			wp.range.len = vec[i].end - vec[i].start;
+			if (ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
+				return -errno;
+		}
+		if (a.walk_end <= start)
+			return -EIO;
+		start = a.walk_end;
+	}
+	sm->tracked = true;
+	return 0;
+}
+
+/* Queue the pread of object bytes [off, off + len) into the buffer. */
+static int queue_object(struct capture *c, struct shared_object *o, uint64_t off, uint64_t len)
+{
+	if (off < o->lo) {
+		len -= MIN(len, o->lo - off);
+		off = o->lo;
+	}
+	if (off >= o->hi || len == 0)
+		return 0;
+	len = MIN(len, o->hi - off);
+	while (len > 0) {
+		uint64_t n = MIN(len, (uint64_t)JOB_MAX);
+		if (grow_array((void **)&c->jobs, &c->cap_jobs, c->n_jobs + 1, sizeof(*c->jobs)))
+			return -ENOMEM;
+		c->jobs[c->n_jobs++] = (struct copy_job){.pid = 0,
+							 .memfd = o->fd,
+							 .remote = off,
+							 .len = n,
+							 .dest = o->buf + (off - o->lo)};
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Every data run of the object (holes skipped). */
+static int queue_whole(struct capture *c, struct shared_object *o, uint64_t *bytes)
+{
+	uint64_t off = o->lo;
+
+	if (o->fd < 0) {
+		/* Through one mapper's memory: its mapping that covers the most. */
+		for (size_t i = 0; i < o->n_maps; i++) {
+			struct shared_map *sm = &o->maps[i];
+			uint64_t a = MAX(sm->pgoff, o->lo),
+				 b = MIN(sm->pgoff + sm->end - sm->start, o->hi);
+			if (!live(sm->t) || sm->late || a >= b || sm->t->ref.memfd < 0)
+				continue;
+			*bytes += b - a;
+			int r = capture_add_job(c, sm->t, sm->start + (a - sm->pgoff), b - a,
+						o->buf + (a - o->lo));
+			if (r < 0)
+				return r;
+			if (a == o->lo && b == o->hi)
+				break;
+		}
+		return 0;
+	}
+	while (off < o->hi) {
+		off_t d = lseek(o->fd, (off_t)off, SEEK_DATA), h;
+		if (d < 0)
+			break; /* ENXIO: no data past off */
+		h = lseek(o->fd, d, SEEK_HOLE);
+		if (h < 0)
+			h = (off_t)o->hi;
+		if ((uint64_t)d >= o->hi)
+			break;
+		uint64_t end = MIN((uint64_t)h, o->hi);
+		*bytes += end - (uint64_t)d;
+		int r = queue_object(c, o, (uint64_t)d, end - (uint64_t)d);
+		if (r < 0)
+			return r;
+		off = end;
+	}
+	return 0;
+}
+
+/* One PAGEMAP_SCAN pass over a mapping; each region found is queued (object offsets). */
+static int scan_map(struct capture *c, struct shared_object *o, struct shared_map *sm,
+		    uint64_t flags, uint64_t category_mask, uint64_t *bytes)
+{
+	static struct page_region vec[SCAN_VEC];
+	uint64_t start = sm->start, end = sm->end;
+
+	while (start < end) {
+		struct pm_scan_arg a = {.size = sizeof(a),
+					.flags = flags,
+					.start = start,
+					.end = end,
+					.vec = (uintptr_t)vec,
+					.vec_len = SCAN_VEC,
+					.category_mask = category_mask,
+					.return_mask = category_mask};
+		int n = ioctl(sm->t->pagemap_fd, PAGEMAP_SCAN, &a);
+		if (n < 0)
+			return -errno;
+		for (int i = 0; i < n; i++) {
+			uint64_t len = vec[i].end - vec[i].start;
+			*bytes += len;
+			int r = queue_object(c, o, sm->pgoff + (vec[i].start - sm->start), len);
+			if (r < 0)
+				return r;
+		}
+		if (a.walk_end <= start)
+			return -EIO;
+		start = a.walk_end;
+	}
+	return 0;
+}
+
+static int run_jobs(struct capture *c)
+{
+	int r = copier_run(c->copier, c->jobs, c->n_jobs);
+	c->n_jobs = 0;
+	return r;
+}
+
+int shared_track(struct capture *c)
+{
+	struct shared_set *ss = c->shared;
+
+	for (size_t k = 0; ss && k < ss->n; k++) {
+		struct shared_object *o = &ss->v[k];
+		for (size_t i = 0; o->track && i < o->n_maps; i++) {
+			struct shared_map *sm = &o->maps[i];
+			int r = live(sm->t) ? track_map(sm) : -ESRCH;
+			if (r < 0)
+				copy_whole(o, "write tracking could not start in pid %d (%s)",
+					   sm->t->proc->pid, strerror(-r));
+		}
+	}
+	return 0;
+}
+
+int shared_rounds(struct capture *c)
+{
+	struct shared_set *ss = c->shared;
+	int r;
+
+	for (size_t k = 0; ss && k < ss->n; k++) {
+		struct shared_object *o = &ss->v[k];
+		uint64_t written = UINT64_MAX, prev, t0 = now_ns();
+
+		if (!o->track)
+			continue;
+		/* Round 0: the whole object, holes skipped. */
+		c->n_jobs = 0;
+		r = queue_whole(c, o, &o->copied_before);
+		if (r == 0)
+			r = run_jobs(c);
+		if (r < 0)
+			return r;
+		log_debug("shared object %u: round 0 copied %llu bytes in %.1f ms", o->id,
+			  (unsigned long long)o->copied_before, (double)(now_ns() - t0) / 1e6);
+		for (int round = 1; o->track && round <= MAX_ROUNDS; round++) {
+			prev = written;
+			written = 0;
+			t0 = now_ns();
+			for (size_t i = 0; o->track && i < o->n_maps; i++) {
+				struct shared_map *sm = &o->maps[i];
+				r = scan_map(c, o, sm, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+					     PAGE_IS_WRITTEN, &written);
+				if (r < 0)
+					copy_whole(o,
+						   "the mapping of pid %d went away (%s): its "
+						   "last writes are unknown",
+						   sm->t->proc->pid, strerror(-r));
+			}
+			r = run_jobs(c);
+			if (r < 0)
+				return r;
+			o->copied_before += written;
+			log_debug(
+			    "shared object %u: round %d: %llu bytes written, copied in %.1f ms",
+			    o->id, round, (unsigned long long)written,
+			    (double)(now_ns() - t0) / 1e6);
+			if (written <= SMALL_ENOUGH || written * 5 > prev * 4)
+				break;
+		}
+	}
+	/* Objects copied in the freeze: their buffer is touched now, not in the pause. */
+	for (size_t k = 0; ss && k < ss->n; k++) {
+		struct shared_object *o = &ss->v[k];
+		if (o->copy_in_freeze && madvise(o->buf, o->hi - o->lo, MADV_POPULATE_WRITE) < 0)
+			for (uint64_t off = 0; off < o->hi - o->lo; off += c->page_size)
+				o->buf[off] = 0;
+	}
+	return 0;
+}
+
+static struct shared_map *find_map(struct shared_object *o, const struct target *t,
+				   const struct osm_mapping *m)
+{
+	for (size_t i = 0; i < o->n_maps; i++) {
+		struct shared_map *sm = &o->maps[i];
+		if (sm->t == t && sm->start == m->start && sm->end == m->end &&
+		    sm->pgoff == m->pgoff)
+			return sm;
+	}
+	return NULL;
+}
+
+int shared_frozen_assign(struct capture *c, struct target *t)
+{
+	struct shared_set *ss = c->shared;
+	struct osm_process *p = t->proc;
+
+	for (size_t i = 0; ss && ss->n && i < p->n_maps; i++) {
+		struct osm_mapping *m = &p->maps[i];
+		struct shared_object *o = candidate(m) ? find_object(ss, m) : NULL;
+		struct shared_map *sm;
+
+		if (!o)
+			continue;
+		sm = find_map(o, t, m);
+		if (!sm || !sm->tracked) {
+			/* Mapped since tracking began (or never tracked). */
+			if (!sm && add_map(o, t, m, true) < 0)
+				return -ENOMEM;
+			if (!sm)
+				sm = &o->maps[o->n_maps - 1];
+			sm->late = !sm->tracked;
+			sm->dumped = m->dump_len > 0;
+		}
+		if (m->dump_len && (m->pgoff < o->lo || m->pgoff + m->dump_len > o->hi))
+			continue; /* beyond what was planned: copied as its own */
+		m->shared_object = o->id;
+	}
+	return 0;
+}
+
+int shared_frozen(struct capture *c)
+{
+	struct shared_set *ss = c->shared;
+	int r;
+
+	for (size_t k = 0; ss && k < ss->n; k++) {
+		struct shared_object *o = &ss->v[k];
+
+		/* A tracked mapper whose tracking ended (lost in the freeze) or whose mapping is
+		 * gone: its writes since the last round are unknown. */
+		for (size_t i = 0; o->track && i < o->n_maps; i++) {
+			struct shared_map *sm = &o->maps[i];
+			if (sm->tracked && (sm->t->uffd < 0 || !live(sm->t)))
+				copy_whole(o, "pid %d stopped being tracked before the freeze",
+					   sm->t->proc->pid);
+		}
+		if (o->copy_in_freeze) {
+			r = queue_whole(c, o, &o->copied_in_freeze);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		for (size_t i = 0; i < o->n_maps; i++) {
+			struct shared_map *sm = &o->maps[i];
+			if (!live(sm->t))
+				continue;
+			if (sm->late)
+				/* Untracked, mapped since: what it touched, it may have written. */
+				r = scan_map(c, o, sm, 0, PAGE_IS_PRESENT, &o->copied_in_freeze);
+			else
+				r = scan_map(c, o, sm, PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN,
+					     &o->copied_in_freeze);
+			if (r < 0 && (r == -ENOMEM || r == -EINTR))
+				return r;
+			if (r < 0) {
+				copy_whole(o, "the written pages of pid %d could not be read (%s)",
+					   sm->t->proc->pid, strerror(-r));
+				o->copied_in_freeze = 0;
+				r = queue_whole(c, o, &o->copied_in_freeze);
+				if (r < 0)
+					return r;
+				break;
+			}
+		}
+	}
+	/* Every mapping the cores hold points into its object's one image. */
+	for (size_t i = 0; ss && ss->n && i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		if (!live(t))
+			continue;
+		for (size_t j = 0; j < t->proc->n_maps; j++) {
+			struct osm_mapping *m = &t->proc->maps[j];
+			struct shared_object *o;
+			if (!m->shared_object || !m->dump_len)
+				continue;
+			o = &ss->v[m->shared_object - 1];
+			if (mapping_add_extent(m, 0, m->dump_len, o->buf + (m->pgoff - o->lo)) < 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+uint64_t shared_frozen_bytes(const struct capture *c)
+{
+	uint64_t n = 0;
+
+	for (size_t k = 0; c->shared && k < c->shared->n; k++)
+		n += c->shared->v[k].copied_in_freeze;
+	return n;
+}
+
+void shared_untrack(struct capture *c)
+{
+	struct shared_set *ss = c->shared;
+
+	/* Unregistering clears the protection holding the target's mmap lock: in slices, so a
+	 * thread faulting meanwhile waits for one slice (as precopy_stop does). */
+	for (size_t k = 0; ss && k < ss->n; k++) {
+		for (size_t i = 0; i < ss->v[k].n_maps; i++) {
+			struct shared_map *sm = &ss->v[k].maps[i];
+			if (!sm->tracked || sm->t->uffd < 0)
+				continue;
+			for (uint64_t a = sm->start; a < sm->end; a += UNREGISTER_SLICE) {
+				struct uffdio_range rg = {
+				    .start = a, .len = MIN(UNREGISTER_SLICE, sm->end - a)};
+				if (ioctl(sm->t->uffd, UFFDIO_UNREGISTER, &rg) < 0)
+					break;
+			}
+			sm->tracked = false;
+		}
+	}
+}
+
+int shared_describe(struct capture *c, struct osm_snapshot *s)
+{
+	struct shared_set *ss = c->shared;
+
+	if (!ss || !ss->n || !s)
+		return 0;
+	s->shared = calloc(ss->n, sizeof(*s->shared));
+	if (!s->shared)
+		return -ENOMEM;
+	for (size_t k = 0; k < ss->n; k++) {
+		struct shared_object *o = &ss->v[k];
+		struct osm_shared_object *d = &s->shared[s->n_shared++];
+
+		*d = (struct osm_shared_object){.id = o->id,
+						.kind = o->kind,
+						.path = TAKE_PTR(o->path),
+						.dev_major = o->dev_major,
+						.dev_minor = o->dev_minor,
+						.inode = o->inode,
+						.offset = o->lo,
+						.size = o->hi - o->lo,
+						.kept = o->copy_in_freeze ? "copied" : "tracked",
+						.kept_reason = TAKE_PTR(o->why),
+						.copied_before = o->copied_before,
+						.copied_in_pause = o->copied_in_freeze,
+						.writers_outside = TAKE_PTR(o->outside),
+						.n_writers_outside = o->n_outside};
+		d->mappers = calloc(o->n_maps ? o->n_maps : 1, sizeof(*d->mappers));
+		if (!d->mappers)
+			return -ENOMEM;
+		for (size_t i = 0; i < o->n_maps; i++) {
+			struct shared_map *sm = &o->maps[i];
+			if (!live(sm->t))
+				continue;
+			d->mappers[d->n_mappers++] =
+			    (struct osm_shared_mapper){.pid = sm->t->proc->pid,
+						       .start = sm->start,
+						       .end = sm->end,
+						       .offset = sm->pgoff,
+						       .dumped = sm->dumped};
+		}
+	}
+	return 0;
+}
+
+void shared_release(struct capture *c)
+{
+	struct shared_set *ss = c->shared;
+
+	if (!ss)
+		return;
+	for (size_t k = 0; k < ss->n; k++) {
+		struct shared_object *o = &ss->v[k];
+		if (o->buf)
+			munmap(o->buf, MAX(o->hi - o->lo, (uint64_t)1));
+		if (o->fd >= 0)
+			close(o->fd);
+		free(o->path);
+		free(o->why);
+		free(o->maps);
+		free(o->outside);
+	}
+	free(ss->v);
+	free(ss);
+	c->shared = NULL;
+}

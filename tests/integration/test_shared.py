@@ -1,0 +1,208 @@
+# SPDX-License-Identifier: MIT
+"""Shared memory, one object one capture: an object mapped by every process of a set is kept
+once (manifest `shared_objects`, each process's `shared_mappings` pointing to it), whatever the
+method; its writes are tracked, so the pause copies only what was written since the last round;
+every core holds its bytes at the freeze instant (processes writing it nonstop show one instant
+across all cores); writers outside the snapshot are recorded; coredump_filter is honoured per
+process; the targets are left without write protection."""
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import osmtest
+from osmtest import Core, TempDir, check, main, manifest, osmosis, snap
+
+SHM_VICTIM = os.environ.get("SHM_VICTIM", "build/tests/shm-victim")
+METHODS = ["copy", "clone", "precopy", "auto"]
+KINDS = ["anon", "sysv", "memfd", "posix"]
+MIB = 1 << 20
+HDR_MAGIC = 0x73686d2d6f736d6f
+PM_UFFD_WP = 1 << 57
+
+
+class Family:
+    """The shm victim: a parent and its writers sharing one object."""
+
+    def __init__(self, kind, size_mib, nprocs, write_mib, touch="touch"):
+        self.proc = subprocess.Popen([SHM_VICTIM, kind, str(size_mib), str(nprocs),
+                                      str(write_mib), touch], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        check(line.startswith("ready"), "shm victim did not get ready: %r" % line)
+        info = dict(kv.split("=", 1) for kv in line.split()[1:])
+        self.pid = int(info["pid"])
+        self.kids = [int(k) for k in info["kids"].split(",")] if info["kids"] else []
+        self.base = int(info["base"], 16)
+        self.priv = int(info["priv"], 16)
+        self.size = size_mib * MIB
+        self.write = write_mib * MIB
+
+    def pids(self):
+        return [self.pid] + self.kids
+
+    def assert_running(self):
+        check(self.proc.poll() is None, "the shm parent died")
+        for pid in self.pids():
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read().rsplit(")", 1)[1].split()[0]
+            check(st not in "tTZ", "pid %d left in state %s" % (pid, st))
+            with open("/proc/%d/status" % pid) as f:
+                tracer = [l for l in f if l.startswith("TracerPid:")][0].split()[1]
+            check(tracer == "0", "pid %d still traced" % pid)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+def no_write_protection(pid, start, end, what):
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            if line.startswith("VmFlags:"):
+                check(" uw" not in line, "%s: pid %d: a mapping is still registered" %
+                      (what, pid))
+    with open("/proc/%d/pagemap" % pid, "rb") as pm:
+        pm.seek(start // 4096 * 8)
+        data = pm.read((end - start) // 4096 * 8)
+    for i in range(0, len(data), 8):
+        (e,) = struct.unpack_from("<Q", data, i)
+        check(not e & PM_UFFD_WP, "%s: pid %d: page 0x%x still write-protected" %
+              (what, pid, start + i // 8 * 4096))
+
+
+def check_one_instant(out, fam, pids, what):
+    """Across every core of the set: the object's bytes are the same; for each writer, its
+    private generation G, its slice G then G - 1 with one boundary, its header word G or
+    G - 1 (G once the slice is complete)."""
+    ref = None
+    cores = {pid: Core(os.path.join(out, "core.%d" % pid)) for pid in pids}
+    for pid, c in cores.items():
+        data = c.read(fam.base, fam.size)
+        if ref is None:
+            ref = data
+        check(data == ref, "%s: core.%d holds other bytes for the shared object" % (what, pid))
+    (magic,) = struct.unpack_from("<Q", ref, 0)
+    check(magic == HDR_MAGIC, "%s: the shared header is not in the cores" % what)
+    for i, kid in enumerate(fam.kids):
+        if kid not in cores:
+            continue
+        _, g = struct.unpack("<QQ", cores[kid].read(fam.priv, 16))
+        (h,) = struct.unpack_from("<Q", ref, 8 * (1 + i))
+        off = MIB + i * fam.write
+        gens = [struct.unpack_from("<Q", ref, off + p)[0] for p in range(0, fam.write, 4096)]
+        # pages are written in order: G for a prefix (maybe empty), G - 1 after it
+        in_order = all(x >= y for x, y in zip(gens, gens[1:]))
+        done = all(x == g for x in gens)
+        check(g > 0 and all(x in (g, g - 1) for x in gens) and in_order and
+              (h in (g, g - 1) if done else h == g - 1),
+              "%s: writer %d is not at one instant with its core: private %d, header %d, "
+              "slice %s" % (what, kid, g, h, sorted(set(gens))))
+
+
+def the_object(m, fam, what):
+    objs = m["shared_objects"]
+    check(len(objs) == 1, "%s: %d shared objects: %s" % (what, len(objs), objs))
+    o = objs[0]
+    check(o["size"] == fam.size and o["offset"] == 0, "%s: object %s" % (what, o))
+    return o
+
+
+def test_one_object_one_capture_under_every_method():
+    """Every kind of shared object, every method: one object in the manifest, mapped by all,
+    kept by tracked writes; the pause copies what was written (at most the writers' slices),
+    not the object; one instant across all cores."""
+    nprocs, write = 4, 1
+    plan = {"anon": METHODS, "sysv": ["copy"], "memfd": ["precopy"], "posix": ["clone"]}
+    with TempDir() as tmp:
+        for kind in KINDS:
+            with Family(kind, 16, nprocs, write) as fam:
+                for m in plan[kind]:
+                    out = os.path.join(tmp, "%s-%s" % (kind, m))
+                    r = snap("--tree", "--method", m, "--sample", "0", "-o", out, fam.pid,
+                             timeout=900)
+                    what = "%s %s" % (kind, m)
+                    man = manifest(out)
+                    o = the_object(man, fam, what)
+                    want_kind = {"anon": "anonymous"}.get(kind, kind)
+                    check(o["kind"] == want_kind, "%s: kind %s" % (what, o["kind"]))
+                    check(sorted(x["pid"] for x in o["mapped_by"]) == sorted(fam.pids()),
+                          "%s: mapped_by %s" % (what, o["mapped_by"]))
+                    check(o["kept"] == "tracked" and not o["writers_outside"],
+                          "%s: kept %s (%s)" % (what, o["kept"], o["kept_reason"]))
+                    check(o["copied_in_pause_bytes"] <= (nprocs * write + 1) * MIB,
+                          "%s: %d bytes of the object copied in the pause" %
+                          (what, o["copied_in_pause_bytes"]))
+                    for p in man["processes"]:
+                        sm = p.get("shared_mappings") or []
+                        check([x["object"] for x in sm] == [o["id"]] and
+                              sm[0]["start"] == fam.base,
+                              "%s: pid %d shared_mappings %s" % (what, p["pid"], sm))
+                    check("shared: 1 object, 16.0 MiB, mapped by %d processes, kept once "
+                          "(tracked writes: " % (nprocs + 1) in r.stdout,
+                          "%s: summary: %s" % (what, r.stdout))
+                    check_one_instant(out, fam, fam.pids(), what)
+                    shutil.rmtree(out)
+                    fam.assert_running()
+                    for pid in fam.pids():
+                        no_write_protection(pid, fam.base, fam.base + fam.size, what)
+
+
+def test_single_instant_across_writers_of_one_object():
+    """Eight processes writing the same object nonstop, snapshots under each method: one
+    instant in every core, every time."""
+    with Family("anon", 16, 8, 1) as fam, TempDir() as tmp:
+        for m in METHODS:
+            for i in range(2):
+                out = os.path.join(tmp, "%s%d" % (m, i))
+                snap("--tree", "--method", m, "--sample", "0", "-o", out, fam.pid,
+                     timeout=900)
+                check_one_instant(out, fam, fam.pids(), "%s %d" % (m, i))
+                shutil.rmtree(out)
+        fam.assert_running()
+
+
+def test_writers_outside_the_snapshot_are_recorded():
+    """Two of the writers named, the others left out: the object is copied whole in the pause
+    and the manifest names the processes outside that map it."""
+    with Family("memfd", 16, 3, 1) as fam, TempDir() as tmp:
+        inside = [fam.pid, fam.kids[0]]
+        out = os.path.join(tmp, "s")
+        r = snap("--sample", "0", "-o", out, *inside)
+        o = the_object(manifest(out), fam, "outside")
+        check(sorted(o["writers_outside"]) == sorted(fam.kids[1:]),
+              "writers_outside %s, want %s" % (o["writers_outside"], fam.kids[1:]))
+        check(o["kept"] == "copied" and "outside the snapshot" in o["kept_reason"],
+              "kept %s (%s)" % (o["kept"], o["kept_reason"]))
+        check("copied whole in the pause" in r.stdout, "summary: %s" % r.stdout)
+        fam.assert_running()
+
+
+def test_coredump_filter_is_honoured_per_process():
+    """A writer whose coredump_filter leaves shared anonymous memory out: its core has no bytes
+    for the object (it still counts as a writer), the others' cores hold it."""
+    with Family("anon", 16, 2, 1) as fam, TempDir() as tmp:
+        left_out = fam.kids[0]
+        with open("/proc/%d/coredump_filter" % left_out, "w") as f:
+            f.write("0x31")
+        out = os.path.join(tmp, "s")
+        snap("--tree", "--method", "precopy", "--sample", "0", "-o", out, fam.pid)
+        o = the_object(manifest(out), fam, "filter")
+        dumped = {x["pid"]: x["dumped"] for x in o["mapped_by"]}
+        check(dumped[left_out] is False and all(v for p, v in dumped.items() if p != left_out),
+              "dumped: %s" % dumped)
+        core = Core(os.path.join(out, "core.%d" % left_out))
+        seg = core.load_for(fam.base)
+        check(seg is not None and seg["filesz"] == 0, "the filtered core holds the object")
+        check_one_instant(out, fam, [p for p in fam.pids() if p != left_out], "filter")
+        fam.assert_running()
+
+
+if __name__ == "__main__":
+    main(globals())
