@@ -280,7 +280,7 @@ struct osm_snapshot {
 	size_t n_procs, cap_procs;
 	struct osm_file_lock *file_locks; /* those touching the snapshot's processes or files */
 	size_t n_file_locks;
-	bool has_file_locks; /* /proc/locks was read (the list may still be empty) */
+	bool has_file_locks;		  /* /proc/locks was read (the list may still be empty) */
 	struct osm_shared_object *shared; /* each shared object once */
 	size_t n_shared;
 	/* Entries of a read manifest that repeated a process listed before (same pid and start
