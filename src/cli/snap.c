@@ -610,7 +610,7 @@ static void print_summary(const struct osm_snapshot *s, const struct capture *c,
 		       dir);
 	if (skipped || exited)
 		printf("%zu captured, %zu not captured (see manifest): %zu skipped, %zu exited "
-		       "during the snapshot\n",
+		       "before or during the snapshot\n",
 		       frozen, skipped + exited, skipped, exited);
 	printf("pause: %.3f ms, %zu process%s frozen together (--method %s", s->pause_us / 1000.0,
 	       frozen, frozen == 1 ? "" : "es", s->state_only ? "state-only" : s->method);
