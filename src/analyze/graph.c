@@ -316,6 +316,30 @@ static void file_lock_edges(struct analysis *a, struct athread *t)
 		name_wakers(e, "held by");
 }
 
+/* A thread reading a pipe saw it empty, one writing it saw it full: both at one instant is
+ * impossible, so when the snapshot holds a reader and a writer of the same pipe both "waiting",
+ * one of them was copying data at the freeze (a `yes | head` pipeline). Neither is a wait. */
+static bool pipe_flows_both_ways(const struct analysis *a, const struct athread *t,
+				 const struct osm_fd *f)
+{
+	if (strcmp(f->type, "pipe"))
+		return false;
+	for (size_t i = 0; i < a->n_procs; i++) {
+		const struct aprocess *ap = &a->procs[i];
+		for (size_t j = 0; j < ap->n_threads; j++) {
+			const struct athread *u = &ap->threads[j];
+			const struct osm_fd *g;
+			if (u == t || (u->wait.kind != WAIT_READ && u->wait.kind != WAIT_WRITE) ||
+			    u->wait.kind == t->wait.kind)
+				continue;
+			g = process_find_fd(ap->p, u->wait.fd);
+			if (g && !strcmp(g->type, "pipe") && g->inode == f->inode)
+				return true;
+		}
+	}
+	return false;
+}
+
 void build_wait_graph(struct analysis *a)
 {
 	for (size_t i = 0; i < a->n_procs; i++) {
@@ -363,7 +387,8 @@ void build_wait_graph(struct analysis *a)
 					snprintf(w->text, sizeof(w->text), "%s fd %d: %s",
 						 w->kind == WAIT_READ ? "reads" : "writes", w->fd,
 						 what);
-					fd_edges(a, t, f, w->kind == WAIT_READ);
+					if (!pipe_flows_both_ways(a, t, f))
+						fd_edges(a, t, f, w->kind == WAIT_READ);
 				}
 				break;
 			default:

@@ -276,6 +276,49 @@ static void test_waiting_on_its_own_process_alone(void **state)
 	world_free(w);
 }
 
+static void test_reader_and_writer_of_one_pipe_are_not_both_waiting(void **state)
+{
+	static const size_t threads[] = {1, 1};
+	struct world *w = world_new(2, threads);
+	/* yes | head: yes in write(1), head in read(0), the same pipe. It cannot be full and empty
+	 * at once: one of them was copying at the freeze, so no wait and no deadlock. */
+	struct osm_fd wr = {.fd = 1, .type = "pipe", .inode = 7, .flags = 1};
+	struct osm_fd rd = {.fd = 0, .type = "pipe", .inode = 7, .flags = 0};
+	(void)state;
+	w->p[0].fds = &wr;
+	w->p[0].n_fds = 1;
+	w->p[1].fds = &rd;
+	w->p[1].n_fds = 1;
+	T(w, 0, 0)->wait.kind = WAIT_WRITE;
+	T(w, 0, 0)->wait.fd = 1;
+	T(w, 1, 0)->wait.kind = WAIT_READ;
+	T(w, 1, 0)->wait.fd = 0;
+	build_wait_graph(&w->a);
+	find_cycles_and_chains(&w->a);
+	assert_int_equal(deadlocks(&w->a), 0);
+	assert_int_equal(T(w, 0, 0)->n_edges, 0);
+	assert_int_equal(T(w, 1, 0)->n_edges, 0);
+	/* two pipes, each read by one and written by the other: a real deadlock stays one */
+	struct osm_fd wr2[] = {{.fd = 1, .type = "pipe", .inode = 7, .flags = 1},
+			       {.fd = 3, .type = "pipe", .inode = 8, .flags = 0}};
+	struct osm_fd rd2[] = {{.fd = 0, .type = "pipe", .inode = 7, .flags = 0},
+			       {.fd = 4, .type = "pipe", .inode = 8, .flags = 1}};
+	graph_free_edges(T(w, 0, 0));
+	graph_free_edges(T(w, 1, 0));
+	w->p[0].fds = wr2;
+	w->p[0].n_fds = 2;
+	w->p[1].fds = rd2;
+	w->p[1].n_fds = 2;
+	T(w, 0, 0)->wait.kind = WAIT_READ; /* reads pipe 8, written only by p1 */
+	T(w, 0, 0)->wait.fd = 3;
+	T(w, 1, 0)->wait.kind = WAIT_READ; /* reads pipe 7, written only by p0 */
+	T(w, 1, 0)->wait.fd = 0;
+	build_wait_graph(&w->a);
+	find_cycles_and_chains(&w->a);
+	assert_int_equal(deadlocks(&w->a), 1);
+	world_free(w);
+}
+
 static void test_proc_locks_parse(void **state)
 {
 	static const char text[] = "1: FLOCK  ADVISORY  WRITE 4118 fe:00:10953883 0 EOF\n"
@@ -320,6 +363,7 @@ int main(void)
 	    cmocka_unit_test(test_chain_into_a_deadlock_and_to_an_end),
 	    cmocka_unit_test(test_all_of_and_abandoned),
 	    cmocka_unit_test(test_waiting_on_its_own_process_alone),
+	    cmocka_unit_test(test_reader_and_writer_of_one_pipe_are_not_both_waiting),
 	    cmocka_unit_test(test_proc_locks_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
