@@ -112,8 +112,10 @@ int capture_plan_target(struct capture *c, struct target *t)
 	return 0;
 }
 
-int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
-		    uint8_t *dest)
+/* Jobs of at most JOB_MAX bytes: into memory at dest, or (dest NULL) into the staging file at
+ * file_off. */
+static int add_jobs(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
+		    uint8_t *dest, uint64_t file_off)
 {
 	while (len > 0) {
 		uint64_t n = MIN(len, (uint64_t)JOB_MAX);
@@ -123,31 +125,28 @@ int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64
 							 .memfd = t->ref.memfd,
 							 .remote = remote,
 							 .len = n,
-							 .dest = dest};
+							 .dest = dest,
+							 .file_off = dest ? 0 : file_off};
 		remote += n;
-		dest += n;
+		if (dest)
+			dest += n;
+		else
+			file_off += n;
 		len -= n;
 	}
 	return 0;
 }
 
+int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
+		    uint8_t *dest)
+{
+	return add_jobs(c, t, remote, len, dest, 0);
+}
+
 int capture_add_staged_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
 			   uint64_t file_off)
 {
-	while (len > 0) {
-		uint64_t n = MIN(len, (uint64_t)JOB_MAX);
-		if (grow_array((void **)&c->jobs, &c->cap_jobs, c->n_jobs + 1, sizeof(*c->jobs)))
-			return -ENOMEM;
-		c->jobs[c->n_jobs++] = (struct copy_job){.pid = t->proc->pid,
-							 .memfd = t->ref.memfd,
-							 .remote = remote,
-							 .len = n,
-							 .file_off = file_off};
-		remote += n;
-		file_off += n;
-		len -= n;
-	}
-	return 0;
+	return add_jobs(c, t, remote, len, NULL, file_off);
 }
 
 /* Whether a pagemap entry shows a page whose bytes must be read. */
