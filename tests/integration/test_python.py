@@ -77,8 +77,8 @@ class PyVictim:
         self.stop()
 
 
-def analyze(d):
-    r = osmosis("analyze", "--json", d)
+def analyze(d, *args):
+    r = osmosis("analyze", "--json", *args, d)
     check(r.returncode == 0, "analyze failed (%d): %s" % (r.returncode, r.stderr))
     check(not r.stderr.strip(), "analyze wrote to stderr: %s" % r.stderr)
     return json.loads(r.stdout)
@@ -356,6 +356,10 @@ def test_blocked_python_thread_names_the_lock_and_holder():
     with TempDir() as tmp, PyVictim(python, "contention", tmp, 1) as v:
         d, rep = snap_analyze(v, tmp)
         names = {t["tid"]: t.get("runtime_name") for t in process(rep, v.pid)["threads"]}
+        # Nobody waits on the contender: blocked-thread reports it when the user names it.
+        tids = [tid for tid, n in names.items() if n == "contender-0"]
+        check(len(tids) == 1, "contender-0 among %s" % names)
+        rep = analyze(d, "--thread", str(tids[0]))
         fs = [f for f in findings(rep, "blocked-thread") if names.get(f["tids"][0]) == "contender-0"]
         check(fs, "no blocked-thread finding: %s" % [(f["pattern"], f["summary"])
                                                      for f in rep["findings"]])
