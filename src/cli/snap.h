@@ -28,6 +28,7 @@ struct snap_state {
 		pid_t *tids;
 		uint64_t *ticks, *switches;
 		struct sched_sample *sched; /* schedstat run and wait (proc/schedstat.h) */
+		uint64_t t0;		    /* when this target's first sample was read */
 		size_t n;
 	} * thread_ticks;		/* one per target, by index */
 	struct proc_cpu_sample all_cpu; /* every process of the machine, for the top consumers */

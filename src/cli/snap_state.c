@@ -209,6 +209,7 @@ void snap_sample_begin(struct snap_state *st)
 		struct target *t = st->set.v[i];
 		if (t->exited || t->ref.procfd < 0)
 			continue;
+		st->thread_ticks[i].t0 = now_ns();
 		proc_thread_ticks(t->ref.procfd, &st->thread_ticks[i].tids,
 				  &st->thread_ticks[i].ticks, &st->thread_ticks[i].switches,
 				  &st->thread_ticks[i].n);
@@ -255,11 +256,13 @@ static int load_target(struct snap_state *st, struct target *t, size_t idx, uint
 		return t->optional
 			   ? skip(t, -r, "cannot read its threads: %s", strerror(-r))
 			   : log_error(r, "cannot read the threads of pid %d: %m", t->proc->pid);
-	/* The interval ends now, for this target: the targets are read one after another, and on
-	 * a busy machine the last is read well after the first (a thread seemed to use 171% of a
-	 * CPU when the interval was taken once for all). */
+	/* The interval is this target's own, from its first read to now: the targets are read one
+	 * after another, and on a busy machine the last is read well after the first (a thread
+	 * seemed to use 171% of a CPU when the interval was taken once for all). */
 	if (interval)
-		interval = now_ns() - st->sample_t0;
+		interval = now_ns() - (idx < st->n_thread_ticks && st->thread_ticks[idx].t0
+					   ? st->thread_ticks[idx].t0
+					   : st->sample_t0);
 	if (idx < st->n_thread_ticks && st->thread_ticks[idx].n)
 		proc_apply_cpu_sample(t->proc, st->thread_ticks[idx].tids,
 				      st->thread_ticks[idx].ticks, st->thread_ticks[idx].switches,
