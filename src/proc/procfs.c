@@ -145,7 +145,8 @@ int proc_list_tasks(int procfd, pid_t **ret, size_t *ret_n)
 			return -ENOMEM;
 		tids[n++] = tid;
 	}
-	qsort(tids, n, sizeof(*tids), cmp_pid);
+	if (n > 1)
+		qsort(tids, n, sizeof(*tids), cmp_pid);
 	*ret = TAKE_PTR(tids);
 	*ret_n = n;
 	return 0;

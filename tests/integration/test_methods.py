@@ -22,8 +22,24 @@ MIB = 1 << 20
 PM_UFFD_WP = 1 << 57
 
 
+def settled(pid, timeout=10):
+    """Wait until the victim's main thread sits in sigsuspend, where it lives: it prints its
+    ready line just before, and on a loaded machine its mask may be read between the two
+    (in sigsuspend the kernel shows the suspend mask, not the thread's own)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with open("/proc/%d/syscall" % pid) as f:
+                if f.read().split(" ", 1)[0] == "130":  # rt_sigsuspend
+                    return
+        except OSError:
+            return
+        time.sleep(0.01)
+
+
 def fingerprint(pid):
     """What must be as before: mappings, descriptors, threads and their signal masks."""
+    settled(pid)
     with open("/proc/%d/maps" % pid) as f:
         maps = f.read()
     fds = {}

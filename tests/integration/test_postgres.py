@@ -165,7 +165,9 @@ def test_postgres_tree_under_every_method():
                            capture_output=True, text=True, env=pg.env, timeout=600)
         check(r.returncode == 0, "pgbench -i: %s" % r.stderr)
         for m in METHODS:
-            bench = pg.pgbench("-n", "-c", 20, "-j", 2, "-T", 40)
+            # long enough that the freeze falls inside it (the rounds take seconds), short enough
+            # that the test does not wait for it long after the snapshot
+            bench = pg.pgbench("-n", "-c", 20, "-j", 2, "-T", 15)
             deadline = time.time() + 120
             while len(pg.backends()) < 20:
                 check(bench.poll() is None and time.time() < deadline,
