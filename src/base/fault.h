@@ -25,6 +25,7 @@
 	X("uffd-taken", "precopy", "the userfaultfd created in the target and taken")              \
 	X("tracking", "precopy", "write tracking registered, before the first round")              \
 	X("precopied", "precopy", "pre-copy's rounds done, before the freeze")                     \
+	X("shared-round", "shared", "a round over a tracked shared object done, before the next")  \
 	X("prepared", "any", "methods chosen, buffers reserved, before the freeze")                \
 	X("frozen", "any", "every thread stopped")                                                 \
 	X("injecting", "clone", "in the freeze, a thread chosen for the clone")                    \

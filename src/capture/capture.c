@@ -572,10 +572,13 @@ int capture_prepare(struct capture *c)
 		capture_note_buffers(c);
 	}
 	r = precopy_all(c);
-	if (r == 0)
+	if (r == 0) {
+		size_t ph = timeline_begin(c->tl, "shared-rounds", 0);
 		r = shared_track(c);
-	if (r == 0)
-		r = shared_rounds(c);
+		if (r == 0)
+			r = shared_rounds(c);
+		timeline_end(c->tl, ph);
+	}
 	if (r < 0)
 		return r;
 	/* Reserving and pre-copying took time: if a target's layout changed meanwhile, read its
@@ -584,6 +587,19 @@ int capture_prepare(struct capture *c)
 		if (live(c->set->v[i]))
 			capture_refresh_layout(c, c->set->v[i]);
 	return 0;
+}
+
+int capture_settle(struct capture *c)
+{
+	size_t ph;
+	int r;
+
+	if (c->state_only || !c->shared)
+		return 0;
+	ph = timeline_begin(c->tl, "settle", 0);
+	r = shared_settle(c);
+	timeline_end(c->tl, ph);
+	return r;
 }
 
 /* Plans the copy (jobs for the copy threads); counted with the layout in the pause. */

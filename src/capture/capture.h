@@ -74,6 +74,9 @@ int capture_method_parse(const char *name);
 const char *capture_method_name(enum capture_method m);
 
 int capture_prepare(struct capture *c);
+/* Last before the freeze: shared objects whose tracked mapping went away since their last round
+ * get one more round (shared_settle). Returns 0 or a negative errno. */
+int capture_settle(struct capture *c);
 /* The memory osmosis may use for buffers now: --max-memory, and never more than 90% of what
  * the machine and osmosis's cgroup have available. */
 uint64_t capture_budget(const struct capture *c);
@@ -139,8 +142,13 @@ uint64_t shared_planned_bytes(const struct target *t);
 /* Register and write-protect every mapping of each tracked object; an object whose mapper
  * cannot be tracked is copied whole in the freeze instead. Never fails. */
 int shared_track(struct capture *c);
-/* Round 0 and the rounds of the tracked objects; touch the buffers of the others. */
+/* Round 0 and the rounds of the tracked objects; touch the buffers of the others. A tracked
+ * mapping found gone makes its round a whole read. Returns 0 or a negative errno. */
 int shared_rounds(struct capture *c);
+/* Just before the freeze: each tracked mapping checked again; one lost since the last round
+ * costs one more round (a whole read, then rounds), a few times at most, rather than a copy in
+ * the pause. Returns 0 or a negative errno. */
+int shared_settle(struct capture *c);
 /* Inside the freeze, after t's layout was read: its mappings of objects get their id. */
 int shared_frozen_assign(struct capture *c, struct target *t);
 /* Inside the freeze, after every target: queue what was written since the last round (or the
