@@ -120,24 +120,22 @@ def worst_during(tx, a, b):
 
 
 def snap(osm, pid, out):
-    """osmosis snap --tree: (manifest, peak RSS bytes of osmosis, disk bytes, wall offset)."""
-    off = time.time() - time.monotonic()  # CLOCK_MONOTONIC -> wall clock
-    p = subprocess.Popen([osm, "snap", "-q", "--tree", "--sample", "0", "-o", out, str(pid)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, ru = os.wait4(p.pid, 0)
-    err = p.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError("osmosis failed: %s" % err)
+    """osmosis snap --tree: (manifest, disk bytes, wall-clock offset of CLOCK_MONOTONIC)."""
+    off = time.time() - time.monotonic()
+    p = subprocess.run([osm, "snap", "-q", "--tree", "--sample", "0", "-o", out, str(pid)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise RuntimeError("osmosis failed: %s" % p.stderr)
     with open(os.path.join(out, "manifest.json")) as f:
         m = json.load(f)
-    return m, ru.ru_maxrss * 1024, du(out), off
+    return m, du(out), off
 
 
 def osmosis_run(a, pg, clients, tmp, i):
     b = Bench(pg, clients, a.seconds, os.path.join(tmp, "log%d" % i))
     time.sleep(BASELINE_S)
     t_snap = time.time()
-    m, rss, disk, off = snap(a.osmosis, pg.pm.pid, os.path.join(tmp, "snap%d" % i))
+    m, disk, off = snap(a.osmosis, pg.pm.pid, os.path.join(tmp, "snap%d" % i))
     shutil.rmtree(os.path.join(tmp, "snap%d" % i))
     tx, failed = b.finish()
     tl = m["timeline"]
@@ -149,7 +147,7 @@ def osmosis_run(a, pg, clients, tmp, i):
     return {"pause": m["pause_us"] / 1000, "breakdown": tl.get("pause_breakdown_us", {}),
             "stall": worst_during(tx, p0, p1),
             "base": worst_during(tx, b.t0 + 1.0, t_snap),
-            "failed": failed, "rss": rss, "disk": disk,
+            "failed": failed, "rss": tl["peak_rss"], "disk": disk,
             "in_pause": sum(o["copied_in_pause_bytes"] for o in objs),
             "kept": big.get("kept", "-"), "reason": big.get("kept_reason"),
             "procs": len(m["processes"]), "captured": captured,

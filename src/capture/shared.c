@@ -102,6 +102,9 @@ struct shared_object {
 	bool copy_in_freeze; /* copied whole in the freeze */
 	char *why;	     /* why it is copied in the freeze rather than tracked */
 	uint64_t copied_before, copied_in_freeze;
+	uint64_t *marks; /* one bit per page of [lo, hi): written, to copy (mark()) */
+	size_t n_marks;	 /* words */
+	unsigned page_shift;
 	unsigned rereads; /* whole reads after a tracked mapping went away */
 	pid_t last_gone;  /* the last mapper whose mapping went away */
 };
@@ -318,6 +321,11 @@ int shared_collect(struct capture *c)
 					 format_bytes(size, a, sizeof(a)));
 		}
 		madvise(o->buf, size, MADV_HUGEPAGE);
+		o->page_shift = (unsigned)__builtin_ctzl(c->page_size);
+		o->n_marks = (size_t)(((size >> o->page_shift) + 63) / 64);
+		o->marks = calloc(MAX(o->n_marks, (size_t)1), sizeof(*o->marks));
+		if (!o->marks)
+			return log_error(ENOMEM, "out of memory");
 		if (open_object(o) < 0)
 			log_debug("shared object %u (%s): not readable as a file: %m", o->id,
 				  o->path);
@@ -486,9 +494,72 @@ static int queue_whole(struct capture *c, struct shared_object *o, uint64_t *byt
 	return 0;
 }
 
-/* One PAGEMAP_SCAN pass over a mapping; each region found is queued (object offsets). */
-static int scan_map(struct capture *c, struct shared_object *o, struct shared_map *sm,
-		    uint64_t flags, uint64_t category_mask, uint64_t *bytes)
+/*
+ * Pages found written through several mappings (PostgreSQL's hot pages: every backend writes
+ * the buffer descriptors, the lock tables, the WAL buffers) are copied once: scans mark them in
+ * the object's bitmap, and queue_marked() turns the marks into copy jobs. *bytes counts pages
+ * newly marked.
+ */
+static void mark(struct shared_object *o, uint64_t off, uint64_t len, uint64_t *bytes)
+{
+	uint64_t first, last;
+
+	if (off < o->lo) {
+		len -= MIN(len, o->lo - off);
+		off = o->lo;
+	}
+	if (off >= o->hi || len == 0)
+		return;
+	len = MIN(len, o->hi - off);
+	first = (off - o->lo) >> o->page_shift;
+	last = (off - o->lo + len - 1) >> o->page_shift;
+	for (uint64_t p = first; p <= last;) {
+		uint64_t *w = &o->marks[p / 64];
+		unsigned bit = (unsigned)(p % 64);
+		uint64_t n = MIN(64 - bit, last - p + 1);
+		uint64_t m = (n == 64 ? ~0ull : ((1ull << n) - 1)) << bit;
+		*bytes += (uint64_t)__builtin_popcountll(m & ~*w) << o->page_shift;
+		*w |= m;
+		p += n;
+	}
+}
+
+static void clear_marks(struct shared_object *o)
+{
+	memset(o->marks, 0, o->n_marks * sizeof(*o->marks));
+}
+
+/* Every run of marked pages queued for the copy threads; the marks cleared. */
+static int queue_marked(struct capture *c, struct shared_object *o)
+{
+	uint64_t pages = (o->hi - o->lo) >> o->page_shift, run = 0, n = 0;
+	int r;
+
+	for (uint64_t p = 0; p < pages;) {
+		if (p % 64 == 0 && n == 0 && !o->marks[p / 64]) {
+			p += 64; /* a word without a mark */
+			continue;
+		}
+		if (o->marks[p / 64] >> (p % 64) & 1) {
+			if (n++ == 0)
+				run = p;
+		} else if (n) {
+			r = queue_object(c, o, o->lo + (run << o->page_shift), n << o->page_shift);
+			if (r < 0)
+				return r;
+			n = 0;
+		}
+		p++;
+	}
+	if (n && (r = queue_object(c, o, o->lo + (run << o->page_shift), n << o->page_shift)) < 0)
+		return r;
+	clear_marks(o);
+	return 0;
+}
+
+/* One PAGEMAP_SCAN pass over a mapping; each region found is marked (object offsets). */
+static int scan_map(struct shared_object *o, struct shared_map *sm, uint64_t flags,
+		    uint64_t category_mask, uint64_t *bytes)
 {
 	static struct page_region vec[SCAN_VEC];
 	uint64_t start = sm->start, end = sm->end;
@@ -505,13 +576,9 @@ static int scan_map(struct capture *c, struct shared_object *o, struct shared_ma
 		int n = ioctl(sm->t->pagemap_fd, PAGEMAP_SCAN, &a);
 		if (n < 0)
 			return -errno;
-		for (int i = 0; i < n; i++) {
-			uint64_t len = vec[i].end - vec[i].start;
-			*bytes += len;
-			int r = queue_object(c, o, sm->pgoff + (vec[i].start - sm->start), len);
-			if (r < 0)
-				return r;
-		}
+		for (int i = 0; i < n; i++)
+			mark(o, sm->pgoff + (vec[i].start - sm->start), vec[i].end - vec[i].start,
+			     bytes);
 		if (a.walk_end <= start)
 			return -EIO;
 		start = a.walk_end;
@@ -611,7 +678,7 @@ static int round_once(struct capture *c, struct shared_object *o, bool whole, ui
 		struct shared_map *sm = &o->maps[i];
 		if (!sm->tracked)
 			continue;
-		r = scan_map(c, o, sm, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN,
+		r = scan_map(o, sm, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN,
 			     &written);
 		if (r == -ENOMEM)
 			return r;
@@ -632,16 +699,20 @@ static int round_once(struct capture *c, struct shared_object *o, bool whole, ui
 		}
 	}
 	if (!o->track) {
+		clear_marks(o);
 		c->n_jobs = 0;
 		return 0;
 	}
 	if (whole) {
+		clear_marks(o);
 		c->n_jobs = 0;
 		written = 0;
 		r = queue_whole(c, o, &written);
-		if (r < 0)
-			return r;
+	} else {
+		r = queue_marked(c, o);
 	}
+	if (r < 0)
+		return r;
 	r = run_jobs(c);
 	if (r < 0)
 		return r;
@@ -798,15 +869,16 @@ int shared_frozen(struct capture *c)
 				continue;
 			if (sm->late)
 				/* Untracked, mapped since: what it touched, it may have written. */
-				r = scan_map(c, o, sm, 0, PAGE_IS_PRESENT, &o->copied_in_freeze);
+				r = scan_map(o, sm, 0, PAGE_IS_PRESENT, &o->copied_in_freeze);
 			else
-				r = scan_map(c, o, sm, PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN,
+				r = scan_map(o, sm, PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN,
 					     &o->copied_in_freeze);
 			if (r < 0 && (r == -ENOMEM || r == -EINTR))
 				return r;
 			if (r < 0) {
 				copy_whole(o, "the written pages of pid %d could not be read (%s)",
 					   sm->t->proc->pid, strerror(-r));
+				clear_marks(o);
 				o->copied_in_freeze = 0;
 				r = queue_whole(c, o, &o->copied_in_freeze);
 				if (r < 0)
@@ -814,6 +886,8 @@ int shared_frozen(struct capture *c)
 				break;
 			}
 		}
+		if (!o->copy_in_freeze && (r = queue_marked(c, o)) < 0)
+			return r;
 	}
 	/* Every mapping the cores hold points into its object's one image. */
 	for (size_t i = 0; ss && ss->n && i < c->set->n; i++) {
@@ -932,6 +1006,7 @@ void shared_release(struct capture *c)
 		free(o->path);
 		free(o->why);
 		free(o->maps);
+		free(o->marks);
 		free(o->outside);
 	}
 	free(ss->v);

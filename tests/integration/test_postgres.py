@@ -174,6 +174,7 @@ def test_postgres_tree_under_every_method():
                       "pgbench clients did not connect: %s" % (bench.poll(),))
                 time.sleep(0.1)
             out = os.path.join(tmp, m)
+            serving = pg.backends()  # read now: pgbench may end before the snapshot does
             r = osmosis("snap", "--tree", "--method", m, "--sample", "0", "-o", out,
                         pg.pm.pid, timeout=1200)
             check(r.returncode == 0, "%s: osmosis failed: %s" % (m, r.stderr))
@@ -190,9 +191,11 @@ def test_postgres_tree_under_every_method():
             # that reads the segment whole again, outside the pause (docs/shared-memory.md).
             check(seg["kept"] == "tracked",
                   "%s: the shared buffers were %s (%s)" % (m, seg["kept"], seg["kept_reason"]))
-            backends = [p for p in pg.backends() if p in procs and
+            backends = [p for p in serving if p in procs and
                         procs[p]["capture"] == "memory"]
-            check(len(backends) >= 2, "%s: backends captured: %s" % (m, backends))
+            check(len(backends) >= 2, "%s: backends captured: %s of %s (%s)" % (
+                m, backends, serving, [(p, procs[p]["capture"], procs[p].get("capture_note"))
+                                       for p in serving if p in procs]))
             found = {}
             for pid in backends[:2]:
                 start = [x["start"] for x in seg["mapped_by"] if x["pid"] == pid]
