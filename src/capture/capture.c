@@ -364,19 +364,29 @@ static int choose(struct capture *c, struct target *t)
 	return -EINVAL;
 }
 
+/* The default budget (no --max-memory) holds the shared objects besides (each is kept once, and
+ * cannot be kept with less: a PostgreSQL with 1 GiB of shared buffers would leave nothing of a
+ * 1 GiB budget), within half of what the machine has available. */
+static uint64_t shared_allowance(const struct capture *c, uint64_t avail)
+{
+	return c->max_memory_default ? MIN(shared_buffer_bytes(c), avail / 2) : 0;
+}
+
 uint64_t capture_budget(const struct capture *c)
 {
 	uint64_t avail = proc_memory_available_to_self();
 
 	avail -= MIN(avail, avail / 10);
-	return c->max_memory ? MIN(c->max_memory, avail) : avail;
+	return c->max_memory ? MIN(c->max_memory + shared_allowance(c, avail), avail) : avail;
 }
 
 /* What the budget leaves now, beside what osmosis holds. */
 static uint64_t budget_left(const struct capture *c)
 {
 	uint64_t held = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
-	uint64_t b = c->max_memory ? c->max_memory : capture_budget(c);
+	uint64_t b = c->max_memory
+			 ? c->max_memory + shared_allowance(c, proc_memory_available_to_self())
+			 : capture_budget(c);
 
 	return b > held ? b - held : 0;
 }
@@ -756,7 +766,9 @@ int capture_frozen(struct capture *c)
 	}
 	if (c->state_only)
 		return 0;
-	r = shared_frozen(c);
+	t0 = now_ns();
+	r = shared_frozen(c); /* the shared objects' written pages found: "written" */
+	timeline_pause_part(c->tl, PAUSE_WRITTEN, now_ns() - t0);
 	if (r < 0)
 		return log_error(r, "cannot plan the copy of the shared objects: %s", strerror(-r));
 	t0 = now_ns();

@@ -60,6 +60,7 @@ struct capture {
 	/* The memory budget (--max-memory): everything osmosis allocates for the snapshot stays
 	 * within it. 0: only what is available. */
 	uint64_t max_memory;
+	bool max_memory_default; /* not given: the shared objects' buffers come besides it */
 	/* Pre-copy's rounds write pages into files in this directory (the cores' own temporary
 	 * files; staging files when stage_separate, for compressed cores), not into memory.
 	 * -1: into memory (the arena), as large as what is tracked. */

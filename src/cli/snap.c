@@ -78,7 +78,9 @@ static const char snap_usage[] =
     "      --analyze           analyze the snapshot at once (as osmosis analyze DIR)\n"
     "      --max-memory SIZE   the most memory osmosis allocates for the snapshot (512M, 2G;\n"
     "                          default: the smaller of 1G and 10% of MemAvailable, within\n"
-    "                          its cgroup's limit); pre-copy writes pages to the core file\n"
+    "                          its cgroup's limit, plus the shared objects kept once, up to\n"
+    "                          half of what is available); pre-copy writes pages to the core\n"
+    "                          file\n"
     "      --compress[=LEVEL]  write compressed cores, core.PID.zst (zstd, default level 1;\n"
     "                          osmosis show/analyze read them, osmosis core makes a plain one)\n"
     "  -m, --method METHOD     how memory is kept as it was at the freeze instant:\n"
@@ -815,6 +817,7 @@ int cmd_snap(int argc, char **argv)
 	cap.tl = tl;
 	cap.max_memory = o.max_memory ? MIN(o.max_memory, proc_memory_available_to_self())
 				      : default_max_memory();
+	cap.max_memory_default = !o.max_memory;
 	cap.stage_dirfd = o.state_only ? -1 : dir.dirfd;
 	cap.stage_separate = o.compress;
 	tl->max_memory = cap.max_memory;
