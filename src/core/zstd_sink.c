@@ -101,7 +101,8 @@ static void *worker(void *arg)
 	/* Nice 10 at the normal policy: a thread made after osmosis stepped aside inherits
 	 * SCHED_IDLE, and stayed there even when the writing thread, starved, came back (a 256 MiB
 	 * core took 34-48 s to compress on a busy machine, 1 s of it on a CPU). Leaving SCHED_IDLE
-	 * needs CAP_SYS_NICE or an RLIMIT_NICE that allows nice 10 (sched(7)); without, it stays. */
+	 * needs CAP_SYS_NICE or an RLIMIT_NICE that allows nice 10 (sched(7)); without, it stays.
+	 */
 	if (sched_getscheduler(0) == SCHED_IDLE) {
 		struct sched_param sp = {0};
 		sched_setscheduler(0, SCHED_OTHER, &sp);
