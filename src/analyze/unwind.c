@@ -2,7 +2,8 @@
 /*
  * Unwinding every thread of a core with elfutils' libdwfl: modules as load.c reported them (only
  * regular files whose build-id matches the core's, see modules.c), CFI from
- * .eh_frame or .debug_frame, symbols from the symbol tables, source lines where debug info is.
+ * .eh_frame or .debug_frame, symbols from the symbol tables, source lines where debug info is
+ * (asked of the symbol cache shared by all processes, symcache.c, for modules on verified files).
  * A thread whose unwinding fails keeps the frames found so far (at least its first frame, from
  * its registers) and the reason.
  */
@@ -16,6 +17,8 @@
 #include <string.h>
 
 #include "analyze/analysis.h"
+#include "analyze/modules.h"
+#include "analyze/symcache.h"
 #include "arch.h"
 #include "base/util.h"
 
@@ -109,6 +112,9 @@ static void symbolize(struct aprocess *ap, Dwfl *dwfl, uint64_t pc, bool activat
 	GElf_Sym sym;
 	Dwarf_Addr start = 0;
 	Dwfl_Line *line;
+	struct symfile *sf;
+	struct sym_answer ans;
+	uint64_t low = 0;
 
 	f->pc = pc;
 	if (!mod) {
@@ -119,6 +125,17 @@ static void symbolize(struct aprocess *ap, Dwfl *dwfl, uint64_t pc, bool activat
 	if (modname) {
 		const char *slash = strrchr(modname, '/');
 		f->module = strdup(slash ? slash + 1 : modname);
+	}
+	/* A module on a verified file: its symbols and lines are read once for all processes. */
+	sf = modules_symfile(mod, &low);
+	if (sf && lookup >= low && symcache_lookup(sf, lookup - low, &ans)) {
+		f->function = ans.function ? strdup(ans.function) : NULL;
+		f->offset = ans.function ? ans.offset + (pc - lookup) : pc - start;
+		if (ans.file) {
+			f->file = strdup(ans.file);
+			f->line = ans.line;
+		}
+		return;
 	}
 	name = dwfl_module_addrinfo(mod, lookup, &off, &sym, NULL, NULL, NULL);
 	if (name) {
