@@ -72,10 +72,19 @@ def snap(osmosis, pids, out):
                    check=True)
 
 
-def analyze_once(osmosis, snapdir):
+TIME = shutil.which("time", path="/usr/bin:/bin")
+
+
+def analyze_once(osmosis, snapdir, tmp):
+    """One `osmosis analyze --json`: wall, CPU, peak RSS, the report. The peak RSS comes from
+    /usr/bin/time, whose child is forked from a small process: a child forked from this script
+    would count the script's own pages in its peak (the kernel keeps the peak across exec)."""
+    stats = os.path.join(tmp, "time.out")
+    cmd = [osmosis, "analyze", "--json", snapdir]
+    if TIME:
+        cmd = [TIME, "-o", stats, "-f", "%M"] + cmd
     t0 = time.monotonic()
-    p = subprocess.Popen([osmosis, "analyze", "--json", snapdir], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     out = p.stdout.read()
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
@@ -83,16 +92,27 @@ def analyze_once(osmosis, snapdir):
     rep = json.loads(out) if out else None
     if rep is None:
         raise RuntimeError("%s analyze %s: exit %d, no report" % (osmosis, snapdir, code))
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024, rep
+    rss = ru.ru_maxrss * 1024
+    if TIME:
+        with open(stats) as f:
+            rss = int(f.read().split()[-1]) * 1024
+    return wall, ru.ru_utime + ru.ru_stime, rss, frames_of(rep), summary(rep)
 
 
 def frames_of(rep):
-    """Every thread's frames, comparable across builds."""
-    out = {}
-    for p in rep["processes"]:
-        for t in p["threads"]:
-            out[(p["pid"], t["tid"])] = json.dumps(t.get("frames"), sort_keys=True)
-    return out
+    """A digest of every thread's frames, comparable across builds."""
+    h = hashlib.sha256()
+    for p in sorted(rep["processes"], key=lambda p: p["pid"]):
+        for t in sorted(p["threads"], key=lambda t: t["tid"]):
+            h.update(json.dumps([p["pid"], t["tid"], t.get("frames")], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def summary(rep):
+    """Processes, threads, frames, Python frames of a report."""
+    frames = [f for p in rep["processes"] for t in p["threads"] for f in t.get("frames") or []]
+    return (len(rep["processes"]), sum(len(p["threads"]) for p in rep["processes"]), len(frames),
+            sum(1 for f in frames if f.get("kind") == "python"))
 
 
 def floor_once():
@@ -155,7 +175,7 @@ def main():
             floors.append(floor_once())
             for name, d in snaps:
                 for label, path in bins:
-                    results.setdefault((name, label), []).append(analyze_once(path, d))
+                    results.setdefault((name, label), []).append(analyze_once(path, d, tmp))
         s1, t1 = steal()
         load1 = open("/proc/loadavg").read().split()[:3]
         print("machine: %s, %d CPUs, kernel %s; load average %s before, %s after; steal %.1f%% "
@@ -173,19 +193,16 @@ def main():
             ref = None
             for label, _ in bins:
                 rs = results[(name, label)]
-                rep = rs[-1][3]
-                fr = frames_of(rep)
+                fr, (procs, threads, frames, py) = rs[-1][3], rs[-1][4]
                 if ref is None:
                     ref = fr
-                threads = sum(len(p["threads"]) for p in rep["processes"])
-                frames = sum(len(t.get("frames") or []) for p in rep["processes"]
-                             for t in p["threads"])
-                py = sum(1 for p in rep["processes"] for t in p["threads"]
-                         for f in t.get("frames") or [] if f.get("kind") == "python")
+                same = all(r[3] == ref for r in rs)
                 print("%-8s %-14s %-6d %-8d %-8d %-8.3f %-8.3f %-9.1f %-10d %-6s" %
-                      (name, label[-14:], len(rep["processes"]), threads, frames,
+                      (name, label[-14:], procs, threads, frames,
                        statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs),
-                       max(r[2] for r in rs) / (1 << 20), py, "yes" if fr == ref else "NO"))
+                       max(r[2] for r in rs) / (1 << 20), py, "yes" if same else "NO"))
+        if not TIME:
+            print("(no /usr/bin/time: peak RSS includes this script's own pages)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
