@@ -22,6 +22,9 @@
  *      left for it to open) and find_debuginfo (separate debug files only through
  *      open_regular_file, only with the module's build-id; debuginfod only when DEBUGINFOD_URLS
  *      is set, by build-id alone).
+ *   5. A module on a verified file is also named to the analysis's symbol cache (symcache.c),
+ *      keyed by its build-id: symbols and lines are read once for every process that maps the
+ *      file, in a session of its own (modules_open_one(), the same checks and callbacks).
  *
  * The modules are reported in the core's address order; a candidate overlapping the one before
  * is left out, as libdwfl would not place it.
