@@ -135,7 +135,7 @@ void sched_freeze_lower(struct sched_freeze *f)
 
 void sched_hold_begin(struct sched_hold *h)
 {
-	static bool refused; /* not permitted once: not tried again */
+	static _Atomic bool refused; /* not permitted once: not tried again (any thread) */
 	struct sched_param fifo = {.sched_priority = sched_get_priority_min(SCHED_FIFO)};
 
 	h->held = false;

@@ -234,7 +234,10 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
 					.category_inverted = inverted,
 					.category_mask = category_mask,
 					.return_mask = return_mask};
-		int n = walk_ioctl(t->pagemap_fd, PAGEMAP_SCAN, &a);
+		/* Unbounded (in the freeze, the target stopped): at osmosis's own policy, so that
+		 * no real-time call is ever longer than a slice. */
+		int n = slice == UINT64_MAX ? ioctl(t->pagemap_fd, PAGEMAP_SCAN, &a)
+					    : walk_ioctl(t->pagemap_fd, PAGEMAP_SCAN, &a);
 		if (n < 0)
 			return -errno;
 		for (int i = 0; i < n; i++) {
