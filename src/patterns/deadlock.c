@@ -95,7 +95,9 @@ const struct pattern pattern_deadlock = {
     .needs = "cores (lock words, stacks) and the manifest (syscalls, descriptors); the Python "
 	     "variant (threads of a CPython process waiting on each other's threading.Lock or "
 	     "RLock, named with their with statements) needs the interpreter's memory in the "
-	     "cores and its binary or libpython (docs/python.md)",
+	     "cores and its binary or libpython (docs/python.md); the Java variant (threads of a "
+	     "JVM in synchronized blocks waiting for each other's monitors) needs a JDK's jhsdb "
+	     "(docs/java.md)",
     .thresholds = NULL,
     .n_thresholds = 0,
     .recommendations = recs,
