@@ -39,8 +39,8 @@
 #include "base/util.h"
 #include "core/zcore.h"
 
-#define JHSDB_TIMEOUT_S 60 /* jhsdb takes 2-30 s on a JVM core; $OSMOSIS_JHSDB_TIMEOUT changes it  \
-			    */
+/* jhsdb takes 2-30 s on a JVM's core; $OSMOSIS_JHSDB_TIMEOUT changes the bound. */
+#define JHSDB_TIMEOUT_S 60
 
 struct java {
 	char *libjvm; /* path of libjvm.so in the snapshot */
