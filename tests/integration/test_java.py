@@ -66,8 +66,7 @@ def not_machine_wide(f):
 def test_java_deadlock_named_with_threads_monitors_and_frames():
     with jvm("deadlock") as v, TempDir() as tmp:
         d = os.path.join(tmp, "s")
-        # A compressed core: jhsdb reads a plain one, which osmosis writes out for it.
-        snap("--compress", "--sample", "0.2", "-o", d, v.pid)
+        snap("--sample", "0.2", "-o", d, v.pid)
         t0 = time.time()
         rep = analyze(d)
         took = time.time() - t0
@@ -116,14 +115,6 @@ def test_java_deadlock_named_with_threads_monitors_and_frames():
         check(not rep["notes"] and not any("jhsdb" in x for x in rep["problems"]),
               "--no-java said something: %s %s" % (rep["notes"], rep["problems"]))
 
-        # No JDK: one note, no warning, native stacks as ever.
-        rep = analyze(d, env={"OSMOSIS_JHSDB": "/nonexistent/jhsdb"})
-        check(len([n for n in rep["notes"] if "jhsdb" in n]) == 1, "notes %s" % rep["notes"])
-        check(not [g for g in rep["findings"] if g["severity"] != "info" and not_machine_wide(g)],
-              "findings without a JDK: %s" % [g["summary"] for g in rep["findings"]])
-        p, ts = threads(rep, v.pid)
-        check(all(t["frames"] for t in ts), "native frames without a JDK")
-
         # A jhsdb that never finishes: killed at the deadline, reaped, said in one line.
         fake = os.path.join(tmp, "jhsdb")
         pidfile = os.path.join(tmp, "jhsdb.pid")
@@ -144,7 +135,8 @@ def test_java_deadlock_named_with_threads_monitors_and_frames():
 def test_healthy_jvm_draws_no_warning_and_shows_java_frames():
     with jvm("healthy") as v, TempDir() as tmp:
         d = os.path.join(tmp, "s")
-        snap("--sample", "0.2", "-o", d, v.pid)
+        # A compressed core: jhsdb reads a plain one, which osmosis writes out for it.
+        snap("--compress", "--sample", "0.2", "-o", d, v.pid)
         rep = analyze(d)
         bad = [(f["pattern"], f["summary"]) for f in rep["findings"]
                if f["severity"] in ("error", "warning") and not_machine_wide(f)]
@@ -166,6 +158,14 @@ def test_healthy_jvm_draws_no_warning_and_shows_java_frames():
         (m,) = named(ts, "main")
         check(any(x["method"].startswith("Deadlock.main(") for x in java_frames(m)),
               "main %s" % java_frames(m))
+
+        # No JDK: one note, no warning, native stacks as ever.
+        rep = analyze(d, env={"OSMOSIS_JHSDB": "/nonexistent/jhsdb"})
+        check(len([n for n in rep["notes"] if "jhsdb" in n]) == 1, "notes %s" % rep["notes"])
+        check(not [g for g in rep["findings"] if g["severity"] != "info" and not_machine_wide(g)],
+              "findings without a JDK: %s" % [g["summary"] for g in rep["findings"]])
+        p, ts = threads(rep, v.pid)
+        check(all(t["frames"] for t in ts), "native frames without a JDK")
 
 
 def main(ns):
