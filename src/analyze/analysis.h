@@ -138,6 +138,21 @@ struct athread {
 	char runtime_where[160]; /* where its innermost runtime frame stands, "" if none */
 };
 
+/* A task of a language runtime that is on no thread's stack: an asyncio Task suspended in an
+ * await (src/analyze/runtime/python_asyncio.c). Filled by a runtime, freed by runtimes_free. */
+struct atask {
+	char *name;	      /* Task.get_name() */
+	uint64_t addr, loop;  /* the Task object, its event loop */
+	struct frame *frames; /* its coroutine chain, innermost first (FRAME_PYTHON) */
+	size_t n_frames;
+	char awaits[320]; /* what it awaits, in words */
+	uint64_t lock;	  /* the asyncio.Lock it waits to acquire, 0 if none */
+	int waits_for;	  /* index of the task that ends its wait (the lock's holder, the task it
+			   * awaits), -1 when none or not known */
+	bool done;	  /* finished (or cancelled): waits on nothing */
+	int cycle;	  /* >0: in a cycle of tasks waiting on each other (a deadlock) */
+};
+
 struct module_info {
 	char *path;
 	uint64_t start;
@@ -176,6 +191,9 @@ struct aprocess {
 	const struct runtime *runtime;
 	void *runtime_state;
 	char *runtime_version;		/* "CPython 3.11.2" */
+	struct atask *tasks;		/* the runtime's suspended tasks (asyncio), or NULL */
+	size_t n_tasks;
+	struct athread *loop_thread; /* the thread running the tasks' event loop, or NULL */
 	struct module_source **sources; /* what stands for each module in libdwfl (modules.c) */
 	size_t n_sources;
 };
