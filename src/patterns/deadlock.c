@@ -14,8 +14,74 @@ static const char *const recs[] = {
     NULL,
 };
 
+/* The asyncio variant: tasks of one loop, each waiting for an asyncio.Lock held by the next
+ * (atask.cycle, python_tasks.c). No thread is blocked: the loop's thread idles in its
+ * selector, so the wait graph of threads has no cycle; the tasks' own links do. */
+static void match_tasks(const struct aprocess *ap, const struct pattern *self,
+			struct findings *out)
+{
+	for (int id = 1;; id++) {
+		const struct atask *first = NULL;
+		char names[400] = "";
+		size_t n = 0, nl = 0;
+		struct finding *f;
+
+		for (size_t i = 0; i < ap->n_tasks; i++)
+			if (ap->tasks[i].cycle == id) {
+				int w = snprintf(names + nl, sizeof(names) - nl, "%s\"%s\"",
+						 n ? ", " : "",
+						 ap->tasks[i].name ? ap->tasks[i].name : "?");
+				nl = w > 0 ? MIN(nl + (size_t)w, sizeof(names) - 1) : nl;
+				first = first ? first : &ap->tasks[i];
+				n++;
+			}
+		if (!first)
+			return;
+		f = finding_new(out, self, SEV_ERROR,
+				"%zu asyncio tasks of pid %d (%s) wait on each other through "
+				"asyncio.Locks in a cycle: none of them can go on (tasks %s).",
+				n, ap->p->pid, ap->p->comm, names);
+		if (!f)
+			return;
+		finding_pid(f, ap->p->pid);
+		if (ap->loop_thread) {
+			char label[160];
+			thread_label(ap->loop_thread, label, sizeof(label));
+			finding_tid(f, ap->loop_thread->t->tid);
+			finding_line(f, "their event loop runs on %s, which waits for events that "
+					"cannot come for them",
+				     label);
+		}
+		json_object *arr = json_object_new_array();
+		const struct atask *t = first;
+		do {
+			json_object *o = json_object_new_object();
+			finding_line(f, "task \"%s\" %s", t->name ? t->name : "?", t->awaits);
+			for (size_t k = 0; k < t->n_frames && k < 6; k++)
+				finding_line(f, "      #%zu %s (python) %s:%d", k,
+					     t->frames[k].function ? t->frames[k].function : "?",
+					     t->frames[k].file ? t->frames[k].file : "?",
+					     t->frames[k].line);
+			json_object_object_add(o, "task",
+					       json_object_new_string(t->name ? t->name : "?"));
+			json_object_object_add(o, "waits_on", json_object_new_string(t->awaits));
+			json_object_object_add(o, "lock", json_object_new_int64((int64_t)t->lock));
+			json_object_array_add(arr, o);
+			t = &ap->tasks[t->waits_for];
+		} while (t != first);
+		finding_line(f, "and so back to task \"%s\"", first->name ? first->name : "?");
+		json_object_object_add(finding_ev(f), "task_cycle", arr);
+		finding_rec(f, "In asyncio: take the locks in one fixed order in every task, or use "
+			       "asyncio.wait_for(lock.acquire(), timeout) and back off; hold no "
+			       "asyncio.Lock across an await that takes another.");
+		f->key = ((uint64_t)ap->p->pid << 16) | (uint64_t)id;
+	}
+}
+
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
 {
+	for (size_t i = 0; i < a->n_procs; i++)
+		match_tasks(&a->procs[i], self, out);
 	for (size_t i = 0; i < a->n_cycles; i++) {
 		const struct cycle *c = &a->cycles[i];
 		struct finding *f;
@@ -72,8 +138,9 @@ const struct pattern pattern_deadlock = {
 		   "pipe or a socket that waits back.",
     .needs = "cores (lock words, stacks) and the manifest (syscalls, descriptors); the Python "
 	     "variant (threads of a CPython process waiting on each other's threading.Lock or "
-	     "RLock, named with their with statements) needs the interpreter's memory in the "
-	     "cores and its binary or libpython (docs/python.md)",
+	     "RLock, named with their with statements) and the asyncio variant (tasks waiting on "
+	     "each other's asyncio.Lock, named with their async with statements) need the "
+	     "interpreter's memory in the cores and its binary or libpython (docs/python.md)",
     .thresholds = NULL,
     .n_thresholds = 0,
     .recommendations = recs,

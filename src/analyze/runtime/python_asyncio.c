@@ -233,7 +233,6 @@ static void set_each_task(const struct rmem *m, struct py_state *st, uint64_t se
 		uint64_t key, obj;
 		if (!rd64(m, table + i * 16, &key) || !plausible(key))
 			continue;
-		if (getenv("OSM_DBG")) { char tn[64] = ""; py_type_name(m, L, key, tn, sizeof(tn)); uint64_t o = 0; rd64(m, key + 16, &o); char tn2[64] = ""; py_type_name(m, L, o, tn2, sizeof(tn2)); fprintf(stderr, "key %llx %s -> %llx %s\n", (unsigned long long)key, tn, (unsigned long long)o, tn2); }
 		if (!through_weakref)
 			task_add(m, st, key);
 		else if (type_is(m, L, key, "weakref.ReferenceType") &&
@@ -262,8 +261,6 @@ void py_read_tasks(const struct rmem *m, struct py_state *st)
 	else if (ws)
 		snprintf(st->tasks_error, sizeof(st->tasks_error),
 			 "asyncio's set of tasks is unreadable: its tasks are not shown");
-	if (getenv("OSM_DBG"))
-		fprintf(stderr, "tasks mod %llx ws %llx data %llx n %zu\n", (unsigned long long)tasks, (unsigned long long)ws, (unsigned long long)data, st->n_tasks);
 	eager = py_dict_get_str(m, L, mdict, "_eager_tasks");
 	if (eager)
 		set_each_task(m, st, eager, false);
