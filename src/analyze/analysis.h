@@ -136,6 +136,12 @@ struct athread {
 	bool holds_gil;		 /* holds the runtime's global lock at the instant */
 	bool waits_gil;		 /* waits for it */
 	char runtime_where[160]; /* where its innermost runtime frame stands, "" if none */
+	/* A wait on a runtime's lock whose holder is not known (a threading.Lock taken with
+	 * acquire()): the lock, and a thread whose code, by its bytecode, took it and has not
+	 * released it (a suspect, not a known holder: no edge of the wait graph), or NULL. */
+	uint64_t runtime_lock;
+	struct athread *runtime_lock_suspect;
+	char runtime_lock_suspect_at[160]; /* "explicit_lock_transfer (app.py:12)" */
 };
 
 /* A task of a language runtime that is on no thread's stack: an asyncio Task suspended in an

@@ -78,8 +78,71 @@ static void match_tasks(const struct aprocess *ap, const struct pattern *self,
 	}
 }
 
+/* Threads waiting for threading.Locks taken with acquire(): the holders are not known, but
+ * when each lock's only suspect (a thread whose code took it and, by its code, has not
+ * released it) waits for the next lock, around a cycle, it is most likely a deadlock. Said
+ * as such, with the holders unknown. */
+static void match_suspects(const struct aprocess *ap, const struct pattern *self,
+			   struct findings *out)
+{
+	for (size_t i = 0; i < ap->n_threads; i++) {
+		const struct athread *start = &ap->threads[i], *t = start;
+		size_t n = 0;
+		bool lowest = true;
+
+		if (!start->runtime_lock_suspect)
+			continue;
+		do {
+			t = t->runtime_lock_suspect;
+			n++;
+			lowest = lowest && t->t->tid >= start->t->tid;
+		} while (t && t != start && t->runtime_lock_suspect && n <= ap->n_threads);
+		if (t != start || !lowest) /* no cycle, or reported from its lowest thread */
+			continue;
+		struct finding *f = finding_new(
+		    out, self, SEV_ERROR,
+		    "%zu threads of pid %d (%s) wait for threading.Locks taken with acquire(), "
+		    "each lock taken, by its code, by the next thread: most likely a deadlock "
+		    "(holders unknown: acquired explicitly).",
+		    n, ap->p->pid, ap->p->comm);
+		if (!f)
+			return;
+		finding_pid(f, ap->p->pid);
+		json_object *arr = json_object_new_array();
+		t = start;
+		do {
+			char label[160], sl[160];
+			json_object *o = json_object_new_object();
+			thread_label(t, label, sizeof(label));
+			thread_label(t->runtime_lock_suspect, sl, sizeof(sl));
+			finding_tid(f, t->t->tid);
+			finding_line(f, "%s", label);
+			finding_line(f, "  %s", t->wait.text);
+			finding_line(f, "  holder: unknown (acquired explicitly); by its code, %s took "
+					"it in %s",
+				     sl, t->runtime_lock_suspect_at);
+			finding_frames(f, t, 4);
+			json_object_object_add(o, "tid", json_object_new_int(t->t->tid));
+			json_object_object_add(o, "lock",
+					       json_object_new_int64((int64_t)t->runtime_lock));
+			json_object_object_add(o, "holder", NULL);
+			json_object_object_add(
+			    o, "suspect", json_object_new_int(t->runtime_lock_suspect->t->tid));
+			json_object_array_add(arr, o);
+			t = t->runtime_lock_suspect;
+		} while (t != start);
+		json_object_object_add(finding_ev(f), "suspect_cycle", arr);
+		finding_rec(f, "In Python: take the locks with `with lock:` (osmosis then knows the "
+			       "holder), in one fixed order everywhere, or with "
+			       "lock.acquire(timeout=...) and back off.");
+		f->key = ((uint64_t)ap->p->pid << 32) | (uint64_t)start->t->tid;
+	}
+}
+
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
 {
+	for (size_t i = 0; i < a->n_procs; i++)
+		match_suspects(&a->procs[i], self, out);
 	for (size_t i = 0; i < a->n_procs; i++)
 		match_tasks(&a->procs[i], self, out);
 	for (size_t i = 0; i < a->n_cycles; i++) {

@@ -181,7 +181,7 @@ def check_mix(python, with_gdb=False):
         check("queue.Queue.get" in waits["getter"], "getter: %s" % waits["getter"])
         check("threading.Event.wait" in waits["event-waiter"], "%s" % waits["event-waiter"])
         check("threading.Condition.wait" in waits["cond-waiter"], "%s" % waits["cond-waiter"])
-        check("threading.Lock" in waits["acquirer"] and "not known" in waits["acquirer"],
+        check("threading.Lock" in waits["acquirer"] and "holder unknown" in waits["acquirer"],
               "acquirer: %s" % waits["acquirer"])
         check("threading.Semaphore.acquire" in waits["sem-waiter"], "%s" % waits["sem-waiter"])
         check(re.match(r'waits in "with rl:" \(pyvictim.py:\d+, rlock_waiter\) for a '

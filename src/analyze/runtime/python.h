@@ -150,6 +150,13 @@ void py_state_done(struct py_state *st);
 /* One interpreter frame at frame (not its chain): false if it is unreadable or its code is not a
  * code object. */
 bool py_frame_at(const struct rmem *m, struct py_state *st, uint64_t frame, struct py_frame *f);
+/* Whether the code of frame f, before the instruction it stands at, called LOCK.acquire() on
+ * a local or an attribute of a local that is lock now (`a.acquire()`, `self.lock.acquire()`)
+ * and no release() on it after: the line of that call (-1 if unknown), or 0 when not. Read
+ * from the bytecode in order, not from what ran: a branch or loop can make it wrong, so a
+ * caller says "by its code", never "holds". */
+int py_frame_acquired(const struct rmem *m, struct py_state *st, const struct py_frame *f,
+		      uint64_t lock);
 /* 3.11, 3.12: whether a suspended coroutine's frame f stands in an await (the RESUME after its
  * yield says so), so that the top of its stack is what it awaits. */
 bool py_frame_awaits(const struct rmem *m, const struct py_state *st, const struct py_frame *f);

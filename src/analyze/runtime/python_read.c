@@ -897,3 +897,94 @@ bool py_frame_awaits(const struct rmem *m, const struct py_state *st, const stru
 	free(code);
 	return yes;
 }
+
+/* What an expression of the bytecode stands for: a local (or cell) and a chain of attributes. */
+struct expr {
+	int local; /* -1: not a local */
+	char attrs[3][48];
+	int n_attrs;
+	bool valid;
+};
+
+static uint64_t expr_value(const struct rmem *m, const struct py_layout *L,
+			   const struct py_frame *f, const struct expr *e)
+{
+	uint64_t v;
+	if (!e->valid || e->local < 0 || (unsigned)e->local >= f->n_slots ||
+	    !rd64(m, f->localsplus + (uint64_t)e->local * 8, &v) || !plausible(v))
+		return 0;
+	for (int i = 0; i < e->n_attrs && v; i++)
+		v = py_instance_attr(m, L, v, e->attrs[i]);
+	return v;
+}
+
+int py_frame_acquired(const struct rmem *m, struct py_state *st, const struct py_frame *f,
+		      uint64_t lock)
+{
+	const struct py_layout *L = &st->L;
+	const struct py_opcodes *ops = opcodes_for(L);
+	int minor = (int)((L->version >> 16) & 0xff);
+	struct expr cur = {.local = -1}, call = {.local = -1};
+	int pending = 0; /* 1 acquire, 2 release: a method loaded, its call to come */
+	int acquired_at = -1;
+	uint8_t *code;
+	uint32_t ext = 0;
+	size_t n;
+
+	if (!ops || !(code = code_units(m, L, f, 0, &n)))
+		return 0;
+	for (int i = 0; i < f->lasti;) {
+		int op = ops->deopt[code[2 * i]];
+		uint32_t arg = code[2 * i + 1] | ext;
+
+		if (op == ops->extended_arg) {
+			ext = arg << 8;
+			i++;
+			continue;
+		}
+		ext = 0;
+		if (op == ops->load_fast || op == ops->load_fast_check || op == ops->load_deref) {
+			cur = (struct expr){.local = (int)arg, .valid = true};
+		} else if ((minor == 11 && op == ops->load_method) ||
+			   (minor > 11 && op == ops->load_attr && (arg & 1))) {
+			/* a method about to be called: lock.acquire / lock.release */
+			char *name = tuple_str(m, L, f->code, L->co_names,
+					       minor == 11 ? arg : arg >> 1);
+			pending = 0;
+			if (name && cur.valid && !strcmp(name, "acquire"))
+				pending = 1;
+			else if (name && cur.valid && !strcmp(name, "release"))
+				pending = 2;
+			call = cur;
+			cur.valid = false;
+			free(name);
+		} else if (op == ops->load_attr && cur.valid && cur.n_attrs < 3) {
+			char *name =
+			    tuple_str(m, L, f->code, L->co_names, minor == 11 ? arg : arg >> 1);
+			if (name && strlen(name) < sizeof(cur.attrs[0]))
+				snprintf(cur.attrs[cur.n_attrs++], sizeof(cur.attrs[0]), "%s",
+					 name);
+			else
+				cur.valid = false;
+			free(name);
+		} else if (op == ops->call && pending) {
+			if (expr_value(m, L, f, &call) == lock)
+				acquired_at = pending == 1 ? i : -1;
+			pending = 0;
+			cur.valid = false;
+		} else if (op != ops->precall && op != ops->load_const && op != ops->cache) {
+			/* anything else ends the expression, and a method's call if one was to
+			 * come (acquire(timeout=...) passes: its constants load) */
+			cur.valid = false;
+			pending = 0;
+		}
+		i += 1 + ops->caches[op];
+	}
+	free(code);
+	if (acquired_at < 0)
+		return 0;
+	struct py_code *c = code_get(m, st, f->code);
+	int line = c && c->ok ? py_line_for(c->linetable, c->lt_len, c->firstlineno, acquired_at)
+			      : 0;
+	return line > 0 ? line : -1;
+}
