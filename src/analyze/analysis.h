@@ -196,10 +196,10 @@ struct aprocess {
 	/* The language runtime found in it (src/analyze/runtime/), or NULL. */
 	const struct runtime *runtime;
 	void *runtime_state;
-	char *runtime_version;		/* "CPython 3.11.2" */
-	struct atask *tasks;		/* the runtime's suspended tasks (asyncio), or NULL */
+	char *runtime_version; /* "CPython 3.11.2" */
+	struct atask *tasks;   /* the runtime's suspended tasks (asyncio), or NULL */
 	size_t n_tasks;
-	struct athread *loop_thread; /* the thread running the tasks' event loop, or NULL */
+	struct athread *loop_thread;	/* the thread running the tasks' event loop, or NULL */
 	struct module_source **sources; /* what stands for each module in libdwfl (modules.c) */
 	size_t n_sources;
 };

@@ -17,8 +17,7 @@ static const char *const recs[] = {
 /* The asyncio variant: tasks of one loop, each waiting for an asyncio.Lock held by the next
  * (atask.cycle, python_tasks.c). No thread is blocked: the loop's thread idles in its
  * selector, so the wait graph of threads has no cycle; the tasks' own links do. */
-static void match_tasks(const struct aprocess *ap, const struct pattern *self,
-			struct findings *out)
+static void match_tasks(const struct aprocess *ap, const struct pattern *self, struct findings *out)
 {
 	for (int id = 1;; id++) {
 		const struct atask *first = NULL;
@@ -48,8 +47,9 @@ static void match_tasks(const struct aprocess *ap, const struct pattern *self,
 			char label[160];
 			thread_label(ap->loop_thread, label, sizeof(label));
 			finding_tid(f, ap->loop_thread->t->tid);
-			finding_line(f, "their event loop runs on %s, which waits for events that "
-					"cannot come for them",
+			finding_line(f,
+				     "their event loop runs on %s, which waits for events that "
+				     "cannot come for them",
 				     label);
 		}
 		json_object *arr = json_object_new_array();
@@ -71,9 +71,10 @@ static void match_tasks(const struct aprocess *ap, const struct pattern *self,
 		} while (t != first);
 		finding_line(f, "and so back to task \"%s\"", first->name ? first->name : "?");
 		json_object_object_add(finding_ev(f), "task_cycle", arr);
-		finding_rec(f, "In asyncio: take the locks in one fixed order in every task, or use "
-			       "asyncio.wait_for(lock.acquire(), timeout) and back off; hold no "
-			       "asyncio.Lock across an await that takes another.");
+		finding_rec(f,
+			    "In asyncio: take the locks in one fixed order in every task, or use "
+			    "asyncio.wait_for(lock.acquire(), timeout) and back off; hold no "
+			    "asyncio.Lock across an await that takes another.");
 		f->key = ((uint64_t)ap->p->pid << 16) | (uint64_t)id;
 	}
 }
@@ -118,9 +119,11 @@ static void match_suspects(const struct aprocess *ap, const struct pattern *self
 			finding_tid(f, t->t->tid);
 			finding_line(f, "%s", label);
 			finding_line(f, "  %s", t->wait.text);
-			finding_line(f, "  holder: unknown (acquired explicitly); by its code, %s took "
-					"it in %s",
-				     sl, t->runtime_lock_suspect_at);
+			finding_line(
+			    f,
+			    "  holder: unknown (acquired explicitly); by its code, %s took "
+			    "it in %s",
+			    sl, t->runtime_lock_suspect_at);
 			finding_frames(f, t, 4);
 			json_object_object_add(o, "tid", json_object_new_int(t->t->tid));
 			json_object_object_add(o, "lock",
@@ -132,9 +135,10 @@ static void match_suspects(const struct aprocess *ap, const struct pattern *self
 			t = t->runtime_lock_suspect;
 		} while (t != start);
 		json_object_object_add(finding_ev(f), "suspect_cycle", arr);
-		finding_rec(f, "In Python: take the locks with `with lock:` (osmosis then knows the "
-			       "holder), in one fixed order everywhere, or with "
-			       "lock.acquire(timeout=...) and back off.");
+		finding_rec(f,
+			    "In Python: take the locks with `with lock:` (osmosis then knows the "
+			    "holder), in one fixed order everywhere, or with "
+			    "lock.acquire(timeout=...) and back off.");
 		f->key = ((uint64_t)ap->p->pid << 32) | (uint64_t)start->t->tid;
 	}
 }

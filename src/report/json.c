@@ -127,7 +127,8 @@ int report_json(FILE *out, const struct analysis *a, const struct findings *fs)
 				ADD(o, "loop", json_object_new_int64((int64_t)t->loop));
 				ADD(o, "done", json_object_new_boolean(t->done));
 				ADD(o, "awaits", json_object_new_string(t->awaits));
-				ADD(o, "lock", t->lock ? json_object_new_int64((int64_t)t->lock) : NULL);
+				ADD(o, "lock",
+				    t->lock ? json_object_new_int64((int64_t)t->lock) : NULL);
 				ADD(o, "waits_for",
 				    t->waits_for >= 0 ? jstr_or_null(ap->tasks[t->waits_for].name)
 						      : NULL);

@@ -191,11 +191,11 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 		const struct aprocess *ap = &a->procs[i];
 		if (!ap->n_tasks)
 			continue;
-		fprintf(out, "\n%sasyncio tasks of pid %d%s: %zu task%s", st.bold, ap->p->pid, st.off,
-			ap->n_tasks, ap->n_tasks == 1 ? "" : "s");
+		fprintf(out, "\n%sasyncio tasks of pid %d%s: %zu task%s", st.bold, ap->p->pid,
+			st.off, ap->n_tasks, ap->n_tasks == 1 ? "" : "s");
 		if (ap->loop_thread)
-			fprintf(out, ", their loop run by thread %d \"%s\"", ap->loop_thread->t->tid,
-				thread_name(ap->loop_thread));
+			fprintf(out, ", their loop run by thread %d \"%s\"",
+				ap->loop_thread->t->tid, thread_name(ap->loop_thread));
 		fputc('\n', out);
 		for (size_t j = 0; j < ap->n_tasks; j++) {
 			const struct atask *t = &ap->tasks[j];

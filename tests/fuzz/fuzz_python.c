@@ -2,9 +2,9 @@
 /* libFuzzer harness for CPython's structure reader: any memory (cycles in frame and thread
  * chains, huge counts, bad pointers, damaged strings, dicts and line tables) must be read without
  * crashing, in bounded time; so must the asyncio task walk (sets of weak references, coroutine
- * chains that await each other in a loop). The input's first byte picks the layout (3.11, 3.12, or the 3.13
- * debug offsets read from the input itself); the rest is the memory at BASE, where _PyRuntime
- * is. */
+ * chains that await each other in a loop). The input's first byte picks the layout (3.11, 3.12, or
+ * the 3.13 debug offsets read from the input itself); the rest is the memory at BASE, where
+ * _PyRuntime is. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -114,7 +114,7 @@ struct py_task {
 	bool running; /* its coroutine runs (its frames are on its loop's thread) */
 	struct py_frame *frames;
 	size_t n_frames;
-	uint64_t awaited;      /* the object the innermost frame awaits (a Future for a FutureIter) */
+	uint64_t awaited; /* the object the innermost frame awaits (a Future for a FutureIter) */
 	char awaited_type[48]; /* its type's name */
 	char error[120];
 };

@@ -50,8 +50,7 @@ static bool rdptr(const struct rmem *m, uint64_t addr, uint64_t *v)
 	return rd64(m, addr, v) && plausible(*v);
 }
 
-static bool type_is(const struct rmem *m, const struct py_layout *L, uint64_t obj,
-		    const char *want)
+static bool type_is(const struct rmem *m, const struct py_layout *L, uint64_t obj, const char *want)
 {
 	char tn[48];
 	return py_type_name(m, L, obj, tn, sizeof(tn)) && !strcmp(tn, want);

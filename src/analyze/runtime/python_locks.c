@@ -15,9 +15,9 @@
  * thread's ident). A plain Lock acquired with acquire() leaves no trace on its holder's stack:
  * then the holder is said to be unknown; a thread whose code (read back from its bytecode)
  * called acquire() on that very lock and no release() after is named as a suspect, by its
- * code, never as the holder, and gets no edge of the wait graph. Every object found is checked by its type's name, so
- * a stale slot can only name a live lock of the same kind; a lock is a holder's only while it
- * is locked and the thread does not itself wait on it.
+ * code, never as the holder, and gets no edge of the wait graph. Every object found is checked by
+ * its type's name, so a stale slot can only name a live lock of the same kind; a lock is a holder's
+ * only while it is locked and the thread does not itself wait on it.
  *
  * Waits inside threading.py and queue.py (Condition.wait, Event.wait, Semaphore.acquire,
  * Queue.get, Thread.join, Barrier.wait) are named by the library function the user's frame

@@ -839,8 +839,8 @@ void py_frame_with_text(const struct rmem *m, const struct py_state *st, struct 
 			if (op == ops->before_with && expr[0])
 				snprintf(f->with_text, sizeof(f->with_text), "with %s:", expr);
 			else if (aenter && in_aenter_await(ops, op))
-				snprintf(f->with_text, sizeof(f->with_text), "async with %s:",
-					 aexpr);
+				snprintf(f->with_text, sizeof(f->with_text),
+					 "async with %s:", aexpr);
 			break;
 		}
 		if (op == ops->extended_arg) {
@@ -948,8 +948,8 @@ int py_frame_acquired(const struct rmem *m, struct py_state *st, const struct py
 		} else if ((minor == 11 && op == ops->load_method) ||
 			   (minor > 11 && op == ops->load_attr && (arg & 1))) {
 			/* a method about to be called: lock.acquire / lock.release */
-			char *name = tuple_str(m, L, f->code, L->co_names,
-					       minor == 11 ? arg : arg >> 1);
+			char *name =
+			    tuple_str(m, L, f->code, L->co_names, minor == 11 ? arg : arg >> 1);
 			pending = 0;
 			if (name && cur.valid && !strcmp(name, "acquire"))
 				pending = 1;
@@ -984,7 +984,7 @@ int py_frame_acquired(const struct rmem *m, struct py_state *st, const struct py
 	if (acquired_at < 0)
 		return 0;
 	struct py_code *c = code_get(m, st, f->code);
-	int line = c && c->ok ? py_line_for(c->linetable, c->lt_len, c->firstlineno, acquired_at)
-			      : 0;
+	int line =
+	    c && c->ok ? py_line_for(c->linetable, c->lt_len, c->firstlineno, acquired_at) : 0;
 	return line > 0 ? line : -1;
 }

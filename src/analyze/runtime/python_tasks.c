@@ -44,8 +44,7 @@ static bool asyncio_file(const char *file)
 	return slash && slash - file >= 8 && !strncmp(slash - 8, "/asyncio", 8);
 }
 
-static bool type_is(const struct rmem *m, const struct py_layout *L, uint64_t obj,
-		    const char *want)
+static bool type_is(const struct rmem *m, const struct py_layout *L, uint64_t obj, const char *want)
 {
 	char tn[48];
 	return py_type_name(m, L, obj, tn, sizeof(tn)) && !strcmp(tn, want);
@@ -113,14 +112,16 @@ static void collect_held(const struct rmem *m, const struct py_state *st, struct
 				if (!plausible(slots[k]))
 					continue;
 				self = py_method_self(m, L, slots[k], &qn);
-				bool aexit = self && qn && !strcmp(qn, "_ContextManagerMixin.__aexit__");
+				bool aexit =
+				    self && qn && !strcmp(qn, "_ContextManagerMixin.__aexit__");
 				free(qn);
 				if (!aexit || self == mine || !type_is(m, L, self, "Lock"))
 					continue;
 				uint64_t lk = py_instance_attr(m, L, self, "_locked");
 				if (!lk || !py_read_bool(m, L, lk, &locked) || !locked)
 					continue;
-				if (grow_array((void **)&hs->v, &hs->cap, hs->n + 1, sizeof(*hs->v)))
+				if (grow_array((void **)&hs->v, &hs->cap, hs->n + 1,
+					       sizeof(*hs->v)))
 					return;
 				hs->v[hs->n++] = (struct held){.lock = self, .task = i, .frame = f};
 			}
@@ -139,8 +140,7 @@ static const char *library_wait(const char *qualname, const char **ownerless)
 	    {"Queue.put", "asyncio.Queue.put", "any task that takes an item wakes it"},
 	    {"Queue.join", "asyncio.Queue.join", "the consumers calling task_done() wake it"},
 	    {"Condition.wait", "asyncio.Condition.wait", "any task that notifies wakes it"},
-	    {"Condition.wait_for", "asyncio.Condition.wait_for",
-	     "any task that notifies wakes it"},
+	    {"Condition.wait_for", "asyncio.Condition.wait_for", "any task that notifies wakes it"},
 	    {"Semaphore.acquire", "asyncio.Semaphore.acquire",
 	     "any task that releases the semaphore wakes it"},
 	    {"Barrier.wait", "asyncio.Barrier.wait", "the other parties arriving wake it"},
@@ -188,8 +188,8 @@ static const char *task_label(const struct py_state *st, size_t i)
 }
 
 /* What task i awaits, in words, and the task that can end it. */
-static void describe(const struct rmem *m, struct py_state *st, const struct held_set *hs,
-		     size_t i, struct atask *out)
+static void describe(const struct rmem *m, struct py_state *st, const struct held_set *hs, size_t i,
+		     struct atask *out)
 {
 	const struct py_layout *L = &st->L;
 	struct py_task *t = &st->tasks[i];
@@ -236,16 +236,18 @@ static void describe(const struct rmem *m, struct py_state *st, const struct hel
 		out->lock = lock;
 		if (h) {
 			out->waits_for = (int)h->task;
-			snprintf(out->awaits, sizeof(out->awaits),
-				 "waits in %s for an asyncio.Lock at 0x%llx held by task \"%s\" (an "
-				 "async with block in %s)",
-				 where, (unsigned long long)lock, task_label(st, h->task),
-				 h->frame->function ? h->frame->function : "?");
+			snprintf(
+			    out->awaits, sizeof(out->awaits),
+			    "waits in %s for an asyncio.Lock at 0x%llx held by task \"%s\" (an "
+			    "async with block in %s)",
+			    where, (unsigned long long)lock, task_label(st, h->task),
+			    h->frame->function ? h->frame->function : "?");
 		} else {
-			snprintf(out->awaits, sizeof(out->awaits),
-				 "waits in %s for an asyncio.Lock at 0x%llx; its holder is not known "
-				 "(it was not taken in an async with block)",
-				 where, (unsigned long long)lock);
+			snprintf(
+			    out->awaits, sizeof(out->awaits),
+			    "waits in %s for an asyncio.Lock at 0x%llx; its holder is not known "
+			    "(it was not taken in an async with block)",
+			    where, (unsigned long long)lock);
 		}
 		return;
 	}
@@ -253,8 +255,8 @@ static void describe(const struct rmem *m, struct py_state *st, const struct hel
 		uint64_t delay = first_local(m, lib);
 		char num[32] = "?";
 		(void)py_number_text(m, L, delay, num, sizeof(num));
-		snprintf(out->awaits, sizeof(out->awaits), "sleeps in asyncio.sleep(%s), called at %s",
-			 num, where);
+		snprintf(out->awaits, sizeof(out->awaits),
+			 "sleeps in asyncio.sleep(%s), called at %s", num, where);
 		return;
 	}
 	if (!strncmp(fn, "StreamReader.", 13)) {
@@ -273,7 +275,8 @@ static void describe(const struct rmem *m, struct py_state *st, const struct hel
 	what = library_wait(fn, &ownerless);
 	if (what) {
 		snprintf(out->awaits, sizeof(out->awaits), "waits in %s, called at %s: %s%s", what,
-			 where, ownerless ? "no owner by design, " : "", ownerless ? ownerless : "");
+			 where, ownerless ? "no owner by design, " : "",
+			 ownerless ? ownerless : "");
 		return;
 	}
 	if (t->fut_waiter && type_is(m, L, t->fut_waiter, "_asyncio.Task")) {
