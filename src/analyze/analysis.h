@@ -155,8 +155,13 @@ struct atask {
 	uint64_t lock;	  /* the asyncio.Lock it waits to acquire, 0 if none */
 	int waits_for;	  /* index of the task that ends its wait (the lock's holder, the task it
 			   * awaits), -1 when none or not known */
-	bool done;	  /* finished (or cancelled): waits on nothing */
-	int cycle;	  /* >0: in a cycle of tasks waiting on each other (a deadlock) */
+	int suspect;	  /* the lock's holder not known (taken with await lock.acquire()): the
+			   * index of the one task whose code took it and has not released it, by
+			   * its code, or -1 */
+	char suspect_at[160];
+	bool done;	   /* finished (or cancelled): waits on nothing */
+	int cycle;	   /* >0: in a cycle of tasks waiting on each other (a deadlock) */
+	int suspect_cycle; /* >0: in a cycle through suspects (most likely a deadlock) */
 };
 
 struct module_info {

@@ -17,7 +17,8 @@ static const char *const recs[] = {
 /* The asyncio variant: tasks of one loop, each waiting for an asyncio.Lock held by the next
  * (atask.cycle, python_tasks.c). No thread is blocked: the loop's thread idles in its
  * selector, so the wait graph of threads has no cycle; the tasks' own links do. */
-static void match_tasks(const struct aprocess *ap, const struct pattern *self, struct findings *out)
+static void match_tasks(const struct aprocess *ap, const struct pattern *self, struct findings *out,
+			bool suspects)
 {
 	for (int id = 1;; id++) {
 		const struct atask *first = NULL;
@@ -26,7 +27,7 @@ static void match_tasks(const struct aprocess *ap, const struct pattern *self, s
 		struct finding *f;
 
 		for (size_t i = 0; i < ap->n_tasks; i++)
-			if (ap->tasks[i].cycle == id) {
+			if ((suspects ? ap->tasks[i].suspect_cycle : ap->tasks[i].cycle) == id) {
 				int w = snprintf(names + nl, sizeof(names) - nl, "%s\"%s\"",
 						 n ? ", " : "",
 						 ap->tasks[i].name ? ap->tasks[i].name : "?");
@@ -36,10 +37,20 @@ static void match_tasks(const struct aprocess *ap, const struct pattern *self, s
 			}
 		if (!first)
 			return;
-		f = finding_new(out, self, SEV_ERROR,
-				"%zu asyncio tasks of pid %d (%s) wait on each other through "
-				"asyncio.Locks in a cycle: none of them can go on (tasks %s).",
-				n, ap->p->pid, ap->p->comm, names);
+		if (suspects)
+			f = finding_new(
+			    out, self, SEV_ERROR,
+			    "%zu asyncio tasks of pid %d (%s) wait for asyncio.Locks taken "
+			    "with await lock.acquire(), each lock taken, by its code, by the "
+			    "next task: most likely a deadlock (holders unknown: acquired "
+			    "explicitly; tasks %s).",
+			    n, ap->p->pid, ap->p->comm, names);
+		else
+			f = finding_new(
+			    out, self, SEV_ERROR,
+			    "%zu asyncio tasks of pid %d (%s) wait on each other through "
+			    "asyncio.Locks in a cycle: none of them can go on (tasks %s).",
+			    n, ap->p->pid, ap->p->comm, names);
 		if (!f)
 			return;
 		finding_pid(f, ap->p->pid);
@@ -66,8 +77,22 @@ static void match_tasks(const struct aprocess *ap, const struct pattern *self, s
 					       json_object_new_string(t->name ? t->name : "?"));
 			json_object_object_add(o, "waits_on", json_object_new_string(t->awaits));
 			json_object_object_add(o, "lock", json_object_new_int64((int64_t)t->lock));
+			int next = t->waits_for >= 0 ? t->waits_for : t->suspect;
+			json_object_object_add(
+			    o, "holder",
+			    t->waits_for >= 0
+				? json_object_new_string(ap->tasks[next].name ? ap->tasks[next].name
+									      : "?")
+				: NULL);
+			if (t->waits_for < 0)
+				finding_line(
+				    f,
+				    "  holder: unknown (acquired explicitly); by its code, "
+				    "task \"%s\" took it in %s",
+				    ap->tasks[next].name ? ap->tasks[next].name : "?",
+				    t->suspect_at);
 			json_object_array_add(arr, o);
-			t = &ap->tasks[t->waits_for];
+			t = &ap->tasks[next];
 		} while (t != first);
 		finding_line(f, "and so back to task \"%s\"", first->name ? first->name : "?");
 		json_object_object_add(finding_ev(f), "task_cycle", arr);
@@ -145,10 +170,11 @@ static void match_suspects(const struct aprocess *ap, const struct pattern *self
 
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
 {
-	for (size_t i = 0; i < a->n_procs; i++)
+	for (size_t i = 0; i < a->n_procs; i++) {
+		match_tasks(&a->procs[i], self, out, false);
+		match_tasks(&a->procs[i], self, out, true);
 		match_suspects(&a->procs[i], self, out);
-	for (size_t i = 0; i < a->n_procs; i++)
-		match_tasks(&a->procs[i], self, out);
+	}
 	for (size_t i = 0; i < a->n_cycles; i++) {
 		const struct cycle *c = &a->cycles[i];
 		struct finding *f;

@@ -453,6 +453,19 @@ def check_async_deadlock(python):
         check(len(locks) == 2, "two locks named: %s" % locks)
         check([c["task"] for c in f["evidence"]["task_cycle"]] in
               (["transfer-1", "transfer-2"], ["transfer-2", "transfer-1"]), "cycle")
+    # the same with `await lock.acquire()`: holders unknown, each lock's suspect named by its
+    # code, never as the holder
+    with TempDir() as tmp, PyVictim(python, "async-deadlock-explicit", tmp) as v:
+        d, rep = snap_analyze(v, tmp)
+        check_no_python_problem(rep, v.pid)
+        check_tasks_against_record(rep, v)
+        (f,) = findings(rep, "deadlock")
+        text = f["summary"] + "\n" + "\n".join(f["evidence"]["lines"])
+        check("most likely a deadlock" in f["summary"], f["summary"])
+        check(len(set(re.findall(r"asyncio.Lock at (0x[0-9a-f]+)", text))) == 2, text)
+        for c in f["evidence"]["task_cycle"]:
+            check(c["holder"] is None, "a holder claimed: %s" % c)
+        check(text.count("holder: unknown (acquired explicitly); by its code, task") == 2, text)
 
 
 def test_debian_python311_asyncio_tasks_equal_the_record_and_py_bt():

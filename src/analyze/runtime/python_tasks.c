@@ -198,6 +198,7 @@ static void describe(const struct rmem *m, struct py_state *st, const struct hel
 	const char *ownerless = NULL, *what;
 
 	out->waits_for = -1;
+	out->suspect = -1;
 	if (t->done) {
 		snprintf(out->awaits, sizeof(out->awaits), "finished");
 		return;
@@ -243,11 +244,45 @@ static void describe(const struct rmem *m, struct py_state *st, const struct hel
 			    where, (unsigned long long)lock, task_label(st, h->task),
 			    h->frame->function ? h->frame->function : "?");
 		} else {
-			snprintf(
-			    out->awaits, sizeof(out->awaits),
-			    "waits in %s for an asyncio.Lock at 0x%llx; its holder is not known "
-			    "(it was not taken in an async with block)",
-			    where, (unsigned long long)lock);
+			/* A task whose code took this lock with acquire() and, by its code, has
+			 * not released it: a suspect, said as such. */
+			size_t sus = SIZE_MAX, n_sus = 0;
+			bool locked = false;
+			uint64_t lk = py_instance_attr(m, L, lock, "_locked");
+			if (!lk || !py_read_bool(m, L, lk, &locked))
+				locked = false;
+			for (size_t k = 0; k < st->n_tasks && locked; k++) {
+				if (k == i || acquiring(m, &st->tasks[k]) == lock)
+					continue;
+				for (size_t j = 0; j < st->tasks[k].n_frames; j++) {
+					const struct py_frame *sf = &st->tasks[k].frames[j];
+					int ln = py_frame_acquired(m, st, sf, lock);
+					if (!ln)
+						continue;
+					n_sus++;
+					sus = k;
+					snprintf(out->suspect_at, sizeof(out->suspect_at),
+						 "%s (%s:%d)", sf->function ? sf->function : "?",
+						 base_name(sf->file), ln > 0 ? ln : sf->line);
+					break;
+				}
+			}
+			if (n_sus == 1) {
+				out->suspect = (int)sus;
+				snprintf(
+				    out->awaits, sizeof(out->awaits),
+				    "waits in %s for an asyncio.Lock at 0x%llx; holder unknown: "
+				    "acquired explicitly (by its code, task \"%s\" took it in %s)",
+				    where, (unsigned long long)lock, task_label(st, sus),
+				    out->suspect_at);
+			} else {
+				out->suspect_at[0] = 0;
+				snprintf(
+				    out->awaits, sizeof(out->awaits),
+				    "waits in %s for an asyncio.Lock at 0x%llx; holder unknown: "
+				    "acquired explicitly (it was not taken in an async with block)",
+				    where, (unsigned long long)lock);
+			}
 		}
 		return;
 	}
@@ -300,24 +335,34 @@ static void describe(const struct rmem *m, struct py_state *st, const struct hel
 
 /* Cycles of waits_for: each task waits on at most one, so following the links from a task
  * either ends or comes back round. */
-static void find_cycles(struct atask *v, size_t n)
+static int link_of(const struct atask *t, bool suspects)
+{
+	return suspects && t->waits_for < 0 ? t->suspect : t->waits_for;
+}
+
+/* suspects false: through known holders (and awaited tasks) alone, into cycle; true: through
+ * suspects too, into suspect_cycle, for the cycles that need a suspect to close */
+static void find_cycles(struct atask *v, size_t n, bool suspects)
 {
 	int next_id = 1;
 	for (size_t i = 0; i < n; i++) {
 		size_t cur = i, steps = 0;
-		if (v[i].cycle)
+		if (v[i].cycle || v[i].suspect_cycle || link_of(&v[i], suspects) < 0)
 			continue;
-		while (v[cur].waits_for >= 0 && steps++ <= n) {
-			cur = (size_t)v[cur].waits_for;
+		while (link_of(&v[cur], suspects) >= 0 && steps++ <= n) {
+			cur = (size_t)link_of(&v[cur], suspects);
 			if (cur == i)
 				break;
 		}
-		if (cur != i || v[i].waits_for < 0)
+		if (cur != i)
 			continue;
 		cur = i;
 		do {
-			v[cur].cycle = next_id;
-			cur = (size_t)v[cur].waits_for;
+			if (suspects)
+				v[cur].suspect_cycle = next_id;
+			else
+				v[cur].cycle = next_id;
+			cur = (size_t)link_of(&v[cur], suspects);
 		} while (cur != i);
 		next_id++;
 	}
@@ -361,6 +406,7 @@ void python_tasks(struct analysis *a, struct aprocess *ap, const struct rmem *m,
 		describe(m, st, &hs, i, t);
 		frames_to_model(&st->tasks[i], t);
 	}
-	find_cycles(ap->tasks, ap->n_tasks);
+	find_cycles(ap->tasks, ap->n_tasks, false);
+	find_cycles(ap->tasks, ap->n_tasks, true);
 	free(hs.v);
 }
