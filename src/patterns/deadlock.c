@@ -228,11 +228,16 @@ const struct pattern pattern_deadlock = {
     .severity = SEV_ERROR,
     .description = "Threads (in one process or several) each waiting for the next, around a "
 		   "cycle: a mutex held by a thread that waits for a joined thread, a child, a "
-		   "pipe or a socket that waits back.",
+		   "pipe or a socket that waits back; or asyncio tasks each waiting for an "
+		   "asyncio.Lock held by the next. Locks taken with acquire() (threading's or "
+		   "asyncio's) name no holder: when each lock's one suspect (the thread or task "
+		   "whose code took it and has not released it) waits for the next lock around a "
+		   "cycle, it is reported as most likely a deadlock, the holders said unknown.",
     .needs = "cores (lock words, stacks) and the manifest (syscalls, descriptors); the Python "
 	     "variant (threads of a CPython process waiting on each other's threading.Lock or "
 	     "RLock, named with their with statements) and the asyncio variant (tasks waiting on "
-	     "each other's asyncio.Lock, named with their async with statements) need the "
+	     "each other's asyncio.Lock, named with their async with statements; tasks are read "
+	     "from asyncio's registry of tasks, not from any thread's stack) need the "
 	     "interpreter's memory in the cores and its binary or libpython (docs/python.md)",
     .thresholds = NULL,
     .n_thresholds = 0,

@@ -436,10 +436,14 @@ const struct runtime runtime_cpython = {
     .description = "Python frames (function, file, line) merged into each thread's native stack "
 		   "at the interpreter's evaluation frames, Python thread names, the GIL's holder "
 		   "and waiters, and waits on threading's locks, conditions, events and queues "
-		   "named at Python level, as wait-graph edges.",
+		   "named at Python level, as wait-graph edges; asyncio Tasks (suspended "
+		   "coroutines are on no thread's stack) with their coroutine chains, names and "
+		   "what each awaits (asyncio.Lock with its holder, Event, Queue, sleep, stream "
+		   "reads, other tasks).",
     .needs = "cores (the interpreter's memory) and the interpreter's binary or libpython "
 	     "(its dynamic symbols _PyRuntime and Py_Version); no debug info",
-    .versions = "3.11, 3.12 (layouts carried), 3.13 (the interpreter's _Py_DebugOffsets)",
+    .versions = "3.11, 3.12 (layouts carried), 3.13 (the interpreter's _Py_DebugOffsets); "
+		"asyncio tasks: 3.11, 3.12, 3.13 (the C _asyncio.Task; layouts carried)",
     .detect = detect,
     .read = read_process,
     .free_state = free_state,
