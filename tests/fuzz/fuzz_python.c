@@ -53,6 +53,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	py_read_state(&m, &st);
 	py_read_thread_names(&m, &st);
 	py_read_tasks(&m, &st);
+	/* a task anywhere in the input: its coroutine chain over whatever memory follows */
+	if (size > 16)
+		py_read_task(&m, &st, BASE + ((size_t)data[1] * 8) % (size - 1));
 	for (size_t i = 0; i < st.n_tasks; i++)
 		for (size_t j = 0; j < st.tasks[i].n_frames && j < 4; j++) {
 			char *qn = NULL, num[32];

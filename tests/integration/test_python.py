@@ -480,12 +480,14 @@ def test_pyenv_python312_asyncio():
     python = pyenv_python("3.12.1")
     check_async_mix(python)
     check_async_deadlock(python)
+    check_deadlock_explicit(python)
 
 
 def test_pyenv_python313_asyncio():
     python = pyenv_python("3.13.0")
     check_async_mix(python)
     check_async_deadlock(python)
+    check_deadlock_explicit(python)
 
 
 def test_healthy_asyncio_server_draws_no_warning():
@@ -505,7 +507,10 @@ def test_healthy_asyncio_server_draws_no_warning():
 
 
 def test_debian_python311_deadlock_of_two_locks_taken_with_acquire():
-    python = debian_python()
+    check_deadlock_explicit(debian_python())
+
+
+def check_deadlock_explicit(python):
     with TempDir() as tmp, PyVictim(python, "deadlock-explicit", tmp) as v:
         d, rep = snap_analyze(v, tmp)
         check_no_python_problem(rep, v.pid)

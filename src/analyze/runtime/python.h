@@ -164,6 +164,9 @@ bool py_frame_awaits(const struct rmem *m, const struct py_state *st, const stru
  * _all_tasks on 3.11, _scheduled_tasks and the set _eager_tasks from 3.12 on) with its coroutine
  * chain, into st->tasks. Pure and bounded; nothing when asyncio was never imported. */
 void py_read_tasks(const struct rmem *m, struct py_state *st);
+/* One task at obj (an _asyncio.Task, else nothing), appended to st->tasks (py_read_tasks'
+ * step; the fuzzer's entry). */
+void py_read_task(const struct rmem *m, struct py_state *st, uint64_t obj);
 /* A bool object's value; false if obj is not a bool. */
 bool py_read_bool(const struct rmem *m, const struct py_layout *L, uint64_t obj, bool *ret);
 /* An int or float object's value as text ("3600", "0.5") into buf; false if neither. */

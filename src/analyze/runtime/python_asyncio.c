@@ -171,7 +171,7 @@ static void walk_coroutine(const struct rmem *m, struct py_state *st, struct py_
 	}
 }
 
-static void task_add(const struct rmem *m, struct py_state *st, uint64_t obj)
+void py_read_task(const struct rmem *m, struct py_state *st, uint64_t obj)
 {
 	const struct py_layout *L = &st->L;
 	struct py_task *t;
@@ -233,10 +233,10 @@ static void set_each_task(const struct rmem *m, struct py_state *st, uint64_t se
 		if (!rd64(m, table + i * 16, &key) || !plausible(key))
 			continue;
 		if (!through_weakref)
-			task_add(m, st, key);
+			py_read_task(m, st, key);
 		else if (type_is(m, L, key, "weakref.ReferenceType") &&
 			 rdptr(m, key + L->weakref_object, &obj))
-			task_add(m, st, obj);
+			py_read_task(m, st, obj);
 	}
 }
 
