@@ -256,6 +256,8 @@ struct analysis {
 	size_t n_cycles;
 	struct chain *chains;
 	size_t n_chains;
+	struct symcache
+	    *symcache; /* symbols shared by the processes while they load (symcache.c) */
 };
 
 /* Load DIR: manifest, cores, unwinding, waits, the graph. Returns 0 or a negative errno with a

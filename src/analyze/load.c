@@ -22,6 +22,7 @@
 #include "analyze/analysis.h"
 #include "analyze/runtime/runtime.h"
 #include "analyze/modules.h"
+#include "analyze/symcache.h"
 #include "arch.h"
 #include "base/fs.h"
 #include "base/util.h"
@@ -386,6 +387,7 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 	}
 	a->n_procs = a->snap->n_procs;
 	shared_core = cores_named_before(a->snap, &n_shared);
+	a->symcache = symcache_new();
 	if (n_shared)
 		analysis_problem(
 		    a,
@@ -432,6 +434,9 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 		}
 	}
 	close(dirfd);
+	/* Every frame is symbolized: the shared files and answers go. */
+	symcache_free(a->symcache);
+	a->symcache = NULL;
 	decode_waits(a);
 	build_wait_graph(a);
 	runtimes_read(a);
@@ -481,6 +486,7 @@ void analysis_done(struct analysis *a)
 		runtimes_free(ap);
 	}
 	free(a->procs);
+	symcache_free(a->symcache);
 	for (size_t i = 0; i < a->n_cycles; i++) {
 		free(a->cycles[i].steps);
 		free(a->cycles[i].others);
