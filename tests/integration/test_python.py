@@ -421,6 +421,10 @@ def check_async_mix(python, with_gdb=False):
                        r'asyncio.Lock at 0x[0-9a-f]+ held by task "lock-holder"',
                        aw["lock-waiter"]), "lock-waiter: %s" % aw["lock-waiter"])
         check(got["lock-waiter"]["waits_for"] == "lock-holder", "waits_for")
+        # `async with cond:` (the local is named lock in take_lock) holds the Condition's own lock
+        check(re.match(r'waits in "async with lock:" \(pyvictim.py:\d+, take_lock\) for an '
+                       r'asyncio.Lock at 0x[0-9a-f]+ held by task "cond-holder"',
+                       aw["cond-waiter"]), "cond-waiter: %s" % aw["cond-waiter"])
         check(aw["sleeper"].startswith("sleeps in asyncio.sleep(3600), called at nap"),
               aw["sleeper"])
         check("asyncio.Event.wait" in aw["event-waiter"] and "no owner by design" in

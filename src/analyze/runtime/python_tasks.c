@@ -115,7 +115,10 @@ static void collect_held(const struct rmem *m, const struct py_state *st, struct
 				bool aexit =
 				    self && qn && !strcmp(qn, "_ContextManagerMixin.__aexit__");
 				free(qn);
-				if (!aexit || self == mine || !type_is(m, L, self, "Lock"))
+				/* `async with cond:` holds the condition's own lock */
+				if (aexit && type_is(m, L, self, "Condition"))
+					self = py_instance_attr(m, L, self, "_lock");
+				if (!aexit || !self || self == mine || !type_is(m, L, self, "Lock"))
 					continue;
 				uint64_t lk = py_instance_attr(m, L, self, "_locked");
 				if (!lk || !py_read_bool(m, L, lk, &locked) || !locked)

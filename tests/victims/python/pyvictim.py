@@ -440,18 +440,21 @@ async def await_task(other):
 
 
 async def async_mix_main(rec):
-    lock, ev, q = asyncio.Lock(), asyncio.Event(), asyncio.Queue()
+    lock, ev, q, cond = asyncio.Lock(), asyncio.Event(), asyncio.Queue(), asyncio.Condition()
     holder = asyncio.create_task(hold_lock(lock), name="lock-holder")
-    await asyncio.sleep(0)  # the holder takes the lock first
-    plan = [(holder, "sleep"),
+    cond_holder = asyncio.create_task(hold_lock(cond), name="cond-holder")
+    await asyncio.sleep(0)  # the holders take the lock and the condition first
+    plan = [(holder, "sleep"), (cond_holder, "sleep"),
             (asyncio.create_task(take_lock(lock), name="lock-waiter"), "Lock.acquire"),
+            (asyncio.create_task(take_lock(cond), name="cond-waiter"), "Lock.acquire"),
             (asyncio.create_task(wait_event(ev), name="event-waiter"), "Event.wait"),
             (asyncio.create_task(get_item(q), name="queue-getter"), "Queue.get"),
             (asyncio.create_task(nap(), name="sleeper"), "sleep"),
             (asyncio.create_task(outer_wait(ev), name="nested"), "Event.wait")]
-    plan.append((asyncio.create_task(await_task(plan[4][0]), name="awaiter"), "await_task"))
+    sleeper = [t for t, _ in plan if t.get_name() == "sleeper"][0]
+    plan.append((asyncio.create_task(await_task(sleeper), name="awaiter"), "await_task"))
     await settled(plan, "every task suspended")
-    while len(lock._waiters or ()) != 1:
+    while len(lock._waiters or ()) != 1 or len(cond._lock._waiters or ()) != 1:
         await asyncio.sleep(0.01)
     record(rec)
     record_tasks(rec + ".tasks")
