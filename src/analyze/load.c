@@ -32,21 +32,36 @@
 
 #define MAX_NOTES_BYTES (256u << 20)
 
-void analysis_problem(struct analysis *a, const char *fmt, ...)
+static void add_line(char ***lines, size_t *n, const char *fmt, va_list ap)
 {
-	size_t cap = a->n_problems;
+	size_t cap = *n;
 	char *s = NULL;
-	va_list ap;
 
-	va_start(ap, fmt);
 	if (vasprintf(&s, fmt, ap) < 0)
 		s = NULL;
-	va_end(ap);
-	if (!s || grow_array((void **)&a->problems, &cap, a->n_problems + 1, sizeof(char *))) {
+	if (!s || grow_array((void **)lines, &cap, *n + 1, sizeof(char *))) {
 		free(s);
 		return;
 	}
-	a->problems[a->n_problems++] = s;
+	(*lines)[(*n)++] = s;
+}
+
+void analysis_problem(struct analysis *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_line(&a->problems, &a->n_problems, fmt, ap);
+	va_end(ap);
+}
+
+void analysis_note(struct analysis *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_line(&a->notes, &a->n_notes, fmt, ap);
+	va_end(ap);
 }
 
 size_t aprocess_read(const struct aprocess *ap, uint64_t addr, void *buf, size_t len)
@@ -498,6 +513,9 @@ void analysis_done(struct analysis *a)
 	for (size_t i = 0; i < a->n_problems; i++)
 		free(a->problems[i]);
 	free(a->problems);
+	for (size_t i = 0; i < a->n_notes; i++)
+		free(a->notes[i]);
+	free(a->notes);
 	free(a->thresholds);
 	free(a->focus);
 	snapshot_free(a->snap);
