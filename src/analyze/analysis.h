@@ -17,12 +17,12 @@
 #define ANALYSIS_MAX_FRAMES 256
 
 /* Native frames come from unwinding; a runtime (src/analyze/runtime/) adds its own, merged. */
-enum frame_kind { FRAME_NATIVE, FRAME_PYTHON };
+enum frame_kind { FRAME_NATIVE, FRAME_PYTHON, FRAME_JAVA };
 
 struct frame {
 	enum frame_kind kind;
-	uint64_t pc;	 /* native: the pc; python: the interpreter frame's address */
-	char *function;	 /* NULL when no symbol covers pc */
+	uint64_t pc;	 /* native: the pc; python: the interpreter frame's address; java: 0 */
+	char *function;	 /* NULL when no symbol covers pc; java: the method with its signature */
 	char *module;	 /* basename of the module, NULL if none */
 	uint64_t offset; /* pc - function start, or pc - module start without a symbol */
 	char *file;	 /* source file, with debug info only (python: always when known) */
@@ -88,8 +88,8 @@ enum edge_kind {
 	EDGE_FILE_LOCK, /* flock, POSIX (fcntl) or OFD lock, from /proc/locks */
 	EDGE_RUNTIME,	/* a lock of a language runtime (an interpreter's lock, a monitor) */
 	EDGE_GIL,	/* waits for a runtime's global lock (CPython's GIL) held by its waker */
-	EDGE_PYLOCK, /* waits for a lock of the runtime's (threading.Lock, RLock) held by its waker
-		      */
+	EDGE_PYLOCK,	/* waits for a threading.Lock or RLock held by its waker */
+	EDGE_MONITOR,	/* waits to enter a Java monitor (synchronized) held by its waker */
 };
 
 /* Who can end a wait. A mutex, a join, a child, a file lock: only the thread or process named
@@ -136,6 +136,32 @@ struct athread {
 	bool holds_gil;		 /* holds the runtime's global lock at the instant */
 	bool waits_gil;		 /* waits for it */
 	char runtime_where[160]; /* where its innermost runtime frame stands, "" if none */
+	/* A wait on a runtime's lock whose holder is not known (a threading.Lock taken with
+	 * acquire()): the lock, and a thread whose code, by its bytecode, took it and has not
+	 * released it (a suspect, not a known holder: no edge of the wait graph), or NULL. */
+	uint64_t runtime_lock;
+	struct athread *runtime_lock_suspect;
+	char runtime_lock_suspect_at[160]; /* "explicit_lock_transfer (app.py:12)" */
+};
+
+/* A task of a language runtime that is on no thread's stack: an asyncio Task suspended in an
+ * await (src/analyze/runtime/python_asyncio.c). Filled by a runtime, freed by runtimes_free. */
+struct atask {
+	char *name;	      /* Task.get_name() */
+	uint64_t addr, loop;  /* the Task object, its event loop */
+	struct frame *frames; /* its coroutine chain, innermost first (FRAME_PYTHON) */
+	size_t n_frames;
+	char awaits[320]; /* what it awaits, in words */
+	uint64_t lock;	  /* the asyncio.Lock it waits to acquire, 0 if none */
+	int waits_for;	  /* index of the task that ends its wait (the lock's holder, the task it
+			   * awaits), -1 when none or not known */
+	int suspect;	  /* the lock's holder not known (taken with await lock.acquire()): the
+			   * index of the one task whose code took it and has not released it, by
+			   * its code, or -1 */
+	char suspect_at[160];
+	bool done;	   /* finished (or cancelled): waits on nothing */
+	int cycle;	   /* >0: in a cycle of tasks waiting on each other (a deadlock) */
+	int suspect_cycle; /* >0: in a cycle through suspects (most likely a deadlock) */
 };
 
 struct module_info {
@@ -175,7 +201,10 @@ struct aprocess {
 	/* The language runtime found in it (src/analyze/runtime/), or NULL. */
 	const struct runtime *runtime;
 	void *runtime_state;
-	char *runtime_version;		/* "CPython 3.11.2" */
+	char *runtime_version; /* "CPython 3.11.2" */
+	struct atask *tasks;   /* the runtime's suspended tasks (asyncio), or NULL */
+	size_t n_tasks;
+	struct athread *loop_thread;	/* the thread running the tasks' event loop, or NULL */
 	struct module_source **sources; /* what stands for each module in libdwfl (modules.c) */
 	size_t n_sources;
 };
@@ -223,10 +252,14 @@ struct analysis {
 	size_t n_focus;
 	char **problems; /* what could not be read, for the report and truncated-dump */
 	size_t n_problems;
+	char **notes; /* what the analysis could not do on this machine (a tool missing) */
+	size_t n_notes;
 	struct cycle *cycles;
 	size_t n_cycles;
 	struct chain *chains;
 	size_t n_chains;
+	struct symcache
+	    *symcache; /* symbols shared by the processes while they load (symcache.c) */
 };
 
 /* Load DIR: manifest, cores, unwinding, waits, the graph. Returns 0 or a negative errno with a
@@ -280,3 +313,6 @@ void analysis_add_edge(struct athread *from, enum edge_kind kind, struct athread
  * truncated-dump. */
 void analysis_problem(struct analysis *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Record a note: something this machine lacks to analyze further (a JDK's jhsdb), not a fault
+ * of the snapshot. truncated-dump shows notes as a note, not a warning. */
+void analysis_note(struct analysis *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

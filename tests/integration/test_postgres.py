@@ -173,6 +173,9 @@ def test_postgres_tree_under_every_method():
                 check(bench.poll() is None and time.time() < deadline,
                       "pgbench clients did not connect: %s" % (bench.poll(),))
                 time.sleep(0.1)
+            # (the backends as they were at the snapshot: pgbench may be over by the time the
+            # cores are written on a loaded machine)
+            serving = pg.backends()
             out = os.path.join(tmp, m)
             serving = pg.backends()  # read now: pgbench may end before the snapshot does
             r = osmosis("snap", "--tree", "--method", m, "--sample", "0", "-o", out,
