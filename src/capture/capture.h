@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Capture keeps the targets' memory as it was at the freeze instant. The snapshot command calls:
+ * Capture keeps the targets' memory as it was at the freeze instant. The snapshot (snapshot_take)
+ * calls:
  *
  *   capture_prepare  before the freeze: read maps, choose each target's method, reserve and
  *                    touch buffers, start helpers; pre-copy runs its rounds here
@@ -9,15 +10,16 @@
  *                    targets run); pre-copy's write tracking is removed here
  *   capture_release  always, last (after the cores are written): end clones, free buffers
  *
- * Each target gets one method (the manifest records it and why):
+ * Each target gets one method (the manifest records it and why), behind one interface
+ * (method.h: a const struct capture_ops per method, listed in registry.c):
  *   copy     (copy.c)    every dumped byte is copied into a reserved buffer during the freeze
  *   clone    (clone.c)   a fork is injected into the target during the freeze; the kernel's
  *                        copy-on-write keeps the instant, the core is read from the clone
  *   precopy  (precopy.c) memory is copied while the target runs, its writes tracked with
  *                        userfaultfd (async write-protect) and PAGEMAP_SCAN; the freeze copies
  *                        only what was written since
- * --method auto (capture.c) chooses per target from the kernel's features, the memory available
- * and the write rate pre-copy sees.
+ * --method auto (auto.c) chooses per target from the kernel's features, the memory available
+ * and the write rate pre-copy sees. The planning every method shares is plan.c.
  */
 #pragma once
 
@@ -25,16 +27,10 @@
 
 #include "capture/arena.h"
 #include "capture/copier.h"
+#include "capture/method.h"
 #include "proc/targets.h"
 #include "snapshot/model.h"
 #include "snapshot/timeline.h"
-
-enum capture_method {
-	METHOD_AUTO,
-	METHOD_COPY,
-	METHOD_CLONE,
-	METHOD_PRECOPY,
-};
 
 struct capture {
 	enum capture_method requested;
@@ -69,10 +65,6 @@ struct capture {
 	size_t bounce_len;
 };
 
-/* "auto", "copy", "clone", "precopy"; -1 if unknown. */
-int capture_method_parse(const char *name);
-const char *capture_method_name(enum capture_method m);
-
 int capture_prepare(struct capture *c);
 /* The memory osmosis may use for buffers now: --max-memory, and never more than 90% of what
  * the machine and osmosis's cgroup have available. */
@@ -87,7 +79,7 @@ void capture_release(struct capture *c);
  * Threads that died meanwhile are marked gone. Returns 0 or a negative errno; logs. */
 int capture_thread_state(struct osm_process *p);
 
-/* Shared by the methods (copy.c). */
+/* Shared by the methods (plan.c). */
 int capture_read_maps(struct target *t, const char *file, struct osm_mapping **ret, size_t *ret_n);
 /* smaps read and the dump planned, before the freeze; t->planned_bytes set. Logs. */
 int capture_plan_target(struct capture *c, struct target *t);
@@ -113,14 +105,6 @@ int capture_runs(struct capture *c, struct target *t, struct osm_mapping *m, int
 void capture_count_swapped_stacks(struct capture *c, struct target *t);
 
 /* clone.c */
-/* Inside the freeze, after capture_layout_frozen: inject the clone. Returns 0, or a negative
- * errno when this target cannot be cloned (the caller copies it instead); logs at debug level.
- * *why gets a static reason on failure. */
-int clone_frozen(struct capture *c, struct target *t, const char **why);
-/* After the thaw: extents read from the clone for mappings not copied in the freeze. */
-int clone_finish(struct capture *c, struct target *t);
-/* End the clone and reap it. Never fails. */
-void clone_release(struct target *t);
 /* Before the freeze: what an earlier osmosis killed with SIGKILL may have left in t (a zombie
  * clone, a trampoline page) is removed. Never fails. */
 void clone_tidy_leftovers(struct capture *c, struct target *t);
@@ -177,6 +161,14 @@ int precopy_rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byt
 /* Inside the freeze: queue the pages written since the last round; extents where pages exist;
  * mappings new or changed since tracking began (and those not tracked) copied whole. */
 int precopy_frozen(struct capture *c, struct target *t);
+/* Before the freeze, t's method set to pre-copy: the tracker started and the tracked mappings
+ * registered (precopy_track, timed as "register"); on failure the tracking is stopped. Returns 0
+ * or a negative errno; does not log. */
+int precopy_begin(struct capture *c, struct target *t);
+/* Pre-copy's rounds write into a file of the snapshot directory, at the pages' place in the
+ * core, when the caller gave the directory (capture.stage_dirfd). Returns 0 or a negative
+ * errno; logs. */
+int precopy_open_stage(struct capture *c, struct target *t);
 /* Remove write tracking: closing the userfaultfd unregisters everything and clears every
  * protection. Idempotent; never fails. precopy_abandon also gives the arena pages back. */
 void precopy_stop(struct target *t);

@@ -226,11 +226,9 @@ static int parse_args(int argc, char **argv, struct snap_opts *o)
 			o->output = optarg;
 			break;
 		case 'm':
-			if (capture_method_parse(optarg) < 0)
-				return log_error(EINVAL,
-						 "unknown method '%s' (use auto, copy, clone or "
-						 "precopy)",
-						 optarg);
+			if (!capture_method_find(optarg))
+				return log_error(EINVAL, "unknown method '%s' (use %s)", optarg,
+						 capture_method_list());
 			o->method = optarg;
 			break;
 		case OPT_MAX_PAUSE:
@@ -810,7 +808,7 @@ int cmd_snap(int argc, char **argv)
 	if ((r = snapdir_create(o.output, &dir)) < 0)
 		goto out;
 
-	cap.requested = (enum capture_method)capture_method_parse(o.method);
+	cap.requested = capture_method_parse(o.method);
 	cap.set = &st.set;
 	cap.tl = tl;
 	cap.max_memory = o.max_memory ? MIN(o.max_memory, proc_memory_available_to_self())

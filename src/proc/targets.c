@@ -36,7 +36,6 @@ struct target *target_set_add(struct target_set *set, struct osm_snapshot *snap,
 	t->ref = PIDREF_NULL;
 	t->proc = p;
 	t->pagemap_fd = -1;
-	t->clone_pidfd = t->clone_memfd = t->clone_pagemap_fd = -1;
 	t->uffd = -1;
 	t->stage.fd = -1;
 	snap->procs[snap->n_procs++] = p;

@@ -15,6 +15,8 @@
 #include "proc/pidref.h"
 #include "snapshot/model.h"
 
+struct capture_ops;
+
 struct target {
 	struct pidref ref;
 	struct osm_process *proc; /* owned by the snapshot model */
@@ -23,24 +25,22 @@ struct target {
 	bool skipped; /* not frozen (state recorded only); proc->capture_note says why */
 	bool joined;  /* joined during the freeze (a tree's new child): state read after the thaw */
 
-	/* capture method state (src/capture) */
-	int method;	/* enum capture_method chosen for this target */
+	/* capture (src/capture): the method chosen for this target, and the state the method
+	 * keeps for it (its own struct, capture/method.h); set before the freeze */
+	const struct capture_ops *method; /* NULL until chosen */
+	void *method_priv;
+	/* capture state every method shares (src/capture) */
 	bool no_inject; /* no thread can run an injected syscall (the reason is the method's) */
 	int pagemap_fd;
 	struct osm_mapping *pre_maps; /* from smaps, before the freeze */
 	size_t n_pre_maps;
 	uint64_t planned_bytes;
-	/* clone: the copy-on-write clone injected at the freeze, traced by us */
-	pid_t clone_pid, clone_vpid; /* in our pid namespace, and in the target's */
-	int clone_pidfd, clone_memfd, clone_pagemap_fd;
-	/* precopy: the userfaultfd taken from the target, and the regions it tracks */
+	/* the write tracker taken from the target (userfaultfd), used by pre-copy and by the
+	 * tracking of shared objects; -1 when none */
 	int uffd;
-	struct precopy_region *pc;
-	size_t n_pc, cap_pc;
-	/* precopy: the file its rounds write pages into, at their place in the core (the core's
-	 * own temporary file, or a staging file when cores are compressed); fd -1 when none */
+	/* the core's own temporary file when pre-copy's rounds write pages into it (or a staging
+	 * file when cores are compressed); fd -1 when none */
 	struct outfile stage;
-	uint64_t stage_next; /* next free offset in it */
 };
 
 struct target_set {
