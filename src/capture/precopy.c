@@ -804,7 +804,7 @@ static void precopy_thawed(struct capture *c, struct target *t)
 
 const struct capture_ops capture_precopy = {
     .id = METHOD_PRECOPY,
-    .help = "copied while it runs, its writes tracked; the pause copies only what changed",
+    .help = "copied while it runs, its writes tracked; the pause copies the rest",
     .priv_size = sizeof(struct precopy_target),
     .choose = precopy_choose,
     .arena_bytes = precopy_arena,

@@ -20,7 +20,7 @@
 #include "base/log.h"
 #include "base/timeutil.h"
 #include "base/util.h"
-#include "cli/snap.h"
+#include "snapshot/state.h"
 #include "proc/fds.h"
 #include "proc/process.h"
 #include "proc/procfs.h"
