@@ -255,6 +255,38 @@ static int rounds_all(struct capture *c)
 	return 0;
 }
 
+/*
+ * What the freeze would otherwise allocate, reserved now (the pause allocates nothing beyond the
+ * reservation, base/util.h): each target's layout read and planned with room for its extents
+ * (plan.c), and the copy jobs every method may queue for it, with what its method adds (pre-copy:
+ * the pages written meanwhile) and the shared objects' (shared.c). A target that needs more
+ * inside the freeze is recorded as not captured (target_frozen).
+ */
+static int reserve_frozen(struct capture *c)
+{
+	size_t jobs = shared_jobs_bound(c);
+	int r;
+
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		if (!live(t))
+			continue;
+		r = capture_ready_layout(c, t);
+		if (r == -ENOMEM)
+			return log_error(r, "out of memory");
+		if (r < 0)
+			log_debug("pid %d: layout not read before the freeze: %s", t->proc->pid,
+				  strerror(-r));
+		jobs += t->jobs_bound;
+		if (t->method && t->method->freeze_jobs)
+			jobs += t->method->freeze_jobs(c, t);
+	}
+	if (grow_array((void **)&c->jobs, &c->cap_jobs, jobs, sizeof(*c->jobs)) < 0)
+		return log_error(ENOMEM, "out of memory");
+	capture_note_buffers(c);
+	return 0;
+}
+
 int capture_prepare(struct capture *c)
 {
 	int r;
@@ -327,7 +359,7 @@ int capture_prepare(struct capture *c)
 	for (size_t i = 0; i < c->set->n; i++)
 		if (live(c->set->v[i]))
 			capture_refresh_layout(c, c->set->v[i]);
-	return 0;
+	return reserve_frozen(c);
 }
 
 /* Plans the copy (jobs for the copy threads); counted with the layout in the pause. */
@@ -388,18 +420,26 @@ static int target_frozen(struct capture *c, struct target *t)
 				 t->proc->pid);
 	arena_rewind(&c->arena, &am);
 	c->n_jobs = n_jobs;
+	bool jobs = c->jobs_exhausted;
+	c->jobs_exhausted = false;
 	for (size_t i = 0; i < t->proc->n_maps; i++)
 		t->proc->maps[i].n_ext = 0;
 	t->skipped = true;
 	t->proc->capture = CAPTURE_SKIPPED;
 	free(t->proc->capture_note);
 	t->proc->capture_note = NULL;
-	if (asprintf(&t->proc->capture_note,
-		     "not captured: %s; copying its %s in the freeze would exceed the %s left of "
-		     "the memory reserved (osmosis never maps more during the pause)",
-		     t->proc->method_reason ? t->proc->method_reason : "copy",
-		     format_bytes(capture_copy_need(t), a, sizeof(a)),
-		     format_bytes(arena_free_bytes(&c->arena), b, sizeof(b))) < 0)
+	if ((jobs ? asprintf(
+			&t->proc->capture_note,
+			"not captured: %s; its copy in the freeze needs more copy jobs than the "
+			"%zu reserved (osmosis allocates nothing during the pause)",
+			t->proc->method_reason ? t->proc->method_reason : "copy", c->cap_jobs)
+		  : asprintf(
+			&t->proc->capture_note,
+			"not captured: %s; copying its %s in the freeze would exceed the %s "
+			"left of the memory reserved (osmosis never maps more during the pause)",
+			t->proc->method_reason ? t->proc->method_reason : "copy",
+			format_bytes(capture_copy_need(t), a, sizeof(a)),
+			format_bytes(arena_free_bytes(&c->arena), b, sizeof(b)))) < 0)
 		t->proc->capture_note = NULL;
 	log_warn("pid %d %s", t->proc->pid,
 		 t->proc->capture_note ? t->proc->capture_note : "not captured");
@@ -567,6 +607,7 @@ void capture_release(struct capture *c)
 		t->method_priv = NULL;
 		precopy_stop(t);	  /* the tracker of shared objects, if any */
 		outfile_abort(&t->stage); /* a core not written is not left behind */
+		capture_ready_free(t);
 		maps_free(t->pre_maps, t->n_pre_maps);
 		t->pre_maps = NULL;
 		t->n_pre_maps = 0;

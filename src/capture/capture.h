@@ -42,7 +42,8 @@ struct capture {
 	struct arena arena;
 	struct copier *copier;
 	struct copy_job *jobs;
-	size_t n_jobs, cap_jobs;
+	size_t n_jobs, cap_jobs; /* cap_jobs reserved before the freeze: it does not grow in it */
+	bool jobs_exhausted;	 /* a target needed more jobs than were reserved */
 
 	uint64_t planned_bytes;
 	uint64_t copied_bytes;
@@ -94,6 +95,16 @@ int capture_add_staged_job(struct capture *c, struct target *t, uint64_t remote,
 int capture_copy_mapping(struct capture *c, struct target *t, struct osm_mapping *m);
 int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
 		    uint8_t *dest);
+/* A free slot at c->jobs[c->n_jobs]: grown before the freeze; inside it -ENOBUFS when the
+ * reservation (capture_reserve_frozen) is used up (c->jobs_exhausted set). */
+int capture_job_slot(struct capture *c);
+/* Before the freeze, last: t's layout read, planned and given room for its extents
+ * (t->ready_maps), its copy jobs bounded (t->jobs_bound). Returns 0 or a negative errno; does
+ * not log. A layout that changed since smaps was read gets none (the freeze reads it). */
+int capture_ready_layout(struct capture *c, struct target *t);
+void capture_ready_free(struct target *t);
+/* Bytes the ready layout holds. */
+uint64_t capture_ready_bytes(const struct target *t);
 /* Bytes the arena needs for m. */
 uint64_t capture_planned_size(const struct osm_mapping *m);
 /* Calls emit(off, len) for each run of m's dumped bytes worth reading: with pagemap_fd >= 0 and
@@ -116,6 +127,8 @@ bool clone_copies_in_freeze(const struct osm_mapping *m);
  * pre_maps mapping of one gets its shared_object id), find mappers outside the set, map each
  * object's buffer. Returns 0 or a negative errno; logs. */
 int shared_collect(struct capture *c);
+/* Copy jobs the shared objects may need in the freeze. */
+size_t shared_jobs_bound(const struct capture *c);
 /* Bytes the shared objects' buffers may hold (each object once). */
 uint64_t shared_buffer_bytes(const struct capture *c);
 /* Bytes of t's planned dump that its shared objects hold (not in the arena). */

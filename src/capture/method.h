@@ -9,6 +9,8 @@
  *                reason: capture_set_method) and start what the method needs while t runs
  *   arena_bytes  before the freeze: the reserved buffer t needs under this method
  *   rounds       before the freeze, after the reservation, while t runs (pre-copy's rounds)
+ *   freeze_jobs  before the freeze: copy jobs the method may queue in it beyond one per run
+ *                of t's layout (the job array does not grow inside the freeze)
  *   frozen       inside the freeze, after t's registers and layout: keep t's memory as it is
  *                now (queue copy jobs, make a clone); may hand t to the copy method
  *   thawed       right after the thaw: undo what slows t down (pre-copy's write tracking)
@@ -50,6 +52,8 @@ struct capture_ops {
 	int (*choose)(struct capture *c, struct target *t);
 	uint64_t (*arena_bytes)(const struct capture *c, const struct target *t);
 	int (*rounds)(struct capture *c, struct target *t);
+	/* copy jobs the method may queue in the freeze beyond one per run of t's layout */
+	size_t (*freeze_jobs)(const struct capture *c, const struct target *t);
 	int (*frozen)(struct capture *c, struct target *t);
 	void (*thawed)(struct capture *c, struct target *t);
 	int (*finish)(struct capture *c, struct target *t);

@@ -110,6 +110,20 @@ int capture_plan_target(struct capture *c, struct target *t)
 	return 0;
 }
 
+int capture_job_slot(struct capture *c)
+{
+	if (c->n_jobs < c->cap_jobs)
+		return 0;
+	if (c->arena.sealed) {
+		/* Inside the freeze the job array does not grow (capture_reserve_frozen). */
+		c->jobs_exhausted = true;
+		return -ENOBUFS;
+	}
+	return grow_array((void **)&c->jobs, &c->cap_jobs, c->n_jobs + 1, sizeof(*c->jobs))
+		   ? -ENOMEM
+		   : 0;
+}
+
 /* Jobs of at most JOB_MAX bytes: into memory at dest, or (dest NULL) into the staging file at
  * file_off. */
 static int add_jobs(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
@@ -117,8 +131,9 @@ static int add_jobs(struct capture *c, struct target *t, uint64_t remote, uint64
 {
 	while (len > 0) {
 		uint64_t n = MIN(len, (uint64_t)JOB_MAX);
-		if (grow_array((void **)&c->jobs, &c->cap_jobs, c->n_jobs + 1, sizeof(*c->jobs)))
-			return -ENOMEM;
+		int r = capture_job_slot(c);
+		if (r < 0)
+			return r;
 		c->jobs[c->n_jobs++] = (struct copy_job){.pid = t->proc->pid,
 							 .memfd = t->ref.memfd,
 							 .remote = remote,
@@ -213,7 +228,7 @@ static int emit_copy(struct capture *c, struct target *t, struct osm_mapping *m,
 int capture_copy_mapping(struct capture *c, struct target *t, struct osm_mapping *m)
 {
 	int r = capture_runs(c, t, m, t->pagemap_fd, emit_copy, NULL);
-	if (r == -ENOMEM && c->arena.sealed)
+	if ((r == -ENOMEM || r == -ENOBUFS) && c->arena.sealed)
 		return r; /* past the reservation in the freeze: the caller records it */
 	if (r < 0)
 		return log_error(r, "out of memory planning the copy of pid %d", t->proc->pid);
@@ -248,6 +263,46 @@ void capture_count_swapped_stacks(struct capture *c, struct target *t)
 	}
 }
 
+/* Read file into buf (cap bytes, NUL added) without allocating. -ENOBUFS when it does not fit. */
+static int read_into(int dirfd, const char *file, char *buf, size_t cap, size_t *ret_len)
+{
+	_cleanup_close_ int fd = openat(dirfd, file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	size_t len = 0;
+
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	for (;;) {
+		if (len + 1 >= cap)
+			return -ENOBUFS;
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = 0;
+	*ret_len = len;
+	return 0;
+}
+
+/* Inside the freeze: t's ready layout, if the maps text is still the one it was made from. */
+static bool take_ready_layout(struct target *t, struct osm_mapping **ret, size_t *ret_n)
+{
+	size_t len = 0;
+
+	if (!t->ready_maps || !t->freeze_text ||
+	    read_into(t->ref.procfd, "maps", t->freeze_text, t->text_cap, &len) < 0 ||
+	    len != t->ready_len || memcmp(t->freeze_text, t->ready_text, len) != 0)
+		return false;
+	*ret = TAKE_PTR(t->ready_maps);
+	*ret_n = t->n_ready_maps;
+	t->n_ready_maps = 0;
+	return true;
+}
+
 static int layout_frozen(struct capture *c, struct target *t);
 
 int capture_layout_frozen(struct capture *c, struct target *t)
@@ -276,9 +331,12 @@ static int layout_frozen(struct capture *c, struct target *t)
 	if (t->pagemap_fd < 0)
 		t->pagemap_fd = openat(t->ref.procfd, "pagemap", O_RDONLY | O_CLOEXEC);
 	pidref_open_mem(&t->ref);
-	/* The layout may have changed since smaps was read: maps is cheap, smaps is read again
+	/* The layout read last before the freeze is used when the maps text is the same (read
+	 * into a buffer reserved for it): nothing is parsed or allocated. */
+	bool ready = take_ready_layout(t, &maps, &n);
+	/* Otherwise the layout changed since smaps was read: maps is cheap, smaps is read again
 	 * only if some mapping is new. */
-	r = capture_read_maps(t, "maps", &maps, &n);
+	r = ready ? 0 : capture_read_maps(t, "maps", &maps, &n);
 	if (r == -ESRCH && t->optional)
 		return r; /* recorded by the caller */
 	if (r < 0)
@@ -302,7 +360,7 @@ static int layout_frozen(struct capture *c, struct target *t)
 		}
 		break;
 	}
-	if (maps_carry_smaps(maps, n, t->pre_maps, t->n_pre_maps) > 0) {
+	if (!ready && maps_carry_smaps(maps, n, t->pre_maps, t->n_pre_maps) > 0) {
 		maps_free(maps, n);
 		r = capture_read_maps(t, "smaps", &maps, &n);
 		if (r < 0)
@@ -314,7 +372,7 @@ static int layout_frozen(struct capture *c, struct target *t)
 	t->proc->maps = maps;
 	t->proc->n_maps = n;
 	capture_count_swapped_stacks(c, t);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n && !ready; i++)
 		maps_plan_dump(&maps[i], t->proc->coredump_filter, c->page_size);
 	return 0;
 }
@@ -335,4 +393,107 @@ void capture_refresh_layout(struct capture *c, struct target *t)
 			maps_plan_dump(&fresh[j], t->proc->coredump_filter, c->page_size);
 	}
 	maps_free(maps, n);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reserving, before the freeze, what the freeze would otherwise allocate */
+
+struct runs_count {
+	size_t runs, jobs;
+};
+
+static int count_runs(struct capture *c, struct target *t, struct osm_mapping *m, uint64_t off,
+		      uint64_t len, void *ctx)
+{
+	struct runs_count *rc = ctx;
+
+	(void)c, (void)t, (void)m, (void)off;
+	rc->runs++;
+	rc->jobs += len / JOB_MAX + 1;
+	return 0;
+}
+
+void capture_ready_free(struct target *t)
+{
+	maps_free(t->ready_maps, t->n_ready_maps);
+	t->ready_maps = NULL;
+	t->n_ready_maps = 0;
+	free(t->ready_text);
+	free(t->freeze_text);
+	t->ready_text = t->freeze_text = NULL;
+	t->ready_len = t->text_cap = 0;
+}
+
+/* Room for extents a mapping's pages may need in the freeze, beyond the runs seen now. */
+#define EXT_HEADROOM 4
+/* The maps text may grow a little before the freeze reads it (then it differs anyway). */
+#define TEXT_HEADROOM (64u << 10)
+
+int capture_ready_layout(struct capture *c, struct target *t)
+{
+	_cleanup_free_ char *text = NULL;
+	struct osm_mapping *maps = NULL;
+	size_t len = 0, n = 0, jobs = 0;
+	int r;
+
+	capture_ready_free(t);
+	t->jobs_bound = 0;
+	r = read_file_at(t->ref.procfd, "maps", &text, &len);
+	if (r == 0)
+		r = maps_parse(text, len, &maps, &n);
+	if (r < 0)
+		return r == -ENOENT ? -ESRCH : r;
+	if (maps_carry_smaps(maps, n, t->pre_maps, t->n_pre_maps) > 0) {
+		/* Changed since smaps was read: the freeze reads it the usual way. */
+		maps_free(maps, n);
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct osm_mapping *m = &maps[i];
+		struct runs_count rc = {0};
+
+		maps_plan_dump(m, t->proc->coredump_filter, c->page_size);
+		r = capture_runs(c, t, m, t->pagemap_fd, count_runs, &rc);
+		if (r < 0)
+			break;
+		jobs += rc.jobs;
+		/* Private writable mappings may be pre-copy's: its extents are the runs written
+		 * since the last round, which may be more than the runs present now. */
+		size_t ext = rc.runs + ((m->prot & PROT_WRITE) && !m->shared ? EXT_HEADROOM : 0);
+		if (m->dump_len && ext > m->cap_ext) {
+			struct osm_extent *e = realloc(m->ext, ext * sizeof(*e));
+			if (!e) {
+				r = -ENOMEM;
+				break;
+			}
+			m->ext = e;
+			m->cap_ext = ext;
+		}
+	}
+	t->text_cap = len + len / 2 + TEXT_HEADROOM;
+	t->ready_text = r == 0 ? malloc(t->text_cap) : NULL;
+	t->freeze_text = r == 0 ? malloc(t->text_cap) : NULL;
+	if (r < 0 || !t->ready_text || !t->freeze_text) {
+		maps_free(maps, n);
+		capture_ready_free(t);
+		return r < 0 ? r : -ENOMEM;
+	}
+	memcpy(t->ready_text, text, len);
+	t->ready_len = len;
+	t->ready_maps = maps;
+	t->n_ready_maps = n;
+	/* Jobs: every run of every mapping (the most any method queues for them), and as many
+	 * again for the pages written or faulted in meanwhile. */
+	t->jobs_bound = jobs + jobs / 4 + n + 64;
+	return 0;
+}
+
+uint64_t capture_ready_bytes(const struct target *t)
+{
+	uint64_t n = 2 * (uint64_t)t->text_cap;
+
+	for (size_t i = 0; i < t->n_ready_maps; i++)
+		n += sizeof(struct osm_mapping) +
+		     t->ready_maps[i].cap_ext * sizeof(struct osm_extent);
+	return n;
 }

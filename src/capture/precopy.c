@@ -73,7 +73,8 @@ struct precopy_region {
 struct precopy_target {
 	struct precopy_region *pc; /* the tracked mappings, in address order */
 	size_t n_pc, cap_pc;
-	uint64_t stage_next; /* staged: the next free offset in the stage file */
+	uint64_t stage_next;   /* staged: the next free offset in the stage file */
+	uint64_t last_written; /* bytes the last round found written */
 };
 
 /* t's pre-copy state, or NULL when t's method is not pre-copy. */
@@ -597,6 +598,8 @@ int precopy_frozen(struct capture *c, struct target *t)
 			continue;
 		}
 		r = frozen_region(c, t, g, m);
+		if ((r == -ENOBUFS || r == -ENOMEM) && c->arena.sealed)
+			return r; /* past the reservation: the caller records it */
 		if (r < 0)
 			return log_error(r, "cannot scan the written pages of pid %d: %m", p->pid);
 	}
@@ -785,6 +788,14 @@ static int precopy_run_rounds(struct capture *c, struct target *t)
 	return 0;
 }
 
+/* Written runs in the freeze: about what the last round found, and as much again. */
+static size_t precopy_freeze_jobs(const struct capture *c, const struct target *t)
+{
+	const struct precopy_target *pt = pt_of(t);
+
+	return pt ? (size_t)(2 * pt->last_written / c->page_size) + 2 * pt->n_pc + 64 : 0;
+}
+
 static int precopy_keep(struct capture *c, struct target *t)
 {
 	uint64_t t0 = now_ns();
@@ -809,6 +820,7 @@ const struct capture_ops capture_precopy = {
     .choose = precopy_choose,
     .arena_bytes = precopy_arena,
     .rounds = precopy_run_rounds,
+    .freeze_jobs = precopy_freeze_jobs,
     .frozen = precopy_keep,
     .thawed = precopy_thawed,
     .abandon = precopy_abandon,

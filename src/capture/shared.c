@@ -327,6 +327,21 @@ int shared_collect(struct capture *c)
 	return 0;
 }
 
+size_t shared_jobs_bound(const struct capture *c)
+{
+	const struct shared_set *ss = c->shared;
+	size_t n = 0;
+
+	/* Each object's data runs (holes skipped) or its written runs: at most one per two
+	 * pages, bounded; an object needing more grows the job array (counted in the manifest's
+	 * allocations_in_freeze). */
+	for (size_t i = 0; ss && i < ss->n; i++) {
+		uint64_t len = ss->v[i].hi - ss->v[i].lo;
+		n += len / JOB_MAX + 2 + MIN(len / c->page_size / 2, (uint64_t)65536);
+	}
+	return n;
+}
+
 uint64_t shared_buffer_bytes(const struct capture *c)
 {
 	uint64_t n = 0;

@@ -35,6 +35,15 @@ struct target {
 	struct osm_mapping *pre_maps; /* from smaps, before the freeze */
 	size_t n_pre_maps;
 	uint64_t planned_bytes;
+	/* the layout read last before the freeze, planned and with room for its extents
+	 * (plan.c): the freeze uses it when it reads the same maps text, so that reading the
+	 * layout in the pause allocates nothing; ready_text is that text, freeze_text the buffer
+	 * the freeze reads into (text_cap bytes each) */
+	struct osm_mapping *ready_maps;
+	size_t n_ready_maps;
+	char *ready_text, *freeze_text;
+	size_t ready_len, text_cap;
+	size_t jobs_bound; /* copy jobs its capture in the freeze may need (plan.c) */
 	/* the write tracker taken from the target (userfaultfd), used by pre-copy and by the
 	 * tracking of shared objects; -1 when none */
 	int uffd;
@@ -58,5 +67,24 @@ void target_set_done(struct target_set *set);
  * they log their errors. */
 int targets_descendants(const pid_t *roots, size_t n_roots, pid_t **ret, size_t *ret_n);
 int targets_cgroup(const char *path, pid_t **ret, size_t *ret_n);
+/* Room for targets_descendants_in to work without allocating: the tree's growth runs inside
+ * the freeze, which allocates nothing beyond what was reserved before it. */
+struct proc_entry {
+	pid_t pid, ppid;
+	bool kthread;
+};
+struct targets_scratch {
+	struct proc_entry *all;
+	size_t cap_all;
+	pid_t *out;
+	size_t cap_out;
+};
+/* Room for n_procs processes. Returns 0 or -ENOMEM. */
+int targets_scratch_reserve(struct targets_scratch *s, size_t n_procs);
+void targets_scratch_done(struct targets_scratch *s);
+/* targets_descendants in s: *ret points into s, valid until its next use. Grows s only when
+ * the machine has more processes than it holds. Logs. */
+int targets_descendants_in(struct targets_scratch *s, const pid_t *roots, size_t n_roots,
+			   const pid_t **ret, size_t *ret_n);
 /* Every process except kernel threads and osmosis itself. */
 int targets_all(pid_t **ret, size_t *ret_n);

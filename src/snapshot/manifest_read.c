@@ -506,6 +506,9 @@ static void read_timeline(json_object *o, struct osm_timeline *tl)
 	tl->peak_rss = get_u64(o, "peak_rss");
 	tl->peak_buffers = get_u64(o, "peak_buffers");
 	tl->max_memory = get_u64(o, "max_memory");
+	tl->allocations_in_freeze = get(o, "allocations_in_freeze", json_type_int)
+					? get_u64(o, "allocations_in_freeze")
+					: UINT64_MAX;
 	tl->dropped = get_u64(o, "phases_dropped");
 	json_object *parts = get(o, "pause_breakdown_us", json_type_object);
 	for (int i = 0; parts && i < PAUSE_N_PARTS; i++)

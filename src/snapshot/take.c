@@ -414,6 +414,8 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	/* At normal priority (at least) from here to the thaw; aside only after it. */
 	sched_freeze_raise(&boost);
 	ph = timeline_begin(tl, "freeze", 0);
+	/* From here to the thaw nothing allocates beyond the reservation: counted to be sure. */
+	freeze_allocs = (struct freeze_allocs){.on = true};
 	r = freeze_session_freeze(&fs);
 	timeline_end(tl, ph);
 	timeline_pause_part(tl, PAUSE_STOP, now_ns() - fs.t_first_stop);
@@ -430,6 +432,8 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	uint64_t t_resume = now_ns();
 	ph = timeline_begin(tl, "resume", 0);
 	freeze_session_thaw(&fs);
+	freeze_allocs.on = false;
+	tl->allocations_in_freeze = freeze_allocs.count;
 	timeline_end(tl, ph);
 	timeline_pause_part(tl, PAUSE_RESUME, fs.t_thawed - t_resume);
 	sched_freeze_lower(&boost);
@@ -528,6 +532,7 @@ out:
 	/* Every path: targets resumed (idempotent), helpers stopped, partial files removed. */
 	progress_end(show_progress && r != 0);
 	freeze_session_thaw(&fs);
+	freeze_allocs.on = false;
 	sched_freeze_lower(&boost);
 	guard_watchdog_disarm();
 	sched_step_back(&aside);
