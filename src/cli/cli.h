@@ -17,6 +17,10 @@ int cmd_diff(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_core(int argc, char **argv);
 
+/* Parses --json and --help for diff and list: -1 when the positional arguments start at optind,
+ * else the exit code (0 after --help, EXIT_USAGE after a bad option, said in one line). */
+int cli_parse_json_help(int argc, char **argv, const char *usage, bool *json);
+
 struct pattern;
 struct threshold_value;
 /* Analyze a snapshot directory and print the report (used by analyze and snap --analyze). */

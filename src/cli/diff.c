@@ -617,30 +617,12 @@ out:
 
 int cmd_diff(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {},
-	};
-	bool json = false;
-	int c;
+	bool json;
+	int r;
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			fputs(diff_usage, stdout);
-			return 0;
-		default:
-			log_error(EINVAL, "unknown option '%s' (see osmosis diff --help)",
-				  argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-	}
+	r = cli_parse_json_help(argc, argv, diff_usage, &json);
+	if (r >= 0)
+		return r;
 	if (optind != argc - 2) {
 		log_error(EINVAL,
 			  "give two snapshot directories, A then B (see osmosis diff --help)");

@@ -139,35 +139,17 @@ static void row_done(struct row *r)
 
 int cmd_list(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {},
-	};
 	_cleanup_closedir_ DIR *d = NULL;
 	struct row *rows = NULL;
 	size_t n = 0, cap = 0;
 	char base[4096];
 	struct dirent *de;
-	bool json = false;
-	int c, basefd;
+	bool json;
+	int r, basefd;
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			fputs(list_usage, stdout);
-			return 0;
-		default:
-			log_error(EINVAL, "unknown option '%s' (see osmosis list --help)",
-				  argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-	}
+	r = cli_parse_json_help(argc, argv, list_usage, &json);
+	if (r >= 0)
+		return r;
 	if (argc - optind > 1) {
 		log_error(EINVAL, "give at most one directory (see osmosis list --help)");
 		return EXIT_USAGE;

@@ -326,6 +326,105 @@ def test_hang_stays_quiet_on_healthy_processes():
             sh.wait()
 
 
+# Two real processes (Debian's python3, no test victim) that hang on each other through the
+# kernel objects --hang follows: file locks, pipes, a parent waiting for its child. The script
+# forks; each side takes what it holds, then blocks on what the other holds. The pair is ready
+# when /proc says both sit in the blocking system call.
+PAIR = r"""
+import fcntl, os, sys, time
+mode, d = sys.argv[1], sys.argv[2]
+def hold(name):
+    f = open(os.path.join(d, name), "w")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    return f
+go_r, go_w = os.pipe()
+if mode == "flock":
+    a = hold("a")
+    pid = os.fork()
+    if pid == 0:
+        os.close(go_r)
+        b = hold("b")
+        os.close(go_w)                       # b is held: the parent may go on
+        hold("a")
+        os._exit(0)
+    os.close(go_w)
+    os.read(go_r, 1)                         # EOF once the child holds b
+    os.close(go_r)
+    print("pids %d %d" % (os.getpid(), pid), flush=True)
+    hold("b")
+elif mode == "pipe":
+    to_parent_r, to_parent_w = os.pipe()
+    to_child_r, to_child_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(to_parent_r)
+        os.close(to_child_w)
+        os.read(to_child_r, 1)               # the parent writes first, it never does
+        os._exit(0)
+    os.close(to_child_r)
+    os.close(to_parent_w)
+    print("pids %d %d" % (os.getpid(), pid), flush=True)
+    os.read(to_parent_r, 1)                  # the child answers first, it never does
+elif mode == "child":
+    a = hold("a")
+    pid = os.fork()
+    if pid == 0:
+        a.close()                            # a new open file: the parent's lock blocks it
+        hold("a")
+        os._exit(0)
+    print("pids %d %d" % (os.getpid(), pid), flush=True)
+    os.waitpid(pid, 0)
+"""
+
+SYSCALLS = {"flock": (73, 73), "pipe": (0, 0), "child": (61, 73)}
+
+
+def in_syscall(pid, nr):
+    try:
+        with open("/proc/%d/syscall" % pid) as f:
+            return f.read().split(" ", 1)[0] == str(nr)
+    except OSError:
+        return False
+
+
+def test_hang_on_file_lock_pipe_and_child_cycles():
+    """A flock deadlock of two processes, two processes each reading a pipe only the other
+    writes, and a parent waiting for a child that waits on the parent's flock: each is a wait
+    cycle of 2 threads for --hang, named with what each side waits on."""
+    want = {"flock": ["file lock of pid", "file lock of pid"],
+            "pipe": ["pipe of pid", "pipe of pid"],
+            "child": ["child of pid", "file lock of pid"]}
+    for mode, waits in want.items():
+        with TempDir() as tmp:
+            pair = subprocess.Popen([sys.executable, "-c", PAIR, mode, tmp],
+                                    stdout=subprocess.PIPE, text=True, start_new_session=True)
+            try:
+                line = pair.stdout.readline()
+                check(line.startswith("pids "), "%s: the pair did not start: %r" % (mode, line))
+                pids = [int(x) for x in line.split()[1:]]
+                deadline = time.time() + 60
+                while not all(in_syscall(p, n) for p, n in zip(pids, SYSCALLS[mode])):
+                    check(time.time() < deadline, "%s: the pair never blocked" % mode)
+                    time.sleep(0.02)
+                base = os.path.join(tmp, "w")
+                with Watch("--tree", pids[0], "-o", base, "--state-only", "--hang", "1") as w:
+                    t, d, line = w.snapshot(60)
+                    check(w.wait() == 0, "%s: watch did not end: %s" % (mode, w.err))
+                trig = manifest(d)["trigger"]
+                detail = trig["detail"]
+                print("  %s: %s" % (mode, detail))
+                check("a wait cycle of 2 threads" in detail, "%s: %s" % (mode, detail))
+                for p in pids:
+                    check("of pid %d" % p in detail, "%s: pid %d not named: %s" %
+                          (mode, p, detail))
+                for what in set(waits):
+                    check(detail.count(what) == waits.count(what), "%s: %s" % (mode, detail))
+            finally:
+                os.killpg(pair.pid, signal.SIGKILL)
+                pair.wait()
+                pair.stdout.close()
+
+
 def test_check_fails_or_overruns():
     with TempDir() as tmp, WVictim("healthy") as v:
         flag = os.path.join(tmp, "flag")
