@@ -50,7 +50,7 @@ static uint64_t estimate_copy_ns(const struct target *t)
 	return copy_ns(capture_own_bytes(t), COPY_BPS_GUESS);
 }
 
-uint64_t auto_estimate_clone_ns(const struct target *t, size_t page_size)
+static uint64_t estimate_clone_ns(const struct target *t, size_t page_size)
 {
 	uint64_t pages = 0, copied = 0;
 
@@ -78,10 +78,10 @@ static uint64_t estimate_precopy_ns(const struct target *t, uint64_t written, ui
 }
 
 /* First look (no injection): copy when it is cheaper than a clone (small processes); otherwise
- * start tracking writes, and pre-copy's rounds decide (auto_keep_precopy). */
+ * start tracking writes, and pre-copy's rounds decide (auto_review). */
 static int choose_auto(struct capture *c, struct target *t)
 {
-	uint64_t cp = estimate_copy_ns(t), cl = auto_estimate_clone_ns(t, c->page_size);
+	uint64_t cp = estimate_copy_ns(t), cl = estimate_clone_ns(t, c->page_size);
 	const char *why;
 	char a[32];
 	bool ok;
@@ -98,7 +98,7 @@ static int choose_auto(struct capture *c, struct target *t)
 	r = capture_injectable(c, t, &ok);
 	if (r < 0 || !ok)
 		return r;
-	if (!precopy_supported(&why)) {
+	if (!tracker_supported(&why)) {
 		capture_set_method(t, &capture_clone,
 				   "auto: %s; a clone (~%.1f ms) costs less than copying "
 				   "its %s (~%.1f ms)",
@@ -106,7 +106,7 @@ static int choose_auto(struct capture *c, struct target *t)
 				   format_bytes(t->planned_bytes, a, sizeof(a)), (double)cp / 1e6);
 		return 0;
 	}
-	/* Tentative: auto_keep_precopy keeps it or hands the target to the clone. */
+	/* Tentative: auto_review keeps it or hands the target to the clone. */
 	capture_set_method(t, &capture_precopy, "auto: pre-copy tried first");
 	r = precopy_begin(c, t);
 	if (r == -EINTR || r == -ETIMEDOUT)
@@ -120,13 +120,17 @@ static int choose_auto(struct capture *c, struct target *t)
 	return precopy_open_stage(c, t);
 }
 
-bool auto_keep_precopy(struct capture *c, struct target *t, uint64_t freeze_bytes,
-		       uint64_t copy_bps)
+/* After pre-copy's rounds: keep pre-copy or hand t to a clone, the reason recorded either way. */
+static void auto_review(struct capture *c, struct target *t)
 {
+	uint64_t freeze_bytes, copy_bps;
+
+	if (!precopy_last_round(t, &freeze_bytes, &copy_bps))
+		return;
 	/* Round 0 copied beside the running target; the freeze copies with the targets' CPUs
 	 * free, at least as fast as this machine's usual figure. */
 	uint64_t pre_ns = estimate_precopy_ns(t, freeze_bytes, MAX(copy_bps, COPY_BPS_GUESS));
-	uint64_t clone_ns = auto_estimate_clone_ns(t, c->page_size);
+	uint64_t clone_ns = estimate_clone_ns(t, c->page_size);
 	bool keep = pre_ns <= clone_ns;
 	char a[32];
 
@@ -136,11 +140,11 @@ bool auto_keep_precopy(struct capture *c, struct target *t, uint64_t freeze_byte
 			   keep ? "found" : "still found", format_bytes(freeze_bytes, a, sizeof(a)),
 			   (double)pre_ns / 1e6, (double)clone_ns / 1e6,
 			   keep ? "" : ", so a clone");
-	return keep;
 }
 
 const struct capture_ops capture_auto = {
     .id = METHOD_AUTO,
     .help = "(default) chosen per process from its size and write rate",
     .choose = choose_auto,
+    .review = auto_review,
 };

@@ -32,14 +32,6 @@ static bool live(const struct target *t)
 	return !t->skipped && !t->exited;
 }
 
-bool capture_target_ended(const struct target *t)
-{
-	struct proc_stat st;
-
-	return !pidref_alive(&t->ref) || proc_read_stat(t->ref.procfd, "stat", &st) < 0 ||
-	       st.state == 'Z' || st.state == 'X';
-}
-
 /*
  * A member of a set (--tree, --cgroup, --all) that cannot be captured is recorded and the rest
  * goes on: it exited (or became a zombie), ran a new program, or failed otherwise during
@@ -77,33 +69,6 @@ static bool member_lost(struct target *t, int r, const char *phase)
 	return true;
 }
 
-void capture_set_method(struct target *t, const struct capture_ops *m, const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	if (t->method != m) {
-		/* What the former method started goes; its state is the new method's room. */
-		if (t->method && t->method->abandon)
-			t->method->abandon(t);
-		if (t->method && t->method->release)
-			t->method->release(t);
-		if (t->method_priv && m->priv_size) {
-			memset(t->method_priv, 0, m->priv_size);
-			if (m->priv_init)
-				m->priv_init(t->method_priv);
-		}
-	}
-	t->method = m;
-	t->proc->method = capture_method_name(m->id);
-	free(t->proc->method_reason);
-	t->proc->method_reason = s;
-}
-
 /* Arena bytes a target needs under its method (its shared objects have their own buffers). */
 static uint64_t arena_need(struct capture *c, struct target *t)
 {
@@ -113,38 +78,6 @@ static uint64_t arena_need(struct capture *c, struct target *t)
 }
 
 #define BOUNCE_BYTES (16u << 20) /* staged rounds copy through this much memory */
-
-int capture_injectable(struct capture *c, struct target *t, bool *ret_ok)
-{
-	const char *why = NULL;
-	int r = inject_probe(t, &why);
-
-	*ret_ok = r == 0;
-	if (r == -EINTR || r == -ETIMEDOUT)
-		return r;
-	if (r < 0) {
-		t->no_inject = true;
-		capture_set_method(t, &capture_copy,
-				   "%s: no thread can run an injected syscall (%s), so copied",
-				   capture_method_name(c->requested), why ? why : strerror(-r));
-	}
-	return 0;
-}
-
-bool capture_every_thread_filtered(const struct target *t)
-{
-	const struct osm_process *p = t->proc;
-	size_t live_threads = 0;
-
-	for (size_t i = 0; i < p->n_threads; i++) {
-		if (p->threads[i]->gone)
-			continue;
-		live_threads++;
-		if (!inject_thread_filtered(t->ref.procfd, p->threads[i]->tid))
-			return false;
-	}
-	return live_threads ? true : inject_thread_filtered(t->ref.procfd, p->pid);
-}
 
 /* The requested method chooses (method.h); a process whose every thread runs under a seccomp
  * filter is copied whatever was requested. */
@@ -164,22 +97,6 @@ static int choose(struct capture *c, struct target *t)
 		return 0;
 	}
 	return req ? req->choose(c, t) : -EINVAL;
-}
-
-uint64_t capture_budget(const struct capture *c)
-{
-	uint64_t avail = proc_memory_available_to_self();
-
-	avail -= MIN(avail, avail / 10);
-	return c->max_memory ? MIN(c->max_memory, avail) : avail;
-}
-
-uint64_t capture_budget_left(const struct capture *c)
-{
-	uint64_t held = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
-	uint64_t b = c->max_memory ? c->max_memory : capture_budget(c);
-
-	return b > held ? b - held : 0;
 }
 
 static int reserve(struct capture *c)
@@ -239,6 +156,8 @@ static int reserve(struct capture *c)
 /* The methods' work while the targets run, after the reservation (pre-copy's rounds). */
 static int rounds_all(struct capture *c)
 {
+	const struct capture_ops *req = capture_method_get(c->requested);
+
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
 		int r;
@@ -251,6 +170,9 @@ static int rounds_all(struct capture *c)
 			continue;
 		if (r < 0)
 			return r;
+		/* The requested method may judge what the rounds found (auto: keep or clone). */
+		if (req && req->review && t->method->rounds)
+			req->review(c, t);
 	}
 	return 0;
 }
@@ -297,7 +219,10 @@ int capture_prepare(struct capture *c)
 		struct target *t = c->set->v[i];
 		if (!live(t))
 			continue;
-		clone_tidy_leftovers(c, t);
+		/* What a killed osmosis may have left in t, each method its own. */
+		for (size_t k = 0; k < capture_method_count; k++)
+			if (capture_methods[k]->tidy)
+				capture_methods[k]->tidy(c, t);
 		r = capture_plan_target(c, t);
 		if (r < 0 && member_lost(t, r, "before the freeze"))
 			continue;
@@ -335,7 +260,7 @@ int capture_prepare(struct capture *c)
 	if (!c->copier)
 		return log_error(ENOMEM, "cannot start copy threads");
 	for (size_t i = 0; i < c->set->n && !c->bounce; i++) {
-		if (!live(c->set->v[i]) || !precopy_staged(c->set->v[i]))
+		if (!live(c->set->v[i]) || !capture_staged(c->set->v[i]))
 			continue;
 		c->bounce_len = BOUNCE_BYTES;
 		c->bounce = mmap(NULL, c->bounce_len, PROT_READ | PROT_WRITE,
@@ -360,40 +285,6 @@ int capture_prepare(struct capture *c)
 		if (live(c->set->v[i]))
 			capture_refresh_layout(c, c->set->v[i]);
 	return reserve_frozen(c);
-}
-
-/* Plans the copy (jobs for the copy threads); counted with the layout in the pause. */
-static int copy_all_jobs(struct capture *c, struct target *t, bool only_clone_misses)
-{
-	for (size_t i = 0; i < t->proc->n_maps; i++) {
-		struct osm_mapping *m = &t->proc->maps[i];
-		if (m->shared_object)
-			continue; /* kept once for all its mappers (shared.c) */
-		if (only_clone_misses && !clone_copies_in_freeze(m))
-			continue;
-		int r = capture_copy_mapping(c, t, m);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-int capture_copy_all(struct capture *c, struct target *t, bool only_clone_misses)
-{
-	uint64_t t0 = now_ns();
-	int r = copy_all_jobs(c, t, only_clone_misses);
-
-	timeline_pause_part(c->tl, PAUSE_LAYOUT, now_ns() - t0);
-	return r;
-}
-
-uint64_t capture_copy_need(const struct target *t)
-{
-	uint64_t n = 0;
-
-	for (size_t i = 0; i < t->proc->n_maps; i++)
-		n += capture_planned_size(&t->proc->maps[i]);
-	return n;
 }
 
 static int keep_memory(struct capture *c, struct target *t);
@@ -465,13 +356,6 @@ static int keep_memory(struct capture *c, struct target *t)
 		capture_set_method(t, &capture_copy,
 				   "joined the tree during the freeze, so copied");
 	return t->method->frozen(c, t);
-}
-
-void capture_note_buffers(struct capture *c)
-{
-	uint64_t n = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
-
-	c->peak_buffers = MAX(c->peak_buffers, n);
 }
 
 int capture_frozen(struct capture *c)
@@ -554,9 +438,9 @@ int capture_finish(struct capture *c)
 		struct target *t = c->set->v[i];
 		if (t->method && t->method->thawed)
 			t->method->thawed(c, t);
-		if (t->uffd >= 0) { /* pre-copy's, or only for shared objects (shared.c) */
+		if (t->uffd >= 0) { /* only for shared objects (shared.c untracked them) */
 			size_t ph = timeline_begin(c->tl, "unregister", t->proc->pid);
-			precopy_stop(t); /* first: the target's writes are free again */
+			tracker_close(t); /* first: the target's writes are free again */
 			timeline_end(c->tl, ph);
 		}
 	}
@@ -605,7 +489,7 @@ void capture_release(struct capture *c)
 		t->method = NULL;
 		free(t->method_priv);
 		t->method_priv = NULL;
-		precopy_stop(t);	  /* the tracker of shared objects, if any */
+		tracker_close(t);	  /* the tracker of shared objects, if any */
 		outfile_abort(&t->stage); /* a core not written is not left behind */
 		capture_ready_free(t);
 		maps_free(t->pre_maps, t->n_pre_maps);

@@ -116,11 +116,11 @@ int capture_runs(struct capture *c, struct target *t, struct osm_mapping *m, int
 void capture_count_swapped_stacks(struct capture *c, struct target *t);
 
 /* clone.c */
-/* Before the freeze: what an earlier osmosis killed with SIGKILL may have left in t (a zombie
- * clone, a trampoline page) is removed. Never fails. */
-void clone_tidy_leftovers(struct capture *c, struct target *t);
-/* Whether m is copied in the freeze rather than read from the clone. */
+/* Whether m is copied in the freeze rather than read from a clone: what a fork does not carry
+ * (MADV_DONTFORK, MADV_WIPEONFORK) and shared mappings (plan.c). */
 bool clone_copies_in_freeze(const struct osm_mapping *m);
+/* Whether t's pre-copy rounds write into its stage file (capture.stage_dirfd) (plan.c). */
+bool capture_staged(const struct target *t);
 
 /* shared.c: memory shared by processes of the set, kept once (see shared.c). */
 /* Before the freeze, after planning: group the set's shared mappings into objects (every
@@ -149,14 +149,18 @@ void shared_untrack(struct capture *c);
 int shared_describe(struct capture *c, struct osm_snapshot *s);
 void shared_release(struct capture *c);
 
-/* precopy.c */
-/* Before the freeze: the target's userfaultfd (async write-protect), created inside it once
- * (t->uffd); shared.c registers shared mappings with it too. Returns 0 or a negative errno;
- * does not log. */
-int precopy_open_tracker(struct target *t);
+/* tracker.c: the target's write tracker (userfaultfd, async write-protect), shared by pre-copy
+ * and the tracking of shared objects. */
+/* Before the freeze: the tracker, created inside the target once (t->uffd). Returns 0 or a
+ * negative errno; does not log. */
+int tracker_open(struct target *t);
 /* Whether the kernel supports async write-protect and PAGEMAP_SCAN (probed once); *why says
  * what is missing. */
-bool precopy_supported(const char **why);
+bool tracker_supported(const char **why);
+/* Close the tracker: every registration and protection goes with it. Idempotent. */
+void tracker_close(struct target *t);
+
+/* precopy.c */
 /* Bytes of arena pre-copy needs for t (tracked mappings whole, the rest as planned). */
 uint64_t precopy_arena_bytes(const struct target *t);
 /* Before the freeze: create the tracker in the target (injected userfaultfd, taken with
@@ -189,5 +193,6 @@ void precopy_abandon(struct target *t);
 /* After the thaw: regions whose mapping changed before the freeze are not in the core: their
  * pages in the stage file are dropped (holes). Never fails. */
 void precopy_finish(struct target *t);
-/* Whether t's rounds write into its stage file (capture.stage_dirfd). */
-bool precopy_staged(const struct target *t);
+/* After its rounds: what the last found written, and round 0's copy speed; false when t's
+ * method is not pre-copy. */
+bool precopy_last_round(const struct target *t, uint64_t *ret_written, uint64_t *ret_copy_bps);

@@ -122,11 +122,6 @@ static void rseq_restore(struct target *t, const struct rseq_save *rs)
 		close(fd);
 }
 
-bool clone_copies_in_freeze(const struct osm_mapping *m)
-{
-	return m->shared || (m->vmflags & (VMF_DONTCOPY | VMF_WIPEONFORK));
-}
-
 /* The new task's first stop, then EXITKILL: from here it cannot outlive osmosis. */
 static int hold_clone(struct target *t)
 {
@@ -455,7 +450,9 @@ static int run_tidy(struct inject *in, void *ctx)
 	return r;
 }
 
-void clone_tidy_leftovers(struct capture *c, struct target *t)
+/* Before the freeze: what an earlier osmosis killed with SIGKILL may have left in t (a zombie
+ * clone, a trampoline page) is removed. Never fails. */
+static void clone_tidy_leftovers(struct capture *c, struct target *t)
 {
 	struct osm_mapping *maps = NULL;
 	size_t n = 0, n_zombies = 0, n_pages = 0;
@@ -571,6 +568,7 @@ const struct capture_ops capture_clone = {
     .help = "a copy-on-write clone made inside the target",
     .priv_size = sizeof(struct clone_target),
     .priv_init = clone_priv_init,
+    .tidy = clone_tidy_leftovers,
     .choose = clone_choose,
     .arena_bytes = clone_arena_bytes,
     .frozen = clone_keep,

@@ -4,11 +4,14 @@
  * of its own (copy.c, clone.c, precopy.c; auto.c chooses among them), listed once in registry.c.
  * The engine (capture.c) runs the stages and calls each target's method at each of them:
  *
+ *   tidy         before anything, every method for every target: what a killed osmosis left
  *   choose       before the freeze, for the method the user requested (--method NAME): give t
  *                its method (this one, or another when this one cannot be used, always with the
  *                reason: capture_set_method) and start what the method needs while t runs
  *   arena_bytes  before the freeze: the reserved buffer t needs under this method
  *   rounds       before the freeze, after the reservation, while t runs (pre-copy's rounds)
+ *   review       of the requested method, after the rounds: judge them (auto: keep pre-copy or
+ *                hand the target to a clone)
  *   freeze_jobs  before the freeze: copy jobs the method may queue in it beyond one per run
  *                of t's layout (the job array does not grow inside the freeze)
  *   frozen       inside the freeze, after t's registers and layout: keep t's memory as it is
@@ -48,10 +51,15 @@ struct capture_ops {
 	const char *help; /* one line for osmosis snap --help and the manual */
 	size_t priv_size; /* bytes of per-target state (t->method_priv); 0: none */
 	void (*priv_init)(void *priv);
+	/* before anything, for every target whatever its method: remove what a killed osmosis
+	 * left in it (the clone's zombie and trampoline page) */
+	void (*tidy)(struct capture *c, struct target *t);
 
 	int (*choose)(struct capture *c, struct target *t);
 	uint64_t (*arena_bytes)(const struct capture *c, const struct target *t);
 	int (*rounds)(struct capture *c, struct target *t);
+	/* of the requested method (auto), after another's rounds: judge what they found */
+	void (*review)(struct capture *c, struct target *t);
 	/* copy jobs the method may queue in the freeze beyond one per run of t's layout */
 	size_t (*freeze_jobs)(const struct capture *c, const struct target *t);
 	int (*frozen)(struct capture *c, struct target *t);
@@ -94,10 +102,3 @@ uint64_t capture_copy_need(const struct target *t);
 uint64_t capture_own_bytes(const struct target *t);
 /* What the budget leaves now, beside what osmosis holds. */
 uint64_t capture_budget_left(const struct capture *c);
-
-/* auto.c: the estimates behind auto's choices (see auto.c). */
-uint64_t auto_estimate_clone_ns(const struct target *t, size_t page_size);
-/* After pre-copy's rounds of t under auto: keep pre-copy (true) or hand t to a clone (false),
- * the reason recorded either way. */
-bool auto_keep_precopy(struct capture *c, struct target *t, uint64_t freeze_bytes,
-		       uint64_t copy_bps);

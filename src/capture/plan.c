@@ -77,6 +77,16 @@ int capture_read_maps(struct target *t, const char *file, struct osm_mapping **r
 	return r;
 }
 
+bool clone_copies_in_freeze(const struct osm_mapping *m)
+{
+	return m->shared || (m->vmflags & (VMF_DONTCOPY | VMF_WIPEONFORK));
+}
+
+bool capture_staged(const struct target *t)
+{
+	return t->stage.fd >= 0;
+}
+
 /* Bytes the arena needs for m: present pages only where absent pages can be skipped. */
 uint64_t capture_planned_size(const struct osm_mapping *m)
 {

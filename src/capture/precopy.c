@@ -75,6 +75,7 @@ struct precopy_target {
 	size_t n_pc, cap_pc;
 	uint64_t stage_next;   /* staged: the next free offset in the stage file */
 	uint64_t last_written; /* bytes the last round found written */
+	uint64_t copy_bps;     /* round 0's copy speed */
 };
 
 /* t's pre-copy state, or NULL when t's method is not pre-copy. */
@@ -99,46 +100,6 @@ static bool tracked_kind(const struct osm_mapping *m)
 	return resident * 2 >= m->dump_len || m->dump_len <= (1u << 20);
 }
 
-bool precopy_supported(const char **why)
-{
-	static int probed = -1;
-	static const char *reason;
-
-	if (probed < 0) {
-		struct uffdio_api api = {.api = UFFD_API,
-					 .features =
-					     UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
-		int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
-		probed = 0;
-		if (fd < 0) {
-			reason = "this kernel has no userfaultfd";
-		} else if (ioctl(fd, UFFDIO_API, &api) < 0) {
-			reason =
-			    "this kernel lacks asynchronous userfaultfd write-protect (Linux 6.7)";
-		} else {
-			struct page_region r;
-			struct pm_scan_arg a = {.size = sizeof(a),
-						.start = (uintptr_t)&r & ~4095ul,
-						.end = ((uintptr_t)&r & ~4095ul) + 4096,
-						.vec = (uintptr_t)&r,
-						.vec_len = 1,
-						.return_mask = PAGE_IS_PRESENT};
-			int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-			if (pm < 0 || ioctl(pm, PAGEMAP_SCAN, &a) < 0)
-				reason = "this kernel lacks the PAGEMAP_SCAN ioctl (Linux 6.7)";
-			else
-				probed = 1;
-			if (pm >= 0)
-				close(pm);
-		}
-		if (fd >= 0)
-			close(fd);
-	}
-	if (why)
-		*why = reason;
-	return probed == 1;
-}
-
 uint64_t precopy_arena_bytes(const struct target *t)
 {
 	struct precopy_target *pt = pt_of(t);
@@ -153,7 +114,7 @@ uint64_t precopy_arena_bytes(const struct target *t)
 							: tracked_kind(m);
 		if (tracked)
 			k++;
-		n += tracked ? (precopy_staged(t) ? 0 : m->dump_len) : capture_planned_size(m);
+		n += tracked ? (capture_staged(t) ? 0 : m->dump_len) : capture_planned_size(m);
 	}
 	return n;
 }
@@ -172,43 +133,6 @@ uint64_t precopy_untracked_bytes(const struct target *t)
 		n += capture_planned_size(&t->pre_maps[i]);
 	}
 	return n;
-}
-
-/* Create the userfaultfd inside the target and take it (in a thread inject_in_safe_thread
- * chose). */
-static int run_take_uffd(struct inject *in, void *ctx)
-{
-	struct target *t = ctx;
-	uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY};
-	int64_t fd = -1, closed;
-	int r = inject_syscall(in, SYS_userfaultfd, args, &fd);
-
-	if (r == 0 && fd < 0)
-		r = (int)fd;
-	if (r == 0) {
-		t->uffd = (int)syscall(SYS_pidfd_getfd, t->ref.pidfd, (int)fd, 0);
-		if (t->uffd < 0)
-			r = -errno;
-		args[0] = (uint64_t)fd;
-		/* Not closed: the target keeps a descriptor it did not have: do not use ours. */
-		if (inject_syscall(in, SYS_close, args, &closed) < 0 || closed < 0)
-			r = r ? r : -EIO;
-	}
-	return r;
-}
-
-static int take_uffd(struct target *t)
-{
-	const char *why = NULL;
-	int r = inject_in_safe_thread(t, run_take_uffd, t, NULL, &why);
-
-	if (r < 0 && t->uffd >= 0) {
-		close(t->uffd);
-		t->uffd = -1;
-	}
-	if (r == -EAGAIN)
-		log_debug("pid %d: pre-copy cannot start: %s", t->proc->pid, why);
-	return r;
 }
 
 /* One PAGEMAP_SCAN over [start, end), calling fn for each region returned. */
@@ -245,11 +169,6 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
 		start = a.walk_end;
 	}
 	return 0;
-}
-
-bool precopy_staged(const struct target *t)
-{
-	return t->stage.fd >= 0;
 }
 
 struct written_ctx {
@@ -384,32 +303,11 @@ static int run_staged(struct capture *c, struct target *t, bool first)
 
 static int run_jobs(struct capture *c, struct target *t, bool first)
 {
-	if (precopy_staged(t) && c->bounce)
+	if (capture_staged(t) && c->bounce)
 		return run_staged(c, t, first);
 	int r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->n_jobs = 0;
 	return r;
-}
-
-int precopy_open_tracker(struct target *t)
-{
-	struct uffdio_api api = {.api = UFFD_API,
-				 .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
-	int r;
-
-	if (t->uffd >= 0)
-		return 0;
-	if (t->pagemap_fd < 0 || t->ref.memfd < 0 || t->ref.pidfd < 0)
-		return -EACCES;
-	r = take_uffd(t);
-	if (r < 0)
-		return r;
-	r = fault_point("uffd-taken");
-	if (r < 0)
-		return r;
-	if (ioctl(t->uffd, UFFDIO_API, &api) < 0)
-		return -errno;
-	return 0;
 }
 
 int precopy_track(struct capture *c, struct target *t)
@@ -418,7 +316,7 @@ int precopy_track(struct capture *c, struct target *t)
 	int r;
 
 	(void)c;
-	r = precopy_open_tracker(t);
+	r = tracker_open(t);
 	if (r < 0)
 		return r;
 	/* Register and protect every tracked mapping. */
@@ -488,7 +386,7 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 	c->n_jobs = 0;
 	for (size_t i = 0; i < pt->n_pc; i++) {
 		struct precopy_region *g = &pt->pc[i];
-		if (precopy_staged(t) && c->bounce) {
+		if (capture_staged(t) && c->bounce) {
 			g->core_off = pt->stage_next;
 			pt->stage_next += ALIGN_UP(g->dump_len, (uint64_t)c->page_size);
 		} else if (!(g->dest = arena_alloc(&c->arena, g->dump_len))) {
@@ -609,7 +507,7 @@ int precopy_frozen(struct capture *c, struct target *t)
 void precopy_finish(struct target *t)
 {
 	struct precopy_target *pt = pt_of(t);
-	for (size_t i = 0; i < pt->n_pc && precopy_staged(t); i++)
+	for (size_t i = 0; i < pt->n_pc && capture_staged(t); i++)
 		if (!pt->pc[i].in_core && !pt->pc[i].dest)
 			fallocate(t->stage.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				  (off_t)pt->pc[i].core_off, (off_t)pt->pc[i].dump_len);
@@ -645,11 +543,10 @@ void precopy_stop(struct target *t)
 					break; /* the layout changed: the release will do it */
 			}
 		}
-		close(t->uffd);
+		tracker_close(t);
 		log_debug("pid %d: write tracking removed in %.2f ms", t->proc->pid,
 			  (double)(now_ns() - t0) / 1e6);
 	}
-	t->uffd = -1;
 	if (pt) {
 		free(pt->pc);
 		pt->pc = NULL;
@@ -696,7 +593,7 @@ static int precopy_choose(struct capture *c, struct target *t)
 	r = capture_injectable(c, t, &ok);
 	if (r < 0 || !ok)
 		return r; /* copied, with the reason */
-	if (!precopy_supported(&why))
+	if (!tracker_supported(&why))
 		return log_error(EOPNOTSUPP, "--method precopy: %s; use --method clone", why);
 	capture_set_method(t, &capture_precopy, "requested with --method precopy");
 	r = precopy_begin(c, t);
@@ -731,7 +628,7 @@ static uint64_t precopy_arena(const struct capture *c, const struct target *t)
 }
 
 /* The rounds; then the room the freeze needs for what is written meanwhile; under auto, a
- * target whose written set stayed large goes to a clone (auto_keep_precopy). -ESRCH: t ended
+ * target whose written set stayed large goes to a clone (auto.c, its review). -ESRCH: t ended
  * (logged unless optional: the engine records it). */
 static int precopy_run_rounds(struct capture *c, struct target *t)
 {
@@ -761,7 +658,7 @@ static int precopy_run_rounds(struct capture *c, struct target *t)
 	}
 	/* Staged: the freeze copies the written set into the arena; it must fit the budget (twice
 	 * the last round's, for what the target writes meanwhile). */
-	uint64_t need = precopy_staged(t) ? freeze_bytes * 2 + (8u << 20) : 0;
+	uint64_t need = capture_staged(t) ? freeze_bytes * 2 + (8u << 20) : 0;
 	uint64_t left = capture_budget_left(c);
 	if (need > left && is_auto) {
 		capture_set_method(t, &capture_clone,
@@ -783,9 +680,19 @@ static int precopy_run_rounds(struct capture *c, struct target *t)
 		return log_error(r, "cannot reserve memory for the pages pid %d writes: %m",
 				 t->proc->pid);
 	capture_note_buffers(c);
-	if (is_auto)
-		(void)auto_keep_precopy(c, t, freeze_bytes, bps);
+	pt_of(t)->copy_bps = bps;
 	return 0;
+}
+
+bool precopy_last_round(const struct target *t, uint64_t *ret_written, uint64_t *ret_copy_bps)
+{
+	const struct precopy_target *pt = pt_of(t);
+
+	if (!pt)
+		return false;
+	*ret_written = pt->last_written;
+	*ret_copy_bps = pt->copy_bps;
+	return true;
 }
 
 /* Written runs in the freeze: about what the last round found, and as much again. */
@@ -807,10 +714,15 @@ static int precopy_keep(struct capture *c, struct target *t)
 	return r;
 }
 
+/* Right after the thaw: the tracking goes first, so that the target's writes are free again. */
 static void precopy_thawed(struct capture *c, struct target *t)
 {
-	(void)c;
 	precopy_finish(t);
+	if (t->uffd >= 0) {
+		size_t ph = timeline_begin(c->tl, "unregister", t->proc->pid);
+		precopy_stop(t);
+		timeline_end(c->tl, ph);
+	}
 }
 
 const struct capture_ops capture_precopy = {
