@@ -186,7 +186,7 @@ static int rounds_all(struct capture *c)
  */
 static int reserve_frozen(struct capture *c)
 {
-	size_t jobs = shared_jobs_bound(c);
+	size_t jobs = shared_jobs_bound(c), largest = 0;
 	int r;
 
 	for (size_t i = 0; i < c->set->n; i++) {
@@ -200,9 +200,12 @@ static int reserve_frozen(struct capture *c)
 			log_debug("pid %d: layout not read before the freeze: %s", t->proc->pid,
 				  strerror(-r));
 		jobs += t->jobs_bound;
+		largest = MAX(largest, t->jobs_bound);
 		if (t->method && t->method->freeze_jobs)
 			jobs += t->method->freeze_jobs(c, t);
 	}
+	/* A tree's child born meanwhile joins in the freeze, copied: as large as the largest. */
+	jobs += largest;
 	if (grow_array((void **)&c->jobs, &c->cap_jobs, jobs, sizeof(*c->jobs)) < 0)
 		return log_error(ENOMEM, "out of memory");
 	capture_note_buffers(c);

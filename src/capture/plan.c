@@ -447,7 +447,16 @@ int capture_ready_layout(struct capture *c, struct target *t)
 	int r;
 
 	capture_ready_free(t);
-	t->jobs_bound = 0;
+	/* Jobs for the layout read by smaps (what the freeze reads when the layout changed
+	 * meanwhile), counted as below. */
+	for (size_t i = 0; i < t->n_pre_maps; i++) {
+		struct osm_mapping pm = t->pre_maps[i]; /* a copy: capture_runs takes no const */
+		struct runs_count rc = {0};
+		if (capture_runs(c, t, &pm, t->pagemap_fd, count_runs, &rc) == 0)
+			jobs += rc.jobs;
+	}
+	t->jobs_bound = jobs + jobs / 4 + t->n_pre_maps + 256;
+	jobs = 0;
 	r = read_file_at(t->ref.procfd, "maps", &text, &len);
 	if (r == 0)
 		r = maps_parse(text, len, &maps, &n);
@@ -494,7 +503,7 @@ int capture_ready_layout(struct capture *c, struct target *t)
 	t->n_ready_maps = n;
 	/* Jobs: every run of every mapping (the most any method queues for them), and as many
 	 * again for the pages written or faulted in meanwhile. */
-	t->jobs_bound = jobs + jobs / 4 + n + 64;
+	t->jobs_bound = MAX(t->jobs_bound, jobs + jobs / 4 + n + 64);
 	return 0;
 }
 
