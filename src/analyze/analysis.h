@@ -17,12 +17,12 @@
 #define ANALYSIS_MAX_FRAMES 256
 
 /* Native frames come from unwinding; a runtime (src/analyze/runtime/) adds its own, merged. */
-enum frame_kind { FRAME_NATIVE, FRAME_PYTHON };
+enum frame_kind { FRAME_NATIVE, FRAME_PYTHON, FRAME_JAVA };
 
 struct frame {
 	enum frame_kind kind;
-	uint64_t pc;	 /* native: the pc; python: the interpreter frame's address */
-	char *function;	 /* NULL when no symbol covers pc */
+	uint64_t pc;	 /* native: the pc; python: the interpreter frame's address; java: 0 */
+	char *function;	 /* NULL when no symbol covers pc; java: the method with its signature */
 	char *module;	 /* basename of the module, NULL if none */
 	uint64_t offset; /* pc - function start, or pc - module start without a symbol */
 	char *file;	 /* source file, with debug info only (python: always when known) */
@@ -88,8 +88,8 @@ enum edge_kind {
 	EDGE_FILE_LOCK, /* flock, POSIX (fcntl) or OFD lock, from /proc/locks */
 	EDGE_RUNTIME,	/* a lock of a language runtime (an interpreter's lock, a monitor) */
 	EDGE_GIL,	/* waits for a runtime's global lock (CPython's GIL) held by its waker */
-	EDGE_PYLOCK, /* waits for a lock of the runtime's (threading.Lock, RLock) held by its waker
-		      */
+	EDGE_PYLOCK,	/* waits for a threading.Lock or RLock held by its waker */
+	EDGE_MONITOR,	/* waits to enter a Java monitor (synchronized) held by its waker */
 };
 
 /* Who can end a wait. A mutex, a join, a child, a file lock: only the thread or process named
@@ -223,10 +223,14 @@ struct analysis {
 	size_t n_focus;
 	char **problems; /* what could not be read, for the report and truncated-dump */
 	size_t n_problems;
+	char **notes; /* what the analysis could not do on this machine (a tool missing) */
+	size_t n_notes;
 	struct cycle *cycles;
 	size_t n_cycles;
 	struct chain *chains;
 	size_t n_chains;
+	struct symcache
+	    *symcache; /* symbols shared by the processes while they load (symcache.c) */
 };
 
 /* Load DIR: manifest, cores, unwinding, waits, the graph. Returns 0 or a negative errno with a
@@ -280,3 +284,6 @@ void analysis_add_edge(struct athread *from, enum edge_kind kind, struct athread
  * truncated-dump. */
 void analysis_problem(struct analysis *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Record a note: something this machine lacks to analyze further (a JDK's jhsdb), not a fault
+ * of the snapshot. truncated-dump shows notes as a note, not a warning. */
+void analysis_note(struct analysis *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

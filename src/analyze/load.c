@@ -22,6 +22,7 @@
 #include "analyze/analysis.h"
 #include "analyze/runtime/runtime.h"
 #include "analyze/modules.h"
+#include "analyze/symcache.h"
 #include "arch.h"
 #include "base/fs.h"
 #include "base/util.h"
@@ -31,21 +32,36 @@
 
 #define MAX_NOTES_BYTES (256u << 20)
 
-void analysis_problem(struct analysis *a, const char *fmt, ...)
+static void add_line(char ***lines, size_t *n, const char *fmt, va_list ap)
 {
-	size_t cap = a->n_problems;
+	size_t cap = *n;
 	char *s = NULL;
-	va_list ap;
 
-	va_start(ap, fmt);
 	if (vasprintf(&s, fmt, ap) < 0)
 		s = NULL;
-	va_end(ap);
-	if (!s || grow_array((void **)&a->problems, &cap, a->n_problems + 1, sizeof(char *))) {
+	if (!s || grow_array((void **)lines, &cap, *n + 1, sizeof(char *))) {
 		free(s);
 		return;
 	}
-	a->problems[a->n_problems++] = s;
+	(*lines)[(*n)++] = s;
+}
+
+void analysis_problem(struct analysis *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_line(&a->problems, &a->n_problems, fmt, ap);
+	va_end(ap);
+}
+
+void analysis_note(struct analysis *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_line(&a->notes, &a->n_notes, fmt, ap);
+	va_end(ap);
 }
 
 size_t aprocess_read(const struct aprocess *ap, uint64_t addr, void *buf, size_t len)
@@ -386,6 +402,7 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 	}
 	a->n_procs = a->snap->n_procs;
 	shared_core = cores_named_before(a->snap, &n_shared);
+	a->symcache = symcache_new();
 	if (n_shared)
 		analysis_problem(
 		    a,
@@ -432,6 +449,9 @@ int analysis_load(const char *dir, struct analysis *a, char *err, size_t errlen)
 		}
 	}
 	close(dirfd);
+	/* Every frame is symbolized: the shared files and answers go. */
+	symcache_free(a->symcache);
+	a->symcache = NULL;
 	decode_waits(a);
 	build_wait_graph(a);
 	runtimes_read(a);
@@ -481,6 +501,7 @@ void analysis_done(struct analysis *a)
 		runtimes_free(ap);
 	}
 	free(a->procs);
+	symcache_free(a->symcache);
 	for (size_t i = 0; i < a->n_cycles; i++) {
 		free(a->cycles[i].steps);
 		free(a->cycles[i].others);
@@ -492,6 +513,9 @@ void analysis_done(struct analysis *a)
 	for (size_t i = 0; i < a->n_problems; i++)
 		free(a->problems[i]);
 	free(a->problems);
+	for (size_t i = 0; i < a->n_notes; i++)
+		free(a->notes[i]);
+	free(a->notes);
 	free(a->thresholds);
 	free(a->focus);
 	snapshot_free(a->snap);

@@ -22,6 +22,9 @@
  *      left for it to open) and find_debuginfo (separate debug files only through
  *      open_regular_file, only with the module's build-id; debuginfod only when DEBUGINFOD_URLS
  *      is set, by build-id alone).
+ *   5. A module on a verified file is also named to the analysis's symbol cache (symcache.c),
+ *      keyed by its build-id: symbols and lines are read once for every process that maps the
+ *      file, in a session of its own (modules_open_one(), the same checks and callbacks).
  *
  * The modules are reported in the core's address order; a candidate overlapping the one before
  * is left out, as libdwfl would not place it.
@@ -39,6 +42,7 @@
 #include <unistd.h>
 
 #include "analyze/modules.h"
+#include "analyze/symcache.h"
 #include "base/fs.h"
 #include "base/util.h"
 
@@ -59,6 +63,10 @@ struct module_source {
 	Elf *elf;	  /* the file's ELF or the image's, until libdwfl takes it */
 	void *image;	  /* the module's bytes from the core, kept until dwfl_end */
 	size_t image_len; /* 0 when the core does not hold all of it */
+	/* The symbol cache's entry for the verified file (symcache.c), and where this process
+	 * has the module: symbols and lines are asked of the cache at pc - low. */
+	struct symfile *shared;
+	uint64_t low;
 };
 
 /* What the core's memory says of a module. */
@@ -72,7 +80,7 @@ struct core_module {
 	uint64_t build_id_vaddr;
 };
 
-static void source_free(struct module_source *src)
+void modules_source_free(struct module_source *src)
 {
 	if (!src)
 		return;
@@ -88,7 +96,7 @@ static void source_free(struct module_source *src)
 void modules_sources_free(struct aprocess *ap)
 {
 	for (size_t i = 0; i < ap->n_sources; i++)
-		source_free(ap->sources[i]);
+		modules_source_free(ap->sources[i]);
 	free(ap->sources);
 	ap->sources = NULL;
 	ap->n_sources = 0;
@@ -222,11 +230,11 @@ static bool same_build_id(Elf *elf, const unsigned char *bits, size_t len)
 	return len && n == (ssize_t)len && !memcmp(id, bits, len);
 }
 
-/* Use the ELF file at path for module m if it is a regular file with m's build-id. Returns true
- * when it does (src takes it); else why says why not ("" when the file is simply not there: a
- * snapshot from another machine, a deleted file). */
-static bool use_file(const struct core_module *m, const char *path, struct module_source *src,
-		     char *why, size_t whylen)
+/* Use the ELF file at path for a module whose build-id (from the core) is id[0..id_len) if it is
+ * a regular file with that build-id. Returns true when it does (src takes it); else why says why
+ * not ("" when the file is simply not there: a snapshot from another machine, a deleted file). */
+static bool use_file(const unsigned char *id, size_t id_len, const char *path,
+		     struct module_source *src, char *why, size_t whylen)
 {
 	const char *kind;
 	int fd = open_regular_file(AT_FDCWD, path, 0, &kind);
@@ -242,10 +250,10 @@ static bool use_file(const struct core_module *m, const char *path, struct modul
 	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	if (!elf || elf_kind(elf) != ELF_K_ELF)
 		snprintf(why, whylen, "%s is not an ELF file on this machine: not used", path);
-	else if (!m->build_id_len)
+	else if (!id_len)
 		snprintf(why, whylen,
 			 "the core's memory holds no build-id to check %s against: not used", path);
-	else if (!same_build_id(elf, m->build_id, m->build_id_len))
+	else if (!same_build_id(elf, id, id_len))
 		snprintf(why, whylen,
 			 "%s on this machine is not the file the process had mapped (its build-id "
 			 "differs): not used",
@@ -269,7 +277,7 @@ static void file_for_module(struct analysis *a, const struct aprocess *ap,
 			    struct module_source *src)
 {
 	char why[PATH_MAX + 160], other[PATH_MAX + 160], byid[PATH_MAX], hex[2 * BUILD_ID_MAX + 1];
-	bool found = path && use_file(m, path, src, why, sizeof(why));
+	bool found = path && use_file(m->build_id, m->build_id_len, path, src, why, sizeof(why));
 
 	if (!path)
 		why[0] = 0;
@@ -277,7 +285,7 @@ static void file_for_module(struct analysis *a, const struct aprocess *ap,
 		for (size_t i = 0; i < m->build_id_len; i++)
 			snprintf(hex + 2 * i, 3, "%02x", m->build_id[i]);
 		snprintf(byid, sizeof(byid), DEBUG_DIR "/.build-id/%.2s/%s", hex, hex + 2);
-		found = use_file(m, byid, src, other, sizeof(other));
+		found = use_file(m->build_id, m->build_id_len, byid, src, other, sizeof(other));
 	}
 	if (why[0])
 		analysis_problem(a, "core.%d: %s; %s", ap->p->pid, why,
@@ -399,6 +407,12 @@ static void report_one(struct analysis *a, struct aprocess *ap, Dwfl *dwfl, uint
 	file_for_module(a, ap, m, path, src);
 	if (!src->elf)
 		image_from_core(ap, m, src);
+	else if (src->path) {
+		/* A verified file: its symbols and lines are read once for every process. */
+		src->shared = symcache_file(a->symcache, m->build_id, m->build_id_len, src->path,
+					    m->low, m->high, m->build_id_vaddr);
+		src->low = m->low;
+	}
 	mod = dwfl_report_module(dwfl, name, m->low, m->high);
 	if (!mod)
 		return;
@@ -407,6 +421,53 @@ static void report_one(struct analysis *a, struct aprocess *ap, Dwfl *dwfl, uint
 	dwfl_module_info(mod, &ud, NULL, NULL, NULL, NULL, NULL, NULL);
 	*ud = src;
 	*last_high = MAX(*last_high, m->high);
+}
+
+Dwfl *modules_open_one(const char *path, const unsigned char *build_id, size_t len, uint64_t low,
+		       uint64_t high, uint64_t build_id_vaddr, Dwfl_Module **ret_mod,
+		       struct module_source **ret_src)
+{
+	struct module_source *src = calloc(1, sizeof(*src));
+	char why[PATH_MAX + 160];
+	Dwfl_Module *mod;
+	Dwfl *dwfl;
+	void **ud;
+
+	if (!src)
+		return NULL;
+	src->fd = -1;
+	if (!use_file(build_id, len, path, src, why, sizeof(why)) ||
+	    !(dwfl = dwfl_begin(&callbacks))) {
+		modules_source_free(src);
+		return NULL;
+	}
+	dwfl_report_begin(dwfl);
+	mod = dwfl_report_module(dwfl, path, low, high);
+	if (mod) {
+		dwfl_module_report_build_id(mod, build_id, len, build_id_vaddr);
+		dwfl_module_info(mod, &ud, NULL, NULL, NULL, NULL, NULL, NULL);
+		*ud = src;
+	}
+	if (!mod || dwfl_report_end(dwfl, NULL, NULL) != 0) {
+		dwfl_end(dwfl);
+		modules_source_free(src);
+		return NULL;
+	}
+	*ret_mod = mod;
+	*ret_src = src;
+	return dwfl;
+}
+
+struct symfile *modules_symfile(Dwfl_Module *mod, uint64_t *ret_low)
+{
+	void **ud = NULL;
+	struct module_source *src;
+
+	if (!dwfl_module_info(mod, &ud, NULL, NULL, NULL, NULL, NULL, NULL) || !ud ||
+	    !(src = *ud) || !src->shared)
+		return NULL;
+	*ret_low = src->low;
+	return src->shared;
 }
 
 int modules_report(struct analysis *a, struct aprocess *ap, const struct note_file_entry *files,

@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <elfutils/libdwfl.h>
 #include <stdint.h>
 
 #include "analyze/analysis.h"
@@ -25,3 +26,21 @@ int modules_report(struct analysis *a, struct aprocess *ap, const struct note_fi
 
 /* Free what stood for ap's modules; call after dwfl_end(ap->dwfl). NULL-safe. */
 void modules_sources_free(struct aprocess *ap);
+
+struct module_source;
+struct symfile;
+
+/* For the symbol cache (symcache.c): a libdwfl session of one module only, the file at path,
+ * used only if it is a regular file whose build-id is build_id[0..len) (checked again here), placed
+ * at [low, high) with its build-id at build_id_vaddr, as a process had it. libdwfl gets it and
+ * its separate debug file through the same callbacks as modules_report(). Returns the session
+ * and its module in *ret_mod, or NULL; *ret_src is freed with modules_source_free() after
+ * dwfl_end(). */
+Dwfl *modules_open_one(const char *path, const unsigned char *build_id, size_t len, uint64_t low,
+		       uint64_t high, uint64_t build_id_vaddr, Dwfl_Module **ret_mod,
+		       struct module_source **ret_src);
+void modules_source_free(struct module_source *src);
+
+/* The symbol cache's entry of a module modules_report() reported from a verified file, and in
+ * *ret_low where the process has it; NULL for any other module. */
+struct symfile *modules_symfile(Dwfl_Module *mod, uint64_t *ret_low);

@@ -2,7 +2,8 @@
 /*
  * Unwinding every thread of a core with elfutils' libdwfl: modules as load.c reported them (only
  * regular files whose build-id matches the core's, see modules.c), CFI from
- * .eh_frame or .debug_frame, symbols from the symbol tables, source lines where debug info is.
+ * .eh_frame or .debug_frame, symbols from the symbol tables, source lines where debug info is
+ * (asked of the symbol cache shared by all processes, symcache.c, for modules on verified files).
  * A thread whose unwinding fails keeps the frames found so far (at least its first frame, from
  * its registers) and the reason.
  */
@@ -16,6 +17,8 @@
 #include <string.h>
 
 #include "analyze/analysis.h"
+#include "analyze/modules.h"
+#include "analyze/symcache.h"
 #include "arch.h"
 #include "base/util.h"
 
@@ -109,6 +112,9 @@ static void symbolize(struct aprocess *ap, Dwfl *dwfl, uint64_t pc, bool activat
 	GElf_Sym sym;
 	Dwarf_Addr start = 0;
 	Dwfl_Line *line;
+	struct symfile *sf;
+	struct sym_answer ans;
+	uint64_t low = 0;
 
 	f->pc = pc;
 	if (!mod) {
@@ -119,6 +125,17 @@ static void symbolize(struct aprocess *ap, Dwfl *dwfl, uint64_t pc, bool activat
 	if (modname) {
 		const char *slash = strrchr(modname, '/');
 		f->module = strdup(slash ? slash + 1 : modname);
+	}
+	/* A module on a verified file: its symbols and lines are read once for all processes. */
+	sf = modules_symfile(mod, &low);
+	if (sf && lookup >= low && symcache_lookup(sf, lookup - low, &ans)) {
+		f->function = ans.function ? strdup(ans.function) : NULL;
+		f->offset = ans.function ? ans.offset + (pc - lookup) : pc - start;
+		if (ans.file) {
+			f->file = strdup(ans.file);
+			f->line = ans.line;
+		}
+		return;
 	}
 	name = dwfl_module_addrinfo(mod, lookup, &off, &sym, NULL, NULL, NULL);
 	if (name) {
@@ -203,6 +220,107 @@ static int module_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_
 	return DWARF_CB_OK;
 }
 
+/* --- the process's state for libdwfl's unwinder, from the core --------------------------------
+ *
+ * libdwfl's own core attach reads each stack word through elf_getdata_rawchunk, which elfutils
+ * (0.188) keeps in a list it searches from the start at every read: unwinding a process cost
+ * time growing with the square of the words read. These callbacks give libdwfl the same
+ * threads (NT_PRSTATUS, as load.c read them), registers (the set its backend unwinds with) and
+ * memory (the core's dumped segments, through the image libelf holds), one word read in a few
+ * instructions. */
+
+struct core_state {
+	struct aprocess *ap;
+	const char *raw; /* the core's bytes as libelf holds them (mapped or the zstd image) */
+	size_t raw_size;
+	size_t last; /* the segment of the last read */
+};
+
+static pid_t next_thread(Dwfl *dwfl, void *dwfl_arg, void **thread_argp)
+{
+	struct core_state *cs = dwfl_arg;
+	struct aprocess *ap = cs->ap;
+	size_t i = *thread_argp ? (size_t)((struct athread *)*thread_argp - ap->threads) + 1 : 0;
+
+	(void)dwfl;
+	for (; i < ap->n_threads; i++)
+		if (ap->threads[i].in_core) {
+			*thread_argp = &ap->threads[i];
+			return ap->threads[i].t->tid;
+		}
+	return 0;
+}
+
+static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *dwfl_arg)
+{
+	struct core_state *cs = dwfl_arg;
+	const struct aprocess *ap = cs->ap;
+	size_t i = cs->last;
+	uint64_t rel;
+
+	(void)dwfl;
+	if (i >= ap->n_loads || addr < ap->loads[i].vaddr ||
+	    addr - ap->loads[i].vaddr >= ap->loads[i].memsz)
+		for (i = 0; i < ap->n_loads; i++)
+			if (addr >= ap->loads[i].vaddr &&
+			    addr - ap->loads[i].vaddr < ap->loads[i].memsz)
+				break;
+	if (i == ap->n_loads)
+		return false;
+	cs->last = i;
+	rel = addr - ap->loads[i].vaddr;
+	/* The whole word in what the core holds of this segment, as libdwfl reads it. */
+	if (rel > ap->loads[i].filesz || ap->loads[i].filesz - rel < sizeof(*result))
+		return false;
+	if (cs->raw && ap->loads[i].offset + rel <= cs->raw_size &&
+	    cs->raw_size - (ap->loads[i].offset + rel) >= sizeof(*result)) {
+		memcpy(result, cs->raw + ap->loads[i].offset + rel, sizeof(*result));
+		return true;
+	}
+	return aprocess_read(ap, addr, result, sizeof(*result)) == sizeof(*result);
+}
+
+static bool set_initial_registers(Dwfl_Thread *thread, void *thread_arg)
+{
+	const struct athread *t = thread_arg;
+	uint64_t dwarf[ARCH_DWARF_NREGS];
+
+	arch_gregs_to_dwarf(t->regs, dwarf);
+	if (!dwfl_thread_state_registers(thread, 0, ARCH_DWARF_NREGS, dwarf))
+		return false;
+	dwfl_thread_state_register_pc(thread, t->regs[ARCH_GREGS_PC]);
+	return true;
+}
+
+static void detach(Dwfl *dwfl, void *dwfl_arg)
+{
+	(void)dwfl;
+	free(dwfl_arg);
+}
+
+static const Dwfl_Thread_Callbacks core_callbacks = {
+    .next_thread = next_thread,
+    .memory_read = memory_read,
+    .set_initial_registers = set_initial_registers,
+    .detach = detach,
+};
+
+/* Give libdwfl the process's threads and memory; the state is freed by dwfl_end. */
+static bool attach_core(struct aprocess *ap, Dwfl *dwfl)
+{
+	struct core_state *cs = calloc(1, sizeof(*cs));
+
+	if (!cs)
+		return false;
+	cs->ap = ap;
+	cs->raw = elf_rawfile(ap->elf, &cs->raw_size);
+	if (!dwfl_attach_state(dwfl, ap->elf, ap->p->pid, &core_callbacks, cs)) {
+		free(cs);
+		return false;
+	}
+	return true;
+}
+
 static char *dwfl_error(void)
 {
 	const char *msg = dwfl_errmsg(-1);
@@ -219,7 +337,7 @@ void unwind_process(struct aprocess *ap)
 		return;
 	read_file_ranges(ap);
 	dwfl_getmodules(dwfl, module_cb, ap, 0);
-	if (dwfl_core_file_attach(dwfl, ap->elf) < 0) {
+	if (!attach_core(ap, dwfl)) {
 		ap->core_error = dwfl_error();
 	} else {
 		dwfl_getthreads(dwfl, thread_cb, ap);

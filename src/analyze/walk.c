@@ -26,6 +26,9 @@
 #include "base/util.h"
 
 #define FUTEX_PRIVATE_FLAG 128
+#define FUTEX_CMD_MASK	   (~(uint64_t)(128 | 256)) /* without PRIVATE and CLOCK_REALTIME */
+#define FUTEX_WAIT	   0
+#define FUTEX_WAIT_BITSET  9
 
 /* The threads an edge continues to, one at a time, without an array (Tarjan recurses). */
 struct target_iter {
@@ -80,11 +83,20 @@ static bool edge_can_end(const struct edge *e)
 	return e->mode == WAIT_ALL_OF ? n == e->n_wakers : n > 0;
 }
 
+/* A futex wait with a timeout (FUTEX_WAIT's relative or FUTEX_WAIT_BITSET's absolute time in
+ * the fourth argument) ends by itself: pthread_cond_timedwait, a JVM's Thread.sleep and timed
+ * parks. Only an untimed wait can wait forever. */
+static bool timed_futex_wait(const struct athread *t) /* t waits in futex (its wait kind) */
+{
+	uint64_t cmd = t->t->syscall_args[1] & FUTEX_CMD_MASK;
+	return (cmd == FUTEX_WAIT || cmd == FUTEX_WAIT_BITSET) && t->t->syscall_args[3];
+}
+
 static bool private_ownerless(const struct athread *t)
 {
 	enum wait_kind k = t->wait.kind;
 	return (k == WAIT_CONDVAR || k == WAIT_SEMAPHORE || k == WAIT_FUTEX) &&
-	       (t->t->syscall_args[1] & FUTEX_PRIVATE_FLAG);
+	       (t->t->syscall_args[1] & FUTEX_PRIVATE_FLAG) && !timed_futex_wait(t);
 }
 
 static bool never_ends(const struct athread *t)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "analyze/analysis.h"
+#include "analyze/runtime/runtime.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "cli/cli.h"
@@ -20,7 +21,7 @@
 
 static const char analyze_usage[] =
     "Usage: osmosis analyze [--json] [--pattern ID,...] [--threshold NAME=VALUE] [--thread TID]\n"
-    "                       DIR\n"
+    "                       [--no-runtime ID,...] [--no-java] DIR\n"
     "\n"
     "Analyze a snapshot: every thread's stack, every lock and wait decoded, the wait graph\n"
     "across threads and processes, and the pattern catalogue (osmosis patterns lists it).\n"
@@ -30,6 +31,9 @@ static const char analyze_usage[] =
     "  -p, --pattern ID,...       run only these patterns (repeatable)\n"
     "  -t, --threshold NAME=VALUE change a pattern's threshold (see osmosis patterns)\n"
     "  -T, --thread TID,...       report these threads whenever they are blocked\n"
+    "      --no-runtime ID,...    do not read these language runtimes (cpython, java): their\n"
+    "                             processes are analyzed natively\n"
+    "      --no-java              the same as --no-runtime=java: do not run the JDK's jhsdb\n"
     "      --json                 the report as JSON (docs/analysis-json.md)\n"
     "  -h, --help                 show this help\n";
 
@@ -68,6 +72,20 @@ static int add_threads(struct analyze_opts *o, const char *list)
 		if (o->n_focus < ARRAY_SIZE(o->focus))
 			o->focus[o->n_focus++] = (pid_t)v;
 	}
+	return 0;
+}
+
+static int no_runtimes(const char *list)
+{
+	_cleanup_free_ char *copy = strdup(list);
+	char *save = NULL;
+
+	if (!copy)
+		return log_error(ENOMEM, "out of memory");
+	for (char *id = strtok_r(copy, ",", &save); id; id = strtok_r(NULL, ",", &save))
+		if (runtime_disable(id) < 0)
+			return log_error(EINVAL, "no runtime '%s' (osmosis patterns lists them)",
+					 id);
 	return 0;
 }
 
@@ -159,6 +177,8 @@ int cmd_analyze(int argc, char **argv)
 	    {"pattern", required_argument, NULL, 'p'},
 	    {"threshold", required_argument, NULL, 't'},
 	    {"thread", required_argument, NULL, 'T'},
+	    {"no-runtime", required_argument, NULL, 'R'},
+	    {"no-java", no_argument, NULL, 'J'},
 	    {"help", no_argument, NULL, 'h'},
 	    {},
 	};
@@ -183,6 +203,13 @@ int cmd_analyze(int argc, char **argv)
 		case 'T':
 			if (add_threads(&o, optarg) < 0)
 				return EXIT_USAGE;
+			break;
+		case 'R':
+			if (no_runtimes(optarg) < 0)
+				return EXIT_USAGE;
+			break;
+		case 'J':
+			runtime_disable("java");
 			break;
 		case 'h':
 			fputs(analyze_usage, stdout);

@@ -26,6 +26,14 @@ void thread_label(const struct athread *t, char *buf, size_t len)
 			 p->comm);
 }
 
+const char *runtime_language(const struct athread *t)
+{
+	for (size_t i = 0; i < t->n_frames; i++)
+		if (t->frames[i].kind == FRAME_JAVA)
+			return "Java";
+	return "Python";
+}
+
 void finding_frames(struct finding *f, const struct athread *t, size_t max)
 {
 	size_t python = 0;
@@ -34,13 +42,22 @@ void finding_frames(struct finding *f, const struct athread *t, size_t max)
 		const struct frame *fr = &t->frames[i];
 		/* Past the native frames asked for, a runtime's frames still say where the thread
 		 * stands in its program: up to as many more. */
-		if (i >= max && (fr->kind != FRAME_PYTHON || python >= max))
+		if (i >= max &&
+		    ((fr->kind != FRAME_PYTHON && fr->kind != FRAME_JAVA) || python >= max))
 			continue;
 		if (fr->kind == FRAME_PYTHON) {
 			python++;
 			finding_line(f, "      #%zu %s (python) %s:%d", i,
 				     fr->function ? fr->function : "?", fr->file ? fr->file : "?",
 				     fr->line);
+		} else if (fr->kind == FRAME_JAVA) {
+			python++;
+			if (fr->line > 0)
+				finding_line(f, "      #%zu %s (java) line %d", i,
+					     fr->function ? fr->function : "?", fr->line);
+			else
+				finding_line(f, "      #%zu %s (java)", i,
+					     fr->function ? fr->function : "?");
 		} else if (fr->function && fr->file)
 			finding_line(f, "      #%zu %s (%s) %s:%d", i, fr->function,
 				     fr->module ? fr->module : "?", fr->file, fr->line);
@@ -219,7 +236,8 @@ json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps
 		}
 		finding_wakers(f, s->e, wakers);
 		if (s->t->runtime_where[0])
-			finding_line(f, "    in Python: %s", s->t->runtime_where);
+			finding_line(f, "    in %s: %s", runtime_language(s->t),
+				     s->t->runtime_where);
 		finding_frames(f, s->t, frames);
 		json_object_object_add(o, "tid", json_object_new_int(s->t->t->tid));
 		json_object_object_add(o, "pid", json_object_new_int(s->t->proc->p->pid));
@@ -228,8 +246,10 @@ json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps
 				       json_object_new_string(wait_mode_name(s->e->mode)));
 		json_object_object_add(o, "wakers", wakers);
 		if (s->t->runtime_where[0])
-			json_object_object_add(o, "python_where",
-					       json_object_new_string(s->t->runtime_where));
+			json_object_object_add(
+			    o,
+			    strcmp(runtime_language(s->t), "Java") ? "python_where" : "java_where",
+			    json_object_new_string(s->t->runtime_where));
 		if (s->t->wait.addr)
 			json_object_object_add(o, "address",
 					       json_object_new_int64((int64_t)s->t->wait.addr));

@@ -86,6 +86,8 @@ void findings_finish(struct findings *fs);
 double pattern_threshold(const struct analysis *a, const struct pattern *p, const char *name);
 /* "thread 1234 "name" of pid 1200 (comm)" */
 void thread_label(const struct athread *t, char *buf, size_t len);
+/* "Java" when the thread has Java frames, else "Python": the runtime its runtime_where is in. */
+const char *runtime_language(const struct athread *t);
 /* Add the thread's top frames as evidence lines, indented. */
 void finding_frames(struct finding *f, const struct athread *t, size_t max);
 /* Each step of a cycle or chain as evidence (label, "waits on" line, frames) and as a JSON array

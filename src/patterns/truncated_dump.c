@@ -58,6 +58,12 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 					     p->capture_note ? p->capture_note : "");
 		}
 	}
+	if (a->n_notes) {
+		struct finding *n = finding_new(
+		    out, self, SEV_INFO, "This machine lacks what part of the analysis needs.");
+		for (size_t i = 0; n && i < a->n_notes; i++)
+			finding_line(n, "%s", a->notes[i]);
+	}
 	if (a->snap->state_only)
 		finding_new(out, self, SEV_INFO,
 			    "A state-only snapshot: no memory, so no stacks beyond the first frame "

@@ -29,7 +29,8 @@ static bool supervision(enum edge_kind k)
 
 static bool lock_link(enum edge_kind k)
 {
-	return k == EDGE_MUTEX || k == EDGE_RWLOCK || k == EDGE_FILE_LOCK || k == EDGE_RUNTIME;
+	return k == EDGE_MUTEX || k == EDGE_RWLOCK || k == EDGE_FILE_LOCK || k == EDGE_RUNTIME ||
+	       k == EDGE_MONITOR;
 }
 
 /* The thread that stands for where the chain ends. */

@@ -35,6 +35,14 @@ static json_object *frames_json(const struct athread *t)
 			json_object_array_add(a, o);
 			continue;
 		}
+		if (f->kind == FRAME_JAVA) {
+			ADD(o, "kind", json_object_new_string("java"));
+			ADD(o, "method", jstr_or_null(f->function));
+			ADD(o, "file", jstr_or_null(f->file));
+			ADD(o, "line", f->line > 0 ? json_object_new_int(f->line) : NULL);
+			json_object_array_add(a, o);
+			continue;
+		}
 		ADD(o, "kind", json_object_new_string("native"));
 		ADD(o, "pc", json_object_new_int64((int64_t)f->pc));
 		ADD(o, "function", jstr_or_null(f->function));
@@ -123,6 +131,12 @@ int report_json(FILE *out, const struct analysis *a, const struct findings *fs)
 	for (size_t i = 0; i < a->n_problems; i++)
 		json_object_array_add(problems, json_object_new_string(a->problems[i]));
 	ADD(root, "problems", problems);
+	{
+		json_object *notes = json_object_new_array();
+		for (size_t i = 0; i < a->n_notes; i++)
+			json_object_array_add(notes, json_object_new_string(a->notes[i]));
+		ADD(root, "notes", notes);
+	}
 	txt =
 	    json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 						     JSON_C_TO_STRING_NOSLASHESCAPE);

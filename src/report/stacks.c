@@ -14,7 +14,7 @@ static bool frame_same(const struct frame *x, const struct frame *y)
 {
 	if (x->kind != y->kind)
 		return false;
-	if (x->kind == FRAME_PYTHON)
+	if (x->kind == FRAME_PYTHON || x->kind == FRAME_JAVA)
 		return x->function && y->function && !strcmp(x->function, y->function) &&
 		       x->line == y->line &&
 		       (x->file == y->file || (x->file && y->file && !strcmp(x->file, y->file)));

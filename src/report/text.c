@@ -77,6 +77,10 @@ static void frame_text(const struct frame *f, char *buf, size_t len)
 	if (f->kind == FRAME_PYTHON)
 		snprintf(buf, len, "%s (python) %s:%d", f->function ? f->function : "?",
 			 f->file ? f->file : "?", f->line);
+	else if (f->kind == FRAME_JAVA && f->line > 0)
+		snprintf(buf, len, "%s (java) line %d", f->function ? f->function : "?", f->line);
+	else if (f->kind == FRAME_JAVA)
+		snprintf(buf, len, "%s (java)", f->function ? f->function : "?");
 	else if (f->function && f->file)
 		snprintf(buf, len, "%s (%s) %s:%d", f->function, f->module ? f->module : "?",
 			 f->file, f->line);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "analyze/analysis.h"
+#include "analyze/runtime/runtime.h"
 #include "patterns/pattern.h"
 
 static const char manifest[] =
@@ -49,6 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!mkdtemp(dir))
 			abort();
 		write_file("manifest.json", manifest, sizeof(manifest) - 1);
+		runtime_disable("java"); /* a fuzzer runs no helper programs */
 	}
 	write_file("core.1", data, size);
 	if (analysis_load(dir, &a, err, sizeof(err)) == 0) {

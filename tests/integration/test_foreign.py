@@ -250,6 +250,61 @@ def test_nt_file_naming_a_file_of_another_build_id_is_not_used():
               "victim functions named from another file: %s" % sorted(n for n in names if n))
 
 
+def build_id_offset(path):
+    """(offset in the file, length) of an ELF file's GNU build-id."""
+    with open(path, "rb") as f:
+        d = f.read()
+    e_phoff, = struct.unpack_from("<Q", d, 32)
+    e_phentsize, e_phnum = struct.unpack_from("<HH", d, 54)
+    for i in range(e_phnum):
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", d, e_phoff + i * e_phentsize)
+        off, end = p_offset, p_offset + p_filesz
+        while p_type == PT_NOTE and off + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", d, off)
+            doff = off + 12 + ((namesz + 3) & ~3)
+            if ntype == 3 and d[off + 12:off + 12 + namesz] == b"GNU\0":
+                return doff, descsz
+            off = doff + ((descsz + 3) & ~3)
+    raise Fail("%s has no build-id" % path)
+
+
+def test_symbols_are_shared_only_through_a_file_of_each_cores_build_id():
+    """Symbols are read once for all processes of a snapshot (src/analyze/symcache.c), keyed by
+    build-id: two processes whose cores name one path, one of them built as the file there is
+    and one not (another build-id), get symbols for the first only; the second says the file's
+    build-id differs and shows no function of that file."""
+    with TempDir() as tmp:
+        exe = os.path.realpath(os.environ.get("VICTIM", "build/tests/victim"))
+        a, b = os.path.join(tmp, "va"), os.path.join(tmp, "vb")
+        shutil.copy(exe, a)
+        shutil.copy(exe, b)
+        off, n = build_id_offset(b)
+        with open(b, "r+b") as f:
+            f.seek(off)
+            byte = f.read(1)
+            f.seek(off)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        d = os.path.join(tmp, "s")
+        with Victim("basic", cmd=[a]) as old, Victim("basic", cmd=[b]) as new:
+            snap("-o", d, old.pid, new.pid)
+            old.stop()
+            new.stop()
+        # The first process's core names the second's file (same length): another build-id.
+        rewrite_paths(os.path.join(d, "core.%d" % old.pid), a, b)
+        r = osmosis("analyze", "--json", d, timeout=ANALYZE_TIMEOUT)
+        check(r.returncode == 0, "analyze failed (%d): %s" % (r.returncode, r.stderr))
+        rep = json.loads(r.stdout)
+        names = {p["pid"]: {f.get("function") for t in p["threads"] for f in t["frames"]}
+                 for p in rep["processes"]}
+        ours = lambda pid: sorted(x for x in names[pid] if x and x.startswith("victim_"))
+        check(ours(new.pid), "the process of the file has no symbol of it: %s" % names[new.pid])
+        check(not ours(old.pid), "symbols of another build-id's file: %s" % ours(old.pid))
+        lines = [l for f in rep["findings"] if f["pattern"] == "truncated-dump"
+                 for l in f["evidence"].get("lines", [])]
+        check([l for l in lines if "core.%d" % old.pid in l and "build-id differs" in l],
+              "the mismatch is not said: %s" % lines)
+
+
 def test_snapshot_files_that_are_not_regular_are_refused():
     with Foreign() as s:
         # the core itself a FIFO: refused, reported, the analysis goes on

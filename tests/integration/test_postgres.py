@@ -173,6 +173,9 @@ def test_postgres_tree_under_every_method():
                 check(bench.poll() is None and time.time() < deadline,
                       "pgbench clients did not connect: %s" % (bench.poll(),))
                 time.sleep(0.1)
+            # (the backends as they were at the snapshot: pgbench may be over by the time the
+            # cores are written on a loaded machine)
+            serving = pg.backends()
             out = os.path.join(tmp, m)
             r = osmosis("snap", "--tree", "--method", m, "--sample", "0", "-o", out,
                         pg.pm.pid, timeout=1200)
@@ -191,7 +194,7 @@ def test_postgres_tree_under_every_method():
             check(seg["kept"] == "tracked" or "went away" in (seg["kept_reason"] or "") or
                   "stopped being tracked" in (seg["kept_reason"] or ""),
                   "%s: the shared buffers were %s (%s)" % (m, seg["kept"], seg["kept_reason"]))
-            backends = [p for p in pg.backends() if p in procs and
+            backends = [p for p in serving if p in procs and
                         procs[p]["capture"] == "memory"]
             check(len(backends) >= 2, "%s: backends captured: %s" % (m, backends))
             found = {}

@@ -281,7 +281,7 @@ def test_churn_of_short_lived_children():
         lost_total = 0
         with TempDir() as tmp:
             for m in METHODS:
-                for i in range(5):
+                for i in range(3):
                     out = os.path.join(tmp, "%s%d" % (m, i))
                     r = osmosis("snap", "--tree", "--method", m, "--sample", "0", "-o", out,
                                 root)

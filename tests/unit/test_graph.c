@@ -276,6 +276,30 @@ static void test_waiting_on_its_own_process_alone(void **state)
 	world_free(w);
 }
 
+/* A JVM at rest: the launcher joins the main thread, and every thread waits on a private futex
+ * with no owner. Untimed waits alone can never end (nothing in the process can wake them): the
+ * joiner is stuck. A timed wait (Thread.sleep, pthread_cond_timedwait) ends by itself. */
+static void test_timed_ownerless_waits_can_go_on(void **state)
+{
+	static const size_t threads[] = {3};
+	(void)state;
+	for (int timed = 0; timed < 2; timed++) {
+		struct world *w = world_new(1, threads);
+		waits_on_thread(T(w, 0, 0), T(w, 0, 1), WAIT_JOIN);
+		for (size_t j = 1; j < 3; j++) {
+			T(w, 0, j)->wait.kind = j == 1 ? WAIT_CONDVAR : WAIT_SEMAPHORE;
+			w->t[0][j].syscall_nr = 202;
+			w->t[0][j].syscall_args[1] = 9 | 128; /* FUTEX_WAIT_BITSET_PRIVATE */
+			w->t[0][j].syscall_args[3] = j == 1 && timed ? 0x7ffc0000 : 0;
+		}
+		find_cycles_and_chains(&w->a);
+		assert_int_equal(T(w, 0, 1)->stuck, !timed);
+		assert_int_equal(T(w, 0, 2)->stuck, !timed); /* freed by its timed peer */
+		assert_int_equal(T(w, 0, 0)->stuck, !timed);
+		world_free(w);
+	}
+}
+
 static void test_reader_and_writer_of_one_pipe_are_not_both_waiting(void **state)
 {
 	static const size_t threads[] = {1, 1};
@@ -363,6 +387,7 @@ int main(void)
 	    cmocka_unit_test(test_chain_into_a_deadlock_and_to_an_end),
 	    cmocka_unit_test(test_all_of_and_abandoned),
 	    cmocka_unit_test(test_waiting_on_its_own_process_alone),
+	    cmocka_unit_test(test_timed_ownerless_waits_can_go_on),
 	    cmocka_unit_test(test_reader_and_writer_of_one_pipe_are_not_both_waiting),
 	    cmocka_unit_test(test_proc_locks_parse),
 	};

@@ -1,16 +1,33 @@
 /* SPDX-License-Identifier: MIT */
 /* The runtimes the analysis knows, in the order they are tried. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "analyze/runtime/runtime.h"
 
 extern const struct runtime runtime_cpython;
+extern const struct runtime runtime_java;
 
 const struct runtime *const runtime_registry[] = {
     &runtime_cpython,
+    &runtime_java,
 };
 const size_t runtime_count = sizeof(runtime_registry) / sizeof(runtime_registry[0]);
+
+/* Runtimes turned off for this run of osmosis (analyze --no-runtime=ID). */
+static bool runtime_off[sizeof(runtime_registry) / sizeof(runtime_registry[0])];
+
+int runtime_disable(const char *id)
+{
+	for (size_t i = 0; i < runtime_count; i++)
+		if (!strcmp(runtime_registry[i]->id, id)) {
+			runtime_off[i] = true;
+			return 0;
+		}
+	return -ENOENT;
+}
 
 void runtimes_detect(struct analysis *a, struct aprocess *ap)
 {
@@ -18,7 +35,11 @@ void runtimes_detect(struct analysis *a, struct aprocess *ap)
 		const struct runtime *rt = runtime_registry[i];
 		char why[200] = "";
 		void *state = NULL;
-		int r = rt->detect(ap, &state, why, sizeof(why));
+		int r;
+
+		if (runtime_off[i])
+			continue;
+		r = rt->detect(ap, &state, why, sizeof(why));
 
 		if (r > 0) {
 			ap->runtime = rt;

@@ -15,6 +15,10 @@
  *             nodes and edges (analysis_add_edge).
  * A runtime that cannot read a process says so in one line (analysis_problem) and leaves
  * the native analysis as it was.
+ *
+ * One runtime runs a program: java.c has the JDK's own reader (jhsdb) read the JVM's core, as
+ * decoding HotSpot's structures for every JDK release is the JDK's business. It runs it bounded
+ * in time and output, never through a shell, and parses what it prints as untrusted text.
  */
 #pragma once
 
@@ -40,6 +44,9 @@ struct runtime {
 extern const struct runtime *const runtime_registry[];
 extern const size_t runtime_count;
 
+/* Turn the runtime named id off for this run of osmosis (analyze --no-runtime=ID): its
+ * processes are analyzed natively. Returns 0, or -ENOENT when no runtime has that id. */
+int runtime_disable(const char *id);
 /* Run every runtime's detect() on ap (ap->dwfl must be valid); the first that claims ap wins. */
 void runtimes_detect(struct analysis *a, struct aprocess *ap);
 /* Run read() for every process a runtime claimed. */

@@ -89,6 +89,25 @@ uint64_t arch_regs_sp(const struct arch_regs *regs)
 	return regs->gp.rsp;
 }
 
+void arch_gregs_to_dwarf(const uint64_t *gregs, uint64_t dwarf[ARCH_DWARF_NREGS])
+{
+	/* Where each DWARF register sits in struct user_regs_struct, in words. */
+	static const uint8_t from[ARCH_DWARF_NREGS] = {
+	    offsetof(struct user_regs_struct, rax) / 8, offsetof(struct user_regs_struct, rdx) / 8,
+	    offsetof(struct user_regs_struct, rcx) / 8, offsetof(struct user_regs_struct, rbx) / 8,
+	    offsetof(struct user_regs_struct, rsi) / 8, offsetof(struct user_regs_struct, rdi) / 8,
+	    offsetof(struct user_regs_struct, rbp) / 8, offsetof(struct user_regs_struct, rsp) / 8,
+	    offsetof(struct user_regs_struct, r8) / 8,	offsetof(struct user_regs_struct, r9) / 8,
+	    offsetof(struct user_regs_struct, r10) / 8, offsetof(struct user_regs_struct, r11) / 8,
+	    offsetof(struct user_regs_struct, r12) / 8, offsetof(struct user_regs_struct, r13) / 8,
+	    offsetof(struct user_regs_struct, r14) / 8, offsetof(struct user_regs_struct, r15) / 8,
+	    offsetof(struct user_regs_struct, rip) / 8,
+	};
+
+	for (size_t i = 0; i < ARCH_DWARF_NREGS; i++)
+		dwarf[i] = gregs[from[i]];
+}
+
 long arch_regs_syscall(const struct arch_regs *regs, uint64_t args[6])
 {
 	args[0] = regs->gp.rdi;

@@ -39,6 +39,13 @@ int arch_get_regs(pid_t tid, struct arch_regs *regs, uint8_t *xstate_buf);
 /* Register accessors used by generic code (the manifest, later the analysis). */
 uint64_t arch_regs_pc(const struct arch_regs *regs);
 uint64_t arch_regs_sp(const struct arch_regs *regs);
+/* The registers an unwinder starts from, in the DWARF numbering of the psABI, from an
+ * NT_PRSTATUS register set (gregs[0..ARCH_GREGS_COUNT), elf_gregset_t order): rax, rdx, rcx,
+ * rbx, rsi, rdi, rbp, rsp, r8-r15, then rip in the return address column (16). Writes
+ * ARCH_DWARF_NREGS values, the set libdwfl's x86_64 backend unwinds with; the pc is
+ * gregs[ARCH_GREGS_PC]. Pure. */
+#define ARCH_DWARF_NREGS 17
+void arch_gregs_to_dwarf(const uint64_t *gregs, uint64_t dwarf[ARCH_DWARF_NREGS]);
 /* The syscall the thread is in (or -1), with up to 6 arguments. */
 long arch_regs_syscall(const struct arch_regs *regs, uint64_t args[6]);
 /* The syscall's name, or NULL for a number this table does not know. */
