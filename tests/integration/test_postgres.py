@@ -167,7 +167,7 @@ def test_postgres_tree_under_every_method():
         for m in METHODS:
             # long enough that the freeze falls inside it (the rounds take seconds), short enough
             # that the test does not wait for it long after the snapshot
-            bench = pg.pgbench("-n", "-c", 20, "-j", 2, "-T", 15)
+            bench = pg.pgbench("-n", "-c", 20, "-j", 2, "-T", 30)
             deadline = time.time() + 120
             while len(pg.backends()) < 20:
                 check(bench.poll() is None and time.time() < deadline,
