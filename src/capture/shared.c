@@ -79,10 +79,11 @@ struct shared_map {
 	struct target *t;
 	uint64_t start, end, pgoff;
 	bool dumped;
-	bool tracked;	/* registered and write-protected in t's userfaultfd */
-	bool late;	/* met only in the freeze: not tracked */
-	bool gone;	/* was tracked; its process exited or it was unmapped before the freeze */
-	bool in_freeze; /* found in its process's layout read in the freeze */
+	uint64_t vmflags; /* VMF_* of the mapping as read before the freeze */
+	bool tracked;	  /* registered and write-protected in t's userfaultfd */
+	bool late;	  /* met only in the freeze: not tracked */
+	bool gone;	  /* was tracked; its process exited or it was unmapped before the freeze */
+	bool in_freeze;	  /* found in its process's layout read in the freeze */
 };
 
 struct shared_object {
@@ -99,6 +100,7 @@ struct shared_object {
 	pid_t *outside;
 	size_t n_outside, cap_outside;
 	bool track;	     /* every writer's mapping is tracked */
+	bool readonly;	     /* nothing can write it through a mapping: read once, before */
 	bool copy_in_freeze; /* copied whole in the freeze */
 	char *why;	     /* why it is copied in the freeze rather than tracked */
 	uint64_t copied_before, copied_in_freeze;
@@ -175,6 +177,7 @@ static int add_map(struct shared_object *o, struct target *t, const struct osm_m
 						   .end = m->end,
 						   .pgoff = m->pgoff,
 						   .dumped = m->dump_len > 0,
+						   .vmflags = m->vmflags,
 						   .late = late};
 	return 0;
 }
@@ -184,8 +187,25 @@ static bool live(const struct target *t)
 	return !t->skipped && !t->exited;
 }
 
-/* Every process outside the set (or in it but not frozen) that maps one of the objects (read
- * from /proc/PID/maps). */
+/* Whether a line of a maps text naming the object (needle: " MAJ:MIN INODE ") maps it
+ * writable. A read-only shared mapping cannot write the object (a mapping of a file opened
+ * read-only can never be made writable; one opened for writing could be, with mprotect, which
+ * outside mappers are not watched for: their permissions as read are what counts). */
+static bool maps_text_writable(const char *text, const char *needle)
+{
+	for (const char *hit = strstr(text, needle); hit; hit = strstr(hit + 1, needle)) {
+		const char *line = hit;
+		while (line > text && line[-1] != '\n')
+			line--;
+		const char *perms = memchr(line, ' ', (size_t)(hit - line));
+		if (perms && hit - perms > 3 && perms[2] == 'w')
+			return true;
+	}
+	return false;
+}
+
+/* Every process outside the set (or in it but not frozen) that maps one of the objects
+ * writable (read from /proc/PID/maps). */
 static void find_outside(struct capture *c, struct shared_set *ss)
 {
 	_cleanup_free_ pid_t *all = NULL;
@@ -210,7 +230,7 @@ static void find_outside(struct capture *c, struct shared_set *ss)
 			char needle[64];
 			snprintf(needle, sizeof(needle), " %02x:%02x %llu ", o->dev_major,
 				 o->dev_minor, (unsigned long long)o->inode);
-			if (!strstr(text, needle))
+			if (!maps_text_writable(text, needle))
 				continue;
 			if (o->n_outside < MAX_OUTSIDE_NOTED &&
 			    !grow_array((void **)&o->outside, &o->cap_outside, o->n_outside + 1,
@@ -233,6 +253,27 @@ static pid_t opened_by(struct capture *c, const struct shared_object *o)
 				return p->pid;
 	}
 	return 0;
+}
+
+/* Whether some mapping of the set, or some descriptor of a process of the set, can write the
+ * object: a mapping that may be made writable (smaps' "mw"; unknown counts as yes), a file
+ * descriptor opened for writing. */
+static bool written_by_set(struct capture *c, const struct shared_object *o)
+{
+	for (size_t i = 0; i < o->n_maps; i++) {
+		uint64_t f = o->maps[i].vmflags;
+		if (!(f & VMF_KNOWN) || (f & VMF_MAYWRITE))
+			return true;
+	}
+	for (size_t i = 0; i < c->set->n; i++) {
+		const struct osm_process *p = c->set->v[i]->proc;
+		for (size_t k = 0; k < p->n_fds; k++)
+			if (p->fds[k].inode == o->inode &&
+			    (p->fds[k].flags & O_ACCMODE) != O_RDONLY && p->fds[k].target &&
+			    !strncmp(p->fds[k].target, o->path, strcspn(o->path, " ")))
+				return true;
+	}
+	return false;
 }
 
 static int open_object(struct shared_object *o)
@@ -330,10 +371,17 @@ int shared_collect(struct capture *c)
 			log_debug("shared object %u (%s): not readable as a file: %m", o->id,
 				  o->path);
 		if (o->n_outside)
-			copy_whole(o, "%zu process%s outside the snapshot map%s it (pid %d)",
+			copy_whole(o,
+				   "%zu process%s outside the snapshot map%s it writable (pid %d)",
 				   o->n_outside, o->n_outside == 1 ? "" : "es",
 				   o->n_outside == 1 ? "s" : "", o->outside[0]);
-		else if (!is_shmem(o))
+		else if (!c->state_only && o->fd >= 0 && !written_by_set(c, o)) {
+			/* Nothing can write it through a mapping: one read before the freeze is
+			 * the object at the freeze (a CDS archive, a JDK's modules, locale data).
+			 */
+			o->readonly = true;
+			o->why = strdup("no mapping can write it: read once before the freeze");
+		} else if (!is_shmem(o))
 			copy_whole(o, "a shared file mapping: write tracking covers shared "
 				      "memory only");
 		else if (size < TRACK_MIN)
@@ -713,7 +761,7 @@ static int round_once(struct capture *c, struct shared_object *o, bool whole, ui
 			whole = true;
 		}
 	}
-	if (!o->track) {
+	if (!o->track && !o->readonly) {
 		clear_marks(o);
 		c->n_jobs = 0;
 		return 0;
@@ -766,7 +814,10 @@ int shared_rounds(struct capture *c)
 
 	for (size_t k = 0; ss && k < ss->n; k++) {
 		struct shared_object *o = &ss->v[k];
+		uint64_t w;
 		if (o->track && (r = converge(c, o, true)) < 0)
+			return r;
+		if (o->readonly && (r = round_once(c, o, true, &w)) < 0)
 			return r;
 	}
 	/* Objects copied in the freeze: their buffer is touched now, not in the pause. */
@@ -880,7 +931,8 @@ int shared_frozen(struct capture *c)
 		}
 		for (size_t i = 0; i < o->n_maps; i++) {
 			struct shared_map *sm = &o->maps[i];
-			if (!live(sm->t) || sm->gone || !sm->in_freeze)
+			if (!live(sm->t) || sm->gone || !sm->in_freeze ||
+			    (o->readonly && !sm->late))
 				continue;
 			if (sm->late)
 				/* Untracked, mapped since: what it touched, it may have written. */
@@ -982,7 +1034,9 @@ int shared_describe(struct capture *c, struct osm_snapshot *s)
 						.inode = o->inode,
 						.offset = o->lo,
 						.size = o->hi - o->lo,
-						.kept = o->copy_in_freeze ? "copied" : "tracked",
+						.kept = o->copy_in_freeze ? "copied"
+							: o->readonly	  ? "read-only"
+									  : "tracked",
 						.kept_reason = TAKE_PTR(o->why),
 						.copied_before = o->copied_before,
 						.copied_in_pause = o->copied_in_freeze,

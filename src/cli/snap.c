@@ -251,7 +251,7 @@ static int parse_args(int argc, char **argv, struct snap_opts *so)
 static void print_shared(const struct osm_snapshot *s)
 {
 	uint64_t size = 0, tracked_pause = 0, whole_pause = 0;
-	size_t n_whole = 0, n_procs = 0;
+	size_t n_whole = 0, n_ro = 0, n_procs = 0;
 	char a[32], b[32], c[32];
 
 	if (!s->n_shared)
@@ -269,6 +269,8 @@ static void print_shared(const struct osm_snapshot *s)
 		size += o->size;
 		if (!strcmp(o->kept, "tracked")) {
 			tracked_pause += o->copied_in_pause;
+		} else if (!strcmp(o->kept, "read-only")) {
+			n_ro++;
 		} else {
 			n_whole++;
 			whole_pause += o->copied_in_pause;
@@ -277,12 +279,19 @@ static void print_shared(const struct osm_snapshot *s)
 	printf("shared: %zu object%s, %s, mapped by %zu process%s, kept once (", s->n_shared,
 	       s->n_shared == 1 ? "" : "s", format_bytes(size, a, sizeof(a)), n_procs,
 	       n_procs == 1 ? "" : "es");
-	if (n_whole < s->n_shared)
+	const char *sep = "";
+	if (n_whole + n_ro < s->n_shared) {
 		printf("tracked writes: %s copied in the pause",
 		       format_bytes(tracked_pause, b, sizeof(b)));
+		sep = "; ";
+	}
+	if (n_ro) {
+		printf("%s%zu read-only, read before the freeze", sep, n_ro);
+		sep = "; ";
+	}
 	if (n_whole)
-		printf("%s%zu copied whole in the pause: %s", n_whole < s->n_shared ? "; " : "",
-		       n_whole, format_bytes(whole_pause, c, sizeof(c)));
+		printf("%s%zu copied whole in the pause: %s", sep, n_whole,
+		       format_bytes(whole_pause, c, sizeof(c)));
 	printf(")\n");
 }
 

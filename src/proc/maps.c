@@ -130,8 +130,8 @@ static uint64_t parse_vmflags(const char *p, const char *end)
 		char name[3];
 		uint64_t flag;
 	} names[] = {
-	    {"dd", VMF_DONTDUMP}, {"io", VMF_IO},	{"ht", VMF_HUGETLB},
-	    {"pf", VMF_PFNMAP},	  {"dc", VMF_DONTCOPY}, {"wf", VMF_WIPEONFORK},
+	    {"dd", VMF_DONTDUMP}, {"io", VMF_IO},	  {"ht", VMF_HUGETLB},	{"pf", VMF_PFNMAP},
+	    {"dc", VMF_DONTCOPY}, {"wf", VMF_WIPEONFORK}, {"mw", VMF_MAYWRITE},
 	};
 	uint64_t flags = 0;
 
@@ -197,7 +197,7 @@ int maps_parse(const char *text, size_t len, struct osm_mapping **ret, size_t *r
 			else if (KEY("Swap:"))
 				cur->swap_bytes = smaps_kb(p, ll, 5);
 			else if (KEY("VmFlags:"))
-				cur->vmflags = parse_vmflags(p + 8, p + ll);
+				cur->vmflags = parse_vmflags(p + 8, p + ll) | VMF_KNOWN;
 #undef KEY
 		} else {
 			maps_free(maps, n);

@@ -20,6 +20,8 @@
 #define VMF_PFNMAP     (1u << 3) /* pf */
 #define VMF_DONTCOPY   (1u << 4) /* dc: MADV_DONTFORK */
 #define VMF_WIPEONFORK (1u << 5) /* wf */
+#define VMF_MAYWRITE   (1u << 6) /* mw: may be made writable (the file was opened for writing) */
+#define VMF_KNOWN      (1u << 7) /* a VmFlags line was read (smaps): the bits above are known */
 
 /* coredump_filter bits (Documentation/filesystems/proc.rst) */
 #define MMF_DUMP_ANON_PRIVATE	 (1u << 0)
