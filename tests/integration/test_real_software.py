@@ -302,10 +302,57 @@ def test_flock_held_by_one_process_awaited_by_another():
             (c,) = [x for x in chains if x["evidence"]["chain"][0]["pid"] == waiter.pid]
             step = c["evidence"]["chain"][0]
             check("file lock" in step["waits_on"] and f in step["waits_on"], "%s" % step)
-            check([w["pid"] for w in step["wakers"]] == [holder.pid], "holder %s" % step)
+            # the lock's descriptor is shared by flock and its child: both hold it
+            check(holder.pid in [w["pid"] for w in step["wakers"]], "holder %s" % step)
         finally:
             stop(waiter, signal.SIGKILL)
             stop(holder, signal.SIGKILL)
+
+
+# Two subshells each take one flock, then wait for the other's (util-linux flock, bash). Each
+# lock is held through a descriptor the subshell and its children share, while /proc/locks names
+# the `flock` helper that took it and exited: the holders are the descriptors' processes.
+SHELL_PAIR = ("( exec 8>La; flock 8; sleep 1; exec 9>Lb; flock 9 ) & "
+              "( exec 8>Lb; flock 8; sleep 1; exec 9>La; flock 9 ) & wait")
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        c = children(todo.pop())
+        out += c
+        todo += c
+    return out
+
+
+def start_shell_pair(tmp):
+    """The shell pair deadlocked: returns the outer shell and the two blocked `flock`s."""
+    need("flock", "bash")
+    sh = start(["bash", "-c", SHELL_PAIR], cwd=tmp)
+    blocked = []
+
+    def both():
+        blocked[:] = [p for p in descendants(sh.pid) if in_syscall(p, 73)]
+        return len(blocked) == 2
+    try:
+        wait_for(both, "both shells to block in flock")
+    except Fail:
+        stop(sh, signal.SIGKILL)
+        raise
+    return sh, blocked
+
+
+def test_flock_deadlock_of_two_shells():
+    with TempDir() as tmp:
+        sh, blocked = start_shell_pair(tmp)
+        try:
+            d, rep = snap_and_analyze(tmp, "--tree", sh.pid)
+            (f,) = [x for x in rep["findings"] if x["pattern"] == "deadlock"]
+            check(set(blocked) <= set(f["pids"]), "deadlock %s, blocked %s" % (f, blocked))
+            r = osmosis("show", "-p", blocked[0], d)
+            check("held by pid" in r.stdout and " fd 8" in r.stdout, r.stdout)
+        finally:
+            stop(sh, signal.SIGKILL)
 
 
 if __name__ == "__main__":
