@@ -227,7 +227,7 @@ json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps
 		if (s->t->t->last_ran_ago_ms >= 0) {
 			char age[32];
 			finding_line(
-			    f, "    waits on: %s, for %s", s->e->text,
+			    f, "    waits on: %s (last ran %s before the freeze)", s->e->text,
 			    format_duration_ms(s->t->t->last_ran_ago_ms, age, sizeof(age)));
 			json_object_object_add(o, "waiting_ms",
 					       json_object_new_int64(s->t->t->last_ran_ago_ms));

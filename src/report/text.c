@@ -174,7 +174,7 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 			for (size_t j = 0; j < g->n; j++)
 				oldest = MAX(oldest, g->threads[j]->t->last_ran_ago_ms);
 			if (oldest >= 0)
-				snprintf(wait, sizeof(wait), "%s, for %s%s",
+				snprintf(wait, sizeof(wait), "%s (last ran %s%s before the freeze)",
 					 g->threads[0]->wait.text, g->n > 1 ? "up to " : "",
 					 format_duration_ms(oldest, age, sizeof(age)));
 			else

@@ -90,8 +90,8 @@ def start(cmd, **kw):
                             start_new_session=True, **kw)
 
 
-def analyze(d):
-    r = osmosis("analyze", "--json", d, timeout=300)
+def analyze(d, *args):
+    r = osmosis("analyze", "--json", *args, d, timeout=300)
     check(r.returncode == 0, "analyze failed (%d): %s" % (r.returncode, r.stderr))
     return json.loads(r.stdout)
 
@@ -295,15 +295,25 @@ def test_flock_held_by_one_process_awaited_by_another():
         try:
             holder = start(["flock", f, "sleep", "100"])
             wait_for(lambda: children(holder.pid), "the holder to hold it")
-            waiter = start(["flock", f, "true"])
-            wait_for(lambda: in_syscall(waiter.pid, 73), "the waiter to wait")
+            waiter = start(["bash", "-c", "flock %s true; true" % f])  # under a shell
+            w = []
+
+            def blocked():
+                w[:] = [x for x in children(waiter.pid) if in_syscall(x, 73)]
+                return w
+            wait_for(blocked, "the waiter to wait")
             d, rep = snap_and_analyze(tmp, "--tree", holder.pid, waiter.pid)
             chains = [x for x in rep["findings"] if x["pattern"] == "wait-chain"]
-            (c,) = [x for x in chains if x["evidence"]["chain"][0]["pid"] == waiter.pid]
-            step = c["evidence"]["chain"][0]
+            (c,) = [x for x in chains if w[0] in [s["pid"] for s in x["evidence"]["chain"]]]
+            (step,) = [s for s in c["evidence"]["chain"] if s["pid"] == w[0]]
             check("file lock" in step["waits_on"] and f in step["waits_on"], "%s" % step)
             # the lock's descriptor is shared by flock and its child: both hold it
-            check(holder.pid in [w["pid"] for w in step["wakers"]], "holder %s" % step)
+            check(holder.pid in [x["pid"] for x in step["wakers"]], "holder %s" % step)
+            # named by the user: a note, which does not say others need it (only its shell,
+            # its parent, waits for it to exit)
+            (b,) = [x for x in analyze(d, "--thread", w[0])["findings"]
+                    if x["pattern"] == "blocked-thread"]
+            check("others wait on it" not in json.dumps(b), "%s" % b)
         finally:
             stop(waiter, signal.SIGKILL)
             stop(holder, signal.SIGKILL)
