@@ -94,10 +94,12 @@ const char *wait_end_class(const struct athread *t)
 		if (t->wait.verdict == MUTEX_CORRUPT)
 			return "a corrupt mutex";
 		return "a lock with no known owner";
-	case WAIT_CHILD:
-		return "waiting for a child outside the snapshot";
+	case WAIT_CHILD: /* an edge: the child is in the snapshot */
+		return t->n_edges ? "waiting for a child"
+				  : "waiting for a child outside the snapshot";
 	case WAIT_FILE_LOCK:
-		return "waiting for a file lock held outside the snapshot";
+		return t->n_edges ? "waiting for a file lock"
+				  : "waiting for a file lock held outside the snapshot";
 	default:
 		return t->t->state == 'D' ? "blocked in the kernel" : "another wait";
 	}

@@ -359,6 +359,8 @@ def test_flock_deadlock_of_two_shells():
             d, rep = snap_and_analyze(tmp, "--tree", sh.pid)
             (f,) = [x for x in rep["findings"] if x["pattern"] == "deadlock"]
             check(set(blocked) <= set(f["pids"]), "deadlock %s, blocked %s" % (f, blocked))
+            r = osmosis("analyze", d)  # the chain of the outer shell ends in the deadlock
+            check("outside the snapshot" not in r.stdout, r.stdout)
             r = osmosis("show", "-p", blocked[0], d)
             check("held by pid" in r.stdout and " fd 8" in r.stdout, r.stdout)
         finally:
