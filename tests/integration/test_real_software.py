@@ -232,10 +232,21 @@ def test_snap_all_state_only_of_this_machine():
     processes (other tests' victims, deliberately broken, are left out of the verdict)."""
     with TempDir() as tmp:
         out = os.path.join(tmp, "s")
-        r = osmosis("snap", "--all", "--state-only", "--sample", "0.3", "-o", out, timeout=300)
+        # a spinner among the machine's top consumers: its share is over the time between its
+        # two reads, never more than the machine's CPUs (reading every process's state takes
+        # far longer than the 0.3 s sample)
+        spin = start([sys.executable, "-c", "# test spinner\nwhile True: pass"])
+        try:
+            r = osmosis("snap", "--all", "--state-only", "--sample", "0.3", "-o", out,
+                        timeout=300)
+        finally:
+            stop(spin, signal.SIGKILL)
         check(r.returncode == 0, "snap --all --state-only: %s" % r.stderr)
         rep = analyze(out)
-        procs = {p["pid"]: p for p in json.load(open(os.path.join(out, "manifest.json")))["processes"]}
+        m = json.load(open(os.path.join(out, "manifest.json")))
+        top = m["system"].get("top_consumers", [])
+        check(top and all(t["cpu_pct"] <= 100.0 * os.cpu_count() for t in top), "top %s" % top)
+        procs = {p["pid"]: p for p in m["processes"]}
 
         def ours(pid):
             p = procs.get(pid, {})
