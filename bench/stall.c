@@ -88,6 +88,7 @@ static void *heartbeat(void *arg)
 }
 
 static int threads_in_children;
+static bool kernel_core; /* core_pattern lets the bench take the kernel's own core */
 
 /* The victim's writer: none, all of its memory nonstop, or its first 16 MiB nonstop. */
 enum { WRITE_NONE, WRITE_ALL, WRITE_16M };
@@ -169,7 +170,7 @@ static int victim_main(size_t mib, int threads, int children)
 		: NULL;
 	pthread_attr_t attr;
 	pthread_t t;
-	char cmd[64];
+	char cmd[4096];
 
 	if (p == MAP_FAILED)
 		return 1;
@@ -213,6 +214,25 @@ static int victim_main(size_t mib, int threads, int children)
 			for (size_t i = 0; i < n; i++)
 				printf("%llu %llu\n", (unsigned long long)gap_at[i],
 				       (unsigned long long)gap_len[i]);
+		} else if (!strncmp(cmd, "kcore ", 6)) {
+			/* The kernel's own core of this memory: a forked child (the same pages)
+			 * dumps core in the directory named, as core_pattern "core" says. The
+			 * time is the fork's start to the child reaped: the core written. */
+			cmd[strcspn(cmd, "\n")] = 0;
+			uint64_t t0 = now_ns();
+			pid_t c = fork();
+			if (c == 0) {
+				struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+				if (chdir(cmd + 6) < 0 || setrlimit(RLIMIT_CORE, &rl) < 0)
+					_exit(1);
+				signal(SIGABRT, SIG_DFL);
+				abort();
+			}
+			int st = 0;
+			waitpid(c, &st, 0);
+			printf("%llu\n", WIFSIGNALED(st) && WCOREDUMP(st)
+					     ? (unsigned long long)(now_ns() - t0)
+					     : 0ull);
 		} else if (!strncmp(cmd, "fork", 4)) {
 			uint64_t t0 = now_ns();
 			pid_t c = fork();
@@ -245,6 +265,10 @@ static int victim_start(const char *self, size_t mib, int threads, int children,
 		 write_kind);
 	v->pid = fork();
 	if (v->pid == 0) {
+		/* A session of its own, as a service has: with autogroups (this kernel's default)
+		 * the scheduler shares the CPU between sessions first, and a victim in the bench's
+		 * session would share its part with osmosis, which no real target does. */
+		setsid();
 		dup2(to[0], 0);
 		dup2(from[1], 1);
 		close(to[1]);
@@ -856,6 +880,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "osmosis-bench-stall: --methods names no method\n");
 		return 2;
 	}
+	/* The kernel's own core is a row when it goes to a file in the dumping process's directory
+	 * (core_pattern "core" or "core.%p"-like, no pipe and no path): the machine's settings
+	 * are never changed. */
+	FILE *cp = fopen("/proc/sys/kernel/core_pattern", "r");
+	char pattern[256] = "";
+	if (cp && fgets(pattern, sizeof(pattern), cp))
+		kernel_core = !strcmp(pattern, "core\n");
+	if (cp)
+		fclose(cp);
 	uname(&u);
 	if (scale)
 		return scale_main(self, osmosis, dir, runs, gcore, &u);
@@ -887,7 +920,7 @@ int main(int argc, char **argv)
 		     tok = strtok_r(NULL, ",", &ssave)) {
 			size_t mib = strtoul(tok, NULL, 10);
 			struct victim v;
-			struct result ro[8] = {0}, rg = {0}, rf = {0}, ri = {0};
+			struct result ro[8] = {0}, rg = {0}, rf = {0}, ri = {0}, rk = {0};
 			char out[4096], pidbuf[32], cmd[8192];
 
 			if (victim_start(self, mib, 0, 0, &v) < 0) {
@@ -967,6 +1000,26 @@ int main(int argc, char **argv)
 					snprintf(cmd, sizeof(cmd), "rm -f %s.%d", out, v.pid);
 					system(cmd);
 				}
+
+				if (gcore && kernel_core) {
+					struct stat kst;
+					snprintf(out, sizeof(out), "%s/osmosis-bench-kcore-%d", dir,
+						 getpid());
+					mkdir(out, 0700);
+					snprintf(cmd, sizeof(cmd), "kcore %s", out);
+					victim_ask(&v, "reset");
+					s0 = steal_ns();
+					uint64_t t = victim_ask(&v, cmd);
+					snprintf(cmd, sizeof(cmd), "%s/core", out);
+					if (t && stat(cmd, &kst) == 0) {
+						rk.disk[rk.n] = (uint64_t)kst.st_blocks * 512;
+						rk.steal[rk.n] = steal_ns() - s0;
+						rk.stall[rk.n] = victim_ask(&v, "report");
+						rk.total[rk.n++] = t;
+					}
+					snprintf(cmd, sizeof(cmd), "rm -rf %s", out);
+					system(cmd);
+				}
 			}
 			uint64_t fork_ms = median(rf.stall, rf.n),
 				 gcore_ms = median(rg.stall, rg.n);
@@ -981,6 +1034,8 @@ int main(int argc, char **argv)
 			}
 			if (gcore && rg.n)
 				print_row(mib, "gcore", &rg, fork_ms, gcore_ms, false);
+			if (rk.n)
+				print_row(mib, "kernel core (fork)", &rk, fork_ms, gcore_ms, false);
 			print_row(mib, "bare fork()", &rf, fork_ms, gcore_ms, false);
 			snprintf(cmd, sizeof(cmd), "nothing, %s's time", methods[n_methods - 1]);
 			print_row(mib, cmd, &ri, fork_ms, gcore_ms, true);
@@ -1007,6 +1062,9 @@ int main(int argc, char **argv)
 	    "(the worst run's); for \"nothing\", the longest gap at all: the floor to compare "
 	    "with.\n"
 	    "disk: what the cores take on disk (holes are free; compressed with --args "
-	    "--compress).\n");
+	    "--compress).\n"
+	    "kernel core: a child forked by the victim (the same pages) dumps core (core_pattern\n"
+	    "\"core\"); total: from the fork to the child reaped, the core written, not synced;\n"
+	    "its stall is the fork's.\n");
 	return 0;
 }

@@ -29,7 +29,9 @@ for name, op in opmap.items():
 for op in range(256):
     caches[op] = caches[deopt[op]]
 want = ["BEFORE_WITH", "LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_LOAD_FAST", "LOAD_GLOBAL",
-        "LOAD_NAME", "LOAD_DEREF", "LOAD_ATTR", "LOAD_METHOD", "EXTENDED_ARG"]
+        "LOAD_NAME", "LOAD_DEREF", "LOAD_ATTR", "LOAD_METHOD", "EXTENDED_ARG",
+        "BEFORE_ASYNC_WITH", "GET_AWAITABLE", "LOAD_CONST", "SEND", "YIELD_VALUE", "RESUME",
+        "INSTRUMENTED_RESUME", "CALL", "PRECALL", "POP_TOP", "CACHE"]
 ops = {w: opmap.get(w, -1) if opmap.get(w, -1) < 256 else -1 for w in want}
 print(json.dumps({"minor": sys.version_info[1], "deopt": deopt, "caches": caches, "ops": ops}))
 '''
@@ -57,6 +59,11 @@ for t in tables:
           (o["BEFORE_WITH"], o["LOAD_FAST"], o["LOAD_FAST_CHECK"], o["LOAD_FAST_LOAD_FAST"]))
     print("     .load_global = %d, .load_name = %d, .load_deref = %d, .load_attr = %d," %
           (o["LOAD_GLOBAL"], o["LOAD_NAME"], o["LOAD_DEREF"], o["LOAD_ATTR"]))
-    print("     .load_method = %d, .extended_arg = %d}," % (o["LOAD_METHOD"], o["EXTENDED_ARG"]))
+    print("     .load_method = %d, .extended_arg = %d," % (o["LOAD_METHOD"], o["EXTENDED_ARG"]))
+    print("     .before_async_with = %d, .get_awaitable = %d, .load_const = %d, .send = %d," %
+          (o["BEFORE_ASYNC_WITH"], o["GET_AWAITABLE"], o["LOAD_CONST"], o["SEND"]))
+    print("     .yield_value = %d, .resume = %d, .instrumented_resume = %d, .call = %d," %
+          (o["YIELD_VALUE"], o["RESUME"], o["INSTRUMENTED_RESUME"], o["CALL"]))
+    print("     .precall = %d, .pop_top = %d, .cache = %d}," % (o["PRECALL"], o["POP_TOP"], o["CACHE"]))
 print("};")
 print("const size_t py_opcodes_count = sizeof(py_opcodes) / sizeof(py_opcodes[0]);")

@@ -137,6 +137,32 @@ struct athread {
 	bool holds_gil;		 /* holds the runtime's global lock at the instant */
 	bool waits_gil;		 /* waits for it */
 	char runtime_where[160]; /* where its innermost runtime frame stands, "" if none */
+	/* A wait on a runtime's lock whose holder is not known (a threading.Lock taken with
+	 * acquire()): the lock, and a thread whose code, by its bytecode, took it and has not
+	 * released it (a suspect, not a known holder: no edge of the wait graph), or NULL. */
+	uint64_t runtime_lock;
+	struct athread *runtime_lock_suspect;
+	char runtime_lock_suspect_at[160]; /* "explicit_lock_transfer (app.py:12)" */
+};
+
+/* A task of a language runtime that is on no thread's stack: an asyncio Task suspended in an
+ * await (src/analyze/runtime/python_asyncio.c). Filled by a runtime, freed by runtimes_free. */
+struct atask {
+	char *name;	      /* Task.get_name() */
+	uint64_t addr, loop;  /* the Task object, its event loop */
+	struct frame *frames; /* its coroutine chain, innermost first (FRAME_PYTHON) */
+	size_t n_frames;
+	char awaits[320]; /* what it awaits, in words */
+	uint64_t lock;	  /* the asyncio.Lock it waits to acquire, 0 if none */
+	int waits_for;	  /* index of the task that ends its wait (the lock's holder, the task it
+			   * awaits), -1 when none or not known */
+	int suspect;	  /* the lock's holder not known (taken with await lock.acquire()): the
+			   * index of the one task whose code took it and has not released it, by
+			   * its code, or -1 */
+	char suspect_at[160];
+	bool done;	   /* finished (or cancelled): waits on nothing */
+	int cycle;	   /* >0: in a cycle of tasks waiting on each other (a deadlock) */
+	int suspect_cycle; /* >0: in a cycle through suspects (most likely a deadlock) */
 };
 
 struct module_info {
@@ -176,7 +202,10 @@ struct aprocess {
 	/* The language runtime found in it (src/analyze/runtime/), or NULL. */
 	const struct runtime *runtime;
 	void *runtime_state;
-	char *runtime_version;		/* "CPython 3.11.2" */
+	char *runtime_version; /* "CPython 3.11.2" */
+	struct atask *tasks;   /* the runtime's suspended tasks (asyncio), or NULL */
+	size_t n_tasks;
+	struct athread *loop_thread;	/* the thread running the tasks' event loop, or NULL */
 	struct module_source **sources; /* what stands for each module in libdwfl (modules.c) */
 	size_t n_sources;
 };

@@ -132,3 +132,30 @@ void sched_freeze_lower(struct sched_freeze *f)
 		setpriority(PRIO_PROCESS, (id_t)f->v[i].tid, f->v[i].nice);
 	f->n = 0;
 }
+
+void sched_hold_begin(struct sched_hold *h)
+{
+	static _Atomic bool refused; /* not permitted once: not tried again (any thread) */
+	struct sched_param fifo = {.sched_priority = sched_get_priority_min(SCHED_FIFO)};
+
+	h->held = false;
+	if (refused)
+		return;
+	h->policy = sched_getscheduler(0);
+	if (h->policy < 0 || h->policy == SCHED_FIFO || h->policy == SCHED_RR ||
+	    sched_getparam(0, &h->sp) < 0)
+		return;
+	if (sched_setscheduler(0, SCHED_FIFO, &fifo) < 0) {
+		if (errno == EPERM)
+			refused = true;
+		return;
+	}
+	h->held = true;
+}
+
+void sched_hold_end(struct sched_hold *h)
+{
+	if (h->held && sched_setscheduler(0, h->policy, &h->sp) < 0)
+		log_warn("cannot take scheduling policy %d back: %m", h->policy);
+	h->held = false;
+}

@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "base/sched.h"
 #include "base/util.h"
 #include "capture/copier.h"
 #include "freeze/guard.h"
@@ -30,6 +31,7 @@ struct copier {
 	size_t n_jobs;
 	atomic_size_t next;
 	atomic_bool abort;
+	bool hold; /* this run: each process_vm_readv at real-time priority (copier_run_held) */
 };
 
 /* Read [remote, remote+len) page by page from /proc/PID/mem; zero what it refuses. */
@@ -68,7 +70,14 @@ static void copy_file(struct copy_job *j)
 	}
 }
 
+static void copy_job_hold(struct copy_job *j, size_t page_size, bool hold);
+
 void copy_job_run(struct copy_job *j, size_t page_size)
+{
+	copy_job_hold(j, page_size, false);
+}
+
+static void copy_job_hold(struct copy_job *j, size_t page_size, bool hold)
 {
 	uint64_t done = 0;
 
@@ -81,7 +90,13 @@ void copy_job_run(struct copy_job *j, size_t page_size)
 		struct iovec local = {.iov_base = j->dest + done, .iov_len = j->len - done};
 		struct iovec remote = {.iov_base = (void *)(uintptr_t)(j->remote + done),
 				       .iov_len = j->len - done};
+		struct sched_hold h = {0};
+		if (hold)
+			sched_hold_begin(&h);
 		ssize_t n = process_vm_readv(j->pid, &local, 1, &remote, 1, 0);
+		int e = errno;
+		sched_hold_end(&h);
+		errno = e;
 
 		if (n > 0) {
 			done += (uint64_t)n;
@@ -112,7 +127,7 @@ static void drain(struct copier *c)
 		i = atomic_fetch_add(&c->next, 1);
 		if (i >= c->n_jobs)
 			return;
-		copy_job_run(&c->jobs[i], c->page_size);
+		copy_job_hold(&c->jobs[i], c->page_size, c->hold);
 	}
 }
 
@@ -161,11 +176,12 @@ struct copier *copier_new(unsigned n_workers, size_t page_size)
 	return c;
 }
 
-int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs)
+static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold)
 {
 	int r;
 
 	pthread_mutex_lock(&c->lock);
+	c->hold = hold;
 	c->jobs = jobs;
 	c->n_jobs = n_jobs;
 	atomic_store(&c->next, 0);
@@ -185,7 +201,7 @@ int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs)
 		i = atomic_fetch_add(&c->next, 1);
 		if (i >= n_jobs)
 			break;
-		copy_job_run(&jobs[i], c->page_size);
+		copy_job_hold(&jobs[i], c->page_size, hold);
 	}
 
 	pthread_mutex_lock(&c->lock);
@@ -194,6 +210,16 @@ int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs)
 	c->jobs = NULL;
 	pthread_mutex_unlock(&c->lock);
 	return r < 0 ? r : guard_check();
+}
+
+int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs)
+{
+	return run(c, jobs, n_jobs, false);
+}
+
+int copier_run_held(struct copier *c, struct copy_job *jobs, size_t n_jobs)
+{
+	return run(c, jobs, n_jobs, true);
 }
 
 void copier_free(struct copier *c)

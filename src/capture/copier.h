@@ -28,6 +28,11 @@ struct copier *copier_new(unsigned n_workers, size_t page_size);
 /* Run all jobs to completion using the workers and the calling thread. Stops early and returns
  * the guard's error when a signal or the watchdog interrupts. Returns 0 or a negative errno. */
 int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs);
+/* The same for jobs out of a running target (pre-copy's rounds): each process_vm_readv, which
+ * pins the target's pages under its mmap lock, made at real-time priority (base/sched.h,
+ * sched_hold_begin), so that osmosis is not rescheduled while the lock is held. Jobs are at
+ * most 1 MiB (a fraction of a millisecond). */
+int copier_run_held(struct copier *c, struct copy_job *jobs, size_t n_jobs);
 void copier_free(struct copier *c);
 
 /* Copy one job on the calling thread (used by copier_run and by tests). */

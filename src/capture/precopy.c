@@ -40,6 +40,7 @@
 #include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/sched.h"
 #include "base/timeutil.h"
 #include "base/util.h"
 #include "capture/capture.h"
@@ -47,15 +48,34 @@
 #include "inject/inject.h"
 #include "proc/maps.h"
 
-#define MAX_ROUNDS	 8
-#define SMALL_ENOUGH	 (1u << 20) /* a written set this small ends the rounds */
-#define SCAN_VEC	 4096
-#define WRITTEN_RETURN	 (PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
-#define UNREGISTER_SLICE (16ull << 20)
+#define MAX_ROUNDS     8
+#define SMALL_ENOUGH   (1u << 20) /* a written set this small ends the rounds */
+#define SCAN_VEC       4096
+#define WRITTEN_RETURN (PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
+/* Unregistering holds the target's mmap lock for writing (every fault of the target waits):
+ * 8 MiB is ~0.3 ms of work here. */
+#define UNREGISTER_SLICE (8ull << 20)
 /* Before the freeze every call that walks the target's page tables covers at most this much:
  * write-protecting 1 GiB in one call took 155 ms here, and on a kernel without preemption a
  * target thread woken on osmosis's CPU waits for the call to end. 16 MiB is ~0.3 ms. */
 #define WALK_SLICE (16ull << 20)
+
+/* One call that walks the target's page tables under its mmap lock, made at real-time priority
+ * (base/sched.h, sched_hold_begin): rescheduled inside the walk, osmosis would keep the target
+ * waiting for as long as the machine's other tasks run. Returns what ioctl() returns, errno
+ * kept. */
+static int walk_ioctl(int fd, unsigned long request, void *arg)
+{
+	struct sched_hold h;
+	int r, e;
+
+	sched_hold_begin(&h);
+	r = ioctl(fd, request, arg);
+	e = errno;
+	sched_hold_end(&h);
+	errno = e;
+	return r;
+}
 
 struct precopy_region {
 	uint64_t start, end, pgoff, inode;
@@ -214,7 +234,10 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
 					.category_inverted = inverted,
 					.category_mask = category_mask,
 					.return_mask = return_mask};
-		int n = ioctl(t->pagemap_fd, PAGEMAP_SCAN, &a);
+		/* Unbounded (in the freeze, the target stopped): at osmosis's own policy, so that
+		 * no real-time call is ever longer than a slice. */
+		int n = slice == UINT64_MAX ? ioctl(t->pagemap_fd, PAGEMAP_SCAN, &a)
+					    : walk_ioctl(t->pagemap_fd, PAGEMAP_SCAN, &a);
 		if (n < 0)
 			return -errno;
 		for (int i = 0; i < n; i++) {
@@ -335,7 +358,7 @@ static int run_staged(struct capture *c, struct target *t, bool first)
 			c->jobs[j].dest = c->bounce + used;
 			used += c->jobs[j].len;
 		}
-		r = copier_run(c->copier, c->jobs + i, j - i);
+		r = copier_run_held(c->copier, c->jobs + i, j - i);
 		for (size_t k = i; k < j && r == 0; k++) {
 			struct copy_job *jb = &c->jobs[k];
 			r = stage_write(t->stage.fd, jb->dest, jb->len, jb->file_off, c->page_size,
@@ -352,8 +375,13 @@ static int run_staged(struct capture *c, struct target *t, bool first)
 						SYNC_FILE_RANGE_WAIT_BEFORE |
 						    SYNC_FILE_RANGE_WRITE |
 						    SYNC_FILE_RANGE_WAIT_AFTER);
-				posix_fadvise(t->stage.fd, (off_t)plo, (off_t)(phi - plo),
-					      POSIX_FADV_DONTNEED);
+				/* A separate stage (compressed cores) is read back right after
+				 * the thaw: dropped here it came back from the disk (a 1 GiB core:
+				 * 22 s of write-out instead of a few on a busy machine). Clean
+				 * pages cost the page cache, not osmosis. */
+				if (!c->stage_separate)
+					posix_fadvise(t->stage.fd, (off_t)plo, (off_t)(phi - plo),
+						      POSIX_FADV_DONTNEED);
 			}
 			plo = lo, phi = hi, since = 0;
 			lo = UINT64_MAX, hi = 0;
@@ -368,7 +396,7 @@ static int run_jobs(struct capture *c, struct target *t, bool first)
 {
 	if (precopy_staged(t) && c->bounce)
 		return run_staged(c, t, first);
-	int r = copier_run(c->copier, c->jobs, c->n_jobs);
+	int r = copier_run_held(c->copier, c->jobs, c->n_jobs);
 	c->n_jobs = 0;
 	return r;
 }
@@ -413,7 +441,7 @@ int precopy_track(struct capture *c, struct target *t)
 
 		if (!tracked_kind(m))
 			continue;
-		if (ioctl(t->uffd, UFFDIO_REGISTER, &reg) < 0) {
+		if (walk_ioctl(t->uffd, UFFDIO_REGISTER, &reg) < 0) {
 			log_debug("pid %d: %#llx-%#llx not tracked: %m", t->proc->pid,
 				  (unsigned long long)m->start, (unsigned long long)m->end);
 			continue;
@@ -421,7 +449,7 @@ int precopy_track(struct capture *c, struct target *t)
 		for (uint64_t a = m->start; a < m->end; a += WALK_SLICE) {
 			wp.range =
 			    (struct uffdio_range){.start = a, .len = MIN(WALK_SLICE, m->end - a)};
-			if (ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
+			if (walk_ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
 				return -errno;
 		}
 		if (grow_array((void **)&t->pc, &t->cap_pc, t->n_pc + 1, sizeof(*t->pc)))
@@ -612,7 +640,7 @@ void precopy_stop(struct target *t)
 			for (uint64_t a = t->pc[i].start; a < t->pc[i].end; a += UNREGISTER_SLICE) {
 				struct uffdio_range rg = {
 				    .start = a, .len = MIN(UNREGISTER_SLICE, t->pc[i].end - a)};
-				if (ioctl(t->uffd, UFFDIO_UNREGISTER, &rg) < 0)
+				if (walk_ioctl(t->uffd, UFFDIO_UNREGISTER, &rg) < 0)
 					break; /* the layout changed: the release will do it */
 			}
 		}

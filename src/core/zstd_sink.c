@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -97,6 +98,15 @@ static void *worker(void *arg)
 	struct zstd_sink *z = arg;
 	unsigned seen = 0;
 
+	/* Nice 10 at the normal policy: a thread made after osmosis stepped aside inherits
+	 * SCHED_IDLE, and stayed there even when the writing thread, starved, came back (a 256 MiB
+	 * core took 34-48 s to compress on a busy machine, 1 s of it on a CPU). Leaving SCHED_IDLE
+	 * needs CAP_SYS_NICE or an RLIMIT_NICE that allows nice 10 (sched(7)); without, it stays.
+	 */
+	if (sched_getscheduler(0) == SCHED_IDLE) {
+		struct sched_param sp = {0};
+		sched_setscheduler(0, SCHED_OTHER, &sp);
+	}
 	setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 	pthread_mutex_lock(&z->lock);
 	for (;;) {

@@ -26,6 +26,16 @@ void thread_label(const struct athread *t, char *buf, size_t len)
 			 p->comm);
 }
 
+/* Frames keep their numbers in the whole stack (as the stack trace collection numbers them);
+ * a run of frames left out is said in one line, so the numbers never seem to skip. */
+static void frames_left_out(struct finding *f, size_t from, size_t to)
+{
+	if (to == from + 1)
+		finding_line(f, "      ... frame #%zu not shown", from);
+	else if (to > from)
+		finding_line(f, "      ... frames #%zu-#%zu not shown", from, to - 1);
+}
+
 const char *runtime_language(const struct athread *t)
 {
 	for (size_t i = 0; i < t->n_frames; i++)
@@ -36,15 +46,23 @@ const char *runtime_language(const struct athread *t)
 
 void finding_frames(struct finding *f, const struct athread *t, size_t max)
 {
-	size_t python = 0;
+	size_t python = 0, skipped_from = 0;
+	bool skipping = false;
 
 	for (size_t i = 0; i < t->n_frames; i++) {
 		const struct frame *fr = &t->frames[i];
 		/* Past the native frames asked for, a runtime's frames still say where the thread
 		 * stands in its program: up to as many more. */
 		if (i >= max &&
-		    ((fr->kind != FRAME_PYTHON && fr->kind != FRAME_JAVA) || python >= max))
+		    ((fr->kind != FRAME_PYTHON && fr->kind != FRAME_JAVA) || python >= max)) {
+			if (!skipping)
+				skipped_from = i;
+			skipping = true;
 			continue;
+		}
+		if (skipping)
+			frames_left_out(f, skipped_from, i);
+		skipping = false;
 		if (fr->kind == FRAME_PYTHON) {
 			python++;
 			finding_line(f, "      #%zu %s (python) %s:%d", i,
@@ -68,6 +86,8 @@ void finding_frames(struct finding *f, const struct athread *t, size_t max)
 			finding_line(f, "      #%zu 0x%llx (%s)", i, (unsigned long long)fr->pc,
 				     fr->module ? fr->module : "?");
 	}
+	if (skipping)
+		frames_left_out(f, skipped_from, t->n_frames);
 	if (t->unwind_error)
 		finding_line(f, "      (the stack stops here: %s)", t->unwind_error);
 }

@@ -21,11 +21,11 @@ static json_object *ids(const pid_t *v, size_t n)
 	return a;
 }
 
-static json_object *frames_json(const struct athread *t)
+static json_object *frames_json(const struct frame *frames, size_t n_frames)
 {
 	json_object *a = json_object_new_array();
-	for (size_t i = 0; i < t->n_frames; i++) {
-		const struct frame *f = &t->frames[i];
+	for (size_t i = 0; i < n_frames; i++) {
+		const struct frame *f = &frames[i];
 		json_object *o = json_object_new_object();
 		if (f->kind == FRAME_PYTHON) {
 			ADD(o, "kind", json_object_new_string("python"));
@@ -120,11 +120,33 @@ int report_json(FILE *out, const struct analysis *a, const struct findings *fs)
 			    t->t->last_ran_ago_ms >= 0
 				? json_object_new_int64(t->t->last_ran_ago_ms)
 				: NULL);
-			ADD(o, "frames", frames_json(t));
+			ADD(o, "frames", frames_json(t->frames, t->n_frames));
 			ADD(o, "unwind_error", jstr_or_null(t->unwind_error));
 			json_object_array_add(threads, o);
 		}
 		ADD(p, "threads", threads);
+		if (ap->n_tasks) {
+			json_object *tasks = json_object_new_array();
+			for (size_t j = 0; j < ap->n_tasks; j++) {
+				const struct atask *t = &ap->tasks[j];
+				json_object *o = json_object_new_object();
+				ADD(o, "name", jstr_or_null(t->name));
+				ADD(o, "address", json_object_new_int64((int64_t)t->addr));
+				ADD(o, "loop", json_object_new_int64((int64_t)t->loop));
+				ADD(o, "done", json_object_new_boolean(t->done));
+				ADD(o, "awaits", json_object_new_string(t->awaits));
+				ADD(o, "lock",
+				    t->lock ? json_object_new_int64((int64_t)t->lock) : NULL);
+				ADD(o, "waits_for",
+				    t->waits_for >= 0 ? jstr_or_null(ap->tasks[t->waits_for].name)
+						      : NULL);
+				ADD(o, "frames", frames_json(t->frames, t->n_frames));
+				json_object_array_add(tasks, o);
+			}
+			ADD(p, "tasks", tasks);
+			ADD(p, "loop_thread",
+			    ap->loop_thread ? json_object_new_int(ap->loop_thread->t->tid) : NULL);
+		}
 		json_object_array_add(procs, p);
 	}
 	ADD(root, "processes", procs);

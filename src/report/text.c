@@ -191,6 +191,30 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 			line_wrap(out, "    (the stack stops here: ", g->threads[0]->unwind_error);
 	}
 	stack_groups_free(groups, n_groups);
+	for (size_t i = 0; i < a->n_procs; i++) {
+		const struct aprocess *ap = &a->procs[i];
+		if (!ap->n_tasks)
+			continue;
+		fprintf(out, "\n%sasyncio tasks of pid %d%s: %zu task%s", st.bold, ap->p->pid,
+			st.off, ap->n_tasks, ap->n_tasks == 1 ? "" : "s");
+		if (ap->loop_thread)
+			fprintf(out, ", their loop run by thread %d \"%s\"",
+				ap->loop_thread->t->tid, thread_name(ap->loop_thread));
+		fputc('\n', out);
+		for (size_t j = 0; j < ap->n_tasks; j++) {
+			const struct atask *t = &ap->tasks[j];
+			char buf[512], fr[400];
+			snprintf(buf, sizeof(buf), "task \"%s\" %s", t->name ? t->name : "?",
+				 t->awaits);
+			fputc('\n', out);
+			line_wrap(out, "  ", buf);
+			for (size_t k = 0; k < t->n_frames; k++) {
+				frame_text(&t->frames[k], fr, sizeof(fr));
+				snprintf(buf, sizeof(buf), "#%-2zu %s", k, fr);
+				line_wrap(out, "    ", buf);
+			}
+		}
+	}
 	if (a->n_problems) {
 		fprintf(out, "\n%sWhat could not be read%s\n", st.bold, st.off);
 		for (size_t i = 0; i < a->n_problems; i++)

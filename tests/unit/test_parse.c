@@ -5,9 +5,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "base/parse.h"
+#include "base/sched.h"
 #include "proc/procfs.h"
 
 static void test_numbers(void **state)
@@ -99,12 +102,43 @@ static void test_status_ids(void **state)
 	assert_int_equal(proc_parse_status_ids("Name:\tx\n", &ids), -EINVAL);
 }
 
+/* A hold makes the calling thread SCHED_FIFO when it may, and gives back exactly the policy it
+ * had, SCHED_IDLE and a nice value included; a real-time thread is left alone. */
+static void test_sched_hold(void **state)
+{
+	struct sched_param idle = {0}, sp;
+	struct sched_hold h;
+	(void)state;
+	sched_hold_begin(&h);
+	assert_int_equal(sched_getscheduler(0), h.held ? SCHED_FIFO : SCHED_OTHER);
+	sched_hold_end(&h);
+	assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
+	assert_false(h.held);
+	if (sched_setscheduler(0, SCHED_IDLE, &idle) < 0)
+		return;
+	sched_hold_begin(&h);
+	bool held = h.held;
+	sched_hold_end(&h);
+	assert_int_equal(sched_getscheduler(0), SCHED_IDLE);
+	if (!held)
+		return; /* not permitted here: nothing more to see */
+	sp.sched_priority = sched_get_priority_min(SCHED_RR);
+	assert_int_equal(sched_setscheduler(0, SCHED_RR, &sp), 0);
+	sched_hold_begin(&h);
+	assert_false(h.held);
+	assert_int_equal(sched_getscheduler(0), SCHED_RR);
+	sched_hold_end(&h);
+	assert_int_equal(sched_getscheduler(0), SCHED_RR);
+	sp.sched_priority = 0;
+	assert_int_equal(sched_setscheduler(0, SCHED_OTHER, &sp), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_numbers),	 cmocka_unit_test(test_durations),
 	    cmocka_unit_test(test_format_bytes), cmocka_unit_test(test_stat),
-	    cmocka_unit_test(test_status_ids),
+	    cmocka_unit_test(test_status_ids),	 cmocka_unit_test(test_sched_hold),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

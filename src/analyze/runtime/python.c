@@ -32,17 +32,25 @@
  * read-only mapping (as the kernel writes them), so the names of the interpreter's static
  * types ("code", "str", "_thread.lock"), which live in .rodata, are read from the file the
  * unwinder used for the module. */
-struct cpython {
-	uint64_t runtime;
-	unsigned version;
-	bool have_version;
-	char module[64];
+/* A module's file whose read-only segments stand in for what the core lacks. */
+struct rofile {
 	char *path;
 	struct {
 		uint64_t vaddr, memsz, offset, filesz;
 	} segs[MAX_SEGS];
 	size_t n_segs;
 	int fd;
+};
+
+struct cpython {
+	uint64_t runtime;
+	unsigned version;
+	bool have_version;
+	char module[64];
+	/* the interpreter (or libpython), and the _asyncio extension whose static types
+	 * (_asyncio.Task, _asyncio.FutureIter) name themselves in its own .rodata */
+	struct rofile files[2];
+	size_t n_files;
 };
 
 /* --- detect -------------------------------------------------------------------------------- */
@@ -72,6 +80,52 @@ static bool read_elf_u64(Elf *elf, uint64_t vaddr, uint64_t *ret)
 		return true;
 	}
 	return false;
+}
+
+/* Keep where the module's read-only PT_LOAD segments lie in its file. */
+static void rofile_add(struct cpython *py, Elf *elf, Dwarf_Addr bias, const char *mainfile)
+{
+	struct rofile *f;
+	size_t phnum = 0;
+
+	if (!elf || !mainfile || py->n_files >= ARRAY_SIZE(py->files) ||
+	    elf_getphdrnum(elf, &phnum) != 0)
+		return;
+	f = &py->files[py->n_files];
+	f->path = strdup(mainfile);
+	if (!f->path)
+		return;
+	py->n_files++;
+	for (size_t i = 0; i < phnum && f->n_segs < MAX_SEGS; i++) {
+		GElf_Phdr ph;
+		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD || (ph.p_flags & PF_W))
+			continue;
+		f->segs[f->n_segs].vaddr = ph.p_vaddr + bias;
+		f->segs[f->n_segs].memsz = ph.p_memsz;
+		f->segs[f->n_segs].offset = ph.p_offset;
+		f->segs[f->n_segs].filesz = MIN(ph.p_filesz, ph.p_memsz);
+		f->n_segs++;
+	}
+}
+
+/* The _asyncio extension module, wherever it is in the module list. */
+static int module_find_asyncio(Dwfl_Module *mod, void **userdata, const char *name,
+			       Dwarf_Addr start, void *arg)
+{
+	struct cpython *py = arg;
+	const char *base = name ? strrchr(name, '/') : NULL;
+	const char *mainfile = NULL;
+	Dwarf_Addr bias = 0;
+
+	(void)userdata;
+	(void)start;
+	base = base ? base + 1 : name;
+	if (!base || strncmp(base, "_asyncio.", 9))
+		return DWARF_CB_OK;
+	Elf *elf = dwfl_module_getelf(mod, &bias);
+	dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &mainfile, NULL);
+	rofile_add(py, elf, bias, mainfile);
+	return DWARF_CB_ABORT;
 }
 
 static int module_find(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr start,
@@ -107,27 +161,13 @@ static int module_find(Dwfl_Module *mod, void **userdata, const char *name, Dwar
 	Dwarf_Addr bias = 0;
 	Elf *elf = dwfl_module_getelf(mod, &bias);
 	const char *mainfile = NULL;
-	size_t phnum = 0;
 	uint64_t v;
 	if (elf && version_addr && read_elf_u64(elf, version_addr - bias, &v)) {
 		c->py->version = (unsigned)v;
 		c->py->have_version = true;
 	}
 	dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &mainfile, NULL);
-	if (elf && mainfile && elf_getphdrnum(elf, &phnum) == 0) {
-		c->py->path = strdup(mainfile);
-		for (size_t i = 0; i < phnum && c->py->n_segs < MAX_SEGS; i++) {
-			GElf_Phdr ph;
-			if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD ||
-			    (ph.p_flags & PF_W))
-				continue;
-			c->py->segs[c->py->n_segs].vaddr = ph.p_vaddr + bias;
-			c->py->segs[c->py->n_segs].memsz = ph.p_memsz;
-			c->py->segs[c->py->n_segs].offset = ph.p_offset;
-			c->py->segs[c->py->n_segs].filesz = MIN(ph.p_filesz, ph.p_memsz);
-			c->py->n_segs++;
-		}
-	}
+	rofile_add(c->py, elf, bias, mainfile);
 	return DWARF_CB_ABORT;
 }
 
@@ -140,12 +180,14 @@ static int detect(struct aprocess *ap, void **ret_state, char *why, size_t len)
 
 	if (!py)
 		return -ENOMEM;
-	py->fd = -1;
+	for (size_t i = 0; i < ARRAY_SIZE(py->files); i++)
+		py->files[i].fd = -1;
 	dwfl_getmodules(ap->dwfl, module_find, &c, 0);
 	if (!c.found) {
 		free_state(py);
 		return 0;
 	}
+	dwfl_getmodules(ap->dwfl, module_find_asyncio, py, 0);
 	(void)why;
 	(void)len;
 	*ret_state = py;
@@ -170,18 +212,21 @@ struct pcache {
 	struct pcache_entry *e;
 };
 
-/* A page the core lacks, from a read-only segment of the interpreter's file. */
+/* A page the core lacks, from a read-only segment of the interpreter's or _asyncio's file. */
 static size_t file_read(const struct cpython *py, uint64_t page, uint8_t *buf)
 {
-	if (py->fd < 0)
-		return 0;
-	for (size_t i = 0; i < py->n_segs; i++) {
-		uint64_t rel = page - py->segs[i].vaddr;
-		if (page < py->segs[i].vaddr || rel >= py->segs[i].filesz)
+	for (size_t k = 0; k < py->n_files; k++) {
+		const struct rofile *f = &py->files[k];
+		if (f->fd < 0)
 			continue;
-		size_t n = (size_t)MIN((uint64_t)PC_PAGE, py->segs[i].filesz - rel);
-		ssize_t r = pread(py->fd, buf, n, (off_t)(py->segs[i].offset + rel));
-		return r > 0 ? (size_t)r : 0;
+		for (size_t i = 0; i < f->n_segs; i++) {
+			uint64_t rel = page - f->segs[i].vaddr;
+			if (page < f->segs[i].vaddr || rel >= f->segs[i].filesz)
+				continue;
+			size_t n = (size_t)MIN((uint64_t)PC_PAGE, f->segs[i].filesz - rel);
+			ssize_t r = pread(f->fd, buf, n, (off_t)(f->segs[i].offset + rel));
+			return r > 0 ? (size_t)r : 0;
+		}
 	}
 	return 0;
 }
@@ -298,11 +343,12 @@ static void read_process(struct analysis *a, struct aprocess *ap, void *state)
 	pc.e = calloc(PC_PAGES, sizeof(*pc.e));
 	if (!pc.e)
 		return;
-	if (py->path && py->fd < 0) {
-		/* the file modules.c verified; reopened only if still a regular file */
-		const char *kind;
-		py->fd = open_regular_file(AT_FDCWD, py->path, 0, &kind);
-	}
+	for (size_t i = 0; i < py->n_files; i++)
+		if (py->files[i].fd < 0) {
+			/* the file modules.c verified; reopened only if still a regular file */
+			const char *kind;
+			py->files[i].fd = open_regular_file(AT_FDCWD, py->files[i].path, 0, &kind);
+		}
 	st.runtime = py->runtime;
 	r = py_layout_from_debug_offsets(&m, py->runtime, py->version, &st.L, why, sizeof(why));
 	if (r == -ENOENT) {
@@ -363,6 +409,7 @@ static void read_process(struct analysis *a, struct aprocess *ap, void *state)
 		analysis_problem(a, "pid %d: %s: %s", ap->p->pid, ap->runtime_version, st.error);
 	/* Locks first: they look at the native frames' wait, before the merge moves them. */
 	python_locks(a, ap, &m, &st);
+	python_tasks(a, ap, &m, &st);
 	for (size_t i = 0; i < st.n_threads; i++)
 		for (size_t j = 0; j < ap->n_threads; j++)
 			if (ap->threads[j].t->tid == st.threads[i].native_id)
@@ -375,9 +422,11 @@ out:
 static void free_state(void *state)
 {
 	struct cpython *py = state;
-	if (py->fd >= 0)
-		close(py->fd);
-	free(py->path);
+	for (size_t i = 0; i < py->n_files; i++) {
+		if (py->files[i].fd >= 0)
+			close(py->files[i].fd);
+		free(py->files[i].path);
+	}
 	free(py);
 }
 
@@ -387,10 +436,14 @@ const struct runtime runtime_cpython = {
     .description = "Python frames (function, file, line) merged into each thread's native stack "
 		   "at the interpreter's evaluation frames, Python thread names, the GIL's holder "
 		   "and waiters, and waits on threading's locks, conditions, events and queues "
-		   "named at Python level, as wait-graph edges.",
+		   "named at Python level, as wait-graph edges; asyncio Tasks (suspended "
+		   "coroutines are on no thread's stack) with their coroutine chains, names and "
+		   "what each awaits (asyncio.Lock with its holder, Event, Queue, sleep, stream "
+		   "reads, other tasks).",
     .needs = "cores (the interpreter's memory) and the interpreter's binary or libpython "
 	     "(its dynamic symbols _PyRuntime and Py_Version); no debug info",
-    .versions = "3.11, 3.12 (layouts carried), 3.13 (the interpreter's _Py_DebugOffsets)",
+    .versions = "3.11, 3.12 (layouts carried), 3.13 (the interpreter's _Py_DebugOffsets); "
+		"asyncio tasks: 3.11, 3.12, 3.13 (the C _asyncio.Task; layouts carried)",
     .detect = detect,
     .read = read_process,
     .free_state = free_state,

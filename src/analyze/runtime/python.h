@@ -60,6 +60,14 @@ struct py_layout {
 	uint64_t lock_lock, lock_locked, rlock_owner, rlock_count;
 	uint64_t cfunc_ml, cfunc_self;
 	int managed_dict_style; /* 311, 312, 313 */
+	/* asyncio: coroutine objects, the _asyncio module's Task and FutureIter, sets, weakrefs,
+	 * bound methods and functions (measured per version: docs/python.md) */
+	uint64_t gen_iframe, gen_frame_state;
+	int gen_state_yield_from; /* frame_state of a coroutine suspended in an await */
+	bool gen_check_resume;	  /* 3.11, 3.12: the await is told by the RESUME after the yield */
+	uint64_t task_loop, task_fut_waiter, task_coro, task_name, task_state;
+	uint64_t futiter_future, method_func, method_self, func_qualname;
+	uint64_t set_used, set_mask, set_table, weakref_object, float_value;
 };
 
 /* Fill L for version (PY_VERSION_HEX) from the layouts carried (3.11, 3.12). Returns 0, or
@@ -80,7 +88,8 @@ struct py_frame {
 	int lasti; /* instruction index, -1 unknown */
 	uint64_t localsplus;
 	unsigned n_slots;   /* locals + value stack, bounded by PY_MAX_SLOTS */
-	char with_text[96]; /* "with b:" when it stands at a with statement */
+	char with_text[96]; /* "with b:" or "async with b:" when it stands at one */
+	int32_t stacktop;   /* a suspended coroutine's saved stack depth, -1 unknown */
 };
 
 struct py_thread {
@@ -90,6 +99,23 @@ struct py_thread {
 	struct py_frame *frames;
 	size_t n_frames;
 	char *name; /* threading.Thread.name, or NULL */
+	char error[120];
+};
+
+#define PY_MAX_TASKS	   4096
+#define PY_MAX_TASK_FRAMES 64 /* coroutines awaiting coroutines, per task */
+
+/* An asyncio Task read from the heap: its coroutine chain (cr_frame, then what each frame
+ * awaits, as cr_await would say), innermost first, and what the innermost one awaits. */
+struct py_task {
+	uint64_t addr, loop, fut_waiter, coro;
+	char *name;
+	bool done;    /* its future's state is not pending */
+	bool running; /* its coroutine runs (its frames are on its loop's thread) */
+	struct py_frame *frames;
+	size_t n_frames;
+	uint64_t awaited; /* the object the innermost frame awaits (a Future for a FutureIter) */
+	char awaited_type[48]; /* its type's name */
 	char error[120];
 };
 
@@ -107,6 +133,9 @@ struct py_state {
 	size_t n_threads;
 	struct py_gil gil;
 	char error[200]; /* why the reading stopped early, "" if it did not */
+	struct py_task *tasks;
+	size_t n_tasks;
+	char tasks_error[160]; /* why the task walk stopped, "" if it did not */
 	/* a cache of code objects (address -> strings, line table) */
 	struct py_code *codes;
 	size_t n_codes, cap_codes;
@@ -117,6 +146,36 @@ struct py_state {
  * says why). Free with py_state_done. */
 int py_read_state(const struct rmem *m, struct py_state *st);
 void py_state_done(struct py_state *st);
+
+/* One interpreter frame at frame (not its chain): false if it is unreadable or its code is not a
+ * code object. */
+bool py_frame_at(const struct rmem *m, struct py_state *st, uint64_t frame, struct py_frame *f);
+/* Whether the code of frame f, before the instruction it stands at, called LOCK.acquire() on
+ * a local or an attribute of a local that is lock now (`a.acquire()`, `self.lock.acquire()`)
+ * and no release() on it after: the line of that call (-1 if unknown), or 0 when not. Read
+ * from the bytecode in order, not from what ran: a branch or loop can make it wrong, so a
+ * caller says "by its code", never "holds". */
+int py_frame_acquired(const struct rmem *m, struct py_state *st, const struct py_frame *f,
+		      uint64_t lock);
+/* 3.11, 3.12: whether a suspended coroutine's frame f stands in an await (the RESUME after its
+ * yield says so), so that the top of its stack is what it awaits. */
+bool py_frame_awaits(const struct rmem *m, const struct py_state *st, const struct py_frame *f);
+/* Every asyncio Task of the process (asyncio.tasks' registry of tasks: the WeakSet
+ * _all_tasks on 3.11, _scheduled_tasks and the set _eager_tasks from 3.12 on) with its coroutine
+ * chain, into st->tasks. Pure and bounded; nothing when asyncio was never imported. */
+void py_read_tasks(const struct rmem *m, struct py_state *st);
+/* One task at obj (an _asyncio.Task, else nothing), appended to st->tasks (py_read_tasks'
+ * step; the fuzzer's entry). */
+void py_read_task(const struct rmem *m, struct py_state *st, uint64_t obj);
+/* A bool object's value; false if obj is not a bool. */
+bool py_read_bool(const struct rmem *m, const struct py_layout *L, uint64_t obj, bool *ret);
+/* An int or float object's value as text ("3600", "0.5") into buf; false if neither. */
+bool py_number_text(const struct rmem *m, const struct py_layout *L, uint64_t obj, char *buf,
+		    size_t len);
+/* The attribute-holding object a bound method (type "method") is bound to, and its function's
+ * qualified name (malloc'ed) into *ret_qualname; 0 if obj is not a bound method. */
+uint64_t py_method_self(const struct rmem *m, const struct py_layout *L, uint64_t obj,
+			char **ret_qualname);
 
 /* A string object's text, UTF-8, at most PY_MAX_STR bytes; NULL if addr is not a readable str. */
 char *py_read_str(const struct rmem *m, const struct py_layout *L, uint64_t addr);

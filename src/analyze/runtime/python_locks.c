@@ -13,9 +13,11 @@
  * lock.__exit__ on the stack of the frame inside the block (that is how a plain Lock's holder
  * is known), and lock.acquire() keeps the lock itself there. An RLock names its owner (the
  * thread's ident). A plain Lock acquired with acquire() leaves no trace on its holder's stack:
- * then the holder is said to be unknown. Every object found is checked by its type's name, so
- * a stale slot can only name a live lock of the same kind; a lock is a holder's only while it
- * is locked and the thread does not itself wait on it.
+ * then the holder is said to be unknown; a thread whose code (read back from its bytecode)
+ * called acquire() on that very lock and no release() after is named as a suspect, by its
+ * code, never as the holder, and gets no edge of the wait graph. Every object found is checked by
+ * its type's name, so a stale slot can only name a live lock of the same kind; a lock is a holder's
+ * only while it is locked and the thread does not itself wait on it.
  *
  * Waits inside threading.py and queue.py (Condition.wait, Event.wait, Semaphore.acquire,
  * Queue.get, Thread.join, Barrier.wait) are named by the library function the user's frame
@@ -332,10 +334,46 @@ static void lock_waits(struct analysis *a, struct aprocess *ap, const struct rme
 			snprintf(t->wait.text, sizeof(t->wait.text), "%s", text);
 			analysis_add_edge(t, EDGE_PYLOCK, l->holder, NULL, text);
 		} else {
-			snprintf(t->wait.text, sizeof(t->wait.text),
-				 "waits in %s for a %s at 0x%llx; its holder is not known (it was "
-				 "not taken in a with block)",
-				 where, kind, (unsigned long long)l->obj);
+			struct athread *sus = NULL;
+			const struct py_frame *sf = NULL;
+			int line = 0, n_sus = 0;
+			t->runtime_lock = l->obj;
+			/* Threads whose code took this lock with acquire() and, by the code, has
+			 * not released it: suspects, said as such. */
+			for (size_t k = 0; k < st->n_threads && l->locked && !l->holder; k++) {
+				struct athread *o = thread_of(ap, &st->threads[k]);
+				if (!o || o == t || waits_on(o, l))
+					continue;
+				for (size_t j = 0; j < st->threads[k].n_frames; j++) {
+					int ln = py_frame_acquired(m, st, &st->threads[k].frames[j],
+								   l->obj);
+					if (!ln)
+						continue;
+					if (sus != o)
+						n_sus++;
+					sus = o;
+					sf = &st->threads[k].frames[j];
+					line = ln;
+					break;
+				}
+			}
+			if (n_sus == 1) {
+				t->runtime_lock_suspect = sus;
+				snprintf(t->runtime_lock_suspect_at,
+					 sizeof(t->runtime_lock_suspect_at), "%s (%s:%d)",
+					 sf->function ? sf->function : "?", base_name(sf->file),
+					 line > 0 ? line : sf->line);
+				holder_label(sus, holder, sizeof(holder));
+				snprintf(t->wait.text, sizeof(t->wait.text),
+					 "waits in %s for a %s at 0x%llx; holder unknown: acquired "
+					 "explicitly (by its code, %s took it)",
+					 where, kind, (unsigned long long)l->obj, holder);
+			} else {
+				snprintf(t->wait.text, sizeof(t->wait.text),
+					 "waits in %s for a %s at 0x%llx; holder unknown: acquired "
+					 "explicitly (it was not taken in a with block)",
+					 where, kind, (unsigned long long)l->obj);
+			}
 		}
 	}
 }

@@ -9,3 +9,7 @@
  * Called before the Python frames are merged into the native ones. */
 void python_locks(struct analysis *a, struct aprocess *ap, const struct rmem *m,
 		  struct py_state *st);
+/* The process's asyncio Tasks into ap->tasks: their coroutine chains, what each awaits, the
+ * task that can end each wait, cycles of tasks waiting on each other (python_tasks.c). */
+void python_tasks(struct analysis *a, struct aprocess *ap, const struct rmem *m,
+		  struct py_state *st);

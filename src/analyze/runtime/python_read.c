@@ -460,6 +460,42 @@ static void codes_free(struct py_state *st)
 
 /* --- threads and frames -------------------------------------------------------------------- */
 
+/* One frame from its code object: function, file, line, where its locals and value stack lie.
+ * A frame whose stacktop is saved (it called Python code, or is a suspended coroutine's)
+ * scans only the live part of its stack; the frame a native call runs in has a stale one: its
+ * whole capacity is taken (python_locks.c checks every object it finds there). */
+static void frame_fill(const struct rmem *m, struct py_state *st, uint64_t frame, uint64_t code,
+		       int32_t stacktop, bool stacktop_valid, struct py_frame *f)
+{
+	const struct py_layout *L = &st->L;
+	struct py_code *c = plausible(code) ? code_get(m, st, code) : NULL;
+	uint64_t instr;
+
+	memset(f, 0, sizeof(*f));
+	f->addr = frame;
+	f->code = code;
+	f->lasti = -1;
+	f->stacktop = -1;
+	f->localsplus = frame + L->fr_localsplus;
+	if (!c || !c->ok)
+		return;
+	f->function = c->name;
+	f->file = c->file;
+	if (rd64(m, frame + L->fr_instr, &instr) && instr >= code + L->co_code_adaptive - 2 &&
+	    instr - (code + L->co_code_adaptive) < (1u << 24)) {
+		int64_t li = ((int64_t)instr - (int64_t)(code + L->co_code_adaptive)) / 2;
+		f->lasti = (int)li;
+		f->line = py_line_for(c->linetable, c->lt_len, c->firstlineno, f->lasti);
+	}
+	unsigned cap_slots = (unsigned)MIN((int64_t)c->nlocalsplus + c->stacksize, PY_MAX_SLOTS);
+	if (stacktop_valid && stacktop > 0 && (unsigned)stacktop <= cap_slots) {
+		f->n_slots = (unsigned)stacktop;
+		f->stacktop = stacktop;
+	} else {
+		f->n_slots = cap_slots;
+	}
+}
+
 static void read_frames(const struct rmem *m, struct py_state *st, struct py_thread *t,
 			uint64_t frame)
 {
@@ -469,10 +505,9 @@ static void read_frames(const struct rmem *m, struct py_state *st, struct py_thr
 	bool after_entry = true;
 
 	for (size_t steps = 0; frame; steps++) {
-		uint64_t code, instr, prev;
+		uint64_t code, prev;
 		uint8_t owner = 0, is_entry = 0;
 		int32_t stacktop = -1;
-		struct py_code *c;
 		struct py_frame *f;
 
 		if (!plausible(frame)) {
@@ -514,41 +549,27 @@ static void read_frames(const struct rmem *m, struct py_state *st, struct py_thr
 			frame = prev;
 			continue;
 		}
-		c = plausible(code) ? code_get(m, st, code) : NULL;
 		if (grow_array((void **)&t->frames, &cap, t->n_frames + 1, sizeof(*t->frames)))
 			return;
 		f = &t->frames[t->n_frames++];
-		memset(f, 0, sizeof(*f));
-		f->addr = frame;
-		f->code = code;
-		f->lasti = -1;
+		frame_fill(m, st, frame, code, stacktop, !after_entry, f);
 		f->entry = is_entry != 0;
-		f->localsplus = frame + L->fr_localsplus;
-		if (c && c->ok) {
-			f->function = c->name;
-			f->file = c->file;
-			if (rd64(m, frame + L->fr_instr, &instr) &&
-			    instr >= code + L->co_code_adaptive - 2 &&
-			    instr - (code + L->co_code_adaptive) < (1u << 24)) {
-				int64_t li =
-				    ((int64_t)instr - (int64_t)(code + L->co_code_adaptive)) / 2;
-				f->lasti = (int)li;
-				f->line =
-				    py_line_for(c->linetable, c->lt_len, c->firstlineno, f->lasti);
-			}
-			unsigned cap_slots =
-			    (unsigned)MIN((int64_t)c->nlocalsplus + c->stacksize, PY_MAX_SLOTS);
-			/* Frames that called Python code saved their stack's top; the frame a
-			 * native call runs in has a stale one: take its whole capacity
-			 * (python_locks.c checks every object it finds there). */
-			if (!after_entry && stacktop > 0 && (unsigned)stacktop <= cap_slots)
-				f->n_slots = (unsigned)stacktop;
-			else
-				f->n_slots = cap_slots;
-		}
 		after_entry = f->entry;
 		frame = prev;
 	}
+}
+
+bool py_frame_at(const struct rmem *m, struct py_state *st, uint64_t frame, struct py_frame *f)
+{
+	const struct py_layout *L = &st->L;
+	uint64_t code;
+	int32_t stacktop = -1;
+
+	if (!plausible(frame) || !rd64(m, frame + L->fr_code, &code) ||
+	    !rd(m, frame + L->fr_stacktop, &stacktop, 4))
+		return false;
+	frame_fill(m, st, frame, code, stacktop, true, f);
+	return f->function != NULL;
 }
 
 static void read_thread(const struct rmem *m, struct py_state *st, uint64_t ts)
@@ -720,6 +741,13 @@ void py_state_done(struct py_state *st)
 	free(st->threads);
 	st->threads = NULL;
 	st->n_threads = 0;
+	for (size_t i = 0; i < st->n_tasks; i++) {
+		free(st->tasks[i].frames);
+		free(st->tasks[i].name);
+	}
+	free(st->tasks);
+	st->tasks = NULL;
+	st->n_tasks = 0;
 	codes_free(st);
 }
 
@@ -735,29 +763,73 @@ static char *tuple_str(const struct rmem *m, const struct py_layout *L, uint64_t
 	return py_read_str(m, L, item);
 }
 
+static const struct py_opcodes *opcodes_for(const struct py_layout *L)
+{
+	int minor = (int)((L->version >> 16) & 0xff);
+	for (size_t i = 0; i < py_opcodes_count; i++)
+		if (py_opcodes[i].minor == minor)
+			return &py_opcodes[i];
+	return NULL;
+}
+
+/* Between `async with X:`'s BEFORE_ASYNC_WITH and the await of X.__aenter__() (where a
+ * coroutine suspended in it stands) come only these. */
+static bool in_aenter_await(const struct py_opcodes *ops, int op)
+{
+	return op == ops->get_awaitable || op == ops->load_const || op == ops->send ||
+	       op == ops->yield_value || op == ops->resume || op == ops->instrumented_resume;
+}
+
+/* The code units of f's code up to and including lasti (+extra units), or NULL. */
+static uint8_t *code_units(const struct rmem *m, const struct py_layout *L,
+			   const struct py_frame *f, int extra, size_t *ret_n)
+{
+	uint8_t *code;
+	size_t n;
+
+	if (f->lasti < 0 || f->lasti > 32767 || !plausible(f->code))
+		return NULL;
+	n = (size_t)(f->lasti + 1 + extra) * 2;
+	code = malloc(n);
+	if (!code)
+		return NULL;
+	n = m->read(m->ctx, f->code + L->co_code_adaptive, code, n) & ~(size_t)1;
+	if (n < (size_t)(f->lasti + 1) * 2) {
+		free(code);
+		return NULL;
+	}
+	*ret_n = n / 2;
+	return code;
+}
+
+/* A name the instruction loads (a local, a cell, a global, a name), malloc'ed, or NULL. */
+static char *loaded_name(const struct rmem *m, const struct py_layout *L,
+			 const struct py_opcodes *ops, uint64_t code, int op, uint32_t arg)
+{
+	if (op == ops->load_fast || op == ops->load_fast_check || op == ops->load_deref)
+		return tuple_str(m, L, code, L->co_localsplusnames, arg);
+	if (op == ops->load_fast_load_fast)
+		return tuple_str(m, L, code, L->co_localsplusnames, arg & 15);
+	if (op == ops->load_global)
+		return tuple_str(m, L, code, L->co_names, arg >> 1);
+	if (op == ops->load_name)
+		return tuple_str(m, L, code, L->co_names, arg);
+	return NULL;
+}
+
 void py_frame_with_text(const struct rmem *m, const struct py_state *st, struct py_frame *f)
 {
 	const struct py_layout *L = &st->L;
-	const struct py_opcodes *ops = NULL;
+	const struct py_opcodes *ops = opcodes_for(L);
 	int minor = (int)((L->version >> 16) & 0xff);
-	char expr[80] = "";
+	char expr[80] = "", aexpr[80] = "";
+	bool aenter = false;
 	uint8_t *code;
 	uint32_t ext = 0;
 	size_t n;
 
-	for (size_t i = 0; i < py_opcodes_count; i++)
-		if (py_opcodes[i].minor == minor)
-			ops = &py_opcodes[i];
-	if (!ops || f->lasti < 0 || f->lasti > 32767 || !plausible(f->code))
+	if (!ops || !(code = code_units(m, L, f, 0, &n)))
 		return;
-	n = (size_t)(f->lasti + 1) * 2;
-	code = malloc(n);
-	if (!code)
-		return;
-	if (!rd(m, f->code + L->co_code_adaptive, code, n)) {
-		free(code);
-		return;
-	}
 	for (int i = 0; i <= f->lasti;) {
 		int op = ops->deopt[code[2 * i]];
 		uint32_t arg = code[2 * i + 1] | ext;
@@ -766,6 +838,9 @@ void py_frame_with_text(const struct rmem *m, const struct py_state *st, struct 
 		if (i == f->lasti) {
 			if (op == ops->before_with && expr[0])
 				snprintf(f->with_text, sizeof(f->with_text), "with %s:", expr);
+			else if (aenter && in_aenter_await(ops, op))
+				snprintf(f->with_text, sizeof(f->with_text),
+					 "async with %s:", aexpr);
 			break;
 		}
 		if (op == ops->extended_arg) {
@@ -774,14 +849,13 @@ void py_frame_with_text(const struct rmem *m, const struct py_state *st, struct 
 			continue;
 		}
 		ext = 0;
-		if (op == ops->load_fast || op == ops->load_fast_check || op == ops->load_deref)
-			name = tuple_str(m, L, f->code, L->co_localsplusnames, arg);
-		else if (op == ops->load_fast_load_fast)
-			name = tuple_str(m, L, f->code, L->co_localsplusnames, arg & 15);
-		else if (op == ops->load_global)
-			name = tuple_str(m, L, f->code, L->co_names, arg >> 1);
-		else if (op == ops->load_name)
-			name = tuple_str(m, L, f->code, L->co_names, arg);
+		if (op == ops->before_async_with && expr[0]) {
+			snprintf(aexpr, sizeof(aexpr), "%s", expr);
+			aenter = true;
+		} else if (aenter && !in_aenter_await(ops, op)) {
+			aenter = false;
+		}
+		name = loaded_name(m, L, ops, f->code, op, arg);
 		if (name) {
 			snprintf(expr, sizeof(expr), "%s", name);
 		} else if (op == ops->load_attr && expr[0] && (minor == 11 || !(arg & 1))) {
@@ -800,4 +874,117 @@ void py_frame_with_text(const struct rmem *m, const struct py_state *st, struct 
 		i += 1 + ops->caches[op];
 	}
 	free(code);
+}
+
+bool py_frame_awaits(const struct rmem *m, const struct py_state *st, const struct py_frame *f)
+{
+	const struct py_opcodes *ops = opcodes_for(&st->L);
+	uint8_t *code;
+	size_t n;
+	bool yes;
+
+	if (!ops || !(code = code_units(m, &st->L, f, 1, &n)))
+		return false;
+	if (n < (size_t)f->lasti + 2) {
+		free(code);
+		return false;
+	}
+	/* the unit after the yield: RESUME with an oparg of 2 or more (after a yield from or an
+	 * await) */
+	int op = ops->deopt[code[2 * (f->lasti + 1)]];
+	yes = (op == ops->resume || op == ops->instrumented_resume) &&
+	      code[2 * (f->lasti + 1) + 1] >= 2;
+	free(code);
+	return yes;
+}
+
+/* What an expression of the bytecode stands for: a local (or cell) and a chain of attributes. */
+struct expr {
+	int local; /* -1: not a local */
+	char attrs[3][48];
+	int n_attrs;
+	bool valid;
+};
+
+static uint64_t expr_value(const struct rmem *m, const struct py_layout *L,
+			   const struct py_frame *f, const struct expr *e)
+{
+	uint64_t v;
+	if (!e->valid || e->local < 0 || (unsigned)e->local >= f->n_slots ||
+	    !rd64(m, f->localsplus + (uint64_t)e->local * 8, &v) || !plausible(v))
+		return 0;
+	for (int i = 0; i < e->n_attrs && v; i++)
+		v = py_instance_attr(m, L, v, e->attrs[i]);
+	return v;
+}
+
+int py_frame_acquired(const struct rmem *m, struct py_state *st, const struct py_frame *f,
+		      uint64_t lock)
+{
+	const struct py_layout *L = &st->L;
+	const struct py_opcodes *ops = opcodes_for(L);
+	int minor = (int)((L->version >> 16) & 0xff);
+	struct expr cur = {.local = -1}, call = {.local = -1};
+	int pending = 0; /* 1 acquire, 2 release: a method loaded, its call to come */
+	int acquired_at = -1;
+	uint8_t *code;
+	uint32_t ext = 0;
+	size_t n;
+
+	if (!ops || !(code = code_units(m, L, f, 0, &n)))
+		return 0;
+	for (int i = 0; i < f->lasti;) {
+		int op = ops->deopt[code[2 * i]];
+		uint32_t arg = code[2 * i + 1] | ext;
+
+		if (op == ops->extended_arg) {
+			ext = arg << 8;
+			i++;
+			continue;
+		}
+		ext = 0;
+		if (op == ops->load_fast || op == ops->load_fast_check || op == ops->load_deref) {
+			cur = (struct expr){.local = (int)arg, .valid = true};
+		} else if ((minor == 11 && op == ops->load_method) ||
+			   (minor > 11 && op == ops->load_attr && (arg & 1))) {
+			/* a method about to be called: lock.acquire / lock.release */
+			char *name =
+			    tuple_str(m, L, f->code, L->co_names, minor == 11 ? arg : arg >> 1);
+			pending = 0;
+			if (name && cur.valid && !strcmp(name, "acquire"))
+				pending = 1;
+			else if (name && cur.valid && !strcmp(name, "release"))
+				pending = 2;
+			call = cur;
+			cur.valid = false;
+			free(name);
+		} else if (op == ops->load_attr && cur.valid && cur.n_attrs < 3) {
+			char *name =
+			    tuple_str(m, L, f->code, L->co_names, minor == 11 ? arg : arg >> 1);
+			if (name && strlen(name) < sizeof(cur.attrs[0]))
+				snprintf(cur.attrs[cur.n_attrs++], sizeof(cur.attrs[0]), "%s",
+					 name);
+			else
+				cur.valid = false;
+			free(name);
+		} else if (op == ops->call && pending) {
+			if (expr_value(m, L, f, &call) == lock)
+				acquired_at = pending == 1 ? i : -1;
+			pending = 0;
+			cur.valid = false;
+		} else if (op != ops->precall && op != ops->load_const && op != ops->cache) {
+			/* anything else ends the expression, and a method's call if one was to
+			 * come (acquire(timeout=...) passes: its constants load) */
+			cur.valid = false;
+			pending = 0;
+		}
+		i += 1 + ops->caches[op];
+	}
+	free(code);
+	if (acquired_at < 0)
+		return 0;
+	struct py_code *c = code_get(m, st, f->code);
+	int line =
+	    c && c->ok ? py_line_for(c->linetable, c->lt_len, c->firstlineno, acquired_at) : 0;
+	return line > 0 ? line : -1;
 }

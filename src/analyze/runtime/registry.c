@@ -67,4 +67,16 @@ void runtimes_free(struct aprocess *ap)
 	ap->runtime_state = NULL;
 	free(ap->runtime_version);
 	ap->runtime_version = NULL;
+	for (size_t i = 0; i < ap->n_tasks; i++) {
+		for (size_t j = 0; j < ap->tasks[i].n_frames; j++) {
+			free(ap->tasks[i].frames[j].function);
+			free(ap->tasks[i].frames[j].file);
+		}
+		free(ap->tasks[i].frames);
+		free(ap->tasks[i].name);
+	}
+	free(ap->tasks);
+	ap->tasks = NULL;
+	ap->n_tasks = 0;
+	ap->loop_thread = NULL;
 }

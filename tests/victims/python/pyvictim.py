@@ -319,10 +319,255 @@ def scenario_procs(rec, n):
     ask_and_wait(a)  # and the parent for the child
 
 
+# --- asyncio: tasks suspended in awaits, on no thread's stack ------------------------------------
+
+def coro_chain(coro):
+    """The task's coroutine chain as cr_await walks it, innermost first."""
+    out = []
+    while coro is not None:
+        f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if f is None:
+            break
+        out.append([f.f_code.co_qualname, f.f_code.co_filename, f.f_lineno])
+        coro = getattr(coro, "cr_await", getattr(coro, "gi_yieldfrom", None))
+    return out[::-1]
+
+
+def record_tasks(path):
+    """{name: {"chain": coroutine chain innermost first, "stack": task.get_stack()}} of every
+    task but the running one, printed just before the loop blocks."""
+    out = {}
+    me = asyncio.current_task()
+    for t in asyncio.all_tasks():
+        if t is me:
+            continue
+        out[t.get_name()] = {
+            "chain": coro_chain(t.get_coro()),
+            "stack": [[f.f_code.co_qualname, f.f_code.co_filename, f.f_lineno]
+                      for f in t.get_stack()]}
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(out, f)
+    os.rename(tmp, path)
+
+
+async def settled(tasks_and_funcs, what):
+    """Until each task's innermost coroutine frame is in the function named (a qualname)."""
+    deadline = time.time() + float(os.environ.get("PYVICTIM_TIMEOUT", "240"))
+    while not all(coro_chain(t.get_coro())[:1] and coro_chain(t.get_coro())[0][0] == fn
+                  for t, fn in tasks_and_funcs):
+        if time.time() > deadline:
+            sys.exit("pyvictim: %s never happened" % what)
+        await asyncio.sleep(0.01)
+
+
+async def async_transfer(first, second, barrier):
+    async with first:
+        await barrier.wait()
+        async with second:
+            pass
+
+
+async def explicit_transfer(first, second, barrier):
+    await first.acquire()
+    await barrier.wait()
+    await second.acquire()
+
+
+async def async_deadlock_main(rec, explicit):
+    a, b = asyncio.Lock(), asyncio.Lock()
+    barrier = asyncio.Barrier(2)
+    fn = explicit_transfer if explicit else async_transfer
+    ts = [asyncio.create_task(fn(a, b, barrier), name="transfer-1"),
+          asyncio.create_task(fn(b, a, barrier), name="transfer-2")]
+    # the state from inside: both locks held, each with one waiter
+    deadline = time.time() + float(os.environ.get("PYVICTIM_TIMEOUT", "240"))
+    while not (a.locked() and b.locked() and len(a._waiters or ()) == 1 and
+               len(b._waiters or ()) == 1):
+        if time.time() > deadline:
+            sys.exit("pyvictim: the asyncio deadlock never happened")
+        await asyncio.sleep(0.01)
+    record(rec)
+    record_tasks(rec + ".tasks")
+    ready()
+    await asyncio.gather(*ts)
+
+
+def scenario_async_deadlock(rec, n):
+    asyncio.run(async_deadlock_main(rec, False))
+
+
+def scenario_async_deadlock_explicit(rec, n):
+    asyncio.run(async_deadlock_main(rec, True))
+
+
+async def hold_lock(lock):
+    async with lock:
+        await asyncio.sleep(3600)
+
+
+async def take_lock(lock):
+    async with lock:
+        pass
+
+
+async def wait_event(ev):
+    await ev.wait()
+
+
+async def get_item(q):
+    await q.get()
+
+
+async def nap():
+    await asyncio.sleep(3600)
+
+
+async def inner_wait(ev):
+    await ev.wait()
+
+
+async def middle_wait(ev):
+    await inner_wait(ev)
+
+
+async def outer_wait(ev):
+    await middle_wait(ev)
+
+
+async def await_task(other):
+    await other
+
+
+async def async_mix_main(rec):
+    lock, ev, q, cond = asyncio.Lock(), asyncio.Event(), asyncio.Queue(), asyncio.Condition()
+    holder = asyncio.create_task(hold_lock(lock), name="lock-holder")
+    cond_holder = asyncio.create_task(hold_lock(cond), name="cond-holder")
+    await asyncio.sleep(0)  # the holders take the lock and the condition first
+    plan = [(holder, "sleep"), (cond_holder, "sleep"),
+            (asyncio.create_task(take_lock(lock), name="lock-waiter"), "Lock.acquire"),
+            (asyncio.create_task(take_lock(cond), name="cond-waiter"), "Lock.acquire"),
+            (asyncio.create_task(wait_event(ev), name="event-waiter"), "Event.wait"),
+            (asyncio.create_task(get_item(q), name="queue-getter"), "Queue.get"),
+            (asyncio.create_task(nap(), name="sleeper"), "sleep"),
+            (asyncio.create_task(outer_wait(ev), name="nested"), "Event.wait")]
+    sleeper = [t for t, _ in plan if t.get_name() == "sleeper"][0]
+    plan.append((asyncio.create_task(await_task(sleeper), name="awaiter"), "await_task"))
+    await settled(plan, "every task suspended")
+    while len(lock._waiters or ()) != 1 or len(cond._lock._waiters or ()) != 1:
+        await asyncio.sleep(0.01)
+    record(rec)
+    record_tasks(rec + ".tasks")
+    ready()
+    await asyncio.gather(*(t for t, _ in plan))
+
+
+def scenario_async_mix(rec, n):
+    asyncio.run(async_mix_main(rec))
+
+
+async def serve_client(reader, writer):
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        writer.write(line)
+        await writer.drain()
+
+
+async def client(port, connected):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"hello\n")
+    await writer.drain()
+    await reader.readline()
+    connected.set()
+    await reader.readline()  # the server echoes only what it gets: waits here
+
+
+async def ticker():
+    while True:
+        await asyncio.sleep(3600)
+
+
+async def async_server_main(rec, n):
+    server = await asyncio.start_server(serve_client, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    serving = asyncio.create_task(server.serve_forever(), name="server")
+    connected = [asyncio.Event() for _ in range(n or 2)]
+    clients = [asyncio.create_task(client(port, c), name="client-%d" % i)
+               for i, c in enumerate(connected)]
+    tick = asyncio.create_task(ticker(), name="ticker")
+    for c in connected:
+        await c.wait()
+    # every handler and client waits for a line
+    def handlers():
+        return [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "serve_client"]
+    deadline = time.time() + float(os.environ.get("PYVICTIM_TIMEOUT", "240"))
+    while len(handlers()) != len(clients):
+        if time.time() > deadline:
+            sys.exit("pyvictim: the handlers never started")
+        await asyncio.sleep(0.01)
+    await settled([(t, "StreamReader._wait_for_data") for t in clients + handlers()] +
+                  [(tick, "sleep"), (serving, "Server.serve_forever")], "the server idle")
+    record(rec)
+    record_tasks(rec + ".tasks")
+    ready()
+    await asyncio.gather(serving, tick, *clients)
+
+
+def scenario_async_server(rec, n):
+    asyncio.run(async_server_main(rec, n))
+
+
+# --- two threads, two Locks taken with acquire(), opposite order ---------------------------------
+
+def explicit_lock_transfer(first, second, barrier):
+    first.acquire()
+    barrier.wait()
+    second.acquire()
+
+
+class Account:
+    def __init__(self):
+        self.lock = threading.Lock()
+
+
+def attribute_lock_transfer(src, dst, barrier):
+    src.lock.acquire()
+    barrier.wait()
+    dst.lock.acquire()
+
+
+def scenario_deadlock_explicit(rec, n):
+    a, b = threading.Lock(), threading.Lock()
+    barrier = threading.Barrier(2)
+    ts = [threading.Thread(target=explicit_lock_transfer, args=(a, b, barrier), name="worker-1",
+                           daemon=True),
+          threading.Thread(target=explicit_lock_transfer, args=(b, a, barrier), name="worker-2",
+                           daemon=True)]
+    x, y = Account(), Account()
+    barrier2 = threading.Barrier(2)
+    ts += [threading.Thread(target=attribute_lock_transfer, args=(x, y, barrier2),
+                            name="account-1", daemon=True),
+           threading.Thread(target=attribute_lock_transfer, args=(y, x, barrier2),
+                            name="account-2", daemon=True)]
+    for t in ts:
+        t.start()
+    wait_until(lambda: all(blocked_at(t, t._target.__qualname__) for t in ts) and
+               a.locked() and b.locked() and x.lock.locked() and y.lock.locked(),
+               "the deadlocks")
+    record(rec)
+    ready()
+    park()
+
+
 SCENARIOS = {"deadlock": scenario_deadlock, "deadlock-join": scenario_deadlock_join,
              "spin": scenario_spin, "mix": scenario_mix, "gil": scenario_gil,
              "gil-chain": scenario_gil_chain, "contention": scenario_contention,
-             "procs": scenario_procs}
+             "procs": scenario_procs, "async-deadlock": scenario_async_deadlock,
+             "async-deadlock-explicit": scenario_async_deadlock_explicit,
+             "async-mix": scenario_async_mix, "async-server": scenario_async_server,
+             "deadlock-explicit": scenario_deadlock_explicit}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
