@@ -133,7 +133,8 @@ const struct pattern pattern_spiking_thread = {
     .title = "Spiking thread",
     .severity = SEV_WARNING,
     .description = "A thread wants (nearly) a whole CPU: it runs, or waits runnable for a "
-		   "CPU, the whole interval.",
+		   "CPU, the whole interval. On a saturated machine, threads of several "
+		   "processes that never slept and mostly waited for a CPU are one finding.",
     .needs = "the manifest (CPU sampling, schedstat) and cores (its stack; for a CPython thread "
 	     "its Python frames too, so the spinning Python function and line are shown)",
     .thresholds = thresholds,
