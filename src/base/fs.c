@@ -26,6 +26,7 @@ int read_file_at(int dirfd, const char *path, char **ret, size_t *ret_len)
 
 		if (len + 1 >= cap) {
 			size_t ncap = cap ? cap * 2 : 4096;
+			freeze_allocs_note();
 			char *p = realloc(buf, ncap);
 			if (!p)
 				return -ENOMEM;
@@ -42,7 +43,7 @@ int read_file_at(int dirfd, const char *path, char **ret, size_t *ret_len)
 			break;
 		len += n;
 	}
-	if (!buf && !(buf = malloc(1)))
+	if (!buf && (freeze_allocs_note(), !(buf = malloc(1))))
 		return -ENOMEM;
 	buf[len] = 0;
 	*ret = TAKE_PTR(buf);

@@ -3,6 +3,8 @@
 
 #include "base/util.h"
 
+struct freeze_allocs freeze_allocs;
+
 int grow_array(void **arr, size_t *cap, size_t need, size_t elem)
 {
 	size_t n;
@@ -17,6 +19,7 @@ int grow_array(void **arr, size_t *cap, size_t need, size_t elem)
 	}
 	if (__builtin_mul_overflow(n, elem, &(size_t){0}))
 		return -ENOMEM;
+	freeze_allocs_note();
 	p = realloc(*arr, n * elem);
 	if (!p)
 		return -ENOMEM;

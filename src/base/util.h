@@ -75,8 +75,27 @@ static inline void *xcalloc(size_t n, size_t size)
 }
 
 /* Grow *arr (of *cap elements of elem size) so that it holds at least need elements.
- * Returns 0 or -ENOMEM; on failure *arr is unchanged. */
+ * Returns 0 or -ENOMEM; on failure *arr is unchanged. An allocation made while the freeze is on
+ * is counted (freeze_allocs). */
 int grow_array(void **arr, size_t *cap, size_t need, size_t elem);
+
+/*
+ * The promise that nothing inside the pause allocates beyond what was reserved before it,
+ * made checkable: while `on` (set by the snapshot from the first thread stopped to the last
+ * resumed), every allocation of the helpers that allocate as they go (grow_array, read_file_at)
+ * is counted, and the count goes into the manifest (timeline.allocations_in_freeze). Only the
+ * freezing thread sets it; the copy threads never allocate.
+ */
+struct freeze_allocs {
+	bool on;
+	uint64_t count;
+};
+extern struct freeze_allocs freeze_allocs;
+static inline void freeze_allocs_note(void)
+{
+	if (freeze_allocs.on)
+		freeze_allocs.count++;
+}
 
 static inline bool add_overflows_u64(uint64_t a, uint64_t b, uint64_t *ret)
 {

@@ -1,18 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The capture engine: one method per target, chosen here (see capture.h), and the steps every
- * method shares. --method auto decides per target, from estimates of what each method would
- * cost in the freeze (below):
- *
- *   copy       when copying the whole process costs no more than a clone (small processes),
- *              or when neither clone nor pre-copy can be used (no thread able to run an
- *              injected syscall);
- *   pre-copy   when the kernel has async write-protect and PAGEMAP_SCAN, and pre-copy's rounds
- *              bring the written set down to what the freeze copies faster than a clone is
- *              made (the rounds decide, not a guess: a writer's pace under tracking, with
- *              osmosis copying beside it, is only seen there);
- *   clone      otherwise (a large process writing much of its memory faster than it is copied).
- * The manifest records the method each target got and the figures behind the choice.
+ * The capture engine: the stages (capture.h), and each target's method called at each of them
+ * through its ops table (method.h). Methods are chosen per target by the method requested
+ * (--method: its choose hook; auto.c chooses among the others), and may change before the freeze
+ * (a target that cannot take an injection is copied, a budget too small for copies gives clones)
+ * and once inside it (a failed clone is copied): capture_set_method records every change and its
+ * reason, which the manifest keeps.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -34,26 +27,6 @@
 #include "proc/process.h"
 #include "proc/procfs.h"
 
-static const char *const method_names[] = {
-    [METHOD_AUTO] = "auto",
-    [METHOD_COPY] = "copy",
-    [METHOD_CLONE] = "clone",
-    [METHOD_PRECOPY] = "precopy",
-};
-
-int capture_method_parse(const char *name)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(method_names); i++)
-		if (!strcmp(name, method_names[i]))
-			return (int)i;
-	return -1;
-}
-
-const char *capture_method_name(enum capture_method m)
-{
-	return method_names[m];
-}
-
 static bool live(const struct target *t)
 {
 	return !t->skipped && !t->exited;
@@ -65,15 +38,6 @@ static bool live(const struct target *t)
  * `phase`. Its tracking is removed. Returns true when t was optional and is now recorded; false
  * for a target named by its PID, whose failure is the snapshot's (the caller logs it).
  */
-/* Exited, or a zombie (whose pidfd still answers). */
-static bool target_ended(const struct target *t)
-{
-	struct proc_stat st;
-
-	return !pidref_alive(&t->ref) || proc_read_stat(t->ref.procfd, "stat", &st) < 0 ||
-	       st.state == 'Z' || st.state == 'X';
-}
-
 static bool member_lost(struct target *t, int r, const char *phase)
 {
 	struct osm_process *p = t->proc;
@@ -82,12 +46,13 @@ static bool member_lost(struct target *t, int r, const char *phase)
 
 	if (!t->optional || r == -EINTR || r == -ETIMEDOUT || r == -ENOMEM)
 		return false;
-	precopy_abandon(t);
-	if (r == -ENOEXEC && !target_ended(t)) {
+	if (t->method && t->method->abandon)
+		t->method->abandon(t);
+	if (r == -ENOEXEC && !capture_target_ended(t)) {
 		t->skipped = true;
 		p->capture = CAPTURE_SKIPPED;
 		n = asprintf(&note, "ran a new program (execve) %s: not captured", phase);
-	} else if (r == -ESRCH || target_ended(t)) {
+	} else if (r == -ESRCH || capture_target_ended(t)) {
 		t->exited = true;
 		p->capture = CAPTURE_EXITED;
 		n = asprintf(&note, "exited %s", phase);
@@ -104,281 +69,34 @@ static bool member_lost(struct target *t, int r, const char *phase)
 	return true;
 }
 
-__attribute__((format(printf, 3, 4))) static void
-set_method(struct target *t, enum capture_method m, const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	t->method = m;
-	t->proc->method = method_names[m];
-	free(t->proc->method_reason);
-	t->proc->method_reason = s;
-}
-
 /* Arena bytes a target needs under its method (its shared objects have their own buffers). */
 static uint64_t arena_need(struct capture *c, struct target *t)
 {
-	uint64_t n = 0;
+	uint64_t n = t->method->arena_bytes(c, t);
 
-	(void)c;
-	switch (t->method) {
-	case METHOD_PRECOPY:
-		n = precopy_arena_bytes(t);
-		break;
-	case METHOD_CLONE:
-		for (size_t i = 0; i < t->n_pre_maps; i++)
-			if (clone_copies_in_freeze(&t->pre_maps[i]))
-				n += capture_planned_size(&t->pre_maps[i]);
-		break;
-	default:
-		n = t->planned_bytes;
-	}
 	return n - MIN(n, shared_planned_bytes(t));
 }
 
-/*
- * What each method would cost in the freeze, to compare them (auto). Rough, from
- * docs/design/kernel-facts.md: a clone copies one page-table entry per resident private page (~95
- * ns per 4 KiB page) plus a fixed cost for the injection; the copy and pre-copy methods copy at
- * memory speed, pre-copy only what the target writes, after a scan of its page tables (~0.5 ms per
- * GiB).
- */
-#define FORK_NS_PER_PG	95ull
-#define INJECT_NS	(500ull * 1000ull)
-#define SCAN_NS_PER_GIB (500ull * 1000ull)
-#define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads: design/kernel-facts.md */
-#define BOUNCE_BYTES	(16u << 20)	       /* staged rounds copy through this much memory */
+#define BOUNCE_BYTES (16u << 20) /* staged rounds copy through this much memory */
 
-static uint64_t copy_ns(uint64_t bytes, uint64_t bps)
-{
-	return bytes * 1000000000ull / MAX(bps, (uint64_t)1);
-}
-
-/* Bytes of t the freeze would copy under the copy method (its shared objects aside). */
-static uint64_t own_bytes(const struct target *t)
-{
-	return t->planned_bytes - MIN(t->planned_bytes, shared_planned_bytes(t));
-}
-
-static uint64_t estimate_copy_ns(const struct target *t)
-{
-	return copy_ns(own_bytes(t), COPY_BPS_GUESS);
-}
-
-static uint64_t estimate_clone_ns(const struct target *t, size_t page_size)
-{
-	uint64_t pages = 0, copied = 0;
-
-	for (size_t i = 0; i < t->n_pre_maps; i++) {
-		const struct osm_mapping *m = &t->pre_maps[i];
-		if (m->shared_object)
-			continue;
-		if (clone_copies_in_freeze(m))
-			copied += capture_planned_size(m);
-		else
-			pages += m->rss_bytes / page_size;
-	}
-	return pages * FORK_NS_PER_PG + INJECT_NS + copy_ns(copied, COPY_BPS_GUESS);
-}
-
-static uint64_t estimate_precopy_ns(struct capture *c, const struct target *t, uint64_t written,
-				    uint64_t bps)
-{
-	uint64_t tracked = precopy_tracked_bytes(t);
-	uint64_t rest = precopy_untracked_bytes(t);
-
-	rest -= MIN(rest, shared_planned_bytes(t));
-
-	return copy_ns(written + rest, bps) + tracked / (1ull << 30) * SCAN_NS_PER_GIB +
-	       SCAN_NS_PER_GIB / 2;
-}
-
-/* Whether some thread of t can run an injected syscall (inject_probe, before the freeze);
- * otherwise t is copied, with the reason. Returns 0 (*ret_ok says which), or -EINTR/-ETIMEDOUT.
- */
-static int injectable(struct capture *c, struct target *t, bool *ret_ok)
-{
-	const char *why = NULL;
-	int r = inject_probe(t, &why);
-
-	*ret_ok = r == 0;
-	if (r == -EINTR || r == -ETIMEDOUT)
-		return r;
-	if (r < 0) {
-		t->no_inject = true;
-		set_method(t, METHOD_COPY,
-			   "%s: no thread can run an injected syscall (%s), so copied",
-			   method_names[c->requested], why ? why : strerror(-r));
-	}
-	return 0;
-}
-
-/* Pre-copy's rounds write into a file of the snapshot directory, at the pages' place in the
- * core (precopy.c), when the caller gave the directory. Returns 0 or a negative errno; logs. */
-static int open_stage(struct capture *c, struct target *t)
-{
-	char name[64];
-	int r;
-
-	if (c->stage_dirfd < 0)
-		return 0;
-	snprintf(name, sizeof(name), c->stage_separate ? ".stage.%d" : "core.%d", t->proc->pid);
-	r = outfile_open(c->stage_dirfd, name, &t->stage);
-	if (r < 0)
-		return log_error(r, "cannot create the core file of pid %d: %m", t->proc->pid);
-	t->stage_next = c->page_size; /* the first page holds the ELF header */
-	return 0;
-}
-
-/* --method auto, first look (no injection): copy when it is cheaper than a clone (small
- * processes); otherwise start tracking writes, and pre-copy's rounds decide (precopy_all). */
-static int choose_auto(struct capture *c, struct target *t)
-{
-	uint64_t cp = estimate_copy_ns(t), cl = estimate_clone_ns(t, c->page_size);
-	const char *why;
-	char a[32];
-	int r;
-
-	if (cp <= cl) {
-		set_method(t, METHOD_COPY,
-			   "auto: copying its %s in the freeze (~%.1f ms) costs no more than a "
-			   "clone (~%.1f ms)",
-			   format_bytes(own_bytes(t), a, sizeof(a)), (double)cp / 1e6,
-			   (double)cl / 1e6);
-		return 0;
-	}
-	bool ok;
-	r = injectable(c, t, &ok);
-	if (r < 0 || !ok)
-		return r;
-	if (!precopy_supported(&why)) {
-		set_method(t, METHOD_CLONE,
-			   "auto: %s; a clone (~%.1f ms) costs less than copying "
-			   "its %s (~%.1f ms)",
-			   why, (double)cl / 1e6, format_bytes(t->planned_bytes, a, sizeof(a)),
-			   (double)cp / 1e6);
-		return 0;
-	}
-	size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
-	r = precopy_track(c, t);
-	timeline_end(c->tl, ph);
-	if (r < 0) {
-		precopy_stop(t);
-		if (r == -EINTR || r == -ETIMEDOUT)
-			return r;
-		set_method(t, METHOD_CLONE, "auto: write tracking could not start (%s), so a clone",
-			   strerror(-r));
-		return 0;
-	}
-	/* Tentative: precopy_all() keeps it or hands the target to the clone. */
-	set_method(t, METHOD_PRECOPY, "auto: pre-copy tried first");
-	return open_stage(c, t);
-}
-
-/* Whether every thread of t runs under a seccomp filter (from /proc: no stop needed). */
-static bool every_thread_filtered(const struct target *t)
-{
-	const struct osm_process *p = t->proc;
-	size_t live_threads = 0;
-
-	for (size_t i = 0; i < p->n_threads; i++) {
-		if (p->threads[i]->gone)
-			continue;
-		live_threads++;
-		if (!inject_thread_filtered(t->ref.procfd, p->threads[i]->tid))
-			return false;
-	}
-	return live_threads ? true : inject_thread_filtered(t->ref.procfd, p->pid);
-}
-
+/* The requested method chooses (method.h); a process whose every thread runs under a seccomp
+ * filter is copied whatever was requested. */
 static int choose(struct capture *c, struct target *t)
 {
-	const char *why;
-	bool ok = true;
-	int r;
+	const struct capture_ops *req = capture_method_get(c->requested);
 
-	if (c->requested != METHOD_COPY && every_thread_filtered(t)) {
+	if (c->requested != METHOD_COPY && capture_every_thread_filtered(t)) {
 		/* A syscall injected into a thread is checked by the thread's seccomp filter, which
 		 * may kill the process for one it does not expect. */
 		t->no_inject = true;
-		set_method(
-		    t, METHOD_COPY,
+		capture_set_method(
+		    t, &capture_copy,
 		    "%s: it runs under a seccomp filter, which could kill it for an injected "
 		    "syscall, so copied",
-		    method_names[c->requested]);
+		    capture_method_name(c->requested));
 		return 0;
 	}
-	if (c->requested == METHOD_CLONE || c->requested == METHOD_PRECOPY) {
-		r = injectable(c, t, &ok);
-		if (r < 0 || !ok)
-			return r;
-	}
-	switch (c->requested) {
-	case METHOD_COPY:
-		set_method(t, METHOD_COPY, "requested with --method copy");
-		return 0;
-	case METHOD_CLONE:
-		set_method(t, METHOD_CLONE, "requested with --method clone");
-		return 0;
-	case METHOD_PRECOPY:
-		if (!precopy_supported(&why))
-			return log_error(EOPNOTSUPP, "--method precopy: %s; use --method clone",
-					 why);
-		size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
-		r = precopy_track(c, t);
-		timeline_end(c->tl, ph);
-		if (r == -EAGAIN) {
-			/* No thread could take the injection after all (stopped meanwhile). */
-			precopy_stop(t);
-			t->no_inject = true;
-			set_method(t, METHOD_COPY,
-				   "precopy: no thread can run an injected syscall now, so copied");
-			return 0;
-		}
-		if (r < 0) {
-			precopy_stop(t);
-			if (r == -EINTR || r == -ETIMEDOUT)
-				return r;
-			if (!t->optional || target_ended(t))
-				return t->optional
-					   ? -ESRCH
-					   : log_error(r, "cannot track the writes of pid %d: %s",
-						       t->proc->pid, strerror(-r));
-			/* One member of a set: it alone goes another way. */
-			set_method(t, METHOD_CLONE,
-				   "--method precopy: write tracking could not start (%s), so a "
-				   "clone",
-				   strerror(-r));
-			return 0;
-		}
-		set_method(t, METHOD_PRECOPY, "requested with --method precopy");
-		return open_stage(c, t);
-	case METHOD_AUTO:
-		return choose_auto(c, t);
-	}
-	return -EINVAL;
-}
-
-uint64_t capture_budget(const struct capture *c)
-{
-	uint64_t avail = proc_memory_available_to_self();
-
-	avail -= MIN(avail, avail / 10);
-	return c->max_memory ? MIN(c->max_memory, avail) : avail;
-}
-
-/* What the budget leaves now, beside what osmosis holds. */
-static uint64_t budget_left(const struct capture *c)
-{
-	uint64_t held = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
-	uint64_t b = c->max_memory ? c->max_memory : capture_budget(c);
-
-	return b > held ? b - held : 0;
+	return req ? req->choose(c, t) : -EINVAL;
 }
 
 static int reserve(struct capture *c)
@@ -402,11 +120,10 @@ static int reserve(struct capture *c)
 			bool changed = false;
 			for (size_t i = 0; i < c->set->n; i++) {
 				struct target *t = c->set->v[i];
-				if (!live(t) || t->method == METHOD_CLONE || t->no_inject)
+				if (!live(t) || t->method == &capture_clone || t->no_inject)
 					continue;
-				precopy_abandon(t);
-				set_method(
-				    t, METHOD_CLONE,
+				capture_set_method(
+				    t, &capture_clone,
 				    "auto: %s of memory is available to osmosis (its budget), "
 				    "too little to hold copies, so a clone",
 				    format_bytes(avail, a, sizeof(a)));
@@ -420,7 +137,7 @@ static int reserve(struct capture *c)
 				 "but only %s is available to osmosis (its budget, --max-memory); "
 				 "free memory, use --method clone, or snapshot fewer processes "
 				 "(--state-only needs none)",
-				 method_names[c->requested],
+				 capture_method_name(c->requested),
 				 format_bytes(total + slack, a, sizeof(a)),
 				 format_bytes(avail, b, sizeof(b)));
 	}
@@ -436,84 +153,62 @@ static int reserve(struct capture *c)
 	return 0;
 }
 
-/* Pre-copy's rounds; under auto, a target whose written set stayed large goes to a clone. */
-static int precopy_all(struct capture *c)
+/* The methods' work while the targets run, after the reservation (pre-copy's rounds). */
+static int rounds_all(struct capture *c)
 {
+	const struct capture_ops *req = capture_method_get(c->requested);
+
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		uint64_t freeze_bytes = 0, bps = 0;
-		char a[32];
 		int r;
 
-		if (!live(t) || t->method != METHOD_PRECOPY)
+		if (!live(t) || !t->method->rounds)
 			continue;
-		size_t ph = timeline_begin(c->tl, "rounds", t->proc->pid);
-		r = precopy_rounds(c, t, &freeze_bytes, &bps);
-		timeline_end(c->tl, ph);
+		r = t->method->rounds(c, t);
 		capture_note_buffers(c);
-		if (r == -EINTR || r == -ETIMEDOUT)
+		if (r == -ESRCH && member_lost(t, r, "during pre-copy"))
+			continue;
+		if (r < 0)
 			return r;
-		if (r < 0 && target_ended(t)) {
-			if (member_lost(t, -ESRCH, "during pre-copy"))
-				continue;
-			return log_error(ESRCH, "pid %d exited during pre-copy", t->proc->pid);
-		}
-		if (r < 0 && c->requested != METHOD_AUTO && !t->optional)
-			return log_error(r, "pre-copy of pid %d failed: %s", t->proc->pid,
-					 strerror(-r));
-		if (r < 0) {
-			/* This target alone goes another way; the others keep theirs. */
-			precopy_abandon(t);
-			set_method(t, METHOD_CLONE, "%s: pre-copy failed (%s), so a clone",
-				   method_names[c->requested], strerror(-r));
-			continue;
-		}
-		/* Staged: the freeze copies the written set into the arena; it must fit the budget
-		 * (twice the last round's, for what the target writes meanwhile). */
-		uint64_t need = precopy_staged(t) ? freeze_bytes * 2 + (8u << 20) : 0;
-		uint64_t left = budget_left(c);
-		if (need > left && c->requested == METHOD_AUTO) {
-			char b[32];
-			precopy_abandon(t);
-			set_method(
-			    t, METHOD_CLONE,
-			    "auto: pre-copy's last round found %s written, more than the %s the "
-			    "memory budget leaves to copy in the freeze, so a clone",
-			    format_bytes(freeze_bytes, a, sizeof(a)),
-			    format_bytes(left, b, sizeof(b)));
-			continue;
-		}
-		if (need > left) {
-			char b[32];
-			return log_error(
-			    ENOMEM,
-			    "pid %d writes %s between pre-copy's rounds, more than the "
-			    "%s the memory budget leaves to copy in the freeze; use "
-			    "--method clone, or a larger --max-memory",
-			    t->proc->pid, format_bytes(freeze_bytes, a, sizeof(a)),
-			    format_bytes(left, b, sizeof(b)));
-		}
-		if (need && (r = arena_reserve_more(
-				 &c->arena, MIN(need, MAX(left, (uint64_t)(8u << 20))))) < 0)
-			return log_error(r, "cannot reserve memory for the pages pid %d writes: %m",
-					 t->proc->pid);
-		capture_note_buffers(c);
-		if (c->requested != METHOD_AUTO)
-			continue;
-		/* Round 0 copied beside the running target; the freeze copies with the targets'
-		 * CPUs free, at least as fast as this machine's usual figure. */
-		uint64_t pre_ns = estimate_precopy_ns(c, t, freeze_bytes, MAX(bps, COPY_BPS_GUESS));
-		uint64_t clone_ns = estimate_clone_ns(t, c->page_size);
-		bool keep = pre_ns <= clone_ns;
-		if (!keep)
-			precopy_abandon(t);
-		set_method(t, keep ? METHOD_PRECOPY : METHOD_CLONE,
-			   "auto: pre-copy's last round %s %s written (~%.1f ms to copy in the "
-			   "freeze, a clone ~%.1f ms)%s",
-			   keep ? "found" : "still found", format_bytes(freeze_bytes, a, sizeof(a)),
-			   (double)pre_ns / 1e6, (double)clone_ns / 1e6,
-			   keep ? "" : ", so a clone");
+		/* The requested method may judge what the rounds found (auto: keep or clone). */
+		if (req && req->review && t->method->rounds)
+			req->review(c, t);
 	}
+	return 0;
+}
+
+/*
+ * What the freeze would otherwise allocate, reserved now (the pause allocates nothing beyond the
+ * reservation, base/util.h): each target's layout read and planned with room for its extents
+ * (plan.c), and the copy jobs every method may queue for it, with what its method adds (pre-copy:
+ * the pages written meanwhile) and the shared objects' (shared.c). A target that needs more
+ * inside the freeze is recorded as not captured (target_frozen).
+ */
+static int reserve_frozen(struct capture *c)
+{
+	size_t jobs = shared_jobs_bound(c), largest = 0;
+	int r;
+
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		if (!live(t))
+			continue;
+		r = capture_ready_layout(c, t);
+		if (r == -ENOMEM)
+			return log_error(r, "out of memory");
+		if (r < 0)
+			log_debug("pid %d: layout not read before the freeze: %s", t->proc->pid,
+				  strerror(-r));
+		jobs += t->jobs_bound;
+		largest = MAX(largest, t->jobs_bound);
+		if (t->method && t->method->freeze_jobs)
+			jobs += t->method->freeze_jobs(c, t);
+	}
+	/* A tree's child born meanwhile joins in the freeze, copied: as large as the largest. */
+	jobs += largest;
+	if (grow_array((void **)&c->jobs, &c->cap_jobs, jobs, sizeof(*c->jobs)) < 0)
+		return log_error(ENOMEM, "out of memory");
+	capture_note_buffers(c);
 	return 0;
 }
 
@@ -527,7 +222,10 @@ int capture_prepare(struct capture *c)
 		struct target *t = c->set->v[i];
 		if (!live(t))
 			continue;
-		clone_tidy_leftovers(c, t);
+		/* What a killed osmosis may have left in t, each method its own. */
+		for (size_t k = 0; k < capture_method_count; k++)
+			if (capture_methods[k]->tidy)
+				capture_methods[k]->tidy(c, t);
 		r = capture_plan_target(c, t);
 		if (r < 0 && member_lost(t, r, "before the freeze"))
 			continue;
@@ -538,10 +236,16 @@ int capture_prepare(struct capture *c)
 	r = shared_collect(c);
 	if (r < 0)
 		return r;
+	size_t priv = 0;
+	for (size_t i = 0; i < capture_method_count; i++)
+		priv = MAX(priv, capture_methods[i]->priv_size);
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
 		if (!live(t))
 			continue;
+		/* Room for the state of whichever method t gets, now: never inside the freeze. */
+		if (!t->method_priv && priv && !(t->method_priv = calloc(1, priv)))
+			return log_error(ENOMEM, "out of memory");
 		r = choose(c, t);
 		if (r < 0 && member_lost(t, r, "before the freeze"))
 			continue;
@@ -559,7 +263,7 @@ int capture_prepare(struct capture *c)
 	if (!c->copier)
 		return log_error(ENOMEM, "cannot start copy threads");
 	for (size_t i = 0; i < c->set->n && !c->bounce; i++) {
-		if (!live(c->set->v[i]) || !precopy_staged(c->set->v[i]))
+		if (!live(c->set->v[i]) || !capture_staged(c->set->v[i]))
 			continue;
 		c->bounce_len = BOUNCE_BYTES;
 		c->bounce = mmap(NULL, c->bounce_len, PROT_READ | PROT_WRITE,
@@ -571,7 +275,7 @@ int capture_prepare(struct capture *c)
 		}
 		capture_note_buffers(c);
 	}
-	r = precopy_all(c);
+	r = rounds_all(c);
 	if (r == 0)
 		r = shared_track(c);
 	if (r == 0)
@@ -583,44 +287,7 @@ int capture_prepare(struct capture *c)
 	for (size_t i = 0; i < c->set->n; i++)
 		if (live(c->set->v[i]))
 			capture_refresh_layout(c, c->set->v[i]);
-	return 0;
-}
-
-/* Plans the copy (jobs for the copy threads); counted with the layout in the pause. */
-static int copy_all_jobs(struct capture *c, struct target *t, bool only_clone_misses);
-
-static int copy_all(struct capture *c, struct target *t, bool only_clone_misses)
-{
-	uint64_t t0 = now_ns();
-	int r = copy_all_jobs(c, t, only_clone_misses);
-
-	timeline_pause_part(c->tl, PAUSE_LAYOUT, now_ns() - t0);
-	return r;
-}
-
-static int copy_all_jobs(struct capture *c, struct target *t, bool only_clone_misses)
-{
-	for (size_t i = 0; i < t->proc->n_maps; i++) {
-		struct osm_mapping *m = &t->proc->maps[i];
-		if (m->shared_object)
-			continue; /* kept once for all its mappers (shared.c) */
-		if (only_clone_misses && !clone_copies_in_freeze(m))
-			continue;
-		int r = capture_copy_mapping(c, t, m);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-/* Bytes copying the whole of t in the freeze needs (its layout as read in the freeze). */
-static uint64_t copy_need(const struct target *t)
-{
-	uint64_t n = 0;
-
-	for (size_t i = 0; i < t->proc->n_maps; i++)
-		n += capture_planned_size(&t->proc->maps[i]);
-	return n;
+	return reserve_frozen(c);
 }
 
 static int keep_memory(struct capture *c, struct target *t);
@@ -647,18 +314,26 @@ static int target_frozen(struct capture *c, struct target *t)
 				 t->proc->pid);
 	arena_rewind(&c->arena, &am);
 	c->n_jobs = n_jobs;
+	bool jobs = c->jobs_exhausted;
+	c->jobs_exhausted = false;
 	for (size_t i = 0; i < t->proc->n_maps; i++)
 		t->proc->maps[i].n_ext = 0;
 	t->skipped = true;
 	t->proc->capture = CAPTURE_SKIPPED;
 	free(t->proc->capture_note);
 	t->proc->capture_note = NULL;
-	if (asprintf(&t->proc->capture_note,
-		     "not captured: %s; copying its %s in the freeze would exceed the %s left of "
-		     "the memory reserved (osmosis never maps more during the pause)",
-		     t->proc->method_reason ? t->proc->method_reason : "copy",
-		     format_bytes(copy_need(t), a, sizeof(a)),
-		     format_bytes(arena_free_bytes(&c->arena), b, sizeof(b))) < 0)
+	if ((jobs ? asprintf(
+			&t->proc->capture_note,
+			"not captured: %s; its copy in the freeze needs more copy jobs than the "
+			"%zu reserved (osmosis allocates nothing during the pause)",
+			t->proc->method_reason ? t->proc->method_reason : "copy", c->cap_jobs)
+		  : asprintf(
+			&t->proc->capture_note,
+			"not captured: %s; copying its %s in the freeze would exceed the %s "
+			"left of the memory reserved (osmosis never maps more during the pause)",
+			t->proc->method_reason ? t->proc->method_reason : "copy",
+			format_bytes(capture_copy_need(t), a, sizeof(a)),
+			format_bytes(arena_free_bytes(&c->arena), b, sizeof(b)))) < 0)
 		t->proc->capture_note = NULL;
 	log_warn("pid %d %s", t->proc->pid,
 		 t->proc->capture_note ? t->proc->capture_note : "not captured");
@@ -668,7 +343,6 @@ static int target_frozen(struct capture *c, struct target *t)
 /* The method's work inside the freeze. -ENOBUFS: t does not fit in the reservation. */
 static int keep_memory(struct capture *c, struct target *t)
 {
-	const char *why = NULL;
 	uint64_t t0 = now_ns();
 	int r;
 
@@ -681,40 +355,10 @@ static int keep_memory(struct capture *c, struct target *t)
 	if (r < 0)
 		return r;
 	/* A target that joined during the freeze (a tree's new child) was not prepared. */
-	if (!t->proc->method)
-		set_method(t, METHOD_COPY, "joined the tree during the freeze, so copied");
-	switch (t->method) {
-	case METHOD_PRECOPY:
-		t0 = now_ns();
-		r = precopy_frozen(c, t);
-		timeline_pause_part(c->tl, PAUSE_WRITTEN, now_ns() - t0);
-		log_debug("pid %d: written pages found in %.2f ms", t->proc->pid,
-			  (double)(now_ns() - t0) / 1e6);
-		return r;
-	case METHOD_CLONE:
-		t0 = now_ns();
-		r = clone_frozen(c, t, &why);
-		timeline_pause_part(c->tl, PAUSE_CLONE, now_ns() - t0);
-		if (r == -EINTR || r == -ETIMEDOUT)
-			return r;
-		if (r == 0)
-			return copy_all(c, t, true);
-		/* The reservation held only what a clone copies: copy only if the rest fits. */
-		bool fits = copy_need(t) <= arena_free_bytes(&c->arena);
-		set_method(t, METHOD_COPY, "%s: %s%s",
-			   t->proc->method_reason ? t->proc->method_reason : "clone", why,
-			   fits ? ", so copied in the freeze" : "");
-		return fits ? copy_all(c, t, false) : -ENOBUFS;
-	default:
-		return copy_all(c, t, false);
-	}
-}
-
-void capture_note_buffers(struct capture *c)
-{
-	uint64_t n = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
-
-	c->peak_buffers = MAX(c->peak_buffers, n);
+	if (!t->method)
+		capture_set_method(t, &capture_copy,
+				   "joined the tree during the freeze, so copied");
+	return t->method->frozen(c, t);
 }
 
 int capture_frozen(struct capture *c)
@@ -795,11 +439,11 @@ int capture_finish(struct capture *c)
 	shared_untrack(c);
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (t->method == METHOD_PRECOPY)
-			precopy_finish(t);
-		if (t->uffd >= 0) { /* pre-copy's, or only for shared objects (shared.c) */
+		if (t->method && t->method->thawed)
+			t->method->thawed(c, t);
+		if (t->uffd >= 0) { /* only for shared objects (shared.c untracked them) */
 			size_t ph = timeline_begin(c->tl, "unregister", t->proc->pid);
-			precopy_stop(t); /* first: the target's writes are free again */
+			tracker_close(t); /* first: the target's writes are free again */
 			timeline_end(c->tl, ph);
 		}
 	}
@@ -814,10 +458,8 @@ int capture_finish(struct capture *c)
 		struct target *t = c->set->v[i];
 		struct osm_process *p = t->proc;
 
-		if (live(t) && !c->state_only && t->method == METHOD_CLONE && t->clone_pid) {
-			size_t ph = timeline_begin(c->tl, "clone-map", p->pid);
-			r = clone_finish(c, t);
-			timeline_end(c->tl, ph);
+		if (live(t) && !c->state_only && t->method && t->method->finish) {
+			r = t->method->finish(c, t);
 			if (r < 0)
 				return r;
 		}
@@ -845,9 +487,14 @@ void capture_release(struct capture *c)
 {
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		clone_release(t);
-		precopy_stop(t);
+		if (t->method && t->method->release)
+			t->method->release(t);
+		t->method = NULL;
+		free(t->method_priv);
+		t->method_priv = NULL;
+		tracker_close(t);	  /* the tracker of shared objects, if any */
 		outfile_abort(&t->stage); /* a core not written is not left behind */
+		capture_ready_free(t);
 		maps_free(t->pre_maps, t->n_pre_maps);
 		t->pre_maps = NULL;
 		t->n_pre_maps = 0;

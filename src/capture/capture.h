@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Capture keeps the targets' memory as it was at the freeze instant. The snapshot command calls:
+ * Capture keeps the targets' memory as it was at the freeze instant. The snapshot (snapshot_take)
+ * calls:
  *
  *   capture_prepare  before the freeze: read maps, choose each target's method, reserve and
  *                    touch buffers, start helpers; pre-copy runs its rounds here
@@ -9,15 +10,16 @@
  *                    targets run); pre-copy's write tracking is removed here
  *   capture_release  always, last (after the cores are written): end clones, free buffers
  *
- * Each target gets one method (the manifest records it and why):
+ * Each target gets one method (the manifest records it and why), behind one interface
+ * (method.h: a const struct capture_ops per method, listed in registry.c):
  *   copy     (copy.c)    every dumped byte is copied into a reserved buffer during the freeze
  *   clone    (clone.c)   a fork is injected into the target during the freeze; the kernel's
  *                        copy-on-write keeps the instant, the core is read from the clone
  *   precopy  (precopy.c) memory is copied while the target runs, its writes tracked with
  *                        userfaultfd (async write-protect) and PAGEMAP_SCAN; the freeze copies
  *                        only what was written since
- * --method auto (capture.c) chooses per target from the kernel's features, the memory available
- * and the write rate pre-copy sees.
+ * --method auto (auto.c) chooses per target from the kernel's features, the memory available
+ * and the write rate pre-copy sees. The planning every method shares is plan.c.
  */
 #pragma once
 
@@ -25,16 +27,10 @@
 
 #include "capture/arena.h"
 #include "capture/copier.h"
+#include "capture/method.h"
 #include "proc/targets.h"
 #include "snapshot/model.h"
 #include "snapshot/timeline.h"
-
-enum capture_method {
-	METHOD_AUTO,
-	METHOD_COPY,
-	METHOD_CLONE,
-	METHOD_PRECOPY,
-};
 
 struct capture {
 	enum capture_method requested;
@@ -46,7 +42,8 @@ struct capture {
 	struct arena arena;
 	struct copier *copier;
 	struct copy_job *jobs;
-	size_t n_jobs, cap_jobs;
+	size_t n_jobs, cap_jobs; /* cap_jobs reserved before the freeze: it does not grow in it */
+	bool jobs_exhausted;	 /* a target needed more jobs than were reserved */
 
 	uint64_t planned_bytes;
 	uint64_t copied_bytes;
@@ -69,10 +66,6 @@ struct capture {
 	size_t bounce_len;
 };
 
-/* "auto", "copy", "clone", "precopy"; -1 if unknown. */
-int capture_method_parse(const char *name);
-const char *capture_method_name(enum capture_method m);
-
 int capture_prepare(struct capture *c);
 /* The memory osmosis may use for buffers now: --max-memory, and never more than 90% of what
  * the machine and osmosis's cgroup have available. */
@@ -87,7 +80,7 @@ void capture_release(struct capture *c);
  * Threads that died meanwhile are marked gone. Returns 0 or a negative errno; logs. */
 int capture_thread_state(struct osm_process *p);
 
-/* Shared by the methods (copy.c). */
+/* Shared by the methods (plan.c). */
 int capture_read_maps(struct target *t, const char *file, struct osm_mapping **ret, size_t *ret_n);
 /* smaps read and the dump planned, before the freeze; t->planned_bytes set. Logs. */
 int capture_plan_target(struct capture *c, struct target *t);
@@ -102,6 +95,16 @@ int capture_add_staged_job(struct capture *c, struct target *t, uint64_t remote,
 int capture_copy_mapping(struct capture *c, struct target *t, struct osm_mapping *m);
 int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
 		    uint8_t *dest);
+/* A free slot at c->jobs[c->n_jobs]: grown before the freeze; inside it -ENOBUFS when the
+ * reservation (capture_reserve_frozen) is used up (c->jobs_exhausted set). */
+int capture_job_slot(struct capture *c);
+/* Before the freeze, last: t's layout read, planned and given room for its extents
+ * (t->ready_maps), its copy jobs bounded (t->jobs_bound). Returns 0 or a negative errno; does
+ * not log. A layout that changed since smaps was read gets none (the freeze reads it). */
+int capture_ready_layout(struct capture *c, struct target *t);
+void capture_ready_free(struct target *t);
+/* Bytes the ready layout holds. */
+uint64_t capture_ready_bytes(const struct target *t);
 /* Bytes the arena needs for m. */
 uint64_t capture_planned_size(const struct osm_mapping *m);
 /* Calls emit(off, len) for each run of m's dumped bytes worth reading: with pagemap_fd >= 0 and
@@ -113,25 +116,19 @@ int capture_runs(struct capture *c, struct target *t, struct osm_mapping *m, int
 void capture_count_swapped_stacks(struct capture *c, struct target *t);
 
 /* clone.c */
-/* Inside the freeze, after capture_layout_frozen: inject the clone. Returns 0, or a negative
- * errno when this target cannot be cloned (the caller copies it instead); logs at debug level.
- * *why gets a static reason on failure. */
-int clone_frozen(struct capture *c, struct target *t, const char **why);
-/* After the thaw: extents read from the clone for mappings not copied in the freeze. */
-int clone_finish(struct capture *c, struct target *t);
-/* End the clone and reap it. Never fails. */
-void clone_release(struct target *t);
-/* Before the freeze: what an earlier osmosis killed with SIGKILL may have left in t (a zombie
- * clone, a trampoline page) is removed. Never fails. */
-void clone_tidy_leftovers(struct capture *c, struct target *t);
-/* Whether m is copied in the freeze rather than read from the clone. */
+/* Whether m is copied in the freeze rather than read from a clone: what a fork does not carry
+ * (MADV_DONTFORK, MADV_WIPEONFORK) and shared mappings (plan.c). */
 bool clone_copies_in_freeze(const struct osm_mapping *m);
+/* Whether t's pre-copy rounds write into its stage file (capture.stage_dirfd) (plan.c). */
+bool capture_staged(const struct target *t);
 
 /* shared.c: memory shared by processes of the set, kept once (see shared.c). */
 /* Before the freeze, after planning: group the set's shared mappings into objects (every
  * pre_maps mapping of one gets its shared_object id), find mappers outside the set, map each
  * object's buffer. Returns 0 or a negative errno; logs. */
 int shared_collect(struct capture *c);
+/* Copy jobs the shared objects may need in the freeze. */
+size_t shared_jobs_bound(const struct capture *c);
 /* Bytes the shared objects' buffers may hold (each object once). */
 uint64_t shared_buffer_bytes(const struct capture *c);
 /* Bytes of t's planned dump that its shared objects hold (not in the arena). */
@@ -152,14 +149,18 @@ void shared_untrack(struct capture *c);
 int shared_describe(struct capture *c, struct osm_snapshot *s);
 void shared_release(struct capture *c);
 
-/* precopy.c */
-/* Before the freeze: the target's userfaultfd (async write-protect), created inside it once
- * (t->uffd); shared.c registers shared mappings with it too. Returns 0 or a negative errno;
- * does not log. */
-int precopy_open_tracker(struct target *t);
+/* tracker.c: the target's write tracker (userfaultfd, async write-protect), shared by pre-copy
+ * and the tracking of shared objects. */
+/* Before the freeze: the tracker, created inside the target once (t->uffd). Returns 0 or a
+ * negative errno; does not log. */
+int tracker_open(struct target *t);
 /* Whether the kernel supports async write-protect and PAGEMAP_SCAN (probed once); *why says
  * what is missing. */
-bool precopy_supported(const char **why);
+bool tracker_supported(const char **why);
+/* Close the tracker: every registration and protection goes with it. Idempotent. */
+void tracker_close(struct target *t);
+
+/* precopy.c */
 /* Bytes of arena pre-copy needs for t (tracked mappings whole, the rest as planned). */
 uint64_t precopy_arena_bytes(const struct target *t);
 /* Before the freeze: create the tracker in the target (injected userfaultfd, taken with
@@ -177,6 +178,14 @@ int precopy_rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byt
 /* Inside the freeze: queue the pages written since the last round; extents where pages exist;
  * mappings new or changed since tracking began (and those not tracked) copied whole. */
 int precopy_frozen(struct capture *c, struct target *t);
+/* Before the freeze, t's method set to pre-copy: the tracker started and the tracked mappings
+ * registered (precopy_track, timed as "register"); on failure the tracking is stopped. Returns 0
+ * or a negative errno; does not log. */
+int precopy_begin(struct capture *c, struct target *t);
+/* Pre-copy's rounds write into a file of the snapshot directory, at the pages' place in the
+ * core, when the caller gave the directory (capture.stage_dirfd). Returns 0 or a negative
+ * errno; logs. */
+int precopy_open_stage(struct capture *c, struct target *t);
 /* Remove write tracking: closing the userfaultfd unregisters everything and clears every
  * protection. Idempotent; never fails. precopy_abandon also gives the arena pages back. */
 void precopy_stop(struct target *t);
@@ -184,5 +193,6 @@ void precopy_abandon(struct target *t);
 /* After the thaw: regions whose mapping changed before the freeze are not in the core: their
  * pages in the stage file are dropped (holes). Never fails. */
 void precopy_finish(struct target *t);
-/* Whether t's rounds write into its stage file (capture.stage_dirfd). */
-bool precopy_staged(const struct target *t);
+/* After its rounds: what the last found written, and round 0's copy speed; false when t's
+ * method is not pre-copy. */
+bool precopy_last_round(const struct target *t, uint64_t *ret_written, uint64_t *ret_copy_bps);

@@ -44,12 +44,32 @@
 #include "base/fs.h"
 #include "base/util.h"
 #include "base/log.h"
+#include "base/timeutil.h"
 #include "capture/capture.h"
 #include "inject/inject.h"
 #include "proc/maps.h"
 #include "proc/procfs.h"
 
 #define CLONE_BOGUS_SP 16 /* a stack pointer in the never-mapped first page */
+
+/* The method's state for one target (t->method_priv). */
+struct clone_target {
+	pid_t pid, vpid; /* the clone, in our pid namespace and in the target's; 0: none */
+	int pidfd, memfd, pagemap_fd;
+};
+
+static void clone_priv_init(void *priv)
+{
+	struct clone_target *ct = priv;
+
+	ct->pidfd = ct->memfd = ct->pagemap_fd = -1;
+}
+
+/* t's clone state, or NULL when t's method is not the clone. */
+static struct clone_target *ct_of(const struct target *t)
+{
+	return t->method == &capture_clone ? t->method_priv : NULL;
+}
 
 #ifndef PTRACE_GET_RSEQ_CONFIGURATION
 #define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
@@ -88,12 +108,13 @@ static void rseq_save(struct target *t, pid_t tid, struct rseq_save *rs)
 
 static void rseq_restore(struct target *t, const struct rseq_save *rs)
 {
+	struct clone_target *ct = ct_of(t);
 	char path[64];
 	int fd;
 
 	if (!rs->len)
 		return;
-	snprintf(path, sizeof(path), "/proc/%d/mem", t->clone_pid);
+	snprintf(path, sizeof(path), "/proc/%d/mem", ct->pid);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0 || pwrite(fd, rs->bytes, rs->len, (off_t)rs->addr) != (ssize_t)rs->len)
 		log_debug("pid %d: cannot restore the rseq area in the clone", t->proc->pid);
@@ -101,28 +122,24 @@ static void rseq_restore(struct target *t, const struct rseq_save *rs)
 		close(fd);
 }
 
-bool clone_copies_in_freeze(const struct osm_mapping *m)
-{
-	return m->shared || (m->vmflags & (VMF_DONTCOPY | VMF_WIPEONFORK));
-}
-
 /* The new task's first stop, then EXITKILL: from here it cannot outlive osmosis. */
 static int hold_clone(struct target *t)
 {
+	struct clone_target *ct = ct_of(t);
 	char path[64];
 	int status;
 
-	int r = inject_wait_stop(t->clone_pid, &status);
+	int r = inject_wait_stop(ct->pid, &status);
 	if (r < 0)
 		return r;
-	if (ptrace(PTRACE_SETOPTIONS, t->clone_pid, 0, PTRACE_O_EXITKILL) < 0)
+	if (ptrace(PTRACE_SETOPTIONS, ct->pid, 0, PTRACE_O_EXITKILL) < 0)
 		return -errno;
-	t->clone_pidfd = (int)syscall(SYS_pidfd_open, t->clone_pid, 0);
-	snprintf(path, sizeof(path), "/proc/%d/mem", t->clone_pid);
-	t->clone_memfd = open(path, O_RDONLY | O_CLOEXEC);
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", t->clone_pid);
-	t->clone_pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
-	return t->clone_memfd < 0 ? -errno : 0;
+	ct->pidfd = (int)syscall(SYS_pidfd_open, ct->pid, 0);
+	snprintf(path, sizeof(path), "/proc/%d/mem", ct->pid);
+	ct->memfd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", ct->pid);
+	ct->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	return ct->memfd < 0 ? -errno : 0;
 }
 
 /* The clone, run in the thread inject_in_safe_thread chose: the trampoline page mapped, the
@@ -158,6 +175,7 @@ static void finish_intermediate(pid_t mid)
  * failure (such as -EAGAIN under pids.max) goes to *ret_clone. */
 static int make_clone_in(struct target *t, pid_t mid, int64_t *ret_clone)
 {
+	struct clone_target *ct = ct_of(t);
 	struct inject im = {.tid = mid};
 	int64_t ret = -ECHILD;
 	int status, r;
@@ -171,11 +189,11 @@ static int make_clone_in(struct target *t, pid_t mid, int64_t *ret_clone)
 	if (r == 0)
 		r = inject_follow_syscall(&im, &ret);
 	if (im.child > 0) {
-		t->clone_pid = im.child;
-		t->clone_vpid = ret > 0 ? (pid_t)ret : 0;
+		ct->pid = im.child;
+		ct->vpid = ret > 0 ? (pid_t)ret : 0;
 	}
 	*ret_clone = ret;
-	if (t->clone_pid) {
+	if (ct->pid) {
 		int e = hold_clone(t);
 		if (r == 0)
 			r = e;
@@ -191,6 +209,7 @@ static int run_clone(struct inject *in, void *ctx)
 {
 	struct clone_run *cr = ctx;
 	struct target *t = cr->t;
+	struct clone_target *ct = ct_of(t);
 	uint64_t args[6] = {CLONE_VM | CLONE_FILES, CLONE_BOGUS_SP, 0, 0, 0, 0};
 	struct rseq_save rs;
 	pid_t mid = 0;
@@ -230,13 +249,19 @@ static int run_clone(struct inject *in, void *ctx)
 			  (unsigned long long)in->tramp);
 	if (memfd_rw >= 0)
 		close(memfd_rw);
-	if (r == 0 && t->clone_pid)
+	if (r == 0 && ct->pid)
 		rseq_restore(t, &rs);
 	return r ? r : e;
 }
 
-int clone_frozen(struct capture *c, struct target *t, const char **why)
+static void clone_release(struct target *t);
+
+/* Inside the freeze, after the layout: inject the clone. Returns 0, or a negative errno when
+ * this target cannot be cloned (the caller copies it instead); logs at debug level. *why gets a
+ * static reason on failure. */
+static int clone_frozen(struct capture *c, struct target *t, const char **why)
 {
+	struct clone_target *ct = ct_of(t);
 	struct osm_process *p = t->proc;
 	struct clone_run cr = {.t = t};
 	pid_t tid = 0;
@@ -248,7 +273,7 @@ int clone_frozen(struct capture *c, struct target *t, const char **why)
 		return r; /* *why says why no thread could run it */
 	if (r == 0 && cr.ret < 0)
 		r = (int)cr.ret;
-	if (r == 0 && !t->clone_pid)
+	if (r == 0 && !ct->pid)
 		r = -ECHILD;
 	if (r < 0) {
 		log_debug("pid %d: injected clone failed: %s", p->pid, strerror(-r));
@@ -256,8 +281,8 @@ int clone_frozen(struct capture *c, struct target *t, const char **why)
 		clone_release(t);
 		return cr.fault < 0 ? cr.fault : r;
 	}
-	log_debug("pid %d: clone %d (%d in its namespace) by thread %d", p->pid, t->clone_pid,
-		  t->clone_vpid, tid);
+	log_debug("pid %d: clone %d (%d in its namespace) by thread %d", p->pid, ct->pid, ct->vpid,
+		  tid);
 	return fault_point("cloned");
 }
 
@@ -266,11 +291,13 @@ static int emit_fd(struct capture *c, struct target *t, struct osm_mapping *m, u
 {
 	(void)c;
 	(void)ctx;
-	return mapping_add_fd_extent(m, off, len, t->clone_memfd, m->start + off);
+	return mapping_add_fd_extent(m, off, len, ct_of(t)->memfd, m->start + off);
 }
 
-int clone_finish(struct capture *c, struct target *t)
+/* After the thaw: extents read from the clone for mappings not copied in the freeze. */
+static int clone_finish(struct capture *c, struct target *t)
 {
+	struct clone_target *ct = ct_of(t);
 	struct osm_process *p = t->proc;
 	int r;
 
@@ -278,7 +305,7 @@ int clone_finish(struct capture *c, struct target *t)
 		struct osm_mapping *m = &p->maps[i];
 		if (m->dump_len == 0 || clone_copies_in_freeze(m))
 			continue;
-		r = capture_runs(c, t, m, t->clone_pagemap_fd, emit_fd, NULL);
+		r = capture_runs(c, t, m, ct->pagemap_fd, emit_fd, NULL);
 		if (r < 0)
 			return log_error(r, "out of memory planning the core of pid %d", p->pid);
 	}
@@ -302,15 +329,16 @@ static int run_wait4(struct inject *in, void *ctx)
  * in a thread the freeze holds, or else in one seized for the purpose. */
 static void reap_in_target(struct target *t)
 {
-	struct wait4_run w = {.vpid = t->clone_vpid, .ret = -ESRCH};
+	struct clone_target *ct = ct_of(t);
+	struct wait4_run w = {.vpid = ct->vpid, .ret = -ESRCH};
 	const char *why = NULL;
 	int r = inject_in_safe_thread(t, run_wait4, &w, NULL, &why);
 
-	if (r == 0 && w.ret == t->clone_vpid)
-		log_debug("pid %d: clone %d reaped", t->proc->pid, t->clone_vpid);
+	if (r == 0 && w.ret == ct->vpid)
+		log_debug("pid %d: clone %d reaped", t->proc->pid, ct->vpid);
 	else
 		log_debug("pid %d: clone %d not reaped (%s); it stays a zombie until pid %d exits",
-			  t->proc->pid, t->clone_vpid,
+			  t->proc->pid, ct->vpid,
 			  r == -EAGAIN ? why : strerror(r ? -r : (int)-w.ret), t->proc->pid);
 }
 
@@ -318,40 +346,45 @@ static void reap_in_target(struct target *t)
  * the init of its pid namespace), the orphaned clone was given to it. */
 static bool clone_parent_is_target(const struct target *t)
 {
+	struct clone_target *ct = ct_of(t);
 	struct proc_stat st;
 	char path[64];
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", t->clone_pid);
+	snprintf(path, sizeof(path), "/proc/%d/stat", ct->pid);
 	return proc_read_stat(AT_FDCWD, path, &st) == 0 && st.ppid == t->proc->pid;
 }
 
-void clone_release(struct target *t)
+/* End the clone and reap it. Never fails. */
+static void clone_release(struct target *t)
 {
+	struct clone_target *ct = ct_of(t);
 	int status;
 
-	if (t->clone_memfd >= 0)
-		close(t->clone_memfd);
-	if (t->clone_pagemap_fd >= 0)
-		close(t->clone_pagemap_fd);
-	t->clone_memfd = t->clone_pagemap_fd = -1;
-	if (!t->clone_pid)
+	if (!ct)
+		return;
+	if (ct->memfd >= 0)
+		close(ct->memfd);
+	if (ct->pagemap_fd >= 0)
+		close(ct->pagemap_fd);
+	ct->memfd = ct->pagemap_fd = -1;
+	if (!ct->pid)
 		return;
 	bool reap = clone_parent_is_target(t);
-	log_debug("pid %d: clone %d, its parent %s", t->proc->pid, t->clone_pid,
+	log_debug("pid %d: clone %d, its parent %s", t->proc->pid, ct->pid,
 		  reap ? "the target" : "not the target");
-	if (t->clone_pidfd >= 0)
-		syscall(SYS_pidfd_send_signal, t->clone_pidfd, SIGKILL, NULL, 0);
+	if (ct->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, ct->pidfd, SIGKILL, NULL, 0);
 	else
-		kill(t->clone_pid, SIGKILL);
+		kill(ct->pid, SIGKILL);
 	/* As its tracer we see it die first; then its parent (init, a subreaper) reaps it. */
-	while (waitpid(t->clone_pid, &status, __WALL) < 0 && errno == EINTR)
+	while (waitpid(ct->pid, &status, __WALL) < 0 && errno == EINTR)
 		;
-	if (t->clone_pidfd >= 0)
-		close(t->clone_pidfd);
-	t->clone_pidfd = -1;
-	if (reap && t->clone_vpid > 0 && t->ref.memfd >= 0)
+	if (ct->pidfd >= 0)
+		close(ct->pidfd);
+	ct->pidfd = -1;
+	if (reap && ct->vpid > 0 && t->ref.memfd >= 0)
 		reap_in_target(t);
-	t->clone_pid = t->clone_vpid = 0;
+	ct->pid = ct->vpid = 0;
 }
 
 /* A zombie clone of an earlier run killed with SIGKILL: a dead child of t with exit signal 0 and
@@ -417,7 +450,9 @@ static int run_tidy(struct inject *in, void *ctx)
 	return r;
 }
 
-void clone_tidy_leftovers(struct capture *c, struct target *t)
+/* Before the freeze: what an earlier osmosis killed with SIGKILL may have left in t (a zombie
+ * clone, a trampoline page) is removed. Never fails. */
+static void clone_tidy_leftovers(struct capture *c, struct target *t)
 {
 	struct osm_mapping *maps = NULL;
 	size_t n = 0, n_zombies = 0, n_pages = 0;
@@ -470,3 +505,73 @@ void clone_tidy_leftovers(struct capture *c, struct target *t)
 			 t->proc->pid, n_zombies, n_zombies == 1 ? "" : "s", n_pages,
 			 n_pages == 1 ? "" : "s");
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* The method's hooks (method.h) */
+
+static int clone_choose(struct capture *c, struct target *t)
+{
+	bool ok;
+	int r = capture_injectable(c, t, &ok);
+
+	if (r < 0 || !ok)
+		return r; /* copied, with the reason */
+	capture_set_method(t, &capture_clone, "requested with --method clone");
+	return 0;
+}
+
+/* The clone carries private memory; what fork does not carry is copied in the freeze. */
+static uint64_t clone_arena_bytes(const struct capture *c, const struct target *t)
+{
+	uint64_t n = 0;
+
+	(void)c;
+	for (size_t i = 0; i < t->n_pre_maps; i++)
+		if (clone_copies_in_freeze(&t->pre_maps[i]))
+			n += capture_planned_size(&t->pre_maps[i]);
+	return n;
+}
+
+static int clone_keep(struct capture *c, struct target *t)
+{
+	const char *why = NULL;
+	uint64_t t0 = now_ns();
+	int r = clone_frozen(c, t, &why);
+
+	timeline_pause_part(c->tl, PAUSE_CLONE, now_ns() - t0);
+	if (r == -EINTR || r == -ETIMEDOUT)
+		return r;
+	if (r == 0)
+		return capture_copy_all(c, t, true);
+	/* The reservation held only what a clone copies: copy only if the rest fits. */
+	bool fits = capture_copy_need(t) <= arena_free_bytes(&c->arena);
+	capture_set_method(t, &capture_copy, "%s: %s%s",
+			   t->proc->method_reason ? t->proc->method_reason : "clone", why,
+			   fits ? ", so copied in the freeze" : "");
+	return fits ? capture_copy_all(c, t, false) : -ENOBUFS;
+}
+
+static int clone_complete(struct capture *c, struct target *t)
+{
+	struct clone_target *ct = ct_of(t);
+
+	if (!ct || !ct->pid)
+		return 0;
+	size_t ph = timeline_begin(c->tl, "clone-map", t->proc->pid);
+	int r = clone_finish(c, t);
+	timeline_end(c->tl, ph);
+	return r;
+}
+
+const struct capture_ops capture_clone = {
+    .id = METHOD_CLONE,
+    .help = "a copy-on-write clone made inside the target",
+    .priv_size = sizeof(struct clone_target),
+    .priv_init = clone_priv_init,
+    .tidy = clone_tidy_leftovers,
+    .choose = clone_choose,
+    .arena_bytes = clone_arena_bytes,
+    .frozen = clone_keep,
+    .finish = clone_complete,
+    .release = clone_release,
+};

@@ -1,340 +1,36 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The copy method, and the planning every method shares: inside the freeze, copy every byte the
- * core will hold into the arena reserved before the freeze, then let the targets go. The freeze
- * costs one pass over the dumped memory at memory-copy speed, split across worker threads (the
- * targets' CPUs are idle meanwhile).
- *
- * Before the freeze: smaps (VmFlags for MADV_DONTDUMP, Rss and Swap for sizing), the arena, the
- * workers, /proc/PID/pagemap and /proc/PID/mem opened.
- * Inside the freeze: registers; maps re-read (cheap) and matched to the smaps facts, with a fresh
- * smaps read only for mappings that changed; for private anonymous mappings that were not fully
- * resident, pagemap says which pages exist (absent ones are zero); the copy.
- * After the thaw: ELF-header pages that are not ELF are dropped, as the kernel does.
+ * The copy method: inside the freeze, copy every byte the core will hold into the arena reserved
+ * before the freeze, then let the targets go. The freeze costs one pass over the dumped memory at
+ * memory-copy speed, split across worker threads (the targets' CPUs are idle meanwhile). It
+ * needs nothing from the target but its memory: no injection, no private state; it is what every
+ * other method falls back to (a process under seccomp, a failed clone, a tree's child that
+ * joined during the freeze). The planning it uses is every method's (plan.c).
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include "base/fs.h"
-#include "base/log.h"
-#include "base/parse.h"
-#include "base/timeutil.h"
-#include "base/util.h"
 #include "capture/capture.h"
-#include "proc/maps.h"
-#include "proc/process.h"
 
-#define JOB_MAX                                                                                    \
-	(1u << 20) /* bytes per copy job: threads share a large run; the guard is                  \
-		    * checked between jobs */
-#define PM_PRESENT    (1ull << 63)
-#define PM_SWAPPED    (1ull << 62)
-#define PAGEMAP_BATCH 65536
-#define PM_PFN_MASK   ((1ull << 55) - 1)
-
-/*
- * The PFN of the kernel's shared zero page, or 0 when pagemap hides PFNs (not root). Reading a
- * never-written anonymous page (gcore does, for one) maps the zero page there, and pagemap then
- * calls it present; those pages are still zero and need no copy. Learned from a page of our own.
- */
-static uint64_t zero_page_pfn(size_t page_size)
+static int copy_choose(struct capture *c, struct target *t)
 {
-	static uint64_t pfn = UINT64_MAX;
-	volatile uint8_t *p;
-	uint64_t ent = 0;
-	int fd;
-
-	if (pfn != UINT64_MAX)
-		return pfn;
-	pfn = 0;
-	p = mmap(NULL, page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return 0;
-	(void)p[0]; /* a read fault maps the zero page */
-	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0 && pread(fd, &ent, sizeof(ent), (off_t)((uintptr_t)p / page_size * 8)) == 8 &&
-	    (ent & PM_PRESENT))
-		pfn = ent & PM_PFN_MASK;
-	if (fd >= 0)
-		close(fd);
-	munmap((void *)p, page_size);
-	return pfn;
-}
-
-int capture_read_maps(struct target *t, const char *file, struct osm_mapping **ret, size_t *ret_n)
-{
-	_cleanup_free_ char *text = NULL;
-	size_t len;
-	int r;
-
-	r = read_file_at(t->ref.procfd, file, &text, &len);
-	if (r < 0)
-		return r == -ENOENT ? -ESRCH : r;
-	r = maps_parse(text, len, ret, ret_n);
-	if (r == -EINVAL)
-		return log_error(r, "cannot parse /proc/%d/%s", t->proc->pid, file);
-	return r;
-}
-
-/* Bytes the arena needs for m: present pages only where absent pages can be skipped. */
-uint64_t capture_planned_size(const struct osm_mapping *m)
-{
-	uint64_t resident = m->rss_bytes + m->swap_bytes;
-
-	if (m->trim_absent && resident < m->dump_len)
-		return resident;
-	return m->dump_len;
-}
-
-int capture_plan_target(struct capture *c, struct target *t)
-{
-	int r;
-
-	r = capture_read_maps(t, "smaps", &t->pre_maps, &t->n_pre_maps);
-	if (r == -ESRCH && t->optional)
-		return r; /* recorded by the caller */
-	if (r < 0)
-		return r == -ESRCH ? log_error(r, "pid %d exited", t->proc->pid)
-				   : log_error(r, "cannot read /proc/%d/smaps: %m", t->proc->pid);
-	t->planned_bytes = 0;
-	for (size_t j = 0; j < t->n_pre_maps; j++) {
-		maps_plan_dump(&t->pre_maps[j], t->proc->coredump_filter, c->page_size);
-		t->planned_bytes += capture_planned_size(&t->pre_maps[j]);
-	}
-	t->pagemap_fd = openat(t->ref.procfd, "pagemap", O_RDONLY | O_CLOEXEC);
-	if (pidref_open_mem(&t->ref) < 0)
-		log_debug("pid %d: /proc/PID/mem unavailable; unreadable pages stay zero",
-			  t->proc->pid);
-	zero_page_pfn(c->page_size); /* learn it now, not inside the freeze */
+	(void)c;
+	capture_set_method(t, &capture_copy, "requested with --method copy");
 	return 0;
 }
 
-/* Jobs of at most JOB_MAX bytes: into memory at dest, or (dest NULL) into the staging file at
- * file_off. */
-static int add_jobs(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
-		    uint8_t *dest, uint64_t file_off)
+static uint64_t copy_arena_bytes(const struct capture *c, const struct target *t)
 {
-	while (len > 0) {
-		uint64_t n = MIN(len, (uint64_t)JOB_MAX);
-		if (grow_array((void **)&c->jobs, &c->cap_jobs, c->n_jobs + 1, sizeof(*c->jobs)))
-			return -ENOMEM;
-		c->jobs[c->n_jobs++] = (struct copy_job){.pid = t->proc->pid,
-							 .memfd = t->ref.memfd,
-							 .remote = remote,
-							 .len = n,
-							 .dest = dest,
-							 .file_off = dest ? 0 : file_off};
-		remote += n;
-		if (dest)
-			dest += n;
-		else
-			file_off += n;
-		len -= n;
-	}
-	return 0;
+	(void)c;
+	return t->planned_bytes;
 }
 
-int capture_add_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
-		    uint8_t *dest)
+static int copy_frozen(struct capture *c, struct target *t)
 {
-	return add_jobs(c, t, remote, len, dest, 0);
+	return capture_copy_all(c, t, false);
 }
 
-int capture_add_staged_job(struct capture *c, struct target *t, uint64_t remote, uint64_t len,
-			   uint64_t file_off)
-{
-	return add_jobs(c, t, remote, len, NULL, file_off);
-}
-
-/* Whether a pagemap entry shows a page whose bytes must be read. */
-static bool page_has_data(uint64_t ent, uint64_t zero_pfn)
-{
-	if (ent & PM_SWAPPED)
-		return true;
-	if (!(ent & PM_PRESENT))
-		return false;
-	return !zero_pfn || (ent & PM_PFN_MASK) != zero_pfn;
-}
-
-int capture_runs(struct capture *c, struct target *t, struct osm_mapping *m, int pagemap_fd,
-		 capture_emit_fn emit, void *ctx)
-{
-	static uint64_t pm[PAGEMAP_BATCH];
-	uint64_t zpfn = zero_page_pfn(c->page_size);
-	uint64_t npages, resident = m->rss_bytes + m->swap_bytes;
-	int r;
-
-	if (m->dump_len == 0)
-		return 0;
-	if (!m->trim_absent || resident >= m->dump_len || pagemap_fd < 0)
-		return emit(c, t, m, 0, m->dump_len, ctx);
-
-	/* Private anonymous memory: a page that is neither present nor swapped is zero. */
-	npages = m->dump_len / c->page_size;
-	for (uint64_t base = 0; base < npages;) {
-		uint64_t n = MIN(npages - base, (uint64_t)PAGEMAP_BATCH);
-		off_t off = (off_t)((m->start / c->page_size + base) * sizeof(uint64_t));
-		ssize_t got = pread(pagemap_fd, pm, n * sizeof(uint64_t), off);
-
-		if (got <= 0) /* no pagemap: take the rest whole */
-			return emit(c, t, m, base * c->page_size, (npages - base) * c->page_size,
-				    ctx);
-		n = (uint64_t)got / sizeof(uint64_t);
-		for (uint64_t i = 0; i < n;) {
-			uint64_t j = i;
-			if (!page_has_data(pm[i], zpfn)) {
-				i++;
-				continue;
-			}
-			while (j < n && page_has_data(pm[j], zpfn))
-				j++;
-			r = emit(c, t, m, (base + i) * c->page_size, (j - i) * c->page_size, ctx);
-			if (r < 0)
-				return r;
-			i = j;
-		}
-		base += n;
-	}
-	return 0;
-}
-
-static int emit_copy(struct capture *c, struct target *t, struct osm_mapping *m, uint64_t off,
-		     uint64_t len, void *ctx)
-{
-	uint8_t *dest = arena_alloc(&c->arena, len);
-
-	(void)ctx;
-	if (!dest || mapping_add_extent(m, off, len, dest) < 0)
-		return -ENOMEM;
-	return capture_add_job(c, t, m->start + off, len, dest);
-}
-
-int capture_copy_mapping(struct capture *c, struct target *t, struct osm_mapping *m)
-{
-	int r = capture_runs(c, t, m, t->pagemap_fd, emit_copy, NULL);
-	if (r == -ENOMEM && c->arena.sealed)
-		return r; /* past the reservation in the freeze: the caller records it */
-	if (r < 0)
-		return log_error(r, "out of memory planning the copy of pid %d", t->proc->pid);
-	return 0;
-}
-
-/* Stack pages in swap right above each blocked thread's stack pointer (paged-out-stack). */
-void capture_count_swapped_stacks(struct capture *c, struct target *t)
-{
-	uint64_t pm[16];
-
-	if (t->pagemap_fd < 0)
-		return;
-	for (size_t i = 0; i < t->proc->n_threads; i++) {
-		struct osm_thread *th = t->proc->threads[i];
-		uint64_t sp = arch_regs_sp(&th->regs), n = 0;
-		if (!th->captured || th->syscall_nr < 0)
-			continue;
-		for (size_t m = 0; m < t->proc->n_maps; m++) {
-			const struct osm_mapping *mp = &t->proc->maps[m];
-			if (sp < mp->start || sp >= mp->end)
-				continue;
-			uint64_t first = sp / c->page_size;
-			uint64_t count =
-			    MIN((uint64_t)16, (mp->end - first * c->page_size) / c->page_size);
-			ssize_t got = pread(t->pagemap_fd, pm, count * 8, (off_t)(first * 8));
-			for (ssize_t k = 0; k < got / 8; k++)
-				n += (pm[k] & PM_SWAPPED) != 0;
-			break;
-		}
-		th->stack_swapped_pages = n;
-	}
-}
-
-static int layout_frozen(struct capture *c, struct target *t);
-
-int capture_layout_frozen(struct capture *c, struct target *t)
-{
-	int r;
-
-	uint64_t t0 = now_ns();
-
-	r = capture_thread_state(t->proc);
-	timeline_pause_part(c->tl, PAUSE_REGISTERS, now_ns() - t0);
-	if (r < 0 || c->state_only)
-		return r;
-	t0 = now_ns();
-	r = layout_frozen(c, t);
-	timeline_pause_part(c->tl, PAUSE_LAYOUT, now_ns() - t0);
-	return r;
-}
-
-static int layout_frozen(struct capture *c, struct target *t)
-{
-	struct osm_mapping *maps = NULL;
-	size_t n = 0;
-	int r;
-
-	/* A target that joined during the freeze (a tree's new child) was not prepared. */
-	if (t->pagemap_fd < 0)
-		t->pagemap_fd = openat(t->ref.procfd, "pagemap", O_RDONLY | O_CLOEXEC);
-	pidref_open_mem(&t->ref);
-	/* The layout may have changed since smaps was read: maps is cheap, smaps is read again
-	 * only if some mapping is new. */
-	r = capture_read_maps(t, "maps", &maps, &n);
-	if (r == -ESRCH && t->optional)
-		return r; /* recorded by the caller */
-	if (r < 0)
-		return r == -ESRCH ? log_error(r, "pid %d exited during the snapshot", t->proc->pid)
-				   : r;
-	/* /proc/PID/mem and pagemap were opened on the memory the process had then: after an
-	 * execve they read nothing (the old address space is gone), while maps shows the new
-	 * program. One byte of a readable mapping tells. */
-	for (size_t i = 0; i < n && t->ref.memfd >= 0; i++) {
-		uint8_t b;
-		if (!(maps[i].prot & PROT_READ) || (maps[i].path && maps[i].path[0] == '['))
-			continue;
-		if (pread(t->ref.memfd, &b, 1, (off_t)maps[i].start) == 0) {
-			maps_free(maps, n);
-			return t->optional
-				   ? -ENOEXEC
-				   : log_error(ENOEXEC,
-					       "pid %d ran a new program (execve) during the "
-					       "snapshot",
-					       t->proc->pid);
-		}
-		break;
-	}
-	if (maps_carry_smaps(maps, n, t->pre_maps, t->n_pre_maps) > 0) {
-		maps_free(maps, n);
-		r = capture_read_maps(t, "smaps", &maps, &n);
-		if (r < 0)
-			return r;
-	}
-	for (size_t i = 0; i < t->proc->n_maps; i++)
-		mapping_done(&t->proc->maps[i]);
-	free(t->proc->maps);
-	t->proc->maps = maps;
-	t->proc->n_maps = n;
-	capture_count_swapped_stacks(c, t);
-	for (size_t i = 0; i < n; i++)
-		maps_plan_dump(&maps[i], t->proc->coredump_filter, c->page_size);
-	return 0;
-}
-
-void capture_refresh_layout(struct capture *c, struct target *t)
-{
-	struct osm_mapping *maps = NULL, *fresh = NULL;
-	size_t n = 0, n_fresh = 0;
-
-	if (capture_read_maps(t, "maps", &maps, &n) < 0)
-		return;
-	if (maps_carry_smaps(maps, n, t->pre_maps, t->n_pre_maps) > 0 &&
-	    capture_read_maps(t, "smaps", &fresh, &n_fresh) == 0) {
-		maps_free(t->pre_maps, t->n_pre_maps);
-		t->pre_maps = fresh;
-		t->n_pre_maps = n_fresh;
-		for (size_t j = 0; j < n_fresh; j++)
-			maps_plan_dump(&fresh[j], t->proc->coredump_filter, c->page_size);
-	}
-	maps_free(maps, n);
-}
+const struct capture_ops capture_copy = {
+    .id = METHOD_COPY,
+    .help = "copied into a reserved buffer during the pause",
+    .choose = copy_choose,
+    .arena_bytes = copy_arena_bytes,
+    .frozen = copy_frozen,
+};

@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -40,6 +41,7 @@
 #include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/parse.h"
 #include "base/sched.h"
 #include "base/timeutil.h"
 #include "base/util.h"
@@ -87,6 +89,21 @@ struct precopy_region {
 	bool in_core;	   /* staged: the mapping was the same at the freeze (placed there) */
 };
 
+/* The method's state for one target (t->method_priv). */
+struct precopy_target {
+	struct precopy_region *pc; /* the tracked mappings, in address order */
+	size_t n_pc, cap_pc;
+	uint64_t stage_next;   /* staged: the next free offset in the stage file */
+	uint64_t last_written; /* bytes the last round found written */
+	uint64_t copy_bps;     /* round 0's copy speed */
+};
+
+/* t's pre-copy state, or NULL when t's method is not pre-copy. */
+static struct precopy_target *pt_of(const struct target *t)
+{
+	return t->method == &capture_precopy ? t->method_priv : NULL;
+}
+
 /* Staged rounds send the stage file to the disk as they go, as the file sink does with cores
  * (sink.c): no gigabytes of dirty pages for the kernel to throttle the machine with. */
 #define STAGE_FLUSH (16u << 20)
@@ -103,48 +120,9 @@ static bool tracked_kind(const struct osm_mapping *m)
 	return resident * 2 >= m->dump_len || m->dump_len <= (1u << 20);
 }
 
-bool precopy_supported(const char **why)
-{
-	static int probed = -1;
-	static const char *reason;
-
-	if (probed < 0) {
-		struct uffdio_api api = {.api = UFFD_API,
-					 .features =
-					     UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
-		int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
-		probed = 0;
-		if (fd < 0) {
-			reason = "this kernel has no userfaultfd";
-		} else if (ioctl(fd, UFFDIO_API, &api) < 0) {
-			reason =
-			    "this kernel lacks asynchronous userfaultfd write-protect (Linux 6.7)";
-		} else {
-			struct page_region r;
-			struct pm_scan_arg a = {.size = sizeof(a),
-						.start = (uintptr_t)&r & ~4095ul,
-						.end = ((uintptr_t)&r & ~4095ul) + 4096,
-						.vec = (uintptr_t)&r,
-						.vec_len = 1,
-						.return_mask = PAGE_IS_PRESENT};
-			int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-			if (pm < 0 || ioctl(pm, PAGEMAP_SCAN, &a) < 0)
-				reason = "this kernel lacks the PAGEMAP_SCAN ioctl (Linux 6.7)";
-			else
-				probed = 1;
-			if (pm >= 0)
-				close(pm);
-		}
-		if (fd >= 0)
-			close(fd);
-	}
-	if (why)
-		*why = reason;
-	return probed == 1;
-}
-
 uint64_t precopy_arena_bytes(const struct target *t)
 {
+	struct precopy_target *pt = pt_of(t);
 	uint64_t n = 0;
 	size_t k = 0;
 
@@ -152,65 +130,29 @@ uint64_t precopy_arena_bytes(const struct target *t)
 	 * order). Staged, tracked mappings need no arena before the freeze. */
 	for (size_t i = 0; i < t->n_pre_maps; i++) {
 		const struct osm_mapping *m = &t->pre_maps[i];
-		bool tracked = t->n_pc || t->uffd >= 0 ? k < t->n_pc && t->pc[k].map_index == i
-						       : tracked_kind(m);
+		bool tracked = pt->n_pc || t->uffd >= 0 ? k < pt->n_pc && pt->pc[k].map_index == i
+							: tracked_kind(m);
 		if (tracked)
 			k++;
-		n += tracked ? (precopy_staged(t) ? 0 : m->dump_len) : capture_planned_size(m);
+		n += tracked ? (capture_staged(t) ? 0 : m->dump_len) : capture_planned_size(m);
 	}
 	return n;
 }
 
 uint64_t precopy_untracked_bytes(const struct target *t)
 {
+	struct precopy_target *pt = pt_of(t);
 	uint64_t n = 0;
 	size_t k = 0;
 
 	for (size_t i = 0; i < t->n_pre_maps; i++) {
-		if (k < t->n_pc && t->pc[k].map_index == i) {
+		if (k < pt->n_pc && pt->pc[k].map_index == i) {
 			k++;
 			continue;
 		}
 		n += capture_planned_size(&t->pre_maps[i]);
 	}
 	return n;
-}
-
-/* Create the userfaultfd inside the target and take it (in a thread inject_in_safe_thread
- * chose). */
-static int run_take_uffd(struct inject *in, void *ctx)
-{
-	struct target *t = ctx;
-	uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY};
-	int64_t fd = -1, closed;
-	int r = inject_syscall(in, SYS_userfaultfd, args, &fd);
-
-	if (r == 0 && fd < 0)
-		r = (int)fd;
-	if (r == 0) {
-		t->uffd = (int)syscall(SYS_pidfd_getfd, t->ref.pidfd, (int)fd, 0);
-		if (t->uffd < 0)
-			r = -errno;
-		args[0] = (uint64_t)fd;
-		/* Not closed: the target keeps a descriptor it did not have: do not use ours. */
-		if (inject_syscall(in, SYS_close, args, &closed) < 0 || closed < 0)
-			r = r ? r : -EIO;
-	}
-	return r;
-}
-
-static int take_uffd(struct target *t)
-{
-	const char *why = NULL;
-	int r = inject_in_safe_thread(t, run_take_uffd, t, NULL, &why);
-
-	if (r < 0 && t->uffd >= 0) {
-		close(t->uffd);
-		t->uffd = -1;
-	}
-	if (r == -EAGAIN)
-		log_debug("pid %d: pre-copy cannot start: %s", t->proc->pid, why);
-	return r;
 }
 
 /* One PAGEMAP_SCAN over [start, end), calling fn for each region returned. */
@@ -250,11 +192,6 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
 		start = a.walk_end;
 	}
 	return 0;
-}
-
-bool precopy_staged(const struct target *t)
-{
-	return t->stage.fd >= 0;
 }
 
 struct written_ctx {
@@ -394,40 +331,20 @@ static int run_staged(struct capture *c, struct target *t, bool first)
 
 static int run_jobs(struct capture *c, struct target *t, bool first)
 {
-	if (precopy_staged(t) && c->bounce)
+	if (capture_staged(t) && c->bounce)
 		return run_staged(c, t, first);
 	int r = copier_run_held(c->copier, c->jobs, c->n_jobs);
 	c->n_jobs = 0;
 	return r;
 }
 
-int precopy_open_tracker(struct target *t)
-{
-	struct uffdio_api api = {.api = UFFD_API,
-				 .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
-	int r;
-
-	if (t->uffd >= 0)
-		return 0;
-	if (t->pagemap_fd < 0 || t->ref.memfd < 0 || t->ref.pidfd < 0)
-		return -EACCES;
-	r = take_uffd(t);
-	if (r < 0)
-		return r;
-	r = fault_point("uffd-taken");
-	if (r < 0)
-		return r;
-	if (ioctl(t->uffd, UFFDIO_API, &api) < 0)
-		return -errno;
-	return 0;
-}
-
 int precopy_track(struct capture *c, struct target *t)
 {
+	struct precopy_target *pt = pt_of(t);
 	int r;
 
 	(void)c;
-	r = precopy_open_tracker(t);
+	r = tracker_open(t);
 	if (r < 0)
 		return r;
 	/* Register and protect every tracked mapping. */
@@ -452,24 +369,25 @@ int precopy_track(struct capture *c, struct target *t)
 			if (walk_ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
 				return -errno;
 		}
-		if (grow_array((void **)&t->pc, &t->cap_pc, t->n_pc + 1, sizeof(*t->pc)))
+		if (grow_array((void **)&pt->pc, &pt->cap_pc, pt->n_pc + 1, sizeof(*pt->pc)))
 			return -ENOMEM;
-		t->pc[t->n_pc++] = (struct precopy_region){.start = m->start,
-							   .end = m->end,
-							   .pgoff = m->pgoff,
-							   .inode = m->inode,
-							   .prot = m->prot,
-							   .dump_len = m->dump_len,
-							   .map_index = i};
+		pt->pc[pt->n_pc++] = (struct precopy_region){.start = m->start,
+							     .end = m->end,
+							     .pgoff = m->pgoff,
+							     .inode = m->inode,
+							     .prot = m->prot,
+							     .dump_len = m->dump_len,
+							     .map_index = i};
 	}
 	return fault_point("tracking");
 }
 
 uint64_t precopy_tracked_bytes(const struct target *t)
 {
+	struct precopy_target *pt = pt_of(t);
 	uint64_t n = 0;
-	for (size_t i = 0; i < t->n_pc; i++)
-		n += t->pc[i].dump_len;
+	for (size_t i = 0; i < pt->n_pc; i++)
+		n += pt->pc[i].dump_len;
 	return n;
 }
 
@@ -488,16 +406,17 @@ int precopy_rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byt
 static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_bytes,
 		  uint64_t *ret_copy_bps)
 {
+	struct precopy_target *pt = pt_of(t);
 	uint64_t written = UINT64_MAX, prev, t0, copied = 0;
 	int r;
 
 	/* Round 0: everything present now. Pages written meanwhile show up in round 1. */
 	c->n_jobs = 0;
-	for (size_t i = 0; i < t->n_pc; i++) {
-		struct precopy_region *g = &t->pc[i];
-		if (precopy_staged(t) && c->bounce) {
-			g->core_off = t->stage_next;
-			t->stage_next += ALIGN_UP(g->dump_len, (uint64_t)c->page_size);
+	for (size_t i = 0; i < pt->n_pc; i++) {
+		struct precopy_region *g = &pt->pc[i];
+		if (capture_staged(t) && c->bounce) {
+			g->core_off = pt->stage_next;
+			pt->stage_next += ALIGN_UP(g->dump_len, (uint64_t)c->page_size);
 		} else if (!(g->dest = arena_alloc(&c->arena, g->dump_len))) {
 			return -ENOMEM;
 		}
@@ -519,8 +438,8 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 		struct written_ctx w = {0};
 		t0 = now_ns();
 		prev = written;
-		for (size_t i = 0; i < t->n_pc; i++) {
-			r = scan(c, t, &t->pc[i], PM_SCAN_WP_MATCHING, 0, PAGE_IS_WRITTEN,
+		for (size_t i = 0; i < pt->n_pc; i++) {
+			r = scan(c, t, &pt->pc[i], PM_SCAN_WP_MATCHING, 0, PAGE_IS_WRITTEN,
 				 WRITTEN_RETURN, queue_written, &w, WALK_SLICE);
 			if (r < 0)
 				return r;
@@ -567,18 +486,19 @@ static int frozen_region(struct capture *c, struct target *t, struct precopy_reg
 /* The region tracked for m, if m is still the mapping it was (regions are in address order). */
 static struct precopy_region *find_region(struct target *t, const struct osm_mapping *m)
 {
-	size_t lo = 0, hi = t->n_pc;
+	struct precopy_target *pt = pt_of(t);
+	size_t lo = 0, hi = pt->n_pc;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (t->pc[mid].start < m->start)
+		if (pt->pc[mid].start < m->start)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	if (lo == t->n_pc)
+	if (lo == pt->n_pc)
 		return NULL;
-	struct precopy_region *g = &t->pc[lo];
+	struct precopy_region *g = &pt->pc[lo];
 	if (g->start == m->start && g->end == m->end && g->pgoff == m->pgoff &&
 	    g->inode == m->inode && g->prot == m->prot && g->dump_len == m->dump_len)
 		return g;
@@ -604,6 +524,8 @@ int precopy_frozen(struct capture *c, struct target *t)
 			continue;
 		}
 		r = frozen_region(c, t, g, m);
+		if ((r == -ENOBUFS || r == -ENOMEM) && c->arena.sealed)
+			return r; /* past the reservation: the caller records it */
 		if (r < 0)
 			return log_error(r, "cannot scan the written pages of pid %d: %m", p->pid);
 	}
@@ -612,44 +534,235 @@ int precopy_frozen(struct capture *c, struct target *t)
 
 void precopy_finish(struct target *t)
 {
-	for (size_t i = 0; i < t->n_pc && precopy_staged(t); i++)
-		if (!t->pc[i].in_core && !t->pc[i].dest)
+	struct precopy_target *pt = pt_of(t);
+	for (size_t i = 0; i < pt->n_pc && capture_staged(t); i++)
+		if (!pt->pc[i].in_core && !pt->pc[i].dest)
 			fallocate(t->stage.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				  (off_t)t->pc[i].core_off, (off_t)t->pc[i].dump_len);
+				  (off_t)pt->pc[i].core_off, (off_t)pt->pc[i].dump_len);
 }
 
 void precopy_abandon(struct target *t)
 {
-	for (size_t i = 0; i < t->n_pc; i++)
-		if (t->pc[i].dest)
-			madvise(t->pc[i].dest, t->pc[i].dump_len, MADV_DONTNEED);
+	struct precopy_target *pt = pt_of(t);
+	for (size_t i = 0; pt && i < pt->n_pc; i++)
+		if (pt->pc[i].dest)
+			madvise(pt->pc[i].dest, pt->pc[i].dump_len, MADV_DONTNEED);
 	precopy_stop(t);
 	outfile_abort(&t->stage); /* what the rounds wrote goes too */
-	t->stage_next = 0;
+	if (pt)
+		pt->stage_next = 0;
 }
 
 void precopy_stop(struct target *t)
 {
+	struct precopy_target *pt = pt_of(t);
 	/* Unregistering clears the protection of every page while holding the target's mmap lock
 	 * for writing (~35 ms per GiB here): in slices, so that a thread of the target faulting
 	 * meanwhile waits for one slice, not for all. Closing then releases what is left (and is
 	 * all that happens when osmosis dies: the kernel's release does the same at once). */
 	if (t->uffd >= 0) {
 		uint64_t t0 = now_ns();
-		for (size_t i = 0; i < t->n_pc; i++) {
-			for (uint64_t a = t->pc[i].start; a < t->pc[i].end; a += UNREGISTER_SLICE) {
+		for (size_t i = 0; pt && i < pt->n_pc; i++) {
+			for (uint64_t a = pt->pc[i].start; a < pt->pc[i].end;
+			     a += UNREGISTER_SLICE) {
 				struct uffdio_range rg = {
-				    .start = a, .len = MIN(UNREGISTER_SLICE, t->pc[i].end - a)};
+				    .start = a, .len = MIN(UNREGISTER_SLICE, pt->pc[i].end - a)};
 				if (walk_ioctl(t->uffd, UFFDIO_UNREGISTER, &rg) < 0)
 					break; /* the layout changed: the release will do it */
 			}
 		}
-		close(t->uffd);
+		tracker_close(t);
 		log_debug("pid %d: write tracking removed in %.2f ms", t->proc->pid,
 			  (double)(now_ns() - t0) / 1e6);
 	}
-	t->uffd = -1;
-	free(t->pc);
-	t->pc = NULL;
-	t->n_pc = t->cap_pc = 0;
+	if (pt) {
+		free(pt->pc);
+		pt->pc = NULL;
+		pt->n_pc = pt->cap_pc = 0;
+	}
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* The method's hooks (method.h) */
+
+int precopy_begin(struct capture *c, struct target *t)
+{
+	size_t ph = timeline_begin(c->tl, "register", t->proc->pid);
+	int r = precopy_track(c, t);
+
+	timeline_end(c->tl, ph);
+	if (r < 0)
+		precopy_stop(t);
+	return r;
+}
+
+int precopy_open_stage(struct capture *c, struct target *t)
+{
+	struct precopy_target *pt = pt_of(t);
+	char name[64];
+	int r;
+
+	if (c->stage_dirfd < 0)
+		return 0;
+	snprintf(name, sizeof(name), c->stage_separate ? ".stage.%d" : "core.%d", t->proc->pid);
+	r = outfile_open(c->stage_dirfd, name, &t->stage);
+	if (r < 0)
+		return log_error(r, "cannot create the core file of pid %d: %m", t->proc->pid);
+	pt->stage_next = c->page_size; /* the first page holds the ELF header */
+	return 0;
+}
+
+static int precopy_choose(struct capture *c, struct target *t)
+{
+	const char *why;
+	bool ok;
+	int r;
+
+	r = capture_injectable(c, t, &ok);
+	if (r < 0 || !ok)
+		return r; /* copied, with the reason */
+	if (!tracker_supported(&why))
+		return log_error(EOPNOTSUPP, "--method precopy: %s; use --method clone", why);
+	capture_set_method(t, &capture_precopy, "requested with --method precopy");
+	r = precopy_begin(c, t);
+	if (r == -EAGAIN) {
+		/* No thread could take the injection after all (stopped meanwhile). */
+		t->no_inject = true;
+		capture_set_method(t, &capture_copy,
+				   "precopy: no thread can run an injected syscall now, so copied");
+		return 0;
+	}
+	if (r == -EINTR || r == -ETIMEDOUT)
+		return r;
+	if (r < 0) {
+		if (!t->optional || capture_target_ended(t))
+			return t->optional ? -ESRCH
+					   : log_error(r, "cannot track the writes of pid %d: %s",
+						       t->proc->pid, strerror(-r));
+		/* One member of a set: it alone goes another way. */
+		capture_set_method(t, &capture_clone,
+				   "--method precopy: write tracking could not start (%s), so a "
+				   "clone",
+				   strerror(-r));
+		return 0;
+	}
+	return precopy_open_stage(c, t);
+}
+
+static uint64_t precopy_arena(const struct capture *c, const struct target *t)
+{
+	(void)c;
+	return precopy_arena_bytes(t);
+}
+
+/* The rounds; then the room the freeze needs for what is written meanwhile; under auto, a
+ * target whose written set stayed large goes to a clone (auto.c, its review). -ESRCH: t ended
+ * (logged unless optional: the engine records it). */
+static int precopy_run_rounds(struct capture *c, struct target *t)
+{
+	const char *req = capture_method_name(c->requested);
+	bool is_auto = c->requested == METHOD_AUTO;
+	uint64_t freeze_bytes = 0, bps = 0;
+	char a[32], b[32];
+	int r;
+
+	size_t ph = timeline_begin(c->tl, "rounds", t->proc->pid);
+	r = precopy_rounds(c, t, &freeze_bytes, &bps);
+	timeline_end(c->tl, ph);
+	capture_note_buffers(c);
+	if (r == -EINTR || r == -ETIMEDOUT)
+		return r;
+	if (r < 0 && capture_target_ended(t))
+		return t->optional
+			   ? -ESRCH
+			   : log_error(ESRCH, "pid %d exited during pre-copy", t->proc->pid);
+	if (r < 0 && !is_auto && !t->optional)
+		return log_error(r, "pre-copy of pid %d failed: %s", t->proc->pid, strerror(-r));
+	if (r < 0) {
+		/* This target alone goes another way; the others keep theirs. */
+		capture_set_method(t, &capture_clone, "%s: pre-copy failed (%s), so a clone", req,
+				   strerror(-r));
+		return 0;
+	}
+	/* Staged: the freeze copies the written set into the arena; it must fit the budget (twice
+	 * the last round's, for what the target writes meanwhile). */
+	uint64_t need = capture_staged(t) ? freeze_bytes * 2 + (8u << 20) : 0;
+	uint64_t left = capture_budget_left(c);
+	if (need > left && is_auto) {
+		capture_set_method(t, &capture_clone,
+				   "auto: pre-copy's last round found %s written, more than the %s "
+				   "the memory budget leaves to copy in the freeze, so a clone",
+				   format_bytes(freeze_bytes, a, sizeof(a)),
+				   format_bytes(left, b, sizeof(b)));
+		return 0;
+	}
+	if (need > left)
+		return log_error(ENOMEM,
+				 "pid %d writes %s between pre-copy's rounds, more than the %s the "
+				 "memory budget leaves to copy in the freeze; use --method clone, "
+				 "or a larger --max-memory",
+				 t->proc->pid, format_bytes(freeze_bytes, a, sizeof(a)),
+				 format_bytes(left, b, sizeof(b)));
+	if (need &&
+	    (r = arena_reserve_more(&c->arena, MIN(need, MAX(left, (uint64_t)(8u << 20))))) < 0)
+		return log_error(r, "cannot reserve memory for the pages pid %d writes: %m",
+				 t->proc->pid);
+	capture_note_buffers(c);
+	pt_of(t)->copy_bps = bps;
+	return 0;
+}
+
+bool precopy_last_round(const struct target *t, uint64_t *ret_written, uint64_t *ret_copy_bps)
+{
+	const struct precopy_target *pt = pt_of(t);
+
+	if (!pt)
+		return false;
+	*ret_written = pt->last_written;
+	*ret_copy_bps = pt->copy_bps;
+	return true;
+}
+
+/* Written runs in the freeze: about what the last round found, and as much again. */
+static size_t precopy_freeze_jobs(const struct capture *c, const struct target *t)
+{
+	const struct precopy_target *pt = pt_of(t);
+
+	return pt ? (size_t)(2 * pt->last_written / c->page_size) + 2 * pt->n_pc + 64 : 0;
+}
+
+static int precopy_keep(struct capture *c, struct target *t)
+{
+	uint64_t t0 = now_ns();
+	int r = precopy_frozen(c, t);
+
+	timeline_pause_part(c->tl, PAUSE_WRITTEN, now_ns() - t0);
+	log_debug("pid %d: written pages found in %.2f ms", t->proc->pid,
+		  (double)(now_ns() - t0) / 1e6);
+	return r;
+}
+
+/* Right after the thaw: the tracking goes first, so that the target's writes are free again. */
+static void precopy_thawed(struct capture *c, struct target *t)
+{
+	precopy_finish(t);
+	if (t->uffd >= 0) {
+		size_t ph = timeline_begin(c->tl, "unregister", t->proc->pid);
+		precopy_stop(t);
+		timeline_end(c->tl, ph);
+	}
+}
+
+const struct capture_ops capture_precopy = {
+    .id = METHOD_PRECOPY,
+    .help = "copied while it runs, its writes tracked; the pause copies the rest",
+    .priv_size = sizeof(struct precopy_target),
+    .choose = precopy_choose,
+    .arena_bytes = precopy_arena,
+    .rounds = precopy_run_rounds,
+    .freeze_jobs = precopy_freeze_jobs,
+    .frozen = precopy_keep,
+    .thawed = precopy_thawed,
+    .abandon = precopy_abandon,
+    .release = precopy_stop,
+};

@@ -15,7 +15,7 @@
  * write-protect works on shmem, and it is per mapping: a write through another process's
  * mapping, or another mapping of the same process, is not seen by the protection of this one. So
  * every mapping of the object by a process of the snapshot is registered with that process's
- * userfaultfd (injected once per process, precopy_open_tracker) and write-protected. Rounds
+ * userfaultfd (injected once per process, tracker_open) and write-protected. Rounds
  * before the freeze copy the object, then what any mapping wrote since; the freeze copies only
  * what was written since the last round. A write through a mapping that is not tracked cannot be
  * seen: then the object is copied whole in the freeze (once), and the manifest says why:
@@ -311,7 +311,7 @@ int shared_collect(struct capture *c)
 		else if (size < TRACK_MIN)
 			copy_whole(o, "%s: copying it costs less than tracking its writes",
 				   format_bytes(size, a, sizeof(a)));
-		else if (c->state_only || !precopy_supported(&why))
+		else if (c->state_only || !tracker_supported(&why))
 			copy_whole(o, "%s", c->state_only ? "state only" : why);
 		else if (o->fd < 0)
 			copy_whole(o, "it cannot be read as a file (/proc/PID/map_files needs "
@@ -325,6 +325,21 @@ int shared_collect(struct capture *c)
 			o->track = true;
 	}
 	return 0;
+}
+
+size_t shared_jobs_bound(const struct capture *c)
+{
+	const struct shared_set *ss = c->shared;
+	size_t n = 0;
+
+	/* Each object's data runs (holes skipped) or its written runs: at most one per two
+	 * pages, bounded; an object needing more grows the job array (counted in the manifest's
+	 * allocations_in_freeze). */
+	for (size_t i = 0; ss && i < ss->n; i++) {
+		uint64_t len = ss->v[i].hi - ss->v[i].lo;
+		n += len / JOB_MAX + 2 + MIN(len / c->page_size / 2, (uint64_t)65536);
+	}
+	return n;
 }
 
 uint64_t shared_buffer_bytes(const struct capture *c)
@@ -357,10 +372,10 @@ static int track_map(struct shared_map *sm)
 
 	if (inject_thread_filtered(t->ref.procfd, t->proc->pid))
 		return -EPERM;
-	r = precopy_open_tracker(t);
+	r = tracker_open(t);
 	if (r < 0) {
 		if (!had)
-			precopy_stop(t);
+			tracker_close(t);
 		return r;
 	}
 	if (ioctl(t->uffd, UFFDIO_REGISTER, &reg) < 0)

@@ -37,6 +37,7 @@
 #include "base/timeutil.h"
 #include "base/util.h"
 #include "cli/cli.h"
+#include "cli/snap_opts.h"
 #include "snapshot/manifest.h"
 #include "watch/watch.h"
 
@@ -50,7 +51,8 @@ static volatile sig_atomic_t stop_signal;
 struct watch_opts {
 	pid_t pids[MAX_PIDS];
 	size_t n_pids;
-	bool tree, analyze, state_only, quiet, dry_run;
+	bool tree, analyze, quiet, dry_run;
+	struct snapshot_options snap; /* how each snapshot is taken (cli/snap_opts.h) */
 	const char *cgroup;
 	const char *base;
 	uint64_t count; /* 0: no limit */
@@ -98,6 +100,8 @@ static void usage(FILE *f)
 	    "      --analyze                analyze each snapshot (analysis.json, report.txt)\n"
 	    "                               and diff it with the one before (diff.json, diff.txt)\n"
 	    "      --state-only             snapshots without memory (snap --state-only)\n"
+	    "      --method, --max-memory, --compress, --max-pause, --sample\n"
+	    "                               how each snapshot is taken: as osmosis snap's\n"
 	    "      --dry-run                print what would fire, take no snapshot\n"
 	    "      --interval SECONDS       how often /proc is read (default: from the\n"
 	    "                               conditions' times, 0.1 to 1 s)\n"
@@ -156,7 +160,6 @@ static int parse_args(int argc, char **argv, struct watch_opts *o, struct watch 
 		OPT_KEEP,
 		OPT_MAX_DISK,
 		OPT_ANALYZE,
-		OPT_STATE_ONLY,
 		OPT_INTERVAL,
 		OPT_CHECK_INTERVAL,
 		OPT_CHECK_TIMEOUT,
@@ -173,7 +176,6 @@ static int parse_args(int argc, char **argv, struct watch_opts *o, struct watch 
 	    {"keep", required_argument, NULL, OPT_KEEP},
 	    {"max-disk", required_argument, NULL, OPT_MAX_DISK},
 	    {"analyze", no_argument, NULL, OPT_ANALYZE},
-	    {"state-only", no_argument, NULL, OPT_STATE_ONLY},
 	    {"interval", required_argument, NULL, OPT_INTERVAL},
 	    {"check-interval", required_argument, NULL, OPT_CHECK_INTERVAL},
 	    {"check-timeout", required_argument, NULL, OPT_CHECK_TIMEOUT},
@@ -183,7 +185,7 @@ static int parse_args(int argc, char **argv, struct watch_opts *o, struct watch 
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	};
-	size_t n_fixed = 17;
+	size_t n_fixed = 16;
 	struct {
 		const struct watch_condition *d;
 		const char *arg;
@@ -191,6 +193,9 @@ static int parse_args(int argc, char **argv, struct watch_opts *o, struct watch 
 	size_t n_given = 0;
 	int c;
 
+	memcpy(longopts + n_fixed, snap_longopts, snap_longopts_count * sizeof(*longopts));
+	n_fixed += snap_longopts_count;
+	snap_options_init(&o->snap);
 	for (size_t i = 0; i < watch_condition_count; i++)
 		longopts[n_fixed + i] = (struct option){
 		    watch_condition_registry[i]->name,
@@ -206,6 +211,11 @@ static int parse_args(int argc, char **argv, struct watch_opts *o, struct watch 
 		bool pct;
 		char err[160];
 
+		int sr = snap_option(&o->snap, c, optarg);
+		if (sr < 0)
+			return sr;
+		if (sr > 0)
+			continue;
 		switch (c) {
 		case OPT_TREE:
 			o->tree = true;
@@ -241,9 +251,6 @@ static int parse_args(int argc, char **argv, struct watch_opts *o, struct watch 
 			break;
 		case OPT_ANALYZE:
 			o->analyze = true;
-			break;
-		case OPT_STATE_ONLY:
-			o->state_only = true;
 			break;
 		case OPT_INTERVAL:
 			if (parse_duration_ns(optarg, &o->interval_ns) < 0 ||
@@ -677,7 +684,7 @@ static int take_snapshot(struct watch_run *run, const struct watch_fire *f)
 	struct watch *w = &run->w;
 	_cleanup_free_ char *trig = trigger_json(f);
 	char name[256], path[4400], stamp[32], skip[16], statusfd_arg[8] = "3", line[64] = "";
-	char *argv[MAX_PIDS + 32];
+	char *argv[MAX_PIDS + 32 + SNAP_ARGV_MAX];
 	size_t argc = 0;
 	int pfd[2];
 	struct child_result cr;
@@ -705,8 +712,8 @@ static int take_snapshot(struct watch_run *run, const struct watch_fire *f)
 	argv[argc++] = statusfd_arg;
 	argv[argc++] = "--skip";
 	argv[argc++] = skip;
-	if (run->o.state_only)
-		argv[argc++] = "--state-only";
+	struct snap_argv_buf sbuf;
+	snap_options_argv(&run->o.snap, argv, &argc, &sbuf);
 	if (!run->o.tree && (run->o.cgroup || run->o.n_pids > 1))
 		argv[argc++] = "--optional"; /* one untraceable process of many skips, not fails */
 	char pidbuf[MAX_PIDS][12];

@@ -197,14 +197,21 @@ static int exited_error(const struct target *t)
 	return log_error(ESRCH, "pid %d exited during the snapshot", t->proc->pid);
 }
 
+/* Threads listed without allocating (the pause allocates nothing: base/util.h, freeze_allocs);
+ * a process with more threads than this is listed the allocating way. */
+#define TASKS_ON_STACK 4096
+
 static int freeze_target_pass(struct target *t, bool *ret_new)
 {
-	_cleanup_free_ pid_t *tids = NULL;
+	_cleanup_free_ pid_t *more = NULL;
+	pid_t stack[TASKS_ON_STACK], *tids = stack;
 	size_t n = 0;
 	int r;
 
 	*ret_new = false;
-	r = proc_list_tasks(t->ref.procfd, &tids, &n);
+	r = proc_list_tasks_into(t->ref.procfd, stack, ARRAY_SIZE(stack), &n);
+	if (r == -ENOBUFS && (r = proc_list_tasks(t->ref.procfd, &more, &n)) == 0)
+		tids = more;
 	if (r < 0 || !pidref_alive(&t->ref))
 		return exited_error(t);
 	for (size_t i = 0; i < n; i++) {

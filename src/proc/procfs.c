@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/fs.h"
@@ -72,11 +73,22 @@ int proc_parse_stat(const char *buf, struct proc_stat *ret)
 
 int proc_read_stat(int dirfd, const char *path, struct proc_stat *ret)
 {
-	_cleanup_free_ char *buf = NULL;
-	int r = read_file_at(dirfd, path, &buf, NULL);
+	/* Into the stack (a stat line is a few hundred bytes): this runs inside the freeze too
+	 * (a tree's growth, the survivors' check), which allocates nothing. */
+	_cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	char buf[4096];
+	ssize_t n;
 
-	if (r < 0)
-		return r == -ENOENT ? -ESRCH : r;
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	do
+		n = read(fd, buf, sizeof(buf) - 1);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == ESRCH ? -ESRCH : -errno;
+	if ((size_t)n == sizeof(buf) - 1)
+		return -EINVAL; /* no stat line is this long */
+	buf[n] = 0;
 	return proc_parse_stat(buf, ret);
 }
 
@@ -148,6 +160,39 @@ int proc_list_tasks(int procfd, pid_t **ret, size_t *ret_n)
 	if (n > 1)
 		qsort(tids, n, sizeof(*tids), cmp_pid);
 	*ret = TAKE_PTR(tids);
+	*ret_n = n;
+	return 0;
+}
+
+int proc_list_tasks_into(int procfd, pid_t *buf, size_t cap, size_t *ret_n)
+{
+	_cleanup_close_ int fd = openat(procfd, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char ents[8192] __attribute__((aligned(8)));
+	size_t n = 0;
+
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	for (;;) {
+		long got = syscall(SYS_getdents64, fd, ents, sizeof(ents));
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			break;
+		for (long off = 0; off < got;) {
+			const struct dirent64 *de = (const struct dirent64 *)(ents + off);
+			pid_t tid;
+			if (de->d_reclen == 0 || off + de->d_reclen > got)
+				return -EIO;
+			off += de->d_reclen;
+			if (parse_pid(de->d_name, &tid) < 0)
+				continue;
+			if (n >= cap)
+				return -ENOBUFS;
+			buf[n++] = tid;
+		}
+	}
+	if (n > 1)
+		qsort(buf, n, sizeof(*buf), cmp_pid);
 	*ret_n = n;
 	return 0;
 }

@@ -36,6 +36,9 @@ int proc_read_status_ids(int procfd, struct proc_ids *ret);
 
 /* Thread ids from task/, sorted ascending. *ret is malloc'ed. */
 int proc_list_tasks(int procfd, pid_t **ret, size_t *ret_n);
+/* The same into buf (cap entries), allocating nothing (getdents64 into the stack): for the
+ * freeze. -ENOBUFS when there are more than cap threads. */
+int proc_list_tasks_into(int procfd, pid_t *buf, size_t cap, size_t *ret_n);
 /* NUL-separated arguments joined with spaces; an empty string for kernel threads and zombies. */
 int proc_read_cmdline(int procfd, char **ret);
 int proc_read_exe(int procfd, char **ret);

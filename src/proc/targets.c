@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/fs.h"
@@ -36,7 +37,6 @@ struct target *target_set_add(struct target_set *set, struct osm_snapshot *snap,
 	t->ref = PIDREF_NULL;
 	t->proc = p;
 	t->pagemap_fd = -1;
-	t->clone_pidfd = t->clone_memfd = t->clone_pagemap_fd = -1;
 	t->uffd = -1;
 	t->stage.fd = -1;
 	snap->procs[snap->n_procs++] = p;
@@ -88,74 +88,105 @@ static void sort_unique(pid_t *v, size_t *n)
 	*n = w;
 }
 
-struct proc_entry {
-	pid_t pid, ppid;
-	bool kthread;
-};
-
-/* Every process in /proc with its parent; kernel threads marked. */
-static int scan_proc(struct proc_entry **ret, size_t *ret_n)
+/* Every process in /proc with its parent; kernel threads marked: into s->all, growing it only
+ * when it is too small (getdents64 into the stack: no DIR is allocated). */
+static int scan_proc(struct targets_scratch *s, size_t *ret_n)
 {
-	_cleanup_closedir_ DIR *d = opendir("/proc");
-	struct proc_entry *v = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
+	_cleanup_close_ int fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char ents[8192] __attribute__((aligned(8)));
+	size_t n = 0;
 
-	if (!d)
+	if (fd < 0)
 		return log_error(errno, "cannot list /proc: %m");
-	while ((de = readdir(d))) {
-		struct proc_stat st;
-		char path[64];
-		pid_t pid;
+	for (;;) {
+		long got = syscall(SYS_getdents64, fd, ents, sizeof(ents));
+		if (got < 0)
+			return log_error(errno, "cannot list /proc: %m");
+		if (got == 0)
+			break;
+		for (long off = 0; off < got;) {
+			const struct dirent64 *de = (const struct dirent64 *)(ents + off);
+			struct proc_stat st;
+			char path[64];
+			pid_t pid;
 
-		if (parse_pid(de->d_name, &pid) < 0)
-			continue;
-		snprintf(path, sizeof(path), "%d/stat", pid);
-		if (proc_read_stat(dirfd(d), path, &st) < 0)
-			continue; /* gone meanwhile */
-		if (grow_array((void **)&v, &cap, n + 1, sizeof(*v))) {
-			free(v);
-			return log_error(ENOMEM, "out of memory");
+			if (de->d_reclen == 0 || off + de->d_reclen > got)
+				return log_error(EIO, "cannot list /proc: a bad directory entry");
+			off += de->d_reclen;
+			if (parse_pid(de->d_name, &pid) < 0)
+				continue;
+			snprintf(path, sizeof(path), "%d/stat", pid);
+			if (proc_read_stat(fd, path, &st) < 0)
+				continue; /* gone meanwhile */
+			if (grow_array((void **)&s->all, &s->cap_all, n + 1, sizeof(*s->all)))
+				return log_error(ENOMEM, "out of memory");
+			s->all[n++] =
+			    (struct proc_entry){.pid = pid,
+						.ppid = st.ppid,
+						.kthread = (st.flags & PF_KTHREAD_FLAG) != 0};
 		}
-		v[n++] = (struct proc_entry){
-		    .pid = pid, .ppid = st.ppid, .kthread = (st.flags & PF_KTHREAD_FLAG) != 0};
 	}
-	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+int targets_scratch_reserve(struct targets_scratch *s, size_t n_procs)
+{
+	if (grow_array((void **)&s->all, &s->cap_all, n_procs, sizeof(*s->all)) ||
+	    grow_array((void **)&s->out, &s->cap_out, n_procs, sizeof(*s->out)))
+		return -ENOMEM;
+	return 0;
+}
+
+void targets_scratch_done(struct targets_scratch *s)
+{
+	free(s->all);
+	free(s->out);
+	*s = (struct targets_scratch){0};
+}
+
+int targets_descendants_in(struct targets_scratch *s, const pid_t *roots, size_t n_roots,
+			   const pid_t **ret, size_t *ret_n)
+{
+	size_t n_all = 0, n = 0;
+	int r;
+
+	r = scan_proc(s, &n_all);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n_roots; i++)
+		if (push_pid(&s->out, &n, &s->cap_out, roots[i]) < 0)
+			return log_error(ENOMEM, "out of memory");
+	/* Breadth first: out grows while we walk it. */
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < n_all; j++)
+			if (s->all[j].ppid == s->out[i] && !s->all[j].kthread &&
+			    s->all[j].pid != s->out[i] && s->all[j].pid != getpid()) {
+				bool seen = false;
+				for (size_t k = 0; k < n && !seen; k++)
+					seen = s->out[k] == s->all[j].pid;
+				if (!seen && push_pid(&s->out, &n, &s->cap_out, s->all[j].pid) < 0)
+					return log_error(ENOMEM, "out of memory");
+			}
+	sort_unique(s->out, &n);
+	*ret = s->out;
 	*ret_n = n;
 	return 0;
 }
 
 int targets_descendants(const pid_t *roots, size_t n_roots, pid_t **ret, size_t *ret_n)
 {
-	_cleanup_free_ struct proc_entry *all = NULL;
-	pid_t *out = NULL;
-	size_t n_all = 0, n = 0, cap = 0;
-	int r;
+	struct targets_scratch s = {0};
+	const pid_t *out;
+	size_t n;
+	int r = targets_descendants_in(&s, roots, n_roots, &out, &n);
 
-	r = scan_proc(&all, &n_all);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < n_roots; i++)
-		if (push_pid(&out, &n, &cap, roots[i]) < 0)
-			goto oom;
-	/* Breadth first: out grows while we walk it. */
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < n_all; j++)
-			if (all[j].ppid == out[i] && !all[j].kthread && all[j].pid != out[i] &&
-			    all[j].pid != getpid()) {
-				bool seen = false;
-				for (size_t k = 0; k < n && !seen; k++)
-					seen = out[k] == all[j].pid;
-				if (!seen && push_pid(&out, &n, &cap, all[j].pid) < 0)
-					goto oom;
-			}
-	sort_unique(out, &n);
-	*ret = out;
-	*ret_n = n;
-	return 0;
-oom:
-	free(out);
-	return log_error(ENOMEM, "out of memory");
+	if (r == 0) {
+		*ret = TAKE_PTR(s.out);
+		*ret_n = n;
+	}
+	targets_scratch_done(&s);
+	return r;
 }
 
 int targets_cgroup(const char *path, pid_t **ret, size_t *ret_n)
@@ -200,22 +231,26 @@ int targets_cgroup(const char *path, pid_t **ret, size_t *ret_n)
 
 int targets_all(pid_t **ret, size_t *ret_n)
 {
-	_cleanup_free_ struct proc_entry *all = NULL;
+	struct targets_scratch s = {0};
 	pid_t *out = NULL;
 	size_t n_all = 0, n = 0, cap = 0;
 	int r;
 
-	r = scan_proc(&all, &n_all);
-	if (r < 0)
+	r = scan_proc(&s, &n_all);
+	if (r < 0) {
+		targets_scratch_done(&s);
 		return r;
+	}
 	for (size_t i = 0; i < n_all; i++) {
-		if (all[i].kthread || all[i].pid == getpid())
+		if (s.all[i].kthread || s.all[i].pid == getpid())
 			continue;
-		if (push_pid(&out, &n, &cap, all[i].pid) < 0) {
+		if (push_pid(&out, &n, &cap, s.all[i].pid) < 0) {
 			free(out);
+			targets_scratch_done(&s);
 			return log_error(ENOMEM, "out of memory");
 		}
 	}
+	targets_scratch_done(&s);
 	sort_unique(out, &n);
 	*ret = out;
 	*ret_n = n;

@@ -15,6 +15,8 @@
 #include "proc/pidref.h"
 #include "snapshot/model.h"
 
+struct capture_ops;
+
 struct target {
 	struct pidref ref;
 	struct osm_process *proc; /* owned by the snapshot model */
@@ -23,24 +25,31 @@ struct target {
 	bool skipped; /* not frozen (state recorded only); proc->capture_note says why */
 	bool joined;  /* joined during the freeze (a tree's new child): state read after the thaw */
 
-	/* capture method state (src/capture) */
-	int method;	/* enum capture_method chosen for this target */
+	/* capture (src/capture): the method chosen for this target, and the state the method
+	 * keeps for it (its own struct, capture/method.h); set before the freeze */
+	const struct capture_ops *method; /* NULL until chosen */
+	void *method_priv;
+	/* capture state every method shares (src/capture) */
 	bool no_inject; /* no thread can run an injected syscall (the reason is the method's) */
 	int pagemap_fd;
 	struct osm_mapping *pre_maps; /* from smaps, before the freeze */
 	size_t n_pre_maps;
 	uint64_t planned_bytes;
-	/* clone: the copy-on-write clone injected at the freeze, traced by us */
-	pid_t clone_pid, clone_vpid; /* in our pid namespace, and in the target's */
-	int clone_pidfd, clone_memfd, clone_pagemap_fd;
-	/* precopy: the userfaultfd taken from the target, and the regions it tracks */
+	/* the layout read last before the freeze, planned and with room for its extents
+	 * (plan.c): the freeze uses it when it reads the same maps text, so that reading the
+	 * layout in the pause allocates nothing; ready_text is that text, freeze_text the buffer
+	 * the freeze reads into (text_cap bytes each) */
+	struct osm_mapping *ready_maps;
+	size_t n_ready_maps;
+	char *ready_text, *freeze_text;
+	size_t ready_len, text_cap;
+	size_t jobs_bound; /* copy jobs its capture in the freeze may need (plan.c) */
+	/* the write tracker taken from the target (userfaultfd), used by pre-copy and by the
+	 * tracking of shared objects; -1 when none */
 	int uffd;
-	struct precopy_region *pc;
-	size_t n_pc, cap_pc;
-	/* precopy: the file its rounds write pages into, at their place in the core (the core's
-	 * own temporary file, or a staging file when cores are compressed); fd -1 when none */
+	/* the core's own temporary file when pre-copy's rounds write pages into it (or a staging
+	 * file when cores are compressed); fd -1 when none */
 	struct outfile stage;
-	uint64_t stage_next; /* next free offset in it */
 };
 
 struct target_set {
@@ -58,5 +67,24 @@ void target_set_done(struct target_set *set);
  * they log their errors. */
 int targets_descendants(const pid_t *roots, size_t n_roots, pid_t **ret, size_t *ret_n);
 int targets_cgroup(const char *path, pid_t **ret, size_t *ret_n);
+/* Room for targets_descendants_in to work without allocating: the tree's growth runs inside
+ * the freeze, which allocates nothing beyond what was reserved before it. */
+struct proc_entry {
+	pid_t pid, ppid;
+	bool kthread;
+};
+struct targets_scratch {
+	struct proc_entry *all;
+	size_t cap_all;
+	pid_t *out;
+	size_t cap_out;
+};
+/* Room for n_procs processes. Returns 0 or -ENOMEM. */
+int targets_scratch_reserve(struct targets_scratch *s, size_t n_procs);
+void targets_scratch_done(struct targets_scratch *s);
+/* targets_descendants in s: *ret points into s, valid until its next use. Grows s only when
+ * the machine has more processes than it holds. Logs. */
+int targets_descendants_in(struct targets_scratch *s, const pid_t *roots, size_t n_roots,
+			   const pid_t **ret, size_t *ret_n);
 /* Every process except kernel threads and osmosis itself. */
 int targets_all(pid_t **ret, size_t *ret_n);

@@ -406,6 +406,8 @@ static json_object *timeline_json(const struct osm_timeline *tl)
 	ADD(o, "peak_rss", ju64(tl->peak_rss));
 	ADD(o, "peak_buffers", ju64(tl->peak_buffers));
 	ADD(o, "max_memory", ju64(tl->max_memory));
+	if (tl->allocations_in_freeze != UINT64_MAX)
+		ADD(o, "allocations_in_freeze", ju64(tl->allocations_in_freeze));
 	return o;
 }
 

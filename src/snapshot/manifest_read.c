@@ -89,14 +89,10 @@ static int32_t clamp_i32(int64_t v)
 	return v < INT32_MIN ? INT32_MIN : v > INT32_MAX ? INT32_MAX : (int32_t)v;
 }
 
-/* Canonical static strings for the capture field, so the model never points into JSON. */
+/* Canonical static strings for the method fields, so the model never points into JSON. */
 static const char *method_name(const char *s)
 {
-	static const char *const names[] = {"auto", "copy", "clone", "precopy"};
-	for (size_t i = 0; s && i < ARRAY_SIZE(names); i++)
-		if (!strcmp(s, names[i]))
-			return names[i];
-	return "unknown";
+	return capture_method_name(capture_method_parse(s));
 }
 
 static int read_thread(json_object *o, struct osm_process *p)
@@ -524,6 +520,9 @@ static void read_timeline(json_object *o, struct osm_timeline *tl)
 	tl->peak_rss = get_u64(o, "peak_rss");
 	tl->peak_buffers = get_u64(o, "peak_buffers");
 	tl->max_memory = get_u64(o, "max_memory");
+	tl->allocations_in_freeze = get(o, "allocations_in_freeze", json_type_int)
+					? get_u64(o, "allocations_in_freeze")
+					: UINT64_MAX;
 	tl->dropped = get_u64(o, "phases_dropped");
 	json_object *parts = get(o, "pause_breakdown_us", json_type_object);
 	for (int i = 0; parts && i < PAUSE_N_PARTS; i++)

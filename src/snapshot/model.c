@@ -162,6 +162,24 @@ size_t process_captured_threads(const struct osm_process *p)
 	return n;
 }
 
+static const char *const capture_method_names[] = {
+    [METHOD_AUTO] = "auto",	  [METHOD_COPY] = "copy",	[METHOD_CLONE] = "clone",
+    [METHOD_PRECOPY] = "precopy", [METHOD_UNKNOWN] = "unknown",
+};
+
+const char *capture_method_name(enum capture_method m)
+{
+	return (size_t)m < ARRAY_SIZE(capture_method_names) ? capture_method_names[m] : "unknown";
+}
+
+enum capture_method capture_method_parse(const char *name)
+{
+	for (size_t i = 0; name && i < ARRAY_SIZE(capture_method_names); i++)
+		if (!strcmp(name, capture_method_names[i]))
+			return (enum capture_method)i;
+	return METHOD_UNKNOWN;
+}
+
 static const char *const capture_state_names[] = {
     [CAPTURE_MEMORY] = "memory", [CAPTURE_STATE] = "state",	[CAPTURE_SKIPPED] = "skipped",
     [CAPTURE_EXITED] = "exited", [CAPTURE_UNKNOWN] = "unknown",

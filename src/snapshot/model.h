@@ -164,6 +164,21 @@ enum osm_capture capture_state_parse(const char *name);
 /* Whether the process was frozen and its state taken (memory or state). */
 bool capture_state_frozen(enum osm_capture c);
 
+/* How a process's memory was kept (src/capture: one method per process, chosen by auto or
+ * requested). The manifest names each (capture_method_name); strings exist only at that boundary
+ * and in the capture registry's lookup by name. */
+enum capture_method {
+	METHOD_AUTO, /* not a method of a process: the choice among the others (--method auto) */
+	METHOD_COPY,
+	METHOD_CLONE,
+	METHOD_PRECOPY,
+	METHOD_UNKNOWN, /* a manifest's value this version does not know */
+};
+/* "auto", "copy", "clone", "precopy", "unknown": static strings. */
+const char *capture_method_name(enum capture_method m);
+/* The method a name gives; METHOD_UNKNOWN for NULL or a name not in the table. */
+enum capture_method capture_method_parse(const char *name);
+
 struct osm_process {
 	pid_t pid, ppid, pgid, sid;
 	uid_t uid, euid;

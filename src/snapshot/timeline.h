@@ -56,6 +56,9 @@ struct osm_timeline {
 	uint64_t peak_rss;     /* VmHWM of osmosis at the end, bytes */
 	uint64_t peak_buffers; /* the largest osmosis's own buffers were at once, bytes */
 	uint64_t max_memory;   /* the budget it worked in, bytes (0: none) */
+	/* allocations made during the pause (base/util.h, freeze_allocs): 0 keeps the promise;
+	 * UINT64_MAX: not recorded (a manifest of an older version) */
+	uint64_t allocations_in_freeze;
 };
 
 /* Start the clock (t0 = now). */

@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import osmtest
-from osmtest import Core, TempDir, check, main, manifest, osmosis, snap
+from osmtest import Core, TempDir, Victim, check, main, manifest, osmosis, snap
 
 SHM_VICTIM = os.environ.get("SHM_VICTIM", "build/tests/shm-victim")
 METHODS = ["copy", "clone", "precopy", "auto"]
@@ -152,6 +152,31 @@ def test_one_object_one_capture_under_every_method():
                     fam.assert_running()
                     for pid in fam.pids():
                         no_write_protection(pid, fam.base, fam.base + fam.size, what)
+
+
+def test_nothing_is_allocated_in_the_freeze_under_every_method():
+    """The pause allocates nothing beyond what was reserved before it: the manifest's
+    timeline.allocations_in_freeze is 0 under every method, for real-shaped targets frozen
+    together: a tree of writers sharing one object, a process of many threads, one of many
+    mappings, a parent and its child writing to each other."""
+    with Family("anon", 16, 3, 1) as fam, Victim("threads", 64) as th, \
+            Victim("maps", 3000) as mp, Victim("pingpong") as pp, TempDir() as tmp:
+        roots = [fam.pid, th.pid, mp.pid, pp.pid]
+        for m in METHODS:
+            out = os.path.join(tmp, m)
+            snap("--tree", "--method", m, "--sample", "0", "-o", out, *roots, timeout=600)
+            man = manifest(out)
+            allocs = man["timeline"].get("allocations_in_freeze")
+            check(allocs == 0, "%s: %r allocations in the freeze" % (m, allocs))
+            procs = man["processes"]
+            check(len(procs) >= len(fam.pids()) + 4, "%s: %d processes" % (m, len(procs)))
+            check(all(p["capture"] == "memory" for p in procs),
+                  "%s: not all captured: %s" % (m, [(p["pid"], p["capture"],
+                                                     p.get("capture_note")) for p in procs
+                                                    if p["capture"] != "memory"]))
+            fam.assert_running()
+        for v in (th, mp, pp):
+            v.verify()
 
 
 def test_single_instant_across_writers_of_one_object():

@@ -335,15 +335,22 @@ static void start_beats(int n)
 	n_beats = n;
 }
 
+/* Every heartbeat thread beats again: waited for (up to 10 s: on a loaded machine a runnable
+ * thread may wait long for a CPU), not judged after a fixed sleep. A thread left stopped never
+ * beats. */
 static int check_beats(void)
 {
 	unsigned long before[64];
 	for (int i = 0; i < n_beats; i++)
 		before[i] = atomic_load(&beats[i]);
-	usleep(200000);
-	for (int i = 0; i < n_beats; i++)
-		if (atomic_load(&beats[i]) == before[i])
-			return -1;
+	for (int i = 0; i < n_beats; i++) {
+		int waited = 0;
+		while (atomic_load(&beats[i]) == before[i]) {
+			if (waited++ >= 1000)
+				return -1;
+			usleep(10000);
+		}
+	}
 	return 0;
 }
 

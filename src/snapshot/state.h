@@ -15,7 +15,11 @@
 struct snap_state {
 	struct osm_snapshot *snap;
 	struct target_set set;
-	bool tree;	   /* grow the set with new children during the freeze */
+	bool tree; /* grow the set with new children during the freeze */
+	/* where the tree's growth works inside the freeze, reserved before it (snap_load_state) */
+	struct targets_scratch tree_scratch;
+	pid_t *tree_roots;
+	size_t cap_tree_roots;
 	const pid_t *skip; /* never added (--skip) */
 	size_t n_skip;
 	/* socket tables, one per network namespace met */

@@ -20,7 +20,7 @@
 #include "base/log.h"
 #include "base/timeutil.h"
 #include "base/util.h"
-#include "cli/snap.h"
+#include "snapshot/state.h"
 #include "proc/fds.h"
 #include "proc/process.h"
 #include "proc/procfs.h"
@@ -312,6 +312,20 @@ int snap_load_state(struct snap_state *st, bool show_progress)
 	/* The machine's top CPU consumers over the interval, in the snapshot or not. */
 	if (st->snap->sample_ms)
 		(void)proc_top_consumers(&st->all_cpu, interval, 10, &st->snap->sys);
+	if (st->tree) {
+		/* The tree grows inside the freeze (snap_grow_tree): room for the machine's
+		 * processes twice over, and for the set's doubling, now. */
+		const pid_t *all;
+		size_t n_all;
+		r = targets_descendants_in(&st->tree_scratch, NULL, 0, &all, &n_all);
+		if (r < 0)
+			return r;
+		if (targets_scratch_reserve(&st->tree_scratch,
+					    st->tree_scratch.cap_all * 2 + 1024) ||
+		    grow_array((void **)&st->tree_roots, &st->cap_tree_roots, st->set.n * 2 + 64,
+			       sizeof(*st->tree_roots)))
+			return log_error(ENOMEM, "out of memory");
+	}
 	return 0;
 }
 
@@ -323,18 +337,19 @@ int snap_load_state(struct snap_state *st, bool show_progress)
 int snap_grow_tree(struct freeze_session *s, bool *ret_added)
 {
 	struct snap_state *st = s->userdata;
-	_cleanup_free_ pid_t *roots = NULL, *all = NULL;
+	const pid_t *all = NULL;
 	size_t n_roots = 0, n_all = 0;
 	int r;
 
 	*ret_added = false;
-	roots = calloc(st->set.n ? st->set.n : 1, sizeof(*roots));
-	if (!roots)
+	/* In the room reserved before the freeze (it grows only with the set). */
+	if (grow_array((void **)&st->tree_roots, &st->cap_tree_roots, st->set.n + 1,
+		       sizeof(*st->tree_roots)))
 		return log_error(ENOMEM, "out of memory");
 	for (size_t i = 0; i < st->set.n; i++)
 		if (!st->set.v[i]->exited)
-			roots[n_roots++] = st->set.v[i]->proc->pid;
-	r = targets_descendants(roots, n_roots, &all, &n_all);
+			st->tree_roots[n_roots++] = st->set.v[i]->proc->pid;
+	r = targets_descendants_in(&st->tree_scratch, st->tree_roots, n_roots, &all, &n_all);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n_all; i++) {
@@ -414,5 +429,7 @@ void snap_state_done(struct snap_state *st)
 	free(st->thread_ticks);
 	cpu_sample_done(&st->cpus_before);
 	proc_cpu_sample_done(&st->all_cpu);
+	targets_scratch_done(&st->tree_scratch);
+	free(st->tree_roots);
 	target_set_done(&st->set);
 }
