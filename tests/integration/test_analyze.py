@@ -368,9 +368,11 @@ def test_busy_system_of_many_processes():
         spin = sorted(sum((tids_named(d, v.pid, "v-spin") for v in (a, b, c)), []))
         fs = findings(rep, "spiking-thread")
         named = sorted(t for f in fs for t in f["tids"])
-        check(set(named) >= set(spin), "spinners named %s of %s" % (named, spin))
+        check(set(named) <= set(spin), "not spinners: %s of %s" % (named, spin))
         grouped = [f for f in fs if "never slept" in f["summary"]]
-        check(len(grouped) == 1 and len(fs) <= 1 + ncpu, "%s" % [f["summary"] for f in fs])
+        check(len(grouped) == 1 and len(grouped[0]["tids"]) >= 4 and
+              len(set(grouped[0]["pids"])) == 3 and len(fs) <= 1 + ncpu,
+              "%s" % [(f["summary"], f["tids"]) for f in fs])
 
 
 def test_process_factory():
