@@ -40,22 +40,21 @@ def steal_ticks():
 
 def snap_once(osm, args, out):
     t0 = time.time()
-    p = subprocess.Popen([osm, "snap", "-q", "--sample", "0", "-o", out] + args,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    err = p.stderr.read()
+    p = subprocess.run([osm, "snap", "-q", "--sample", "0", "-o", out] + args,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
-        raise RuntimeError("osmosis failed: %s" % err)
+        raise RuntimeError("osmosis failed: %s" % p.stderr)
     with open(os.path.join(out, "manifest.json")) as f:
         m = json.load(f)
     du = 0
     for e in os.scandir(out):
         du += e.stat().st_blocks * 512
     copied = sum(o["copied_in_pause_bytes"] for o in m.get("shared_objects", []))
+    kept = ",".join(sorted({o["kept"] for o in m.get("shared_objects", [])})) or "-"
     shutil.rmtree(out)
     return {"pause_ms": m["pause_us"] / 1000, "shared_in_pause": copied,
-            "maxrss": ru.ru_maxrss * 1024, "disk": du, "total_s": time.time() - t0,
+            "maxrss": m["timeline"]["peak_rss"], "disk": du, "total_s": time.time() - t0,
+            "breakdown": m["timeline"].get("pause_breakdown_us", {}), "kept": kept,
             "methods": sorted({p.get("method") or "-" for p in m["processes"]})}
 
 
@@ -158,8 +157,18 @@ def main():
         print("%-8s %-8s %8.1f ms %14s %12s %10s %7.1f s  %s" %
               (label, m, med("pause_ms"), fmt_bytes(med("shared_in_pause")),
                fmt_bytes(med("maxrss")), fmt_bytes(med("disk")), med("total_s"),
-               ",".join(rs[0]["methods"])))
+               ",".join(rs[0]["methods"]) + " " + rs[0]["kept"]))
     print("%-8s %-8s %8.1f ms" % ("fork", "-", fork))
+    pauses = {(label, m): statistics.median(r["pause_ms"] for r in rs) for label, m, rs in rows}
+    for m in a.methods.split(","):
+        if ("set", m) in pauses and ("private", m) in pauses:
+            print("  %-8s set / private %.2fx (goal <= 2x), set / fork %.0f%% (goal <= 20%%)" %
+                  (m, pauses[("set", m)] / max(pauses[("private", m)], 0.001),
+                   100.0 * pauses[("set", m)] / max(fork, 0.001)))
+    for label, m, rs in rows:
+        bd = rs[-1]["breakdown"]
+        print("  pause breakdown, %s %s (us, last run): %s" % (label, m, " ".join(
+            "%s=%d" % kv for kv in sorted(bd.items(), key=lambda kv: -kv[1]) if kv[1] >= 50)))
     print("%-8s %-8s %8.1f ms  (longest gap of a 200 us sleeper over 3 s)" % ("floor", "-", floor))
     return 0
 

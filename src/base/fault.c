@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,6 +23,25 @@ static bool known(const char *name)
 		if (!strcmp(fault_names[i], name))
 			return true;
 	return false;
+}
+
+static bool gone(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return !p || p[1] == 0 || p[2] == 'Z' || p[2] == 'X';
 }
 
 int fault_point(const char *name)
@@ -56,7 +76,10 @@ int fault_point(const char *name)
 	} else if (!strncmp(action, "kill=", 5) && parse_i64(action + 5, 10, &pid) == 0 &&
 		   pid > 0) {
 		kill((pid_t)pid, SIGKILL);
-		usleep(20000); /* let the kernel finish the kill */
+		/* Until it has exited (a zombie or gone; a loaded machine may take a while), so
+		 * that what follows the point meets a target that is gone, not one dying. */
+		for (int i = 0; i < 5000 && !gone((pid_t)pid); i++)
+			usleep(1000);
 	} else if (!strncmp(action, "sigkill-after=", 14) &&
 		   parse_duration_ns(action + 14, &ns) == 0) {
 		/* A killer that strikes while osmosis is in its next step (a long syscall). */

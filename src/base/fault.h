@@ -7,7 +7,8 @@
  *                  that follows it, such as the injected clone)
  *   sleep=SECONDS  sleep, waking early on a signal (to let a test signal osmosis mid-freeze)
  *   hang=SECONDS   sleep ignoring signals (to make the watchdog's last resort act)
- *   kill=PID       send SIGKILL to PID (a target exiting mid-snapshot)
+ *   kill=PID       send SIGKILL to PID and wait until it has exited (a target exiting
+ *                  mid-snapshot)
  *   write=PATH     write a byte to PATH (a FIFO) and wait 0.2 s (a target changing its memory)
  *   fail           return -EIO from the point (an error path)
  * Without the variable a fault point costs one branch.
@@ -25,6 +26,7 @@
 	X("uffd-taken", "precopy", "the userfaultfd created in the target and taken")              \
 	X("tracking", "precopy", "write tracking registered, before the first round")              \
 	X("precopied", "precopy", "pre-copy's rounds done, before the freeze")                     \
+	X("shared-round", "shared", "a round over a tracked shared object done, before the next")  \
 	X("prepared", "any", "methods chosen, buffers reserved, before the freeze")                \
 	X("frozen", "any", "every thread stopped")                                                 \
 	X("injecting", "clone", "in the freeze, a thread chosen for the clone")                    \

@@ -276,10 +276,13 @@ int capture_prepare(struct capture *c)
 		capture_note_buffers(c);
 	}
 	r = rounds_all(c);
-	if (r == 0)
+	if (r == 0) {
+		size_t ph = timeline_begin(c->tl, "shared-rounds", 0);
 		r = shared_track(c);
-	if (r == 0)
-		r = shared_rounds(c);
+		if (r == 0)
+			r = shared_rounds(c);
+		timeline_end(c->tl, ph);
+	}
 	if (r < 0)
 		return r;
 	/* Reserving and pre-copying took time: if a target's layout changed meanwhile, read its
@@ -288,6 +291,19 @@ int capture_prepare(struct capture *c)
 		if (live(c->set->v[i]))
 			capture_refresh_layout(c, c->set->v[i]);
 	return reserve_frozen(c);
+}
+
+int capture_settle(struct capture *c)
+{
+	size_t ph;
+	int r;
+
+	if (c->state_only || !c->shared)
+		return 0;
+	ph = timeline_begin(c->tl, "settle", 0);
+	r = shared_settle(c);
+	timeline_end(c->tl, ph);
+	return r;
 }
 
 static int keep_memory(struct capture *c, struct target *t);
@@ -384,7 +400,9 @@ int capture_frozen(struct capture *c)
 	}
 	if (c->state_only)
 		return 0;
-	r = shared_frozen(c);
+	t0 = now_ns();
+	r = shared_frozen(c); /* the shared objects' written pages found: "written" */
+	timeline_pause_part(c->tl, PAUSE_WRITTEN, now_ns() - t0);
 	if (r < 0)
 		return log_error(r, "cannot plan the copy of the shared objects: %s", strerror(-r));
 	t0 = now_ns();

@@ -57,6 +57,7 @@ struct capture {
 	/* The memory budget (--max-memory): everything osmosis allocates for the snapshot stays
 	 * within it. 0: only what is available. */
 	uint64_t max_memory;
+	bool max_memory_default; /* not given: the shared objects' buffers come besides it */
 	/* Pre-copy's rounds write pages into files in this directory (the cores' own temporary
 	 * files; staging files when stage_separate, for compressed cores), not into memory.
 	 * -1: into memory (the arena), as large as what is tracked. */
@@ -67,6 +68,9 @@ struct capture {
 };
 
 int capture_prepare(struct capture *c);
+/* Last before the freeze: shared objects whose tracked mapping went away since their last round
+ * get one more round (shared_settle). Returns 0 or a negative errno. */
+int capture_settle(struct capture *c);
 /* The memory osmosis may use for buffers now: --max-memory, and never more than 90% of what
  * the machine and osmosis's cgroup have available. */
 uint64_t capture_budget(const struct capture *c);
@@ -136,8 +140,13 @@ uint64_t shared_planned_bytes(const struct target *t);
 /* Register and write-protect every mapping of each tracked object; an object whose mapper
  * cannot be tracked is copied whole in the freeze instead. Never fails. */
 int shared_track(struct capture *c);
-/* Round 0 and the rounds of the tracked objects; touch the buffers of the others. */
+/* Round 0 and the rounds of the tracked objects; touch the buffers of the others. A tracked
+ * mapping found gone makes its round a whole read. Returns 0 or a negative errno. */
 int shared_rounds(struct capture *c);
+/* Just before the freeze: each tracked mapping checked again; one lost since the last round
+ * costs one more round (a whole read, then rounds), a few times at most, rather than a copy in
+ * the pause. Returns 0 or a negative errno. */
+int shared_settle(struct capture *c);
 /* Inside the freeze, after t's layout was read: its mappings of objects get their id. */
 int shared_frozen_assign(struct capture *c, struct target *t);
 /* Inside the freeze, after every target: queue what was written since the last round (or the

@@ -85,18 +85,28 @@ bool capture_every_thread_filtered(const struct target *t)
 	return live_threads ? true : inject_thread_filtered(t->ref.procfd, p->pid);
 }
 
+/* The default budget (no --max-memory) holds the shared objects besides (each is kept once, and
+ * cannot be kept with less: a PostgreSQL with 1 GiB of shared buffers would leave nothing of a
+ * 1 GiB budget), within half of what the machine has available. */
+static uint64_t shared_allowance(const struct capture *c, uint64_t avail)
+{
+	return c->max_memory_default ? MIN(shared_buffer_bytes(c), avail / 2) : 0;
+}
+
 uint64_t capture_budget(const struct capture *c)
 {
 	uint64_t avail = proc_memory_available_to_self();
 
 	avail -= MIN(avail, avail / 10);
-	return c->max_memory ? MIN(c->max_memory, avail) : avail;
+	return c->max_memory ? MIN(c->max_memory + shared_allowance(c, avail), avail) : avail;
 }
 
 uint64_t capture_budget_left(const struct capture *c)
 {
 	uint64_t held = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
-	uint64_t b = c->max_memory ? c->max_memory : capture_budget(c);
+	uint64_t b = c->max_memory
+			 ? c->max_memory + shared_allowance(c, proc_memory_available_to_self())
+			 : capture_budget(c);
 
 	return b > held ? b - held : 0;
 }

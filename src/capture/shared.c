@@ -21,9 +21,20 @@
  * seen: then the object is copied whole in the freeze (once), and the manifest says why:
  *   - a process outside the snapshot maps it (writers_outside: it also writes during the pause);
  *   - a process of the snapshot has it open as a file (write(2) is not a write to a mapping);
- *   - tracking could not start in one mapper (seccomp, no thread to inject into), or a tracked
- *     mapping went away before the freeze (its last writes are unknown);
+ *   - tracking could not start in one mapper (seccomp, no thread to inject into);
+ *   - a tracked mapping went away in the freeze itself, or mappers kept going away round after
+ *     round (more than MAX_REREADS times);
  *   - the object is small (copying it costs less than tracking it) or not shmem.
+ *
+ * A tracked mapping that goes away before the freeze (its process exited, or unmapped it) takes
+ * its protection with it: what it wrote since the round before is unknown. It is found by the
+ * next round (its scan fails, or /proc/PID/map_files no longer names the object at its range),
+ * after the remaining mappings were scanned, so re-protected: that round reads the whole object
+ * again, outside the freeze, and every write it may miss is one the remaining mappings see in
+ * the next scan. Just before the freeze the mappings are checked once more (shared_settle); one
+ * lost since the last round costs one more such round, not a copy in the pause. The order that
+ * makes it sound, for a mapping lost at instant X: every write through it happened before X; the
+ * loss is found after X; the whole read starts after the finding. So the whole read sees them.
  * A process that maps it only since tracking began (a child forked after, a tree member that
  * joined in the freeze) has the pages it touched copied in the freeze: a page it wrote is one
  * present in its page table.
@@ -38,8 +49,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/parse.h"
@@ -53,6 +67,8 @@
 
 #define TRACK_MIN	  (4ull << 20) /* smaller objects are copied in the freeze */
 #define MAX_ROUNDS	  8
+#define MAX_REREADS	  4 /* whole reads after lost mappings, then copied in the freeze */
+#define SETTLE_TRIES	  3 /* checks just before the freeze that found a loss and re-read */
 #define SMALL_ENOUGH	  (1u << 20)
 #define SCAN_VEC	  4096
 #define UNREGISTER_SLICE  (16ull << 20)
@@ -63,8 +79,10 @@ struct shared_map {
 	struct target *t;
 	uint64_t start, end, pgoff;
 	bool dumped;
-	bool tracked; /* registered and write-protected in t's userfaultfd */
-	bool late;    /* met only in the freeze: not tracked */
+	bool tracked;	/* registered and write-protected in t's userfaultfd */
+	bool late;	/* met only in the freeze: not tracked */
+	bool gone;	/* was tracked; its process exited or it was unmapped before the freeze */
+	bool in_freeze; /* found in its process's layout read in the freeze */
 };
 
 struct shared_object {
@@ -84,6 +102,11 @@ struct shared_object {
 	bool copy_in_freeze; /* copied whole in the freeze */
 	char *why;	     /* why it is copied in the freeze rather than tracked */
 	uint64_t copied_before, copied_in_freeze;
+	uint64_t *marks; /* one bit per page of [lo, hi): written, to copy (mark()) */
+	size_t n_marks;	 /* words */
+	unsigned page_shift;
+	unsigned rereads; /* whole reads after a tracked mapping went away */
+	pid_t last_gone;  /* the last mapper whose mapping went away */
 };
 
 struct shared_set {
@@ -298,6 +321,11 @@ int shared_collect(struct capture *c)
 					 format_bytes(size, a, sizeof(a)));
 		}
 		madvise(o->buf, size, MADV_HUGEPAGE);
+		o->page_shift = (unsigned)__builtin_ctzl(c->page_size);
+		o->n_marks = (size_t)(((size >> o->page_shift) + 63) / 64);
+		o->marks = calloc(MAX(o->n_marks, (size_t)1), sizeof(*o->marks));
+		if (!o->marks)
+			return log_error(ENOMEM, "out of memory");
 		if (open_object(o) < 0)
 			log_debug("shared object %u (%s): not readable as a file: %m", o->id,
 				  o->path);
@@ -481,9 +509,72 @@ static int queue_whole(struct capture *c, struct shared_object *o, uint64_t *byt
 	return 0;
 }
 
-/* One PAGEMAP_SCAN pass over a mapping; each region found is queued (object offsets). */
-static int scan_map(struct capture *c, struct shared_object *o, struct shared_map *sm,
-		    uint64_t flags, uint64_t category_mask, uint64_t *bytes)
+/*
+ * Pages found written through several mappings (PostgreSQL's hot pages: every backend writes
+ * the buffer descriptors, the lock tables, the WAL buffers) are copied once: scans mark them in
+ * the object's bitmap, and queue_marked() turns the marks into copy jobs. *bytes counts pages
+ * newly marked.
+ */
+static void mark(struct shared_object *o, uint64_t off, uint64_t len, uint64_t *bytes)
+{
+	uint64_t first, last;
+
+	if (off < o->lo) {
+		len -= MIN(len, o->lo - off);
+		off = o->lo;
+	}
+	if (off >= o->hi || len == 0)
+		return;
+	len = MIN(len, o->hi - off);
+	first = (off - o->lo) >> o->page_shift;
+	last = (off - o->lo + len - 1) >> o->page_shift;
+	for (uint64_t p = first; p <= last;) {
+		uint64_t *w = &o->marks[p / 64];
+		unsigned bit = (unsigned)(p % 64);
+		uint64_t n = MIN(64 - bit, last - p + 1);
+		uint64_t m = (n == 64 ? ~0ull : ((1ull << n) - 1)) << bit;
+		*bytes += (uint64_t)__builtin_popcountll(m & ~*w) << o->page_shift;
+		*w |= m;
+		p += n;
+	}
+}
+
+static void clear_marks(struct shared_object *o)
+{
+	memset(o->marks, 0, o->n_marks * sizeof(*o->marks));
+}
+
+/* Every run of marked pages queued for the copy threads; the marks cleared. */
+static int queue_marked(struct capture *c, struct shared_object *o)
+{
+	uint64_t pages = (o->hi - o->lo) >> o->page_shift, run = 0, n = 0;
+	int r;
+
+	for (uint64_t p = 0; p < pages;) {
+		if (p % 64 == 0 && n == 0 && !o->marks[p / 64]) {
+			p += 64; /* a word without a mark */
+			continue;
+		}
+		if (o->marks[p / 64] >> (p % 64) & 1) {
+			if (n++ == 0)
+				run = p;
+		} else if (n) {
+			r = queue_object(c, o, o->lo + (run << o->page_shift), n << o->page_shift);
+			if (r < 0)
+				return r;
+			n = 0;
+		}
+		p++;
+	}
+	if (n && (r = queue_object(c, o, o->lo + (run << o->page_shift), n << o->page_shift)) < 0)
+		return r;
+	clear_marks(o);
+	return 0;
+}
+
+/* One PAGEMAP_SCAN pass over a mapping; each region found is marked (object offsets). */
+static int scan_map(struct shared_object *o, struct shared_map *sm, uint64_t flags,
+		    uint64_t category_mask, uint64_t *bytes)
 {
 	static struct page_region vec[SCAN_VEC];
 	uint64_t start = sm->start, end = sm->end;
@@ -500,13 +591,9 @@ static int scan_map(struct capture *c, struct shared_object *o, struct shared_ma
 		int n = ioctl(sm->t->pagemap_fd, PAGEMAP_SCAN, &a);
 		if (n < 0)
 			return -errno;
-		for (int i = 0; i < n; i++) {
-			uint64_t len = vec[i].end - vec[i].start;
-			*bytes += len;
-			int r = queue_object(c, o, sm->pgoff + (vec[i].start - sm->start), len);
-			if (r < 0)
-				return r;
-		}
+		for (int i = 0; i < n; i++)
+			mark(o, sm->pgoff + (vec[i].start - sm->start), vec[i].end - vec[i].start,
+			     bytes);
 		if (a.walk_end <= start)
 			return -EIO;
 		start = a.walk_end;
@@ -538,6 +625,140 @@ int shared_track(struct capture *c)
 	return 0;
 }
 
+/*
+ * Whether a tracked mapping is still there: 0 when its process lives and
+ * /proc/PID/map_files/START-END names the object (same device and inode), 1 when it is gone
+ * (the process exited or is a zombie, ran a new program, or unmapped or split the range), -1
+ * when it is there but no longer tracked (its process left the set, its userfaultfd closed).
+ */
+static int map_state(const struct shared_object *o, const struct shared_map *sm)
+{
+	char path[96];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "map_files/%llx-%llx", (unsigned long long)sm->start,
+		 (unsigned long long)sm->end);
+	if (sm->t->exited || fstatat(sm->t->ref.procfd, path, &st, 0) < 0 ||
+	    st.st_ino != o->inode || major(st.st_dev) != o->dev_major ||
+	    minor(st.st_dev) != o->dev_minor)
+		return 1;
+	return live(sm->t) && sm->t->uffd >= 0 ? 0 : -1;
+}
+
+/* Each tracked mapping of o checked; those gone are marked so. Returns how many were lost; o
+ * becomes copied in the freeze when one is there but untracked. */
+static unsigned check_maps(struct shared_object *o)
+{
+	unsigned lost = 0;
+
+	for (size_t i = 0; o->track && i < o->n_maps; i++) {
+		struct shared_map *sm = &o->maps[i];
+		int g;
+
+		if (!sm->tracked)
+			continue;
+		g = map_state(o, sm);
+		if (g > 0) {
+			log_debug("shared object %u: the tracked mapping of pid %d went away",
+				  o->id, sm->t->proc->pid);
+			sm->tracked = false;
+			sm->gone = true;
+			o->last_gone = sm->t->proc->pid;
+			lost++;
+		} else if (g < 0) {
+			copy_whole(o,
+				   "pid %d maps it but is no longer captured: its writes are not "
+				   "tracked",
+				   sm->t->proc->pid);
+		}
+	}
+	return lost;
+}
+
+/*
+ * One round over a tracked object. whole: read all of it (round 0, or a mapping was found gone
+ * before). Otherwise every tracked mapping is scanned (what it wrote since the round before is
+ * queued and protected again), then checked: when one went away, the round reads the whole object
+ * instead (the file order in shared.c's opening comment). *ret_written: the bytes read, or
+ * UINT64_MAX after a whole read (no measure of what is written per round). Returns 0 or a
+ * negative errno; o may have become copied in the freeze.
+ */
+static int round_once(struct capture *c, struct shared_object *o, bool whole, uint64_t *ret_written)
+{
+	uint64_t written = 0, t0 = now_ns();
+	int r;
+
+	c->n_jobs = 0;
+	for (size_t i = 0; !whole && o->track && i < o->n_maps; i++) {
+		struct shared_map *sm = &o->maps[i];
+		if (!sm->tracked)
+			continue;
+		r = scan_map(o, sm, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN,
+			     &written);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0 && map_state(o, sm) == 0)
+			copy_whole(o, "the written pages of pid %d could not be read (%s)",
+				   sm->t->proc->pid, strerror(-r));
+	}
+	if (!whole && o->track && check_maps(o) > 0) {
+		if (o->rereads >= MAX_REREADS) {
+			copy_whole(
+			    o,
+			    "tracked mappings went away %u times during the rounds (the last: "
+			    "pid %d's), so it is copied whole in the freeze",
+			    o->rereads + 1, o->last_gone);
+		} else {
+			o->rereads++;
+			whole = true;
+		}
+	}
+	if (!o->track) {
+		clear_marks(o);
+		c->n_jobs = 0;
+		return 0;
+	}
+	if (whole) {
+		clear_marks(o);
+		c->n_jobs = 0;
+		written = 0;
+		r = queue_whole(c, o, &written);
+	} else {
+		r = queue_marked(c, o);
+	}
+	if (r < 0)
+		return r;
+	r = run_jobs(c);
+	if (r < 0)
+		return r;
+	o->copied_before += written;
+	log_debug("shared object %u: %s round: %llu bytes copied in %.1f ms", o->id,
+		  whole ? "whole" : "tracked", (unsigned long long)written,
+		  (double)(now_ns() - t0) / 1e6);
+	*ret_written = whole ? UINT64_MAX : written;
+	return fault_point("shared-round");
+}
+
+/* Rounds until what is written per round stops shrinking (or is small): the first one a whole
+ * read when first_whole. */
+static int converge(struct capture *c, struct shared_object *o, bool first_whole)
+{
+	uint64_t written = UINT64_MAX, prev;
+	int r;
+
+	if (first_whole && (r = round_once(c, o, true, &written)) < 0)
+		return r;
+	for (int round = 1; o->track && round <= MAX_ROUNDS; round++) {
+		prev = written;
+		r = round_once(c, o, false, &written);
+		if (r < 0)
+			return r;
+		if (written != UINT64_MAX && (written <= SMALL_ENOUGH || written * 5 > prev * 4))
+			break;
+	}
+	return 0;
+}
+
 int shared_rounds(struct capture *c)
 {
 	struct shared_set *ss = c->shared;
@@ -545,48 +766,42 @@ int shared_rounds(struct capture *c)
 
 	for (size_t k = 0; ss && k < ss->n; k++) {
 		struct shared_object *o = &ss->v[k];
-		uint64_t written = UINT64_MAX, prev, t0 = now_ns();
-
-		if (!o->track)
-			continue;
-		/* Round 0: the whole object, holes skipped. */
-		c->n_jobs = 0;
-		r = queue_whole(c, o, &o->copied_before);
-		if (r == 0)
-			r = run_jobs(c);
-		if (r < 0)
+		if (o->track && (r = converge(c, o, true)) < 0)
 			return r;
-		log_debug("shared object %u: round 0 copied %llu bytes in %.1f ms", o->id,
-			  (unsigned long long)o->copied_before, (double)(now_ns() - t0) / 1e6);
-		for (int round = 1; o->track && round <= MAX_ROUNDS; round++) {
-			prev = written;
-			written = 0;
-			t0 = now_ns();
-			for (size_t i = 0; o->track && i < o->n_maps; i++) {
-				struct shared_map *sm = &o->maps[i];
-				r = scan_map(c, o, sm, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-					     PAGE_IS_WRITTEN, &written);
-				if (r < 0)
-					copy_whole(o,
-						   "the mapping of pid %d went away (%s): its "
-						   "last writes are unknown",
-						   sm->t->proc->pid, strerror(-r));
-			}
-			r = run_jobs(c);
-			if (r < 0)
-				return r;
-			o->copied_before += written;
-			log_debug(
-			    "shared object %u: round %d: %llu bytes written, copied in %.1f ms",
-			    o->id, round, (unsigned long long)written,
-			    (double)(now_ns() - t0) / 1e6);
-			if (written <= SMALL_ENOUGH || written * 5 > prev * 4)
-				break;
-		}
 	}
 	/* Objects copied in the freeze: their buffer is touched now, not in the pause. */
 	for (size_t k = 0; ss && k < ss->n; k++) {
 		struct shared_object *o = &ss->v[k];
+		if (o->copy_in_freeze && madvise(o->buf, o->hi - o->lo, MADV_POPULATE_WRITE) < 0)
+			for (uint64_t off = 0; off < o->hi - o->lo; off += c->page_size)
+				o->buf[off] = 0;
+	}
+	return 0;
+}
+
+int shared_settle(struct capture *c)
+{
+	struct shared_set *ss = c->shared;
+	int r;
+
+	for (size_t k = 0; ss && k < ss->n; k++) {
+		struct shared_object *o = &ss->v[k];
+		for (int tries = 0; o->track && tries < SETTLE_TRIES; tries++) {
+			if (check_maps(o) == 0)
+				break;
+			if (o->rereads >= MAX_REREADS) {
+				copy_whole(
+				    o,
+				    "tracked mappings went away %u times before the freeze "
+				    "(the last: pid %d's), so it is copied whole in the freeze",
+				    o->rereads + 1, o->last_gone);
+				break;
+			}
+			o->rereads++;
+			r = converge(c, o, true);
+			if (r < 0)
+				return r;
+		}
 		if (o->copy_in_freeze && madvise(o->buf, o->hi - o->lo, MADV_POPULATE_WRITE) < 0)
 			for (uint64_t off = 0; off < o->hi - o->lo; off += c->page_size)
 				o->buf[off] = 0;
@@ -620,14 +835,16 @@ int shared_frozen_assign(struct capture *c, struct target *t)
 			continue;
 		sm = find_map(o, t, m);
 		if (!sm || !sm->tracked) {
-			/* Mapped since tracking began (or never tracked). */
+			/* Mapped since tracking began (or never tracked, or mapped again). */
 			if (!sm && add_map(o, t, m, true) < 0)
 				return -ENOMEM;
 			if (!sm)
 				sm = &o->maps[o->n_maps - 1];
 			sm->late = !sm->tracked;
+			sm->gone = false;
 			sm->dumped = m->dump_len > 0;
 		}
+		sm->in_freeze = true;
 		if (m->dump_len && (m->pgoff < o->lo || m->pgoff + m->dump_len > o->hi))
 			continue; /* beyond what was planned: copied as its own */
 		m->shared_object = o->id;
@@ -643,13 +860,17 @@ int shared_frozen(struct capture *c)
 	for (size_t k = 0; ss && k < ss->n; k++) {
 		struct shared_object *o = &ss->v[k];
 
-		/* A tracked mapper whose tracking ended (lost in the freeze) or whose mapping is
-		 * gone: its writes since the last round are unknown. */
+		/* A tracked mapping lost since shared_settle's last look (its process exited or
+		 * unmapped it as the freeze began, or was lost in the freeze): its writes since the
+		 * last round are unknown. */
 		for (size_t i = 0; o->track && i < o->n_maps; i++) {
 			struct shared_map *sm = &o->maps[i];
-			if (sm->tracked && (sm->t->uffd < 0 || !live(sm->t)))
-				copy_whole(o, "pid %d stopped being tracked before the freeze",
-					   sm->t->proc->pid);
+			if (sm->tracked && (sm->t->uffd < 0 || !live(sm->t) || !sm->in_freeze))
+				copy_whole(
+				    o,
+				    "the tracked mapping of pid %d went away after the last "
+				    "round, as the freeze began: its last writes are unknown",
+				    sm->t->proc->pid);
 		}
 		if (o->copy_in_freeze) {
 			r = queue_whole(c, o, &o->copied_in_freeze);
@@ -659,19 +880,20 @@ int shared_frozen(struct capture *c)
 		}
 		for (size_t i = 0; i < o->n_maps; i++) {
 			struct shared_map *sm = &o->maps[i];
-			if (!live(sm->t))
+			if (!live(sm->t) || sm->gone || !sm->in_freeze)
 				continue;
 			if (sm->late)
 				/* Untracked, mapped since: what it touched, it may have written. */
-				r = scan_map(c, o, sm, 0, PAGE_IS_PRESENT, &o->copied_in_freeze);
+				r = scan_map(o, sm, 0, PAGE_IS_PRESENT, &o->copied_in_freeze);
 			else
-				r = scan_map(c, o, sm, PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN,
+				r = scan_map(o, sm, PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN,
 					     &o->copied_in_freeze);
 			if (r < 0 && (r == -ENOMEM || r == -EINTR))
 				return r;
 			if (r < 0) {
 				copy_whole(o, "the written pages of pid %d could not be read (%s)",
 					   sm->t->proc->pid, strerror(-r));
+				clear_marks(o);
 				o->copied_in_freeze = 0;
 				r = queue_whole(c, o, &o->copied_in_freeze);
 				if (r < 0)
@@ -679,6 +901,8 @@ int shared_frozen(struct capture *c)
 				break;
 			}
 		}
+		if (!o->copy_in_freeze && (r = queue_marked(c, o)) < 0)
+			return r;
 	}
 	/* Every mapping the cores hold points into its object's one image. */
 	for (size_t i = 0; ss && ss->n && i < c->set->n; i++) {
@@ -742,6 +966,14 @@ int shared_describe(struct capture *c, struct osm_snapshot *s)
 		struct shared_object *o = &ss->v[k];
 		struct osm_shared_object *d = &s->shared[s->n_shared++];
 
+		if (!o->why && o->rereads &&
+		    asprintf(
+			&o->why,
+			"tracked; a tracked mapping went away before the freeze (the last: pid "
+			"%d's), so it was read whole again before the freeze (%u time%s)",
+			o->last_gone, o->rereads, o->rereads == 1 ? "" : "s") < 0)
+			o->why = NULL;
+
 		*d = (struct osm_shared_object){.id = o->id,
 						.kind = o->kind,
 						.path = TAKE_PTR(o->path),
@@ -789,6 +1021,7 @@ void shared_release(struct capture *c)
 		free(o->path);
 		free(o->why);
 		free(o->maps);
+		free(o->marks);
 		free(o->outside);
 	}
 	free(ss->v);

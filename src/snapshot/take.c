@@ -379,6 +379,7 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	cap.tl = tl;
 	cap.max_memory = o->max_memory ? MIN(o->max_memory, proc_memory_available_to_self())
 				       : snapshot_default_max_memory();
+	cap.max_memory_default = !o->max_memory;
 	cap.stage_dirfd = o->state_only ? -1 : dir.dirfd;
 	cap.stage_separate = o->compress;
 	tl->max_memory = cap.max_memory;
@@ -396,6 +397,10 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	r = capture_prepare(&cap);
 	if (r == 0)
 		r = fault_point("prepared");
+	/* Last, so that nothing stands between it and the freeze: a shared object's mapping lost
+	 * since its last round costs one more round here rather than a copy in the pause. */
+	if (r == 0)
+		r = capture_settle(&cap);
 	if (r < 0)
 		goto fail;
 	r = guard_check();

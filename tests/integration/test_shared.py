@@ -193,6 +193,42 @@ def test_single_instant_across_writers_of_one_object():
         fam.assert_running()
 
 
+def test_mapper_exiting_during_the_rounds_costs_a_round_not_a_copy_in_the_pause():
+    """A writer killed between two rounds (fault point shared-round), then one killed after the
+    last round (fault point prepared): each time its write tracking went with it; the object is
+    read whole again outside the freeze, so it stays tracked, the pause copies only what was
+    written since the last round, the manifest says why it was read again, and the cores that
+    remain show one instant."""
+    with Family("anon", 16, 4, 1) as fam, TempDir() as tmp:
+        for point, victim, m in (("shared-round", fam.kids[0], "auto"),
+                                 ("prepared", fam.kids[1], "clone")):
+            what = "%s:kill (%s)" % (point, m)
+            out = os.path.join(tmp, point)
+            r = snap("--tree", "--method", m, "--sample", "0", "-o", out, fam.pid,
+                     env={"OSMOSIS_FAULT": "%s:kill=%d" % (point, victim)}, timeout=900)
+            man = manifest(out)
+            o = the_object(man, fam, what)
+            procs = {p["pid"]: p for p in man["processes"]}
+            check(procs[victim]["capture"] == "exited", "%s: the killed writer: %s" %
+                  (what, procs[victim]))
+            check(victim not in [x["pid"] for x in o["mapped_by"]],
+                  "%s: mapped_by %s" % (what, o["mapped_by"]))
+            check(o["kept"] == "tracked" and "read whole again before the freeze" in
+                  (o["kept_reason"] or "") and "pid %d" % victim in o["kept_reason"],
+                  "%s: kept %s (%s)" % (what, o["kept"], o["kept_reason"]))
+            check(o["copied_in_pause_bytes"] <= (4 + 1) * MIB,
+                  "%s: %d bytes of the object copied in the pause" %
+                  (what, o["copied_in_pause_bytes"]))
+            alive = [p for p in fam.pids() if procs.get(p, {}).get("capture") == "memory"]
+            check(len(alive) >= 3, "%s: captured %s" % (what, alive))
+            check_one_instant(out, fam, alive, what)
+            print("  %s: pause %.1f ms, %d bytes copied in the pause; %s" %
+                  (what, man["pause_us"] / 1000, o["copied_in_pause_bytes"], o["kept_reason"]))
+            shutil.rmtree(out)
+            for pid in alive:
+                no_write_protection(pid, fam.base, fam.base + fam.size, what)
+
+
 def test_writers_outside_the_snapshot_are_recorded():
     """Two of the writers named, the others left out: the object is copied whole in the pause
     and the manifest names the processes outside that map it."""
