@@ -130,6 +130,7 @@ struct athread {
 	int scc;	/* cycle id (>0) when part of a cycle */
 	bool stuck;	/* no possible waker of its wait can go on (find_cycles_and_chains) */
 	bool waited_on; /* some other thread waits on it, or on its process */
+	bool needed;	/* ... for something it holds: not only a parent waiting for its exit */
 	/* Filled by a runtime (src/analyze/runtime/): */
 	char *runtime_name;	 /* its name in the runtime (threading.Thread.name), or NULL */
 	bool runtime_thread;	 /* the runtime knows this thread (a Python thread state) */

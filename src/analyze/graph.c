@@ -288,9 +288,26 @@ static void file_lock_edges(struct analysis *a, struct athread *t)
 	snprintf(text, sizeof(text), "%s", t->wait.text);
 	for (size_t i = 0; i < s->n_file_locks; i++) {
 		const struct osm_file_lock *l = &s->file_locks[i];
+		enum wait_mode mode;
 		if (l->waiting || l->id != wl->id)
 			continue;
 		lock_range(l, range, sizeof(range));
+		/* Held through an open file description: any process with a descriptor on it can
+		 * release it (flock(LOCK_UN), or the last close). */
+		mode = holders > 1 ? WAIT_ALL_OF : l->n_holders > 1 ? WAIT_ANY_OF : WAIT_THIS_ONE;
+		for (size_t h = 0; h < l->n_holders; h++) {
+			struct aprocess *ap = analysis_find_process(a, l->holders[h].pid);
+			char role[48];
+			if (!ap || (ap == t->proc && l->holders[h].fd == f->fd))
+				continue;
+			if (!e && !(e = graph_add_wait(t, EDGE_FILE_LOCK, mode, text)))
+				return;
+			snprintf(role, sizeof(role), "holds it (%s)", range);
+			if (edge_add_waker(e, NULL, ap, l->holders[h].fd, role) < 0)
+				return;
+		}
+		if (l->n_holders)
+			continue;
 		for (size_t k = 0; k < a->n_procs; k++) {
 			struct aprocess *ap = &a->procs[k];
 			int fd = -1;

@@ -424,7 +424,7 @@ void find_cycles_and_chains(struct analysis *a)
 		for (size_t j = 0; j < a->procs[i].n_threads; j++) {
 			struct athread *t = &a->procs[i].threads[j];
 			t->scc = 0;
-			t->waited_on = false;
+			t->waited_on = t->needed = false;
 			tj.all[k++] = t;
 		}
 	tj.n = total;
@@ -452,15 +452,19 @@ void find_cycles_and_chains(struct analysis *a)
 			const struct edge *e = &tj.all[v]->edges[i];
 			for (size_t m = 0; m < e->n_wakers; m++) {
 				const struct waker *w = &e->wakers[m];
+				bool holds = e->kind != EDGE_CHILD;
 				if (w->thread) {
 					w->thread->waited_on |= w->thread != tj.all[v];
+					w->thread->needed |= holds && w->thread != tj.all[v];
 					continue;
 				}
 				if (w->proc == tj.all[v]->proc)
 					continue;
-				for (size_t j = 0; j < w->proc->n_threads; j++)
-					w->proc->threads[j].waited_on |=
-					    w->proc->threads[j].n_edges > 0;
+				for (size_t j = 0; j < w->proc->n_threads; j++) {
+					struct athread *u = &w->proc->threads[j];
+					u->waited_on |= u->n_edges > 0;
+					u->needed |= holds && u->n_edges > 0;
+				}
 			}
 		}
 	/* Chains start at threads that wait, are not in a cycle, and nobody waits on. */

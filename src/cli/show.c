@@ -177,6 +177,22 @@ static bool has_inode(const struct osm_process *p, uint64_t inode)
 	return false;
 }
 
+/* Who holds a lock: the descriptors of the snapshot that have it (a flock belongs to an open
+ * file description, shared by every process with a descriptor on it), else the pid that took
+ * it (which may have exited). */
+static void print_holders(const struct osm_file_lock *l)
+{
+	if (!l->n_holders) {
+		printf(", held by pid %d", l->pid);
+		return;
+	}
+	printf(", held by");
+	for (size_t h = 0; h < l->n_holders; h++)
+		printf("%s pid %d fd %d", h ? "," : "", l->holders[h].pid, l->holders[h].fd);
+	if (l->pid > 0)
+		printf(" (taken by pid %d)", l->pid);
+}
+
 /* The file locks this process holds or waits for (from /proc/locks at the snapshot). */
 static void show_file_locks(const struct osm_snapshot *s, const struct osm_process *p)
 {
@@ -185,7 +201,11 @@ static void show_file_locks(const struct osm_snapshot *s, const struct osm_proce
 	for (size_t i = 0; i < s->n_file_locks; i++) {
 		const struct osm_file_lock *l = &s->file_locks[i];
 		char end[24];
-		if (l->pid != p->pid && !(l->pid == -1 && has_inode(p, l->inode)))
+		bool holder = false;
+		for (size_t h = 0; h < l->n_holders && !holder; h++)
+			holder = l->holders[h].pid == p->pid;
+		if (l->n_holders ? !holder && !(l->waiting && l->pid == p->pid)
+				 : l->pid != p->pid && !(l->pid == -1 && has_inode(p, l->inode)))
 			continue;
 		if (!header) {
 			printf("  %-6s %-6s %-5s %-14s %-10s %s\n", "LOCK", "TYPE", "MODE", "BYTES",
@@ -203,7 +223,7 @@ static void show_file_locks(const struct osm_snapshot *s, const struct osm_proce
 		if (l->waiting)
 			for (size_t j = 0; j < s->n_file_locks; j++)
 				if (s->file_locks[j].id == l->id && !s->file_locks[j].waiting)
-					printf(", held by pid %d", s->file_locks[j].pid);
+					print_holders(&s->file_locks[j]);
 		printf("\n");
 	}
 }

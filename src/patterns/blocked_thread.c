@@ -66,7 +66,7 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 			    (double)a->snap->sample_ms < min_ms)
 				continue;
 			if (!user &&
-			    (!t->waited_on || in_reported_chain(a, t) || contended(ap, t, min)))
+			    (!t->needed || in_reported_chain(a, t) || contended(ap, t, min)))
 				continue;
 			thread_label(t, label, sizeof(label));
 			struct finding *f =
@@ -81,14 +81,15 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 			if (t->t->last_ran_ago_ms >= 0) {
 				char age[32];
 				finding_line(
-				    f, "waits on: %s, for %s", t->edges[0].text,
+				    f, "waits on: %s (last ran %s before the freeze)",
+				    t->edges[0].text,
 				    format_duration_ms(t->t->last_ran_ago_ms, age, sizeof(age)));
 				finding_oldest_wait(f, (const struct athread *const[]){t}, 1);
 			} else {
 				finding_line(f, "waits on: %s", t->edges[0].text);
 			}
 			finding_wakers(f, &t->edges[0], NULL);
-			if (t->waited_on)
+			if (t->needed) /* a parent waiting for its exit holds nothing of it */
 				finding_line(f, "and others wait on it (it holds what they need)");
 			finding_frames(f, t, 6);
 		}

@@ -114,10 +114,12 @@ const char *wait_end_class(const struct athread *t)
 		if (t->wait.verdict == MUTEX_CORRUPT)
 			return "a corrupt mutex";
 		return "a lock with no known owner";
-	case WAIT_CHILD:
-		return "waiting for a child outside the snapshot";
+	case WAIT_CHILD: /* an edge: the child is in the snapshot */
+		return t->n_edges ? "waiting for a child"
+				  : "waiting for a child outside the snapshot";
 	case WAIT_FILE_LOCK:
-		return "waiting for a file lock held outside the snapshot";
+		return t->n_edges ? "waiting for a file lock"
+				  : "waiting for a file lock held outside the snapshot";
 	default:
 		return t->t->state == 'D' ? "blocked in the kernel" : "another wait";
 	}
@@ -247,7 +249,7 @@ json_object *finding_wait_steps(struct finding *f, const struct wait_step *steps
 		if (s->t->t->last_ran_ago_ms >= 0) {
 			char age[32];
 			finding_line(
-			    f, "    waits on: %s, for %s", s->e->text,
+			    f, "    waits on: %s (last ran %s before the freeze)", s->e->text,
 			    format_duration_ms(s->t->t->last_ran_ago_ms, age, sizeof(age)));
 			json_object_object_add(o, "waiting_ms",
 					       json_object_new_int64(s->t->t->last_ran_ago_ms));

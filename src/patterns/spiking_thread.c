@@ -22,28 +22,90 @@ static const struct threshold thresholds[] = {
      "CPU demand (run time plus run-queue wait) over the sampling interval"},
 };
 
+/* Its demand: the CPU it got, or what it wanted when it never gave the CPU up by itself (a
+ * sleeper that wakes every millisecond also waits in the run queue on a busy machine, but is no
+ * spinner). -1 when it has no figures. */
+static double demand_of(const struct analysis *a, const struct athread *t)
+{
+	double demand = t->t->has_cpu_pct ? t->t->cpu_pct : 0;
+	if (t->t->has_demand && t->t->voluntary_in_sample >= 0 &&
+	    (double)t->t->voluntary_in_sample <= MAX(3.0, (double)a->snap->sample_ms / 50))
+		demand = MAX(demand, MIN(100.0, t->t->run_pct + t->t->runq_wait_pct));
+	return !t->t->has_cpu_pct && !t->t->has_demand ? -1 : demand;
+}
+
+/* Wanted a CPU but mostly waited for one: it never slept, which a spinner does, but so does
+ * any CPU-bound thread on a saturated machine. */
+static bool starved(const struct athread *t)
+{
+	return t->t->has_demand && t->t->runq_wait_pct >= 10 && t->t->run_pct < 90;
+}
+
+static void add_figures(struct finding *f, const struct athread *t, double demand)
+{
+	json_object *ev = finding_ev(f);
+	json_object_object_add(ev, "cpu_pct", json_object_new_double(t->t->cpu_pct));
+	json_object_object_add(ev, "demand_pct", json_object_new_double(demand));
+	if (t->t->has_demand) {
+		json_object_object_add(ev, "run_pct", json_object_new_double(t->t->run_pct));
+		json_object_object_add(ev, "runq_wait_pct",
+				       json_object_new_double(t->t->runq_wait_pct));
+	}
+}
+
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
 {
 	double min = pattern_threshold(a, self, "spiking-thread.cpu");
+	size_t n_starved = 0, starved_procs = 0;
+	struct finding *group = NULL;
+
+	/* Many threads of several processes that never slept while waiting for a CPU: the machine
+	 * is saturated; one finding lists them rather than one warning each about a spin loop. */
+	for (size_t i = 0; i < a->n_procs; i++) {
+		size_t here = 0;
+		for (size_t j = 0; j < a->procs[i].n_threads; j++) {
+			const struct athread *t = &a->procs[i].threads[j];
+			here += demand_of(a, t) >= min && starved(t);
+		}
+		n_starved += here;
+		starved_procs += here > 0;
+	}
+	bool grouped = n_starved >= 4 && starved_procs >= 3;
 
 	for (size_t i = 0; i < a->n_procs; i++) {
 		const struct aprocess *ap = &a->procs[i];
 		for (size_t j = 0; j < ap->n_threads; j++) {
 			const struct athread *t = &ap->threads[j];
 			char label[160], how[160] = "";
-			double demand = t->t->has_cpu_pct ? t->t->cpu_pct : 0;
-			/* What it wanted counts for a thread that never gave the CPU up by
-			 * itself (a sleeper that wakes every millisecond also waits in the run
-			 * queue on a busy machine, but is no spinner). */
-			if (t->t->has_demand && t->t->voluntary_in_sample >= 0 &&
-			    (double)t->t->voluntary_in_sample <=
-				MAX(3.0, (double)a->snap->sample_ms / 50))
-				demand =
-				    MAX(demand, MIN(100.0, t->t->run_pct + t->t->runq_wait_pct));
-			if ((!t->t->has_cpu_pct && !t->t->has_demand) || demand < min)
+			double demand = demand_of(a, t);
+			if (demand < min)
 				continue;
 			thread_label(t, label, sizeof(label));
-			if (t->t->has_demand && t->t->runq_wait_pct >= 10)
+			if (grouped && starved(t)) {
+				if (!group)
+					group = finding_new(out, self, SEV_WARNING,
+							    "%zu threads of %zu processes never "
+							    "slept during the %llu ms "
+							    "before the freeze and mostly waited "
+							    "for a CPU: the machine "
+							    "is saturated (CPU-bound or spinning; "
+							    "their stacks say which).",
+							    n_starved, starved_procs,
+							    (unsigned long long)a->snap->sample_ms);
+				if (!group)
+					return;
+				finding_pid(group, ap->p->pid);
+				finding_tid(group, t->t->tid);
+				if (group->n_lines < 40) {
+					finding_line(group,
+						     "%s: ran %.0f%%, waited for a CPU %.0f%%",
+						     label, MIN(100.0, t->t->run_pct),
+						     MIN(100.0, t->t->runq_wait_pct));
+					finding_frames(group, t, 3);
+				}
+				continue;
+			}
+			if (starved(t))
 				snprintf(
 				    how, sizeof(how),
 				    " (it ran %.0f%% and waited for a CPU %.0f%% of the time: the "
@@ -61,16 +123,7 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 				     t->wait.kind == WAIT_NONE ? "running user code at the freeze"
 							       : t->wait.text);
 			finding_frames(f, t, 10);
-			json_object_object_add(finding_ev(f), "cpu_pct",
-					       json_object_new_double(t->t->cpu_pct));
-			json_object_object_add(finding_ev(f), "demand_pct",
-					       json_object_new_double(demand));
-			if (t->t->has_demand) {
-				json_object_object_add(finding_ev(f), "run_pct",
-						       json_object_new_double(t->t->run_pct));
-				json_object_object_add(finding_ev(f), "runq_wait_pct",
-						       json_object_new_double(t->t->runq_wait_pct));
-			}
+			add_figures(f, t, demand);
 		}
 	}
 }
@@ -80,7 +133,8 @@ const struct pattern pattern_spiking_thread = {
     .title = "Spiking thread",
     .severity = SEV_WARNING,
     .description = "A thread wants (nearly) a whole CPU: it runs, or waits runnable for a "
-		   "CPU, the whole interval.",
+		   "CPU, the whole interval. On a saturated machine, threads of several "
+		   "processes that never slept and mostly waited for a CPU are one finding.",
     .needs = "the manifest (CPU sampling, schedstat) and cores (its stack; for a CPython thread "
 	     "its Python frames too, so the spinning Python function and line are shown)",
     .thresholds = thresholds,

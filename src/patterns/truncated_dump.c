@@ -44,18 +44,22 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 	if (skipped || exited) {
 		struct finding *g =
 		    finding_new(out, self, SEV_INFO,
-				"%zu process%s not frozen and %zu exited during the "
-				"snapshot: the analysis cannot see into them.",
+				"%zu process%s not frozen and %zu exited before osmosis could "
+				"capture them (each line says when): the analysis cannot see into "
+				"them.",
 				skipped, skipped == 1 ? " was" : "es were", exited);
 		for (size_t i = 0; g && i < a->n_procs; i++) {
 			const struct osm_process *p = a->procs[i].p;
 			if (p->capture != CAPTURE_SKIPPED && p->capture != CAPTURE_EXITED)
 				continue;
+			const char *state = capture_state_name(p->capture), *note = p->capture_note;
+			/* "exited: exited before the freeze" says it twice */
+			bool said = note && !strncmp(note, state, strlen(state));
 			if (g->n_lines < 20)
-				finding_line(g, "pid %d (%s): %s%s%s", p->pid, p->comm,
-					     capture_state_name(p->capture),
-					     p->capture_note ? ": " : "",
-					     p->capture_note ? p->capture_note : "");
+				finding_line(g, "pid %d (%s): %s%s%s", p->pid,
+					     p->comm[0] ? p->comm : "name unknown",
+					     said ? "" : state, note && !said ? ": " : "",
+					     note ? note : "");
 		}
 	}
 	if (a->n_notes) {

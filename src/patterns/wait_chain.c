@@ -144,7 +144,9 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 			finding_tid(f, c->end_thread->t->tid);
 			finding_pid(f, c->end_thread->proc->p->pid);
 			thread_label(c->end_thread, label, sizeof(label));
-			finding_line(f, "%s (the end: %s)", label, wait_end_class(c->end_thread));
+			finding_line(f, "%s (the end: %s)", label,
+				     c->ends_in_cycle ? "in a deadlock"
+						      : wait_end_class(c->end_thread));
 			finding_frames(f, c->end_thread, 6);
 		} else if (c->end_proc) {
 			const struct athread *t = end_thread(c);

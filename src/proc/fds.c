@@ -12,6 +12,7 @@
 #include "base/parse.h"
 #include "base/util.h"
 #include "proc/fds.h"
+#include "proc/locks.h"
 
 static uint64_t bracket_inode(const char *s)
 {
@@ -131,8 +132,11 @@ int proc_load_fds(const struct pidref *ref, struct osm_process *p, struct sock_t
 		}
 		_cleanup_free_ char *info = NULL;
 		snprintf(path, sizeof(path), "fdinfo/%d", (int)n);
-		if (read_file_at(ref->procfd, path, &info, NULL) == 0)
+		if (read_file_at(ref->procfd, path, &info, NULL) == 0) {
 			parse_fdinfo(info, f);
+			if (proc_fd_locks_parse(info, &f->locks, &f->n_locks) < 0)
+				return -ENOMEM;
+		}
 		if (!strcmp(f->type, "socket") && socks) {
 			const struct sock_info *s = sock_table_find(socks, f->inode);
 			if (s) {

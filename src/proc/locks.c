@@ -77,6 +77,68 @@ int proc_locks_parse(const char *text, struct osm_file_lock **ret, size_t *ret_n
 	return 0;
 }
 
+int proc_fd_locks_parse(const char *fdinfo, struct osm_file_lock **ret, size_t *ret_n)
+{
+	struct osm_file_lock *v = NULL;
+	size_t n = 0, cap = 0;
+
+	*ret = NULL;
+	*ret_n = 0;
+	for (const char *p = fdinfo; p && (p = strstr(p, "lock:\t")) && n < 64; p += 6) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		char line[256];
+		struct osm_file_lock l;
+
+		if (p != fdinfo && p[-1] != '\n')
+			continue;
+		if (len - 6 >= sizeof(line))
+			continue;
+		memcpy(line, p + 6, len - 6);
+		line[len - 6] = 0;
+		if (!parse_line(line, &l) || l.waiting)
+			continue;
+		if (grow_array((void **)&v, &cap, n + 1, sizeof(*v))) {
+			free(v);
+			return -ENOMEM;
+		}
+		v[n++] = l;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+bool file_lock_same(const struct osm_file_lock *a, const struct osm_file_lock *b)
+{
+	return !strcmp(a->type, b->type) && !strcmp(a->access, b->access) && a->pid == b->pid &&
+	       a->dev_major == b->dev_major && a->dev_minor == b->dev_minor &&
+	       a->inode == b->inode && a->start == b->start && a->end == b->end;
+}
+
+/* The descriptors of the snapshot through which held lock l is held. */
+static int find_holders(const struct osm_snapshot *s, struct osm_file_lock *l)
+{
+	size_t cap = 0;
+
+	for (size_t i = 0; i < s->n_procs; i++)
+		for (size_t j = 0; j < s->procs[i]->n_fds; j++) {
+			const struct osm_fd *f = &s->procs[i]->fds[j];
+			bool has = false;
+			for (size_t k = 0; k < f->n_locks && !has; k++)
+				has = file_lock_same(&f->locks[k], l);
+			if (!has)
+				continue;
+			if (grow_array((void **)&l->holders, &cap, l->n_holders + 1,
+				       sizeof(*l->holders)))
+				return -ENOMEM;
+			l->holders[l->n_holders++] =
+			    (struct osm_lock_holder){s->procs[i]->pid, f->fd};
+			break; /* one descriptor per process */
+		}
+	return 0;
+}
+
 static const char *path_of(const struct osm_snapshot *s, uint64_t inode)
 {
 	for (size_t i = 0; i < s->n_procs; i++)
@@ -136,6 +198,8 @@ int proc_locks_load(struct osm_snapshot *s)
 		all[kept] = all[i];
 		path = path_of(s, all[i].inode);
 		all[kept].path = path ? strdup(path) : NULL;
+		if (!all[kept].waiting)
+			(void)find_holders(s, &all[kept]);
 		kept++;
 	}
 	free(keep);

@@ -161,7 +161,9 @@ int64_t schedclock_ago_ns(const struct schedclock *c, uint64_t exec_start_ns, in
 {
 	int64_t last;
 
-	if (!c || cpu < 0 || cpu >= c->n_cpus || !c->known[cpu])
+	/* 0: no time recorded (the scheduler resets it, on a migration for one), not "ran at
+	 * boot": the machine's uptime ago. */
+	if (!c || !exec_start_ns || cpu < 0 || cpu >= c->n_cpus || !c->known[cpu])
 		return -1;
 	last = (int64_t)exec_start_ns + c->offset_ns[cpu];
 	return (int64_t)now > last ? (int64_t)now - last : 0;

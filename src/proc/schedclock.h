@@ -41,6 +41,6 @@ int schedclock_parse_exec_start(const char *text, uint64_t *ret_ns);
 int schedclock_read_exec_start(int procfd, pid_t tid, uint64_t *ret_ns);
 /* How long before now_ns (CLOCK_MONOTONIC) a thread last ran, in nanoseconds (0 if it seems to
  * have run after now_ns), given its exec_start and the CPU it last ran on. -1 when that CPU was
- * not calibrated. */
+ * not calibrated, or exec_start is 0 (unknown: the scheduler resets it, on a migration for one). */
 int64_t schedclock_ago_ns(const struct schedclock *c, uint64_t exec_start_ns, int cpu,
 			  uint64_t now_ns);

@@ -10,6 +10,7 @@
 
 #include "base/fs.h"
 #include "base/parse.h"
+#include "base/timeutil.h"
 #include "base/util.h"
 #include "proc/procfs.h"
 #include "proc/schedstat.h"
@@ -117,7 +118,7 @@ int proc_sample_all_cpu(struct proc_cpu_sample *ret)
 	_cleanup_close_ int dirfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d;
 	struct dirent *de;
-	size_t cap = 0, capt = 0;
+	size_t cap = 0, capt = 0, capa = 0;
 
 	memset(ret, 0, sizeof(*ret));
 	if (dirfd < 0)
@@ -133,10 +134,12 @@ int proc_sample_all_cpu(struct proc_cpu_sample *ret)
 		if (read_pid_ticks(dirfd, de->d_name, &ticks, NULL) < 0)
 			continue;
 		if (grow_array((void **)&ret->pids, &cap, ret->n + 1, sizeof(pid_t)) ||
-		    grow_array((void **)&ret->ticks, &capt, ret->n + 1, sizeof(uint64_t))) {
+		    grow_array((void **)&ret->ticks, &capt, ret->n + 1, sizeof(uint64_t)) ||
+		    grow_array((void **)&ret->at_ns, &capa, ret->n + 1, sizeof(uint64_t))) {
 			closedir(d);
 			return -ENOMEM;
 		}
+		ret->at_ns[ret->n] = now_ns();
 		ret->pids[ret->n] = (pid_t)pid;
 		ret->ticks[ret->n++] = ticks;
 	}
@@ -148,6 +151,7 @@ void proc_cpu_sample_done(struct proc_cpu_sample *s)
 {
 	free(s->pids);
 	free(s->ticks);
+	free(s->at_ns);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -161,7 +165,7 @@ int proc_top_consumers(const struct proc_cpu_sample *before, uint64_t interval_n
 		       struct osm_system *sys)
 {
 	_cleanup_close_ int dirfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	long hz = sysconf(_SC_CLK_TCK);
+	long hz = sysconf(_SC_CLK_TCK), cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	struct osm_top *all = NULL;
 	size_t n = 0, cap = 0;
 
@@ -169,13 +173,18 @@ int proc_top_consumers(const struct proc_cpu_sample *before, uint64_t interval_n
 		return dirfd < 0 ? -errno : 0;
 	for (size_t i = 0; i < before->n; i++) {
 		char pid[16], comm[OSM_COMM_LEN + 1];
-		uint64_t ticks;
+		uint64_t ticks, now;
 		double pct;
 		snprintf(pid, sizeof(pid), "%d", before->pids[i]);
 		if (read_pid_ticks(dirfd, pid, &ticks, comm) < 0 || ticks <= before->ticks[i])
 			continue;
+		now = now_ns();
+		if (now <= before->at_ns[i])
+			continue;
 		pct = 100.0 * (double)(ticks - before->ticks[i]) * (1e9 / (double)hz) /
-		      (double)interval_ns;
+		      (double)(now - before->at_ns[i]);
+		if (cpus > 0)
+			pct = MIN(pct, 100.0 * (double)cpus); /* a tick's rounding on a short one */
 		if (grow_array((void **)&all, &cap, n + 1, sizeof(*all))) {
 			free(all);
 			return -ENOMEM;

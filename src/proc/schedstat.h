@@ -34,10 +34,13 @@ void proc_apply_demand_sample(int procfd, struct osm_process *p, const pid_t *ti
 struct proc_cpu_sample {
 	pid_t *pids;
 	uint64_t *ticks;
+	uint64_t *at_ns; /* CLOCK_MONOTONIC when each was read: a scan of /proc takes a while */
 	size_t n;
 };
 int proc_sample_all_cpu(struct proc_cpu_sample *ret);
 void proc_cpu_sample_done(struct proc_cpu_sample *s);
-/* The up to max processes that used the most CPU since before (interval_ns ago), into sys. */
+/* The up to max processes that used the most CPU since before, into sys (interval_ns 0: no
+ * sample). Each share is over the time between its two reads, not the nominal interval: with
+ * many targets the reads come seconds after it ends; a share is at most the CPUs x 100%. */
 int proc_top_consumers(const struct proc_cpu_sample *before, uint64_t interval_ns, size_t max,
 		       struct osm_system *sys);

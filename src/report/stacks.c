@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The stack trace collection: threads with identical stacks (same functions, or same module
  * offsets where there is no symbol) that also wait on the same object (the same lock address,
- * the same pipe or socket), grouped, across processes. */
+ * the same pipe or socket; not for ownerless waits, such as pool workers each on its own
+ * condition variable), grouped, across processes. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,12 +38,22 @@ static uint64_t wait_object(const struct athread *t)
 	return 0;
 }
 
+/* An ownerless wait nothing leads from (an idle pool worker parked on its own condition
+ * variable): its object tells nothing about who would wake it. */
+static bool ownerless(const struct athread *t)
+{
+	return !t->n_edges && (t->wait.kind == WAIT_CONDVAR || t->wait.kind == WAIT_SEMAPHORE ||
+			       t->wait.kind == WAIT_FUTEX);
+}
+
 static bool stack_same(const struct athread *a, const struct athread *b)
 {
 	if (a->n_frames != b->n_frames)
 		return false;
-	/* Two threads in the same code waiting on different mutexes are not one group. */
-	if (a->wait.kind != b->wait.kind || wait_object(a) != wait_object(b))
+	/* Two threads in the same code waiting on different mutexes are not one group; pool
+	 * workers each parked on its own condition variable are. */
+	if (a->wait.kind != b->wait.kind ||
+	    (wait_object(a) != wait_object(b) && !(ownerless(a) && ownerless(b))))
 		return false;
 	for (size_t i = 0; i < a->n_frames; i++)
 		if (!frame_same(&a->frames[i], &b->frames[i]))

@@ -63,7 +63,8 @@ static void line_wrap(FILE *out, const char *indent, const char *text)
 	if (lead > 40)
 		lead = 40;
 	snprintf(first, sizeof(first), "%s%.*s", indent, (int)lead, text);
-	snprintf(rest, sizeof(rest), "%s    ", first);
+	/* continuation lines under the text, not repeating the label ("waits: ") */
+	snprintf(rest, sizeof(rest), "%*s", (int)MIN(strlen(first) + 4, sizeof(rest) - 1), "");
 	wrap2(out, first, rest, text + lead);
 }
 
@@ -173,12 +174,18 @@ void report_text(FILE *out, const struct analysis *a, const struct findings *fs,
 			char age[32], wait[400];
 			for (size_t j = 0; j < g->n; j++)
 				oldest = MAX(oldest, g->threads[j]->t->last_ran_ago_ms);
+			bool each = false; /* ownerless waits group across objects */
+			for (size_t j = 1; j < g->n; j++)
+				each |= g->threads[j]->wait.addr != g->threads[0]->wait.addr;
 			if (oldest >= 0)
-				snprintf(wait, sizeof(wait), "%s, for %s%s",
-					 g->threads[0]->wait.text, g->n > 1 ? "up to " : "",
+				snprintf(wait, sizeof(wait),
+					 "%s%s (last ran %s%s before the freeze)",
+					 g->threads[0]->wait.text, each ? ", each its own" : "",
+					 g->n > 1 ? "up to " : "",
 					 format_duration_ms(oldest, age, sizeof(age)));
 			else
-				snprintf(wait, sizeof(wait), "%s", g->threads[0]->wait.text);
+				snprintf(wait, sizeof(wait), "%s%s", g->threads[0]->wait.text,
+					 each ? ", each its own" : "");
 			line_wrap(out, "    waits: ", wait);
 		}
 		for (size_t k = 0; k < g->threads[0]->n_frames; k++) {

@@ -358,6 +358,16 @@ static json_object *file_lock_json(const struct osm_file_lock *l)
 	ADD(o, "inode", ju64(l->inode));
 	ADD(o, "start", ju64(l->start));
 	ADD(o, "end", l->end < 0 ? NULL : jint(l->end));
+	if (l->n_holders) {
+		json_object *h = json_object_new_array();
+		for (size_t i = 0; i < l->n_holders; i++) {
+			json_object *x = json_object_new_object();
+			ADD(x, "pid", jint(l->holders[i].pid));
+			ADD(x, "fd", jint(l->holders[i].fd));
+			json_object_array_add(h, x);
+		}
+		ADD(o, "holders", h);
+	}
 	ADD(o, "path", l->path ? jstr(l->path) : NULL);
 	return o;
 }

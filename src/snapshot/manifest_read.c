@@ -412,6 +412,7 @@ static int read_file_locks(json_object *a, struct osm_snapshot *s)
 	for (size_t i = 0; i < n; i++) {
 		json_object *o = json_object_array_get_idx(a, i);
 		struct osm_file_lock *l;
+		json_object *h;
 		const char *dev;
 		unsigned maj = 0, min = 0;
 		if (!json_object_is_type(o, json_type_object))
@@ -431,6 +432,19 @@ static int read_file_locks(json_object *a, struct osm_snapshot *s)
 		l->start = get_u64(o, "start");
 		l->end = get_i64(o, "end", -1);
 		l->path = dup_str(o, "path");
+		if ((h = get(o, "holders", json_type_array))) {
+			size_t m = MIN(json_object_array_length(h), (size_t)MAX_FDS);
+			if (!(l->holders = calloc(m + 1, sizeof(*l->holders))))
+				return -ENOMEM;
+			for (size_t k = 0; k < m; k++) {
+				json_object *x = json_object_array_get_idx(h, k);
+				if (!json_object_is_type(x, json_type_object))
+					continue;
+				l->holders[l->n_holders++] =
+				    (struct osm_lock_holder){clamp_i32(get_i64(x, "pid", -1)),
+							     clamp_i32(get_i64(x, "fd", -1))};
+			}
+		}
 	}
 	return 0;
 }

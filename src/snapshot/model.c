@@ -18,6 +18,7 @@ void fd_done(struct osm_fd *f)
 	free(f->local);
 	free(f->remote);
 	free(f->epoll_tfds);
+	file_locks_free(f->locks, f->n_locks);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -68,8 +69,10 @@ void process_free(struct osm_process *p)
 
 void file_locks_free(struct osm_file_lock *v, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; v && i < n; i++) {
 		free(v[i].path);
+		free(v[i].holders);
+	}
 	free(v);
 }
 

@@ -120,6 +120,8 @@ struct osm_shared_object {
 	size_t n_writers_outside;
 };
 
+struct osm_file_lock;
+
 /* One open descriptor, read just before the freeze. */
 struct osm_fd {
 	int fd;
@@ -140,6 +142,10 @@ struct osm_fd {
 	size_t n_epoll_tfds;
 	/* eventfd count, timerfd clock... */
 	int64_t eventfd_count;
+	/* The file locks held through this descriptor's open file description (the "lock:" lines
+	 * of fdinfo; not in the manifest: they become the holders of s->file_locks) */
+	struct osm_file_lock *locks;
+	size_t n_locks;
 };
 
 /* What a snapshot holds of a process. The manifest names each state (capture_state_name);
@@ -259,6 +265,11 @@ struct osm_system {
 	size_t n_top;
 };
 
+struct osm_lock_holder {
+	pid_t pid;
+	int fd;
+};
+
 /* A file lock from /proc/locks, taken with the state: a held lock, or a waiter blocked on one
  * (the waiter shares the id of the lock it waits for). */
 struct osm_file_lock {
@@ -273,6 +284,11 @@ struct osm_file_lock {
 	uint64_t start;
 	int64_t end; /* last byte, -1: to the end of the file (EOF) */
 	char *path;  /* from a descriptor on the same inode in the snapshot, or NULL */
+	/* A held lock: the processes of the snapshot whose descriptor has it (fdinfo's "lock:"
+	 * lines). A flock belongs to an open file description: every process with a descriptor
+	 * on it holds it, and pid may be a process that took it and exited since. */
+	struct osm_lock_holder *holders;
+	size_t n_holders;
 };
 
 struct osm_snapshot {

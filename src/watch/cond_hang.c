@@ -35,6 +35,7 @@
 #include "base/log.h"
 #include "base/parse.h"
 #include "base/util.h"
+#include "proc/locks.h"
 #include "proc/procfs.h"
 #include "watch/watch.h"
 
@@ -193,32 +194,67 @@ static void pipe_writers(struct watch *w, uint64_t ino, struct wthread *t, uint6
 			add_to(t, pipes.v[i].pid);
 }
 
-/* The holder of the lock pid waits behind, from /proc/locks ("N: -> FLOCK ..." lines follow the
- * lock they wait for). 0 if none found. */
-static pid_t lock_holder(pid_t pid)
+/* Whether target q holds lock l through one of its descriptors (fdinfo's "lock:" lines). */
+static bool holds_lock(struct wproc *q, const struct osm_file_lock *l)
 {
-	_cleanup_free_ char *locks = NULL;
-	pid_t holder = 0;
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int dfd =
+	    q->gone ? -1 : openat(q->ref.procfd, "fdinfo", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	size_t seen = 0;
 
-	if (read_file_at(AT_FDCWD, "/proc/locks", &locks, NULL) < 0)
-		return 0;
-	for (char *line = locks, *nl; line && *line; line = nl ? nl + 1 : NULL) {
-		char a[16], b[16], c[16];
-		int who;
-		bool blocked;
-		nl = strchr(line, '\n');
-		if (nl)
-			*nl = 0;
-		blocked = strstr(line, "->") != NULL;
-		if (blocked ? sscanf(line, "%*s -> %15s %15s %15s %d", a, b, c, &who) != 4
-			    : sscanf(line, "%*s %15s %15s %15s %d", a, b, c, &who) != 4)
-			continue;
-		if (!blocked)
-			holder = who;
-		else if (who == pid && holder > 0)
-			return holder;
+	if (dfd < 0 || !(d = fdopendir(dfd))) {
+		if (dfd >= 0)
+			close(dfd);
+		return false;
 	}
-	return 0;
+	while ((de = readdir(d)) && seen++ < 65536) {
+		_cleanup_free_ char *info = NULL;
+		_cleanup_free_ struct osm_file_lock *v = NULL;
+		size_t n = 0;
+		if (de->d_name[0] == '.' || read_file_at(dirfd(d), de->d_name, &info, NULL) < 0 ||
+		    !strstr(info, "lock:") || proc_fd_locks_parse(info, &v, &n) < 0)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (file_lock_same(&v[i], l))
+				return true;
+	}
+	return false;
+}
+
+/* The holders of the lock pid waits behind, from /proc/locks (a "N: -> FLOCK ..." line waits
+ * for the lock of id N): the targets whose descriptors have it (a flock belongs to an open file
+ * description, shared by every process with a descriptor on it; the pid /proc/locks gives took
+ * it and may have exited), else that pid. Returns how many were added to t. */
+static size_t lock_holders(struct watch *w, pid_t pid, struct wthread *t)
+{
+	_cleanup_free_ char *text = NULL;
+	_cleanup_free_ struct osm_file_lock *v = NULL;
+	const struct osm_file_lock *wl = NULL;
+	size_t n = 0, added = 0;
+
+	if (read_file_at(AT_FDCWD, "/proc/locks", &text, NULL) < 0 ||
+	    proc_locks_parse(text, &v, &n) < 0)
+		return 0;
+	for (size_t i = 0; i < n && !wl; i++)
+		if (v[i].waiting && v[i].pid == pid)
+			wl = &v[i];
+	for (size_t i = 0; wl && i < n; i++) {
+		bool found = false;
+		if (v[i].waiting || v[i].id != wl->id)
+			continue;
+		for (size_t k = 0; k < w->n_procs; k++)
+			if (w->procs[k]->pid != pid && holds_lock(w->procs[k], &v[i])) {
+				add_to(t, w->procs[k]->pid);
+				found = true;
+				added++;
+			}
+		if (!found && v[i].pid > 0 && v[i].pid != pid) {
+			add_to(t, v[i].pid);
+			added++;
+		}
+	}
+	return added;
 }
 
 /* What a still thread waits on (hkind, hto), read once per stillness. */
@@ -301,11 +337,8 @@ static void classify(struct watch *w, struct wproc *p, struct wthread *t, uint64
 			return;
 		/* fall through */
 	case SYS_FLOCK: {
-		pid_t holder = lock_holder(p->pid);
-		if (holder > 0 && holder != p->pid) {
+		if (lock_holders(w, p->pid, t))
 			t->hkind = HW_FLOCK;
-			add_to(t, holder);
-		}
 		return;
 	}
 	default:
@@ -344,6 +377,13 @@ static size_t next_nodes(struct watch *w, const struct node *n, uint64_t now, ui
 		if (o && still_enough(o, now, hold) && o->hkind > HW_NONE && k < max)
 			out[k++] = (struct node){n->p, o};
 		return k;
+	}
+	/* A file lock's holders share it: any of them can release it, so the wait continues
+	 * only when every holder is still. */
+	for (size_t i = 0; n->t->hkind == HW_FLOCK && i < n->t->n_hto; i++) {
+		struct wproc *q = watch_find_proc(w, n->t->hto[i]);
+		if (!q || q->gone || !proc_all_still(q, now, hold))
+			return 0;
 	}
 	for (size_t i = 0; i < n->t->n_hto; i++) {
 		struct wproc *q = watch_find_proc(w, n->t->hto[i]);

@@ -358,6 +358,16 @@ def test_manifest_repeating_a_process_is_deduplicated():
         check(any("199 processes name a core file" in l for l in lines),
               "shared core not reported: %s" % lines)
         print("   200 processes naming one core analyzed in %.1f s" % took)
+        # one that exited before the freeze, its name never read: the summary and its line agree
+        m["processes"] = [p, {"pid": p["pid"] + 1, "comm": "", "capture": "exited",
+                              "capture_note": "exited before the freeze", "threads": []}]
+        write_manifest(s, m)
+        rep, took = s.analyze()
+        (f,) = [f for f in rep["findings"] if f["pattern"] == "truncated-dump" and
+                "exited" in f["summary"]]
+        check("exited before osmosis could capture" in f["summary"], f["summary"])
+        check(any("(name unknown): exited before the freeze" in l
+                  for l in s.problems(rep)), s.problems(rep))
 
 
 if __name__ == "__main__":

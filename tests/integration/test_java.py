@@ -91,6 +91,9 @@ def test_java_deadlock_named_with_threads_monitors_and_frames():
               f["recommendations"])
         text = "\n".join(f["evidence"]["lines"])
         check("Deadlock.hold(" in text and "(java) line" in text, "frames in evidence: %s" % text)
+        # each contender, named as the other's waker, waits on the monitor (not the JVM's
+        # condition variable under it)
+        check("condition variable" not in text, "the monitor's condvar shown: %s" % text)
         # Each contender: its Java frames beside its native ones, the innermost in Deadlock.hold.
         for t in (left, right):
             jf = java_frames(t)
@@ -158,6 +161,10 @@ def test_healthy_jvm_draws_no_warning_and_shows_java_frames():
         (m,) = named(ts, "main")
         check(any(x["method"].startswith("Deadlock.main(") for x in java_frames(m)),
               "main %s" % java_frames(m))
+        # the pool's idle workers, each parked on its own condition variable, are one group
+        r = osmosis("analyze", d, timeout=240)
+        check(any(l.startswith("  3 threads:") and l.count('"osm-pool"') == 3
+                  for l in r.stdout.splitlines()), "pool not grouped: %s" % r.stdout)
 
         # No JDK: one note, no warning, native stacks as ever.
         rep = analyze(d, env={"OSMOSIS_JHSDB": "/nonexistent/jhsdb"})

@@ -90,8 +90,8 @@ def start(cmd, **kw):
                             start_new_session=True, **kw)
 
 
-def analyze(d):
-    r = osmosis("analyze", "--json", d, timeout=300)
+def analyze(d, *args):
+    r = osmosis("analyze", "--json", *args, d, timeout=300)
     check(r.returncode == 0, "analyze failed (%d): %s" % (r.returncode, r.stderr))
     return json.loads(r.stdout)
 
@@ -232,10 +232,21 @@ def test_snap_all_state_only_of_this_machine():
     processes (other tests' victims, deliberately broken, are left out of the verdict)."""
     with TempDir() as tmp:
         out = os.path.join(tmp, "s")
-        r = osmosis("snap", "--all", "--state-only", "--sample", "0.3", "-o", out, timeout=300)
+        # a spinner among the machine's top consumers: its share is over the time between its
+        # two reads, never more than the machine's CPUs (reading every process's state takes
+        # far longer than the 0.3 s sample)
+        spin = start([sys.executable, "-c", "# test spinner\nwhile True: pass"])
+        try:
+            r = osmosis("snap", "--all", "--state-only", "--sample", "0.3", "-o", out,
+                        timeout=300)
+        finally:
+            stop(spin, signal.SIGKILL)
         check(r.returncode == 0, "snap --all --state-only: %s" % r.stderr)
         rep = analyze(out)
-        procs = {p["pid"]: p for p in json.load(open(os.path.join(out, "manifest.json")))["processes"]}
+        m = json.load(open(os.path.join(out, "manifest.json")))
+        top = m["system"].get("top_consumers", [])
+        check(top and all(t["cpu_pct"] <= 100.0 * os.cpu_count() for t in top), "top %s" % top)
+        procs = {p["pid"]: p for p in m["processes"]}
 
         def ours(pid):
             p = procs.get(pid, {})
@@ -295,17 +306,76 @@ def test_flock_held_by_one_process_awaited_by_another():
         try:
             holder = start(["flock", f, "sleep", "100"])
             wait_for(lambda: children(holder.pid), "the holder to hold it")
-            waiter = start(["flock", f, "true"])
-            wait_for(lambda: in_syscall(waiter.pid, 73), "the waiter to wait")
+            waiter = start(["bash", "-c", "flock %s true; true" % f])  # under a shell
+            w = []
+
+            def blocked():
+                w[:] = [x for x in children(waiter.pid) if in_syscall(x, 73)]
+                return w
+            wait_for(blocked, "the waiter to wait")
             d, rep = snap_and_analyze(tmp, "--tree", holder.pid, waiter.pid)
             chains = [x for x in rep["findings"] if x["pattern"] == "wait-chain"]
-            (c,) = [x for x in chains if x["evidence"]["chain"][0]["pid"] == waiter.pid]
-            step = c["evidence"]["chain"][0]
+            (c,) = [x for x in chains if w[0] in [s["pid"] for s in x["evidence"]["chain"]]]
+            (step,) = [s for s in c["evidence"]["chain"] if s["pid"] == w[0]]
             check("file lock" in step["waits_on"] and f in step["waits_on"], "%s" % step)
-            check([w["pid"] for w in step["wakers"]] == [holder.pid], "holder %s" % step)
+            # the lock's descriptor is shared by flock and its child: both hold it
+            check(holder.pid in [x["pid"] for x in step["wakers"]], "holder %s" % step)
+            # named by the user: a note, which does not say others need it (only its shell,
+            # its parent, waits for it to exit)
+            (b,) = [x for x in analyze(d, "--thread", w[0])["findings"]
+                    if x["pattern"] == "blocked-thread"]
+            check("others wait on it" not in json.dumps(b), "%s" % b)
         finally:
             stop(waiter, signal.SIGKILL)
             stop(holder, signal.SIGKILL)
+
+
+# Two subshells each take one flock, then wait for the other's (util-linux flock, bash). Each
+# lock is held through a descriptor the subshell and its children share, while /proc/locks names
+# the `flock` helper that took it and exited: the holders are the descriptors' processes.
+SHELL_PAIR = ("( exec 8>La; flock 8; sleep 1; exec 9>Lb; flock 9 ) & "
+              "( exec 8>Lb; flock 8; sleep 1; exec 9>La; flock 9 ) & wait")
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        c = children(todo.pop())
+        out += c
+        todo += c
+    return out
+
+
+def start_shell_pair(tmp):
+    """The shell pair deadlocked: returns the outer shell and the two blocked `flock`s."""
+    need("flock", "bash")
+    sh = start(["bash", "-c", SHELL_PAIR], cwd=tmp)
+    blocked = []
+
+    def both():
+        blocked[:] = [p for p in descendants(sh.pid) if in_syscall(p, 73)]
+        return len(blocked) == 2
+    try:
+        wait_for(both, "both shells to block in flock")
+    except Fail:
+        stop(sh, signal.SIGKILL)
+        raise
+    return sh, blocked
+
+
+def test_flock_deadlock_of_two_shells():
+    with TempDir() as tmp:
+        sh, blocked = start_shell_pair(tmp)
+        try:
+            d, rep = snap_and_analyze(tmp, "--tree", sh.pid)
+            (f,) = [x for x in rep["findings"] if x["pattern"] == "deadlock"]
+            check(set(blocked) <= set(f["pids"]), "deadlock %s, blocked %s" % (f, blocked))
+            r = osmosis("analyze", d)  # the chain of the outer shell ends in the deadlock
+            check("outside the snapshot" not in r.stdout, r.stdout)
+            r = osmosis("show", "-p", blocked[0], d)
+            check("held by pid" in r.stdout and " fd 8" in r.stdout, r.stdout)
+        finally:
+            stop(sh, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -425,6 +425,37 @@ def test_hang_on_file_lock_pipe_and_child_cycles():
                 pair.stdout.close()
 
 
+def test_hang_on_flock_held_through_shared_descriptors():
+    """Two subshells each take one flock, then wait for the other's (bash, util-linux flock):
+    /proc/locks names the `flock` helpers that took the locks and exited; the holders are the
+    processes whose descriptors share the lock (fdinfo's lock: lines)."""
+    if not shutil.which("flock") or not shutil.which("bash"):
+        sys.exit(77)
+    script = ("( exec 8>La; flock 8; sleep 1; exec 9>Lb; flock 9 ) & "
+              "( exec 8>Lb; flock 8; sleep 1; exec 9>La; flock 9 ) & wait")
+    with TempDir() as tmp:
+        sh = subprocess.Popen(["bash", "-c", script], cwd=tmp, start_new_session=True)
+        try:
+            deadline, blocked = time.time() + 60, []
+            while len(blocked) != 2:
+                check(time.time() < deadline, "the shells never blocked")
+                time.sleep(0.05)
+                kids = subprocess.run(["pgrep", "-g", str(sh.pid)], capture_output=True,
+                                      text=True).stdout.split()
+                blocked = [int(p) for p in kids if in_syscall(int(p), 73)]
+            with Watch("--tree", sh.pid, "-o", os.path.join(tmp, "w"), "--state-only",
+                       "--hang", "1") as w:
+                t, d, line = w.snapshot(60)
+                check(w.wait() == 0, "watch did not end: %s" % w.err)
+            detail = manifest(d)["trigger"]["detail"]
+            check("a wait cycle of" in detail, detail)
+            for p in blocked:
+                check("of pid %d" % p in detail, "pid %d not named: %s" % (p, detail))
+        finally:
+            os.killpg(sh.pid, signal.SIGKILL)
+            sh.wait()
+
+
 def test_check_fails_or_overruns():
     with TempDir() as tmp, WVictim("healthy") as v:
         flag = os.path.join(tmp, "flag")
@@ -726,7 +757,7 @@ def test_watch_analyze_diff_and_list():
         check(len(d["stuck"]) == 2, "stuck %s" % d["stuck"])
         with open(os.path.join(second, "report.txt")) as f:
             report = f.read()
-        check("with waiters, for " in report, "no wait age in: %s" % report[:2000])
+        check("with waiters (last ran " in report, "no wait age in: %s" % report[:2000])
         r = osmosis("list", base)
         check(r.returncode == 0 and r.stdout.count("trigger:   hang:") == 2, r.stdout)
         check("deadlock" in r.stdout, "no top finding: %s" % r.stdout)

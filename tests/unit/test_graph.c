@@ -377,6 +377,28 @@ static void test_proc_locks_parse(void **state)
 	free(v);
 }
 
+/* fdinfo's lock: lines (ids count per descriptor) name the same lock as /proc/locks's line. */
+static void test_fd_locks_parse(void **state)
+{
+	static const char info[] = "pos:\t0\nflags:\t0100001\nmnt_id:\t27\nino:\t10953883\n"
+				   "lock:\t1: FLOCK  ADVISORY  WRITE 4118 fe:00:10953883 0 EOF\n";
+	struct osm_file_lock *v = NULL, *all = NULL;
+	size_t n = 0, n_all = 0;
+	(void)state;
+	assert_int_equal(proc_fd_locks_parse(info, &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(proc_locks_parse("7: FLOCK  ADVISORY  WRITE 4118 fe:00:10953883 0 EOF\n"
+					  "8: FLOCK  ADVISORY  WRITE 4118 fe:00:10953884 0 EOF\n",
+					  &all, &n_all),
+			 0);
+	assert_true(file_lock_same(&v[0], &all[0]));
+	assert_false(file_lock_same(&v[0], &all[1])); /* another file */
+	file_locks_free(v, n);
+	file_locks_free(all, n_all);
+	assert_int_equal(proc_fd_locks_parse("pos:\t0\nflags:\t02\n", &v, &n), 0);
+	assert_true(!v && !n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +412,7 @@ int main(void)
 	    cmocka_unit_test(test_timed_ownerless_waits_can_go_on),
 	    cmocka_unit_test(test_reader_and_writer_of_one_pipe_are_not_both_waiting),
 	    cmocka_unit_test(test_proc_locks_parse),
+	    cmocka_unit_test(test_fd_locks_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

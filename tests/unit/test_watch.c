@@ -48,6 +48,8 @@ static void test_ago(void **state)
 	assert_true(schedclock_ago_ns(&c, 10000, 7, 20000) == -1);
 	assert_true(schedclock_ago_ns(&c, 10000, -1, 20000) == -1);
 	assert_true(schedclock_ago_ns(NULL, 10000, 0, 20000) == -1);
+	/* exec_start 0 is unknown, not "ran at boot" (the machine's uptime ago) */
+	assert_true(schedclock_ago_ns(&c, 0, 0, 20000) == -1);
 }
 
 static void test_level_time(void **state)

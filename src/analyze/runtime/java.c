@@ -357,6 +357,12 @@ static void add_deadlocks(struct analysis *a, struct aprocess *ap, const struct 
 			e = graph_add_wait(from[j], EDGE_MONITOR, WAIT_THIS_ONE, text);
 			if (e)
 				edge_add_waker(e, to[j], to[j]->proc, -1, "holds the monitor");
+			/* The monitor explains the wait, not the JVM's condition variable under it
+			 * (shown where the thread is named as another's waker, and in the stacks).
+			 */
+			snprintf(from[j]->wait.text, sizeof(from[j]->wait.text),
+				 "waits to enter %s%s",
+				 d->steps[j].object ? "the Java monitor of " : "", mon);
 		}
 	}
 	if (st->announced_deadlocks > 0 && (size_t)st->announced_deadlocks != st->n_deadlocks)
