@@ -265,5 +265,71 @@ def test_coredump_filter_is_honoured_per_process():
         fam.assert_running()
 
 
+# A process that maps a data file read-only and shared, as a JVM maps its modules and CDS
+# archive, with coredump_filter asking for shared file mappings (as the JVM sets it).
+MAPPER = r"""
+import mmap, os, sys, time
+with open("/proc/self/coredump_filter", "w") as f:
+    f.write("0x3f")
+path, mode = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_RDWR if mode == "rw" else os.O_RDONLY)
+m = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ | (mmap.PROT_WRITE if mode == "rw" else 0))
+os.close(fd)
+print("ready", flush=True)
+while True:
+    if mode == "rw":
+        m[0:8] = int(time.time() * 1e6).to_bytes(8, "little")
+    time.sleep(0.01)
+"""
+
+
+def test_read_only_file_mapping_is_read_before_the_freeze():
+    """A 16 MiB file mapped read-only by the target: no mapping can write it, so it is read
+    once before the freeze (kept "read-only"), nothing of it is copied in the pause, and the
+    core holds the file's bytes. Once another process maps it writable outside the snapshot,
+    it is copied whole in the pause and that process is named."""
+    with TempDir() as tmp:
+        data = os.path.join(tmp, "data")
+        blob = os.urandom(1 << 20) * 16
+        with open(data, "wb") as f:
+            f.write(blob)
+        procs = []
+        try:
+            for mode in ("ro", "rw"):
+                p = subprocess.Popen([sys.executable, "-c", MAPPER, data, mode],
+                                     stdout=subprocess.PIPE, text=True)
+                procs.append(p)
+                check(p.stdout.readline().startswith("ready"), "mapper %s did not start" % mode)
+            ro, rw = procs
+            for m in ("copy", "precopy", "clone"):
+                out = os.path.join(tmp, "s-" + m)
+                r = snap("--method", m, "--sample", "0", "-o", out, ro.pid)
+                (o,) = [o for o in manifest(out)["shared_objects"] if o["path"] == data]
+                check(o["kept"] == "copied" and o["writers_outside"] == [rw.pid],
+                      "%s, a writer outside: kept %s (%s), writers %s" %
+                      (m, o["kept"], o["kept_reason"], o["writers_outside"]))
+                shutil.rmtree(out)
+            rw.kill()
+            rw.wait()
+            with open(data, "rb") as f:
+                blob = f.read()  # as the writer left it
+            for m in ("copy", "precopy", "clone"):
+                out = os.path.join(tmp, "r-" + m)
+                r = snap("--method", m, "--sample", "0", "-o", out, ro.pid)
+                (o,) = [o for o in manifest(out)["shared_objects"] if o["path"] == data]
+                check(o["kept"] == "read-only" and o["copied_in_pause_bytes"] == 0,
+                      "%s: kept %s (%s), %d bytes in the pause" %
+                      (m, o["kept"], o["kept_reason"], o["copied_in_pause_bytes"]))
+                check("read-only, read before the freeze" in r.stdout, r.stdout)
+                (start,) = [x["start"] for x in o["mapped_by"] if x["pid"] == ro.pid]
+                core = Core(os.path.join(out, "core.%d" % ro.pid))
+                check(core.read(start, len(blob)) == blob, "%s: the core lacks the file" % m)
+                shutil.rmtree(out)
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+
+
 if __name__ == "__main__":
     main(globals())
