@@ -454,7 +454,7 @@ void find_cycles_and_chains(struct analysis *a)
 				const struct waker *w = &e->wakers[m];
 				bool holds = e->kind != EDGE_CHILD;
 				if (w->thread) {
-					w->thread->waited_on |= w->thread != tj.all[v];
+					w->thread->waited_on |= holds && w->thread != tj.all[v];
 					w->thread->needed |= holds && w->thread != tj.all[v];
 					continue;
 				}
@@ -462,17 +462,32 @@ void find_cycles_and_chains(struct analysis *a)
 					continue;
 				for (size_t j = 0; j < w->proc->n_threads; j++) {
 					struct athread *u = &w->proc->threads[j];
-					u->waited_on |= u->n_edges > 0;
+					u->waited_on |= holds && u->n_edges > 0;
 					u->needed |= holds && u->n_edges > 0;
 				}
 			}
 		}
-	/* Chains start at threads that wait, are not in a cycle, and nobody waits on. */
+	/* Chains start at threads that wait, are not in a cycle, and nobody waits on but a parent
+	 * waiting for its child: each of a shell's children that waits on a server heads its own
+	 * chain into it. */
 	for (size_t i = 0; i < total; i++) {
 		struct athread *t = tj.all[i];
 		if (t->n_edges && !t->scc && !t->waited_on)
 			follow_chain(a, t);
 	}
+	/* A parent's chain that only leads into a child's own chain says nothing more. */
+	size_t kept = 0;
+	for (size_t i = 0; i < a->n_chains; i++) {
+		struct chain *c = &a->chains[i];
+		const struct athread *u = c->n >= 2 ? c->steps[1].t : NULL;
+		if (c->steps[0].e->kind == EDGE_CHILD && u && u->n_edges && !u->scc &&
+		    !u->waited_on) {
+			free(c->steps);
+			continue;
+		}
+		a->chains[kept++] = *c;
+	}
+	a->n_chains = kept;
 out:
 	free(tj.all);
 	free(tj.index);

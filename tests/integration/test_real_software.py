@@ -292,6 +292,25 @@ def test_redis_debug_sleep_with_blocked_clients():
                 check(redis.pid in f["pids"] and f["severity"] == "warning",
                       "into redis: %s" % f)
                 check("redis" in f["evidence"]["end"], "end %s" % f["evidence"]["end"])
+            # Clients started by a shell that waits for them, all in the snapshot: still a
+            # chain from each client (the shell waiting for its children is supervision).
+            sh = start(["sh", "-c", "redis-cli -p %d PING & redis-cli -p %d PING & wait" %
+                        (port, port)])
+            clients.append(sh)
+            kids = []
+
+            def kids_blocked():
+                kids[:] = [int(x) for x in open("/proc/%d/task/%d/children" %
+                                                (sh.pid, sh.pid)).read().split()]
+                return len(kids) == 2 and all(in_syscall(k, 0) or in_syscall(k, 45)
+                                              for k in kids)
+            wait_for(kids_blocked, "the shell's clients to block")
+            shutil.rmtree(d)
+            d, rep = snap_and_analyze(tmp, "--tree", sh.pid, redis.pid)
+            chains = [f for f in rep["findings"] if f["pattern"] == "wait-chain"]
+            heads = sorted(f["evidence"]["chain"][0]["pid"] for f in chains)
+            check(set(kids) <= set(heads) and sh.pid not in heads,
+                  "a chain from each of the shell's clients %s: heads %s" % (kids, heads))
         finally:
             for c in clients:
                 stop(c, signal.SIGKILL)
