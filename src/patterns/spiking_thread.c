@@ -31,6 +31,13 @@ static double demand_of(const struct analysis *a, const struct athread *t)
 	if (t->t->has_demand && t->t->voluntary_in_sample >= 0 &&
 	    (double)t->t->voluntary_in_sample <= MAX(3.0, (double)a->snap->sample_ms / 50))
 		demand = MAX(demand, MIN(100.0, t->t->run_pct + t->t->runq_wait_pct));
+	/* Runnable at the freeze, never slept in the sample, and queued or running for most of
+	 * it: it wanted the CPU all along. The kernel adds a run-queue wait to schedstat only when
+	 * the wait ends, so the one in progress at the second read (hundreds of milliseconds on a
+	 * saturated machine) is missing from the figure. */
+	if (t->t->has_demand && t->t->voluntary_in_sample == 0 && t->t->state == 'R' &&
+	    t->t->run_pct + t->t->runq_wait_pct >= 50)
+		demand = 100.0;
 	return !t->t->has_cpu_pct && !t->t->has_demand ? -1 : demand;
 }
 
