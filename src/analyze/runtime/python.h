@@ -27,6 +27,31 @@ struct rmem {
 	void *ctx;
 };
 
+/* The readers' bounded accessors: a pointer is plausible when it is a user-space address,
+ * aligned and past the first page; a read succeeds only whole, never from address 0 or across
+ * the end of the address space. */
+static inline bool rmem_plausible(uint64_t p)
+{
+	return p >= 4096 && p < 0x800000000000ull && !(p & 7);
+}
+
+static inline bool rmem_read(const struct rmem *m, uint64_t addr, void *buf, size_t len)
+{
+	if (!addr || addr + len < addr)
+		return false;
+	return m->read(m->ctx, addr, buf, len) == len;
+}
+
+static inline bool rmem_read64(const struct rmem *m, uint64_t addr, uint64_t *v)
+{
+	return rmem_read(m, addr, v, 8);
+}
+
+static inline bool rmem_readptr(const struct rmem *m, uint64_t addr, uint64_t *v)
+{
+	return rmem_read64(m, addr, v) && rmem_plausible(*v);
+}
+
 /* The offsets the reader needs, for one CPython version (x86_64). 0 for an absent field is
  * never ambiguous: the fields that may truly be at 0 are flagged. */
 struct py_layout {

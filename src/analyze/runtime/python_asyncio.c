@@ -28,28 +28,6 @@
 
 #define MAX_SET_SLOTS (1u << 16)
 
-static bool plausible(uint64_t p)
-{
-	return p >= 4096 && p < 0x800000000000ull && !(p & 7);
-}
-
-static bool rd(const struct rmem *m, uint64_t addr, void *buf, size_t len)
-{
-	if (!addr || addr + len < addr)
-		return false;
-	return m->read(m->ctx, addr, buf, len) == len;
-}
-
-static bool rd64(const struct rmem *m, uint64_t addr, uint64_t *v)
-{
-	return rd(m, addr, v, 8);
-}
-
-static bool rdptr(const struct rmem *m, uint64_t addr, uint64_t *v)
-{
-	return rd64(m, addr, v) && plausible(*v);
-}
-
 static bool type_is(const struct rmem *m, const struct py_layout *L, uint64_t obj, const char *want)
 {
 	char tn[48];
@@ -59,7 +37,7 @@ static bool type_is(const struct rmem *m, const struct py_layout *L, uint64_t ob
 bool py_read_bool(const struct rmem *m, const struct py_layout *L, uint64_t obj, bool *ret)
 {
 	uint64_t size;
-	if (!type_is(m, L, obj, "bool") || !rd64(m, obj + L->var_size, &size))
+	if (!type_is(m, L, obj, "bool") || !rmem_read64(m, obj + L->var_size, &size))
 		return false;
 	*ret = (L->long_tagged ? size >> 3 : size) != 0;
 	return true;
@@ -74,7 +52,7 @@ bool py_number_text(const struct rmem *m, const struct py_layout *L, uint64_t ob
 		snprintf(buf, len, "%llu", (unsigned long long)v);
 		return true;
 	}
-	if (type_is(m, L, obj, "float") && rd(m, obj + L->float_value, &d, 8)) {
+	if (type_is(m, L, obj, "float") && rmem_read(m, obj + L->float_value, &d, 8)) {
 		snprintf(buf, len, "%g", d);
 		return true;
 	}
@@ -87,10 +65,10 @@ uint64_t py_method_self(const struct rmem *m, const struct py_layout *L, uint64_
 	uint64_t func, self, qn;
 
 	*ret_qualname = NULL;
-	if (!type_is(m, L, obj, "method") || !rdptr(m, obj + L->method_func, &func) ||
-	    !rdptr(m, obj + L->method_self, &self))
+	if (!type_is(m, L, obj, "method") || !rmem_readptr(m, obj + L->method_func, &func) ||
+	    !rmem_readptr(m, obj + L->method_self, &self))
 		return 0;
-	if (type_is(m, L, func, "function") && rdptr(m, func + L->func_qualname, &qn))
+	if (type_is(m, L, func, "function") && rmem_readptr(m, func + L->func_qualname, &qn))
 		*ret_qualname = py_read_str(m, L, qn);
 	return self;
 }
@@ -134,7 +112,7 @@ static void walk_coroutine(const struct rmem *m, struct py_state *st, struct py_
 			return;
 		if (!strcmp(tn, "_asyncio.FutureIter")) {
 			uint64_t fut;
-			if (rdptr(m, coro + L->futiter_future, &fut)) {
+			if (rmem_readptr(m, coro + L->futiter_future, &fut)) {
 				t->awaited = fut;
 				(void)py_type_name(m, L, fut, t->awaited_type,
 						   sizeof(t->awaited_type));
@@ -152,7 +130,7 @@ static void walk_coroutine(const struct rmem *m, struct py_state *st, struct py_
 					 "its chain of awaits loops back");
 				return;
 			}
-		if (!rd(m, coro + L->gen_frame_state, &state, 1) || state >= 0) {
+		if (!rmem_read(m, coro + L->gen_frame_state, &state, 1) || state >= 0) {
 			t->running = state == 0 && !t->n_frames;
 			return; /* running (on a thread's stack), finished or cleared */
 		}
@@ -164,8 +142,8 @@ static void walk_coroutine(const struct rmem *m, struct py_state *st, struct py_
 		if (state != L->gen_state_yield_from || f.stacktop <= 0 ||
 		    (L->gen_check_resume && !py_frame_awaits(m, st, &f)))
 			return; /* not started, or at a plain yield */
-		if (!rd64(m, f.localsplus + (uint64_t)(f.stacktop - 1) * 8, &next) ||
-		    !plausible(next))
+		if (!rmem_read64(m, f.localsplus + (uint64_t)(f.stacktop - 1) * 8, &next) ||
+		    !rmem_plausible(next))
 			return;
 		coro = next;
 	}
@@ -194,15 +172,15 @@ void py_read_task(const struct rmem *m, struct py_state *st, uint64_t obj)
 	t = &st->tasks[st->n_tasks++];
 	memset(t, 0, sizeof(*t));
 	t->addr = obj;
-	(void)rd64(m, obj + L->task_loop, &t->loop);
-	(void)rd64(m, obj + L->task_fut_waiter, &t->fut_waiter);
-	(void)rd64(m, obj + L->task_coro, &t->coro);
-	if (rd64(m, obj + L->task_name, &name))
+	(void)rmem_read64(m, obj + L->task_loop, &t->loop);
+	(void)rmem_read64(m, obj + L->task_fut_waiter, &t->fut_waiter);
+	(void)rmem_read64(m, obj + L->task_coro, &t->coro);
+	if (rmem_read64(m, obj + L->task_name, &name))
 		t->name = task_name(m, L, name);
-	t->done = rd(m, obj + L->task_state, &state, 4) && state != 0;
-	if (!plausible(t->fut_waiter))
+	t->done = rmem_read(m, obj + L->task_state, &state, 4) && state != 0;
+	if (!rmem_plausible(t->fut_waiter))
 		t->fut_waiter = 0;
-	if (!t->done && plausible(t->coro))
+	if (!t->done && rmem_plausible(t->coro))
 		walk_coroutine(m, st, t, t->coro);
 	/* innermost first, as a thread's frames */
 	for (size_t i = 0; i < t->n_frames / 2; i++) {
@@ -219,8 +197,8 @@ static void set_each_task(const struct rmem *m, struct py_state *st, uint64_t se
 	const struct py_layout *L = &st->L;
 	uint64_t mask, table;
 
-	if (!type_is(m, L, set, "set") || !rd64(m, set + L->set_mask, &mask) ||
-	    !rdptr(m, set + L->set_table, &table))
+	if (!type_is(m, L, set, "set") || !rmem_read64(m, set + L->set_mask, &mask) ||
+	    !rmem_readptr(m, set + L->set_table, &table))
 		return;
 	if (mask >= MAX_SET_SLOTS) {
 		snprintf(st->tasks_error, sizeof(st->tasks_error),
@@ -230,12 +208,12 @@ static void set_each_task(const struct rmem *m, struct py_state *st, uint64_t se
 	}
 	for (uint64_t i = 0; i <= mask && st->n_tasks < PY_MAX_TASKS; i++) {
 		uint64_t key, obj;
-		if (!rd64(m, table + i * 16, &key) || !plausible(key))
+		if (!rmem_read64(m, table + i * 16, &key) || !rmem_plausible(key))
 			continue;
 		if (!through_weakref)
 			py_read_task(m, st, key);
 		else if (type_is(m, L, key, "weakref.ReferenceType") &&
-			 rdptr(m, key + L->weakref_object, &obj))
+			 rmem_readptr(m, key + L->weakref_object, &obj))
 			py_read_task(m, st, obj);
 	}
 }
@@ -245,11 +223,11 @@ void py_read_tasks(const struct rmem *m, struct py_state *st)
 	const struct py_layout *L = &st->L;
 	uint64_t interp, modules, tasks, mdict, ws, data, eager;
 
-	if (!L->task_coro || !rdptr(m, st->runtime + L->rt_interpreters_head, &interp) ||
-	    !rdptr(m, interp + L->is_modules, &modules))
+	if (!L->task_coro || !rmem_readptr(m, st->runtime + L->rt_interpreters_head, &interp) ||
+	    !rmem_readptr(m, interp + L->is_modules, &modules))
 		return;
 	tasks = py_dict_get_str(m, L, modules, "asyncio.tasks");
-	if (!tasks || !rdptr(m, tasks + L->md_dict, &mdict))
+	if (!tasks || !rmem_readptr(m, tasks + L->md_dict, &mdict))
 		return; /* asyncio never imported */
 	ws = py_dict_get_str(m, L, mdict, "_scheduled_tasks");
 	if (!ws)

@@ -54,16 +54,6 @@ struct locks {
 	size_t n, cap;
 };
 
-static bool plausible(uint64_t p)
-{
-	return p >= 4096 && p < 0x800000000000ull && !(p & 7);
-}
-
-static bool rd64(const struct rmem *m, uint64_t addr, uint64_t *v)
-{
-	return m->read(m->ctx, addr, v, 8) == 8;
-}
-
 static enum obj_class classify(const struct rmem *m, const struct py_layout *L,
 			       struct type_cache *tc, uint64_t obj)
 {
@@ -71,7 +61,8 @@ static enum obj_class classify(const struct rmem *m, const struct py_layout *L,
 	char name[40];
 	enum obj_class c = OC_OTHER;
 
-	if (!plausible(obj) || !rd64(m, obj + L->ob_type, &type) || !plausible(type))
+	if (!rmem_plausible(obj) || !rmem_read64(m, obj + L->ob_type, &type) ||
+	    !rmem_plausible(type))
 		return OC_OTHER;
 	for (size_t i = 0; i < tc->n; i++)
 		if (tc->type[i] == type)
@@ -106,13 +97,13 @@ static struct pylock *lock_add(const struct rmem *m, const struct py_layout *L, 
 	memset(l, 0, sizeof(*l));
 	l->obj = obj;
 	l->cls = cls;
-	(void)rd64(m, obj + L->lock_lock, &l->sem);
+	(void)rmem_read64(m, obj + L->lock_lock, &l->sem);
 	if (cls == OC_LOCK) {
 		(void)m->read(m->ctx, obj + L->lock_locked, &locked, 1);
 		l->locked = locked != 0;
 	} else {
-		(void)rd64(m, obj + L->rlock_owner, &l->owner_ident);
-		(void)rd64(m, obj + L->rlock_count, &l->count);
+		(void)rmem_read64(m, obj + L->rlock_owner, &l->owner_ident);
+		(void)rmem_read64(m, obj + L->rlock_count, &l->count);
 		l->locked = l->count > 0;
 	}
 	return l;
@@ -123,7 +114,8 @@ static bool method_named(const struct rmem *m, const struct py_layout *L, uint64
 {
 	uint64_t ml, name;
 	char buf[16] = "";
-	if (!rd64(m, cfunc + L->cfunc_ml, &ml) || !plausible(ml) || !rd64(m, ml, &name) || !name)
+	if (!rmem_read64(m, cfunc + L->cfunc_ml, &ml) || !rmem_plausible(ml) ||
+	    !rmem_read64(m, ml, &name) || !name)
 		return false;
 	(void)m->read(m->ctx, name, buf, sizeof(buf) - 1);
 	return !strcmp(buf, want);
@@ -166,7 +158,8 @@ static void collect(const struct rmem *m, const struct py_layout *L, struct apro
 					lock_add(m, L, ls, slots[k], c);
 					continue;
 				}
-				if (c != OC_CFUNC || !rd64(m, slots[k] + L->cfunc_self, &self))
+				if (c != OC_CFUNC ||
+				    !rmem_read64(m, slots[k] + L->cfunc_self, &self))
 					continue;
 				c = classify(m, L, tc, self);
 				if (c != OC_LOCK && c != OC_RLOCK)
@@ -261,7 +254,7 @@ static struct athread *join_target(const struct rmem *m, struct aprocess *ap,
 	uint64_t self, ident_obj, ident;
 
 	if (!join || strcmp(join->function ? join->function : "", "Thread.join") ||
-	    !rd64(m, join->localsplus, &self))
+	    !rmem_read64(m, join->localsplus, &self))
 		return NULL;
 	ident_obj = py_instance_attr(m, &st->L, self, "_ident");
 	if (!ident_obj || !py_read_long(m, &st->L, ident_obj, &ident))

@@ -36,28 +36,6 @@ struct py_code {
 	int nlocalsplus, stacksize;
 };
 
-static bool plausible(uint64_t p)
-{
-	return p >= 4096 && p < 0x800000000000ull && !(p & 7);
-}
-
-static bool rd(const struct rmem *m, uint64_t addr, void *buf, size_t len)
-{
-	if (!addr || addr + len < addr)
-		return false;
-	return m->read(m->ctx, addr, buf, len) == len;
-}
-
-static bool rd64(const struct rmem *m, uint64_t addr, uint64_t *v)
-{
-	return rd(m, addr, v, 8);
-}
-
-static bool rdptr(const struct rmem *m, uint64_t addr, uint64_t *v)
-{
-	return rd64(m, addr, v) && plausible(*v);
-}
-
 static void utf8_put(char *out, size_t *o, size_t cap, uint32_t c)
 {
 	char b[4];
@@ -96,8 +74,8 @@ bool py_type_name(const struct rmem *m, const struct py_layout *L, uint64_t obj,
 	uint64_t type, name;
 	size_t n;
 
-	if (!len || !plausible(obj) || !rdptr(m, obj + L->ob_type, &type) ||
-	    !rd64(m, type + L->tp_name, &name) || !name)
+	if (!len || !rmem_plausible(obj) || !rmem_readptr(m, obj + L->ob_type, &type) ||
+	    !rmem_read64(m, type + L->tp_name, &name) || !name)
 		return false;
 	n = m->read(m->ctx, name, buf, len - 1);
 	buf[n] = 0;
@@ -116,8 +94,9 @@ char *py_read_str(const struct rmem *m, const struct py_layout *L, uint64_t addr
 	unsigned kind;
 	size_t o = 0, n;
 
-	if (!plausible(addr) || !py_type_name(m, L, addr, tn, sizeof(tn)) || strcmp(tn, "str") ||
-	    !rd64(m, addr + L->u_length, &len) || !rd(m, addr + L->u_state, &state, 4))
+	if (!rmem_plausible(addr) || !py_type_name(m, L, addr, tn, sizeof(tn)) ||
+	    strcmp(tn, "str") || !rmem_read64(m, addr + L->u_length, &len) ||
+	    !rmem_read(m, addr + L->u_state, &state, 4))
 		return NULL;
 	kind = (state >> 2) & 7;
 	if (!((state >> 5) & 1)) /* not compact: a legacy string, never a name or a path */
@@ -133,7 +112,7 @@ char *py_read_str(const struct rmem *m, const struct py_layout *L, uint64_t addr
 	if (len > PY_MAX_STR)
 		len = PY_MAX_STR;
 	n = (size_t)len * kind;
-	if (!rd(m, data, raw, n))
+	if (!rmem_read(m, data, raw, n))
 		return NULL;
 	for (size_t i = 0; i < len; i++) {
 		uint32_t c =
@@ -157,7 +136,7 @@ bool py_read_long(const struct rmem *m, const struct py_layout *L, uint64_t obj,
 	size_t n;
 
 	if (!py_type_name(m, L, obj, tn, sizeof(tn)) || strcmp(tn, "int") ||
-	    !rd64(m, obj + L->var_size, &size))
+	    !rmem_read64(m, obj + L->var_size, &size))
 		return false;
 	if (L->long_tagged) {
 		if ((size & 3) == 2) /* negative */
@@ -168,7 +147,7 @@ bool py_read_long(const struct rmem *m, const struct py_layout *L, uint64_t obj,
 			return false;
 		n = (size_t)size;
 	}
-	if (n > 3 || !rd(m, obj + L->long_digits, digits, n * 4))
+	if (n > 3 || !rmem_read(m, obj + L->long_digits, digits, n * 4))
 		return false;
 	for (size_t i = n; i-- > 0;) {
 		if (i == 2 && (digits[i] & 0x3fffffff) >= 16)
@@ -193,7 +172,7 @@ static bool keys_view(const struct rmem *m, uint64_t keys, struct dict_view *v)
 	uint8_t hdr[32];
 	int64_t nentries;
 
-	if (!plausible(keys) || !rd(m, keys, hdr, sizeof(hdr)))
+	if (!rmem_plausible(keys) || !rmem_read(m, keys, hdr, sizeof(hdr)))
 		return false;
 	uint8_t log2_size = hdr[8], log2_index_bytes = hdr[9], kind = hdr[10];
 	memcpy(&nentries, hdr + 24, 8);
@@ -211,11 +190,11 @@ static bool entry_at(const struct rmem *m, const struct py_layout *L, const stru
 		     uint64_t i, uint64_t *key, uint64_t *value)
 {
 	uint64_t e = v->entries + i * (v->unicode ? 16 : 24) + (v->unicode ? 0 : 8);
-	if (!rd64(m, e, key))
+	if (!rmem_read64(m, e, key))
 		return false;
 	if (v->values)
-		return rd64(m, v->values + L->dv_values + i * 8, value);
-	return rd64(m, e + 8, value);
+		return rmem_read64(m, v->values + L->dv_values + i * 8, value);
+	return rmem_read64(m, e + 8, value);
 }
 
 static bool dict_view(const struct rmem *m, const struct py_layout *L, uint64_t dict,
@@ -225,10 +204,10 @@ static bool dict_view(const struct rmem *m, const struct py_layout *L, uint64_t 
 	char tn[16];
 
 	if (!py_type_name(m, L, dict, tn, sizeof(tn)) || strcmp(tn, "dict") ||
-	    !rdptr(m, dict + L->dict_keys, &keys) || !keys_view(m, keys, v) ||
-	    !rd64(m, dict + L->dict_values, &values))
+	    !rmem_readptr(m, dict + L->dict_keys, &keys) || !keys_view(m, keys, v) ||
+	    !rmem_read64(m, dict + L->dict_values, &values))
 		return false;
-	if (values && !plausible(values))
+	if (values && !rmem_plausible(values))
 		return false;
 	v->values = values;
 	return true;
@@ -242,7 +221,7 @@ void py_dict_each(const struct rmem *m, const struct py_layout *L, uint64_t dict
 		return;
 	for (uint64_t i = 0; i < v.n; i++) {
 		uint64_t k, val;
-		if (!entry_at(m, L, &v, i, &k, &val) || !plausible(k) || !plausible(val))
+		if (!entry_at(m, L, &v, i, &k, &val) || !rmem_plausible(k) || !rmem_plausible(val))
 			continue;
 		if (!fn(k, val, arg))
 			return;
@@ -263,10 +242,10 @@ static uint64_t view_get(const struct rmem *m, const struct py_layout *L, const 
 {
 	for (uint64_t i = 0; i < v->n; i++) {
 		uint64_t k, val;
-		if (!entry_at(m, L, v, i, &k, &val) || !plausible(k))
+		if (!entry_at(m, L, v, i, &k, &val) || !rmem_plausible(k))
 			continue;
 		if (str_equals(m, L, k, key))
-			return plausible(val) ? val : 0;
+			return rmem_plausible(val) ? val : 0;
 	}
 	return 0;
 }
@@ -286,18 +265,18 @@ uint64_t py_instance_attr(const struct rmem *m, const struct py_layout *L, uint6
 	uint64_t type, flags, dict = 0, values = 0, keys;
 	struct dict_view v;
 
-	if (!plausible(obj) || !rdptr(m, obj + L->ob_type, &type) ||
-	    !rd64(m, type + L->tp_flags, &flags))
+	if (!rmem_plausible(obj) || !rmem_readptr(m, obj + L->ob_type, &type) ||
+	    !rmem_read64(m, type + L->tp_flags, &flags))
 		return 0;
 	if (!(flags & TPFLAGS_MANAGED_DICT))
 		return 0; /* threading.Thread's instances have managed dicts from 3.11 on */
 	switch (L->managed_dict_style) {
 	case 311:
-		if (!rd64(m, obj - 24, &dict) || !rd64(m, obj - 32, &values))
+		if (!rmem_read64(m, obj - 24, &dict) || !rmem_read64(m, obj - 32, &values))
 			return 0;
 		break;
 	case 312:
-		if (!rd64(m, obj - 24, &dict))
+		if (!rmem_read64(m, obj - 24, &dict))
 			return 0;
 		if (dict & 1) { /* 3.12 tags an inline values pointer by storing it minus one */
 			values = dict + 1;
@@ -307,18 +286,18 @@ uint64_t py_instance_attr(const struct rmem *m, const struct py_layout *L, uint6
 	default: {
 		uint64_t basic;
 		uint8_t valid;
-		if (!rd64(m, obj - 24, &dict))
+		if (!rmem_read64(m, obj - 24, &dict))
 			return 0;
 		if (!dict && (flags & TPFLAGS_INLINE_VALUES) &&
-		    rd64(m, type + L->tp_basicsize, &basic) && basic < 4096 &&
-		    rd(m, obj + basic + 3, &valid, 1) && valid)
+		    rmem_read64(m, type + L->tp_basicsize, &basic) && basic < 4096 &&
+		    rmem_read(m, obj + basic + 3, &valid, 1) && valid)
 			values = obj + basic;
 		break;
 	}
 	}
 	if (dict)
-		return plausible(dict) ? py_dict_get_str(m, L, dict, name) : 0;
-	if (!values || !rdptr(m, type + L->ht_cached_keys, &keys) || !keys_view(m, keys, &v))
+		return rmem_plausible(dict) ? py_dict_get_str(m, L, dict, name) : 0;
+	if (!values || !rmem_readptr(m, type + L->ht_cached_keys, &keys) || !keys_view(m, keys, &v))
 		return 0;
 	v.values = values;
 	return view_get(m, L, &v, name);
@@ -422,23 +401,23 @@ static struct py_code *code_get(const struct rmem *m, struct py_state *st, uint6
 	c->addr = addr;
 	if (!py_type_name(m, L, addr, tn, sizeof(tn)) || strcmp(tn, "code"))
 		return c;
-	if (rd64(m, addr + L->co_qualname, &p))
+	if (rmem_read64(m, addr + L->co_qualname, &p))
 		c->name = py_read_str(m, L, p);
-	if (!c->name && rd64(m, addr + L->co_name, &p))
+	if (!c->name && rmem_read64(m, addr + L->co_name, &p))
 		c->name = py_read_str(m, L, p);
-	if (rd64(m, addr + L->co_filename, &p))
+	if (rmem_read64(m, addr + L->co_filename, &p))
 		c->file = py_read_str(m, L, p);
-	if (rd(m, addr + L->co_firstlineno, &v32, 4))
+	if (rmem_read(m, addr + L->co_firstlineno, &v32, 4))
 		c->firstlineno = v32 > 0 ? v32 : 0;
-	if (rd(m, addr + L->co_nlocalsplus, &v32, 4) && v32 >= 0)
+	if (rmem_read(m, addr + L->co_nlocalsplus, &v32, 4) && v32 >= 0)
 		c->nlocalsplus = v32;
-	if (rd(m, addr + L->co_stacksize, &v32, 4) && v32 >= 0)
+	if (rmem_read(m, addr + L->co_stacksize, &v32, 4) && v32 >= 0)
 		c->stacksize = v32;
-	if (rd64(m, addr + L->co_linetable, &p) && plausible(p)) {
+	if (rmem_read64(m, addr + L->co_linetable, &p) && rmem_plausible(p)) {
 		uint64_t n;
-		if (rd64(m, p + L->var_size, &n) && n <= PY_MAX_LINETABLE) {
+		if (rmem_read64(m, p + L->var_size, &n) && n <= PY_MAX_LINETABLE) {
 			c->linetable = malloc(n ? n : 1);
-			if (c->linetable && rd(m, p + L->bytes_sval, c->linetable, n))
+			if (c->linetable && rmem_read(m, p + L->bytes_sval, c->linetable, n))
 				c->lt_len = n;
 		}
 	}
@@ -468,7 +447,7 @@ static void frame_fill(const struct rmem *m, struct py_state *st, uint64_t frame
 		       int32_t stacktop, bool stacktop_valid, struct py_frame *f)
 {
 	const struct py_layout *L = &st->L;
-	struct py_code *c = plausible(code) ? code_get(m, st, code) : NULL;
+	struct py_code *c = rmem_plausible(code) ? code_get(m, st, code) : NULL;
 	uint64_t instr;
 
 	memset(f, 0, sizeof(*f));
@@ -481,7 +460,8 @@ static void frame_fill(const struct rmem *m, struct py_state *st, uint64_t frame
 		return;
 	f->function = c->name;
 	f->file = c->file;
-	if (rd64(m, frame + L->fr_instr, &instr) && instr >= code + L->co_code_adaptive - 2 &&
+	if (rmem_read64(m, frame + L->fr_instr, &instr) &&
+	    instr >= code + L->co_code_adaptive - 2 &&
 	    instr - (code + L->co_code_adaptive) < (1u << 24)) {
 		int64_t li = ((int64_t)instr - (int64_t)(code + L->co_code_adaptive)) / 2;
 		f->lasti = (int)li;
@@ -510,7 +490,7 @@ static void read_frames(const struct rmem *m, struct py_state *st, struct py_thr
 		int32_t stacktop = -1;
 		struct py_frame *f;
 
-		if (!plausible(frame)) {
+		if (!rmem_plausible(frame)) {
 			snprintf(t->error, sizeof(t->error), "frame pointer 0x%llx is not valid",
 				 (unsigned long long)frame);
 			return;
@@ -530,16 +510,16 @@ static void read_frames(const struct rmem *m, struct py_state *st, struct py_thr
 				snprintf(t->error, sizeof(t->error), "the frame chain loops back");
 				return;
 			}
-		if (!rd64(m, frame + L->fr_code, &code) ||
-		    !rd64(m, frame + L->fr_previous, &prev) ||
-		    !rd(m, frame + L->fr_owner, &owner, 1)) {
+		if (!rmem_read64(m, frame + L->fr_code, &code) ||
+		    !rmem_read64(m, frame + L->fr_previous, &prev) ||
+		    !rmem_read(m, frame + L->fr_owner, &owner, 1)) {
 			snprintf(t->error, sizeof(t->error), "frame 0x%llx is not in the core",
 				 (unsigned long long)frame);
 			return;
 		}
 		if (L->fr_is_entry)
-			(void)rd(m, frame + L->fr_is_entry, &is_entry, 1);
-		(void)rd(m, frame + L->fr_stacktop, &stacktop, 4);
+			(void)rmem_read(m, frame + L->fr_is_entry, &is_entry, 1);
+		(void)rmem_read(m, frame + L->fr_stacktop, &stacktop, 4);
 		if (!L->fr_is_entry && owner == FRAME_OWNED_BY_CSTACK) {
 			/* 3.12+: the evaluation loop's entry frame: the frame before it was the
 			 * first one that native call ran. */
@@ -565,8 +545,8 @@ bool py_frame_at(const struct rmem *m, struct py_state *st, uint64_t frame, stru
 	uint64_t code;
 	int32_t stacktop = -1;
 
-	if (!plausible(frame) || !rd64(m, frame + L->fr_code, &code) ||
-	    !rd(m, frame + L->fr_stacktop, &stacktop, 4))
+	if (!rmem_plausible(frame) || !rmem_read64(m, frame + L->fr_code, &code) ||
+	    !rmem_read(m, frame + L->fr_stacktop, &stacktop, 4))
 		return false;
 	frame_fill(m, st, frame, code, stacktop, true, f);
 	return f->function != NULL;
@@ -584,21 +564,22 @@ static void read_thread(const struct rmem *m, struct py_state *st, uint64_t ts)
 	t = &st->threads[st->n_threads++];
 	memset(t, 0, sizeof(*t));
 	t->tstate = ts;
-	(void)rd64(m, ts + L->ts_thread_id, &ident);
-	(void)rd64(m, ts + L->ts_native_thread_id, &tid);
+	(void)rmem_read64(m, ts + L->ts_thread_id, &ident);
+	(void)rmem_read64(m, ts + L->ts_native_thread_id, &tid);
 	t->ident = ident;
 	t->native_id = (int64_t)tid;
 	if (L->ts_cframe) {
-		if (!rd64(m, ts + L->ts_cframe, &cf)) {
+		if (!rmem_read64(m, ts + L->ts_cframe, &cf)) {
 			snprintf(t->error, sizeof(t->error), "its thread state is not in the core");
 			return;
 		}
-		if (cf && (!plausible(cf) || !rd64(m, cf + L->cf_current_frame, &frame))) {
+		if (cf &&
+		    (!rmem_plausible(cf) || !rmem_read64(m, cf + L->cf_current_frame, &frame))) {
 			snprintf(t->error, sizeof(t->error),
 				 "its frame record 0x%llx is unreadable", (unsigned long long)cf);
 			return;
 		}
-	} else if (!rd64(m, ts + L->ts_current_frame, &frame)) {
+	} else if (!rmem_read64(m, ts + L->ts_current_frame, &frame)) {
 		snprintf(t->error, sizeof(t->error), "its thread state is not in the core");
 		return;
 	}
@@ -615,10 +596,10 @@ static void read_gil(const struct rmem *m, struct py_state *st, uint64_t interp)
 		return;
 	if (L->rt_gil)
 		gil = st->runtime + L->rt_gil;
-	else if (!L->is_gil_ptr || !rdptr(m, interp + L->is_gil_ptr, &gil))
+	else if (!L->is_gil_ptr || !rmem_readptr(m, interp + L->is_gil_ptr, &gil))
 		return;
-	if (!rd(m, gil + L->gil_locked, &locked, 4) ||
-	    !rd64(m, gil + L->gil_holder, &st->gil.holder))
+	if (!rmem_read(m, gil + L->gil_locked, &locked, 4) ||
+	    !rmem_read64(m, gil + L->gil_holder, &st->gil.holder))
 		return;
 	st->gil.known = true;
 	st->gil.addr = gil;
@@ -631,7 +612,7 @@ int py_read_state(const struct rmem *m, struct py_state *st)
 	uint64_t interp, interps[PY_MAX_INTERPRETERS];
 	size_t n_interps = 0;
 
-	if (!rd64(m, st->runtime + L->rt_interpreters_head, &interp)) {
+	if (!rmem_read64(m, st->runtime + L->rt_interpreters_head, &interp)) {
 		snprintf(st->error, sizeof(st->error), "_PyRuntime at 0x%llx is not in the core",
 			 (unsigned long long)st->runtime);
 		return -EINVAL;
@@ -645,7 +626,7 @@ int py_read_state(const struct rmem *m, struct py_state *st)
 		uint64_t ts;
 		size_t first = st->n_threads;
 
-		if (!plausible(interp) || n_interps >= PY_MAX_INTERPRETERS) {
+		if (!rmem_plausible(interp) || n_interps >= PY_MAX_INTERPRETERS) {
 			snprintf(st->error, sizeof(st->error), "interpreter list damaged at 0x%llx",
 				 (unsigned long long)interp);
 			break;
@@ -655,7 +636,7 @@ int py_read_state(const struct rmem *m, struct py_state *st)
 				goto out;
 		interps[n_interps++] = interp;
 		read_gil(m, st, interp);
-		if (!rd64(m, interp + L->is_threads_head, &ts)) {
+		if (!rmem_read64(m, interp + L->is_threads_head, &ts)) {
 			snprintf(st->error, sizeof(st->error),
 				 "interpreter 0x%llx is not in the core",
 				 (unsigned long long)interp);
@@ -663,7 +644,7 @@ int py_read_state(const struct rmem *m, struct py_state *st)
 		}
 		while (ts) {
 			bool again = false;
-			if (!plausible(ts) || st->n_threads >= PY_MAX_THREADS) {
+			if (!rmem_plausible(ts) || st->n_threads >= PY_MAX_THREADS) {
 				snprintf(st->error, sizeof(st->error),
 					 "thread list damaged at 0x%llx (after %zu threads)",
 					 (unsigned long long)ts, st->n_threads);
@@ -677,10 +658,10 @@ int py_read_state(const struct rmem *m, struct py_state *st)
 				break;
 			}
 			read_thread(m, st, ts);
-			if (!rd64(m, ts + L->ts_next, &ts))
+			if (!rmem_read64(m, ts + L->ts_next, &ts))
 				break;
 		}
-		if (!rd64(m, interp + L->is_next, &interp))
+		if (!rmem_read64(m, interp + L->is_next, &interp))
 			break;
 	}
 out:
@@ -721,11 +702,11 @@ void py_read_thread_names(const struct rmem *m, struct py_state *st)
 	uint64_t interp, modules, threading, mdict, active;
 	struct names_ctx c = {.m = m, .st = st, .left = PY_MAX_THREADS};
 
-	if (!rdptr(m, st->runtime + L->rt_interpreters_head, &interp) ||
-	    !rdptr(m, interp + L->is_modules, &modules))
+	if (!rmem_readptr(m, st->runtime + L->rt_interpreters_head, &interp) ||
+	    !rmem_readptr(m, interp + L->is_modules, &modules))
 		return;
 	threading = py_dict_get_str(m, L, modules, "threading");
-	if (!threading || !rdptr(m, threading + L->md_dict, &mdict))
+	if (!threading || !rmem_readptr(m, threading + L->md_dict, &mdict))
 		return;
 	active = py_dict_get_str(m, L, mdict, "_active");
 	if (active)
@@ -757,8 +738,8 @@ static char *tuple_str(const struct rmem *m, const struct py_layout *L, uint64_t
 		       uint64_t field, uint32_t idx)
 {
 	uint64_t tuple, n, item;
-	if (!rdptr(m, code + field, &tuple) || !rd64(m, tuple + L->var_size, &n) || idx >= n ||
-	    !rd64(m, tuple + L->tuple_item + (uint64_t)idx * 8, &item))
+	if (!rmem_readptr(m, code + field, &tuple) || !rmem_read64(m, tuple + L->var_size, &n) ||
+	    idx >= n || !rmem_read64(m, tuple + L->tuple_item + (uint64_t)idx * 8, &item))
 		return NULL;
 	return py_read_str(m, L, item);
 }
@@ -787,7 +768,7 @@ static uint8_t *code_units(const struct rmem *m, const struct py_layout *L,
 	uint8_t *code;
 	size_t n;
 
-	if (f->lasti < 0 || f->lasti > 32767 || !plausible(f->code))
+	if (f->lasti < 0 || f->lasti > 32767 || !rmem_plausible(f->code))
 		return NULL;
 	n = (size_t)(f->lasti + 1 + extra) * 2;
 	code = malloc(n);
@@ -911,7 +892,7 @@ static uint64_t expr_value(const struct rmem *m, const struct py_layout *L,
 {
 	uint64_t v;
 	if (!e->valid || e->local < 0 || (unsigned)e->local >= f->n_slots ||
-	    !rd64(m, f->localsplus + (uint64_t)e->local * 8, &v) || !plausible(v))
+	    !rmem_read64(m, f->localsplus + (uint64_t)e->local * 8, &v) || !rmem_plausible(v))
 		return 0;
 	for (int i = 0; i < e->n_attrs && v; i++)
 		v = py_instance_attr(m, L, v, e->attrs[i]);

@@ -21,16 +21,6 @@
 #include "analyze/runtime/python_model.h"
 #include "base/util.h"
 
-static bool plausible(uint64_t p)
-{
-	return p >= 4096 && p < 0x800000000000ull && !(p & 7);
-}
-
-static bool rd64(const struct rmem *m, uint64_t addr, uint64_t *v)
-{
-	return m->read(m->ctx, addr, v, 8) == 8;
-}
-
 static const char *base_name(const char *p)
 {
 	const char *s = p ? strrchr(p, '/') : NULL;
@@ -78,7 +68,7 @@ struct held_set {
 static uint64_t first_local(const struct rmem *m, const struct py_frame *f)
 {
 	uint64_t v;
-	return f && f->n_slots && rd64(m, f->localsplus, &v) && plausible(v) ? v : 0;
+	return f && f->n_slots && rmem_read64(m, f->localsplus, &v) && rmem_plausible(v) ? v : 0;
 }
 
 /* The lock a task waits to acquire: the self of its Lock.acquire frame. */
@@ -109,7 +99,7 @@ static void collect_held(const struct rmem *m, const struct py_state *st, struct
 				char *qn = NULL;
 				uint64_t self;
 				bool locked = false;
-				if (!plausible(slots[k]))
+				if (!rmem_plausible(slots[k]))
 					continue;
 				self = py_method_self(m, L, slots[k], &qn);
 				bool aexit =
