@@ -250,7 +250,8 @@ def test_member_refusing_write_tracking_falls_back_alone():
 
 
 CHURNER = r"""
-import os, random, sys, time
+import ctypes, os, random, sys, time
+ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: never outlive the test
 print("ready pid=%d" % os.getpid(), flush=True)
 kids = []
 n = 0
