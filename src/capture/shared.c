@@ -102,6 +102,7 @@ struct shared_object {
 	bool track;	     /* every writer's mapping is tracked */
 	bool readonly;	     /* nothing can write it through a mapping: read once, before */
 	bool copy_in_freeze; /* copied whole in the freeze */
+	bool prefaulted;     /* its buffer touched before the freeze */
 	char *why;	     /* why it is copied in the freeze rather than tracked */
 	uint64_t copied_before, copied_in_freeze;
 	uint64_t *marks; /* one bit per page of [lo, hi): written, to copy (mark()) */
@@ -807,6 +808,17 @@ static int converge(struct capture *c, struct shared_object *o, bool first_whole
 	return 0;
 }
 
+/* The buffer of an object copied in the freeze is touched before it (once), not in the pause. */
+static void prefault(const struct capture *c, struct shared_object *o)
+{
+	if (!o->copy_in_freeze || o->prefaulted)
+		return;
+	o->prefaulted = true;
+	if (madvise(o->buf, o->hi - o->lo, MADV_POPULATE_WRITE) < 0)
+		for (uint64_t off = 0; off < o->hi - o->lo; off += c->page_size)
+			o->buf[off] = 0;
+}
+
 int shared_rounds(struct capture *c)
 {
 	struct shared_set *ss = c->shared;
@@ -821,12 +833,8 @@ int shared_rounds(struct capture *c)
 			return r;
 	}
 	/* Objects copied in the freeze: their buffer is touched now, not in the pause. */
-	for (size_t k = 0; ss && k < ss->n; k++) {
-		struct shared_object *o = &ss->v[k];
-		if (o->copy_in_freeze && madvise(o->buf, o->hi - o->lo, MADV_POPULATE_WRITE) < 0)
-			for (uint64_t off = 0; off < o->hi - o->lo; off += c->page_size)
-				o->buf[off] = 0;
-	}
+	for (size_t k = 0; ss && k < ss->n; k++)
+		prefault(c, &ss->v[k]);
 	return 0;
 }
 
@@ -853,9 +861,7 @@ int shared_settle(struct capture *c)
 			if (r < 0)
 				return r;
 		}
-		if (o->copy_in_freeze && madvise(o->buf, o->hi - o->lo, MADV_POPULATE_WRITE) < 0)
-			for (uint64_t off = 0; off < o->hi - o->lo; off += c->page_size)
-				o->buf[off] = 0;
+		prefault(c, o);
 	}
 	return 0;
 }
