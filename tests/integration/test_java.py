@@ -14,13 +14,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from osmtest import TempDir, Victim, check, osmosis, snap  # noqa: E402
+from osmtest import Skip, TempDir, Victim, check, main, osmosis, snap  # noqa: E402
 
 JAVA_VICTIM_DIR = os.environ.get("JAVA_VICTIM_DIR", "")
-
-
-class Skip(Exception):
-    pass
 
 
 def need_jdk():
@@ -173,23 +169,6 @@ def test_healthy_jvm_draws_no_warning_and_shows_java_frames():
               "findings without a JDK: %s" % [g["summary"] for g in rep["findings"]])
         p, ts = threads(rep, v.pid)
         check(all(t["frames"] for t in ts), "native frames without a JDK")
-
-
-def main(ns):
-    wanted = sys.argv[1:] or sorted(k for k in ns if k.startswith("test_"))
-    failed = skipped = 0
-    for name in wanted:
-        t0 = time.time()
-        try:
-            ns[name]()
-            print("ok   %s (%.1fs)" % (name, time.time() - t0))
-        except Skip as e:
-            skipped += 1
-            print("SKIP %s: %s" % (name, e))
-        except Exception as e:  # noqa: BLE001 - every failure is reported
-            failed += 1
-            print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
-    sys.exit(1 if failed else 77 if skipped == len(wanted) else 0)
 
 
 if __name__ == "__main__":

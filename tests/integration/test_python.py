@@ -16,15 +16,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from osmtest import Core, Fail, TempDir, check, osmosis, snap  # noqa: E402
+from osmtest import Core, Fail, Skip, TempDir, check, main, osmosis, snap  # noqa: E402
 
 PYVICTIM = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "victims", "python",
                                         "pyvictim.py"))
 DEBIAN_PYTHON = "/usr/bin/python3.11"
-
-
-class Skip(Exception):
-    pass
 
 
 def pyenv_python(version):
@@ -614,23 +610,6 @@ def test_pyenv_python312():
 
 def test_pyenv_python313():
     _pyenv("3.13.0")
-
-
-def main(ns):
-    wanted = sys.argv[1:] or sorted(k for k in ns if k.startswith("test_"))
-    failed = skipped = 0
-    for name in wanted:
-        t0 = time.time()
-        try:
-            ns[name]()
-            print("ok   %s (%.1fs)" % (name, time.time() - t0))
-        except Skip as e:
-            skipped += 1
-            print("SKIP %s: %s" % (name, e))
-        except Exception as e:  # noqa: BLE001 - every failure is reported
-            failed += 1
-            print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
-    sys.exit(1 if failed else 77 if skipped == len(wanted) else 0)
 
 
 if __name__ == "__main__":

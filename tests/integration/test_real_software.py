@@ -18,14 +18,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from osmtest import Fail, TempDir, check, osmosis, snap  # noqa: E402
+from osmtest import Fail, Skip, TempDir, check, main, osmosis, snap  # noqa: E402
 
 MACHINE = ("busy-system", "spiking-thread", "insufficient-memory", "truncated-dump")
 PG_BIN = "/usr/lib/postgresql/15/bin"
-
-
-class Skip(Exception):
-    pass
 
 
 def need(*programs):
@@ -398,17 +394,4 @@ def test_flock_deadlock_of_two_shells():
 
 
 if __name__ == "__main__":
-    names = sys.argv[1:] or sorted(k for k in globals() if k.startswith("test_"))
-    failed = skipped = 0
-    for name in names:
-        t0 = time.time()
-        try:
-            globals()[name]()
-            print("ok   %s (%.1fs)" % (name, time.time() - t0))
-        except Skip as e:
-            skipped += 1
-            print("skip %s: %s" % (name, e))
-        except Exception as e:  # noqa: BLE001 - every failure is reported
-            failed += 1
-            print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
-    sys.exit(1 if failed else 77 if skipped == len(names) else 0)
+    main(globals())
