@@ -68,6 +68,14 @@ static void describe_end(const struct chain *c, char *buf, size_t len)
 	}
 }
 
+/* The chain's head has waited the whole sample (or, without one, at least a second). */
+static bool stale(const struct athread *head)
+{
+	if (head->t->switches_in_sample >= 0)
+		return head->t->switches_in_sample == 0;
+	return head->t->last_ran_ago_ms >= 1000;
+}
+
 /* A problem where the chain ends, in words, or NULL: a dead owner, a corrupt lock, a thread
  * stuck in the kernel, a server that sleeps or does not read while a client waits on it. */
 static const char *end_problem(const struct chain *c, char *buf, size_t len)
@@ -86,6 +94,11 @@ static const char *end_problem(const struct chain *c, char *buf, size_t len)
 		return "a thread blocked in the kernel";
 	if (!sock)
 		return NULL;
+	/* A client that ran during the sample, or just before the freeze, is being served: a
+	 * request the server has not read yet is traffic caught in flight (a server under load),
+	 * not a hang. */
+	if (!stale(head))
+		return NULL;
 	for (size_t i = 0; i < last->e->n_wakers; i++) {
 		const struct waker *w = &last->e->wakers[i];
 		const struct osm_fd *f = w->fd >= 0 ? process_find_fd(w->proc->p, w->fd) : NULL;
@@ -96,7 +109,7 @@ static const char *end_problem(const struct chain *c, char *buf, size_t len)
 			return buf;
 		}
 	}
-	if (t->wait.kind == WAIT_SLEEP && head->t->switches_in_sample == 0)
+	if (t->wait.kind == WAIT_SLEEP)
 		return "the server sleeps while a client waits on it";
 	return NULL;
 }
