@@ -335,6 +335,51 @@ def gcore(pid, outdir):
 # ---------------------------------------------------------------------------------------------
 
 
+PM_UFFD_WP = 1 << 57  # pagemap: the page is write-protected by a userfaultfd
+
+
+def children(pid):
+    """(pid, state) of every child of pid, zombies included."""
+    out = []
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % e) as f:
+                st = f.read()
+        except OSError:
+            continue
+        rest = st[st.rindex(")") + 2:].split()
+        if int(rest[1]) == pid:
+            out.append((int(e), rest[0]))
+    return out
+
+
+def no_write_protection(pid, what, start=None, end=None):
+    """No mapping of pid registered with a userfaultfd, and no page write-protected: in
+    [start, end) when given, else in every mapping below 1 GiB of size (larger ones are
+    reservations, whose pagemap alone would be gigabytes to read)."""
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            if line.startswith("VmFlags:"):
+                check(" uw" not in line, "%s: pid %d: a mapping is still registered: %s" %
+                      (what, pid, line))
+    if start is None:
+        with open("/proc/%d/maps" % pid) as f:
+            ranges = [tuple(int(x, 16) for x in l.split()[0].split("-")) for l in f]
+        ranges = [(a, b) for a, b in ranges if b - a <= 1 << 30 and b <= 1 << 47]
+    else:
+        ranges = [(start, end)]
+    with open("/proc/%d/pagemap" % pid, "rb") as pm:
+        for a, b in ranges:
+            pm.seek(a // 4096 * 8)
+            data = pm.read((b - a) // 4096 * 8)
+            for i in range(0, len(data), 8):
+                (e,) = struct.unpack_from("<Q", data, i)
+                check(not e & PM_UFFD_WP, "%s: pid %d: page 0x%x still write-protected" %
+                      (what, pid, a + i // 8 * 4096))
+
+
 class Skip(Exception):
     """A test that cannot run here (a program or an interpreter missing): reported as
     skipped, never as passed."""

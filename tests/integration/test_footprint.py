@@ -13,12 +13,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from osmtest import TempDir, check, main, snap
+from osmtest import no_write_protection, TempDir, check, main, snap
 
 FOOTPRINT_VICTIM = os.environ.get("FOOTPRINT_VICTIM", "build/tests/footprint-victim")
 METHODS = ["copy", "clone", "precopy", "auto"]
 MIB = 1 << 20
-PM_UFFD_WP = 1 << 57
 
 
 def status(pid):
@@ -43,23 +42,6 @@ def footprint(pid):
             "RssShmem": s["RssShmem"], "maps": layout(pid)}
 
 
-def no_write_protection(pid, what):
-    with open("/proc/%d/smaps" % pid) as f:
-        for line in f:
-            if line.startswith("VmFlags:"):
-                check(" uw" not in line, "%s: a mapping is still registered: %s" % (what, line))
-    with open("/proc/%d/maps" % pid) as f:
-        ranges = [tuple(int(x, 16) for x in l.split()[0].split("-")) for l in f]
-    with open("/proc/%d/pagemap" % pid, "rb") as pm:
-        for start, end in ranges:
-            if end - start > 1 << 30 or end > 1 << 47:
-                continue  # reservations: nothing was ever mapped there
-            pm.seek(start // 4096 * 8)
-            data = pm.read((end - start) // 4096 * 8)
-            for i in range(0, len(data), 8):
-                (e,) = struct.unpack_from("<Q", data, i)
-                check(not e & PM_UFFD_WP, "%s: page 0x%x still write-protected" %
-                      (what, start + i // 8 * 4096))
 
 
 def compare(before, after, what):

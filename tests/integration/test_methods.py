@@ -14,12 +14,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import osmtest
-from osmtest import (Core, check_pair_one_instant, TempDir, Victim, check, gdb_backtraces, main, manifest,
+from osmtest import (Core, children, no_write_protection,
+                     check_pair_one_instant, TempDir, Victim, check, gdb_backtraces, main, manifest,
                      no_final_files, osmosis, snap, xorshift_stream)
 
 METHODS = ["copy", "clone", "precopy", "auto"]
 MIB = 1 << 20
-PM_UFFD_WP = 1 << 57
 
 
 def settled(pid, timeout=10):
@@ -70,40 +70,8 @@ def check_same(before, pid, what, killed=False):
         check(a == b, "%s: %s changed:\n%s\n---\n%s" % (what, name, a, b))
 
 
-def children(pid):
-    out = []
-    for e in os.listdir("/proc"):
-        if not e.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % e) as f:
-                s = f.read()
-        except OSError:
-            continue
-        rest = s[s.rindex(")") + 2:].split()
-        if int(rest[1]) == pid:
-            out.append((int(e), rest[0]))
-    return out
 
 
-def no_write_protection(pid, what):
-    """No mapping registered with a userfaultfd, no page left write-protected."""
-    with open("/proc/%d/smaps" % pid) as f:
-        for line in f:
-            if line.startswith("VmFlags:"):
-                check(" uw" not in line, "%s: a mapping is still registered: %s" % (what, line))
-    with open("/proc/%d/maps" % pid) as f:
-        ranges = [tuple(int(x, 16) for x in l.split()[0].split("-")) for l in f]
-    with open("/proc/%d/pagemap" % pid, "rb") as pm:
-        for start, end in ranges:
-            if end > 1 << 47:
-                continue
-            pm.seek(start // 4096 * 8)
-            data = pm.read((end - start) // 4096 * 8)
-            for i in range(0, len(data), 8):
-                (e,) = struct.unpack_from("<Q", data, i)
-                check(not e & PM_UFFD_WP, "%s: page 0x%x still write-protected" %
-                      (what, start + i // 8 * 4096))
 
 
 def left_as_before(v, before, what, killed=False):

@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import osmtest
-from osmtest import (Fail, TempDir, Victim, check, main, no_final_files, one_line_error, osmosis)
+from osmtest import (children, Fail, TempDir, Victim, check, main, no_final_files, one_line_error, osmosis)
 
 VICTIMS_DIR = os.environ.get("VICTIMS_DIR", os.path.dirname(osmtest.VICTIM))
 METHODS = ["copy", "clone", "precopy", "auto"]
@@ -224,21 +224,6 @@ def test_watchdog_covers_threads_held_outside_the_freeze():
         v.verify()
 
 
-def children_of(pid):
-    """(pid, state) of every child of pid, zombies included."""
-    out = []
-    for e in os.listdir("/proc"):
-        if not e.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % e) as f:
-                st = f.read()
-        except OSError:
-            continue
-        rest = st[st.rindex(")") + 2:].split()
-        if int(rest[1]) == pid:
-            out.append((int(e), rest[0]))
-    return out
 
 
 def test_no_zombie_whatever_moment_the_clone_method_is_killed():
@@ -264,13 +249,13 @@ def test_no_zombie_whatever_moment_the_clone_method_is_killed():
             # An intermediate that osmosis's death let go makes its clone and exits on its own
             # (milliseconds); the target's thread reaps it. Nothing may stay.
             deadline = time.time() + 5
-            while children_of(v.pid) and time.time() < deadline:
+            while children(v.pid) and time.time() < deadline:
                 time.sleep(0.02)
-            kids = children_of(v.pid)
+            kids = children(v.pid)
             check(not kids, "kill %d (%s): children of the target: %s" % (i, p.returncode, kids))
         # what the kills left (trampoline pages) the next snapshot removes
         osmtest.snap("--method", "copy", "--sample", "0", "-o", os.path.join(tmp, "tidy"), v.pid)
-        check(not children_of(v.pid), "children after the tidy: %s" % children_of(v.pid))
+        check(not children(v.pid), "children after the tidy: %s" % children(v.pid))
         v.verify()
 
 

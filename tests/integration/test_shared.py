@@ -14,14 +14,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import osmtest
-from osmtest import Core, TempDir, Victim, check, main, manifest, osmosis, snap
+from osmtest import no_write_protection, Core, TempDir, Victim, check, main, manifest, osmosis, snap
 
 SHM_VICTIM = os.environ.get("SHM_VICTIM", "build/tests/shm-victim")
 METHODS = ["copy", "clone", "precopy", "auto"]
 KINDS = ["anon", "sysv", "memfd", "posix"]
 MIB = 1 << 20
 HDR_MAGIC = 0x73686d2d6f736d6f
-PM_UFFD_WP = 1 << 57
 
 
 class Family:
@@ -62,19 +61,6 @@ class Family:
             self.proc.wait(timeout=30)
 
 
-def no_write_protection(pid, start, end, what):
-    with open("/proc/%d/smaps" % pid) as f:
-        for line in f:
-            if line.startswith("VmFlags:"):
-                check(" uw" not in line, "%s: pid %d: a mapping is still registered" %
-                      (what, pid))
-    with open("/proc/%d/pagemap" % pid, "rb") as pm:
-        pm.seek(start // 4096 * 8)
-        data = pm.read((end - start) // 4096 * 8)
-    for i in range(0, len(data), 8):
-        (e,) = struct.unpack_from("<Q", data, i)
-        check(not e & PM_UFFD_WP, "%s: pid %d: page 0x%x still write-protected" %
-              (what, pid, start + i // 8 * 4096))
 
 
 def check_one_instant(out, fam, pids, what):
@@ -151,7 +137,7 @@ def test_one_object_one_capture_under_every_method():
                     shutil.rmtree(out)
                     fam.assert_running()
                     for pid in fam.pids():
-                        no_write_protection(pid, fam.base, fam.base + fam.size, what)
+                        no_write_protection(pid, what, fam.base, fam.base + fam.size)
 
 
 def test_nothing_is_allocated_in_the_freeze_under_every_method():
@@ -226,7 +212,7 @@ def test_mapper_exiting_during_the_rounds_costs_a_round_not_a_copy_in_the_pause(
                   (what, man["pause_us"] / 1000, o["copied_in_pause_bytes"], o["kept_reason"]))
             shutil.rmtree(out)
             for pid in alive:
-                no_write_protection(pid, fam.base, fam.base + fam.size, what)
+                no_write_protection(pid, what, fam.base, fam.base + fam.size)
 
 
 def test_writers_outside_the_snapshot_are_recorded():
