@@ -2,10 +2,12 @@
 # Run the whole suite in build dir $1 and end with one line "N passed, N failed".
 set -u
 build=${1:-build-check}
+start=$(date +%s)
 meson test -C "$build" --num-processes 2 --print-errorlogs --timeout-multiplier 3 >"$build/test-output.txt" 2>&1
 rc=$?
+echo "the suite took $(($(date +%s) - start)) s" >>"$build/test-output.txt"
 # Show each test's one-line verdict, then the failures' logs.
-grep -E '^ *[0-9]+/[0-9]+ ' "$build/test-output.txt" || cat "$build/test-output.txt"
+grep -E '^ *[0-9]+/[0-9]+ |^the suite took' "$build/test-output.txt" || cat "$build/test-output.txt"
 python3 - "$build/meson-logs/testlog.json" <<'PY'
 import json, sys
 passed = failed = skipped = 0

@@ -400,9 +400,7 @@ int capture_frozen(struct capture *c)
 	}
 	if (c->state_only)
 		return 0;
-	t0 = now_ns();
 	r = shared_frozen(c); /* the shared objects' written pages found: "written" */
-	timeline_pause_part(c->tl, PAUSE_WRITTEN, now_ns() - t0);
 	if (r < 0)
 		return log_error(r, "cannot plan the copy of the shared objects: %s", strerror(-r));
 	t0 = now_ns();

@@ -909,7 +909,7 @@ int shared_frozen_assign(struct capture *c, struct target *t)
 	return 0;
 }
 
-int shared_frozen(struct capture *c)
+static int find_frozen(struct capture *c)
 {
 	struct shared_set *ss = c->shared;
 	int r;
@@ -978,6 +978,18 @@ int shared_frozen(struct capture *c)
 		}
 	}
 	return 0;
+}
+
+int shared_frozen(struct capture *c)
+{
+	uint64_t t0 = now_ns();
+	int r;
+
+	if (!c->shared || c->shared->n == 0)
+		return 0; /* nothing looked at: no "written" time */
+	r = find_frozen(c);
+	timeline_pause_part(c->tl, PAUSE_WRITTEN, now_ns() - t0);
+	return r;
 }
 
 uint64_t shared_frozen_bytes(const struct capture *c)

@@ -169,7 +169,7 @@ def test_postgres_tree_under_every_method():
             # seconds), short enough that the test does not wait long after the snapshot; on a
             # machine so loaded that it ended before the freeze (no backend in the snapshot),
             # once more with a longer run.
-            for seconds in (30, 150):
+            for seconds in (20, 150):
                 bench = pg.pgbench("-n", "-c", 20, "-j", 2, "-T", seconds)
                 deadline = time.time() + 120
                 while len(pg.backends()) < 20:
