@@ -18,7 +18,7 @@
 
 struct copier {
 	pthread_t threads[MAX_WORKERS];
-	unsigned n_threads;
+	unsigned n_threads, ready; /* ready: workers started */
 	size_t page_size;
 
 	pthread_mutex_t lock;
@@ -137,6 +137,8 @@ static void *worker_main(void *arg)
 	uint64_t seen = 0;
 
 	pthread_mutex_lock(&c->lock);
+	c->ready++; /* copier_new waits for every worker's start */
+	pthread_cond_broadcast(&c->done);
 	for (;;) {
 		while (!c->quit && c->generation == seen)
 			pthread_cond_wait(&c->start, &c->lock);
@@ -173,6 +175,12 @@ struct copier *copier_new(unsigned n_workers, size_t page_size)
 		c->n_threads++;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Each worker started before any freeze: a thread's first steps may allocate, and its
+	 * start would otherwise fall in the pause on a loaded machine. */
+	pthread_mutex_lock(&c->lock);
+	while (c->ready < c->n_threads)
+		pthread_cond_wait(&c->done, &c->lock);
+	pthread_mutex_unlock(&c->lock);
 	return c;
 }
 

@@ -25,7 +25,7 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	pthread_t thread;
-	bool running, armed;
+	bool running, armed, started;
 	uint64_t deadline; /* CLOCK_MONOTONIC ns */
 } wd = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -69,6 +69,8 @@ static void *watchdog_main(void *arg)
 {
 	(void)arg;
 	pthread_mutex_lock(&wd.lock);
+	wd.started = true; /* guard_watchdog_arm waits for this */
+	pthread_cond_broadcast(&wd.cond);
 	while (wd.armed) {
 		uint64_t now = now_ns();
 		struct timespec ts;
@@ -131,6 +133,12 @@ int guard_watchdog_arm(uint64_t max_pause_ns)
 		return -r;
 	}
 	wd.running = true;
+	/* Watching from the moment this returns, and its start (which may allocate: a thread's
+	 * first steps) done before any freeze. */
+	pthread_mutex_lock(&wd.lock);
+	while (!wd.started)
+		pthread_cond_wait(&wd.cond, &wd.lock);
+	pthread_mutex_unlock(&wd.lock);
 	return 0;
 }
 
@@ -144,6 +152,7 @@ void guard_watchdog_disarm(void)
 	pthread_mutex_unlock(&wd.lock);
 	pthread_join(wd.thread, NULL);
 	wd.running = false;
+	wd.started = false;
 }
 
 void guard_set_max_pause(uint64_t max_pause_ns)
