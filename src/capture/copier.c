@@ -24,6 +24,7 @@ struct copier {
 	pthread_mutex_t lock;
 	pthread_cond_t start, done;
 	uint64_t generation; /* bumped for every run */
+	bool frozen;	     /* this run copies out of frozen targets: workers at real-time */
 	unsigned busy;	     /* workers still inside the current run */
 	bool quit;
 
@@ -145,8 +146,13 @@ static void *worker_main(void *arg)
 		if (c->quit)
 			break;
 		seen = c->generation;
+		bool frozen = c->frozen;
 		pthread_mutex_unlock(&c->lock);
+		struct sched_hold h = {0};
+		if (frozen)
+			sched_hold_begin(&h);
 		drain(c);
+		sched_hold_end(&h);
 		pthread_mutex_lock(&c->lock);
 		if (--c->busy == 0)
 			pthread_cond_broadcast(&c->done);
@@ -184,12 +190,13 @@ struct copier *copier_new(unsigned n_workers, size_t page_size)
 	return c;
 }
 
-static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold)
+static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold, bool frozen)
 {
 	int r;
 
 	pthread_mutex_lock(&c->lock);
 	c->hold = hold;
+	c->frozen = frozen;
 	c->jobs = jobs;
 	c->n_jobs = n_jobs;
 	atomic_store(&c->next, 0);
@@ -222,12 +229,17 @@ static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold
 
 int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs)
 {
-	return run(c, jobs, n_jobs, false);
+	return run(c, jobs, n_jobs, false, false);
+}
+
+int copier_run_frozen(struct copier *c, struct copy_job *jobs, size_t n_jobs)
+{
+	return run(c, jobs, n_jobs, false, true);
 }
 
 int copier_run_held(struct copier *c, struct copy_job *jobs, size_t n_jobs)
 {
-	return run(c, jobs, n_jobs, true);
+	return run(c, jobs, n_jobs, true, false);
 }
 
 void copier_free(struct copier *c)

@@ -68,6 +68,10 @@ int guard_signal(void)
 static void *watchdog_main(void *arg)
 {
 	(void)arg;
+	/* Above the freeze's real-time threads (base/sched.h), so that it fires on one CPU too;
+	 * it sleeps but for a few microseconds. Left as it is where not permitted. */
+	struct sched_param sp = {.sched_priority = sched_get_priority_min(SCHED_FIFO) + 1};
+	(void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
 	pthread_mutex_lock(&wd.lock);
 	wd.started = true; /* guard_watchdog_arm waits for this */
 	pthread_cond_broadcast(&wd.cond);

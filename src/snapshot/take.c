@@ -501,6 +501,7 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	timeline_end(tl, ph);
 	/* Clones ended and buffers given back before the manifest, so that the timeline holds it.
 	 */
+	tl->max_memory = capture_budget_limit(&cap); /* with the shared objects held besides */
 	ph = timeline_begin(tl, "release", 0);
 	capture_release(&cap);
 	timeline_end(tl, ph);
