@@ -134,9 +134,9 @@ bool capture_staged(const struct target *t);
  * pre_maps mapping of one gets its shared_object id), find mappers outside the set, map each
  * object's buffer. Returns 0 or a negative errno; logs. */
 int shared_collect(struct capture *c);
-/* Copy jobs the shared objects may need in the freeze. */
 /* Whether t maps a shared object whose writes are tracked (t gets a userfaultfd for it). */
 bool shared_tracks(const struct capture *c, const struct target *t);
+/* Copy jobs the shared objects may need in the freeze. */
 size_t shared_jobs_bound(const struct capture *c);
 /* Bytes the shared objects' buffers may hold (each object once). */
 uint64_t shared_buffer_bytes(const struct capture *c);
