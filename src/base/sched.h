@@ -50,8 +50,10 @@ void sched_aside_check(struct sched_aside *a);
  * at load 10 on 2 CPUs, copy and scans taking 5-10x their time on a quiet machine).
  * sched_freeze_raise makes the calling thread (the freezing one) SCHED_FIFO at the lowest
  * real-time priority (sched_hold_begin, below) until sched_freeze_lower, and the copy workers
- * take the same for each copy inside the freeze (copier_run_frozen); the watchdog sits one
- * priority above them, so that --max-pause holds even on one CPU. The freeze only waits
+ * take the same for the first 50 ms of the copy inside the freeze (copier_run_frozen: a copy of
+ * gigabytes must not hold every CPU from the machine's other services for seconds; the freezing
+ * thread holds one CPU at most, for at most --max-pause); the watchdog sits one priority above
+ * them, so that --max-pause holds even on one CPU. The freeze only waits
  * (sleeps) for the targets' threads to stop, never spins, so those threads get the CPU they
  * need to stop; and the kernel's real-time throttling (sched_rt_runtime_us) bounds it in any
  * case. Without CAP_SYS_NICE or an RLIMIT_RTPRIO, the freeze runs at no less than normal

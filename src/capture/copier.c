@@ -10,11 +10,16 @@
 #include <unistd.h>
 
 #include "base/sched.h"
+#include "base/timeutil.h"
 #include "base/util.h"
 #include "capture/copier.h"
 #include "freeze/guard.h"
 
 #define MAX_WORKERS 64
+/* The workers copy at real-time priority for the first this much of a copy in the freeze, then
+ * at their own: a copy of gigabytes in the pause must not take every CPU of the machine from its
+ * other services for seconds (the freezing thread keeps its one CPU: base/sched.h). */
+#define COPY_RT_NS (50ull * 1000000ull)
 
 struct copier {
 	pthread_t threads[MAX_WORKERS];
@@ -23,9 +28,10 @@ struct copier {
 
 	pthread_mutex_t lock;
 	pthread_cond_t start, done;
-	uint64_t generation; /* bumped for every run */
-	bool frozen;	     /* this run copies out of frozen targets: workers at real-time */
-	unsigned busy;	     /* workers still inside the current run */
+	uint64_t generation;  /* bumped for every run */
+	bool frozen;	      /* this run copies out of frozen targets: workers at real-time */
+	uint64_t rt_until_ns; /* ... until then (CLOCK_MONOTONIC) */
+	unsigned busy;	      /* workers still inside the current run */
 	bool quit;
 
 	struct copy_job *jobs;
@@ -119,12 +125,15 @@ static void copy_job_hold(struct copy_job *j, size_t page_size, bool hold)
 	}
 }
 
-static void drain(struct copier *c)
+static void drain(struct copier *c, struct sched_hold *rt)
 {
 	for (;;) {
 		size_t i;
 		if (atomic_load(&c->abort))
 			return;
+		if (rt && rt->held && now_ns() >= c->rt_until_ns)
+			sched_hold_end(
+			    rt); /* a long copy: the machine's other work gets its CPUs */
 		i = atomic_fetch_add(&c->next, 1);
 		if (i >= c->n_jobs)
 			return;
@@ -151,7 +160,7 @@ static void *worker_main(void *arg)
 		struct sched_hold h = {0};
 		if (frozen)
 			sched_hold_begin(&h);
-		drain(c);
+		drain(c, &h);
 		sched_hold_end(&h);
 		pthread_mutex_lock(&c->lock);
 		if (--c->busy == 0)
@@ -197,6 +206,7 @@ static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold
 	pthread_mutex_lock(&c->lock);
 	c->hold = hold;
 	c->frozen = frozen;
+	c->rt_until_ns = now_ns() + COPY_RT_NS;
 	c->jobs = jobs;
 	c->n_jobs = n_jobs;
 	atomic_store(&c->next, 0);
