@@ -158,6 +158,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--methods", default="auto,copy,clone,precopy")
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--copy-max-memory", default="3G",
+                    help="--max-memory of the copy rows (set and private alike): the copy "
+                    "method holds all of a target's memory, more than the default budget")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/shared.py runs as root (osmosis reads shared objects through "
@@ -181,6 +184,8 @@ def main():
                     rs = []
                     for i in range(a.runs):
                         args = ["--method", m] + (["--tree"] if kind == "anon" else [])
+                        if m == "copy" and a.copy_max_memory:
+                            args += ["--max-memory", a.copy_max_memory]
                         try:
                             rs.append(snap_once(a.osmosis, args + [str(fam.pid)],
                                                 os.path.join(tmp, "%s-%s-%d" % (label, m, i)),
@@ -211,6 +216,9 @@ def main():
     print("%d processes sharing %d MiB, each writer writing its 1 MiB nonstop; private: one "
           "process, %d MiB, %d threads writing 1 MiB each; median of %d runs" %
           (a.procs + 1, a.size_mib, a.size_mib, a.procs, a.runs))
+    if a.copy_max_memory and "copy" in methods:
+        print("  copy rows: --max-memory %s (set and private alike); other rows: osmosis's "
+              "default budget" % a.copy_max_memory)
     for label, procs, threads, anon, shmem in victims:
         print("  victim %-8s %d processes, %d threads; resident: %s private (all processes), "
               "%s shared" % (label, procs, threads, fmt_bytes(anon), fmt_bytes(shmem)))
