@@ -103,9 +103,7 @@ void sched_freeze_raise(struct sched_freeze *f)
 	struct dirent *de;
 
 	f->n = 0;
-	if (!d)
-		return;
-	while ((de = readdir(d)) && f->n < SCHED_FREEZE_MAX) {
+	while (d && (de = readdir(d)) && f->n < SCHED_FREEZE_MAX) {
 		pid_t tid = (pid_t)strtol(de->d_name, NULL, 10);
 		int nice;
 
@@ -123,11 +121,14 @@ void sched_freeze_raise(struct sched_freeze *f)
 		f->v[f->n].nice = nice;
 		f->n++;
 	}
-	closedir(d);
+	if (d)
+		closedir(d);
+	sched_hold_begin(&f->rt);
 }
 
 void sched_freeze_lower(struct sched_freeze *f)
 {
+	sched_hold_end(&f->rt);
 	for (size_t i = 0; i < f->n; i++)
 		setpriority(PRIO_PROCESS, (id_t)f->v[i].tid, f->v[i].nice);
 	f->n = 0;

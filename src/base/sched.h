@@ -43,13 +43,31 @@ void sched_step_back(struct sched_aside *a);
 void sched_aside_check(struct sched_aside *a);
 
 /*
- * The freeze runs at no less than normal priority: a nice value inherited (a unit's Nice=, a
- * user's nice(1)) would let the CPU hogs beside the targets starve osmosis while it holds
- * them stopped. sched_freeze_raise takes every thread of osmosis with a positive nice value to
- * nice 0 when it may (CAP_SYS_NICE or RLIMIT_NICE); sched_freeze_lower gives each its value
- * back after the thaw. Threads beyond SCHED_FREEZE_MAX are left as they are.
+ * The freeze runs at real-time priority. While the targets are stopped, every millisecond osmosis
+ * waits for a CPU is a millisecond of their pause: on a machine whose CPUs are shared by CPU hogs
+ * (the case being diagnosed, often) an ordinary thread gets a fraction of one, and the pause
+ * stretched to several times its work (measured: a PostgreSQL of 26 processes paused 230-300 ms
+ * at load 10 on 2 CPUs, copy and scans taking 5-10x their time on a quiet machine).
+ * sched_freeze_raise makes the calling thread (the freezing one) SCHED_FIFO at the lowest
+ * real-time priority (sched_hold_begin, below) until sched_freeze_lower, and the copy workers
+ * take the same for the first 50 ms of the copy inside the freeze (copier_run_frozen: a copy of
+ * gigabytes must not hold every CPU from the machine's other services for seconds; the freezing
+ * thread holds one CPU at most, for at most --max-pause); the watchdog sits one priority above
+ * them, so that --max-pause holds even on one CPU. The freeze only waits
+ * (sleeps) for the targets' threads to stop, never spins, so those threads get the CPU they
+ * need to stop; and the kernel's real-time throttling (sched_rt_runtime_us) bounds it in any
+ * case. Without CAP_SYS_NICE or an RLIMIT_RTPRIO, the freeze runs at no less than normal
+ * priority: every thread of osmosis with a positive nice value (a unit's Nice=, a user's
+ * nice(1)) is taken to nice 0 when it may (RLIMIT_NICE), and given its value back after the
+ * thaw. Threads beyond SCHED_FREEZE_MAX are left as they are.
  */
 #define SCHED_FREEZE_MAX 64
+
+struct sched_hold {
+	bool held; /* at SCHED_FIFO now: policy and sp to take back */
+	int policy;
+	struct sched_param sp;
+};
 
 struct sched_freeze {
 	size_t n;
@@ -57,6 +75,7 @@ struct sched_freeze {
 		pid_t tid;
 		int nice;
 	} v[SCHED_FREEZE_MAX];
+	struct sched_hold rt; /* the freezing thread's real-time hold */
 };
 
 void sched_freeze_raise(struct sched_freeze *f);
@@ -74,11 +93,5 @@ void sched_freeze_lower(struct sched_freeze *f);
  * no longer than the lock. Without CAP_SYS_NICE or an RLIMIT_RTPRIO osmosis runs them as it
  * is; a thread already real-time is left alone.
  */
-struct sched_hold {
-	bool held; /* at SCHED_FIFO now: policy and sp to take back */
-	int policy;
-	struct sched_param sp;
-};
-
 void sched_hold_begin(struct sched_hold *h);
 void sched_hold_end(struct sched_hold *h);

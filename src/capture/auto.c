@@ -34,6 +34,8 @@
 #define INJECT_NS	(500ull * 1000ull)
 #define SCAN_NS_PER_GIB (500ull * 1000ull)
 #define COPY_BPS_GUESS	(8ull * 1000000000ull) /* two copy threads: design/kernel-facts.md */
+/* Below this, a process of a tracked shared object is still copied whole in the freeze. */
+#define AUTO_TRACK_MIN (1ull << 20)
 
 static uint64_t copy_ns(uint64_t bytes, uint64_t bps)
 {
@@ -87,7 +89,13 @@ static int choose_auto(struct capture *c, struct target *t)
 	bool ok;
 	int r;
 
-	if (cp <= cl) {
+	/* A process whose shared object is tracked takes the injection of a userfaultfd anyway:
+	 * tracking its own memory through it costs nothing more before the freeze, and the freeze
+	 * then copies what it wrote, not all of it. Many small processes of one service
+	 * (PostgreSQL's backends) otherwise add their copies up in the pause. */
+	bool tracked_anyway = shared_tracks(c, t) && capture_own_bytes(t) >= AUTO_TRACK_MIN;
+
+	if (cp <= cl && !tracked_anyway) {
 		capture_set_method(t, &capture_copy,
 				   "auto: copying its %s in the freeze (~%.1f ms) costs no more "
 				   "than a clone (~%.1f ms)",

@@ -404,7 +404,7 @@ int capture_frozen(struct capture *c)
 	if (r < 0)
 		return log_error(r, "cannot plan the copy of the shared objects: %s", strerror(-r));
 	t0 = now_ns();
-	r = copier_run(c->copier, c->jobs, c->n_jobs);
+	r = copier_run_frozen(c->copier, c->jobs, c->n_jobs);
 	c->copy_ns = now_ns() - t0;
 	timeline_pause_part(c->tl, PAUSE_COPY, c->copy_ns);
 	capture_note_buffers(c);

@@ -74,6 +74,9 @@ int capture_settle(struct capture *c);
 /* The memory osmosis may use for buffers now: --max-memory, and never more than 90% of what
  * the machine and osmosis's cgroup have available. */
 uint64_t capture_budget(const struct capture *c);
+/* The budget in all: --max-memory (or the default) and, by default, the shared objects held
+ * besides (method.c). */
+uint64_t capture_budget_limit(const struct capture *c);
 /* Record the buffers osmosis holds now in c->peak_buffers if more than before. */
 void capture_note_buffers(struct capture *c);
 int capture_frozen(struct capture *c);
@@ -131,6 +134,8 @@ bool capture_staged(const struct target *t);
  * pre_maps mapping of one gets its shared_object id), find mappers outside the set, map each
  * object's buffer. Returns 0 or a negative errno; logs. */
 int shared_collect(struct capture *c);
+/* Whether t maps a shared object whose writes are tracked (t gets a userfaultfd for it). */
+bool shared_tracks(const struct capture *c, const struct target *t);
 /* Copy jobs the shared objects may need in the freeze. */
 size_t shared_jobs_bound(const struct capture *c);
 /* Bytes the shared objects' buffers may hold (each object once). */

@@ -10,21 +10,28 @@
 #include <unistd.h>
 
 #include "base/sched.h"
+#include "base/timeutil.h"
 #include "base/util.h"
 #include "capture/copier.h"
 #include "freeze/guard.h"
 
 #define MAX_WORKERS 64
+/* The workers copy at real-time priority for the first this much of a copy in the freeze, then
+ * at their own: a copy of gigabytes in the pause must not take every CPU of the machine from its
+ * other services for seconds (the freezing thread keeps its one CPU: base/sched.h). */
+#define COPY_RT_NS (50ull * 1000000ull)
 
 struct copier {
 	pthread_t threads[MAX_WORKERS];
-	unsigned n_threads;
+	unsigned n_threads, ready; /* ready: workers started */
 	size_t page_size;
 
 	pthread_mutex_t lock;
 	pthread_cond_t start, done;
-	uint64_t generation; /* bumped for every run */
-	unsigned busy;	     /* workers still inside the current run */
+	uint64_t generation;  /* bumped for every run */
+	bool frozen;	      /* this run copies out of frozen targets: workers at real-time */
+	uint64_t rt_until_ns; /* ... until then (CLOCK_MONOTONIC) */
+	unsigned busy;	      /* workers still inside the current run */
 	bool quit;
 
 	struct copy_job *jobs;
@@ -118,12 +125,15 @@ static void copy_job_hold(struct copy_job *j, size_t page_size, bool hold)
 	}
 }
 
-static void drain(struct copier *c)
+static void drain(struct copier *c, struct sched_hold *rt)
 {
 	for (;;) {
 		size_t i;
 		if (atomic_load(&c->abort))
 			return;
+		if (rt && rt->held && now_ns() >= c->rt_until_ns)
+			sched_hold_end(
+			    rt); /* a long copy: the machine's other work gets its CPUs */
 		i = atomic_fetch_add(&c->next, 1);
 		if (i >= c->n_jobs)
 			return;
@@ -137,14 +147,21 @@ static void *worker_main(void *arg)
 	uint64_t seen = 0;
 
 	pthread_mutex_lock(&c->lock);
+	c->ready++; /* copier_new waits for every worker's start */
+	pthread_cond_broadcast(&c->done);
 	for (;;) {
 		while (!c->quit && c->generation == seen)
 			pthread_cond_wait(&c->start, &c->lock);
 		if (c->quit)
 			break;
 		seen = c->generation;
+		bool frozen = c->frozen;
 		pthread_mutex_unlock(&c->lock);
-		drain(c);
+		struct sched_hold h = {0};
+		if (frozen)
+			sched_hold_begin(&h);
+		drain(c, &h);
+		sched_hold_end(&h);
 		pthread_mutex_lock(&c->lock);
 		if (--c->busy == 0)
 			pthread_cond_broadcast(&c->done);
@@ -173,15 +190,23 @@ struct copier *copier_new(unsigned n_workers, size_t page_size)
 		c->n_threads++;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Each worker started before any freeze: a thread's first steps may allocate, and its
+	 * start would otherwise fall in the pause on a loaded machine. */
+	pthread_mutex_lock(&c->lock);
+	while (c->ready < c->n_threads)
+		pthread_cond_wait(&c->done, &c->lock);
+	pthread_mutex_unlock(&c->lock);
 	return c;
 }
 
-static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold)
+static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold, bool frozen)
 {
 	int r;
 
 	pthread_mutex_lock(&c->lock);
 	c->hold = hold;
+	c->frozen = frozen;
+	c->rt_until_ns = now_ns() + COPY_RT_NS;
 	c->jobs = jobs;
 	c->n_jobs = n_jobs;
 	atomic_store(&c->next, 0);
@@ -214,12 +239,17 @@ static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold
 
 int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs)
 {
-	return run(c, jobs, n_jobs, false);
+	return run(c, jobs, n_jobs, false, false);
+}
+
+int copier_run_frozen(struct copier *c, struct copy_job *jobs, size_t n_jobs)
+{
+	return run(c, jobs, n_jobs, false, true);
 }
 
 int copier_run_held(struct copier *c, struct copy_job *jobs, size_t n_jobs)
 {
-	return run(c, jobs, n_jobs, true);
+	return run(c, jobs, n_jobs, true, false);
 }
 
 void copier_free(struct copier *c)

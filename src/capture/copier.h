@@ -28,6 +28,11 @@ struct copier *copier_new(unsigned n_workers, size_t page_size);
 /* Run all jobs to completion using the workers and the calling thread. Stops early and returns
  * the guard's error when a signal or the watchdog interrupts. Returns 0 or a negative errno. */
 int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs);
+/* The same inside the freeze: the workers copy at real-time priority, as the freezing thread
+ * does (base/sched.h, the freeze), so that CPU hogs beside the frozen targets do not stretch
+ * the pause; for the first 50 ms of the copy, after which they leave the machine's other work
+ * its CPUs. */
+int copier_run_frozen(struct copier *c, struct copy_job *jobs, size_t n_jobs);
 /* The same for jobs out of a running target (pre-copy's rounds): each process_vm_readv, which
  * pins the target's pages under its mmap lock, made at real-time priority (base/sched.h,
  * sched_hold_begin), so that osmosis is not rescheduled while the lock is held. Jobs are at

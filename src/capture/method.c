@@ -101,12 +101,16 @@ uint64_t capture_budget(const struct capture *c)
 	return c->max_memory ? MIN(c->max_memory + shared_allowance(c, avail), avail) : avail;
 }
 
+uint64_t capture_budget_limit(const struct capture *c)
+{
+	return c->max_memory ? c->max_memory + shared_allowance(c, proc_memory_available_to_self())
+			     : capture_budget(c);
+}
+
 uint64_t capture_budget_left(const struct capture *c)
 {
 	uint64_t held = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
-	uint64_t b = c->max_memory
-			 ? c->max_memory + shared_allowance(c, proc_memory_available_to_self())
-			 : capture_budget(c);
+	uint64_t b = capture_budget_limit(c);
 
 	return b > held ? b - held : 0;
 }
@@ -147,7 +151,8 @@ uint64_t capture_copy_need(const struct target *t)
 
 void capture_note_buffers(struct capture *c)
 {
-	uint64_t n = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
+	uint64_t n = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs) +
+		     shared_buffer_bytes(c);
 
 	c->peak_buffers = MAX(c->peak_buffers, n);
 }

@@ -404,6 +404,17 @@ int shared_collect(struct capture *c)
 	return 0;
 }
 
+bool shared_tracks(const struct capture *c, const struct target *t)
+{
+	for (size_t k = 0; c->shared && k < c->shared->n; k++) {
+		const struct shared_object *o = &c->shared->v[k];
+		for (size_t i = 0; o->track && i < o->n_maps; i++)
+			if (o->maps[i].t == t)
+				return true;
+	}
+	return false;
+}
+
 size_t shared_jobs_bound(const struct capture *c)
 {
 	const struct shared_set *ss = c->shared;

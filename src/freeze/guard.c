@@ -25,7 +25,7 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	pthread_t thread;
-	bool running, armed;
+	bool running, armed, started;
 	uint64_t deadline; /* CLOCK_MONOTONIC ns */
 } wd = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -68,7 +68,13 @@ int guard_signal(void)
 static void *watchdog_main(void *arg)
 {
 	(void)arg;
+	/* Above the freeze's real-time threads (base/sched.h), so that it fires on one CPU too;
+	 * it sleeps but for a few microseconds. Left as it is where not permitted. */
+	struct sched_param sp = {.sched_priority = sched_get_priority_min(SCHED_FIFO) + 1};
+	(void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
 	pthread_mutex_lock(&wd.lock);
+	wd.started = true; /* guard_watchdog_arm waits for this */
+	pthread_cond_broadcast(&wd.cond);
 	while (wd.armed) {
 		uint64_t now = now_ns();
 		struct timespec ts;
@@ -131,6 +137,12 @@ int guard_watchdog_arm(uint64_t max_pause_ns)
 		return -r;
 	}
 	wd.running = true;
+	/* Watching from the moment this returns, and its start (which may allocate: a thread's
+	 * first steps) done before any freeze. */
+	pthread_mutex_lock(&wd.lock);
+	while (!wd.started)
+		pthread_cond_wait(&wd.cond, &wd.lock);
+	pthread_mutex_unlock(&wd.lock);
 	return 0;
 }
 
@@ -144,6 +156,7 @@ void guard_watchdog_disarm(void)
 	pthread_mutex_unlock(&wd.lock);
 	pthread_join(wd.thread, NULL);
 	wd.running = false;
+	wd.started = false;
 }
 
 void guard_set_max_pause(uint64_t max_pause_ns)

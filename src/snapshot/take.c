@@ -420,7 +420,7 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	sched_freeze_raise(&boost);
 	ph = timeline_begin(tl, "freeze", 0);
 	/* From here to the thaw nothing allocates beyond the reservation: counted to be sure. */
-	freeze_allocs = (struct freeze_allocs){.on = true};
+	freeze_allocs_begin();
 	r = freeze_session_freeze(&fs);
 	timeline_end(tl, ph);
 	timeline_pause_part(tl, PAUSE_STOP, now_ns() - fs.t_first_stop);
@@ -437,8 +437,7 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	uint64_t t_resume = now_ns();
 	ph = timeline_begin(tl, "resume", 0);
 	freeze_session_thaw(&fs);
-	freeze_allocs.on = false;
-	tl->allocations_in_freeze = freeze_allocs.count;
+	tl->allocations_in_freeze = freeze_allocs_end();
 	timeline_end(tl, ph);
 	timeline_pause_part(tl, PAUSE_RESUME, fs.t_thawed - t_resume);
 	sched_freeze_lower(&boost);
@@ -502,6 +501,7 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	timeline_end(tl, ph);
 	/* Clones ended and buffers given back before the manifest, so that the timeline holds it.
 	 */
+	tl->max_memory = capture_budget_limit(&cap); /* with the shared objects held besides */
 	ph = timeline_begin(tl, "release", 0);
 	capture_release(&cap);
 	timeline_end(tl, ph);
@@ -537,7 +537,7 @@ out:
 	/* Every path: targets resumed (idempotent), helpers stopped, partial files removed. */
 	progress_end(show_progress && r != 0);
 	freeze_session_thaw(&fs);
-	freeze_allocs.on = false;
+	freeze_allocs_end();
 	sched_freeze_lower(&boost);
 	guard_watchdog_disarm();
 	sched_step_back(&aside);

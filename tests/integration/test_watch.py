@@ -303,7 +303,8 @@ def test_hang_on_a_thread_blocked_without_running():
         check(trig["tid"] and trig["tid"] != trig["pid"], "names the waiter: %s" % trig)
         # the manifest says how long each thread had not run
         th = {t["tid"]: t for p in m["processes"] for t in p["threads"]}
-        check(th[trig["tid"]]["last_ran_ago_ms"] >= 900, "last_ran_ago_ms %s" % th[trig["tid"]])
+        ago = th[trig["tid"]]["last_ran_ago_ms"]
+        check(ago is not None and ago >= 900, "last_ran_ago_ms %s" % th[trig["tid"]])
     crossing_test(["blocked", 1.5], ["--hang", "1"], 1.0, blocked)
 
 

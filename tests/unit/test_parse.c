@@ -7,10 +7,12 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/parse.h"
 #include "base/sched.h"
+#include "base/util.h"
 #include "proc/procfs.h"
 
 static void test_numbers(void **state)
@@ -133,12 +135,37 @@ static void test_sched_hold(void **state)
 	assert_int_equal(sched_setscheduler(0, SCHED_OTHER, &sp), 0);
 }
 
+/* The count of allocations in the freeze: in the suite's sanitized build it sees the C library's
+ * own allocations too (strdup, opendir), not only osmosis's growing helpers. */
+static void test_freeze_allocs(void **state)
+{
+	void *arr = NULL;
+	size_t cap = 0;
+	char *s;
+	(void)state;
+	freeze_allocs_begin();
+	assert_int_equal(grow_array(&arr, &cap, 4, 8), 0);
+	assert_int_equal(freeze_allocs_end(), 1);
+	assert_int_equal(freeze_allocs_end(), 1); /* ended: counts no more */
+	freeze_allocs_begin();
+	s = strdup("x");
+	assert_non_null(s);
+#ifdef OSM_ALLOC_HOOK
+	assert_int_equal(freeze_allocs_end(), 1);
+#else
+	assert_int_equal(freeze_allocs_end(), 0);
+#endif
+	free(s);
+	free(arr);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_numbers),	 cmocka_unit_test(test_durations),
-	    cmocka_unit_test(test_format_bytes), cmocka_unit_test(test_stat),
-	    cmocka_unit_test(test_status_ids),	 cmocka_unit_test(test_sched_hold),
+	    cmocka_unit_test(test_numbers),	  cmocka_unit_test(test_durations),
+	    cmocka_unit_test(test_format_bytes),  cmocka_unit_test(test_stat),
+	    cmocka_unit_test(test_status_ids),	  cmocka_unit_test(test_sched_hold),
+	    cmocka_unit_test(test_freeze_allocs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
