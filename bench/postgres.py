@@ -220,19 +220,25 @@ def gcore_run(a, pg, clients, tmp, seconds):
             "procs": len(pids), "in_run": t1 < b.t0 + seconds}
 
 
-def gcore_estimate(sb, pg):
-    """Bytes of the tree's gcore cores: each core holds the whole segment (gcore reads the
-    untouched pages as zeroes and writes them) and the process's own memory."""
+def gcore_estimate(sb, pg, clients):
+    """Bytes of the tree's gcore cores with `clients` backends serving pgbench: each core holds
+    the whole segment (gcore reads the untouched pages as zeroes and writes them) and the
+    process's own memory. Read between pgbench runs: the client backends are counted, not
+    listed (those of the last run may be exiting still)."""
     seg = parse_size(sb) + (16 << 20)
-    own = 0
+    serving = set(pg.backends())
+    own, aux = 0, 0
     for pid in tree(pg.pm.pid):
+        if pid in serving:
+            continue
+        aux += 1
         try:
             with open("/proc/%d/status" % pid) as f:
                 st = dict(line.split(":", 1) for line in f)
             own += int(st["RssAnon"].split()[0]) * 1024
         except (OSError, KeyError):
             pass
-    return len(tree(pg.pm.pid)) * seg + own
+    return (aux + clients) * seg + own + clients * (own // max(aux, 1))
 
 
 def row(a, sb, clients, tmp):
@@ -262,7 +268,7 @@ def row(a, sb, clients, tmp):
                       file=sys.stderr, flush=True)
             else:
                 failures.append("run %d: the pause never fell inside pgbench's run" % (i + 1))
-        est = gcore_estimate(sb, pg)
+        est = gcore_estimate(sb, pg, clients)
         st = os.statvfs(tmp)
         free = st.f_bavail * st.f_frsize
         if est > a.gcore_max:
