@@ -131,9 +131,9 @@ static void drain(struct copier *c, struct sched_hold *rt)
 		size_t i;
 		if (atomic_load(&c->abort))
 			return;
+		/* A long copy: the machine's other work gets its CPUs back. */
 		if (rt && rt->held && now_ns() >= c->rt_until_ns)
-			sched_hold_end(
-			    rt); /* a long copy: the machine's other work gets its CPUs */
+			sched_hold_end(rt);
 		i = atomic_fetch_add(&c->next, 1);
 		if (i >= c->n_jobs)
 			return;
