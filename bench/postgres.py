@@ -29,6 +29,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -38,6 +39,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import test_postgres as tp  # noqa: E402  (the test's cluster: one way to start one)
+from osmtest import Fail  # noqa: E402
 from shared import floor_ms, fmt_bytes, steal_ticks  # noqa: E402
 
 BASELINE_S = 4.0
@@ -64,6 +66,21 @@ def tree(pid):
     return out
 
 
+class Cluster(tp.Cluster):
+    """The test's cluster, stopped also when its start fails half-way (the postmaster runs
+    before the cluster answers)."""
+
+    def __init__(self, **kw):
+        try:
+            super().__init__(**kw)
+        except BaseException:
+            if getattr(self, "pm", None) is not None:
+                self.stop()
+            elif getattr(self, "dir", None):
+                shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+
+
 def du(path):
     n = 0
     for root, _, files in os.walk(path):
@@ -85,15 +102,28 @@ class Bench:
         self.t0 = time.time()
         self.p = pg.pgbench("-n", "-N", "-c", clients, "-j", 2, "-T", seconds, "-l",
                             "--log-prefix=" + os.path.join(logdir, "tx"))
-        deadline = time.time() + 120
+        self.seconds = seconds
+        deadline = time.time() + 300
         while len(pg.backends()) < clients:
             if self.p.poll() is not None or time.time() > deadline:
+                self.kill()
                 raise RuntimeError("pgbench clients did not connect: %s" %
                                    (self.p.communicate()[1][-2000:],))
             time.sleep(0.1)
 
+    def kill(self):
+        """Ends pgbench at once (on a failure: no figures are read from it)."""
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.communicate()
+        shutil.rmtree(self.logdir, ignore_errors=True)
+
     def finish(self):
-        so, se = self.p.communicate(timeout=900)
+        try:
+            so, se = self.p.communicate(timeout=self.seconds + 900)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError("pgbench did not end")
         if self.p.returncode != 0:
             raise RuntimeError("pgbench failed (%d): %s" % (self.p.returncode, se[-2000:]))
         failed = 0
@@ -131,12 +161,17 @@ def snap(osm, pid, out):
     return m, du(out), off
 
 
-def osmosis_run(a, pg, clients, tmp, i):
-    b = Bench(pg, clients, a.seconds, os.path.join(tmp, "log%d" % i))
-    time.sleep(BASELINE_S)
-    t_snap = time.time()
-    m, disk, off = snap(a.osmosis, pg.pm.pid, os.path.join(tmp, "snap%d" % i))
-    shutil.rmtree(os.path.join(tmp, "snap%d" % i))
+def osmosis_run(a, pg, clients, tmp, i, seconds):
+    b = Bench(pg, clients, seconds, os.path.join(tmp, "log%d" % i))
+    try:
+        time.sleep(BASELINE_S)
+        t_snap = time.time()
+        m, disk, off = snap(a.osmosis, pg.pm.pid, os.path.join(tmp, "snap%d" % i))
+    except BaseException:
+        b.kill()
+        raise
+    finally:
+        shutil.rmtree(os.path.join(tmp, "snap%d" % i), ignore_errors=True)
     tx, failed = b.finish()
     tl = m["timeline"]
     p0 = tl["start_ns"] / 1e9 + tl["pause_start_us"] / 1e6 + off
@@ -144,49 +179,110 @@ def osmosis_run(a, pg, clients, tmp, i):
     objs = sorted(m.get("shared_objects", []), key=lambda o: -o["size"])
     big = objs[0] if objs else {}
     captured = sum(1 for p in m["processes"] if p.get("capture") == "memory")
+    # pgbench's clock starts once its clients are connected: b.t0 + seconds is the earliest
+    # it can end. A pause after that measured nothing of pgbench.
     return {"pause": m["pause_us"] / 1000, "breakdown": tl.get("pause_breakdown_us", {}),
             "stall": worst_during(tx, p0, p1),
             "base": worst_during(tx, b.t0 + 1.0, t_snap),
             "failed": failed, "rss": tl["peak_rss"], "disk": disk,
             "in_pause": sum(o["copied_in_pause_bytes"] for o in objs),
+            "seg": big.get("size", 0), "seg_maps": len(big.get("mapped_by", [])),
             "kept": big.get("kept", "-"), "reason": big.get("kept_reason"),
             "procs": len(m["processes"]), "captured": captured,
-            "in_run": p1 < b.t0 + a.seconds, "total": m["total_ms"] / 1000}
+            "in_run": p1 < b.t0 + seconds, "to_pause": p1 - t_snap,
+            "total": m["total_ms"] / 1000, "tx": len(tx)}
 
 
-def gcore_run(a, pg, clients, tmp):
-    b = Bench(pg, clients, a.seconds * 4, os.path.join(tmp, "logg"))
-    time.sleep(BASELINE_S)
+def gcore_run(a, pg, clients, tmp, seconds):
+    b = Bench(pg, clients, seconds, os.path.join(tmp, "logg"))
     out = os.path.join(tmp, "gcore")
-    os.makedirs(out)
-    t0 = time.time()
-    pids = tree(pg.pm.pid)
-    longest = 0.0
-    for pid in pids:
-        s = time.time()
-        subprocess.run(["gcore", "-o", os.path.join(out, "core"), str(pid)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
-        longest = max(longest, time.time() - s)
-    t1 = time.time()
-    disk = du(out)
-    shutil.rmtree(out)
+    try:
+        time.sleep(BASELINE_S)
+        os.makedirs(out)
+        t0 = time.time()
+        pids = tree(pg.pm.pid)
+        longest = 0.0
+        for pid in pids:
+            s = time.time()
+            subprocess.run(["gcore", "-o", os.path.join(out, "core"), str(pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
+            longest = max(longest, time.time() - s)
+        t1 = time.time()
+        disk = du(out)
+    except BaseException:
+        b.kill()
+        raise
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     tx, failed = b.finish()
     return {"total": t1 - t0, "longest": longest * 1000, "stall": worst_during(tx, t0, t1),
             "base": worst_during(tx, b.t0 + 1.0, t0), "failed": failed, "disk": disk,
-            "procs": len(pids), "in_run": t1 < b.t0 + a.seconds * 4}
+            "procs": len(pids), "in_run": t1 < b.t0 + seconds}
+
+
+def gcore_estimate(sb, pg, clients):
+    """Bytes of the tree's gcore cores with `clients` backends serving pgbench: each core holds
+    the whole segment (gcore reads the untouched pages as zeroes and writes them) and the
+    process's own memory. Read between pgbench runs: the client backends are counted, not
+    listed (those of the last run may be exiting still)."""
+    seg = parse_size(sb) + (16 << 20)
+    serving = set(pg.backends())
+    own, aux = 0, 0
+    for pid in tree(pg.pm.pid):
+        if pid in serving:
+            continue
+        aux += 1
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                st = dict(line.split(":", 1) for line in f)
+            own += int(st["RssAnon"].split()[0]) * 1024
+        except (OSError, KeyError):
+            pass
+    return (aux + clients) * seg + own + clients * (own // max(aux, 1))
 
 
 def row(a, sb, clients, tmp):
-    pg = tp.Cluster(shared_buffers=sb, max_connections=clients + 10)
+    """(osmosis runs, gcore result or None, why gcore was not run, failures)."""
+    pg = Cluster(shared_buffers=sb, max_connections=clients + 10)
+    runs, failures, g, why = [], [], None, None
     try:
         r = subprocess.run(tp.as_user([tp.PGBIN + "/pgbench", "-i", "-q", "-s", str(a.scale)]),
                            capture_output=True, text=True, env=pg.env, timeout=1800)
         if r.returncode != 0:
             raise RuntimeError("pgbench -i: %s" % r.stderr)
-        runs = [osmosis_run(a, pg, clients, tmp, i) for i in range(a.runs)]
-        est = (clients + 8) * (parse_size(sb) + (32 << 20))
-        g = gcore_run(a, pg, clients, tmp) if est <= a.gcore_max else None
-        return runs, g, est
+        seconds = a.seconds
+        for i in range(a.runs):
+            for attempt in range(3):
+                try:
+                    res = osmosis_run(a, pg, clients, tmp, i, seconds)
+                except RuntimeError as e:
+                    failures.append("run %d: %s" % (i + 1, e))
+                    break
+                # the next pgbench lasts long enough for the pause to fall inside it, with room
+                seconds = max(seconds, int(BASELINE_S + 2 * res["to_pause"] + 10))
+                if res["in_run"]:
+                    runs.append(res)
+                    break
+                print("    %s:%d run %d: the pause fell after pgbench ended (load %.1f); "
+                      "again with -T %d" % (sb, clients, i + 1, os.getloadavg()[0], seconds),
+                      file=sys.stderr, flush=True)
+            else:
+                failures.append("run %d: the pause never fell inside pgbench's run" % (i + 1))
+        est = gcore_estimate(sb, pg, clients)
+        st = os.statvfs(tmp)
+        free = st.f_bavail * st.f_frsize
+        if est > a.gcore_max:
+            why = "the tree's cores would take ~%s, more than --gcore-max %s" % (
+                fmt_bytes(est), fmt_bytes(a.gcore_max))
+        elif est > free - (8 << 30):
+            why = "the tree's cores would take ~%s; the disk has %s free (8 GiB kept)" % (
+                fmt_bytes(est), fmt_bytes(free))
+        else:
+            try:
+                g = gcore_run(a, pg, clients, tmp, max(4 * a.seconds, seconds))
+            except RuntimeError as e:
+                failures.append("gcore: %s" % e)
+        return runs, g, why, failures
     finally:
         pg.stop()
 
@@ -198,7 +294,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--seconds", type=int, default=25,
-                    help="each pgbench run (the pause must fall inside it)")
+                    help="each pgbench run, at first (longer when a pause fell after its end)")
     ap.add_argument("--gcore-max", default="4G",
                     help="run gcore only when the tree's cores would take at most this")
     ap.add_argument("--dir", default=None)
@@ -208,61 +304,88 @@ def main():
     if os.geteuid() != 0 or not os.path.exists(tp.PGBIN + "/postgres"):
         print("bench/postgres.py runs as root with PostgreSQL 15 installed", file=sys.stderr)
         return 2
+
+    def on_term(sig, frame):
+        raise SystemExit(128 + sig)  # the clusters are stopped in `finally`
+    signal.signal(signal.SIGTERM, on_term)
     tmp = tempfile.mkdtemp(prefix="osmosis-bench-pg-", dir=a.dir)
     os.chmod(tmp, 0o755)
     results = []
-    load0, st0, t_start = os.getloadavg()[0], steal_ticks(), time.time()
+    load0, st0, t_start = os.getloadavg(), steal_ticks(), time.time()
+    floor0 = floor_ms(3)
     try:
         for spec in a.rows.split(","):
             sb, clients = spec.split(":")
-            runs, g, est = row(a, sb, int(clients), tmp)
-            results.append((sb, int(clients), runs, g, est))
-            print("  done %s:%s (%.0f s)" % (sb, clients, time.time() - t_start),
-                  file=sys.stderr, flush=True)
-        floor = floor_ms(3)
+            try:
+                runs, g, why, failures = row(a, sb, int(clients), tmp)
+            except (RuntimeError, Fail) as e:
+                runs, g, why, failures = [], None, "the row failed", [str(e)]
+            results.append((sb, int(clients), runs, g, why, failures))
+            print("  done %s:%s (%.0f s, load %.1f)%s" % (
+                sb, clients, time.time() - t_start, os.getloadavg()[0],
+                "".join("\n    FAILED: " + f for f in failures)), file=sys.stderr, flush=True)
+        floor1 = floor_ms(3)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     st1 = steal_ticks()
     steal = 100.0 * (st1[0] - st0[0]) / max(st1[1] - st0[1], 1)
     u = os.uname()
-    print("osmosis PostgreSQL bench: %s %s, %d CPUs; load %.1f -> %.1f, steal %.1f%%; %.0f s" %
-          (u.nodename, u.release, os.cpu_count(), load0, os.getloadavg()[0], steal,
-           time.time() - t_start))
-    print("PostgreSQL 15, pgbench -N -s %d -j 2, osmosis snap --tree (auto) %d times per row "
-          "(median; max in brackets); stall: the longest latency of a transaction running "
-          "during the pause, against the longest of the %.0f s before (no snapshot)" %
+    print("osmosis PostgreSQL bench: %s %s, %d CPUs; %s -> %s UTC (%.0f s)" %
+          (u.nodename, u.release, os.cpu_count(),
+           time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t_start)),
+           time.strftime("%H:%M:%S", time.gmtime()), time.time() - t_start))
+    print("command: %s" % " ".join(["bench/postgres.py"] + sys.argv[1:]))
+    print("load average %s at the start, %s at the end; steal %.1f%%" %
+          ("/".join("%.1f" % x for x in load0),
+           "/".join("%.1f" % x for x in os.getloadavg()), steal))
+    print("PostgreSQL 15, pgbench -n -N -s %d -j 2 -l, osmosis snap --tree (auto) %d times per "
+          "row, one pgbench run each: the median, the maximum in brackets; stall: the longest "
+          "latency of a transaction running during the pause (gcore: during the whole tree's "
+          "dump), against the longest of the %.0f s before it in the same run (no snapshot)" %
           (a.scale, a.runs, BASELINE_S - 1))
-    hdr = ("%-8s %4s %-8s %16s %17s %11s %6s %11s %10s %7s  %s" %
-           ("SHBUF", "CLI", "WHAT", "PAUSE ms", "STALL/BEFORE ms", "SHBUF PAUSE", "FAILED",
-            "OSM RSS", "DISK", "PROCS", "KEPT / PAUSE BREAKDOWN (us, last run)"))
-    print(hdr)
-    for sb, clients, runs, g, est in results:
-        med = lambda k: statistics.median(r[k] for r in runs)
-        mx = lambda k: max(r[k] for r in runs)
-        last = runs[-1]
-        bd = " ".join("%s=%d" % kv for kv in sorted(last["breakdown"].items(),
-                                                     key=lambda kv: -kv[1]) if kv[1] >= 100)
-        kept = ",".join(sorted({r["kept"] for r in runs}))
-        print("%-8s %4d %-8s %7.1f [%6.1f] %7.1f/%-8.1f %11s %6d %11s %10s %7d  %s; %s%s" %
-              (sb, clients, "osmosis", med("pause"), mx("pause"), med("stall"), med("base"),
-               fmt_bytes(med("in_pause")), sum(r["failed"] for r in runs), fmt_bytes(med("rss")),
-               fmt_bytes(med("disk")), last["procs"], kept, bd,
-               "" if all(r["in_run"] for r in runs) else " (a pause fell after pgbench ended)"))
-        for r in runs:
-            if r["reason"]:
-                print("%-8s %4s %-8s   kept_reason: %s" % ("", "", "", r["reason"]))
-        if g:
-            print("%-8s %4d %-8s %7.1f [%6.0f] %7.1f/%-8.1f %11s %6d %11s %10s %7d  "
-                  "%.1f s for the tree; the longest pause is one process's gcore%s" %
-                  (sb, clients, "gcore", g["longest"], g["longest"], g["stall"], g["base"], "-",
-                   g["failed"], "-", fmt_bytes(g["disk"]), g["procs"], g["total"],
-                   "" if g["in_run"] else " (gcore outlasted pgbench)"))
+    print()
+    print("| shared_buffers | clients | what | pause ms | stall ms / before | segment in pause "
+          "| failed tx | osmosis peak RSS | disk | captured / processes | segment kept |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for sb, clients, runs, g, why, failures in results:
+        if runs:
+            med = lambda k: statistics.median(r[k] for r in runs)
+            mx = lambda k: max(r[k] for r in runs)
+            kept = ",".join(sorted({r["kept"] for r in runs}))
+            print("| %s | %d | osmosis | %.1f [%.1f] | %.1f [%.1f] / %.1f | %s | %d | %s | %s "
+                  "| %s | %s of %s, %d maps |" %
+                  (sb, clients, med("pause"), mx("pause"), med("stall"), mx("stall"),
+                   med("base"), fmt_bytes(med("in_pause")), sum(r["failed"] for r in runs),
+                   fmt_bytes(med("rss")), fmt_bytes(med("disk")),
+                   "/".join(sorted({"%d/%d" % (r["captured"], r["procs"]) for r in runs})),
+                   kept, fmt_bytes(runs[-1]["seg"]), runs[-1]["seg_maps"]))
         else:
-            print("%-8s %4d %-8s  not run: the tree's cores would take ~%s of disk" %
-                  (sb, clients, "gcore", fmt_bytes(est)))
-    print("%-8s %4s %-8s %7.1f ms  (longest gap of a 200 us sleeper over 3 s, nothing running)"
-          % ("floor", "-", "-", floor))
-    return 0
+            print("| %s | %d | osmosis | failed | - | - | - | - | - | - | - |" % (sb, clients))
+        if g:
+            print("| %s | %d | gcore | %.1f (one process) | %.1f / %.1f | - | %d | - | %s | "
+                  "%d | - |" % (sb, clients, g["longest"], g["stall"], g["base"], g["failed"],
+                                fmt_bytes(g["disk"]), g["procs"]))
+        else:
+            print("| %s | %d | gcore | not run: %s | | | | | | | |" % (sb, clients, why))
+    fl = max(floor0, floor1)
+    print("| floor | - | nothing | %.1f | | | | | | | |" % fl)
+    print()
+    print("floor: the longest gap of a 200 us sleeper over 3 s, nothing snapshotted: %.1f ms "
+          "before the rows, %.1f ms after" % (floor0, floor1))
+    for sb, clients, runs, g, why, failures in results:
+        for i, r in enumerate(runs):
+            bd = " ".join("%s=%d" % kv for kv in sorted(r["breakdown"].items(),
+                                                         key=lambda kv: -kv[1]) if kv[1] >= 100)
+            print("  %s:%d run %d: pause %.1f ms (%s us); %d transactions logged; osmosis "
+                  "%.1f s in all%s" % (sb, clients, i + 1, r["pause"], bd, r["tx"], r["total"],
+                                       "; kept_reason: %s" % r["reason"] if r["reason"] else ""))
+        if g:
+            print("  %s:%d gcore: %.1f s for the %d processes one after the other; the longest "
+                  "one %.1f ms%s" % (sb, clients, g["total"], g["procs"], g["longest"],
+                                     "" if g["in_run"] else " (gcore outlasted pgbench)"))
+        for f in failures:
+            print("  %s:%d FAILED: %s" % (sb, clients, f))
+    return 1 if any(f for *_, f in results) else 0
 
 
 if __name__ == "__main__":

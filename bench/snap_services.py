@@ -9,14 +9,19 @@ runs `osmosis snap --tree` of all of them, with and without --compress, and prin
 peak resident memory (from its summary) beside the --max-memory default it chose. Every service
 is stopped at the end, whatever happens.
 
-It does not run `snap --all`: on a shared machine that freezes every other process, the
-session's own machinery among them. The tree holds the same kinds of processes; a quiet machine
-of one's own can add --all.
+--all takes `osmosis snap --all` instead: every process osmosis sees. On a machine of one's own
+that is the machine. On a shared machine it would freeze every other user's processes, so
+--pidns runs the whole bench (itself, the services and osmosis) in a PID namespace of its own
+with its own /proc (`unshare --pid --fork --mount-proc`): there `--all` is every process of that
+namespace, the bench's python (its init) and the services, and nothing of anyone else's. When
+the namespace's init ends, the kernel kills whatever is left in it.
 
 Usage: bench/snap_services.py [--osmosis build/osmosis] [--victim build/bench/osmosis-bench-stall]
-                              [--sizes 256,1024] [--keys 2000000] [--dir /var/tmp] [--all]
+                              [--sizes 256,1024] [--keys 2000000] [--dir /var/tmp]
+                              [--all | --pidns]
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -26,6 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from shared import floor_ms  # noqa: E402
 
 
 def free_port():
@@ -51,6 +59,15 @@ def children(pid):
         return []
 
 
+def is_kthread(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            flags = int(f.read().rsplit(")", 1)[1].split()[6])
+        return bool(flags & 0x00200000)  # PF_KTHREAD
+    except (OSError, ValueError, IndexError):
+        return True  # gone: not counted
+
+
 def stop(p, sig=signal.SIGTERM):
     if p is None or p.poll() is not None:
         return
@@ -70,7 +87,19 @@ def main():
     ap.add_argument("--keys", type=int, default=2000000)
     ap.add_argument("--dir", default="/var/tmp")
     ap.add_argument("--all", action="store_true", help="snap --all instead of the tree")
+    ap.add_argument("--pidns", action="store_true",
+                    help="--all, in a PID namespace of the bench's own (a shared machine)")
     a = ap.parse_args()
+    if a.pidns and os.environ.get("OSMOSIS_BENCH_PIDNS") != "1":
+        if not shutil.which("unshare"):
+            print("skipped: unshare (util-linux) is not installed")
+            return 0
+        env = dict(os.environ, OSMOSIS_BENCH_PIDNS="1")
+        r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable,
+                            os.path.abspath(__file__)] + sys.argv[1:], env=env)
+        return r.returncode
+    if a.pidns:
+        a.all = True
     for tool in ("redis-server", "redis-cli", "nginx"):
         if not shutil.which(tool):
             print("skipped: %s is not installed" % tool)
@@ -119,13 +148,25 @@ http { access_log off; client_body_temp_path %(t)s/body; proxy_temp_path %(t)s/p
 
         with open("/proc/meminfo") as f:
             avail = int(re.search(r"MemAvailable:\s+(\d+)", f.read()).group(1)) * 1024
+        print("%s UTC; command: %s" % (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                                        " ".join(["bench/snap_services.py"] + sys.argv[1:])))
         print("services: redis (%d keys), nginx (master + 2 workers), victims of %s MiB; "
-              "MemAvailable %.1f GiB; load %s" % (a.keys, a.sizes, avail / 2**30,
-                                                  open("/proc/loadavg").read().split()[0]))
-        print("| %-34s | %8s | %12s | %12s | %10s | %9s |" %
-              ("osmosis snap", "total s", "peak RSS MiB", "buffers MiB", "budget MiB", "disk MiB"))
+              "MemAvailable %.1f GiB; load average %s" % (
+                  a.keys, a.sizes, avail / 2**30,
+                  "/".join(open("/proc/loadavg").read().split()[:3])))
+        if a.all:
+            users = [d for d in os.listdir("/proc") if d.isdigit() and not is_kthread(int(d))]
+            print("--all: %d processes in this /proc%s (kernel threads left out by osmosis)" %
+                  (len(users), ", a PID namespace of the bench's own (its init: the bench)"
+                   if a.pidns else ""))
+        print("floor: the longest gap of a 200 us sleeper over 3 s, nothing snapshotted: "
+              "%.1f ms" % floor_ms(3))
+        print("| %-34s | %8s | %12s | %12s | %10s | %9s | %8s | %-22s |" %
+              ("osmosis snap", "total s", "peak RSS MiB", "buffers MiB", "budget MiB", "disk MiB",
+               "pause ms", "captured"))
         print("|------------------------------------|----------|--------------|--------------|"
-              "------------|-----------|")
+              "------------|-----------|----------|------------------------|")
+        verdicts = []
         for extra in ([], ["--compress"]):
             out = os.path.join(tmp, "snap")
             scope = ["--all"] if a.all else ["--tree"] + [str(p) for p in pids]
@@ -143,11 +184,26 @@ http { access_log off; client_body_temp_path %(t)s/body; proxy_temp_path %(t)s/p
             def mib(n, unit):
                 return float(n) * {"B": 2**-20, "KiB": 2**-10, "MiB": 1, "GiB": 1024}[unit]
             disk = sum(os.stat(os.path.join(out, f)).st_blocks * 512 for f in os.listdir(out))
-            print("| %-34s | %8.2f | %12.0f | %12.0f | %10.0f | %9.0f |" %
-                  (" ".join(scope[:1] + extra), dt, mib(m[1], m[2]), mib(m[3], m[4]),
-                   mib(m[5], m[6]), disk / 2**20))
+            with open(os.path.join(out, "manifest.json")) as f:
+                man = json.load(f)
+            procs_m = man["processes"]
+            got = sum(1 for q in procs_m if q.get("capture") == "memory")
+            rss, budget = mib(m[1], m[2]), mib(m[5], m[6])
+            print("| %-34s | %8.2f | %12.0f | %12.0f | %10.0f | %9.0f | %8.1f | %-22s |" %
+                  (" ".join(scope[:1] + extra), dt, rss, mib(m[3], m[4]), budget, disk / 2**20,
+                   man["pause_us"] / 1000, "%d of %d processes" % (got, len(procs_m))))
+            verdicts.append("%s: peak RSS %.0f MiB, budget %.0f MiB: %s" % (
+                " ".join(scope[:1] + extra), rss, budget,
+                "within" if rss <= budget else "OVER"))
+            for q in procs_m:
+                if q.get("capture") != "memory":
+                    verdicts.append("  not captured: pid %d %s: %s%s" % (
+                        q["pid"], q.get("comm"), q.get("capture"),
+                        " (%s)" % q["capture_note"] if q.get("capture_note") else ""))
             sys.stdout.flush()
             shutil.rmtree(out, ignore_errors=True)
+        for v in verdicts:
+            print(v)
     finally:
         for p, sig in reversed(procs):
             stop(p, sig)
