@@ -171,17 +171,17 @@ def vm_pte_kib(pid):
 
 
 def test_writers_page_tables_are_left_as_they_were():
-    """Each writer of a 256 MiB object has touched 1 MiB of it: after snapshots under auto and
+    """Each writer of a 64 MiB object has touched 1 MiB of it: after snapshots under auto and
     precopy (whose rounds scan every mapping for written pages and protect them again), no
     process's page tables grew. The holes of a mapping are not write-protected: that would
-    fill its page tables over the whole object (512 KiB here) and keep them."""
-    with Family("anon", 256, 3, 1) as fam, TempDir() as tmp:
+    fill its page tables over the whole object (128 KiB here) and keep them."""
+    with Family("anon", 64, 3, 1) as fam, TempDir() as tmp:
         before = {p: vm_pte_kib(p) for p in fam.pids()}
         for m in ("auto", "precopy"):
             out = os.path.join(tmp, m)
             snap("--tree", "--method", m, "--sample", "0", "-o", out, fam.pid, timeout=600)
             grown = {p: vm_pte_kib(p) - before[p] for p in fam.pids()}
-            check(all(g <= 128 for g in grown.values()),
+            check(all(g <= 32 for g in grown.values()),
                   "%s: page tables grew (KiB, per pid): %s" % (m, grown))
             check_one_instant(out, fam, fam.pids(), m)
             shutil.rmtree(out)
