@@ -40,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import test_postgres as tp  # noqa: E402  (the test's cluster: one way to start one)
 from osmtest import Fail  # noqa: E402
-from shared import floor_ms, fmt_bytes, steal_ticks  # noqa: E402
+from shared import floor_ms, fmt_bytes, print_header, steal_ticks  # noqa: E402
 
 BASELINE_S = 4.0
 ROWS = "128MB:10,128MB:50,1GB:10,1GB:20,1GB:50,4GB:10,4GB:50"
@@ -327,17 +327,7 @@ def main():
         floor1 = floor_ms(3)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    st1 = steal_ticks()
-    steal = 100.0 * (st1[0] - st0[0]) / max(st1[1] - st0[1], 1)
-    u = os.uname()
-    print("osmosis PostgreSQL bench: %s %s, %d CPUs; %s -> %s UTC (%.0f s)" %
-          (u.nodename, u.release, os.cpu_count(),
-           time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t_start)),
-           time.strftime("%H:%M:%S", time.gmtime()), time.time() - t_start))
-    print("command: %s" % " ".join(["bench/postgres.py"] + sys.argv[1:]))
-    print("load average %s at the start, %s at the end; steal %.1f%%" %
-          ("/".join("%.1f" % x for x in load0),
-           "/".join("%.1f" % x for x in os.getloadavg()), steal))
+    print_header("osmosis PostgreSQL bench", "bench/postgres.py", t_start, load0, st0)
     print("PostgreSQL 15, pgbench -n -N -s %d -j 2 -l, osmosis snap --tree (auto) %d times per "
           "row, one pgbench run each: the median, the maximum in brackets; stall: the longest "
           "latency of a transaction running during the pause (gcore: during the whole tree's "

@@ -38,6 +38,22 @@ def steal_ticks():
     return int(v[7]), sum(int(x) for x in v)
 
 
+def print_header(title, script, t_start, load0, st0):
+    """The lines every bench table starts with: the machine, when, the command, the load and
+    the steal over the run (st0: steal_ticks() at the start)."""
+    st1 = steal_ticks()
+    steal = 100.0 * (st1[0] - st0[0]) / max(st1[1] - st0[1], 1)
+    u = os.uname()
+    print("%s: %s %s, %d CPUs; %s -> %s UTC (%.0f s)" %
+          (title, u.nodename, u.release, os.cpu_count(),
+           time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t_start)),
+           time.strftime("%H:%M:%S", time.gmtime()), time.time() - t_start))
+    print("command: %s" % " ".join([script] + sys.argv[1:]))
+    print("load average %s at the start, %s at the end; steal %.1f%%" %
+          ("/".join("%.1f" % x for x in load0),
+           "/".join("%.1f" % x for x in os.getloadavg()), steal))
+
+
 def snap_once(osm, args, out, want_procs, want_threads):
     t0 = time.time()
     p = subprocess.run([osm, "snap", "-q", "--sample", "0", "-o", out] + args,
@@ -202,17 +218,7 @@ def main():
         floor1 = floor_ms(3)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    st1 = steal_ticks()
-    steal = 100.0 * (st1[0] - st0[0]) / max(st1[1] - st0[1], 1)
-    u = os.uname()
-    print("osmosis shared-memory bench: %s %s, %d CPUs; %s -> %s UTC (%.0f s)" %
-          (u.nodename, u.release, os.cpu_count(),
-           time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t_start)),
-           time.strftime("%H:%M:%S", time.gmtime()), time.time() - t_start))
-    print("command: %s" % " ".join(["bench/shared.py"] + sys.argv[1:]))
-    print("load average %s at the start, %s at the end; steal %.1f%%" %
-          ("/".join("%.1f" % x for x in load0),
-           "/".join("%.1f" % x for x in os.getloadavg()), steal))
+    print_header("osmosis shared-memory bench", "bench/shared.py", t_start, load0, st0)
     print("%d processes sharing %d MiB, each writer writing its 1 MiB nonstop; private: one "
           "process, %d MiB, %d threads writing 1 MiB each; median of %d runs" %
           (a.procs + 1, a.size_mib, a.size_mib, a.procs, a.runs))
