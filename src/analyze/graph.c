@@ -404,7 +404,10 @@ void build_wait_graph(struct analysis *a)
 					snprintf(w->text, sizeof(w->text), "%s fd %d: %s",
 						 w->kind == WAIT_READ ? "reads" : "writes", w->fd,
 						 what);
-					if (!pipe_flows_both_ways(a, t, f))
+					/* Running at the freeze (state R): the call was moving
+					 * data, not waiting for it (redis and redis-benchmark
+					 * each writing its end of one connection). */
+					if (t->t->state != 'R' && !pipe_flows_both_ways(a, t, f))
 						fd_edges(a, t, f, w->kind == WAIT_READ);
 				}
 				break;
