@@ -343,6 +343,41 @@ static void test_reader_and_writer_of_one_pipe_are_not_both_waiting(void **state
 	world_free(w);
 }
 
+static void test_a_thread_running_in_read_or_write_is_not_waiting(void **state)
+{
+	static const size_t threads[] = {1, 1};
+	struct world *w = world_new(2, threads);
+	/* each reads a pipe only the other writes, but both were running (state R) at the freeze:
+	 * the calls were moving data (redis and redis-benchmark writing their ends), no wait */
+	struct osm_fd a[] = {{.fd = 1, .type = "pipe", .inode = 7, .flags = 1},
+			     {.fd = 3, .type = "pipe", .inode = 8, .flags = 0}};
+	struct osm_fd b[] = {{.fd = 0, .type = "pipe", .inode = 7, .flags = 0},
+			     {.fd = 4, .type = "pipe", .inode = 8, .flags = 1}};
+	(void)state;
+	w->p[0].fds = a;
+	w->p[0].n_fds = 2;
+	w->p[1].fds = b;
+	w->p[1].n_fds = 2;
+	T(w, 0, 0)->wait.kind = WAIT_READ;
+	T(w, 0, 0)->wait.fd = 3;
+	T(w, 1, 0)->wait.kind = WAIT_READ;
+	T(w, 1, 0)->wait.fd = 0;
+	T(w, 0, 0)->t->state = 'R';
+	T(w, 1, 0)->t->state = 'R';
+	build_wait_graph(&w->a);
+	find_cycles_and_chains(&w->a);
+	assert_int_equal(T(w, 0, 0)->n_edges, 0);
+	assert_int_equal(T(w, 1, 0)->n_edges, 0);
+	assert_int_equal(w->a.n_cycles, 0);
+	/* asleep in the same calls: the deadlock it is */
+	T(w, 0, 0)->t->state = 'S';
+	T(w, 1, 0)->t->state = 'S';
+	build_wait_graph(&w->a);
+	find_cycles_and_chains(&w->a);
+	assert_int_equal(deadlocks(&w->a), 1);
+	world_free(w);
+}
+
 static void test_proc_locks_parse(void **state)
 {
 	static const char text[] = "1: FLOCK  ADVISORY  WRITE 4118 fe:00:10953883 0 EOF\n"
@@ -411,6 +446,7 @@ int main(void)
 	    cmocka_unit_test(test_waiting_on_its_own_process_alone),
 	    cmocka_unit_test(test_timed_ownerless_waits_can_go_on),
 	    cmocka_unit_test(test_reader_and_writer_of_one_pipe_are_not_both_waiting),
+	    cmocka_unit_test(test_a_thread_running_in_read_or_write_is_not_waiting),
 	    cmocka_unit_test(test_proc_locks_parse),
 	    cmocka_unit_test(test_fd_locks_parse),
 	};
