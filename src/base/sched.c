@@ -6,6 +6,11 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <linux/capability.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -34,67 +39,131 @@ static bool may_take_policy_back(void)
 
 #define WINDOW_NS (100ull * 1000000ull)
 
-/* Nanoseconds the calling thread has waited on a run queue; false if the kernel does not say. */
-static bool run_queue_wait_ns(uint64_t *ret)
+/* Nanoseconds thread tid of osmosis has run on a CPU and waited on a run queue; false if the
+ * kernel does not say. */
+static bool run_queue_ns(pid_t tid, uint64_t *run, uint64_t *wait)
 {
-	char buf[128];
-	uint64_t run = 0;
-	int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	char path[64], buf[128];
+	int fd;
+	ssize_t n;
 
+	snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
 	if (fd >= 0)
 		close(fd);
 	if (n <= 0)
 		return false;
 	buf[n] = 0;
-	return sscanf(buf, "%" SCNu64 " %" SCNu64, &run, ret) == 2;
+	return sscanf(buf, "%" SCNu64 " %" SCNu64, run, wait) == 2;
+}
+
+/* Whether thread tid of osmosis is runnable (R: running or waiting for a CPU). */
+static bool runnable(pid_t tid)
+{
+	char path[64], buf[512];
+	int fd;
+	ssize_t n;
+	const char *p;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] == 'R';
+}
+
+/* Brings the thread aside back (its policy, nice 10) when it waited for a CPU more than half
+ * of a window. The thread aside cannot notice it itself: at SCHED_IDLE on CPUs kept busy, it
+ * ran a few microseconds a second and took 3-5 s to reach its first check (a 16 MiB core beside
+ * eight busy writers took 6 s to write instead of 0.2 s). The watcher sleeps at the normal
+ * policy, so it runs when its window ends. The kernel adds to a thread's wait when it gets a
+ * CPU: a thread that waited all the window and still waits shows none, so a window in which
+ * it wanted a CPU (runnable at its end) and ran not at all counts as waited whole. */
+static void *aside_watcher(void *arg)
+{
+	struct sched_aside *a = arg;
+	struct pollfd pfd = {.fd = a->stop_fd, .events = POLLIN};
+	uint64_t waited = a->waited_ns, ran = a->ran_ns, start = now_ns(), w = 0, r = 0, now;
+
+	for (;;) {
+		int n = poll(&pfd, 1, (int)(WINDOW_NS / 1000000ull));
+
+		if (n > 0 || (n < 0 && errno != EINTR))
+			return NULL;
+		now = now_ns();
+		if (!run_queue_ns(a->tid, &r, &w))
+			w = waited +
+			    (now - start); /* cannot tell: as if it had waited throughout */
+		else if (r == ran && runnable(a->tid))
+			w = MAX(w, waited + (now - start));
+		if ((w - waited) * 2 > now - start)
+			break;
+		start = now;
+		waited = w;
+		ran = r;
+	}
+	log_debug("waited for a CPU %.0f ms of the last %.0f ms at SCHED_IDLE: back, at nice 10",
+		  (double)(w - waited) / 1e6, (double)(now - start) / 1e6);
+	if (sched_setscheduler(a->tid, a->policy, &a->sp) < 0)
+		log_warn("cannot take scheduling policy %d back: %m", a->policy);
+	errno = 0;
+	int nice = getpriority(PRIO_PROCESS, (id_t)a->tid);
+	if (errno == 0)
+		setpriority(PRIO_PROCESS, (id_t)a->tid, MAX(nice, 10));
+	atomic_store(&a->starved, true);
+	return NULL;
 }
 
 void sched_step_aside(struct sched_aside *a, bool may_stay)
 {
 	struct sched_param idle = {0};
 
-	if (a->idle || a->starved)
+	if (a->idle || atomic_load(&a->starved))
 		return;
+	a->tid = gettid();
 	a->policy = sched_getscheduler(0);
+	errno = 0;
+	a->nice = getpriority(PRIO_PROCESS, 0);
+	if (errno)
+		a->policy = -1;
+	/* The watcher is made before the step aside, so that it does not inherit SCHED_IDLE. */
 	if (a->policy >= 0 && sched_getparam(0, &a->sp) == 0 && may_take_policy_back() &&
-	    run_queue_wait_ns(&a->waited_ns) && sched_setscheduler(0, SCHED_IDLE, &idle) == 0) {
-		a->idle = true;
-		a->window_ns = now_ns();
-		return;
+	    run_queue_ns(a->tid, &a->ran_ns, &a->waited_ns) &&
+	    (a->stop_fd = eventfd(0, EFD_CLOEXEC)) >= 0) {
+		if (pthread_create(&a->watcher, NULL, aside_watcher, a) == 0) {
+			if (sched_setscheduler(0, SCHED_IDLE, &idle) == 0) {
+				a->idle = true;
+				return;
+			}
+			eventfd_write(a->stop_fd, 1);
+			pthread_join(a->watcher, NULL);
+		}
+		close(a->stop_fd);
 	}
+	a->stop_fd = -1;
 	if (may_stay)
 		setpriority(PRIO_PROCESS, 0, MAX(getpriority(PRIO_PROCESS, 0), 10));
 }
 
 void sched_step_back(struct sched_aside *a)
 {
-	if (a->idle && sched_setscheduler(0, a->policy, &a->sp) < 0)
-		log_warn("cannot take scheduling policy %d back: %m", a->policy);
-	a->idle = false;
-}
-
-void sched_aside_check(struct sched_aside *a)
-{
-	uint64_t now, waited = a->waited_ns;
-
 	if (!a->idle)
 		return;
-	now = now_ns();
-	if (now - a->window_ns < WINDOW_NS)
-		return;
-	if (!run_queue_wait_ns(&waited) || (waited - a->waited_ns) * 2 > now - a->window_ns) {
-		log_debug("waited for a CPU %.0f ms of the last %.0f ms at SCHED_IDLE: back, at "
-			  "nice 10",
-			  (double)(waited - a->waited_ns) / 1e6,
-			  (double)(now - a->window_ns) / 1e6);
-		sched_step_back(a);
-		setpriority(PRIO_PROCESS, 0, MAX(getpriority(PRIO_PROCESS, 0), 10));
-		a->starved = true;
-		return;
-	}
-	a->window_ns = now;
-	a->waited_ns = waited;
+	eventfd_write(a->stop_fd, 1);
+	pthread_join(a->watcher, NULL);
+	close(a->stop_fd);
+	a->stop_fd = -1;
+	a->idle = false;
+	if (atomic_load(&a->starved))
+		setpriority(PRIO_PROCESS, 0, a->nice); /* the watcher's nice 10 */
+	else if (sched_setscheduler(0, a->policy, &a->sp) < 0)
+		log_warn("cannot take scheduling policy %d back: %m", a->policy);
 }
 
 void sched_freeze_raise(struct sched_freeze *f)

@@ -15,32 +15,39 @@
  *
  * SCHED_IDLE runs only on CPUs nothing else wants: on a machine whose CPUs the targets keep
  * busy (a spinning service, the very case being diagnosed) it would hardly run at all, and a
- * core of gigabytes would take hours while a clone holds its pages. So osmosis watches how long
- * it waits for a CPU (/proc/thread-self/schedstat): waiting more than half of the last 100 ms,
- * it comes back to its policy at nice 10 and stays there. A kernel that does not say how long
- * a thread waited gets nice 10 from the start.
+ * core of gigabytes would take hours while a clone holds its pages. So a watcher thread, asleep
+ * at the normal policy, looks every 100 ms at how long the thread aside waited for a CPU
+ * (/proc/self/task/TID/schedstat): more than half of the window, and it brings that thread back
+ * to its policy at nice 10, where it stays until it steps back. The thread aside cannot see it
+ * itself: at SCHED_IDLE it may not run for seconds. A kernel that does not say how long a thread
+ * waited gets nice 10 from the start.
  */
 #pragma once
 
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct sched_aside {
-	bool idle;    /* at SCHED_IDLE now, policy and sp to take back */
-	bool starved; /* came back for want of a CPU: stays at nice 10 */
-	int policy;
+	bool idle;	      /* at SCHED_IDLE now, policy and sp to take back */
+	_Atomic bool starved; /* came back for want of a CPU: stays at nice 10 */
+	int policy, nice;
 	struct sched_param sp;
-	uint64_t window_ns, waited_ns; /* the current window's start: clock, run-queue wait */
+	pid_t tid;		    /* the thread aside */
+	uint64_t ran_ns, waited_ns; /* its time on a CPU and on a run queue when it stepped aside */
+	pthread_t watcher;
+	int stop_fd; /* eventfd: the watcher ends */
 };
 
-/* Step aside (the calling thread). may_stay: if the policy cannot be taken back, take nice 10
- * for good rather than nothing. */
+/* Step aside (the calling thread), watched. may_stay: if the policy cannot be taken back, take
+ * nice 10 for good rather than nothing. */
 void sched_step_aside(struct sched_aside *a, bool may_stay);
-/* Take back what sched_step_aside took (no-op if nothing). */
+/* Take back what sched_step_aside took, its policy or its nice value (no-op if nothing); the
+ * watcher is ended. */
 void sched_step_back(struct sched_aside *a);
-/* Call often while aside: comes back (nice 10) if osmosis waits for a CPU most of the time. */
-void sched_aside_check(struct sched_aside *a);
 
 /*
  * The freeze runs at real-time priority. While the targets are stopped, every millisecond osmosis

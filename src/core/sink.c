@@ -17,6 +17,9 @@
  * them all in one burst of kernel work. Errors surface at that fsync. */
 #define FLUSH_CHUNK (16u << 20)
 
+/* Written in pieces of at most this: a signal to osmosis is seen between two. */
+#define WRITE_PIECE (1u << 20)
+
 static void file_flush(struct file_sink *fs)
 {
 	uint64_t pos = fs->base.pos;
@@ -34,23 +37,28 @@ static void file_flush(struct file_sink *fs)
 		fs->dropped = fs->flushed;
 	}
 	fs->flushed = pos;
-	if (fs->tick)
-		fs->tick(fs->tick_arg);
 }
 
 static int file_write(struct core_sink *s, const void *buf, size_t len)
 {
 	struct file_sink *fs = (struct file_sink *)s;
-	/* A signal to osmosis ends a core at the next write (a large core takes many seconds;
-	 * osmosis answers within one). */
-	int r = guard_check();
+	const uint8_t *p = buf;
 
-	if (r == 0)
-		r = pwrite_all(fs->fd, buf, len, (off_t)s->pos);
-	if (r < 0)
-		return r;
-	s->pos += len;
-	file_flush(fs);
+	while (len > 0) {
+		size_t n = MIN(len, (size_t)WRITE_PIECE);
+		/* A signal to osmosis ends a core at the next piece (a large core takes many
+		 * seconds; osmosis answers within one). */
+		int r = guard_check();
+
+		if (r == 0)
+			r = pwrite_all(fs->fd, p, n, (off_t)s->pos);
+		if (r < 0)
+			return r;
+		s->pos += n;
+		p += n;
+		len -= n;
+		file_flush(fs);
+	}
 	return 0;
 }
 

@@ -22,8 +22,6 @@ struct file_sink {
 	struct core_sink base;
 	int fd;
 	uint64_t flushed, dropped; /* sent to the disk up to; waited for and dropped up to */
-	void (*tick)(void *arg);   /* if set, called after each chunk sent to the disk */
-	void *tick_arg;
 };
 
 struct mem_sink {

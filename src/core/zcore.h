@@ -52,9 +52,6 @@ struct zstd_sink;
  * (they run at nice 10: the targets come first). Returns NULL when out of memory. */
 struct zstd_sink *zstd_sink_new(struct core_sink *out, int level, unsigned n_workers);
 struct core_sink *zstd_sink_base(struct zstd_sink *z);
-/* If set, tick(arg) is called after each batch of chunks compressed (osmosis checks there that
- * stepping aside does not starve it). */
-void zstd_sink_set_tick(struct zstd_sink *z, void (*tick)(void *arg), void *arg);
 /* Bytes held in its buffers (for osmosis's accounting). */
 size_t zstd_sink_buffer_bytes(const struct zstd_sink *z);
 /* Compressed bytes written so far. */

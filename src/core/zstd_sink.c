@@ -49,8 +49,6 @@ struct zstd_sink {
 	size_t n_idx, cap_idx;
 	uint64_t written; /* compressed bytes */
 	int err;
-	void (*tick)(void *arg);
-	void *tick_arg;
 
 	pthread_t *threads;
 	unsigned n_threads;
@@ -184,8 +182,6 @@ static int flush_batch(struct zstd_sink *z)
 	}
 	z->filled = 0;
 	z->fill = 0;
-	if (z->tick)
-		z->tick(z->tick_arg);
 	return r;
 }
 
@@ -295,12 +291,6 @@ static int zs_finish(struct core_sink *s)
 	if (r == 0)
 		z->written += len;
 	return z->err = r;
-}
-
-void zstd_sink_set_tick(struct zstd_sink *z, void (*tick)(void *arg), void *arg)
-{
-	z->tick = tick;
-	z->tick_arg = arg;
 }
 
 struct core_sink *zstd_sink_base(struct zstd_sink *z)

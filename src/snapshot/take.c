@@ -87,11 +87,6 @@ static int fill_snapshot_header(struct osm_snapshot *s)
 	return s->host && s->kernel ? 0 : -ENOMEM;
 }
 
-static void aside_tick(void *arg)
-{
-	sched_aside_check(arg);
-}
-
 struct core_opts {
 	bool compress;
 	int level;
@@ -136,7 +131,7 @@ static int unplace(struct target *t, int *ret_rfd)
 }
 
 static int write_core(struct snapdir *dir, struct target *t, size_t page_size,
-		      struct sched_aside *aside, const struct core_opts *co)
+		      const struct core_opts *co)
 {
 	struct osm_process *p = t->proc;
 	struct outfile of;
@@ -162,8 +157,6 @@ static int write_core(struct snapdir *dir, struct target *t, size_t page_size,
 	if (r < 0)
 		return log_error(r, "cannot create %s/%s: %m", dir->final, p->core_name);
 	file_sink_init(&fs, of.fd);
-	fs.tick = aside_tick;
-	fs.tick_arg = aside;
 	if (co->compress) {
 		zs = zstd_sink_new(&fs.base, co->level, co->n_workers);
 		if (!zs) {
@@ -171,7 +164,6 @@ static int write_core(struct snapdir *dir, struct target *t, size_t page_size,
 			return log_error(ENOMEM, "cannot start compressing %s/%s: out of memory",
 					 dir->final, p->core_name);
 		}
-		zstd_sink_set_tick(zs, aside_tick, aside);
 		*co->peak_buffers = MAX(*co->peak_buffers, (uint64_t)zstd_sink_buffer_bytes(zs));
 		r = core_write(p, zstd_sink_base(zs), page_size);
 		*co->peak_buffers = MAX(*co->peak_buffers, (uint64_t)zstd_sink_buffer_bytes(zs));
@@ -290,7 +282,7 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	char defdir[512];
 	bool prepared = false, show_progress = o->progress;
 	const char *output = o->output;
-	struct sched_aside aside = {0};
+	struct sched_aside aside = {.stop_fd = -1};
 	struct sched_freeze boost = {0};
 	uint64_t t_start = now_ns();
 	struct osm_timeline *tl;
@@ -489,8 +481,7 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 			t->proc->capture = CAPTURE_STATE;
 			continue;
 		}
-		r = write_core(&dir, t, cap.page_size, &aside, &co);
-		sched_aside_check(&aside);
+		r = write_core(&dir, t, cap.page_size, &co);
 		if (r == 0)
 			r = fault_point("core-written");
 		if (r < 0)
