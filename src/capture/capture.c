@@ -114,6 +114,10 @@ static int reserve(struct capture *c)
 	 * budget. The shared objects' buffers (once each) count against it too. */
 	avail = capture_budget(c);
 	avail -= MIN(avail, shared_buffer_bytes(c));
+	/* and the layouts read before the freeze (reserve_frozen) */
+	for (size_t i = 0; i < c->set->n; i++)
+		if (live(c->set->v[i]))
+			avail -= MIN(avail, capture_ready_estimate(c->set->v[i]));
 	if (total + slack > avail) {
 		if (c->requested == METHOD_AUTO) {
 			/* Clones need no buffer for private memory. */
@@ -189,6 +193,7 @@ static int reserve_frozen(struct capture *c)
 	size_t jobs = shared_jobs_bound(c), largest = 0;
 	int r;
 
+	c->layout_bytes = 0;
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
 		if (!live(t))
@@ -199,6 +204,7 @@ static int reserve_frozen(struct capture *c)
 		if (r < 0)
 			log_debug("pid %d: layout not read before the freeze: %s", t->proc->pid,
 				  strerror(-r));
+		c->layout_bytes += capture_ready_bytes(t);
 		jobs += t->jobs_bound;
 		largest = MAX(largest, t->jobs_bound);
 		if (t->method && t->method->freeze_jobs)

@@ -53,6 +53,7 @@ struct capture {
 	struct osm_snapshot *snap; /* borrowed: capture_finish describes the shared objects */
 	struct osm_timeline *tl;   /* borrowed, may be NULL: phases are recorded there */
 	uint64_t peak_buffers;	   /* the most osmosis held in its buffers at once, bytes */
+	uint64_t layout_bytes;	   /* the targets' layouts read before the freeze (plan.c) */
 
 	/* The memory budget (--max-memory): everything osmosis allocates for the snapshot stays
 	 * within it. 0: only what is available. */
@@ -110,8 +111,9 @@ int capture_job_slot(struct capture *c);
  * not log. A layout that changed since smaps was read gets none (the freeze reads it). */
 int capture_ready_layout(struct capture *c, struct target *t);
 void capture_ready_free(struct target *t);
-/* Bytes the ready layout holds. */
+/* Bytes the ready layout holds; what it will hold, estimated from the layout smaps gave. */
 uint64_t capture_ready_bytes(const struct target *t);
+uint64_t capture_ready_estimate(const struct target *t);
 /* Bytes the arena needs for m. */
 uint64_t capture_planned_size(const struct osm_mapping *m);
 /* Calls emit(off, len) for each run of m's dumped bytes worth reading: with pagemap_fd >= 0 and

@@ -109,7 +109,8 @@ uint64_t capture_budget_limit(const struct capture *c)
 
 uint64_t capture_budget_left(const struct capture *c)
 {
-	uint64_t held = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs);
+	uint64_t held =
+	    c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs) + c->layout_bytes;
 	uint64_t b = capture_budget_limit(c);
 
 	return b > held ? b - held : 0;
@@ -152,7 +153,7 @@ uint64_t capture_copy_need(const struct target *t)
 void capture_note_buffers(struct capture *c)
 {
 	uint64_t n = c->arena.mapped + c->bounce_len + c->cap_jobs * sizeof(*c->jobs) +
-		     shared_buffer_bytes(c);
+		     shared_buffer_bytes(c) + c->layout_bytes;
 
 	c->peak_buffers = MAX(c->peak_buffers, n);
 }

@@ -507,6 +507,17 @@ int capture_ready_layout(struct capture *c, struct target *t)
 	return 0;
 }
 
+/* A line of /proc/PID/maps is 60-120 bytes (longer with a path); each mapping room for a few
+ * extents. A large estimate only makes the reservation smaller. */
+uint64_t capture_ready_estimate(const struct target *t)
+{
+	uint64_t text = (uint64_t)t->n_pre_maps * 160;
+
+	return 2 * (text + text / 2 + TEXT_HEADROOM) +
+	       (uint64_t)t->n_pre_maps *
+		   (sizeof(struct osm_mapping) + 4 * sizeof(struct osm_extent));
+}
+
 uint64_t capture_ready_bytes(const struct target *t)
 {
 	uint64_t n = 2 * (uint64_t)t->text_cap;

@@ -21,26 +21,4 @@
 #define UFFD_FEATURE_WP_ASYNC (1 << 15)
 #endif
 
-#ifndef PAGEMAP_SCAN
-#define PAGE_IS_WPALLOWED (1 << 0)
-#define PAGE_IS_WRITTEN	  (1 << 1)
-#define PAGE_IS_FILE	  (1 << 2)
-#define PAGE_IS_PRESENT	  (1 << 3)
-#define PAGE_IS_SWAPPED	  (1 << 4)
-#define PAGE_IS_PFNZERO	  (1 << 5)
-#define PAGE_IS_HUGE	  (1 << 6)
-
-struct page_region {
-	uint64_t start, end, categories;
-};
-
-#define PM_SCAN_WP_MATCHING   (1 << 0)
-#define PM_SCAN_CHECK_WPASYNC (1 << 1)
-
-struct pm_scan_arg {
-	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-
-#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
-#endif
+#include "base/pagemap.h"

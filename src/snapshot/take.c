@@ -511,9 +511,10 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	r = guard_check();
 	if (r < 0)
 		goto fail;
+	/* Back before the directory takes its name: whoever sees it sees osmosis as it was. */
+	sched_step_back(&aside);
 	if ((r = snapdir_commit(&dir)) < 0)
 		goto out;
-	sched_step_back(&aside);
 	(void)fault_point("committed"); /* complete: only sleep= and sigkill make sense here */
 	res->copied_bytes = cap.copied_bytes;
 	res->copy_ns = cap.copy_ns;

@@ -188,6 +188,22 @@ def test_writers_page_tables_are_left_as_they_were():
         fam.assert_running()
 
 
+def test_an_object_mostly_unused_is_not_held_whole():
+    """A 256 MiB object of which the writers use 3 MiB: osmosis's image of it holds what is
+    there, and its write-out does not read the rest (each page read would fault a zeroed page
+    in, a huge page here): osmosis's peak RSS stays far below the object's size, and the
+    cores hold the object as it was."""
+    with Family("anon", 256, 2, 1, "sparse") as fam, TempDir() as tmp:
+        out = os.path.join(tmp, "s")
+        snap("--tree", "--sample", "0", "-o", out, fam.pid, timeout=600)
+        tl = manifest(out)["timeline"]
+        print("  peak RSS %.1f MiB" % (tl["peak_rss"] / (1 << 20)))
+        check(tl["peak_rss"] < 160 << 20, "osmosis's peak RSS %.1f MiB for a 256 MiB object "
+              "of which 3 MiB is used" % (tl["peak_rss"] / (1 << 20)))
+        check_one_instant(out, fam, fam.pids(), "sparse")
+        fam.assert_running()
+
+
 def test_single_instant_across_writers_of_one_object():
     """Eight processes writing the same object nonstop, snapshots under each method: one
     instant in every core, every time."""

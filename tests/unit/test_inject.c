@@ -81,6 +81,27 @@ static bool maps_contain(pid_t pid, uint64_t addr)
 
 /* A child blocked in read() on req[0]; it writes back the byte it gets to ans[1]. Our copy of
  * ans[1] is closed, so that a lost read makes our read see end of file rather than hang. */
+/* Until pid sits in system call nr (/proc/PID/syscall), at most 30 s: on a loaded machine a
+ * child may wait long for a CPU before it gets there. */
+static void wait_in_syscall(pid_t pid, long nr)
+{
+	char path[64], buf[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	for (int i = 0; i < 30000; i++) {
+		FILE *f = fopen(path, "r");
+		long got = -2;
+		if (f && fgets(buf, sizeof(buf), f))
+			got = strtol(buf, NULL, 10);
+		if (f)
+			fclose(f);
+		if (got == nr && strchr(buf, ' '))
+			return;
+		usleep(1000);
+	}
+	fail_msg("pid %d never entered system call %ld", (int)pid, nr);
+}
+
 static pid_t fork_reader(int req[2], int ans[2])
 {
 	char c;
@@ -97,7 +118,7 @@ static pid_t fork_reader(int req[2], int ans[2])
 		_exit(0);
 	}
 	close(ans[1]);
-	usleep(100000);
+	wait_in_syscall(pid, SYS_read);
 	return pid;
 }
 
@@ -163,7 +184,8 @@ static void test_running_user_code(void **state)
 		for (;;)
 			(*counter)++;
 	}
-	usleep(50000);
+	for (int i = 0; i < 30000 && *counter == 0; i++)
+		usleep(1000);
 	hold(pid, &h);
 	assert_int_equal(arch_gregs_get(pid, &before), 0);
 	assert_true(arch_gregs_syscall_nr(&before) < 0);
@@ -178,7 +200,8 @@ static void test_running_user_code(void **state)
 	assert_memory_equal(&after, &before, sizeof(before));
 	release(&h);
 	uint64_t c0 = *counter;
-	usleep(50000);
+	for (int i = 0; i < 30000 && *counter == c0; i++)
+		usleep(1000);
 	assert_true(*counter > c0); /* runs on */
 	finish(pid);
 }
@@ -206,7 +229,7 @@ static void test_sleeping_child_sleeps_on(void **state)
 		(void)!write(done[1], r == 0 && slept >= 0.39 ? "d" : "e", 1);
 		_exit(0);
 	}
-	usleep(100000);
+	wait_in_syscall(pid, SYS_clock_nanosleep);
 	hold(pid, &h);
 	assert_int_equal(inject_begin(&in, pid, h.procfd, h.memfd, (uint8_t *)h.auxv, h.auxv_len),
 			 0);
@@ -328,10 +351,15 @@ static void test_trampoline_restores_every_register(void **state)
 		    : "rbx", "rdi", "rsi", "rdx", "r8", "r9", "r10", "r12", "r13", "r14", "r15",
 		      "memory", "cc");
 	}
-	usleep(50000);
+	/* Counting before, and counting on after (on a loaded machine the child may wait for a CPU
+	 * for a long time: waited for, up to 30 s each). */
+	for (int i = 0; i < 30000 && *counter == 0; i++)
+		usleep(1000);
+	assert_true(*counter > 0);
 	let_go_inside_the_trampoline(pid, SYS_getpid, &page);
 	int64_t c0 = *counter;
-	usleep(100000);
+	for (int i = 0; i < 30000 && *counter == c0; i++)
+		usleep(1000);
 	assert_true(c0 > 0 && *counter > c0); /* counts on: every register was as before */
 	finish(pid);
 }
@@ -397,7 +425,7 @@ static void assert_restored(pid_t pid, const arch_gregs_t *before, uint64_t mask
 static void assert_runs_on_untouched(pid_t pid)
 {
 	uint64_t c0 = sp->count;
-	for (int i = 0; i < 200 && sp->count == c0; i++)
+	for (int i = 0; i < 30000 && sp->count == c0; i++)
 		usleep(1000);
 	assert_true(sp->count > c0);
 	assert_int_equal(sp->segv, 0);
