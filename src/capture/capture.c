@@ -182,6 +182,62 @@ static int rounds_all(struct capture *c)
 }
 
 /*
+ * Memory that grew after the reservation (a service filling its cache, a process loading data:
+ * pages touched in mappings already there change no line of its maps) would be copied in the
+ * freeze beyond what is left of the reservation, and the target recorded there as not captured.
+ * The ready layouts, read from the pagemaps just now, say what the freeze will copy. When it
+ * does not fit, the largest targets that would copy it go to a clone now, which copies nothing
+ * of its own in the freeze (under auto, or a member of a set); one named alone with --method
+ * copy or precopy is refused with the reason, before anything is frozen.
+ */
+static int fit_the_freeze(struct capture *c)
+{
+	uint64_t left = arena_free_bytes(&c->arena), need = 0;
+	char a[32], b[32];
+
+	for (size_t i = 0; i < c->set->n; i++) {
+		struct target *t = c->set->v[i];
+		if (live(t) && t->method && t->method->freeze_bytes)
+			need += t->method->freeze_bytes(c, t);
+	}
+	while (need > left) {
+		struct target *big = NULL;
+		uint64_t big_n = 0;
+
+		for (size_t i = 0; i < c->set->n; i++) {
+			struct target *t = c->set->v[i];
+			uint64_t n;
+			if (!live(t) || t->no_inject || !t->method || !t->method->freeze_bytes ||
+			    (t->method->id != METHOD_COPY && t->method->id != METHOD_PRECOPY))
+				continue;
+			n = t->method->freeze_bytes(c, t);
+			if (n > big_n) {
+				big = t;
+				big_n = n;
+			}
+		}
+		if (!big)
+			break; /* none can go another way: the freeze records who does not fit */
+		format_bytes(big_n, a, sizeof(a));
+		format_bytes(left, b, sizeof(b));
+		if (c->requested != METHOD_AUTO && !big->optional)
+			return log_error(
+			    ENOBUFS,
+			    "pid %d grew after osmosis reserved memory for it: copying it "
+			    "in the freeze needs %s, more than the %s left (osmosis never "
+			    "maps more during the pause); use --method clone or auto",
+			    big->proc->pid, a, b);
+		capture_set_method(big, &capture_clone,
+				   "%s: its memory grew after osmosis reserved room for it (%s to "
+				   "copy in the freeze, %s left), so a clone",
+				   capture_method_name(c->requested), a, b);
+		need -= big_n;
+		need += big->method->freeze_bytes(c, big);
+	}
+	return 0;
+}
+
+/*
  * What the freeze would otherwise allocate, reserved now (the pause allocates nothing beyond the
  * reservation, base/util.h): each target's layout read and planned with room for its extents
  * (plan.c), and the copy jobs every method may queue for it, with what its method adds (pre-copy:
@@ -210,6 +266,9 @@ static int reserve_frozen(struct capture *c)
 		if (t->method && t->method->freeze_jobs)
 			jobs += t->method->freeze_jobs(c, t);
 	}
+	r = fit_the_freeze(c);
+	if (r < 0)
+		return r;
 	/* A tree's child born meanwhile joins in the freeze, copied: as large as the largest. */
 	jobs += largest;
 	if (grow_array((void **)&c->jobs, &c->cap_jobs, jobs, sizeof(*c->jobs)) < 0)
@@ -349,13 +408,22 @@ static int target_frozen(struct capture *c, struct target *t)
 			"not captured: %s; its copy in the freeze needs more copy jobs than the "
 			"%zu reserved (osmosis allocates nothing during the pause)",
 			t->proc->method_reason ? t->proc->method_reason : "copy", c->cap_jobs)
-		  : asprintf(
-			&t->proc->capture_note,
-			"not captured: %s; copying its %s in the freeze would exceed the %s "
-			"left of the memory reserved (osmosis never maps more during the pause)",
-			t->proc->method_reason ? t->proc->method_reason : "copy",
-			format_bytes(capture_copy_need(t), a, sizeof(a)),
-			format_bytes(arena_free_bytes(&c->arena), b, sizeof(b)))) < 0)
+	     : capture_copy_need(t) < arena_free_bytes(&c->arena)
+		 ? asprintf(
+		       &t->proc->capture_note,
+		       "not captured: %s; its memory grew after it was planned (%s planned), and "
+		       "copying it in the freeze would exceed the %s left of the memory "
+		       "reserved (osmosis never maps more during the pause)",
+		       t->proc->method_reason ? t->proc->method_reason : "copy",
+		       format_bytes(capture_copy_need(t), a, sizeof(a)),
+		       format_bytes(arena_free_bytes(&c->arena), b, sizeof(b)))
+		 : asprintf(&t->proc->capture_note,
+			    "not captured: %s; copying its %s in the freeze would exceed the "
+			    "%s left of the memory reserved (osmosis never maps more during "
+			    "the pause)",
+			    t->proc->method_reason ? t->proc->method_reason : "copy",
+			    format_bytes(capture_copy_need(t), a, sizeof(a)),
+			    format_bytes(arena_free_bytes(&c->arena), b, sizeof(b)))) < 0)
 		t->proc->capture_note = NULL;
 	log_warn("pid %d %s", t->proc->pid,
 		 t->proc->capture_note ? t->proc->capture_note : "not captured");

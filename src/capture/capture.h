@@ -114,6 +114,11 @@ void capture_ready_free(struct target *t);
 /* Bytes the ready layout holds; what it will hold, estimated from the layout smaps gave. */
 uint64_t capture_ready_bytes(const struct target *t);
 uint64_t capture_ready_estimate(const struct target *t);
+/* Bytes of data in t's ready layout, in the private mappings for which whole() says the freeze
+ * copies them whole (whole NULL: all of them); 0 without a ready layout. */
+uint64_t capture_ready_whole_bytes(const struct target *t,
+				   bool (*whole)(const struct target *t,
+						 const struct osm_mapping *m));
 /* Bytes the arena needs for m. */
 uint64_t capture_planned_size(const struct osm_mapping *m);
 /* Calls emit(off, len) for each run of m's dumped bytes worth reading: with pagemap_fd >= 0 and

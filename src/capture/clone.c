@@ -532,6 +532,18 @@ static uint64_t clone_arena_bytes(const struct capture *c, const struct target *
 	return n;
 }
 
+static bool clone_whole(const struct target *t, const struct osm_mapping *m)
+{
+	(void)t;
+	return clone_copies_in_freeze(m);
+}
+
+static uint64_t clone_freeze_bytes(const struct capture *c, const struct target *t)
+{
+	(void)c;
+	return capture_ready_whole_bytes(t, clone_whole);
+}
+
 static int clone_keep(struct capture *c, struct target *t)
 {
 	const char *why = NULL;
@@ -571,6 +583,7 @@ const struct capture_ops capture_clone = {
     .tidy = clone_tidy_leftovers,
     .choose = clone_choose,
     .arena_bytes = clone_arena_bytes,
+    .freeze_bytes = clone_freeze_bytes,
     .frozen = clone_keep,
     .finish = clone_complete,
     .release = clone_release,

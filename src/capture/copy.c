@@ -22,6 +22,12 @@ static uint64_t copy_arena_bytes(const struct capture *c, const struct target *t
 	return t->planned_bytes;
 }
 
+static uint64_t copy_freeze_bytes(const struct capture *c, const struct target *t)
+{
+	(void)c;
+	return capture_ready_whole_bytes(t, NULL);
+}
+
 static int copy_frozen(struct capture *c, struct target *t)
 {
 	return capture_copy_all(c, t, false);
@@ -32,5 +38,6 @@ const struct capture_ops capture_copy = {
     .help = "copied into a reserved buffer during the pause",
     .choose = copy_choose,
     .arena_bytes = copy_arena_bytes,
+    .freeze_bytes = copy_freeze_bytes,
     .frozen = copy_frozen,
 };

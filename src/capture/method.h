@@ -62,6 +62,9 @@ struct capture_ops {
 	void (*review)(struct capture *c, struct target *t);
 	/* copy jobs the method may queue in the freeze beyond one per run of t's layout */
 	size_t (*freeze_jobs)(const struct capture *c, const struct target *t);
+	/* bytes the freeze will copy into the arena for t, from its ready layout (plan.c): what
+	 * the method copies whole there, and what it adds (pre-copy: the pages written since) */
+	uint64_t (*freeze_bytes)(const struct capture *c, const struct target *t);
 	int (*frozen)(struct capture *c, struct target *t);
 	void (*thawed)(struct capture *c, struct target *t);
 	int (*finish)(struct capture *c, struct target *t);

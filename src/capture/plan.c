@@ -410,6 +410,7 @@ void capture_refresh_layout(struct capture *c, struct target *t)
 
 struct runs_count {
 	size_t runs, jobs;
+	uint64_t bytes;
 };
 
 static int count_runs(struct capture *c, struct target *t, struct osm_mapping *m, uint64_t off,
@@ -420,6 +421,7 @@ static int count_runs(struct capture *c, struct target *t, struct osm_mapping *m
 	(void)c, (void)t, (void)m, (void)off;
 	rc->runs++;
 	rc->jobs += len / JOB_MAX + 1;
+	rc->bytes += len;
 	return 0;
 }
 
@@ -476,6 +478,7 @@ int capture_ready_layout(struct capture *c, struct target *t)
 		if (r < 0)
 			break;
 		jobs += rc.jobs;
+		m->present_bytes = rc.bytes;
 		/* Private writable mappings may be pre-copy's: its extents are the runs written
 		 * since the last round, which may be more than the runs present now. */
 		size_t ext = rc.runs + ((m->prot & PROT_WRITE) && !m->shared ? EXT_HEADROOM : 0);
@@ -505,6 +508,20 @@ int capture_ready_layout(struct capture *c, struct target *t)
 	 * again for the pages written or faulted in meanwhile. */
 	t->jobs_bound = MAX(t->jobs_bound, jobs + jobs / 4 + n + 64);
 	return 0;
+}
+
+uint64_t capture_ready_whole_bytes(const struct target *t,
+				   bool (*whole)(const struct target *t,
+						 const struct osm_mapping *m))
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < t->n_ready_maps; i++) {
+		const struct osm_mapping *m = &t->ready_maps[i];
+		if (m->dump_len && !m->shared && (!whole || whole(t, m)))
+			n += m->present_bytes;
+	}
+	return n;
 }
 
 /* A line of /proc/PID/maps is 60-120 bytes (longer with a path); each mapping room for a few

@@ -484,7 +484,7 @@ static int frozen_region(struct capture *c, struct target *t, struct precopy_reg
 }
 
 /* The region tracked for m, if m is still the mapping it was (regions are in address order). */
-static struct precopy_region *find_region(struct target *t, const struct osm_mapping *m)
+static struct precopy_region *find_region(const struct target *t, const struct osm_mapping *m)
 {
 	struct precopy_target *pt = pt_of(t);
 	size_t lo = 0, hi = pt->n_pc;
@@ -723,6 +723,22 @@ bool precopy_last_round(const struct target *t, uint64_t *ret_written, uint64_t 
 	return true;
 }
 
+/* Mappings with no region (new, changed, or not tracked) are copied whole in the freeze; staged,
+ * the written set goes to the arena too. */
+static bool precopy_whole(const struct target *t, const struct osm_mapping *m)
+{
+	return !find_region(t, m);
+}
+
+static uint64_t precopy_freeze_bytes(const struct capture *c, const struct target *t)
+{
+	const struct precopy_target *pt = pt_of(t);
+
+	(void)c;
+	return capture_ready_whole_bytes(t, precopy_whole) +
+	       (pt && capture_staged(t) ? 2 * pt->last_written : 0);
+}
+
 /* Written runs in the freeze: about what the last round found, and as much again. */
 static size_t precopy_freeze_jobs(const struct capture *c, const struct target *t)
 {
@@ -761,6 +777,7 @@ const struct capture_ops capture_precopy = {
     .arena_bytes = precopy_arena,
     .rounds = precopy_run_rounds,
     .freeze_jobs = precopy_freeze_jobs,
+    .freeze_bytes = precopy_freeze_bytes,
     .frozen = precopy_keep,
     .thawed = precopy_thawed,
     .abandon = precopy_abandon,

@@ -81,9 +81,10 @@ struct osm_mapping {
 	char *path;	  /* NULL for anonymous; "[heap]" etc. as the kernel names them */
 	uint64_t vmflags; /* VMF_* from smaps */
 	uint64_t anon_bytes, rss_bytes, swap_bytes; /* from smaps, before the freeze */
-	uint64_t dump_len;    /* bytes from start that the core holds (PT_LOAD p_filesz) */
-	bool elf_header_only; /* dump_len is one page, kept only if it starts with ELF magic */
-	bool trim_absent;     /* private anonymous: absent pages are zero, read only present ones */
+	uint64_t present_bytes; /* the ready layout's: what a copy of it would copy (plan.c) */
+	uint64_t dump_len;	/* bytes from start that the core holds (PT_LOAD p_filesz) */
+	bool elf_header_only;	/* dump_len is one page, kept only if it starts with ELF magic */
+	bool trim_absent; /* private anonymous: absent pages are zero, read only present ones */
 	struct osm_extent *ext;
 	size_t n_ext, cap_ext;
 	uint64_t unreadable; /* bytes the kernel refused to give us (left as zeroes) */

@@ -322,6 +322,56 @@ def sched_while_sleeping_at(point, pid, tmp, user=None):
     return seen
 
 
+def grown_prefix(core, base, by):
+    """Pages of the grower's growth in a core: k + 1 in page k's first word, for a prefix (the
+    growth is written in order), zeroes after it. Its length in pages."""
+    def word(k):
+        return struct.unpack("<Q", core.read(base + k * 4096, 8))[0]
+    lo, hi = 0, by // 4096  # word(k) == k + 1 for k < lo; 0 from hi on (binary search)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if word(mid) == mid + 1:
+            lo = mid + 1
+        else:
+            hi = mid
+    n = lo
+    for k in random.sample(range(by // 4096), 64) + [0, n - 1, n]:
+        if 0 <= k < by // 4096:
+            check(word(k) == (k + 1 if k < n else 0),
+                  "page %d of the growth holds %d (prefix of %d pages)" % (k, word(k), n))
+    return n
+
+
+def test_memory_grown_after_the_reservation_goes_to_a_clone():
+    """A process fills 256 MiB more of its memory during pre-copy's rounds, after osmosis
+    reserved room for it (a service filling its cache). As a member of a set it goes to a
+    clone with the reason, before the freeze, and its core holds the growth as it was at the
+    freeze; the freeze no longer finds that it does not fit. Named alone with --method precopy,
+    osmosis refuses before freezing anything, says why, and the target runs on."""
+    with Victim("grower") as v, TempDir() as tmp:
+        out = os.path.join(tmp, "tree")
+        r = snap("--tree", "--method", "precopy", "--sample", "0", "-o", out, v.pid,
+                 env={"OSMOSIS_FAULT": "tracking:write=" + v.info["fifo"]}, timeout=600)
+        (p,) = manifest(out)["processes"]
+        check(p["capture"] == "memory" and p["method"] == "clone" and
+              "grew after osmosis reserved room" in (p["method_reason"] or ""),
+              "the grown member: %s" % {k: p.get(k) for k in
+                                        ("capture", "capture_note", "method", "method_reason")})
+        n = grown_prefix(Core(os.path.join(out, "core.%d" % v.pid)),
+                         v.hexinfo("map") + int(v.info["used"]), int(v.info["by"]))
+        check(n > 0, "the core holds none of the growth")
+        print("  --tree: %s; %d MiB of the growth in the core" % (p["method_reason"], n >> 8))
+        v.assert_running()
+    with Victim("grower") as v, TempDir() as tmp:
+        r = osmosis("snap", "--method", "precopy", "--sample", "0", "-o",
+                    os.path.join(tmp, "alone"), v.pid,
+                    env={"OSMOSIS_FAULT": "tracking:write=" + v.info["fifo"]}, timeout=600)
+        check(r.returncode != 0 and "grew after osmosis reserved memory" in r.stderr,
+              "alone with --method precopy (%d): %s" % (r.returncode, r.stderr))
+        no_final_files(tmp, "alone")
+        v.assert_running()
+
+
 def test_osmosis_steps_aside_while_writing_cores():
     """Writing cores, osmosis runs at SCHED_IDLE (root: it may take its policy back) and takes
     SCHED_OTHER back before it ends the clone, which stops a target thread; without that

@@ -436,18 +436,70 @@ static void *t_still_change(void *a)
 	return a;
 }
 
+/* A FIFO a test writes to, open for reading and writing; its path (through /proc/PID/fd: the
+ * name in /tmp is gone) in path. */
+static int open_fifo(char *path, size_t len)
+{
+	int fd;
+
+	snprintf(path, len, "/tmp/osmosis-victim-%d.fifo", getpid());
+	unlink(path);
+	if (mkfifo(path, 0600) < 0 || (fd = open(path, O_RDWR)) < 0)
+		exit(2);
+	unlink(path);
+	snprintf(path, len, "/proc/%d/fd/%d", getpid(), fd);
+	return fd;
+}
+
+/* grower: a 1 GiB mapping of which 8 MiB is used, that grows by 256 MiB on a byte from its FIFO
+ * (a service filling its cache): the pages in order, page k of the growth holding k + 1 in its
+ * first word; in huge pages, so that it grows within milliseconds. */
+#define GROW_MAP  (1ull << 30)
+#define GROW_USED (8u << 20)
+#define GROW_BY	  (256u << 20)
+static uint8_t *grow_map;
+static int grow_fifo = -1;
+
+static void *t_grow(void *a)
+{
+	char c;
+
+	prctl(PR_SET_NAME, "v-grow");
+	while (read(grow_fifo, &c, 1) != 1)
+		;
+	for (uint64_t k = 0; k < GROW_BY / 4096; k++)
+		__atomic_store_n((uint64_t *)(grow_map + GROW_USED + k * 4096), k + 1,
+				 __ATOMIC_RELEASE);
+	for (;;)
+		pause();
+	return a;
+}
+
+static void setup_grower(void)
+{
+	pthread_t t;
+	char fifo[64];
+
+	grow_fifo = open_fifo(fifo, sizeof(fifo));
+	grow_map = mmap(NULL, GROW_MAP, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (grow_map == MAP_FAILED)
+		exit(2);
+	madvise(grow_map, GROW_MAP, MADV_HUGEPAGE);
+	memset(grow_map, 0x61, GROW_USED);
+	pthread_create(&t, NULL, t_grow, NULL);
+	wait_blocked(0, "v-grow", SYS_read, FD(grow_fifo), 1);
+	printf("ready pid=%d map=%p used=%u by=%u fifo=%s\n", getpid(), (void *)grow_map, GROW_USED,
+	       GROW_BY, fifo);
+}
+
 static void setup_still(void)
 {
 	pthread_t t;
 	uint8_t *sh, *df, *wf;
 	char fifo[64];
 
-	snprintf(fifo, sizeof(fifo), "/tmp/osmosis-victim-%d.fifo", getpid());
-	unlink(fifo);
-	if (mkfifo(fifo, 0600) < 0 || (still_fifo = open(fifo, O_RDWR)) < 0)
-		exit(2);
-	unlink(fifo); /* reopened through /proc/PID/fd */
-	snprintf(fifo, sizeof(fifo), "/proc/%d/fd/%d", getpid(), still_fifo);
+	still_fifo = open_fifo(fifo, sizeof(fifo));
 
 	still_big = map_filled(STILL_LEN, MAP_PRIVATE, 0x51111);
 	madvise(still_big + (16u << 20), 4u << 20, MADV_DONTNEED); /* a hole */
@@ -1153,6 +1205,8 @@ int main(int argc, char **argv)
 		sa.sa_flags = SA_RESTART;
 		sigaction(SIGCHLD, &sa, NULL);
 		setup_still();
+	} else if (!strcmp(mode, "grower")) {
+		setup_grower();
 	} else if (!strcmp(mode, "writer")) {
 		setup_writer(argc > 2 ? strtoul(argv[2], NULL, 10) : 16384,
 			     argc > 3 ? strtoul(argv[3], NULL, 10) : 0);
