@@ -183,17 +183,19 @@ static int rounds_all(struct capture *c)
 
 /*
  * Memory that grew after the reservation (a service filling its cache, a process loading data:
- * pages touched in mappings already there change no line of its maps) would be copied in the
- * freeze beyond what is left of the reservation, and the target recorded there as not captured.
- * The ready layouts, read from the pagemaps just now, say what the freeze will copy. When it
- * does not fit, the largest targets that would copy it go to a clone now, which copies nothing
- * of its own in the freeze (under auto, or a member of a set); one named alone with --method
- * copy or precopy is refused with the reason, before anything is frozen.
+ * pages touched in mappings already there change no line of its maps), or pages written since a
+ * target's last round of pre-copy (seconds ago, when other targets' rounds came after it), would
+ * be copied in the freeze beyond what is left of the reservation, and the target recorded there
+ * as not captured. The ready layouts, read from the pagemaps just now, and a count of the
+ * written pages say what the freeze will copy. When it does not fit, the largest targets go to a
+ * clone now, which copies nothing of its own in the freeze (under auto, or a member of a set);
+ * one named alone with --method copy or precopy is refused with the reason, before anything is
+ * frozen.
  */
 static int fit_the_freeze(struct capture *c)
 {
 	uint64_t left = arena_free_bytes(&c->arena), need = 0;
-	char a[32], b[32];
+	char a[32], b[32], d[32];
 
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
@@ -220,17 +222,20 @@ static int fit_the_freeze(struct capture *c)
 			break; /* none can go another way: the freeze records who does not fit */
 		format_bytes(big_n, a, sizeof(a));
 		format_bytes(left, b, sizeof(b));
+		format_bytes(need, d, sizeof(d));
 		if (c->requested != METHOD_AUTO && !big->optional)
 			return log_error(
 			    ENOBUFS,
-			    "pid %d grew after osmosis reserved memory for it: copying it "
-			    "in the freeze needs %s, more than the %s left (osmosis never "
-			    "maps more during the pause); use --method clone or auto",
-			    big->proc->pid, a, b);
+			    "pid %d: copying it in the freeze would take %s, more than the "
+			    "%s left of the memory reserved: its memory grew, or it wrote, "
+			    "after osmosis planned it (osmosis never maps more during the "
+			    "pause); use --method clone or auto",
+			    big->proc->pid, d, b);
 		capture_set_method(big, &capture_clone,
-				   "%s: its memory grew after osmosis reserved room for it (%s to "
-				   "copy in the freeze, %s left), so a clone",
-				   capture_method_name(c->requested), a, b);
+				   "%s: the freeze would copy %s (%s of it this process's), more "
+				   "than the %s left of the memory reserved: memory grew, or was "
+				   "written, since it was planned; so a clone",
+				   capture_method_name(c->requested), d, a, b);
 		need -= big_n;
 		need += big->method->freeze_bytes(c, big);
 	}
