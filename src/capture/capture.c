@@ -199,8 +199,10 @@ static int fit_the_freeze(struct capture *c)
 
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (live(t) && t->method && t->method->freeze_bytes)
-			need += t->method->freeze_bytes(c, t);
+		t->freeze_need = live(t) && t->method && t->method->freeze_bytes
+				     ? t->method->freeze_bytes(c, t)
+				     : 0;
+		need += t->freeze_need;
 	}
 	while (need > left) {
 		struct target *big = NULL;
@@ -208,14 +210,12 @@ static int fit_the_freeze(struct capture *c)
 
 		for (size_t i = 0; i < c->set->n; i++) {
 			struct target *t = c->set->v[i];
-			uint64_t n;
-			if (!live(t) || t->no_inject || !t->method || !t->method->freeze_bytes ||
+			if (!live(t) || t->no_inject || !t->method ||
 			    (t->method->id != METHOD_COPY && t->method->id != METHOD_PRECOPY))
 				continue;
-			n = t->method->freeze_bytes(c, t);
-			if (n > big_n) {
+			if (t->freeze_need > big_n) {
 				big = t;
-				big_n = n;
+				big_n = t->freeze_need;
 			}
 		}
 		if (!big)
@@ -236,8 +236,9 @@ static int fit_the_freeze(struct capture *c)
 				   "than the %s left of the memory reserved: memory grew, or was "
 				   "written, since it was planned; so a clone",
 				   capture_method_name(c->requested), d, a, b);
+		big->freeze_need = big->method->freeze_bytes(c, big);
 		need -= big_n;
-		need += big->method->freeze_bytes(c, big);
+		need += big->freeze_need;
 	}
 	return 0;
 }

@@ -35,6 +35,7 @@ struct target {
 	struct osm_mapping *pre_maps; /* from smaps, before the freeze */
 	size_t n_pre_maps;
 	uint64_t planned_bytes;
+	uint64_t freeze_need; /* what the freeze will copy for it, found just before (capture.c) */
 	/* the layout read last before the freeze, planned and with room for its extents
 	 * (plan.c): the freeze uses it when it reads the same maps text, so that reading the
 	 * layout in the pause allocates nothing; ready_text is that text, freeze_text the buffer
