@@ -8,6 +8,7 @@
 #include <linux/capability.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
 #include <string.h>
@@ -136,7 +137,15 @@ void sched_step_aside(struct sched_aside *a, bool may_stay)
 	if (a->policy >= 0 && sched_getparam(0, &a->sp) == 0 && may_take_policy_back() &&
 	    run_queue_ns(a->tid, &a->ran_ns, &a->waited_ns) &&
 	    (a->stop_fd = eventfd(0, EFD_CLOEXEC)) >= 0) {
-		if (pthread_create(&a->watcher, NULL, aside_watcher, a) == 0) {
+		/* It takes no signals: signals to osmosis must reach the writing thread. */
+		sigset_t all, old;
+		int made;
+
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		made = pthread_create(&a->watcher, NULL, aside_watcher, a);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (made == 0) {
 			if (sched_setscheduler(0, SCHED_IDLE, &idle) == 0) {
 				a->idle = true;
 				return;
