@@ -185,6 +185,29 @@ class TempDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+class SwapFile:
+    """A 64 MiB swap file enabled for the block (this machine has no swap), disabled and removed
+    at its end."""
+
+    def __init__(self):
+        self.path = "/var/tmp/osmosis-test-swap-%d" % os.getpid()
+
+    def __enter__(self):
+        subprocess.run(["dd", "if=/dev/zero", "of=" + self.path, "bs=1M", "count=64"],
+                       check=True, capture_output=True)
+        os.chmod(self.path, 0o600)
+        subprocess.run(["mkswap", self.path], check=True, capture_output=True)
+        r = subprocess.run(["swapon", self.path], capture_output=True, text=True)
+        if r.returncode != 0:
+            os.unlink(self.path)
+            check(False, "cannot enable a test swap file: %s" % r.stderr)
+        return self.path
+
+    def __exit__(self, *exc):
+        subprocess.run(["swapoff", self.path])
+        os.unlink(self.path)
+
+
 def manifest(d):
     with open(os.path.join(d, "manifest.json")) as f:
         return json.load(f)

@@ -11,7 +11,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import osmtest
-from osmtest import (Fail, TempDir, Victim, check, main, manifest, one_line_error, osmosis, snap)
+from osmtest import (Fail, SwapFile, TempDir, Victim, check, main, manifest, one_line_error,
+                     osmosis, snap)
 
 
 def analyze(d, *args):
@@ -469,23 +470,12 @@ def test_stack_overflow():
 
 
 def test_paged_out_stack():
-    swap = "/var/tmp/osmosis-test-swap-%d" % os.getpid()
-    subprocess.run(["dd", "if=/dev/zero", "of=" + swap, "bs=1M", "count=64"], check=True,
-                   capture_output=True)
-    os.chmod(swap, 0o600)
-    subprocess.run(["mkswap", swap], check=True, capture_output=True)
-    r = subprocess.run(["swapon", swap], capture_output=True, text=True)
-    check(r.returncode == 0, "cannot enable a test swap file: %s" % r.stderr)
-    try:
-        with Victim("pagedout") as v, TempDir() as tmp:
-            time.sleep(0.3)
-            d, rep = snap_and_analyze(v, tmp)
-            (f,) = findings(rep, "paged-out-stack")
-            check(f["tids"] == tids_named(d, v.pid, "v-paged"), "tids %s" % f["tids"])
-            v.verify()
-    finally:
-        subprocess.run(["swapoff", swap])
-        os.unlink(swap)
+    with SwapFile(), Victim("pagedout") as v, TempDir() as tmp:
+        time.sleep(0.3)
+        d, rep = snap_and_analyze(v, tmp)
+        (f,) = findings(rep, "paged-out-stack")
+        check(f["tids"] == tids_named(d, v.pid, "v-paged"), "tids %s" % f["tids"])
+        v.verify()
 
 
 def test_module_variety():
