@@ -208,8 +208,8 @@ def test_an_object_mostly_unused_is_not_held_whole():
 def test_one_instant_on_a_machine_with_swap():
     """With swap, reclaim may drop a written page of a shared object from a writer's page
     tables, so the scans for written pages look at holes too (capture/shared.c, written_anyof):
-    writers writing nonstop still show one instant in every core."""
-    with SwapFile(), Family("anon", 16, 4, 1) as fam, TempDir() as tmp:
+    writers writing nonstop in an object mostly holes still show one instant in every core."""
+    with SwapFile(), Family("anon", 16, 4, 1, "sparse") as fam, TempDir() as tmp:
         for m in ("auto", "precopy"):
             out = os.path.join(tmp, m)
             snap("--tree", "--method", m, "--sample", "0", "-o", out, fam.pid, timeout=600)
