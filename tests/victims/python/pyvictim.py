@@ -31,13 +31,25 @@ def task_state(native_id, proc="/proc/self/task"):
         return "?"
 
 
-def blocked_at(thread, func):
-    """The thread's innermost Python frame in func (a qualname) and its task asleep."""
+def blocked_at(thread, func, line=None):
+    """The thread's innermost Python frame in func (a qualname), at that line if given, and its
+    task asleep."""
     frame = sys._current_frames().get(thread.ident)
     while frame is not None and os.path.abspath(frame.f_code.co_filename) != HERE:
         frame = frame.f_back
     return (frame is not None and frame.f_code.co_qualname == func and
-            task_state(thread.native_id) == "S")
+            (line is None or frame.f_lineno == line) and task_state(thread.native_id) == "S")
+
+
+def stably(cond):
+    """cond true now and again 0.2 s later: a thread asleep for a moment elsewhere (waiting for
+    the GIL, in a barrier) is not where it will stay."""
+    def check():
+        if not cond():
+            return False
+        time.sleep(0.2)
+        return cond()
+    return check
 
 
 def wait_until(cond, what, timeout=None):
@@ -80,8 +92,11 @@ def park():
 def transfer(first, second, barrier):
     with first:
         barrier.wait()
-        with second:
+        with second:  # TRANSFER_WAIT: where each thread of the deadlock waits
             pass
+
+
+TRANSFER_WAIT = transfer.__code__.co_firstlineno + 3
 
 
 def scenario_deadlock(rec, n, join=False):
@@ -91,7 +106,9 @@ def scenario_deadlock(rec, n, join=False):
           threading.Thread(target=transfer, args=(b, a, barrier), name="worker-2", daemon=True)]
     for t in ts:
         t.start()
-    wait_until(lambda: all(blocked_at(t, "transfer") for t in ts), "the deadlock")
+    # each holds its first lock and waits for the other's: not in the barrier, not for the GIL
+    wait_until(stably(lambda: a.locked() and b.locked() and
+                      all(blocked_at(t, "transfer", TRANSFER_WAIT) for t in ts)), "the deadlock")
     record(rec)
     ready()
     if join:
