@@ -243,7 +243,8 @@ def scenario_mix(rec, n):
         ts.append(t)
     # Condition.wait and Queue.get sleep inside threading.py: the innermost frame of this file is
     # the caller's.
-    wait_until(lambda: all(blocked_at(t, p[3]) for t, p in zip(ts, plan)), "every thread blocked")
+    wait_until(stably(lambda: all(blocked_at(t, p[3]) for t, p in zip(ts, plan))),
+               "every thread blocked")
     record(rec)
     ready()
     park()
@@ -311,7 +312,8 @@ def scenario_contention(rec, n):
           for i in range(n or 10)]
     for t in ts:
         t.start()
-    wait_until(lambda: all(blocked_at(t, "contender") for t in ts), "every contender blocked")
+    wait_until(stably(lambda: all(blocked_at(t, "contender") for t in ts)),
+               "every contender blocked")
     record(rec)
     ready()
     park()
@@ -570,8 +572,8 @@ def scenario_deadlock_explicit(rec, n):
                             name="account-2", daemon=True)]
     for t in ts:
         t.start()
-    wait_until(lambda: all(blocked_at(t, t._target.__qualname__) for t in ts) and
-               a.locked() and b.locked() and x.lock.locked() and y.lock.locked(),
+    wait_until(stably(lambda: all(blocked_at(t, t._target.__qualname__) for t in ts) and
+                      a.locked() and b.locked() and x.lock.locked() and y.lock.locked()),
                "the deadlocks")
     record(rec)
     ready()
