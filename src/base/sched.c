@@ -42,39 +42,40 @@ static bool may_take_policy_back(void)
 
 /* Nanoseconds thread tid of osmosis has run on a CPU and waited on a run queue; false if the
  * kernel does not say. */
-static bool run_queue_ns(pid_t tid, uint64_t *run, uint64_t *wait)
+/* /proc/self/task/TID/name into buf (NUL-terminated); false if it cannot be read. */
+static bool read_task_file(pid_t tid, const char *name, char *buf, size_t len)
 {
-	char path[64], buf[128];
+	char path[64];
 	int fd;
 	ssize_t n;
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", (int)tid);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/%s", (int)tid, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	n = fd < 0 ? -1 : read(fd, buf, len - 1);
 	if (fd >= 0)
 		close(fd);
 	if (n <= 0)
 		return false;
 	buf[n] = 0;
-	return sscanf(buf, "%" SCNu64 " %" SCNu64, run, wait) == 2;
+	return true;
+}
+
+static bool run_queue_ns(pid_t tid, uint64_t *run, uint64_t *wait)
+{
+	char buf[128];
+
+	return read_task_file(tid, "schedstat", buf, sizeof(buf)) &&
+	       sscanf(buf, "%" SCNu64 " %" SCNu64, run, wait) == 2;
 }
 
 /* Whether thread tid of osmosis is runnable (R: running or waiting for a CPU). */
 static bool runnable(pid_t tid)
 {
-	char path[64], buf[512];
-	int fd;
-	ssize_t n;
+	char buf[512];
 	const char *p;
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
+	if (!read_task_file(tid, "stat", buf, sizeof(buf)))
 		return false;
-	buf[n] = 0;
 	p = strrchr(buf, ')');
 	return p && p[1] == ' ' && p[2] == 'R';
 }
