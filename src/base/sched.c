@@ -40,8 +40,6 @@ static bool may_take_policy_back(void)
 
 #define WINDOW_NS (100ull * 1000000ull)
 
-/* Nanoseconds thread tid of osmosis has run on a CPU and waited on a run queue; false if the
- * kernel does not say. */
 /* /proc/self/task/TID/name into buf (NUL-terminated); false if it cannot be read. */
 static bool read_task_file(pid_t tid, const char *name, char *buf, size_t len)
 {
@@ -60,6 +58,8 @@ static bool read_task_file(pid_t tid, const char *name, char *buf, size_t len)
 	return true;
 }
 
+/* Nanoseconds thread tid of osmosis has run on a CPU and waited on a run queue; false if the
+ * kernel does not say. */
 static bool run_queue_ns(pid_t tid, uint64_t *run, uint64_t *wait)
 {
 	char buf[128];
