@@ -36,6 +36,7 @@ struct capture {
 	enum capture_method requested;
 	struct target_set *set; /* borrowed; targets skipped or exited are left alone */
 	bool state_only;	/* registers and maps only: no memory (osmosis snap --state-only) */
+	bool tree; /* the set grows in the freeze by its members' descendants (--tree) */
 	size_t page_size;
 	unsigned n_workers;
 

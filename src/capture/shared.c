@@ -37,7 +37,13 @@
  * loss is found after X; the whole read starts after the finding. So the whole read sees them.
  * A process that maps it only since tracking began (a child forked after, a tree member that
  * joined in the freeze) has the pages it touched copied in the freeze: a page it wrote is one
- * present in its page table.
+ * present in its page table. Under --tree, a descendant of a member met outside the set when
+ * the objects are collected (a backend the postmaster forked after the tree was listed) is such
+ * a joiner, not a writer outside: it will be frozen with the tree. Until then its writes are not
+ * tracked, so the rounds watch it like a tracked mapping: when it exits before the freeze, the
+ * next round reads the whole object again (after its exit, so after its writes); one that is
+ * not in the freeze after all (it exited after the last check, or left the tree) makes the
+ * object copied whole in the pause.
  *
  * Each process's coredump_filter is honoured: a process whose filter leaves shared memory out
  * still counts as a writer, its core has no bytes for the mapping.
@@ -73,6 +79,8 @@
 #define SCAN_VEC	  4096
 #define UNREGISTER_SLICE  (16ull << 20)
 #define MAX_OUTSIDE_NOTED 64
+#define MAX_JOINERS	  64
+#define MAX_TREE_DEPTH	  64
 #define JOB_MAX		  (1u << 20)
 
 struct shared_map {
@@ -84,6 +92,13 @@ struct shared_map {
 	bool late;	  /* met only in the freeze: not tracked */
 	bool gone;	  /* was tracked; its process exited or it was unmapped before the freeze */
 	bool in_freeze;	  /* found in its process's layout read in the freeze */
+};
+
+/* A descendant of a member mapping the object, outside the set until the freeze (--tree). */
+struct joiner {
+	pid_t pid;
+	uint64_t starttime; /* against a reused pid */
+	bool gone;	    /* found gone before the freeze: a whole read came after */
 };
 
 struct shared_object {
@@ -99,6 +114,8 @@ struct shared_object {
 	size_t n_maps, cap_maps;
 	pid_t *outside;
 	size_t n_outside, cap_outside;
+	struct joiner joiners[MAX_JOINERS];
+	size_t n_joiners;
 	bool track;	     /* every writer's mapping is tracked */
 	bool readonly;	     /* nothing can write it through a mapping: read once, before */
 	bool copy_in_freeze; /* copied whole in the freeze */
@@ -205,8 +222,40 @@ static bool maps_text_writable(const char *text, const char *needle)
 	return false;
 }
 
+/* Whether pid descends from a live member of the set, and its start time. */
+static bool joins_the_tree(const struct capture *c, pid_t pid, uint64_t *ret_start)
+{
+	struct proc_stat st;
+	char path[48];
+
+	for (int depth = 0; depth < MAX_TREE_DEPTH && pid > 1; depth++) {
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		if (proc_read_stat(AT_FDCWD, path, &st) < 0 || st.state == 'Z')
+			return false;
+		if (depth == 0)
+			*ret_start = st.starttime;
+		const struct target *t = target_set_find(c->set, st.ppid);
+		if (t && live(t))
+			return true;
+		pid = st.ppid;
+	}
+	return false;
+}
+
+/* Whether a joiner still runs as the process met (not exited, not a zombie). */
+static bool joiner_runs(const struct joiner *j)
+{
+	struct proc_stat st;
+	char path[48];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", j->pid);
+	return proc_read_stat(AT_FDCWD, path, &st) == 0 && st.state != 'Z' &&
+	       st.starttime == j->starttime;
+}
+
 /* Every process outside the set (or in it but not frozen) that maps one of the objects
- * writable (read from /proc/PID/maps). */
+ * writable (read from /proc/PID/maps); under --tree, those that descend from a member are
+ * joiners instead (as room allows). */
 static void find_outside(struct capture *c, struct shared_set *ss)
 {
 	_cleanup_free_ pid_t *all = NULL;
@@ -233,6 +282,13 @@ static void find_outside(struct capture *c, struct shared_set *ss)
 				 o->dev_minor, (unsigned long long)o->inode);
 			if (!maps_text_writable(text, needle))
 				continue;
+			uint64_t start = 0;
+			if (c->tree && !t && o->n_joiners < MAX_JOINERS &&
+			    joins_the_tree(c, all[i], &start)) {
+				o->joiners[o->n_joiners++] =
+				    (struct joiner){.pid = all[i], .starttime = start};
+				continue;
+			}
 			if (o->n_outside < MAX_OUTSIDE_NOTED &&
 			    !grow_array((void **)&o->outside, &o->cap_outside, o->n_outside + 1,
 					sizeof(*o->outside)))
@@ -765,6 +821,16 @@ static unsigned check_maps(struct shared_object *o)
 				   sm->t->proc->pid);
 		}
 	}
+	/* A joiner gone: what it wrote is in the object, and a whole read from now sees it. */
+	for (size_t i = 0; o->track && i < o->n_joiners; i++) {
+		struct joiner *j = &o->joiners[i];
+		if (j->gone || joiner_runs(j))
+			continue;
+		log_debug("shared object %u: pid %d, forked in the tree, exited", o->id, j->pid);
+		j->gone = true;
+		o->last_gone = j->pid;
+		lost++;
+	}
 	return lost;
 }
 
@@ -972,6 +1038,18 @@ static int find_frozen(struct capture *c)
 				    "the tracked mapping of pid %d went away after the last "
 				    "round, as the freeze began: its last writes are unknown",
 				    sm->t->proc->pid);
+		}
+		/* A joiner not frozen with the tree: its last writes (or those it still makes)
+		 * are unknown. One found gone before had a whole read after. */
+		for (size_t i = 0; o->track && i < o->n_joiners; i++) {
+			const struct joiner *j = &o->joiners[i];
+			const struct target *t = target_set_find(c->set, j->pid);
+			if (!j->gone && !(t && live(t)))
+				copy_whole(
+				    o,
+				    "pid %d, forked in the tree after it was listed, was not "
+				    "in the freeze: its writes are unknown",
+				    j->pid);
 		}
 		if (o->copy_in_freeze) {
 			r = queue_whole(c, o, &o->copied_in_freeze);

@@ -5,12 +5,55 @@
  * microseconds each; nothing here reads /proc.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ptrace.h>
 
 #include "base/log.h"
 #include "capture/capture.h"
+#include "snapshot/describe.h"
+
+/* The calls that write and whose third argument is the length asked for; the vector ones
+ * (writev, sendmsg) count as asked for in full when they return anything. */
+static bool write_call(const char *name, bool *has_len)
+{
+	static const char *const with_len[] = {"write", "pwrite64", "sendto"};
+	static const char *const vector[] = {"writev", "pwritev", "pwritev2", "sendmsg"};
+
+	*has_len = false;
+	for (size_t i = 0; i < sizeof(with_len) / sizeof(with_len[0]); i++)
+		if (!strcmp(name, with_len[i]))
+			return (*has_len = true);
+	for (size_t i = 0; i < sizeof(vector) / sizeof(vector[0]); i++)
+		if (!strcmp(name, vector[i]))
+			return true;
+	return false;
+}
+
+/* Whether the stop met t waiting in the syscall its registers name: the stop interrupted the
+ * wait (a restart code or EINTR), or cut short a write blocked on a blocking descriptor (it
+ * returns what it wrote so far: fewer bytes than asked, by a thread sleeping just before the
+ * freeze). Otherwise the call had ended and t was on its way out of it: no wait (a redis or a
+ * pgbench caught just after a non-blocking read or write). */
+static bool waits_in(const struct osm_process *p, const struct osm_thread *t, long nr,
+		     int64_t result)
+{
+	const char *name = nr >= 0 ? arch_syscall_name(nr) : NULL;
+	const struct osm_fd *f;
+	bool has_len;
+
+	if (nr < 0)
+		return false;
+	if (arch_syscall_interrupted(result))
+		return true;
+	if (result <= 0 || !name || t->state == 'R' || !write_call(name, &has_len))
+		return false;
+	f = process_find_fd(p, (int)t->syscall_args[0]);
+	if (!f || (f->flags & O_NONBLOCK))
+		return false;
+	return !has_len || (uint64_t)result < t->syscall_args[2];
+}
 
 static uint64_t pending_set(pid_t tid, int flags)
 {
@@ -55,7 +98,9 @@ int capture_thread_state(struct osm_process *p)
 			t->sighold = 0;
 		t->sigpend =
 		    pending_set(t->tid, 0) | pending_set(t->tid, PTRACE_PEEKSIGINFO_SHARED);
-		t->syscall_nr = arch_regs_syscall(&t->regs, t->syscall_args);
+		int64_t result;
+		long nr = arch_regs_syscall(&t->regs, t->syscall_args, &result);
+		t->syscall_nr = waits_in(p, t, nr, result) ? nr : -1;
 		t->captured = true;
 	}
 	return 0;

@@ -377,6 +377,7 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	tl->max_memory = cap.max_memory;
 	cap.snap = s;
 	cap.state_only = o->state_only;
+	cap.tree = o->tree;
 	cap.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	cap.n_workers = ncpu > 1 ? (unsigned)MIN(ncpu - 1, 7) : 0;

@@ -27,9 +27,10 @@ HDR_MAGIC = 0x73686d2d6f736d6f
 class Family:
     """The shm victim: a parent and its writers sharing one object."""
 
-    def __init__(self, kind, size_mib, nprocs, write_mib, touch="touch"):
+    def __init__(self, kind, size_mib, nprocs, write_mib, touch="touch", env=None):
         self.proc = subprocess.Popen([SHM_VICTIM, kind, str(size_mib), str(nprocs),
-                                      str(write_mib), touch], stdout=subprocess.PIPE, text=True)
+                                      str(write_mib), touch], stdout=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, **(env or {})))
         line = self.proc.stdout.readline()
         check(line.startswith("ready"), "shm victim did not get ready: %r" % line)
         info = dict(kv.split("=", 1) for kv in line.split()[1:])
@@ -62,6 +63,14 @@ class Family:
             self.proc.wait(timeout=30)
 
 
+
+
+def children_of(pid):
+    out = []
+    for t in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, t)) as f:
+            out += [int(x) for x in f.read().split()]
+    return out
 
 
 def check_one_instant(out, fam, pids, what):
@@ -268,6 +277,42 @@ def test_mapper_exiting_during_the_rounds_costs_a_round_not_a_copy_in_the_pause(
             shutil.rmtree(out)
             for pid in alive:
                 no_write_protection(pid, what, fam.base, fam.base + fam.size)
+
+
+def test_writer_forked_in_the_tree_before_the_freeze_joins_it():
+    """A writer forked after the tree was listed (fault point vetted, before the objects are
+    collected, as a postmaster forks a backend): it is not a writer outside, it joins the tree in
+    the freeze. The object stays tracked (not copied whole in the pause), the new writer's core
+    holds it, and every core shows one instant."""
+    with TempDir() as tmp:
+        fifo = os.path.join(tmp, "fork")
+        os.mkfifo(fifo, 0o600)
+        with Family("anon", 16, 3, 1, env={"SHM_FORK_FIFO": fifo}) as fam:
+            for m in ("precopy", "clone"):
+                out = os.path.join(tmp, m)
+                before = set(children_of(fam.pid))
+                snap("--tree", "--method", m, "--sample", "0", "-o", out, fam.pid,
+                     env={"OSMOSIS_FAULT": "vetted:write=%s" % fifo}, timeout=900)
+                new = sorted(set(children_of(fam.pid)) - before)
+                check(len(new) == 1, "%s: forked at the fault point: %s" % (m, new))
+                fam.kids += new
+                man = manifest(out)
+                o = the_object(man, fam, m)
+                procs = {p["pid"]: p for p in man["processes"]}
+                check(procs.get(new[0], {}).get("capture") == "memory",
+                      "%s: the new writer: %s" % (m, procs.get(new[0])))
+                check(new[0] in [x["pid"] for x in o["mapped_by"]], "%s: mapped_by %s" %
+                      (m, o["mapped_by"]))
+                check(o["kept"] == "tracked" and not o["writers_outside"],
+                      "%s: kept %s (%s), outside %s" % (m, o["kept"], o["kept_reason"],
+                                                       o["writers_outside"]))
+                check(o["copied_in_pause_bytes"] <= (len(fam.kids) + 1) * MIB,
+                      "%s: %d bytes copied in the pause" % (m, o["copied_in_pause_bytes"]))
+                check_one_instant(out, fam, fam.pids(), m)
+                print("  %s: pause %.1f ms, %d bytes copied in the pause; %s" %
+                      (m, man["pause_us"] / 1000, o["copied_in_pause_bytes"], o["kept_reason"]))
+                shutil.rmtree(out)
+            fam.assert_running()
 
 
 def test_writers_outside_the_snapshot_are_recorded():

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "base/fs.h"
 #include "inject/inject.h"
 
@@ -203,6 +204,60 @@ static void test_running_user_code(void **state)
 	for (int i = 0; i < 30000 && *counter == c0; i++)
 		usleep(1000);
 	assert_true(*counter > c0); /* runs on */
+	finish(pid);
+}
+
+/* The registers of a stop tell a wait from a return: a blocked read interrupted by the stop has a
+ * restart code in its result; a write that had ended still names its syscall, with its result (a
+ * stop at the syscall's exit, as PTRACE_SYSCALL makes one, is what a freeze meets when it catches
+ * a thread on its way out of a call). */
+static void test_syscall_of_a_stop_is_one_it_waits_in(void **state)
+{
+	struct arch_regs regs;
+	static uint8_t xstate[ARCH_XSTATE_MAX];
+	uint64_t args[6];
+	int64_t result;
+	int req[2], ans[2], status;
+	struct held h;
+	pid_t pid;
+	(void)state;
+
+	pid = fork_reader(req, ans);
+	hold(pid, &h);
+	assert_int_equal(arch_get_regs(pid, &regs, xstate), 0);
+	assert_int_equal(arch_regs_syscall(&regs, args, &result), SYS_read);
+	assert_int_equal(args[0], req[0]);
+	assert_true(arch_syscall_interrupted(result));
+	release(&h);
+	finish(pid);
+
+	pid = fork();
+	if (pid == 0) {
+		int fd;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fd = open("/dev/null", O_WRONLY);
+		for (;;)
+			(void)!write(fd, "x", 1);
+	}
+	assert_int_equal(ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACESYSGOOD), 0);
+	assert_int_equal(ptrace(PTRACE_INTERRUPT, pid, 0, 0), 0);
+	assert_int_equal(waitpid(pid, &status, __WALL), pid);
+	/* to the exit of a write (past the calls of the child's start) */
+	for (int i = 0; i < 1000; i++) {
+		struct __ptrace_syscall_info si;
+		assert_int_equal(ptrace(PTRACE_SYSCALL, pid, 0, 0), 0);
+		assert_int_equal(waitpid(pid, &status, __WALL), pid);
+		assert_true(WIFSTOPPED(status));
+		if (WSTOPSIG(status) != (SIGTRAP | 0x80))
+			continue;
+		assert_true(ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof(si), &si) > 0);
+		assert_int_equal(arch_get_regs(pid, &regs, xstate), 0);
+		if (si.op == PTRACE_SYSCALL_INFO_EXIT && regs.gp.orig_rax == SYS_write)
+			break;
+	}
+	assert_int_equal(arch_regs_syscall(&regs, args, &result), SYS_write); /* named */
+	assert_int_equal(result, 1);					      /* with its result */
+	assert_false(arch_syscall_interrupted(result));			      /* not waited in */
 	finish(pid);
 }
 
@@ -545,6 +600,7 @@ int main(void)
 	    cmocka_unit_test(test_restart_fixup),
 	    cmocka_unit_test(test_blocked_in_read),
 	    cmocka_unit_test(test_running_user_code),
+	    cmocka_unit_test(test_syscall_of_a_stop_is_one_it_waits_in),
 	    cmocka_unit_test(test_sleeping_child_sleeps_on),
 	    cmocka_unit_test(test_trampoline_restores_a_blocked_thread),
 	    cmocka_unit_test(test_trampoline_restores_every_register),

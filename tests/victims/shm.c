@@ -14,6 +14,8 @@
  * (one boundary); header word G when the slice is done, else G - 1. WRITE_MIB 0: writers sleep.
  *
  * Prints "ready pid=P kids=A,B,.. base=ADDR priv=ADDR" (the same addresses in every process).
+ * With SHM_FORK_FIFO=PATH in the environment, each byte read from that FIFO forks one more
+ * writer, with the next slice (a service forking a worker while it is snapshotted).
  * Writers die with the parent (PR_SET_PDEATHSIG); SIGTERM to the parent ends all.
  */
 
@@ -122,6 +124,33 @@ static void writer(uint8_t *base, unsigned i, size_t write)
 	}
 }
 
+struct spawner {
+	const char *fifo;
+	uint8_t *base;
+	unsigned next;
+	size_t write, size;
+};
+
+static void *spawn_thread(void *arg)
+{
+	struct spawner *sp = arg;
+	char c;
+	int fd = open(sp->fifo, O_RDWR | O_CLOEXEC); /* never end of file */
+
+	if (fd < 0)
+		die("SHM_FORK_FIFO");
+	while (read(fd, &c, 1) == 1) {
+		if (MIB + (sp->next + 1) * sp->write > sp->size)
+			continue; /* no slice left */
+		pid_t k = fork();
+		if (k == 0)
+			writer(sp->base, sp->next, sp->write);
+		if (k > 0)
+			sp->next++;
+	}
+	return NULL;
+}
+
 static void on_term(int sig)
 {
 	(void)sig;
@@ -176,6 +205,12 @@ int main(int argc, char **argv)
 			writer(base, i, write);
 	}
 	signal(SIGTERM, on_term);
+	static struct spawner sp;
+	sp = (struct spawner){getenv("SHM_FORK_FIFO"), base, n, write, size};
+	if (sp.fifo) {
+		pthread_t th;
+		pthread_create(&th, NULL, spawn_thread, &sp);
+	}
 	printf("ready pid=%d kids=", getpid());
 	for (unsigned i = 0; i < n; i++)
 		printf("%s%d", i ? "," : "", kids[i]);

@@ -17,6 +17,9 @@
  *   busy N           N threads spinning on the CPU
  *   pingpong         a parent and a child exchanging messages through two pipes as fast as they
  *                    can, each counting what it sent and received (struct at "counters")
+ *   sockpong N       a server and a client process over N non-blocking unix socket pairs, each
+ *                    in epoll_wait, then reading what came and answering it (redis and
+ *                    redis-benchmark's shape): N requests always in flight
  *   factory N        forks N children that sleep (a process tree of N+1)
  *   threads N        N idle threads (blocked on a condition variable)
  *   fds              one of each kind of descriptor: pipe, unix socketpair, TCP loopback pair,
@@ -642,6 +645,21 @@ static void pingpong_loop(int rd, int wr, bool starter)
 static pid_t *children;
 static int n_children;
 
+static void sockpong_loop(const int *fds, int n, bool client);
+
+struct sockpong_ends {
+	int fds[16];
+	int n;
+};
+
+static void *sockpong_thread(void *arg)
+{
+	const struct sockpong_ends *ends = arg;
+	prctl(PR_SET_NAME, "v-server");
+	sockpong_loop(ends->fds, ends->n, false);
+	return NULL;
+}
+
 static void *pingpong_thread(void *arg)
 {
 	int *fds = arg;
@@ -678,6 +696,71 @@ static pid_t fork_pipe_peer(const char *name, void (*fn)(int rd, int wr), int *r
 static void pong(int rd, int wr)
 {
 	pingpong_loop(rd, wr, false);
+}
+
+/* sockpong: one side of n connections. Each message read is answered at once; the client
+ * starts with one message per connection in flight. */
+static void sockpong_loop(const int *fds, int n, bool client)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	char buf[256];
+
+	for (int i = 0; i < n; i++) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.fd = fds[i]};
+		if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0)
+			_exit(2);
+		if (client && write(fds[i], "PING\r\n", 6) != 6)
+			_exit(3);
+	}
+	for (;;) {
+		struct epoll_event evs[16];
+		int k = epoll_wait(ep, evs, 16, -1);
+		for (int i = 0; i < k; i++) {
+			ssize_t got;
+			while ((got = read(evs[i].data.fd, buf, sizeof(buf))) > 0)
+				if (write(evs[i].data.fd, client ? "PING\r\n" : "+PONG\r\n",
+					  client ? 6 : 7) < 0 &&
+				    errno != EAGAIN)
+					_exit(0);
+			if (got == 0)
+				_exit(0);
+		}
+	}
+}
+
+static void setup_sockpong(int n)
+{
+	static struct sockpong_ends server;
+	int client[16];
+	pthread_t t;
+	pid_t c;
+
+	n = n < 1 ? 1 : n > 16 ? 16 : n;
+	for (int i = 0; i < n; i++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
+			exit(2);
+		server.fds[i] = sv[0];
+		client[i] = sv[1];
+	}
+	c = fork();
+	if (c == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		prctl(PR_SET_NAME, "v-client");
+		for (int i = 0; i < n; i++)
+			close(server.fds[i]);
+		sockpong_loop(client, n, true);
+		_exit(0);
+	}
+	for (int i = 0; i < n; i++)
+		close(client[i]);
+	children = calloc(1, sizeof(pid_t));
+	children[n_children++] = c;
+	start_beats(1);
+	server.n = n;
+	pthread_create(&t, NULL, sockpong_thread, &server);
+	usleep(50000);
+	printf("ready pid=%d child=%d\n", getpid(), c);
 }
 
 static void setup_pingpong2(void)
@@ -1224,6 +1307,8 @@ int main(int argc, char **argv)
 		setup_dontdump();
 	} else if (!strcmp(mode, "pingpong")) {
 		setup_pingpong2();
+	} else if (!strcmp(mode, "sockpong")) {
+		setup_sockpong(argc > 2 ? atoi(argv[2]) : 4);
 	} else if (!strcmp(mode, "factory")) {
 		setup_factory(argc > 2 ? atoi(argv[2]) : 10);
 	} else if (!strcmp(mode, "threads")) {

@@ -108,8 +108,21 @@ void arch_gregs_to_dwarf(const uint64_t *gregs, uint64_t dwarf[ARCH_DWARF_NREGS]
 		dwarf[i] = gregs[from[i]];
 }
 
-long arch_regs_syscall(const struct arch_regs *regs, uint64_t args[6])
+#define ERESTARTSYS_	       512
+#define ERESTARTNOINTR_	       513
+#define ERESTARTNOHAND_	       514
+#define ERESTART_RESTARTBLOCK_ 516
+#define EINTR_		       4
+
+bool arch_syscall_interrupted(int64_t result)
 {
+	return result == -ERESTARTSYS_ || result == -ERESTARTNOINTR_ ||
+	       result == -ERESTARTNOHAND_ || result == -ERESTART_RESTARTBLOCK_ || result == -EINTR_;
+}
+
+long arch_regs_syscall(const struct arch_regs *regs, uint64_t args[6], int64_t *ret_result)
+{
+	*ret_result = (int64_t)regs->gp.rax;
 	args[0] = regs->gp.rdi;
 	args[1] = regs->gp.rsi;
 	args[2] = regs->gp.rdx;
@@ -262,11 +275,7 @@ int64_t arch_gregs_syscall_result(const arch_gregs_t *r)
 	return (int64_t)r->rax;
 }
 
-#define ERESTARTSYS_	       512
-#define ERESTARTNOINTR_	       513
-#define ERESTARTNOHAND_	       514
-#define ERESTART_RESTARTBLOCK_ 516
-#define NR_RESTART_SYSCALL     219
+#define NR_RESTART_SYSCALL 219
 
 void arch_gregs_restart_fixup(arch_gregs_t *r)
 {

@@ -46,8 +46,13 @@ uint64_t arch_regs_sp(const struct arch_regs *regs);
  * gregs[ARCH_GREGS_PC]. Pure. */
 #define ARCH_DWARF_NREGS 17
 void arch_gregs_to_dwarf(const uint64_t *gregs, uint64_t dwarf[ARCH_DWARF_NREGS]);
-/* The syscall the thread is in (or -1), with up to 6 arguments. */
-long arch_regs_syscall(const struct arch_regs *regs, uint64_t args[6]);
+/* The syscall the registers of a stopped thread name (or -1), with up to 6 arguments and the
+ * result register. A stop inside a syscall names it; so does a stop on the way out of one that
+ * had ended (the stop comes at the return to user space), with the call's result. */
+long arch_regs_syscall(const struct arch_regs *regs, uint64_t args[6], int64_t *ret_result);
+/* Whether a syscall's result register says the stop interrupted it as it waited: a restart code,
+ * or EINTR for the calls the kernel never restarts (epoll_wait). */
+bool arch_syscall_interrupted(int64_t result);
 /* The syscall's name, or NULL for a number this table does not know. */
 const char *arch_syscall_name(long nr);
 
