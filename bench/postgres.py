@@ -18,10 +18,15 @@ few branch rows) and its per-transaction log (-l). While it runs:
             allows it (every core holds the shared buffers: see --gcore-max)
   floor     the machine's own longest scheduling gap over a few seconds, in the same run
 
+With --connect, pgbench opens a new connection for every transaction (-C): the postmaster
+forks a backend per transaction and reaps it, the connection churn of a front end without a
+pool; the table then says how the shared buffers were kept with backends coming and going
+during the rounds.
+
 Every cluster is stopped at the end, whatever happened.
 
 Usage: bench/postgres.py [--osmosis build/osmosis] [--rows 128MB:10,1GB:20,...] [--runs 3]
-                         [--scale 4] [--dir DIR] [--gcore-max 4G]
+                         [--scale 4] [--dir DIR] [--gcore-max 4G] [--connect]
 """
 
 import argparse
@@ -95,16 +100,18 @@ def du(path):
 class Bench:
     """One pgbench run with its per-transaction log."""
 
-    def __init__(self, pg, clients, seconds, logdir):
+    def __init__(self, pg, clients, seconds, logdir, connect=False):
         self.logdir = logdir
         os.makedirs(logdir)
         os.chown(logdir, tp.USER, tp.USER)
         self.t0 = time.time()
         self.p = pg.pgbench("-n", "-N", "-c", clients, "-j", 2, "-T", seconds, "-l",
-                            "--log-prefix=" + os.path.join(logdir, "tx"))
+                            "--log-prefix=" + os.path.join(logdir, "tx"),
+                            *(["-C"] if connect else []))
         self.seconds = seconds
         deadline = time.time() + 300
-        while len(pg.backends()) < clients:
+        # with -C the backends come and go: one serving is enough
+        while len(pg.backends()) < (1 if connect else clients):
             if self.p.poll() is not None or time.time() > deadline:
                 self.kill()
                 raise RuntimeError("pgbench clients did not connect: %s" %
@@ -162,7 +169,7 @@ def snap(osm, pid, out):
 
 
 def osmosis_run(a, pg, clients, tmp, i, seconds):
-    b = Bench(pg, clients, seconds, os.path.join(tmp, "log%d" % i))
+    b = Bench(pg, clients, seconds, os.path.join(tmp, "log%d" % i), a.connect)
     try:
         time.sleep(BASELINE_S)
         t_snap = time.time()
@@ -194,7 +201,7 @@ def osmosis_run(a, pg, clients, tmp, i, seconds):
 
 
 def gcore_run(a, pg, clients, tmp, seconds):
-    b = Bench(pg, clients, seconds, os.path.join(tmp, "logg"))
+    b = Bench(pg, clients, seconds, os.path.join(tmp, "logg"), a.connect)
     out = os.path.join(tmp, "gcore")
     try:
         time.sleep(BASELINE_S)
@@ -298,6 +305,8 @@ def main():
     ap.add_argument("--gcore-max", default="4G",
                     help="run gcore only when the tree's cores would take at most this")
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--connect", action="store_true",
+                    help="pgbench -C: a new connection, so a new backend, per transaction")
     a = ap.parse_args()
     a.gcore_max = parse_size(a.gcore_max)
     a.osmosis = os.path.abspath(a.osmosis)
@@ -328,11 +337,11 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print_header("osmosis PostgreSQL bench", "bench/postgres.py", t_start, load0, st0)
-    print("PostgreSQL 15, pgbench -n -N -s %d -j 2 -l, osmosis snap --tree (auto) %d times per "
+    print("PostgreSQL 15, pgbench -n -N -s %d -j 2 -l%s, osmosis snap --tree (auto) %d times per "
           "row, one pgbench run each: the median, the maximum in brackets; stall: the longest "
           "latency of a transaction running during the pause (gcore: during the whole tree's "
           "dump), against the longest of the %.0f s before it in the same run (no snapshot)" %
-          (a.scale, a.runs, BASELINE_S - 1))
+          (a.scale, " -C" if a.connect else "", a.runs, BASELINE_S - 1))
     print()
     print("| shared_buffers | clients | what | pause ms | stall ms / before | segment in pause "
           "| failed tx | osmosis peak RSS | disk | captured / processes | segment kept |")

@@ -464,6 +464,8 @@ int capture_frozen(struct capture *c)
 
 	c->n_jobs = 0;
 	c->arena.sealed = true; /* until the thaw: nothing mapped beyond the reservation */
+	if (!c->state_only)
+		shared_frozen_reaped(c);
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
 		size_t first_job = c->n_jobs;

@@ -162,6 +162,9 @@ int shared_rounds(struct capture *c);
 int shared_settle(struct capture *c);
 /* Inside the freeze, after t's layout was read: its mappings of objects get their id. */
 int shared_frozen_assign(struct capture *c, struct target *t);
+/* First in the freeze, before any method acts in a target (the clone method's intermediate is
+ * reaped by its parent): whether a member reaped a child since the rounds' last look. */
+void shared_frozen_reaped(struct capture *c);
 /* Inside the freeze, after every target: queue what was written since the last round (or the
  * whole object), and point each mapping's extent into its object's image. */
 int shared_frozen(struct capture *c);

@@ -80,6 +80,7 @@
 #define UNREGISTER_SLICE  (16ull << 20)
 #define MAX_OUTSIDE_NOTED 64
 #define MAX_JOINERS	  64
+#define MAX_SEEN	  256
 #define MAX_TREE_DEPTH	  64
 #define JOB_MAX		  (1u << 20)
 
@@ -116,6 +117,7 @@ struct shared_object {
 	size_t n_outside, cap_outside;
 	struct joiner joiners[MAX_JOINERS];
 	size_t n_joiners;
+	unsigned exits_seen; /* ss->exits when it last had a whole read for them */
 	bool track;	     /* every writer's mapping is tracked */
 	bool readonly;	     /* nothing can write it through a mapping: read once, before */
 	bool copy_in_freeze; /* copied whole in the freeze */
@@ -125,13 +127,27 @@ struct shared_object {
 	uint64_t *marks; /* one bit per page of [lo, hi): written, to copy (mark()) */
 	size_t n_marks;	 /* words */
 	unsigned page_shift;
-	unsigned rereads; /* whole reads after a tracked mapping went away */
-	pid_t last_gone;  /* the last mapper whose mapping went away */
+	unsigned rereads;      /* whole reads after a tracked mapping went away */
+	pid_t last_gone;       /* the last mapper whose mapping went away */
+	bool last_gone_reaped; /* last_gone is the parent of a child that exited, reaped */
+};
+
+/* A member of the set, watched for the children it forks and reaps while the rounds run. */
+struct parent {
+	pid_t pid;
+	uint64_t cfaults; /* its reaped children's faults, as last read */
+	bool forks;	  /* seen with a child, or reaping one: looked at again in the freeze */
 };
 
 struct shared_set {
 	struct shared_object *v;
 	size_t n, cap;
+	struct parent *parents; /* the members live when the objects were collected */
+	size_t n_parents;
+	pid_t seen[MAX_SEEN]; /* children met outside the set since: joiners, exited, outside */
+	size_t n_seen;
+	unsigned exits; /* children found exited since the objects were collected */
+	pid_t reaper;	/* a member that reaped a child after the last look, found in the freeze */
 };
 
 static bool candidate(const struct osm_mapping *m)
@@ -297,6 +313,160 @@ static void find_outside(struct capture *c, struct shared_set *ss)
 	}
 }
 
+/*
+ * The members' children while the rounds run (a postmaster forking and reaping backends). A
+ * child forked from a mapper after tracking began maps the object untracked: fork does not carry
+ * the registration. One still running is a joiner under --tree, a writer outside otherwise; one
+ * that exited wrote what it wrote before it did, so a whole read from then on sees it. An exit
+ * shows as a zombie child, or once reaped as a rise of its parent's cfaults (its reaped
+ * children's faults). ss->exits counts them.
+ */
+static bool seen_before(const struct shared_set *ss, pid_t pid)
+{
+	for (size_t i = 0; i < ss->n_seen; i++)
+		if (ss->seen[i] == pid)
+			return true;
+	for (size_t k = 0; k < ss->n; k++)
+		for (size_t i = 0; i < ss->v[k].n_joiners; i++)
+			if (ss->v[k].joiners[i].pid == pid)
+				return true;
+	return false;
+}
+
+static void note_seen(struct shared_set *ss, pid_t pid)
+{
+	if (ss->n_seen < MAX_SEEN)
+		ss->seen[ss->n_seen++] = pid;
+}
+
+/* Calls fn for each child of each thread of t (/proc/PID/task/TID/children). */
+static void for_each_child(const struct target *t, void (*fn)(void *, pid_t), void *arg)
+{
+	for (size_t i = 0; i < t->proc->n_threads; i++) {
+		_cleanup_free_ char *text = NULL;
+		char path[64];
+
+		snprintf(path, sizeof(path), "task/%d/children", t->proc->threads[i]->tid);
+		if (read_file_at(t->ref.procfd, path, &text, NULL) < 0)
+			continue;
+		for (char *p = text, *end; *p; p = end) {
+			long pid = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			if (pid > 0)
+				fn(arg, (pid_t)pid);
+		}
+	}
+}
+
+/* An exit of a child: pid is the child (a zombie), or its parent when it was reaped. */
+static void count_exit(struct shared_set *ss, pid_t pid, bool reaped)
+{
+	ss->exits++;
+	for (size_t k = 0; k < ss->n; k++) {
+		ss->v[k].last_gone = pid;
+		ss->v[k].last_gone_reaped = reaped;
+	}
+}
+
+struct child_look {
+	struct capture *c;
+	struct parent *parent;
+};
+
+static void seen_child(void *arg, pid_t pid)
+{
+	struct child_look *cl = arg;
+	struct shared_set *ss = cl->c->shared;
+	cl->parent->forks = true;
+	if (!seen_before(ss, pid))
+		note_seen(ss, pid);
+}
+
+/* Before the objects are looked at by find_outside: who the members are, what they reaped so
+ * far, and the children they have now (find_outside sorts those). */
+static int note_parents(struct capture *c, struct shared_set *ss)
+{
+	ss->parents = calloc(MAX(c->set->n, (size_t)1), sizeof(*ss->parents));
+	if (!ss->parents)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->set->n; i++) {
+		const struct target *t = c->set->v[i];
+		struct proc_stat st;
+		if (!live(t) || proc_read_stat(t->ref.procfd, "stat", &st) < 0)
+			continue;
+		struct child_look cl = {c, &ss->parents[ss->n_parents]};
+		ss->parents[ss->n_parents++] = (struct parent){t->proc->pid, st.cfaults, false};
+		for_each_child(t, seen_child, &cl);
+	}
+	return 0;
+}
+
+/* A child met since: exited (counted), or running and mapping objects. */
+static void look_at_child(void *arg, pid_t pid)
+{
+	struct child_look *cl = arg;
+	struct shared_set *ss = cl->c->shared;
+	_cleanup_free_ char *text = NULL;
+
+	cl->parent->forks = true;
+	struct proc_stat st;
+	char path[64];
+
+	if (target_set_find(cl->c->set, pid) || seen_before(ss, pid))
+		return;
+	note_seen(ss, pid);
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (proc_read_stat(AT_FDCWD, path, &st) < 0 || st.state == 'Z') {
+		count_exit(ss, pid, false);
+		return;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	if (read_file_at(AT_FDCWD, path, &text, NULL) < 0) {
+		count_exit(ss, pid, false);
+		return;
+	}
+	for (size_t k = 0; k < ss->n; k++) {
+		struct shared_object *o = &ss->v[k];
+		char needle[64];
+		snprintf(needle, sizeof(needle), " %02x:%02x %llu ", o->dev_major, o->dev_minor,
+			 (unsigned long long)o->inode);
+		if (!o->track || !maps_text_writable(text, needle))
+			continue;
+		if (cl->c->tree && o->n_joiners < MAX_JOINERS)
+			o->joiners[o->n_joiners++] =
+			    (struct joiner){.pid = pid, .starttime = st.starttime};
+		else
+			copy_whole(o,
+				   "pid %d, forked by pid %d as the rounds ran, maps it writable "
+				   "outside the snapshot",
+				   pid, cl->parent->pid);
+	}
+}
+
+/* Exits and new children since the last look (ss->exits grows by the exits). */
+static void watch_children(struct capture *c)
+{
+	struct shared_set *ss = c->shared;
+
+	for (size_t i = 0; ss && i < ss->n_parents; i++) {
+		struct parent *pa = &ss->parents[i];
+		const struct target *t = target_set_find(c->set, pa->pid);
+		struct child_look cl = {c, pa};
+		struct proc_stat st;
+
+		if (!t || !live(t) || proc_read_stat(t->ref.procfd, "stat", &st) < 0)
+			continue; /* a member gone: its own mappings say so */
+		if (st.cfaults != pa->cfaults) {
+			log_debug("pid %d reaped a child as the rounds ran", pa->pid);
+			pa->cfaults = st.cfaults;
+			pa->forks = true;
+			count_exit(ss, pa->pid, true);
+		}
+		for_each_child(t, look_at_child, &cl);
+	}
+}
+
 /* Whether a descriptor of a process of the set is the object itself (writes through write(2)
  * are not tracked). */
 static pid_t opened_by(struct capture *c, const struct shared_object *o)
@@ -404,6 +574,8 @@ int shared_collect(struct capture *c)
 			m->shared_object = o->id;
 		}
 	}
+	if (note_parents(c, ss) < 0)
+		return log_error(ENOMEM, "out of memory");
 	find_outside(c, ss);
 	for (size_t k = 0; k < ss->n; k++) {
 		struct shared_object *o = &ss->v[k];
@@ -796,7 +968,7 @@ static int map_state(const struct shared_object *o, const struct shared_map *sm)
 
 /* Each tracked mapping of o checked; those gone are marked so. Returns how many were lost; o
  * becomes copied in the freeze when one is there but untracked. */
-static unsigned check_maps(struct shared_object *o)
+static unsigned check_maps(struct capture *c, struct shared_object *o)
 {
 	unsigned lost = 0;
 
@@ -813,6 +985,7 @@ static unsigned check_maps(struct shared_object *o)
 			sm->tracked = false;
 			sm->gone = true;
 			o->last_gone = sm->t->proc->pid;
+			o->last_gone_reaped = false;
 			lost++;
 		} else if (g < 0) {
 			copy_whole(o,
@@ -829,7 +1002,16 @@ static unsigned check_maps(struct shared_object *o)
 		log_debug("shared object %u: pid %d, forked in the tree, exited", o->id, j->pid);
 		j->gone = true;
 		o->last_gone = j->pid;
+		o->last_gone_reaped = false;
 		lost++;
+	}
+	/* A child of a member that exited since the last whole read. */
+	if (o->track) {
+		watch_children(c);
+		if (o->exits_seen != c->shared->exits) {
+			o->exits_seen = c->shared->exits;
+			lost++;
+		}
 	}
 	return lost;
 }
@@ -860,7 +1042,7 @@ static int round_once(struct capture *c, struct shared_object *o, bool whole, ui
 			copy_whole(o, "the written pages of pid %d could not be read (%s)",
 				   sm->t->proc->pid, strerror(-r));
 	}
-	if (!whole && o->track && check_maps(o) > 0) {
+	if (!whole && o->track && check_maps(c, o) > 0) {
 		if (o->rereads >= MAX_REREADS) {
 			copy_whole(
 			    o,
@@ -878,6 +1060,11 @@ static int round_once(struct capture *c, struct shared_object *o, bool whole, ui
 		return 0;
 	}
 	if (whole) {
+		/* The exits known now happened before this read: it sees their writes. */
+		if (o->track) {
+			watch_children(c);
+			o->exits_seen = c->shared->exits;
+		}
 		clear_marks(o);
 		c->n_jobs = 0;
 		written = 0;
@@ -956,7 +1143,7 @@ int shared_settle(struct capture *c)
 	for (size_t k = 0; ss && k < ss->n; k++) {
 		struct shared_object *o = &ss->v[k];
 		for (int tries = 0; o->track && tries < SETTLE_TRIES; tries++) {
-			if (check_maps(o) == 0)
+			if (check_maps(c, o) == 0)
 				break;
 			if (o->rereads >= MAX_REREADS) {
 				copy_whole(
@@ -1019,6 +1206,34 @@ int shared_frozen_assign(struct capture *c, struct target *t)
 	return 0;
 }
 
+/* A member that reaped a child since the last look (its cfaults rose), or 0. In the freeze: a
+ * stat line read into the stack per member seen forking (a postmaster, not its backends). */
+static pid_t reaped_since(const struct capture *c)
+{
+	const struct shared_set *ss = c->shared;
+
+	for (size_t i = 0; ss && i < ss->n_parents; i++) {
+		const struct target *t = target_set_find(c->set, ss->parents[i].pid);
+		struct proc_stat st;
+		if (ss->parents[i].forks && t && live(t) &&
+		    proc_read_stat(t->ref.procfd, "stat", &st) == 0 &&
+		    st.cfaults != ss->parents[i].cfaults)
+			return ss->parents[i].pid;
+	}
+	return 0;
+}
+
+void shared_frozen_reaped(struct capture *c)
+{
+	struct shared_set *ss = c->shared;
+	bool tracking = false;
+
+	for (size_t k = 0; ss && k < ss->n; k++)
+		tracking |= ss->v[k].track;
+	if (tracking)
+		ss->reaper = reaped_since(c);
+}
+
 static int find_frozen(struct capture *c)
 {
 	struct shared_set *ss = c->shared;
@@ -1039,6 +1254,11 @@ static int find_frozen(struct capture *c)
 				    "round, as the freeze began: its last writes are unknown",
 				    sm->t->proc->pid);
 		}
+		if (o->track && ss->reaper)
+			copy_whole(o,
+				   "a child of pid %d exited after the last round, as the freeze "
+				   "began: its writes are unknown",
+				   ss->reaper);
 		/* A joiner not frozen with the tree: its last writes (or those it still makes)
 		 * are unknown. One found gone before had a whole read after. */
 		for (size_t i = 0; o->track && i < o->n_joiners; i++) {
@@ -1161,9 +1381,10 @@ int shared_describe(struct capture *c, struct osm_snapshot *s)
 		if (!o->why && o->rereads &&
 		    asprintf(
 			&o->why,
-			"tracked; a tracked mapping went away before the freeze (the last: pid "
-			"%d's), so it was read whole again before the freeze (%u time%s)",
-			o->last_gone, o->rereads, o->rereads == 1 ? "" : "s") < 0)
+			"tracked; a mapper went away before the freeze (the last: %s %d), so it "
+			"was read whole again before the freeze (%u time%s)",
+			o->last_gone_reaped ? "a child of pid" : "pid", o->last_gone, o->rereads,
+			o->rereads == 1 ? "" : "s") < 0)
 			o->why = NULL;
 
 		*d = (struct osm_shared_object){.id = o->id,
@@ -1219,6 +1440,7 @@ void shared_release(struct capture *c)
 		free(o->outside);
 	}
 	free(ss->v);
+	free(ss->parents);
 	free(ss);
 	c->shared = NULL;
 }

@@ -14,45 +14,57 @@
 #include "capture/capture.h"
 #include "snapshot/describe.h"
 
-/* The calls that write and whose third argument is the length asked for; the vector ones
- * (writev, sendmsg) count as asked for in full when they return anything. */
-static bool write_call(const char *name, bool *has_len)
+/* The calls that move data through a descriptor (its number in the first argument), as the
+ * analysis reads them as waits on a pipe's or a socket's other end: 1 for a read, 2 for a write,
+ * 3 for a write whose third argument is the length asked for; 0 for the other calls. */
+static int data_call(const char *name)
 {
-	static const char *const with_len[] = {"write", "pwrite64", "sendto"};
-	static const char *const vector[] = {"writev", "pwritev", "pwritev2", "sendmsg"};
+	static const char *const reads[] = {"read",    "readv",	   "pread64", "preadv",
+					    "preadv2", "recvfrom", "recvmsg", "recvmmsg"};
+	static const char *const writes[] = {"writev", "pwritev", "pwritev2", "sendmsg",
+					     "sendmmsg"};
+	static const char *const writes_len[] = {"write", "pwrite64", "sendto"};
 
-	*has_len = false;
-	for (size_t i = 0; i < sizeof(with_len) / sizeof(with_len[0]); i++)
-		if (!strcmp(name, with_len[i]))
-			return (*has_len = true);
-	for (size_t i = 0; i < sizeof(vector) / sizeof(vector[0]); i++)
-		if (!strcmp(name, vector[i]))
-			return true;
-	return false;
+	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++)
+		if (!strcmp(name, reads[i]))
+			return 1;
+	for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++)
+		if (!strcmp(name, writes[i]))
+			return 2;
+	for (size_t i = 0; i < sizeof(writes_len) / sizeof(writes_len[0]); i++)
+		if (!strcmp(name, writes_len[i]))
+			return 3;
+	return 0;
 }
 
-/* Whether the stop met t waiting in the syscall its registers name: the stop interrupted the
- * wait (a restart code or EINTR), or cut short a write blocked on a blocking descriptor (it
- * returns what it wrote so far: fewer bytes than asked, by a thread sleeping just before the
- * freeze). Otherwise the call had ended and t was on its way out of it: no wait (a redis or a
- * pgbench caught just after a non-blocking read or write). */
+/*
+ * Whether the stop met t waiting in the syscall its registers name. A stop that interrupted the
+ * wait leaves a restart code or EINTR in the result. A stop on the way out of a call that had
+ * ended keeps the call's number too, with its result: for a read or a write on a descriptor
+ * that is no wait (a redis or a pgbench caught just after a non-blocking read or write: taken
+ * for waits, both ends of a connection would "wait" on each other), unless the stop cut short a
+ * write blocked on a blocking descriptor (it returns what it wrote so far: fewer bytes than
+ * asked, by a thread sleeping just before the freeze). Other calls keep their number: a futex
+ * wait that returned sits in its lock's or condition's loop, whose memory says what it waits
+ * for (a GIL waiter between two of its 5 ms waits).
+ */
 static bool waits_in(const struct osm_process *p, const struct osm_thread *t, long nr,
 		     int64_t result)
 {
 	const char *name = nr >= 0 ? arch_syscall_name(nr) : NULL;
 	const struct osm_fd *f;
-	bool has_len;
+	int kind;
 
 	if (nr < 0)
 		return false;
-	if (arch_syscall_interrupted(result))
+	if (arch_syscall_interrupted(result) || !name || !(kind = data_call(name)))
 		return true;
-	if (result <= 0 || !name || t->state == 'R' || !write_call(name, &has_len))
+	if (kind == 1 || result <= 0 || t->state == 'R')
 		return false;
 	f = process_find_fd(p, (int)t->syscall_args[0]);
 	if (!f || (f->flags & O_NONBLOCK))
 		return false;
-	return !has_len || (uint64_t)result < t->syscall_args[2];
+	return kind == 2 || (uint64_t)result < t->syscall_args[2];
 }
 
 static uint64_t pending_set(pid_t tid, int flags)

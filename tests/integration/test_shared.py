@@ -315,6 +315,44 @@ def test_writer_forked_in_the_tree_before_the_freeze_joins_it():
             fam.assert_running()
 
 
+FLASH_MAGIC = 0x666c617368
+
+
+def test_child_that_writes_and_exits_during_the_rounds_is_seen():
+    """After the first round, the parent forks a child that writes its slice and header word and
+    exits, reaped at once (fault point shared-round; a short-lived worker under connection
+    churn). Its mapping was never tracked, yet its writes are in every core: its parent's reaped
+    children's faults rose, so the object was read whole again (or copied in the pause), and the
+    manifest names the parent. As a tree and as named pids."""
+    with TempDir() as tmp:
+        for scope, m in (("tree", "precopy"), ("pids", "clone")):
+            fifo = os.path.join(tmp, "fork-" + scope)
+            os.mkfifo(fifo, 0o600)
+            with Family("anon", 16, 3, 1, env={"SHM_FORK_FIFO": fifo, "SHM_FLASH": "1"}) as fam:
+                out = os.path.join(tmp, scope)
+                who = ["--tree", fam.pid] if scope == "tree" else fam.pids()
+                snap("--method", m, "--sample", "0", "-o", out, *who,
+                     env={"OSMOSIS_FAULT": "shared-round:write=%s" % fifo}, timeout=900)
+                what = "%s, %s" % (scope, m)
+                man = manifest(out)
+                o = the_object(man, fam, what)
+                check("a child of pid %d" % fam.pid in (o["kept_reason"] or ""),
+                      "%s: kept %s (%s)" % (what, o["kept"], o["kept_reason"]))
+                slot = len(fam.kids)
+                for pid in fam.pids():
+                    data = Core(os.path.join(out, "core.%d" % pid)).read(fam.base, fam.size)
+                    (h,) = struct.unpack_from("<Q", data, 8 * (1 + slot))
+                    (pg,) = struct.unpack_from("<Q", data, MIB + slot * fam.write)
+                    check(h == FLASH_MAGIC and pg == FLASH_MAGIC,
+                          "%s: core.%d misses the exited child's writes: %#x %#x" %
+                          (what, pid, h, pg))
+                check_one_instant(out, fam, fam.pids(), what)
+                print("  %s: pause %.1f ms, %d bytes copied in the pause; %s" %
+                      (what, man["pause_us"] / 1000, o["copied_in_pause_bytes"],
+                       o["kept_reason"]))
+                fam.assert_running()
+
+
 def test_writers_outside_the_snapshot_are_recorded():
     """Two of the writers named, the others left out: the object is copied whole in the pause
     and the manifest names the processes outside that map it."""

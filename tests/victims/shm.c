@@ -15,7 +15,9 @@
  *
  * Prints "ready pid=P kids=A,B,.. base=ADDR priv=ADDR" (the same addresses in every process).
  * With SHM_FORK_FIFO=PATH in the environment, each byte read from that FIFO forks one more
- * writer, with the next slice (a service forking a worker while it is snapshotted).
+ * writer, with the next slice (a service forking a worker while it is snapshotted). With
+ * SHM_FLASH=1 as well, the first byte forks a child that writes FLASH_MAGIC into the next slice
+ * and its header word, then exits and is reaped (a short-lived worker); later bytes do nothing.
  * Writers die with the parent (PR_SET_PDEATHSIG); SIGTERM to the parent ends all.
  */
 
@@ -33,10 +35,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MIB	   (1ul << 20)
-#define PAGE	   4096ul
-#define MAX_PROCS  256
-#define PRIV_MAGIC 0x70726976ull
+#define MIB	    (1ul << 20)
+#define PAGE	    4096ul
+#define MAX_PROCS   256
+#define PRIV_MAGIC  0x70726976ull
+#define FLASH_MAGIC 0x666c617368ull
 
 static volatile uint64_t *priv; /* [0] magic, [1] generation: in a private page */
 
@@ -129,7 +132,18 @@ struct spawner {
 	uint8_t *base;
 	unsigned next;
 	size_t write, size;
+	bool flash, flashed;
 };
+
+/* The short-lived worker: its slice and header word say FLASH_MAGIC, then it is gone. */
+static void flash(uint8_t *base, unsigned i, size_t write)
+{
+	uint8_t *slice = base + MIB + (size_t)i * write;
+	for (size_t off = 0; off < write; off += PAGE)
+		*(volatile uint64_t *)(slice + off) = FLASH_MAGIC;
+	((volatile uint64_t *)base)[1 + i] = FLASH_MAGIC;
+	_exit(0);
+}
 
 static void *spawn_thread(void *arg)
 {
@@ -140,8 +154,17 @@ static void *spawn_thread(void *arg)
 	if (fd < 0)
 		die("SHM_FORK_FIFO");
 	while (read(fd, &c, 1) == 1) {
-		if (MIB + (sp->next + 1) * sp->write > sp->size)
-			continue; /* no slice left */
+		if (MIB + (sp->next + 1) * sp->write > sp->size || sp->flashed)
+			continue; /* no slice left, or the one flash done */
+		if (sp->flash) {
+			pid_t k = fork();
+			if (k == 0)
+				flash(sp->base, sp->next, sp->write);
+			if (k > 0)
+				waitpid(k, NULL, 0);
+			sp->flashed = true;
+			continue;
+		}
 		pid_t k = fork();
 		if (k == 0)
 			writer(sp->base, sp->next, sp->write);
@@ -206,7 +229,8 @@ int main(int argc, char **argv)
 	}
 	signal(SIGTERM, on_term);
 	static struct spawner sp;
-	sp = (struct spawner){getenv("SHM_FORK_FIFO"), base, n, write, size};
+	sp = (struct spawner){getenv("SHM_FORK_FIFO"),	   base, n, write, size,
+			      getenv("SHM_FLASH") != NULL, false};
 	if (sp.fifo) {
 		pthread_t th;
 		pthread_create(&th, NULL, spawn_thread, &sp);
