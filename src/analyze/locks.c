@@ -4,6 +4,7 @@
 
 #include "analyze/locks.h"
 #include "base/util.h"
+#include "snapshot/data_calls.h"
 
 #define FUTEX_WAITERS	 0x80000000u
 #define FUTEX_OWNER_DIED 0x40000000u
@@ -225,28 +226,17 @@ void lock_decode(const struct lock_input *in, struct lock_info *o)
 			snprintf(o->text, sizeof(o->text), "waits for any child to exit");
 		return;
 	}
-	static const char *const reads[] = {"read",    "readv",	   "pread64", "recvfrom",
-					    "recvmsg", "recvmmsg", NULL};
-	static const char *const writes[] = {"write",	"writev",   "pwrite64", "sendto",
-					     "sendmsg", "sendmmsg", NULL};
 	static const char *const polls[] = {"poll",	  "ppoll",	 "select",	 "pselect6",
 					    "epoll_wait", "epoll_pwait", "epoll_pwait2", NULL};
 	static const char *const sleeps[] = {"nanosleep",     "clock_nanosleep", "pause",
 					     "rt_sigsuspend", "rt_sigtimedwait", NULL};
-	for (size_t i = 0; reads[i]; i++)
-		if (!strcmp(sc, reads[i])) {
-			o->kind = WAIT_READ;
-			o->fd = (int)a[0];
-			snprintf(o->text, sizeof(o->text), "%s on fd %d", sc, o->fd);
-			return;
-		}
-	for (size_t i = 0; writes[i]; i++)
-		if (!strcmp(sc, writes[i])) {
-			o->kind = WAIT_WRITE;
-			o->fd = (int)a[0];
-			snprintf(o->text, sizeof(o->text), "%s on fd %d", sc, o->fd);
-			return;
-		}
+	enum data_call dc = data_call_of(sc);
+	if (dc != DATA_NONE) {
+		o->kind = dc == DATA_READ ? WAIT_READ : WAIT_WRITE;
+		o->fd = (int)a[0];
+		snprintf(o->text, sizeof(o->text), "%s on fd %d", sc, o->fd);
+		return;
+	}
 	if (!strcmp(sc, "flock") && !(a[1] & 4)) { /* not LOCK_NB */
 		o->kind = WAIT_FILE_LOCK;
 		o->fd = (int)a[0];

@@ -123,6 +123,11 @@ struct shared_object {
 	bool copy_in_freeze; /* copied whole in the freeze */
 	bool prefaulted;     /* its buffer touched before the freeze */
 	char *why;	     /* why it is copied in the freeze rather than tracked */
+	/* The same, decided in the freeze, which allocates nothing: formatted after the thaw
+	 * (shared_describe) from a format naming a pid (%d), then an errno's text (%s). */
+	const char *frozen_why;
+	pid_t frozen_why_pid;
+	int frozen_why_err;
 	uint64_t copied_before, copied_in_freeze;
 	uint64_t *marks; /* one bit per page of [lo, hi): written, to copy (mark()) */
 	size_t n_marks;	 /* words */
@@ -199,6 +204,18 @@ __attribute__((format(printf, 2, 3))) static void copy_whole(struct shared_objec
 	if (vasprintf(&o->why, fmt, ap) < 0)
 		o->why = NULL;
 	va_end(ap);
+}
+
+/* copy_whole for the freeze: the reason is kept as its format and arguments. */
+static void copy_whole_frozen(struct shared_object *o, const char *fmt, pid_t pid, int err)
+{
+	if (o->copy_in_freeze)
+		return;
+	o->copy_in_freeze = true;
+	o->track = false;
+	o->frozen_why = fmt;
+	o->frozen_why_pid = pid;
+	o->frozen_why_err = err;
 }
 
 static int add_map(struct shared_object *o, struct target *t, const struct osm_mapping *m,
@@ -1248,28 +1265,28 @@ static int find_frozen(struct capture *c)
 		for (size_t i = 0; o->track && i < o->n_maps; i++) {
 			struct shared_map *sm = &o->maps[i];
 			if (sm->tracked && (sm->t->uffd < 0 || !live(sm->t) || !sm->in_freeze))
-				copy_whole(
+				copy_whole_frozen(
 				    o,
 				    "the tracked mapping of pid %d went away after the last "
 				    "round, as the freeze began: its last writes are unknown",
-				    sm->t->proc->pid);
+				    sm->t->proc->pid, 0);
 		}
 		if (o->track && ss->reaper)
-			copy_whole(o,
-				   "a child of pid %d exited after the last round, as the freeze "
-				   "began: its writes are unknown",
-				   ss->reaper);
+			copy_whole_frozen(o,
+					  "a child of pid %d exited after the last round, as the "
+					  "freeze began: its writes are unknown",
+					  ss->reaper, 0);
 		/* A joiner not frozen with the tree: its last writes (or those it still makes)
 		 * are unknown. One found gone before had a whole read after. */
 		for (size_t i = 0; o->track && i < o->n_joiners; i++) {
 			const struct joiner *j = &o->joiners[i];
 			const struct target *t = target_set_find(c->set, j->pid);
 			if (!j->gone && !(t && live(t)))
-				copy_whole(
+				copy_whole_frozen(
 				    o,
 				    "pid %d, forked in the tree after it was listed, was not "
 				    "in the freeze: its writes are unknown",
-				    j->pid);
+				    j->pid, 0);
 		}
 		if (o->copy_in_freeze) {
 			r = queue_whole(c, o, &o->copied_in_freeze);
@@ -1291,8 +1308,10 @@ static int find_frozen(struct capture *c)
 			if (r < 0 && (r == -ENOMEM || r == -EINTR))
 				return r;
 			if (r < 0) {
-				copy_whole(o, "the written pages of pid %d could not be read (%s)",
-					   sm->t->proc->pid, strerror(-r));
+				copy_whole_frozen(o,
+						  "the written pages of pid %d could not be read "
+						  "(%s)",
+						  sm->t->proc->pid, -r);
 				clear_marks(o);
 				o->copied_in_freeze = 0;
 				r = queue_whole(c, o, &o->copied_in_freeze);
@@ -1378,6 +1397,10 @@ int shared_describe(struct capture *c, struct osm_snapshot *s)
 		struct shared_object *o = &ss->v[k];
 		struct osm_shared_object *d = &s->shared[s->n_shared++];
 
+		if (!o->why && o->frozen_why &&
+		    asprintf(&o->why, o->frozen_why, o->frozen_why_pid,
+			     strerror(o->frozen_why_err)) < 0)
+			o->why = NULL;
 		if (!o->why && o->rereads &&
 		    asprintf(
 			&o->why,

@@ -12,30 +12,8 @@
 
 #include "base/log.h"
 #include "capture/capture.h"
+#include "snapshot/data_calls.h"
 #include "snapshot/describe.h"
-
-/* The calls that move data through a descriptor (its number in the first argument), as the
- * analysis reads them as waits on a pipe's or a socket's other end: 1 for a read, 2 for a write,
- * 3 for a write whose third argument is the length asked for; 0 for the other calls. */
-static int data_call(const char *name)
-{
-	static const char *const reads[] = {"read",    "readv",	   "pread64", "preadv",
-					    "preadv2", "recvfrom", "recvmsg", "recvmmsg"};
-	static const char *const writes[] = {"writev", "pwritev", "pwritev2", "sendmsg",
-					     "sendmmsg"};
-	static const char *const writes_len[] = {"write", "pwrite64", "sendto"};
-
-	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++)
-		if (!strcmp(name, reads[i]))
-			return 1;
-	for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++)
-		if (!strcmp(name, writes[i]))
-			return 2;
-	for (size_t i = 0; i < sizeof(writes_len) / sizeof(writes_len[0]); i++)
-		if (!strcmp(name, writes_len[i]))
-			return 3;
-	return 0;
-}
 
 /*
  * Whether the stop met t waiting in the syscall its registers name. A stop that interrupted the
@@ -51,20 +29,20 @@ static int data_call(const char *name)
 static bool waits_in(const struct osm_process *p, const struct osm_thread *t, long nr,
 		     int64_t result)
 {
-	const char *name = nr >= 0 ? arch_syscall_name(nr) : NULL;
+	enum data_call kind;
 	const struct osm_fd *f;
-	int kind;
 
 	if (nr < 0)
 		return false;
-	if (arch_syscall_interrupted(result) || !name || !(kind = data_call(name)))
+	kind = data_call_of(arch_syscall_name(nr));
+	if (arch_syscall_interrupted(result) || kind == DATA_NONE)
 		return true;
-	if (kind == 1 || result <= 0 || t->state == 'R')
+	if (kind == DATA_READ || result <= 0 || t->state == 'R')
 		return false;
 	f = process_find_fd(p, (int)t->syscall_args[0]);
 	if (!f || (f->flags & O_NONBLOCK))
 		return false;
-	return kind == 2 || (uint64_t)result < t->syscall_args[2];
+	return kind == DATA_WRITE || (uint64_t)result < t->syscall_args[2];
 }
 
 static uint64_t pending_set(pid_t tid, int flags)
