@@ -255,6 +255,16 @@ static bool maps_text_writable(const char *text, const char *needle)
 	return false;
 }
 
+/* Whether a maps text maps object o writable (its lines name o's device and inode). */
+static bool maps_writable(const char *text, const struct shared_object *o)
+{
+	char needle[64];
+
+	snprintf(needle, sizeof(needle), " %02x:%02x %llu ", o->dev_major, o->dev_minor,
+		 (unsigned long long)o->inode);
+	return maps_text_writable(text, needle);
+}
+
 /* Whether pid descends from a live member of the set, and its start time. */
 static bool joins_the_tree(const struct capture *c, pid_t pid, uint64_t *ret_start)
 {
@@ -310,10 +320,7 @@ static void find_outside(struct capture *c, struct shared_set *ss)
 			continue;
 		for (size_t k = 0; k < ss->n; k++) {
 			struct shared_object *o = &ss->v[k];
-			char needle[64];
-			snprintf(needle, sizeof(needle), " %02x:%02x %llu ", o->dev_major,
-				 o->dev_minor, (unsigned long long)o->inode);
-			if (!maps_text_writable(text, needle))
+			if (!maps_writable(text, o))
 				continue;
 			uint64_t start = 0;
 			if (c->tree && !t && o->n_joiners < MAX_JOINERS &&
@@ -445,10 +452,7 @@ static void look_at_child(void *arg, pid_t pid)
 	}
 	for (size_t k = 0; k < ss->n; k++) {
 		struct shared_object *o = &ss->v[k];
-		char needle[64];
-		snprintf(needle, sizeof(needle), " %02x:%02x %llu ", o->dev_major, o->dev_minor,
-			 (unsigned long long)o->inode);
-		if (!o->track || !maps_text_writable(text, needle))
+		if (!o->track || !maps_writable(text, o))
 			continue;
 		if (cl->c->tree && o->n_joiners < MAX_JOINERS)
 			o->joiners[o->n_joiners++] =

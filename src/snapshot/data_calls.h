@@ -22,11 +22,11 @@ static inline enum data_call data_call_of(const char *name)
 		const char *name;
 		enum data_call kind;
 	} calls[] = {
-	    {"read", DATA_READ},	  {"readv", DATA_READ},	       {"pread64", DATA_READ},
-	    {"preadv", DATA_READ},	  {"preadv2", DATA_READ},      {"recvfrom", DATA_READ},
-	    {"recvmsg", DATA_READ},	  {"recvmmsg", DATA_READ},     {"write", DATA_WRITE_LEN},
+	    {"read", DATA_READ},	  {"readv", DATA_READ},	      {"pread64", DATA_READ},
+	    {"preadv", DATA_READ},	  {"preadv2", DATA_READ},     {"recvfrom", DATA_READ},
+	    {"recvmsg", DATA_READ},	  {"recvmmsg", DATA_READ},    {"write", DATA_WRITE_LEN},
 	    {"pwrite64", DATA_WRITE_LEN}, {"sendto", DATA_WRITE_LEN}, {"writev", DATA_WRITE},
-	    {"pwritev", DATA_WRITE},	  {"pwritev2", DATA_WRITE},    {"sendmsg", DATA_WRITE},
+	    {"pwritev", DATA_WRITE},	  {"pwritev2", DATA_WRITE},   {"sendmsg", DATA_WRITE},
 	    {"sendmmsg", DATA_WRITE},
 	};
 
