@@ -194,15 +194,29 @@ static int rounds_all(struct capture *c)
  */
 static int fit_the_freeze(struct capture *c)
 {
-	uint64_t left = arena_free_bytes(&c->arena), need = 0;
+	uint64_t left = arena_free_bytes(&c->arena), need = 0, bounded = 0, b_t;
 	char a[32], b[32], d[32];
 
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
+		b_t = 0;
 		t->freeze_need = live(t) && t->method && t->method->freeze_bytes
-				     ? t->method->freeze_bytes(c, t)
+				     ? t->method->freeze_bytes(c, t, &b_t)
 				     : 0;
 		need += t->freeze_need;
+		bounded += b_t;
+	}
+	/* What cannot outgrow its bound (pages written where writes are tracked) gets room now,
+	 * within the budget; what still grows (memory new since the plan) does not: it would
+	 * outgrow any room added now. */
+	if (need > left && bounded) {
+		/* and one run more: a run is never split across the arena's chunks, and pre-copy's
+		 * runs in the freeze are up to 16 MiB (its scan slice) */
+		uint64_t more = MIN(need - left, bounded) + (16u << 20);
+		if (more <= capture_budget_left(c) && arena_reserve_more(&c->arena, more) == 0) {
+			left = arena_free_bytes(&c->arena);
+			capture_note_buffers(c);
+		}
 	}
 	while (need > left) {
 		struct target *big = NULL;
@@ -236,7 +250,7 @@ static int fit_the_freeze(struct capture *c)
 				   "than the %s left of the memory reserved: memory grew, or was "
 				   "written, since it was planned; so a clone",
 				   capture_method_name(c->requested), d, a, b);
-		big->freeze_need = big->method->freeze_bytes(c, big);
+		big->freeze_need = big->method->freeze_bytes(c, big, &b_t);
 		need -= big_n;
 		need += big->freeze_need;
 	}

@@ -538,9 +538,11 @@ static bool clone_whole(const struct target *t, const struct osm_mapping *m)
 	return clone_copies_in_freeze(m);
 }
 
-static uint64_t clone_freeze_bytes(const struct capture *c, const struct target *t)
+static uint64_t clone_freeze_bytes(const struct capture *c, const struct target *t,
+				   uint64_t *ret_bounded)
 {
 	(void)c;
+	*ret_bounded = 0;
 	return capture_ready_whole_bytes(t, clone_whole);
 }
 

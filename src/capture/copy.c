@@ -22,9 +22,11 @@ static uint64_t copy_arena_bytes(const struct capture *c, const struct target *t
 	return t->planned_bytes;
 }
 
-static uint64_t copy_freeze_bytes(const struct capture *c, const struct target *t)
+static uint64_t copy_freeze_bytes(const struct capture *c, const struct target *t,
+				  uint64_t *ret_bounded)
 {
 	(void)c;
+	*ret_bounded = 0;
 	return capture_ready_whole_bytes(t, NULL);
 }
 

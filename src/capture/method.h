@@ -63,8 +63,11 @@ struct capture_ops {
 	/* copy jobs the method may queue in the freeze beyond one per run of t's layout */
 	size_t (*freeze_jobs)(const struct capture *c, const struct target *t);
 	/* bytes the freeze will copy into the arena for t, from its ready layout (plan.c): what
-	 * the method copies whole there, and what it adds (pre-copy: the pages written since) */
-	uint64_t (*freeze_bytes)(const struct capture *c, const struct target *t);
+	 * the method copies whole there, and what it adds (pre-copy: the pages written since).
+	 * *ret_bounded: the part of it that cannot outgrow what is known now (pre-copy: written
+	 * pages, never more than it tracks), which the arena may grow to hold before the freeze */
+	uint64_t (*freeze_bytes)(const struct capture *c, const struct target *t,
+				 uint64_t *ret_bounded);
 	int (*frozen)(struct capture *c, struct target *t);
 	void (*thawed)(struct capture *c, struct target *t);
 	int (*finish)(struct capture *c, struct target *t);

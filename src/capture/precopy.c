@@ -747,23 +747,27 @@ static int count_written(struct capture *c, struct target *t, struct precopy_reg
  * since (a 256 MiB writer's rounds ended with little written; by the freeze it had written all
  * of it, and did not fit). One that wrote more since than twice its last round, and 8 MiB, is
  * writing faster than its rounds saw: counted as if it wrote all it has tracked. */
-static uint64_t precopy_freeze_bytes(const struct capture *c, const struct target *t)
+static uint64_t precopy_freeze_bytes(const struct capture *c, const struct target *t,
+				     uint64_t *ret_bounded)
 {
 	struct precopy_target *pt = pt_of(t);
-	uint64_t written = 0;
+	uint64_t written = 0, tracked = precopy_tracked_bytes(t);
 
-	if (pt && capture_staged(t))
-		for (size_t i = 0; i < pt->n_pc; i++)
-			if (scan((struct capture *)c, (struct target *)t, &pt->pc[i], 0, 0,
-				 PAGE_IS_WRITTEN, WRITTEN_RETURN, count_written, &written,
-				 WALK_SLICE) < 0) {
-				written = precopy_tracked_bytes(t); /* cannot tell: all of it */
-				break;
-			}
-	if (pt && written > 2 * pt->last_written + (8u << 20))
-		written = MAX(written, precopy_tracked_bytes(t));
-	return capture_ready_whole_bytes(t, precopy_whole) +
-	       (pt && capture_staged(t) ? written + pt->last_written : 0);
+	*ret_bounded = 0;
+	if (!pt || !capture_staged(t))
+		return capture_ready_whole_bytes(t, precopy_whole);
+	for (size_t i = 0; i < pt->n_pc; i++)
+		if (scan((struct capture *)c, (struct target *)t, &pt->pc[i], 0, 0, PAGE_IS_WRITTEN,
+			 WRITTEN_RETURN, count_written, &written, WALK_SLICE) < 0) {
+			written = tracked; /* cannot tell: all of it */
+			break;
+		}
+	/* Writing faster than in the rounds (a loaded machine delays the freeze): all it tracks
+	 * may be written by then. Never more than that: a page is copied once. */
+	if (written > 2 * pt->last_written + (8u << 20))
+		written = tracked;
+	*ret_bounded = MIN(written + pt->last_written, tracked);
+	return capture_ready_whole_bytes(t, precopy_whole) + *ret_bounded;
 }
 
 /* Written runs in the freeze: about what the last round found, and as much again. */
