@@ -44,24 +44,12 @@ static bool gone(pid_t pid)
 	return !p || p[1] == 0 || p[2] == 'Z' || p[2] == 'X';
 }
 
-int fault_point(const char *name)
+/* One entry's action at its point. */
+static int act(const char *name, const char *action)
 {
-	const char *spec = getenv("OSMOSIS_FAULT"), *colon, *action;
-	size_t nl = strlen(name);
 	uint64_t ns;
 	int64_t pid;
 
-	if (!spec)
-		return 0;
-	if (!known(name)) {
-		/* A point missing from FAULT_POINTS would escape the tests' sweep. */
-		log_warn("fault point %s is not in FAULT_POINTS", name);
-		abort();
-	}
-	colon = strchr(spec, ':');
-	if (!colon || (size_t)(colon - spec) != nl || strncmp(spec, name, nl))
-		return 0;
-	action = colon + 1;
 	if (!strcmp(action, "sigkill")) {
 		kill(getpid(), SIGKILL);
 	} else if (!strcmp(action, "fail")) {
@@ -105,6 +93,38 @@ int fault_point(const char *name)
 			close(fd);
 		}
 		usleep(200000); /* let the reader act */
+	}
+	return 0;
+}
+
+int fault_point(const char *name)
+{
+	const char *spec = getenv("OSMOSIS_FAULT");
+	size_t nl = strlen(name);
+
+	if (!spec)
+		return 0;
+	if (!known(name)) {
+		/* A point missing from FAULT_POINTS would escape the tests' sweep. */
+		log_warn("fault point %s is not in FAULT_POINTS", name);
+		abort();
+	}
+	/* Entries separated by ';', each POINT:ACTION; every entry for this point acts, in order.
+	 */
+	for (const char *e = spec; *e;) {
+		const char *end = strchrnul(e, ';'), *colon = memchr(e, ':', (size_t)(end - e));
+		if (colon && (size_t)(colon - e) == nl && !strncmp(e, name, nl)) {
+			char action[512];
+			size_t al = (size_t)(end - colon - 1);
+			if (al >= sizeof(action))
+				return log_error(EINVAL, "fault point %s: action too long", name);
+			memcpy(action, colon + 1, al);
+			action[al] = 0;
+			int r = act(name, action);
+			if (r < 0)
+				return r;
+		}
+		e = *end ? end + 1 : end;
 	}
 	return 0;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fault points, for tests that must reach every moment of a snapshot: the environment variable
- * OSMOSIS_FAULT="POINT:ACTION" makes fault_point(POINT) act when reached. Actions:
+ * OSMOSIS_FAULT="POINT:ACTION" makes fault_point(POINT) act when reached; several entries
+ * separated by ';' act each at its point ("vetted:write=F;prepared:write=F"). Actions:
  *   sigkill        osmosis kills itself with SIGKILL (the kernel must resume the targets)
  *   sigkill-after=SECONDS  a helper kills osmosis that long after the point (inside the step
  *                  that follows it, such as the injected clone)
@@ -28,6 +29,7 @@
 	X("precopied", "precopy", "pre-copy's rounds done, before the freeze")                     \
 	X("shared-round", "shared", "a round over a tracked shared object done, before the next")  \
 	X("prepared", "any", "methods chosen, buffers reserved, before the freeze")                \
+	X("settled", "any", "the shared objects' last check done, nothing left before the freeze") \
 	X("frozen", "any", "every thread stopped")                                                 \
 	X("injecting", "clone", "in the freeze, a thread chosen for the clone")                    \
 	X("trampoline", "clone", "the trampoline page mapped in the target")                       \

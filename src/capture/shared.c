@@ -255,6 +255,15 @@ static bool maps_text_writable(const char *text, const char *needle)
 	return false;
 }
 
+/* A process outside the snapshot that maps o writable: named in the manifest (at most
+ * MAX_OUTSIDE_NOTED). */
+static void note_outside(struct shared_object *o, pid_t pid)
+{
+	if (o->n_outside < MAX_OUTSIDE_NOTED && !grow_array((void **)&o->outside, &o->cap_outside,
+							    o->n_outside + 1, sizeof(*o->outside)))
+		o->outside[o->n_outside++] = pid;
+}
+
 /* Whether a maps text maps object o writable (its lines name o's device and inode). */
 static bool maps_writable(const char *text, const struct shared_object *o)
 {
@@ -329,10 +338,7 @@ static void find_outside(struct capture *c, struct shared_set *ss)
 				    (struct joiner){.pid = all[i], .starttime = start};
 				continue;
 			}
-			if (o->n_outside < MAX_OUTSIDE_NOTED &&
-			    !grow_array((void **)&o->outside, &o->cap_outside, o->n_outside + 1,
-					sizeof(*o->outside)))
-				o->outside[o->n_outside++] = all[i];
+			note_outside(o, all[i]);
 		}
 	}
 }
@@ -457,11 +463,13 @@ static void look_at_child(void *arg, pid_t pid)
 		if (cl->c->tree && o->n_joiners < MAX_JOINERS)
 			o->joiners[o->n_joiners++] =
 			    (struct joiner){.pid = pid, .starttime = st.starttime};
-		else
+		else {
+			note_outside(o, pid); /* it runs through the pause */
 			copy_whole(o,
 				   "pid %d, forked by pid %d as the rounds ran, maps it writable "
 				   "outside the snapshot",
 				   pid, cl->parent->pid);
+		}
 	}
 }
 
@@ -959,6 +967,15 @@ int shared_track(struct capture *c)
 		for (size_t i = 0; o->track && i < o->n_maps; i++) {
 			struct shared_map *sm = &o->maps[i];
 			int r = live(sm->t) ? track_map(sm) : -ESRCH;
+			/* Gone before its tracking began (a member lost in the pre-copy before,
+			 * a backend ending under connection churn): it writes no more, and the
+			 * whole read that begins the rounds, next, sees all it wrote. */
+			if (r < 0 && (r == -ESRCH || capture_target_ended(sm->t))) {
+				log_debug(
+				    "shared object %u: pid %d ended before its tracking began",
+				    o->id, sm->t->proc->pid);
+				continue;
+			}
 			if (r < 0)
 				copy_whole(o, "write tracking could not start in pid %d (%s)",
 					   sm->t->proc->pid, strerror(-r));

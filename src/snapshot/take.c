@@ -394,6 +394,8 @@ int snapshot_take(const struct snapshot_options *o, struct snapshot_result *res)
 	 * since its last round costs one more round here rather than a copy in the pause. */
 	if (r == 0)
 		r = capture_settle(&cap);
+	if (r == 0)
+		r = fault_point("settled");
 	if (r < 0)
 		goto fail;
 	r = guard_check();

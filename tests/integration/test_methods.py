@@ -226,17 +226,21 @@ def test_auto_chooses_by_cost():
                   "%s victim: %s %s" % (mode, p["method"], p["method_reason"]))
             v.verify()
     with Victim("writer", 65536) as v, TempDir() as tmp:
-        for i in range(3):
+        found = []
+        for i in range(5):
             out = os.path.join(tmp, "s%d" % i)
             r = snap("--sample", "0", "-o", out, v.pid)
             (p,) = manifest(out)["processes"]
             why = p["method_reason"]
-            # it writes nonstop: its last round always finds something written
             check((p["method"] == "clone" and "clone" in why) or
-                  (p["method"] == "precopy" and "last round found" in why and
-                   "found 0 B written" not in why),
+                  (p["method"] == "precopy" and "last round found" in why),
                   "writer victim: %s %s" % (p["method"], why))
             check(" %s " % p["method"] in r.stdout, "summary lacks the method: %s" % r.stdout)
+            found.append(why)
+        # It writes nonstop, so the rounds find it writing. One round may find nothing on a
+        # loaded machine (it got no CPU in that round's milliseconds), not five snapshots' last.
+        check(any("found 0 B written" not in why for why in found),
+              "writer victim: every last round found nothing written: %s" % found)
         v.verify()
 
 

@@ -279,6 +279,30 @@ def test_mapper_exiting_during_the_rounds_costs_a_round_not_a_copy_in_the_pause(
                 no_write_protection(pid, what, fam.base, fam.base + fam.size)
 
 
+def test_mapper_gone_before_its_tracking_began_costs_nothing():
+    """A writer killed after the private pre-copy and before the shared object's tracking begins
+    (fault point precopied; a backend ending under connection churn): it writes no more, and the
+    whole read that begins the rounds sees what it wrote. The object stays tracked, not copied in
+    the pause ("write tracking could not start"), and the cores that remain show one instant."""
+    with Family("anon", 16, 4, 1) as fam, TempDir() as tmp:
+        victim = fam.kids[2]
+        out = os.path.join(tmp, "s")
+        snap("--tree", "--method", "precopy", "--sample", "0", "-o", out, fam.pid,
+             env={"OSMOSIS_FAULT": "precopied:kill=%d" % victim}, timeout=900)
+        man = manifest(out)
+        o = the_object(man, fam, "precopied:kill")
+        procs = {p["pid"]: p for p in man["processes"]}
+        check(procs[victim]["capture"] == "exited", "the killed writer: %s" % procs[victim])
+        check(o["kept"] == "tracked", "kept %s (%s)" % (o["kept"], o["kept_reason"]))
+        check(o["copied_in_pause_bytes"] <= (4 + 1) * MIB,
+              "%d bytes of the object copied in the pause" % o["copied_in_pause_bytes"])
+        alive = [p for p in fam.pids() if procs.get(p, {}).get("capture") == "memory"]
+        check(len(alive) == 4, "captured %s" % alive)
+        check_one_instant(out, fam, alive, "precopied:kill")
+        print("  pause %.1f ms, %d bytes copied in the pause; %s" %
+              (man["pause_us"] / 1000, o["copied_in_pause_bytes"], o["kept_reason"]))
+
+
 def test_writer_forked_in_the_tree_before_the_freeze_joins_it():
     """A writer forked after the tree was listed (fault point vetted, before the objects are
     collected, as a postmaster forks a backend): it is not a writer outside, it joins the tree in
@@ -312,6 +336,99 @@ def test_writer_forked_in_the_tree_before_the_freeze_joins_it():
                 print("  %s: pause %.1f ms, %d bytes copied in the pause; %s" %
                       (m, man["pause_us"] / 1000, o["copied_in_pause_bytes"], o["kept_reason"]))
                 shutil.rmtree(out)
+            fam.assert_running()
+
+
+def state_of(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def check_ended_writer(out, fam, pid, i, what):
+    """The slice of writer i, killed before the freeze, as every core holds it: its last
+    generation G for a prefix, G - 1 after it, its header word G when the slice was done, else
+    G - 1. A core missing its writes since the first round holds an older slice under a newer
+    header (the header page is written by every writer, so it is copied fresh)."""
+    data = Core(os.path.join(out, "core.%d" % pid)).read(fam.base, fam.size)
+    (h,) = struct.unpack_from("<Q", data, 8 * (1 + i))
+    off = MIB + i * fam.write
+    gens = [struct.unpack_from("<Q", data, off + p)[0] for p in range(0, fam.write, 4096)]
+    g = max(gens)
+    in_order = all(x >= y for x, y in zip(gens, gens[1:]))
+    done = all(x == g for x in gens)
+    check(g > 0 and all(x in (g, g - 1) for x in gens) and in_order and
+          (h in (g, g - 1) if done else h == g - 1),
+          "%s: the ended writer's slice is not what it last wrote: header %d, slice %s" %
+          (what, h, sorted(set(gens))))
+
+
+def test_writer_forked_in_the_tree_that_ends_before_the_freeze():
+    """A writer forked after the tree was listed (fault point vetted) is killed and reaped
+    before the freeze: during the rounds (fault point shared-round), its writes are read by a
+    whole read outside the pause and the object stays tracked; after the last check (fault point
+    settled), it is missing from the freeze and the object is copied whole in the pause, with
+    the reason. Either way its last writes are in every core, and the cores show one instant."""
+    with TempDir() as tmp:
+        for point, end, why_has in (("shared-round", "reaped", "read whole again"),
+                                    ("settled", "reaped", "exited after the last round"),
+                                    ("settled", "zombie", "was not in the freeze")):
+            what = "%s, %s" % (point, end)
+            fifo = os.path.join(tmp, "fork-%s-%s" % (point, end))
+            os.mkfifo(fifo, 0o600)
+            with Family("anon", 16, 3, 1, env={"SHM_FORK_FIFO": fifo,
+                                               "SHM_FORK_KILL": end}) as fam:
+                out = os.path.join(tmp, "%s-%s" % (point, end))
+                before = set(children_of(fam.pid))
+                snap("--tree", "--method", "precopy", "--sample", "0", "-o", out, fam.pid,
+                     env={"OSMOSIS_FAULT": "vetted:write=%s;%s:write=%s" % (fifo, point, fifo)},
+                     timeout=900)
+                new = sorted(set(children_of(fam.pid)) - before)
+                check(all(state_of(pid) in ("Z", None) for pid in new),
+                      "%s: the forked writer lives: %s" % (what, new))
+                man = manifest(out)
+                o = the_object(man, fam, what)
+                why = o["kept_reason"] or ""
+                kept = "tracked" if point == "shared-round" else "copied"
+                check(o["kept"] == kept and why_has in why,
+                      "%s: kept %s (%s)" % (what, o["kept"], why))
+                check_one_instant(out, fam, fam.pids(), what)
+                for pid in fam.pids():
+                    check_ended_writer(out, fam, pid, len(fam.kids), what)
+                print("  %s: pause %.1f ms, %d bytes copied in the pause; %s" %
+                      (what, man["pause_us"] / 1000, o["copied_in_pause_bytes"], why))
+                fam.assert_running()
+
+
+def test_writer_forked_outside_a_named_set_during_the_rounds_is_a_writer_outside():
+    """Named pids (not a tree): a writer forked from a member after the first round (fault
+    point shared-round) runs outside the snapshot and maps the object writable: the object is
+    copied whole in the pause and the manifest names it among the writers outside, claiming no
+    consistency for the object."""
+    with TempDir() as tmp:
+        fifo = os.path.join(tmp, "fork")
+        os.mkfifo(fifo, 0o600)
+        with Family("anon", 16, 2, 1, env={"SHM_FORK_FIFO": fifo}) as fam:
+            out = os.path.join(tmp, "s")
+            before = set(children_of(fam.pid))
+            snap("--method", "precopy", "--sample", "0", "-o", out, *fam.pids(),
+                 env={"OSMOSIS_FAULT": "shared-round:write=%s" % fifo}, timeout=900)
+            new = sorted(set(children_of(fam.pid)) - before)
+            check(len(new) == 1, "forked at the fault point: %s" % new)
+            fam.kids += new
+            man = manifest(out)
+            o = the_object(man, fam, "outside")
+            outside = [x if isinstance(x, int) else x.get("pid") for x in o["writers_outside"]]
+            check(o["kept"] == "copied" and new[0] in outside,
+                  "kept %s (%s), outside %s" % (o["kept"], o["kept_reason"],
+                                                o["writers_outside"]))
+            check(new[0] not in [p["pid"] for p in man["processes"]],
+                  "the new writer is in the snapshot")
+            print("  pause %.1f ms, %d bytes copied in the pause; %s; outside %s" %
+                  (man["pause_us"] / 1000, o["copied_in_pause_bytes"], o["kept_reason"],
+                   o["writers_outside"]))
             fam.assert_running()
 
 

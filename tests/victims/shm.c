@@ -18,6 +18,9 @@
  * writer, with the next slice (a service forking a worker while it is snapshotted). With
  * SHM_FLASH=1 as well, the first byte forks a child that writes FLASH_MAGIC into the next slice
  * and its header word, then exits and is reaped (a short-lived worker); later bytes do nothing.
+ * With SHM_FORK_KILL=1 instead, the first byte forks a writer, the second kills it (SIGKILL, in
+ * the middle of a generation) and reaps it (SHM_FORK_KILL=zombie: leaves it a zombie); later
+ * bytes do nothing.
  * Writers die with the parent (PR_SET_PDEATHSIG); SIGTERM to the parent ends all.
  */
 
@@ -133,6 +136,9 @@ struct spawner {
 	unsigned next;
 	size_t write, size;
 	bool flash, flashed;
+	bool kill_second; /* SHM_FORK_KILL: the second byte kills the writer the first forked */
+	bool zombie;	  /* SHM_FORK_KILL=zombie: and leaves it unreaped */
+	pid_t last;
 };
 
 /* The short-lived worker: its slice and header word say FLASH_MAGIC, then it is gone. */
@@ -165,11 +171,24 @@ static void *spawn_thread(void *arg)
 			sp->flashed = true;
 			continue;
 		}
+		if (sp->kill_second && sp->last > 0) {
+			/* a worker that ends, reaped at once (a backend closing its connection) */
+			siginfo_t si;
+			kill(sp->last, SIGKILL);
+			/* SHM_FORK_KILL=zombie: left unreaped (a parent slow to reap) */
+			waitid(P_PID, (id_t)sp->last, &si, WEXITED | (sp->zombie ? WNOWAIT : 0));
+			sp->last = -1;
+			continue;
+		}
+		if (sp->kill_second && sp->last < 0)
+			continue; /* the one fork and kill done */
 		pid_t k = fork();
 		if (k == 0)
 			writer(sp->base, sp->next, sp->write);
-		if (k > 0)
+		if (k > 0) {
 			sp->next++;
+			sp->last = k;
+		}
 	}
 	return NULL;
 }
@@ -229,8 +248,16 @@ int main(int argc, char **argv)
 	}
 	signal(SIGTERM, on_term);
 	static struct spawner sp;
-	sp = (struct spawner){getenv("SHM_FORK_FIFO"),	   base, n, write, size,
-			      getenv("SHM_FLASH") != NULL, false};
+	sp = (struct spawner){getenv("SHM_FORK_FIFO"),
+			      base,
+			      n,
+			      write,
+			      size,
+			      getenv("SHM_FLASH") != NULL,
+			      false,
+			      getenv("SHM_FORK_KILL") != NULL,
+			      getenv("SHM_FORK_KILL") && !strcmp(getenv("SHM_FORK_KILL"), "zombie"),
+			      0};
 	if (sp.fifo) {
 		pthread_t th;
 		pthread_create(&th, NULL, spawn_thread, &sp);
