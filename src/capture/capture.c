@@ -209,10 +209,11 @@ static int fit_the_freeze(struct capture *c)
 	/* What cannot outgrow its bound (pages written where writes are tracked) gets room now,
 	 * within the budget; what still grows (memory new since the plan) does not: it would
 	 * outgrow any room added now. */
-	if (need > left && bounded) {
-		/* and one run more: a run is never split across the arena's chunks, and pre-copy's
-		 * runs in the freeze are up to 16 MiB (its scan slice) */
-		uint64_t more = MIN(need - left, bounded) + (16u << 20);
+	if (need > left && bounded && need - bounded <= left) {
+		/* A run copied in the freeze is never split across the arena's chunks, and one
+		 * written run may be as large as a whole tracked mapping: the new chunk holds all
+		 * the written pages by itself, what is left the rest. */
+		uint64_t more = bounded;
 		if (more <= capture_budget_left(c) && arena_reserve_more(&c->arena, more) == 0) {
 			left = arena_free_bytes(&c->arena);
 			capture_note_buffers(c);

@@ -479,9 +479,10 @@ int capture_ready_layout(struct capture *c, struct target *t)
 			break;
 		jobs += rc.jobs;
 		m->present_bytes = rc.bytes;
-		/* Private writable mappings may be pre-copy's: its extents are the runs written
-		 * since the last round, which may be more than the runs present now. */
-		size_t ext = rc.runs + ((m->prot & PROT_WRITE) && !m->shared ? EXT_HEADROOM : 0);
+		/* Private mappings may be pre-copy's (a read-only one too: precopy.c): its extents
+		 * are the runs written since the last round, which may be more than the runs
+		 * present now. */
+		size_t ext = rc.runs + (!m->shared ? EXT_HEADROOM : 0);
 		if (m->dump_len && ext > m->cap_ext) {
 			struct osm_extent *e = realloc(m->ext, ext * sizeof(*e));
 			if (!e) {

@@ -22,6 +22,9 @@ static const struct threshold thresholds[] = {
      "CPU demand (run time plus run-queue wait) over the sampling interval"},
 };
 
+/* Preemptions over the sample that make a never-sleeping thread one that wanted the CPU. */
+#define PREEMPTED_MIN 3
+
 /* Its demand: the CPU it got, or what it wanted when it never gave the CPU up by itself (a
  * sleeper that wakes every millisecond also waits in the run queue on a busy machine, but is no
  * spinner). -1 when it has no figures. */
@@ -37,6 +40,13 @@ static double demand_of(const struct analysis *a, const struct athread *t)
 	 * saturated machine) is missing from the figure. */
 	if (t->t->has_demand && t->t->voluntary_in_sample == 0 && t->t->state == 'R' &&
 	    t->t->run_pct + t->t->runq_wait_pct >= 50)
+		demand = 100.0;
+	/* The same when the scheduler took the CPU from it again and again (preempted, never
+	 * sleeping): on a machine loaded by others its waits are long, and the figure misses the
+	 * last. A thread woken just before the freeze after sleeping all along is preempted once
+	 * at most. */
+	if (t->t->has_demand && t->t->voluntary_in_sample == 0 && t->t->state == 'R' &&
+	    t->t->switches_in_sample >= PREEMPTED_MIN && t->t->run_pct > 0)
 		demand = 100.0;
 	return !t->t->has_cpu_pct && !t->t->has_demand ? -1 : demand;
 }
