@@ -9,6 +9,10 @@
  *   basic            threads blocked in known functions (mutex, pipe read, sleep, condvar, join)
  *                    and 4 MiB of known heap contents (xorshift stream) plus a known global
  *   writer PAGES     a thread writing a generation number into PAGES pages nonstop, in order
+ *   rotoggle PAGES   PAGES read-only pages (a library's RELRO: written once, then read-only)
+ *                    and a thread that makes them writable, writes a generation into each in
+ *                    order, and makes them read-only again, every 200 us; "gen" is the
+ *                    generation last written whole (in a writable page)
  *   churn            threads created and exiting continuously
  *   signals N        expects N SIGRTMIN+1 (queued) and at least one SIGUSR1 (coalescing)
  *   maps N           about N separate mappings (alternating protections)
@@ -559,6 +563,40 @@ static void setup_writer(size_t pages, size_t written)
 	start_beats(1);
 	usleep(50000);
 	printf("ready pid=%d pages=%p npages=%zu\n", getpid(), (void *)wpages, pages);
+}
+
+static uint64_t *ro_pages;
+static size_t n_ro_pages;
+static volatile uint64_t ro_gen = 1; /* the generation last written whole, in a writable page */
+
+static void *t_rotoggle(void *a)
+{
+	prctl(PR_SET_NAME, "v-rotoggle");
+	for (uint64_t g = 2;; g++) {
+		mprotect(ro_pages, n_ro_pages * 4096, PROT_READ | PROT_WRITE);
+		for (size_t i = 0; i < n_ro_pages; i++)
+			__atomic_store_n(&ro_pages[i * 512], g, __ATOMIC_RELAXED);
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		ro_gen = g;
+		mprotect(ro_pages, n_ro_pages * 4096, PROT_READ);
+		usleep(200);
+	}
+	return a;
+}
+
+static void setup_rotoggle(size_t pages)
+{
+	pthread_t t;
+	n_ro_pages = pages;
+	ro_pages =
+	    mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	for (size_t i = 0; i < pages; i++)
+		ro_pages[i * 512] = 1;
+	mprotect(ro_pages, pages * 4096, PROT_READ);
+	pthread_create(&t, NULL, t_rotoggle, NULL);
+	usleep(50000);
+	printf("ready pid=%d pages=%p npages=%zu gen=%p\n", getpid(), (void *)ro_pages, pages,
+	       (void *)&ro_gen);
 }
 
 static void *t_short(void *a)
@@ -1293,6 +1331,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "writer")) {
 		setup_writer(argc > 2 ? strtoul(argv[2], NULL, 10) : 16384,
 			     argc > 3 ? strtoul(argv[3], NULL, 10) : 0);
+	} else if (!strcmp(mode, "rotoggle")) {
+		setup_rotoggle(argc > 2 ? strtoul(argv[2], NULL, 10) : 256);
 	} else if (!strcmp(mode, "churn")) {
 		pthread_create(&t, NULL, t_spawner, NULL);
 		pthread_create(&t, NULL, t_spawner, NULL);
