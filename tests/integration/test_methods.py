@@ -175,23 +175,33 @@ def test_same_memory_under_every_method():
         v.verify()
 
 
+def snapshots_under_every_method(v, tmp, n):
+    """n snapshots of victim v under each method: (method, i, its core)."""
+    for m in METHODS:
+        for i in range(n):
+            out = os.path.join(tmp, "%s%d" % (m, i))
+            snap("--method", m, "--sample", "0", "-o", out, v.pid)
+            yield m, i, Core(os.path.join(out, "core.%d" % v.pid))
+
+
+def page_words(core, base, npages):
+    """The first 8 bytes of each of npages pages from base, as the core holds them."""
+    data = core.read(base, npages * 4096)
+    return [struct.unpack_from("<Q", data, p * 4096)[0] for p in range(npages)]
+
+
 def test_single_instant_under_every_method():
     """The writer victim (generation g written page after page, nonstop): one boundary."""
     npages = 16384
     with Victim("writer", npages) as v, TempDir() as tmp:
         base = v.hexinfo("pages")
-        for m in METHODS:
-            for i in range(2):
-                out = os.path.join(tmp, "%s%d" % (m, i))
-                snap("--method", m, "--sample", "0", "-o", out, v.pid)
-                core = Core(os.path.join(out, "core.%d" % v.pid))
-                data = core.read(base, npages * 4096)
-                gens = [struct.unpack_from("<Q", data, p * 4096)[0] for p in range(npages)]
-                hi = max(gens)
-                descents = sum(1 for x, y in zip(gens, gens[1:]) if x != y)
-                check(hi > 0 and all(g in (hi, hi - 1) for g in gens) and descents <= 1,
-                      "%s: snapshot %d is not one instant: generations %s" %
-                      (m, i, sorted(set(gens))[:10]))
+        for m, i, core in snapshots_under_every_method(v, tmp, 2):
+            gens = page_words(core, base, npages)
+            hi = max(gens)
+            descents = sum(1 for x, y in zip(gens, gens[1:]) if x != y)
+            check(hi > 0 and all(g in (hi, hi - 1) for g in gens) and descents <= 1,
+                  "%s: snapshot %d is not one instant: generations %s" %
+                  (m, i, sorted(set(gens))[:10]))
         v.verify()
 
 
@@ -203,19 +213,14 @@ def test_read_only_mapping_made_writable_and_back_is_one_instant():
     npages = 256
     with Victim("rotoggle", npages) as v, TempDir() as tmp:
         base, at = v.hexinfo("pages"), v.hexinfo("gen")
-        for m in METHODS:
-            for i in range(3):
-                out = os.path.join(tmp, "%s%d" % (m, i))
-                snap("--method", m, "--sample", "0", "-o", out, v.pid)
-                core = Core(os.path.join(out, "core.%d" % v.pid))
-                data = core.read(base, npages * 4096)
-                (g,) = struct.unpack("<Q", core.read(at, 8))
-                gens = [struct.unpack_from("<Q", data, p * 4096)[0] for p in range(npages)]
-                # generation g written whole; g + 1 in progress: a prefix of the pages
-                prefix = all(x >= y for x, y in zip(gens, gens[1:]))
-                check(g > 1 and all(x in (g, g + 1) for x in gens) and prefix,
-                      "%s: snapshot %d is not one instant: last whole %d, pages %s" %
-                      (m, i, g, sorted(set(gens))[:10]))
+        for m, i, core in snapshots_under_every_method(v, tmp, 3):
+            (g,) = struct.unpack("<Q", core.read(at, 8))
+            gens = page_words(core, base, npages)
+            # generation g written whole; g + 1 in progress: a prefix of the pages
+            prefix = all(x >= y for x, y in zip(gens, gens[1:]))
+            check(g > 1 and all(x in (g, g + 1) for x in gens) and prefix,
+                  "%s: snapshot %d is not one instant: last whole %d, pages %s" %
+                  (m, i, g, sorted(set(gens))[:10]))
         v.verify()
 
 
