@@ -14,6 +14,8 @@
  *                hand the target to a clone)
  *   freeze_jobs  before the freeze: copy jobs the method may queue in it beyond one per run
  *                of t's layout (the job array does not grow inside the freeze)
+ *   freeze_room  before the freeze, t's layout read: take the room the freeze will need beyond
+ *                the layout's (pre-copy: extents for runs of written pages)
  *   frozen       inside the freeze, after t's registers and layout: keep t's memory as it is
  *                now (queue copy jobs, make a clone); may hand t to the copy method
  *   thawed       right after the thaw: undo what slows t down (pre-copy's write tracking)
@@ -62,6 +64,8 @@ struct capture_ops {
 	void (*review)(struct capture *c, struct target *t);
 	/* copy jobs the method may queue in the freeze beyond one per run of t's layout */
 	size_t (*freeze_jobs)(const struct capture *c, const struct target *t);
+	/* 0 or -ENOMEM */
+	int (*freeze_room)(struct capture *c, struct target *t);
 	/* bytes the freeze will copy into the arena for t, from its ready layout (plan.c): what
 	 * the method copies whole there, and what it adds (pre-copy: the pages written since).
 	 * *ret_bounded: the part of it that cannot outgrow what is known now (pre-copy: written

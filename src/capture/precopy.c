@@ -785,6 +785,54 @@ static uint64_t precopy_freeze_bytes(const struct capture *c, const struct targe
 	return capture_ready_whole_bytes(t, precopy_whole) + *ret_bounded;
 }
 
+struct runs_ctx {
+	size_t runs;
+};
+
+static int count_written_runs(struct capture *c, struct target *t, struct precopy_region *g,
+			      const struct page_region *pr, void *ctx)
+{
+	(void)c, (void)t, (void)g;
+	((struct runs_ctx *)ctx)->runs += (pr->categories & PAGE_IS_WRITTEN) != 0;
+	return 0;
+}
+
+/*
+ * Staged, each run of pages written since the last round is an extent of its mapping in the
+ * freeze, and the extents' array does not grow there (the pause allocates nothing): a writer of
+ * scattered pages has as many runs as pages. The ready layout's mappings get room now for four
+ * times the runs written so far, and some, never more than the mapping has pages.
+ */
+static int precopy_freeze_room(struct capture *c, struct target *t)
+{
+	struct precopy_target *pt = pt_of(t);
+
+	if (!pt || !capture_staged(t))
+		return 0;
+	for (size_t i = 0; i < pt->n_pc; i++) {
+		struct precopy_region *g = &pt->pc[i];
+		struct runs_ctx rc = {0};
+		struct osm_mapping *m = NULL;
+
+		for (size_t k = 0; k < t->n_ready_maps && !m; k++)
+			if (t->ready_maps[k].start == g->start)
+				m = &t->ready_maps[k];
+		if (!m || scan(c, t, g, 0, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, count_written_runs,
+			       &rc, WALK_SLICE) < 0)
+			continue;
+		size_t pages = (size_t)(g->dump_len / c->page_size) + 1;
+		size_t want = m->n_ext + MIN(pages, 4 * rc.runs + 256);
+		if (want > m->cap_ext) {
+			struct osm_extent *e = realloc(m->ext, want * sizeof(*e));
+			if (!e)
+				return -ENOMEM;
+			m->ext = e;
+			m->cap_ext = want;
+		}
+	}
+	return 0;
+}
+
 /* Written runs in the freeze: about what the last round found, and as much again. */
 static size_t precopy_freeze_jobs(const struct capture *c, const struct target *t)
 {
@@ -823,6 +871,7 @@ const struct capture_ops capture_precopy = {
     .arena_bytes = precopy_arena,
     .rounds = precopy_run_rounds,
     .freeze_jobs = precopy_freeze_jobs,
+    .freeze_room = precopy_freeze_room,
     .freeze_bytes = precopy_freeze_bytes,
     .frozen = precopy_keep,
     .thawed = precopy_thawed,

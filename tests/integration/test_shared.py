@@ -154,10 +154,12 @@ def test_nothing_is_allocated_in_the_freeze_under_every_method():
     """The pause allocates nothing beyond what was reserved before it: the manifest's
     timeline.allocations_in_freeze is 0 under every method, for real-shaped targets frozen
     together: a tree of writers sharing one object, a process of many threads, one of many
-    mappings, a parent and its child writing to each other."""
+    mappings, a parent and its child writing to each other, a writer of scattered pages (as
+    many runs of written pages as pages: each an extent in the freeze)."""
     with Family("anon", 16, 3, 1) as fam, Victim("threads", 64) as th, \
-            Victim("maps", 3000) as mp, Victim("pingpong") as pp, TempDir() as tmp:
-        roots = [fam.pid, th.pid, mp.pid, pp.pid]
+            Victim("maps", 3000) as mp, Victim("pingpong") as pp, \
+            Victim("scatter", 16384) as sc, TempDir() as tmp:
+        roots = [fam.pid, th.pid, mp.pid, pp.pid, sc.pid]
         for m in METHODS:
             out = os.path.join(tmp, m)
             snap("--tree", "--method", m, "--sample", "0", "-o", out, *roots, timeout=600)
@@ -165,13 +167,13 @@ def test_nothing_is_allocated_in_the_freeze_under_every_method():
             allocs = man["timeline"].get("allocations_in_freeze")
             check(allocs == 0, "%s: %r allocations in the freeze" % (m, allocs))
             procs = man["processes"]
-            check(len(procs) >= len(fam.pids()) + 4, "%s: %d processes" % (m, len(procs)))
+            check(len(procs) >= len(fam.pids()) + 5, "%s: %d processes" % (m, len(procs)))
             check(all(p["capture"] == "memory" for p in procs),
                   "%s: not all captured: %s" % (m, [(p["pid"], p["capture"],
                                                      p.get("capture_note")) for p in procs
                                                     if p["capture"] != "memory"]))
             fam.assert_running()
-        for v in (th, mp, pp):
+        for v in (th, mp, pp, sc):
             v.verify()
 
 

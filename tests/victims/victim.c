@@ -9,6 +9,8 @@
  *   basic            threads blocked in known functions (mutex, pipe read, sleep, condvar, join)
  *                    and 4 MiB of known heap contents (xorshift stream) plus a known global
  *   writer PAGES     a thread writing a generation number into PAGES pages nonstop, in order
+ *   scatter PAGES    a thread writing PAGES pages nonstop in random order (a hash table's
+ *                    pattern: as many runs of written pages as pages)
  *   rotoggle PAGES   PAGES read-only pages (a library's RELRO: written once, then read-only)
  *                    and a thread that makes them writable, writes a generation into each in
  *                    order, and makes them read-only again, every 200 us; "gen" is the
@@ -547,6 +549,17 @@ static void setup_seccomp(void)
 	printf("ready pid=%d\n", getpid());
 }
 
+/* pages of private anonymous memory, every byte set to fill (so resident) */
+static void *pages_filled(size_t pages, int fill)
+{
+	void *p =
+	    mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		exit(2);
+	memset(p, fill, pages * 4096);
+	return p;
+}
+
 /* pages of memory, the first written of them rewritten nonstop (all when 0); the rest holds
  * bytes that do not change (a counter per 64 bytes), so that a core shows them. */
 static void setup_writer(size_t pages, size_t written)
@@ -554,15 +567,40 @@ static void setup_writer(size_t pages, size_t written)
 	pthread_t t;
 	n_wpages = pages;
 	n_written_pages = written && written < pages ? written : pages;
-	wpages =
-	    mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	memset(wpages, 0, pages * 4096);
+	wpages = pages_filled(pages, 0);
 	for (size_t i = n_written_pages * 512; written && i < pages * 512; i += 8)
 		wpages[i] = i;
 	pthread_create(&t, NULL, t_writer, NULL);
 	start_beats(1);
 	usleep(50000);
 	printf("ready pid=%d pages=%p npages=%zu\n", getpid(), (void *)wpages, pages);
+}
+
+static uint8_t *sc_pages;
+static size_t n_sc_pages;
+
+static void *t_scatter(void *a)
+{
+	uint64_t x = 88172645463325252ull;
+
+	prctl(PR_SET_NAME, "v-scatter");
+	for (;;) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		sc_pages[(x % n_sc_pages) * 4096] = (uint8_t)x;
+		if ((x & 1023) == 0)
+			usleep(100);
+	}
+	return a;
+}
+
+static void setup_scatter(size_t pages)
+{
+	pthread_t t;
+	sc_pages = pages_filled((n_sc_pages = pages), 1);
+	pthread_create(&t, NULL, t_scatter, NULL);
+	printf("ready pid=%d pages=%p\n", getpid(), (void *)sc_pages);
 }
 
 static uint64_t *ro_pages;
@@ -588,8 +626,7 @@ static void setup_rotoggle(size_t pages)
 {
 	pthread_t t;
 	n_ro_pages = pages;
-	ro_pages =
-	    mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ro_pages = pages_filled(pages, 0);
 	for (size_t i = 0; i < pages; i++)
 		ro_pages[i * 512] = 1;
 	mprotect(ro_pages, pages * 4096, PROT_READ);
@@ -1331,6 +1368,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "writer")) {
 		setup_writer(argc > 2 ? strtoul(argv[2], NULL, 10) : 16384,
 			     argc > 3 ? strtoul(argv[3], NULL, 10) : 0);
+	} else if (!strcmp(mode, "scatter")) {
+		setup_scatter(argc > 2 ? strtoul(argv[2], NULL, 10) : 16384);
 	} else if (!strcmp(mode, "rotoggle")) {
 		setup_rotoggle(argc > 2 ? strtoul(argv[2], NULL, 10) : 256);
 	} else if (!strcmp(mode, "churn")) {
