@@ -374,9 +374,12 @@ def test_writer_forked_in_the_tree_that_ends_before_the_freeze():
     settled), it is missing from the freeze and the object is copied whole in the pause, with
     the reason. Either way its last writes are in every core, and the cores show one instant."""
     with TempDir() as tmp:
-        for point, end, why_has in (("shared-round", "reaped", "read whole again"),
-                                    ("settled", "reaped", "exited after the last round"),
-                                    ("settled", "zombie", "was not in the freeze")):
+        # After the last check, the reap may land before the freeze or not (a loaded
+        # machine): the freeze finds a reaped child, or a joiner missing; a copy either way.
+        after = ("exited after the last round", "was not in the freeze")
+        for point, end, why_has in (("shared-round", "reaped", ("read whole again",)),
+                                    ("settled", "reaped", after),
+                                    ("settled", "zombie", after)):
             what = "%s, %s" % (point, end)
             fifo = os.path.join(tmp, "fork-%s-%s" % (point, end))
             os.mkfifo(fifo, 0o600)
@@ -394,7 +397,7 @@ def test_writer_forked_in_the_tree_that_ends_before_the_freeze():
                 o = the_object(man, fam, what)
                 why = o["kept_reason"] or ""
                 kept = "tracked" if point == "shared-round" else "copied"
-                check(o["kept"] == kept and why_has in why,
+                check(o["kept"] == kept and any(w in why for w in why_has),
                       "%s: kept %s (%s)" % (what, o["kept"], why))
                 check_one_instant(out, fam, fam.pids(), what)
                 for pid in fam.pids():
