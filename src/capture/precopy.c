@@ -821,7 +821,7 @@ static int precopy_freeze_room(struct capture *c, struct target *t)
 			       &rc, WALK_SLICE) < 0)
 			continue;
 		size_t pages = (size_t)(g->dump_len / c->page_size) + 1;
-		size_t want = m->n_ext + MIN(pages, 4 * rc.runs + 256);
+		size_t want = m->n_ext + MIN(pages, 4 * rc.runs + 16);
 		if (want > m->cap_ext) {
 			struct osm_extent *e = realloc(m->ext, want * sizeof(*e));
 			if (!e)
