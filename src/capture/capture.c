@@ -281,8 +281,7 @@ static int reserve_frozen(struct capture *c)
 		if (r < 0)
 			log_debug("pid %d: layout not read before the freeze: %s", t->proc->pid,
 				  strerror(-r));
-		if (r == 0 && t->method && t->method->freeze_room &&
-		    t->method->freeze_room(c, t) < 0)
+		if (t->method && t->method->freeze_room && t->method->freeze_room(c, t) < 0)
 			return log_error(ENOMEM, "out of memory");
 		c->layout_bytes += capture_ready_bytes(t);
 		jobs += t->jobs_bound;

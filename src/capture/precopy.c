@@ -95,6 +95,8 @@ struct precopy_target {
 	size_t n_pc, cap_pc;
 	uint64_t stage_next;   /* staged: the next free offset in the stage file */
 	uint64_t last_written; /* bytes the last round found written */
+	uint64_t written_now;  /* bytes written since, counted just before the freeze (freeze_room);
+				  UINT64_MAX when the count failed */
 	uint64_t copy_bps;     /* round 0's copy speed */
 };
 
@@ -747,21 +749,12 @@ static bool precopy_whole(const struct target *t, const struct osm_mapping *m)
 	return !find_region(t, m);
 }
 
-static int count_written(struct capture *c, struct target *t, struct precopy_region *g,
-			 const struct page_region *pr, void *ctx)
-{
-	(void)c, (void)t, (void)g;
-	if (pr->categories & PAGE_IS_WRITTEN)
-		*(uint64_t *)ctx += pr->end - pr->start;
-	return 0;
-}
-
-/* Staged, the pages written since the last round go to the arena in the freeze: counted now
- * (a scan that protects nothing), with the last round's as a margin for what is written until
- * the freeze. A target's last round may be seconds old by now: the other targets' rounds ran
- * since (a 256 MiB writer's rounds ended with little written; by the freeze it had written all
- * of it, and did not fit). One that wrote more since than twice its last round, and 8 MiB, is
- * writing faster than its rounds saw: counted as if it wrote all it has tracked. */
+/* Staged, the pages written since the last round go to the arena in the freeze: counted just
+ * before (freeze_room's scan, which protects nothing), with the last round's as a margin for what
+ * is written until the freeze. A target's last round may be seconds old by now: the other targets'
+ * rounds ran since (a 256 MiB writer's rounds ended with little written; by the freeze it had
+ * written all of it, and did not fit). One that wrote more since than twice its last round, and 8
+ * MiB, is writing faster than its rounds saw: counted as if it wrote all it has tracked. */
 static uint64_t precopy_freeze_bytes(const struct capture *c, const struct target *t,
 				     uint64_t *ret_bounded)
 {
@@ -771,12 +764,9 @@ static uint64_t precopy_freeze_bytes(const struct capture *c, const struct targe
 	*ret_bounded = 0;
 	if (!pt || !capture_staged(t))
 		return capture_ready_whole_bytes(t, precopy_whole);
-	for (size_t i = 0; i < pt->n_pc; i++)
-		if (scan((struct capture *)c, (struct target *)t, &pt->pc[i], 0, 0, PAGE_IS_WRITTEN,
-			 WRITTEN_RETURN, count_written, &written, WALK_SLICE) < 0) {
-			written = tracked; /* cannot tell: all of it */
-			break;
-		}
+	(void)c;
+	/* counted by freeze_room, just before: all of it when it could not tell */
+	written = pt->written_now == UINT64_MAX ? tracked : pt->written_now;
 	/* Writing faster than in the rounds (a loaded machine delays the freeze): all it tracks
 	 * may be written by then. Never more than that: a page is copied once. */
 	if (written > 2 * pt->last_written + (8u << 20))
@@ -785,15 +775,20 @@ static uint64_t precopy_freeze_bytes(const struct capture *c, const struct targe
 	return capture_ready_whole_bytes(t, precopy_whole) + *ret_bounded;
 }
 
-struct runs_ctx {
+struct written_count {
+	uint64_t bytes;
 	size_t runs;
 };
 
-static int count_written_runs(struct capture *c, struct target *t, struct precopy_region *g,
-			      const struct page_region *pr, void *ctx)
+static int count_written(struct capture *c, struct target *t, struct precopy_region *g,
+			 const struct page_region *pr, void *ctx)
 {
+	struct written_count *wc = ctx;
 	(void)c, (void)t, (void)g;
-	((struct runs_ctx *)ctx)->runs += (pr->categories & PAGE_IS_WRITTEN) != 0;
+	if (pr->categories & PAGE_IS_WRITTEN) {
+		wc->bytes += pr->end - pr->start;
+		wc->runs++;
+	}
 	return 0;
 }
 
@@ -809,16 +804,23 @@ static int precopy_freeze_room(struct capture *c, struct target *t)
 
 	if (!pt || !capture_staged(t))
 		return 0;
+	pt->written_now = 0;
 	for (size_t i = 0; i < pt->n_pc; i++) {
 		struct precopy_region *g = &pt->pc[i];
-		struct runs_ctx rc = {0};
+		struct written_count rc = {0};
 		struct osm_mapping *m = NULL;
 
+		if (scan(c, t, g, 0, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, count_written, &rc,
+			 WALK_SLICE) < 0) {
+			pt->written_now = UINT64_MAX;
+			continue;
+		}
+		if (pt->written_now != UINT64_MAX)
+			pt->written_now += rc.bytes;
 		for (size_t k = 0; k < t->n_ready_maps && !m; k++)
 			if (t->ready_maps[k].start == g->start)
 				m = &t->ready_maps[k];
-		if (!m || scan(c, t, g, 0, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, count_written_runs,
-			       &rc, WALK_SLICE) < 0)
+		if (!m)
 			continue;
 		size_t pages = (size_t)(g->dump_len / c->page_size) + 1;
 		size_t want = m->n_ext + MIN(pages, 4 * rc.runs + 16);
