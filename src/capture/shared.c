@@ -117,7 +117,8 @@ struct shared_object {
 	size_t n_outside, cap_outside;
 	struct joiner joiners[MAX_JOINERS];
 	size_t n_joiners;
-	unsigned exits_seen; /* ss->exits when it last had a whole read for them */
+	unsigned exits;	     /* children of its mappers found exited since it was collected */
+	unsigned exits_seen; /* exits when it last had a whole read for them */
 	bool track;	     /* every writer's mapping is tracked */
 	bool readonly;	     /* nothing can write it through a mapping: read once, before */
 	bool copy_in_freeze; /* copied whole in the freeze */
@@ -142,17 +143,16 @@ struct parent {
 	pid_t pid;
 	uint64_t cfaults; /* its reaped children's faults, as last read */
 	bool forks;	  /* seen with a child, or reaping one: looked at again in the freeze */
+	bool reaped;	  /* found in the freeze to have reaped a child since the last look */
 };
 
 struct shared_set {
 	struct shared_object *v;
 	size_t n, cap;
-	struct parent *parents; /* the members live when the objects were collected */
+	struct parent *parents; /* the members mapping an object when they were collected */
 	size_t n_parents;
 	pid_t seen[MAX_SEEN]; /* children met outside the set since: joiners, exited, outside */
 	size_t n_seen;
-	unsigned exits; /* children found exited since the objects were collected */
-	pid_t reaper;	/* a member that reaped a child after the last look, found in the freeze */
 };
 
 static bool candidate(const struct osm_mapping *m)
@@ -349,7 +349,10 @@ static void find_outside(struct capture *c, struct shared_set *ss)
  * the registration. One still running is a joiner under --tree, a writer outside otherwise; one
  * that exited wrote what it wrote before it did, so a whole read from then on sees it. An exit
  * shows as a zombie child, or once reaped as a rise of its parent's cfaults (its reaped
- * children's faults). ss->exits counts them.
+ * children's faults). Each object counts the exits of its own mappers' children (o->exits): a
+ * child inherits its parent's mappings only, so a member that maps nothing (a shell running
+ * commands beside the service, any process under --all) is not watched, and its children's
+ * exits cost the objects nothing.
  */
 static bool seen_before(const struct shared_set *ss, pid_t pid)
 {
@@ -389,13 +392,25 @@ static void for_each_child(const struct target *t, void (*fn)(void *, pid_t), vo
 	}
 }
 
-/* An exit of a child: pid is the child (a zombie), or its parent when it was reaped. */
-static void count_exit(struct shared_set *ss, pid_t pid, bool reaped)
+static bool maps_object(const struct shared_object *o, pid_t pid)
 {
-	ss->exits++;
+	for (size_t i = 0; i < o->n_maps; i++)
+		if (o->maps[i].t->proc->pid == pid)
+			return true;
+	return false;
+}
+
+/* An exit of a child of parent: who is the child (a zombie), or the parent when it was reaped.
+ * It counts for the objects the parent maps. */
+static void count_exit(struct shared_set *ss, pid_t parent, pid_t who, bool reaped)
+{
 	for (size_t k = 0; k < ss->n; k++) {
-		ss->v[k].last_gone = pid;
-		ss->v[k].last_gone_reaped = reaped;
+		struct shared_object *o = &ss->v[k];
+		if (!maps_object(o, parent))
+			continue;
+		o->exits++;
+		o->last_gone = who;
+		o->last_gone_reaped = reaped;
 	}
 }
 
@@ -413,8 +428,8 @@ static void seen_child(void *arg, pid_t pid)
 		note_seen(ss, pid);
 }
 
-/* Before the objects are looked at by find_outside: who the members are, what they reaped so
- * far, and the children they have now (find_outside sorts those). */
+/* Before the objects are looked at by find_outside: the members that map an object, what they
+ * reaped so far, and the children they have now (find_outside sorts those). */
 static int note_parents(struct capture *c, struct shared_set *ss)
 {
 	ss->parents = calloc(MAX(c->set->n, (size_t)1), sizeof(*ss->parents));
@@ -423,10 +438,14 @@ static int note_parents(struct capture *c, struct shared_set *ss)
 	for (size_t i = 0; i < c->set->n; i++) {
 		const struct target *t = c->set->v[i];
 		struct proc_stat st;
-		if (!live(t) || proc_read_stat(t->ref.procfd, "stat", &st) < 0)
+		bool mapper = false;
+		for (size_t k = 0; k < ss->n && !mapper; k++)
+			mapper = maps_object(&ss->v[k], t->proc->pid);
+		if (!mapper || !live(t) || proc_read_stat(t->ref.procfd, "stat", &st) < 0)
 			continue;
 		struct child_look cl = {c, &ss->parents[ss->n_parents]};
-		ss->parents[ss->n_parents++] = (struct parent){t->proc->pid, st.cfaults, false};
+		ss->parents[ss->n_parents++] =
+		    (struct parent){t->proc->pid, st.cfaults, false, false};
 		for_each_child(t, seen_child, &cl);
 	}
 	return 0;
@@ -448,12 +467,12 @@ static void look_at_child(void *arg, pid_t pid)
 	note_seen(ss, pid);
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 	if (proc_read_stat(AT_FDCWD, path, &st) < 0 || st.state == 'Z') {
-		count_exit(ss, pid, false);
+		count_exit(ss, cl->parent->pid, pid, false);
 		return;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
 	if (read_file_at(AT_FDCWD, path, &text, NULL) < 0) {
-		count_exit(ss, pid, false);
+		count_exit(ss, cl->parent->pid, pid, false);
 		return;
 	}
 	for (size_t k = 0; k < ss->n; k++) {
@@ -473,7 +492,7 @@ static void look_at_child(void *arg, pid_t pid)
 	}
 }
 
-/* Exits and new children since the last look (ss->exits grows by the exits). */
+/* Exits and new children since the last look (each object's exits grow by its own). */
 static void watch_children(struct capture *c)
 {
 	struct shared_set *ss = c->shared;
@@ -490,7 +509,7 @@ static void watch_children(struct capture *c)
 			log_debug("pid %d reaped a child as the rounds ran", pa->pid);
 			pa->cfaults = st.cfaults;
 			pa->forks = true;
-			count_exit(ss, pa->pid, true);
+			count_exit(ss, pa->pid, pa->pid, true);
 		}
 		for_each_child(t, look_at_child, &cl);
 	}
@@ -1046,8 +1065,8 @@ static unsigned check_maps(struct capture *c, struct shared_object *o)
 	/* A child of a member that exited since the last whole read. */
 	if (o->track) {
 		watch_children(c);
-		if (o->exits_seen != c->shared->exits) {
-			o->exits_seen = c->shared->exits;
+		if (o->exits_seen != o->exits) {
+			o->exits_seen = o->exits;
 			lost++;
 		}
 	}
@@ -1101,7 +1120,7 @@ static int round_once(struct capture *c, struct shared_object *o, bool whole, ui
 		/* The exits known now happened before this read: it sees their writes. */
 		if (o->track) {
 			watch_children(c);
-			o->exits_seen = c->shared->exits;
+			o->exits_seen = o->exits;
 		}
 		clear_marks(o);
 		c->n_jobs = 0;
@@ -1244,23 +1263,9 @@ int shared_frozen_assign(struct capture *c, struct target *t)
 	return 0;
 }
 
-/* A member that reaped a child since the last look (its cfaults rose), or 0. In the freeze: a
- * stat line read into the stack per member seen forking (a postmaster, not its backends). */
-static pid_t reaped_since(const struct capture *c)
-{
-	const struct shared_set *ss = c->shared;
-
-	for (size_t i = 0; ss && i < ss->n_parents; i++) {
-		const struct target *t = target_set_find(c->set, ss->parents[i].pid);
-		struct proc_stat st;
-		if (ss->parents[i].forks && t && live(t) &&
-		    proc_read_stat(t->ref.procfd, "stat", &st) == 0 &&
-		    st.cfaults != ss->parents[i].cfaults)
-			return ss->parents[i].pid;
-	}
-	return 0;
-}
-
+/* The members that reaped a child since the last look (their cfaults rose), marked. In the
+ * freeze: a stat line read into the stack per member seen forking (a postmaster, not its
+ * backends). */
 void shared_frozen_reaped(struct capture *c)
 {
 	struct shared_set *ss = c->shared;
@@ -1268,8 +1273,14 @@ void shared_frozen_reaped(struct capture *c)
 
 	for (size_t k = 0; ss && k < ss->n; k++)
 		tracking |= ss->v[k].track;
-	if (tracking)
-		ss->reaper = reaped_since(c);
+	for (size_t i = 0; tracking && i < ss->n_parents; i++) {
+		struct parent *pa = &ss->parents[i];
+		const struct target *t = target_set_find(c->set, pa->pid);
+		struct proc_stat st;
+		pa->reaped = pa->forks && t && live(t) &&
+			     proc_read_stat(t->ref.procfd, "stat", &st) == 0 &&
+			     st.cfaults != pa->cfaults;
+	}
 }
 
 static int find_frozen(struct capture *c)
@@ -1292,11 +1303,13 @@ static int find_frozen(struct capture *c)
 				    "round, as the freeze began: its last writes are unknown",
 				    sm->t->proc->pid, 0);
 		}
-		if (o->track && ss->reaper)
-			copy_whole_frozen(o,
-					  "a child of pid %d exited after the last round, as the "
-					  "freeze began: its writes are unknown",
-					  ss->reaper, 0);
+		for (size_t i = 0; o->track && i < ss->n_parents; i++)
+			if (ss->parents[i].reaped && maps_object(o, ss->parents[i].pid))
+				copy_whole_frozen(
+				    o,
+				    "a child of pid %d exited after the last round, as "
+				    "the freeze began: its writes are unknown",
+				    ss->parents[i].pid, 0);
 		/* A joiner not frozen with the tree: its last writes (or those it still makes)
 		 * are unknown. One found gone before had a whole read after. */
 		for (size_t i = 0; o->track && i < o->n_joiners; i++) {
