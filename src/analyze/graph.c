@@ -41,6 +41,7 @@ void decode_waits(struct analysis *a)
 			for (size_t k = 0; k < t->n_frames && k < ARRAY_SIZE(fns); k++)
 				fns[in.n_functions++] = t->frames[k].function;
 			in.functions = fns;
+			in.syscall = lock_resolve_syscall(&in);
 			in.tids = tids;
 			in.n_tids = ap->n_threads;
 			if (in.syscall && !strcmp(in.syscall, "futex") && ap->has_core) {

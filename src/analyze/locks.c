@@ -164,6 +164,42 @@ static void decode_rwlock(const struct lock_input *in, struct lock_info *o)
 		 (unsigned long long)o->addr);
 }
 
+/* A frame's function name without glibc's internal prefixes ("__", "__GI___") and its version
+ * ("@@GLIBC_2.3.2"), compared with name. */
+static bool frame_is(const char *f, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (!f)
+		return false;
+	f += strspn(f, "_");
+	if (!strncmp(f, "GI_", 3))
+		f += 3 + strspn(f + 3, "_");
+	return !strncmp(f, name, n) && (f[n] == 0 || f[n] == '@' || f[n] == '.');
+}
+
+const char *lock_resolve_syscall(const struct lock_input *in)
+{
+	static const char *const futex_fns[] = {
+	    "futex",	     "pthread_",       "sem_wait", "sem_timedwait",
+	    "sem_clockwait", "__new_sem_wait", "lll_",	   NULL};
+	const char *f0 = in->n_functions ? in->functions[0] : NULL;
+
+	if (!in->syscall || strcmp(in->syscall, "restart_syscall"))
+		return in->syscall;
+	/* Only three calls resume this way on Linux: poll, the nanosleeps and a futex wait with
+	 * a timeout. The innermost frame is the libc wrapper; for a futex, a function around it. */
+	if (frame_is(f0, "poll"))
+		return "poll";
+	if (frame_is(f0, "nanosleep") || frame_is(f0, "clock_nanosleep"))
+		return "clock_nanosleep";
+	struct lock_input near = *in;
+	near.n_functions = MIN(in->n_functions, (size_t)6);
+	if (stack_has(&near, futex_fns))
+		return "futex";
+	return in->syscall;
+}
+
 void lock_decode(const struct lock_input *in, struct lock_info *o)
 {
 	const char *sc = in->syscall;
@@ -271,5 +307,9 @@ void lock_decode(const struct lock_input *in, struct lock_info *o)
 			return;
 		}
 	o->kind = WAIT_OTHER;
-	snprintf(o->text, sizeof(o->text), "in %s", sc);
+	if (!strcmp(sc, "restart_syscall"))
+		snprintf(o->text, sizeof(o->text),
+			 "in a call resumed after a stop (restart_syscall), which is not known");
+	else
+		snprintf(o->text, sizeof(o->text), "in %s", sc);
 }

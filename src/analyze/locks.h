@@ -25,5 +25,10 @@ struct lock_input {
 	size_t n_tids;
 };
 
+/* The call a thread waits in. A timed futex wait, poll or nanosleep met by a stop (a freeze, an
+ * injection, SIGSTOP, a debugger) resumes as restart_syscall, its arguments still in the
+ * registers; which call it was, the frames say. Returns in->syscall when it is not that, or the
+ * frames do not say. Pure. */
+const char *lock_resolve_syscall(const struct lock_input *in);
 /* Fill out (kind, owner, verdict, why, text). Pure: no I/O. */
 void lock_decode(const struct lock_input *in, struct lock_info *out);

@@ -93,6 +93,8 @@ void describe_wait(const struct osm_process *p, const struct osm_thread *t, char
 			snprintf(buf, len, "%s(any child)", name);
 	} else if (!strcmp(name, "poll") || !strcmp(name, "ppoll")) {
 		snprintf(buf, len, "%s(%llu fds)", name, (unsigned long long)a[1]);
+	} else if (!strcmp(name, "restart_syscall")) {
+		snprintf(buf, len, "a call resumed after a stop (restart_syscall)");
 	} else if (!strcmp(name, "select") || !strcmp(name, "pselect6")) {
 		snprintf(buf, len, "%s(%llu fds)", name, (unsigned long long)a[0]);
 	} else {

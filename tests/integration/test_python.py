@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from osmtest import Core, Fail, Skip, TempDir, check, main, osmosis, snap  # noqa: E402
+from osmtest import Core, Fail, Skip, TempDir, check, main, manifest, osmosis, snap  # noqa: E402
 
 PYVICTIM = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "victims", "python",
                                         "pyvictim.py"))
@@ -508,6 +508,36 @@ def test_healthy_asyncio_server_draws_no_warning():
 
 def test_debian_python311_deadlock_of_two_locks_taken_with_acquire():
     check_deadlock_explicit(debian_python())
+
+
+def test_deadlock_of_timed_acquires_is_found_in_a_second_snapshot():
+    """Two threads deadlocked in `lock.acquire(timeout=3600)`. A wait with a timeout met by a
+    stop (the first snapshot's freeze, an injection, SIGSTOP, a debugger) resumes in the kernel as
+    restart_syscall, and stays there until its wait ends: the second snapshot sees no futex call.
+    The deadlock is still named from the frames, under copy and under precopy."""
+    python = debian_python()
+    with TempDir() as tmp, PyVictim(python, "deadlock-timed", tmp) as v:
+        for i, m in enumerate(("copy", "copy", "precopy")):
+            d, rep = snap_analyze(v, tmp, "--method", m)
+            what = "snapshot %d (%s)" % (i + 1, m)
+            names = {t["tid"]: t.get("runtime_name") for t in process(rep, v.pid)["threads"]}
+            waiters = [t for t in manifest(d)["processes"][0]["threads"]
+                       if names.get(t["tid"], "").startswith("timed-")]
+            calls = sorted((t["syscall"] or {}).get("name") for t in waiters)
+            if i > 0:
+                check(calls == ["restart_syscall"] * 2,
+                      "%s: the waiters are in %s, not resumed after the first freeze" %
+                      (what, calls))
+            fs = findings(rep, "deadlock")
+            check(len(fs) == 1 and sorted(names[t] for t in fs[0]["tids"]) ==
+                  ["timed-1", "timed-2"], "%s: deadlocks %s (calls %s)" %
+                  (what, [[names.get(t) for t in f["tids"]] for f in fs], calls))
+            text = "\n".join(fs[0]["evidence"]["lines"])
+            check(len(set(re.findall(r"threading.Lock at (0x[0-9a-f]+)", text))) == 2,
+                  "%s: two locks: %s" % (what, text))
+            print("  %s: calls %s, deadlock of %s" % (what, calls, sorted(names[t] for t in
+                                                                           fs[0]["tids"])))
+            shutil.rmtree(d)
 
 
 def check_deadlock_explicit(python):

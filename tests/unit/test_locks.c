@@ -171,6 +171,59 @@ static void test_other_syscalls(void **state)
 	assert_int_equal(o.kind, WAIT_NONE);
 }
 
+/* A timed wait met by a stop resumes as restart_syscall: the frames name the call. */
+static void test_restarted_calls(void **state)
+{
+	static const char *poll_fns[] = {"__GI___poll", "select_poll_poll.lto_priv.0"};
+	static const char *sleep_fns[] = {"__GI___clock_nanosleep", "__nanosleep"};
+	static const char *sem_fns[] = {"__futex_abstimed_wait_common",
+					"__new_sem_wait_slow64.constprop.0",
+					"PyThread_acquire_lock_timed"};
+	static const char *mutex_fns[] = {"__lll_clocklock_wait",
+					  "pthread_mutex_timedlock@@GLIBC_2.34"};
+	static const char *other_fns[] = {"syscall", "main"};
+	static const char *epoll_fns[] = {"epoll_wait", "main"};
+	struct lock_input in = {.syscall = "restart_syscall", .tids = tids, .n_tids = 3};
+	struct lock_info o;
+	(void)state;
+
+	in.functions = poll_fns;
+	in.n_functions = 2;
+	assert_string_equal(lock_resolve_syscall(&in), "poll");
+	in.functions = sleep_fns;
+	assert_string_equal(lock_resolve_syscall(&in), "clock_nanosleep");
+	in.functions = sem_fns;
+	in.n_functions = 3;
+	assert_string_equal(lock_resolve_syscall(&in), "futex");
+	in.functions = mutex_fns;
+	in.n_functions = 2;
+	in.args[0] = 0x1000;
+	in.args[2] = 2;
+	in.have_words = true;
+	in.words[0] = 2;
+	in.words[2] = 101;
+	in.syscall = lock_resolve_syscall(&in);
+	lock_decode(&in, &o);
+	assert_int_equal(o.kind, WAIT_MUTEX);
+	assert_int_equal(o.owner, 101);
+	/* Not one of the three, or no frames: left as it is, and said so. */
+	in.syscall = "restart_syscall";
+	in.functions = other_fns;
+	assert_string_equal(lock_resolve_syscall(&in), "restart_syscall");
+	in.functions = epoll_fns;
+	assert_string_equal(lock_resolve_syscall(&in), "restart_syscall");
+	in.n_functions = 0;
+	assert_string_equal(lock_resolve_syscall(&in), "restart_syscall");
+	lock_decode(&in, &o);
+	assert_int_equal(o.kind, WAIT_OTHER);
+	assert_non_null(strstr(o.text, "resumed after a stop"));
+	/* Any other call is left alone. */
+	in.syscall = "read";
+	in.functions = poll_fns;
+	in.n_functions = 1;
+	assert_string_equal(lock_resolve_syscall(&in), "read");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -182,6 +235,7 @@ int main(void)
 	    cmocka_unit_test(test_recursive_mutex_count_is_fine),
 	    cmocka_unit_test(test_join_condvar_semaphore_rwlock),
 	    cmocka_unit_test(test_other_syscalls),
+	    cmocka_unit_test(test_restarted_calls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

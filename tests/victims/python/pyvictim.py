@@ -120,6 +120,35 @@ def scenario_deadlock_join(rec, n):
     scenario_deadlock(rec, n, join=True)
 
 
+# --- deadlock with timeouts: acquire(timeout=...), as careful code writes it --------------------
+
+def transfer_timed(first, second, barrier):
+    with first:
+        barrier.wait()
+        if second.acquire(timeout=3600):  # TIMED_WAIT
+            second.release()
+
+
+TIMED_WAIT = transfer_timed.__code__.co_firstlineno + 3
+
+
+def scenario_deadlock_timed(rec, n):
+    a, b = threading.Lock(), threading.Lock()
+    barrier = threading.Barrier(2)
+    ts = [threading.Thread(target=transfer_timed, args=(a, b, barrier), name="timed-1",
+                           daemon=True),
+          threading.Thread(target=transfer_timed, args=(b, a, barrier), name="timed-2",
+                           daemon=True)]
+    for t in ts:
+        t.start()
+    wait_until(stably(lambda: a.locked() and b.locked() and
+                      all(blocked_at(t, "transfer_timed", TIMED_WAIT) for t in ts)),
+               "the timed deadlock")
+    record(rec)
+    ready()
+    park()
+
+
 # --- a thread spinning in Python -----------------------------------------------------------------
 
 def spin_here():
@@ -586,7 +615,8 @@ SCENARIOS = {"deadlock": scenario_deadlock, "deadlock-join": scenario_deadlock_j
              "procs": scenario_procs, "async-deadlock": scenario_async_deadlock,
              "async-deadlock-explicit": scenario_async_deadlock_explicit,
              "async-mix": scenario_async_mix, "async-server": scenario_async_server,
-             "deadlock-explicit": scenario_deadlock_explicit}
+             "deadlock-explicit": scenario_deadlock_explicit,
+             "deadlock-timed": scenario_deadlock_timed}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
