@@ -99,16 +99,16 @@ def transfer(first, second, barrier):
 TRANSFER_WAIT = transfer.__code__.co_firstlineno + 3
 
 
-def scenario_deadlock(rec, n, join=False):
+def scenario_deadlock(rec, n, join=False, body=transfer, line=TRANSFER_WAIT, name="worker"):
     a, b = threading.Lock(), threading.Lock()
     barrier = threading.Barrier(2)
-    ts = [threading.Thread(target=transfer, args=(a, b, barrier), name="worker-1", daemon=True),
-          threading.Thread(target=transfer, args=(b, a, barrier), name="worker-2", daemon=True)]
+    ts = [threading.Thread(target=body, args=(a, b, barrier), name=name + "-1", daemon=True),
+          threading.Thread(target=body, args=(b, a, barrier), name=name + "-2", daemon=True)]
     for t in ts:
         t.start()
     # each holds its first lock and waits for the other's: not in the barrier, not for the GIL
     wait_until(stably(lambda: a.locked() and b.locked() and
-                      all(blocked_at(t, "transfer", TRANSFER_WAIT) for t in ts)), "the deadlock")
+                      all(blocked_at(t, body.__name__, line) for t in ts)), "the deadlock")
     record(rec)
     ready()
     if join:
@@ -133,20 +133,7 @@ TIMED_WAIT = transfer_timed.__code__.co_firstlineno + 3
 
 
 def scenario_deadlock_timed(rec, n):
-    a, b = threading.Lock(), threading.Lock()
-    barrier = threading.Barrier(2)
-    ts = [threading.Thread(target=transfer_timed, args=(a, b, barrier), name="timed-1",
-                           daemon=True),
-          threading.Thread(target=transfer_timed, args=(b, a, barrier), name="timed-2",
-                           daemon=True)]
-    for t in ts:
-        t.start()
-    wait_until(stably(lambda: a.locked() and b.locked() and
-                      all(blocked_at(t, "transfer_timed", TIMED_WAIT) for t in ts)),
-               "the timed deadlock")
-    record(rec)
-    ready()
-    park()
+    scenario_deadlock(rec, n, body=transfer_timed, line=TIMED_WAIT, name="timed")
 
 
 # --- a thread spinning in Python -----------------------------------------------------------------
