@@ -368,8 +368,28 @@ int snap_grow_tree(struct freeze_session *s, bool *ret_added)
 	return 0;
 }
 
+/* The state letter of a status text ("State:\tS (sleeping)"), or 0. */
+static char status_state(const char *status)
+{
+	const char *p = strstr(status, "State:");
+	return p ? p[6 + strspn(p + 6, " \t")] : 0;
+}
+
+/* How long the threads met asleep in the freeze are given, all together, to go back to sleep. */
+#define RESLEEP_NS (200ull * 1000000)
+
+/*
+ * Each thread's context switches once the thaw is over. A thread the freeze met waiting in a
+ * call was woken by its stop; it runs again to go back into its wait, and that is one more
+ * switch. Read before it has (on a busy machine it waits for a CPU first), the count is one short
+ * of what the next snapshot reads, and osmosis diff would take a deadlocked thread for one that
+ * progressed. So such a thread is read once it is asleep again, or when RESLEEP_NS have passed
+ * for the whole set (a thread that really woke up stays runnable).
+ */
 void snap_read_after_thaw(struct snap_state *st)
 {
+	uint64_t deadline = now_ns() + RESLEEP_NS;
+
 	for (size_t i = 0; i < st->set.n; i++) {
 		struct target *t = st->set.v[i];
 		if (t->exited || t->skipped || t->ref.procfd < 0)
@@ -379,7 +399,19 @@ void snap_read_after_thaw(struct snap_state *st)
 			_cleanup_free_ char *status = NULL;
 			char path[64];
 			snprintf(path, sizeof(path), "task/%d/status", th->tid);
-			if (th->gone || read_file_at(t->ref.procfd, path, &status, NULL) < 0)
+			for (;;) {
+				free(status);
+				status = NULL;
+				if (th->gone ||
+				    read_file_at(t->ref.procfd, path, &status, NULL) < 0)
+					break;
+				char s = status_state(status);
+				if (th->syscall_nr < 0 || (s != 'R' && s != 't') ||
+				    now_ns() >= deadline)
+					break;
+				usleep(500);
+			}
+			if (!status)
 				continue;
 			th->switches_after_thaw =
 			    (int64_t)(proc_status_kb(status, "voluntary_ctxt_switches") / 1024 +
