@@ -19,9 +19,10 @@
 #define KIND_VALID                                                                                 \
 	(KIND_TYPE_MASK | KIND_ROBUST | KIND_PI | KIND_PP | KIND_PSHARED | KIND_NO_ELISION)
 
-static bool stack_has(const struct lock_input *in, const char *const *names)
+/* Whether one of the innermost depth frames names one of names. */
+static bool stack_has_within(const struct lock_input *in, const char *const *names, size_t depth)
 {
-	for (size_t i = 0; i < in->n_functions && i < 12; i++) {
+	for (size_t i = 0; i < in->n_functions && i < depth; i++) {
 		const char *f = in->functions[i];
 		if (!f)
 			continue;
@@ -30,6 +31,11 @@ static bool stack_has(const struct lock_input *in, const char *const *names)
 				return true;
 	}
 	return false;
+}
+
+static bool stack_has(const struct lock_input *in, const char *const *names)
+{
+	return stack_has_within(in, names, 12);
 }
 
 static bool is_tid(const struct lock_input *in, pid_t tid)
@@ -193,9 +199,7 @@ const char *lock_resolve_syscall(const struct lock_input *in)
 		return "poll";
 	if (frame_is(f0, "nanosleep") || frame_is(f0, "clock_nanosleep"))
 		return "clock_nanosleep";
-	struct lock_input near = *in;
-	near.n_functions = MIN(in->n_functions, (size_t)6);
-	if (stack_has(&near, futex_fns))
+	if (stack_has_within(in, futex_fns, 6))
 		return "futex";
 	return in->syscall;
 }

@@ -368,13 +368,6 @@ int snap_grow_tree(struct freeze_session *s, bool *ret_added)
 	return 0;
 }
 
-/* The state letter of a status text ("State:\tS (sleeping)"), or 0. */
-static char status_state(const char *status)
-{
-	const char *p = strstr(status, "State:");
-	return p ? p[6 + strspn(p + 6, " \t")] : 0;
-}
-
 /* How long the threads met asleep in the freeze are given, all together, to go back to sleep. */
 #define RESLEEP_NS (200ull * 1000000)
 
@@ -397,21 +390,17 @@ void snap_read_after_thaw(struct snap_state *st)
 		for (size_t j = 0; j < t->proc->n_threads; j++) {
 			struct osm_thread *th = t->proc->threads[j];
 			_cleanup_free_ char *status = NULL;
+			struct proc_stat ps;
 			char path[64];
-			snprintf(path, sizeof(path), "task/%d/status", th->tid);
-			for (;;) {
-				free(status);
-				status = NULL;
-				if (th->gone ||
-				    read_file_at(t->ref.procfd, path, &status, NULL) < 0)
-					break;
-				char s = status_state(status);
-				if (th->syscall_nr < 0 || (s != 'R' && s != 't') ||
-				    now_ns() >= deadline)
-					break;
+			if (th->gone)
+				continue;
+			snprintf(path, sizeof(path), "task/%d/stat", th->tid);
+			while (th->syscall_nr >= 0 && now_ns() < deadline &&
+			       proc_read_stat(t->ref.procfd, path, &ps) == 0 &&
+			       (ps.state == 'R' || ps.state == 't'))
 				usleep(500);
-			}
-			if (!status)
+			snprintf(path, sizeof(path), "task/%d/status", th->tid);
+			if (read_file_at(t->ref.procfd, path, &status, NULL) < 0)
 				continue;
 			th->switches_after_thaw =
 			    (int64_t)(proc_status_kb(status, "voluntary_ctxt_switches") / 1024 +
