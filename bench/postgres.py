@@ -156,6 +156,38 @@ def worst_during(tx, a, b):
     return max((lat for s, e, lat in tx if s <= b and e >= a), default=0.0) * 1000
 
 
+def phase_windows(tl, off):
+    """The timeline's phases as (name, start, end) in wall-clock seconds, the pause among
+    them, in order; phases of one name and no gap between them (one per process) merged."""
+    t0 = tl["start_ns"] / 1e9 + off
+    out = [("pause", t0 + tl["pause_start_us"] / 1e6, t0 + tl["pause_end_us"] / 1e6)]
+    for ph in tl.get("phases", []):
+        if "duration_us" not in ph or ph["name"] in ("freeze", "copy", "resume"):
+            continue  # the pause's own parts are the pause
+        s = t0 + ph["start_us"] / 1e6
+        out.append((ph["name"], s, s + ph["duration_us"] / 1e6))
+    out.sort(key=lambda w: w[1])
+    merged = []
+    for w in out:
+        if merged and merged[-1][0] == w[0] and w[1] - merged[-1][2] < 0.001:
+            merged[-1] = (w[0], merged[-1][1], max(merged[-1][2], w[2]))
+        else:
+            merged.append(w)
+    return merged
+
+
+def after_thaw(tx, tl, off, p1):
+    """What the clients saw, laid beside osmosis's phases: the time after the thaw until every
+    transaction running at the thaw had ended, and per phase, the longest latency of a
+    transaction that began in it."""
+    drain = max((e for s, e, _ in tx if s <= p1 <= e), default=p1) - p1
+    per = []
+    for name, a, b in phase_windows(tl, off):
+        worst = max((lat for s, e, lat in tx if a <= s < b), default=None)
+        per.append((name, (b - a) * 1000, None if worst is None else worst * 1000))
+    return drain * 1000, per
+
+
 def snap(osm, pid, out):
     """osmosis snap --tree: (manifest, disk bytes, wall-clock offset of CLOCK_MONOTONIC)."""
     off = time.time() - time.monotonic()
@@ -197,7 +229,8 @@ def osmosis_run(a, pg, clients, tmp, i, seconds):
             "kept": big.get("kept", "-"), "reason": big.get("kept_reason"),
             "procs": len(m["processes"]), "captured": captured,
             "in_run": p1 < b.t0 + seconds, "to_pause": p1 - t_snap,
-            "total": m["total_ms"] / 1000, "tx": len(tx)}
+            "total": m["total_ms"] / 1000, "tx": len(tx),
+            "after": after_thaw(tx, tl, off, p1)}
 
 
 def gcore_run(a, pg, clients, tmp, seconds):
@@ -378,6 +411,12 @@ def main():
             print("  %s:%d run %d: pause %.1f ms (%s us); %d transactions logged; osmosis "
                   "%.1f s in all%s" % (sb, clients, i + 1, r["pause"], bd, r["tx"], r["total"],
                                        "; kept_reason: %s" % r["reason"] if r["reason"] else ""))
+            drain, per = r["after"]
+            print("    every transaction running at the thaw ended %.1f ms after it; the "
+                  "longest latency of a transaction begun in each phase (phase ms: latency "
+                  "ms): %s" % (drain, ", ".join(
+                      "%s %.1f: %s" % (n, d, "-" if w is None else "%.1f" % w)
+                      for n, d, w in per)))
         if g:
             print("  %s:%d gcore: %.1f s for the %d processes one after the other; the longest "
                   "one %.1f ms%s" % (sb, clients, g["total"], g["procs"], g["longest"],

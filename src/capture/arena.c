@@ -91,6 +91,15 @@ size_t arena_free_bytes(const struct arena *a)
 	return n;
 }
 
+size_t arena_largest_free(const struct arena *a)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < a->n; i++)
+		n = MAX(n, a->chunks[i].size - a->chunks[i].used);
+	return n;
+}
+
 bool arena_mark(const struct arena *a, struct arena_mark *m)
 {
 	if (a->n > ARENA_MARK_MAX)

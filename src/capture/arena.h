@@ -43,6 +43,8 @@ int arena_reserve_more(struct arena *a, size_t size);
 void *arena_alloc(struct arena *a, size_t len);
 /* Bytes still free in the chunks (what a sealed arena can still give). */
 size_t arena_free_bytes(const struct arena *a);
+/* The most one allocation can take now (a run is never split across chunks). */
+size_t arena_largest_free(const struct arena *a);
 /* Remember the arena's state; rewind to it (allocations made since are given back). Returns
  * false when the arena has more chunks than a mark holds (then rewinding is not possible). */
 bool arena_mark(const struct arena *a, struct arena_mark *m);

@@ -704,9 +704,13 @@ static int precopy_run_rounds(struct capture *c, struct target *t)
 	/* What auto's review judges by, and the freeze's copy jobs are sized from. */
 	pt_of(t)->last_written = freeze_bytes;
 	/* Staged: the freeze copies the written set into the arena; it must fit the budget (twice
-	 * the last round's, for what the target writes meanwhile). */
+	 * the last round's, for what the target writes meanwhile). What the arena has free in
+	 * one chunk already (the reservation's slack) serves: the freeze checks again
+	 * (fit_the_freeze), with what was written by then. */
 	uint64_t need = capture_staged(t) ? freeze_bytes * 2 + (8u << 20) : 0;
 	uint64_t left = capture_budget_left(c);
+	if (need <= arena_largest_free(&c->arena))
+		need = 0;
 	if (need > left && is_auto) {
 		capture_set_method(t, &capture_clone,
 				   "auto: pre-copy's last round found %s written, more than the %s "
