@@ -176,7 +176,7 @@ def phase_windows(tl, off):
     return merged
 
 
-def after_thaw(tx, tl, off, p1):
+def beside_phases(tx, tl, off, p1):
     """What the clients saw, laid beside osmosis's phases: the time after the thaw until every
     transaction running at the thaw had ended, and per phase, the longest latency of a
     transaction that began in it."""
@@ -230,7 +230,7 @@ def osmosis_run(a, pg, clients, tmp, i, seconds):
             "procs": len(m["processes"]), "captured": captured,
             "in_run": p1 < b.t0 + seconds, "to_pause": p1 - t_snap,
             "total": m["total_ms"] / 1000, "tx": len(tx),
-            "after": after_thaw(tx, tl, off, p1)}
+            "after": beside_phases(tx, tl, off, p1)}
 
 
 def gcore_run(a, pg, clients, tmp, seconds):

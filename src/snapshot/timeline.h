@@ -22,7 +22,7 @@
 
 struct osm_phase {
 	char name[OSM_PHASE_NAME_LEN];
-	pid_t pid;	   /* the target it was for, or 0 */
+	pid_t pid;	   /* the target it was for, or 0 (none, or several merged) */
 	uint64_t start_ns; /* from the command's start */
 	uint64_t dur_ns;   /* OSM_PHASE_OPEN: still running when the manifest was written */
 };
