@@ -188,6 +188,33 @@ def beside_phases(tx, tl, off, p1):
     return drain * 1000, per
 
 
+def longest_beside(tx, tl, off, a, b, n=5):
+    """The n longest transactions begun in [a, b], each with the phases of osmosis it ran
+    beside (a per-process phase with its pid, repeats counted): [(latency ms, start - a ms,
+    "phase, phase x3, ...")]."""
+    t0 = tl["start_ns"] / 1e9 + off
+    ph = [("pause", t0 + tl["pause_start_us"] / 1e6, t0 + tl["pause_end_us"] / 1e6)]
+    for p in tl.get("phases", []):
+        if "duration_us" in p and p["name"] not in ("freeze", "copy", "resume"):
+            s = t0 + p["start_us"] / 1e6
+            ph.append((p["name"] + ("(%d)" % p["pid"] if p.get("pid") else ""), s,
+                       s + p["duration_us"] / 1e6))
+    ph.sort(key=lambda w: w[1])
+    out = []
+    for s, e, lat in sorted((t for t in tx if a <= t[0] < b), key=lambda t: -t[2])[:n]:
+        names = []
+        for name, ps, pe in ph:
+            if ps < e and pe > s:
+                base = name.split("(")[0]
+                if names and names[-1][0] == base:
+                    names[-1][1] += 1
+                else:
+                    names.append([base, 1, name])
+        out.append((lat * 1000, (s - a) * 1000, ", ".join(
+            (nm if k == 1 else "%s x%d" % (base, k)) for base, k, nm in names) or "none"))
+    return out
+
+
 def snap(osm, pid, out):
     """osmosis snap --tree: (manifest, disk bytes, wall-clock offset of CLOCK_MONOTONIC)."""
     off = time.time() - time.monotonic()
@@ -230,7 +257,9 @@ def osmosis_run(a, pg, clients, tmp, i, seconds):
             "procs": len(m["processes"]), "captured": captured,
             "in_run": p1 < b.t0 + seconds, "to_pause": p1 - t_snap,
             "total": m["total_ms"] / 1000, "tx": len(tx),
-            "after": beside_phases(tx, tl, off, p1)}
+            "after": beside_phases(tx, tl, off, p1),
+            "longest": longest_beside(tx, tl, off, t_snap, p1),
+            "longest_before": longest_beside(tx, tl, off, b.t0 + 1.0, t_snap)}
 
 
 def gcore_run(a, pg, clients, tmp, seconds):
@@ -417,6 +446,10 @@ def main():
                   "ms): %s" % (drain, ", ".join(
                       "%s %.1f: %s" % (n, d, "-" if w is None else "%.1f" % w)
                       for n, d, w in per)))
+            for what, k in (("from the snapshot's start to the thaw", "longest"),
+                             ("before it", "longest_before")):
+                print("    the longest transactions begun %s (ms, begun at ms: beside): %s" %
+                      (what, "; ".join("%.1f, %.0f: %s" % x for x in r[k])))
         if g:
             print("  %s:%d gcore: %.1f s for the %d processes one after the other; the longest "
                   "one %.1f ms%s" % (sb, clients, g["total"], g["procs"], g["longest"],

@@ -27,11 +27,6 @@
 #include "proc/process.h"
 #include "proc/procfs.h"
 
-static bool live(const struct target *t)
-{
-	return !t->skipped && !t->exited;
-}
-
 /*
  * A member of a set (--tree, --cgroup, --all) that cannot be captured is recorded and the rest
  * goes on: it exited (or became a zombie), ran a new program, or failed otherwise during
@@ -105,7 +100,7 @@ static int reserve(struct capture *c)
 	char a[32], b[32];
 
 	for (size_t i = 0; i < c->set->n; i++)
-		if (live(c->set->v[i]))
+		if (target_live(c->set->v[i]))
 			total += arena_need(c, c->set->v[i]);
 	/* Room for growth between now and the freeze. */
 	slack = MAX(total / 16, (uint64_t)(32u << 20));
@@ -116,7 +111,7 @@ static int reserve(struct capture *c)
 	avail -= MIN(avail, shared_buffer_bytes(c));
 	/* and the layouts read before the freeze (reserve_frozen) */
 	for (size_t i = 0; i < c->set->n; i++)
-		if (live(c->set->v[i]))
+		if (target_live(c->set->v[i]))
 			avail -= MIN(avail, capture_ready_estimate(c->set->v[i]));
 	if (total + slack > avail) {
 		if (c->requested == METHOD_AUTO) {
@@ -124,7 +119,7 @@ static int reserve(struct capture *c)
 			bool changed = false;
 			for (size_t i = 0; i < c->set->n; i++) {
 				struct target *t = c->set->v[i];
-				if (!live(t) || t->method == &capture_clone || t->no_inject)
+				if (!target_live(t) || t->method == &capture_clone || t->no_inject)
 					continue;
 				capture_set_method(
 				    t, &capture_clone,
@@ -166,7 +161,7 @@ static int rounds_all(struct capture *c)
 		struct target *t = c->set->v[i];
 		int r;
 
-		if (!live(t) || !t->method->rounds)
+		if (!target_live(t) || !t->method->rounds)
 			continue;
 		r = t->method->rounds(c, t);
 		capture_note_buffers(c);
@@ -200,7 +195,7 @@ static int fit_the_freeze(struct capture *c)
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
 		b_t = 0;
-		t->freeze_need = live(t) && t->method && t->method->freeze_bytes
+		t->freeze_need = target_live(t) && t->method && t->method->freeze_bytes
 				     ? t->method->freeze_bytes(c, t, &b_t)
 				     : 0;
 		need += t->freeze_need;
@@ -225,7 +220,7 @@ static int fit_the_freeze(struct capture *c)
 
 		for (size_t i = 0; i < c->set->n; i++) {
 			struct target *t = c->set->v[i];
-			if (!live(t) || t->no_inject || !t->method ||
+			if (!target_live(t) || t->no_inject || !t->method ||
 			    (t->method->id != METHOD_COPY && t->method->id != METHOD_PRECOPY))
 				continue;
 			if (t->freeze_need > big_n) {
@@ -273,7 +268,7 @@ static int reserve_frozen(struct capture *c)
 	c->layout_bytes = 0;
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (!live(t))
+		if (!target_live(t))
 			continue;
 		r = capture_ready_layout(c, t);
 		if (r == -ENOMEM)
@@ -308,7 +303,7 @@ int capture_prepare(struct capture *c)
 		return 0;
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (!live(t))
+		if (!target_live(t))
 			continue;
 		/* What a killed osmosis may have left in t, each method its own. */
 		for (size_t k = 0; k < capture_method_count; k++)
@@ -329,7 +324,7 @@ int capture_prepare(struct capture *c)
 		priv = MAX(priv, capture_methods[i]->priv_size);
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (!live(t))
+		if (!target_live(t))
 			continue;
 		/* Room for the state of whichever method t gets, now: never inside the freeze. */
 		if (!t->method_priv && priv && !(t->method_priv = calloc(1, priv)))
@@ -345,13 +340,13 @@ int capture_prepare(struct capture *c)
 		return r;
 	c->planned_bytes = 0;
 	for (size_t i = 0; i < c->set->n; i++)
-		if (live(c->set->v[i]))
+		if (target_live(c->set->v[i]))
 			c->planned_bytes += c->set->v[i]->planned_bytes;
 	c->copier = copier_new(c->n_workers, c->page_size);
 	if (!c->copier)
 		return log_error(ENOMEM, "cannot start copy threads");
 	for (size_t i = 0; i < c->set->n && !c->bounce; i++) {
-		if (!live(c->set->v[i]) || !capture_staged(c->set->v[i]))
+		if (!target_live(c->set->v[i]) || !capture_staged(c->set->v[i]))
 			continue;
 		c->bounce_len = BOUNCE_BYTES;
 		c->bounce = mmap(NULL, c->bounce_len, PROT_READ | PROT_WRITE,
@@ -376,7 +371,7 @@ int capture_prepare(struct capture *c)
 	/* Reserving and pre-copying took time: if a target's layout changed meanwhile, read its
 	 * smaps again now rather than inside the freeze (seconds per 100 GiB). */
 	for (size_t i = 0; i < c->set->n; i++)
-		if (live(c->set->v[i]))
+		if (target_live(c->set->v[i]))
 			capture_refresh_layout(c, c->set->v[i]);
 	return reserve_frozen(c);
 }
@@ -481,13 +476,15 @@ int capture_frozen(struct capture *c)
 
 	c->n_jobs = 0;
 	c->arena.sealed = true; /* until the thaw: nothing mapped beyond the reservation */
-	if (!c->state_only)
+	if (!c->state_only) {
 		shared_frozen_reaped(c);
+		capture_prefetch_layouts(c);
+	}
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
 		size_t first_job = c->n_jobs;
 
-		if (!live(t))
+		if (!target_live(t))
 			continue;
 		r = target_frozen(c, t);
 		if (r < 0 && member_lost(t, r, "during the freeze")) {
@@ -573,7 +570,7 @@ int capture_finish(struct capture *c)
 		struct target *t = c->set->v[i];
 		struct osm_process *p = t->proc;
 
-		if (live(t) && !c->state_only && t->method && t->method->finish) {
+		if (target_live(t) && !c->state_only && t->method && t->method->finish) {
 			r = t->method->finish(c, t);
 			if (r < 0)
 				return r;

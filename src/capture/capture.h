@@ -95,6 +95,9 @@ int capture_read_maps(struct target *t, const char *file, struct osm_mapping **r
 int capture_plan_target(struct capture *c, struct target *t);
 /* Before the freeze: smaps read again if the layout changed since capture_plan_target. */
 void capture_refresh_layout(struct capture *c, struct target *t);
+/* At the freeze's start: every target's maps text read at once, on the copier's workers and the
+ * freezing thread (the per-target steps after it take the text read here). */
+void capture_prefetch_layouts(struct capture *c);
 /* Inside the freeze: registers, then the layout re-read and the dump planned again. Logs. */
 int capture_layout_frozen(struct capture *c, struct target *t);
 /* Queue a staged copy: len bytes at remote, to go into t's stage file at file_off. */

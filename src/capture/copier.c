@@ -31,7 +31,8 @@ struct copier {
 	uint64_t generation;  /* bumped for every run */
 	bool frozen;	      /* this run copies out of frozen targets: workers at real-time */
 	uint64_t rt_until_ns; /* ... until then (CLOCK_MONOTONIC) */
-	unsigned busy;	      /* workers still inside the current run */
+	unsigned busy;	      /* workers inside the current run */
+	bool open; /* the current run takes workers still (copier_run's caller not done) */
 	bool quit;
 
 	struct copy_job *jobs;
@@ -39,6 +40,9 @@ struct copier {
 	atomic_size_t next;
 	atomic_bool abort;
 	bool hold; /* this run: each process_vm_readv at real-time priority (copier_run_held) */
+	/* this run calls fn(ctx, i) for every i < n_jobs instead of copying (copier_each_frozen) */
+	void (*fn)(void *ctx, size_t i);
+	void *ctx;
 };
 
 /* Read [remote, remote+len) page by page from /proc/PID/mem; zero what it refuses. */
@@ -137,7 +141,10 @@ static void drain(struct copier *c, struct sched_hold *rt)
 		i = atomic_fetch_add(&c->next, 1);
 		if (i >= c->n_jobs)
 			return;
-		copy_job_hold(&c->jobs[i], c->page_size, c->hold);
+		if (c->fn)
+			c->fn(c->ctx, i);
+		else
+			copy_job_hold(&c->jobs[i], c->page_size, c->hold);
 	}
 }
 
@@ -155,6 +162,12 @@ static void *worker_main(void *arg)
 		if (c->quit)
 			break;
 		seen = c->generation;
+		/* Woken after the calling thread ran out of work (it waits for no worker that
+		 * has not joined: on a loaded machine a worker may get a CPU only milliseconds
+		 * after its wakeup, and a pause would wait for it doing nothing). */
+		if (!c->open)
+			continue;
+		c->busy++;
 		bool frozen = c->frozen;
 		pthread_mutex_unlock(&c->lock);
 		struct sched_hold h = {0};
@@ -199,11 +212,14 @@ struct copier *copier_new(unsigned n_workers, size_t page_size)
 	return c;
 }
 
-static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold, bool frozen)
+static int run_each(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold, bool frozen,
+		    void (*fn)(void *ctx, size_t i), void *ctx)
 {
 	int r;
 
 	pthread_mutex_lock(&c->lock);
+	c->fn = fn;
+	c->ctx = ctx;
 	c->hold = hold;
 	c->frozen = frozen;
 	c->rt_until_ns = now_ns() + COPY_RT_NS;
@@ -211,7 +227,8 @@ static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold
 	c->n_jobs = n_jobs;
 	atomic_store(&c->next, 0);
 	atomic_store(&c->abort, false);
-	c->busy = c->n_threads;
+	c->busy = 0;
+	c->open = true;
 	c->generation++;
 	pthread_cond_broadcast(&c->start);
 	pthread_mutex_unlock(&c->lock);
@@ -226,15 +243,30 @@ static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold
 		i = atomic_fetch_add(&c->next, 1);
 		if (i >= n_jobs)
 			break;
-		copy_job_hold(&jobs[i], c->page_size, hold);
+		if (fn)
+			fn(ctx, i);
+		else
+			copy_job_hold(&jobs[i], c->page_size, hold);
 	}
 
 	pthread_mutex_lock(&c->lock);
+	c->open = false;
 	while (c->busy > 0)
 		pthread_cond_wait(&c->done, &c->lock);
 	c->jobs = NULL;
+	c->fn = NULL;
 	pthread_mutex_unlock(&c->lock);
 	return r < 0 ? r : guard_check();
+}
+
+static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool hold, bool frozen)
+{
+	return run_each(c, jobs, n_jobs, hold, frozen, NULL, NULL);
+}
+
+int copier_each_frozen(struct copier *c, void (*fn)(void *ctx, size_t i), void *ctx, size_t n)
+{
+	return run_each(c, NULL, n, false, true, fn, ctx);
 }
 
 int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs)

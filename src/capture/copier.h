@@ -38,6 +38,10 @@ int copier_run_frozen(struct copier *c, struct copy_job *jobs, size_t n_jobs);
  * sched_hold_begin), so that osmosis is not rescheduled while the lock is held. Jobs are at
  * most 1 MiB (a fraction of a millisecond). */
 int copier_run_held(struct copier *c, struct copy_job *jobs, size_t n_jobs);
+/* fn(ctx, i) for every i < n, on the workers and the calling thread at once, as the copy in the
+ * freeze runs (real-time priority): work of the pause that is one independent piece per target
+ * (reading each target's layout) takes the targets' idle CPUs too. */
+int copier_each_frozen(struct copier *c, void (*fn)(void *ctx, size_t i), void *ctx, size_t n);
 void copier_free(struct copier *c);
 
 /* Copy one job on the calling thread (used by copier_run and by tests). */

@@ -298,14 +298,47 @@ static int read_into(int dirfd, const char *file, char *buf, size_t cap, size_t 
 	return 0;
 }
 
+static bool layout_ready(const struct target *t)
+{
+	return t->ready_maps && t->freeze_text;
+}
+
+/* One target's maps text read into its reserved buffer (the set's i-th), on whichever thread. */
+static void prefetch_one(void *ctx, size_t i)
+{
+	struct target *t = ((struct capture *)ctx)->set->v[i];
+
+	if (!target_live(t) || !layout_ready(t))
+		return;
+	t->prefetch_rc =
+	    read_into(t->ref.procfd, "maps", t->freeze_text, t->text_cap, &t->prefetch_len);
+	t->prefetched = true;
+}
+
+void capture_prefetch_layouts(struct capture *c)
+{
+	uint64_t t0 = now_ns();
+
+	for (size_t i = 0; i < c->set->n; i++)
+		c->set->v[i]->prefetched = false;
+	if (c->copier && copier_each_frozen(c->copier, prefetch_one, c, c->set->n) < 0)
+		for (size_t i = 0; i < c->set->n; i++)
+			c->set->v[i]->prefetched = false; /* interrupted: each reads its own */
+	timeline_pause_part(c->tl, PAUSE_LAYOUT, now_ns() - t0);
+}
+
 /* Inside the freeze: t's ready layout, if the maps text is still the one it was made from. */
 static bool take_ready_layout(struct target *t, struct osm_mapping **ret, size_t *ret_n)
 {
-	size_t len = 0;
+	size_t len = t->prefetch_len;
+	int r = t->prefetch_rc;
 
-	if (!t->ready_maps || !t->freeze_text ||
-	    read_into(t->ref.procfd, "maps", t->freeze_text, t->text_cap, &len) < 0 ||
-	    len != t->ready_len || memcmp(t->freeze_text, t->ready_text, len) != 0)
+	if (!layout_ready(t))
+		return false;
+	if (!t->prefetched)
+		r = read_into(t->ref.procfd, "maps", t->freeze_text, t->text_cap, &len);
+	t->prefetched = false;
+	if (r < 0 || len != t->ready_len || memcmp(t->freeze_text, t->ready_text, len) != 0)
 		return false;
 	*ret = TAKE_PTR(t->ready_maps);
 	*ret_n = t->n_ready_maps;

@@ -233,11 +233,6 @@ static int add_map(struct shared_object *o, struct target *t, const struct osm_m
 	return 0;
 }
 
-static bool live(const struct target *t)
-{
-	return !t->skipped && !t->exited;
-}
-
 /* Whether a line of a maps text naming the object (needle: " MAJ:MIN INODE ") maps it
  * writable. A read-only shared mapping cannot write the object (a mapping of a file opened
  * read-only can never be made writable; one opened for writing could be, with mprotect, which
@@ -287,7 +282,7 @@ static bool joins_the_tree(const struct capture *c, pid_t pid, uint64_t *ret_sta
 		if (depth == 0)
 			*ret_start = st.starttime;
 		const struct target *t = target_set_find(c->set, st.ppid);
-		if (t && live(t))
+		if (t && target_live(t))
 			return true;
 		pid = st.ppid;
 	}
@@ -322,7 +317,7 @@ static void find_outside(struct capture *c, struct shared_set *ss)
 		const struct target *t = target_set_find(c->set, all[i]);
 		/* A member not frozen (skipped: another tracer, no permission) runs during the
 		 * pause like any process outside. */
-		if (t && live(t))
+		if (t && target_live(t))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/maps", all[i]);
 		if (read_file_at(AT_FDCWD, path, &text, NULL) < 0)
@@ -441,7 +436,7 @@ static int note_parents(struct capture *c, struct shared_set *ss)
 		bool mapper = false;
 		for (size_t k = 0; k < ss->n && !mapper; k++)
 			mapper = maps_object(&ss->v[k], t->proc->pid);
-		if (!mapper || !live(t) || proc_read_stat(t->ref.procfd, "stat", &st) < 0)
+		if (!mapper || !target_live(t) || proc_read_stat(t->ref.procfd, "stat", &st) < 0)
 			continue;
 		struct child_look cl = {c, &ss->parents[ss->n_parents]};
 		ss->parents[ss->n_parents++] =
@@ -503,7 +498,7 @@ static void watch_children(struct capture *c)
 		struct child_look cl = {c, pa};
 		struct proc_stat st;
 
-		if (!t || !live(t) || proc_read_stat(t->ref.procfd, "stat", &st) < 0)
+		if (!t || !target_live(t) || proc_read_stat(t->ref.procfd, "stat", &st) < 0)
 			continue; /* a member gone: its own mappings say so */
 		if (st.cfaults != pa->cfaults) {
 			log_debug("pid %d reaped a child as the rounds ran", pa->pid);
@@ -576,7 +571,7 @@ int shared_collect(struct capture *c)
 	/* Objects: a shared mapping some process of the set dumps. */
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (!live(t))
+		if (!target_live(t))
 			continue;
 		for (size_t j = 0; j < t->n_pre_maps; j++) {
 			struct osm_mapping *m = &t->pre_maps[j];
@@ -610,7 +605,7 @@ int shared_collect(struct capture *c)
 	/* Mappers: every mapping of an object by a process of the set, dumped or not. */
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (!live(t))
+		if (!target_live(t))
 			continue;
 		for (size_t j = 0; j < t->n_pre_maps; j++) {
 			struct osm_mapping *m = &t->pre_maps[j];
@@ -814,7 +809,7 @@ static int queue_whole(struct capture *c, struct shared_object *o, uint64_t *byt
 			struct shared_map *sm = &o->maps[i];
 			uint64_t a = MAX(sm->pgoff, o->lo),
 				 b = MIN(sm->pgoff + sm->end - sm->start, o->hi);
-			if (!live(sm->t) || sm->late || a >= b || sm->t->ref.memfd < 0)
+			if (!target_live(sm->t) || sm->late || a >= b || sm->t->ref.memfd < 0)
 				continue;
 			*bytes += b - a;
 			int r = capture_add_job(c, sm->t, sm->start + (a - sm->pgoff), b - a,
@@ -985,7 +980,7 @@ int shared_track(struct capture *c)
 		struct shared_object *o = &ss->v[k];
 		for (size_t i = 0; o->track && i < o->n_maps; i++) {
 			struct shared_map *sm = &o->maps[i];
-			int r = live(sm->t) ? track_map(sm) : -ESRCH;
+			int r = target_live(sm->t) ? track_map(sm) : -ESRCH;
 			/* Gone before its tracking began (a member lost in the pre-copy before,
 			 * a backend ending under connection churn): it writes no more, and the
 			 * whole read that begins the rounds, next, sees all it wrote. */
@@ -1020,7 +1015,7 @@ static int map_state(const struct shared_object *o, const struct shared_map *sm)
 	    st.st_ino != o->inode || major(st.st_dev) != o->dev_major ||
 	    minor(st.st_dev) != o->dev_minor)
 		return 1;
-	return live(sm->t) && sm->t->uffd >= 0 ? 0 : -1;
+	return target_live(sm->t) && sm->t->uffd >= 0 ? 0 : -1;
 }
 
 /* Each tracked mapping of o checked; those gone are marked so. Returns how many were lost; o
@@ -1277,7 +1272,7 @@ void shared_frozen_reaped(struct capture *c)
 		struct parent *pa = &ss->parents[i];
 		const struct target *t = target_set_find(c->set, pa->pid);
 		struct proc_stat st;
-		pa->reaped = pa->forks && t && live(t) &&
+		pa->reaped = pa->forks && t && target_live(t) &&
 			     proc_read_stat(t->ref.procfd, "stat", &st) == 0 &&
 			     st.cfaults != pa->cfaults;
 	}
@@ -1296,7 +1291,8 @@ static int find_frozen(struct capture *c)
 		 * last round are unknown. */
 		for (size_t i = 0; o->track && i < o->n_maps; i++) {
 			struct shared_map *sm = &o->maps[i];
-			if (sm->tracked && (sm->t->uffd < 0 || !live(sm->t) || !sm->in_freeze))
+			if (sm->tracked &&
+			    (sm->t->uffd < 0 || !target_live(sm->t) || !sm->in_freeze))
 				copy_whole_frozen(
 				    o,
 				    "the tracked mapping of pid %d went away after the last "
@@ -1315,7 +1311,7 @@ static int find_frozen(struct capture *c)
 		for (size_t i = 0; o->track && i < o->n_joiners; i++) {
 			const struct joiner *j = &o->joiners[i];
 			const struct target *t = target_set_find(c->set, j->pid);
-			if (!j->gone && !(t && live(t)))
+			if (!j->gone && !(t && target_live(t)))
 				copy_whole_frozen(
 				    o,
 				    "pid %d, forked in the tree after it was listed, was not "
@@ -1330,7 +1326,7 @@ static int find_frozen(struct capture *c)
 		}
 		for (size_t i = 0; i < o->n_maps; i++) {
 			struct shared_map *sm = &o->maps[i];
-			if (!live(sm->t) || sm->gone || !sm->in_freeze ||
+			if (!target_live(sm->t) || sm->gone || !sm->in_freeze ||
 			    (o->readonly && !sm->late))
 				continue;
 			if (sm->late)
@@ -1360,7 +1356,7 @@ static int find_frozen(struct capture *c)
 	/* Every mapping the cores hold points into its object's one image. */
 	for (size_t i = 0; ss && ss->n && i < c->set->n; i++) {
 		struct target *t = c->set->v[i];
-		if (!live(t))
+		if (!target_live(t))
 			continue;
 		for (size_t j = 0; j < t->proc->n_maps; j++) {
 			struct osm_mapping *m = &t->proc->maps[j];
@@ -1465,7 +1461,7 @@ int shared_describe(struct capture *c, struct osm_snapshot *s)
 			return -ENOMEM;
 		for (size_t i = 0; i < o->n_maps; i++) {
 			struct shared_map *sm = &o->maps[i];
-			if (!live(sm->t))
+			if (!target_live(sm->t))
 				continue;
 			d->mappers[d->n_mappers++] =
 			    (struct osm_shared_mapper){.pid = sm->t->proc->pid,

@@ -44,6 +44,11 @@ struct target {
 	size_t n_ready_maps;
 	char *ready_text, *freeze_text;
 	size_t ready_len, text_cap;
+	/* the maps text read at the freeze's start beside the other targets' (plan.c,
+	 * capture_prefetch_layouts): what read_into returned, and the length */
+	bool prefetched;
+	int prefetch_rc;
+	size_t prefetch_len;
 	size_t jobs_bound; /* copy jobs its capture in the freeze may need (plan.c) */
 	/* the write tracker taken from the target (userfaultfd), used by pre-copy and by the
 	 * tracking of shared objects; -1 when none */
@@ -52,6 +57,12 @@ struct target {
 	 * file when cores are compressed); fd -1 when none */
 	struct outfile stage;
 };
+
+/* Still to be captured: neither skipped (recorded as not captured) nor gone. */
+static inline bool target_live(const struct target *t)
+{
+	return !t->skipped && !t->exited;
+}
 
 struct target_set {
 	struct target **v;

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "capture/copier.h"
+
+#define N 4096
+
+struct each {
+	atomic_uint calls[N];
+};
+
+static void count_call(void *ctx, size_t i)
+{
+	struct each *e = ctx;
+	atomic_fetch_add(&e->calls[i], 1);
+}
+
+/* Every piece of work is done once, whichever thread takes it, run after run (a worker woken
+ * after the caller ran out of work joins no run and takes none twice). */
+static void test_each_piece_is_done_once(void **state)
+{
+	struct copier *c = copier_new(3, 4096);
+	struct each *e = calloc(1, sizeof(*e));
+	(void)state;
+	assert_non_null(c);
+	assert_non_null(e);
+	for (int run = 0; run < 50; run++) {
+		size_t n = run % 2 ? N : (size_t)run;
+		memset(e, 0, sizeof(*e));
+		assert_int_equal(copier_each_frozen(c, count_call, e, n), 0);
+		for (size_t i = 0; i < N; i++)
+			assert_int_equal(atomic_load(&e->calls[i]), i < n ? 1 : 0);
+	}
+	free(e);
+	copier_free(c);
+}
+
+/* A copy after such runs still copies every byte (the workers' state is the copy's again). */
+static void test_a_copy_after_them_copies_everything(void **state)
+{
+	struct copier *c = copier_new(2, 4096);
+	size_t len = 64 * 4096;
+	uint8_t *src = malloc(len), *dst = calloc(1, len);
+	struct copy_job jobs[64];
+	struct each *e = calloc(1, sizeof(*e));
+	(void)state;
+	assert_non_null(c);
+	for (size_t i = 0; i < len; i++)
+		src[i] = (uint8_t)(i * 7 + 1);
+	assert_int_equal(copier_each_frozen(c, count_call, e, 100), 0);
+	for (size_t k = 0; k < 64; k++)
+		jobs[k] = (struct copy_job){.pid = getpid(),
+					    .memfd = -1,
+					    .remote = (uint64_t)(uintptr_t)(src + k * 4096),
+					    .len = 4096,
+					    .dest = dst + k * 4096};
+	assert_int_equal(copier_run_frozen(c, jobs, 64), 0);
+	assert_memory_equal(src, dst, len);
+	for (size_t k = 0; k < 64; k++)
+		assert_int_equal(jobs[k].unreadable, 0);
+	free(src);
+	free(dst);
+	free(e);
+	copier_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_each_piece_is_done_once),
+	    cmocka_unit_test(test_a_copy_after_them_copies_everything),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
