@@ -379,12 +379,26 @@ int capture_prepare(struct capture *c)
 int capture_settle(struct capture *c)
 {
 	size_t ph;
-	int r;
+	int r = 0;
 
-	if (c->state_only || !c->shared)
+	if (c->state_only)
 		return 0;
 	ph = timeline_begin(c->tl, "settle", 0);
-	r = shared_settle(c);
+	for (size_t i = 0; i < c->set->n && r == 0; i++) {
+		struct target *t = c->set->v[i];
+		if (!target_live(t) || !t->method->settle)
+			continue;
+		r = t->method->settle(c, t);
+		if (r < 0 && member_lost(t, r, "in pre-copy's last round")) {
+			r = 0;
+			continue;
+		}
+		if (r < 0 && r != -EINTR && r != -ETIMEDOUT)
+			log_error(r, "pre-copy of pid %d failed in its last round: %s",
+				  t->proc->pid, strerror(-r));
+	}
+	if (r == 0 && c->shared)
+		r = shared_settle(c);
 	timeline_end(c->tl, ph);
 	return r;
 }

@@ -16,6 +16,9 @@
  *                of t's layout (the job array does not grow inside the freeze)
  *   freeze_room  before the freeze, t's layout read: take the room the freeze will need beyond
  *                the layout's (pre-copy: extents for runs of written pages)
+ *   settle       last before the freeze, the room taken: make what the freeze copies smaller
+ *                (pre-copy: one more round when the last is old, the set's others having run
+ *                theirs since)
  *   frozen       inside the freeze, after t's registers and layout: keep t's memory as it is
  *                now (queue copy jobs, make a clone); may hand t to the copy method
  *   thawed       right after the thaw: undo what slows t down (pre-copy's write tracking)
@@ -72,6 +75,8 @@ struct capture_ops {
 	 * pages, never more than it tracks), which the arena may grow to hold before the freeze */
 	uint64_t (*freeze_bytes)(const struct capture *c, const struct target *t,
 				 uint64_t *ret_bounded);
+	/* 0, or a negative errno (-ESRCH: t ended) */
+	int (*settle)(struct capture *c, struct target *t);
 	int (*frozen)(struct capture *c, struct target *t);
 	void (*thawed)(struct capture *c, struct target *t);
 	int (*finish)(struct capture *c, struct target *t);

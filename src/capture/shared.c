@@ -133,8 +133,9 @@ struct shared_object {
 	uint64_t *marks; /* one bit per page of [lo, hi): written, to copy (mark()) */
 	size_t n_marks;	 /* words */
 	unsigned page_shift;
-	unsigned rereads;      /* whole reads after a tracked mapping went away */
-	pid_t last_gone;       /* the last mapper whose mapping went away */
+	uint64_t round_end_ns, round_ns; /* the last round: when it ended, how long it took */
+	unsigned rereads;		 /* whole reads after a tracked mapping went away */
+	pid_t last_gone;		 /* the last mapper whose mapping went away */
 	bool last_gone_reaped; /* last_gone is the parent of a child that exited, reaped */
 };
 
@@ -1130,6 +1131,8 @@ static int round_once(struct capture *c, struct shared_object *o, bool whole, ui
 	if (r < 0)
 		return r;
 	o->copied_before += written;
+	o->round_end_ns = now_ns();
+	o->round_ns = o->round_end_ns - t0;
 	log_debug("shared object %u: %s round: %llu bytes copied in %.1f ms", o->id,
 		  whole ? "whole" : "tracked", (unsigned long long)written,
 		  (double)(now_ns() - t0) / 1e6);
@@ -1210,6 +1213,14 @@ int shared_settle(struct capture *c)
 			if (r < 0)
 				return r;
 		}
+		/* The layouts read since the last round (a set's, for each of its members) take
+		 * time, and what is written meanwhile would be copied in the pause: one more round
+		 * when that time is more than twice a round's. */
+		uint64_t w;
+		if (o->track && !o->copy_in_freeze && o->round_end_ns &&
+		    now_ns() - o->round_end_ns > 2 * o->round_ns + 1000000 &&
+		    (r = round_once(c, o, false, &w)) < 0)
+			return r;
 		prefault(c, o);
 	}
 	return 0;
