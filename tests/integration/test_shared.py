@@ -11,6 +11,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import osmtest
@@ -251,6 +252,42 @@ def test_single_instant_across_writers_of_one_object():
                      timeout=900)
                 check_one_instant(out, fam, fam.pids(), "%s %d" % (m, i))
                 shutil.rmtree(out)
+        fam.assert_running()
+
+
+def copied_in_pause(stdout):
+    """Bytes the summary says were copied in the pause."""
+    import re
+    m = re.search(r"; ([\d.]+) (B|KiB|MiB|GiB) copied in the pause", stdout)
+    check(m, "no copy in the pause in the summary: %r" % stdout)
+    return float(m.group(1)) * {"B": 1, "KiB": 1 << 10, "MiB": MIB, "GiB": 1 << 30}[m.group(2)]
+
+
+def test_members_get_a_last_round_just_before_the_freeze():
+    """Eight members writing their private memory slowly (a page a millisecond, as a server's
+    processes do their sorts and caches), pre-copied one after another: by the freeze, the first
+    members' rounds are long past. Each gets one more round just before the freeze, so the pause
+    copies what was written during those last rounds, not what each wrote after its own."""
+    with Family("anon", 16, 8, 0, env={"SHM_CREEP": "8"}) as fam, TempDir() as tmp:
+        time.sleep(0.5)
+        out = os.path.join(tmp, "s")
+        r = osmosis("snap", "--tree", "--method", "precopy", "--sample", "0", "-v", "-o", out,
+                    fam.pid)
+        check(r.returncode == 0, r.stderr)
+        last = [l for l in r.stderr.splitlines() if "pre-copy's last round" in l]
+        since = [float(l.split("round, ")[1].split(" ms")[0]) for l in last]
+        copied = copied_in_pause(r.stdout)
+        print("  %d last rounds, %.0f-%.0f ms after the one before; %.0f KiB copied in the "
+              "pause" % (len(last), min(since or [0]), max(since or [0]), copied / 1024))
+        check(len(last) >= 4, "members' last rounds: %s" % last)
+        # without the last rounds, the first member alone wrote a page per millisecond since
+        # its round: max(since) ms of pages; with them, the pause copies a fraction of that
+        check(copied < max(since) / 2 * 4096 + 512 * 1024,
+              "%.0f KiB copied in the pause, the last rounds %.0f ms after the ones before" %
+              (copied / 1024, max(since)))
+        m = manifest(out)
+        check(sorted(p["pid"] for p in m["processes"] if p.get("capture") == "memory") ==
+              sorted(fam.pids()), "not all captured: %s" % m["processes"])
         fam.assert_running()
 
 

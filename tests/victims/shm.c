@@ -21,6 +21,9 @@
  * With SHM_FORK_KILL=1 instead, the first byte forks a writer, the second kills it (SIGKILL, in
  * the middle of a generation) and reaps it (SHM_FORK_KILL=zombie: leaves it a zombie); later
  * bytes do nothing.
+ * With SHM_CREEP=MIB, each writer also has MIB of private memory (filled at its start) that it
+ * writes slowly, as a server process does its sorts and caches: one page a millisecond, in order
+ * (from its start again once through).
  * Writers die with the parent (PR_SET_PDEATHSIG); SIGTERM to the parent ends all.
  */
 
@@ -116,6 +119,18 @@ static void writer(uint8_t *base, unsigned i, size_t write)
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	prctl(PR_SET_NAME, "shm-writer");
+	if (write == 0 && getenv("SHM_CREEP")) {
+		size_t len = strtoul(getenv("SHM_CREEP"), NULL, 10) * MIB;
+		uint8_t *p =
+		    mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			die("SHM_CREEP");
+		memset(p, 1, len);
+		for (size_t off = 0;; off = (off + PAGE) % len) {
+			*(volatile uint64_t *)(p + off) = ++g;
+			usleep(1000);
+		}
+	}
 	if (write == 0)
 		for (;;)
 			pause();
