@@ -152,6 +152,31 @@ static int reserve(struct capture *c)
 	return 0;
 }
 
+/* After every target's rounds and the shared objects': each method's last_round (pre-copy: one
+ * more round for a target whose last is old by now), before the layouts for the freeze are read
+ * and its room counted from what was written since. */
+static int last_rounds(struct capture *c)
+{
+	size_t ph = timeline_begin(c->tl, "last-rounds", 0);
+	int r = 0;
+
+	for (size_t i = 0; i < c->set->n && r == 0; i++) {
+		struct target *t = c->set->v[i];
+		if (!target_live(t) || !t->method->last_round)
+			continue;
+		r = t->method->last_round(c, t);
+		if (r < 0 && member_lost(t, r, "in pre-copy's last round")) {
+			r = 0;
+			continue;
+		}
+		if (r < 0 && r != -EINTR && r != -ETIMEDOUT)
+			log_error(r, "pre-copy of pid %d failed in its last round: %s",
+				  t->proc->pid, strerror(-r));
+	}
+	timeline_end(c->tl, ph);
+	return r;
+}
+
 /* The methods' work while the targets run, after the reservation (pre-copy's rounds). */
 static int rounds_all(struct capture *c)
 {
@@ -366,39 +391,30 @@ int capture_prepare(struct capture *c)
 			r = shared_rounds(c);
 		timeline_end(c->tl, ph);
 	}
+	if (r == 0)
+		r = last_rounds(c);
 	if (r < 0)
 		return r;
 	/* Reserving and pre-copying took time: if a target's layout changed meanwhile, read its
 	 * smaps again now rather than inside the freeze (seconds per 100 GiB). */
+	size_t ph = timeline_begin(c->tl, "layouts", 0);
 	for (size_t i = 0; i < c->set->n; i++)
 		if (target_live(c->set->v[i]))
 			capture_refresh_layout(c, c->set->v[i]);
-	return reserve_frozen(c);
+	r = reserve_frozen(c);
+	timeline_end(c->tl, ph);
+	return r;
 }
 
 int capture_settle(struct capture *c)
 {
 	size_t ph;
-	int r = 0;
+	int r;
 
-	if (c->state_only)
+	if (c->state_only || !c->shared)
 		return 0;
 	ph = timeline_begin(c->tl, "settle", 0);
-	for (size_t i = 0; i < c->set->n && r == 0; i++) {
-		struct target *t = c->set->v[i];
-		if (!target_live(t) || !t->method->settle)
-			continue;
-		r = t->method->settle(c, t);
-		if (r < 0 && member_lost(t, r, "in pre-copy's last round")) {
-			r = 0;
-			continue;
-		}
-		if (r < 0 && r != -EINTR && r != -ETIMEDOUT)
-			log_error(r, "pre-copy of pid %d failed in its last round: %s",
-				  t->proc->pid, strerror(-r));
-	}
-	if (r == 0 && c->shared)
-		r = shared_settle(c);
+	r = shared_settle(c);
 	timeline_end(c->tl, ph);
 	return r;
 }

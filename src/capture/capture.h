@@ -70,10 +70,9 @@ struct capture {
 };
 
 int capture_prepare(struct capture *c);
-/* Last before the freeze: each method's settle (pre-copy: one more round for a target whose last
- * is old), then shared objects whose tracked mapping went away since their last round get one
- * more round, and one whose last round is old gets one (shared_settle). Returns 0 or a negative
- * errno. */
+/* Last before the freeze: shared objects whose tracked mapping went away since their last round
+ * get one more round, and one whose last round is old gets one (shared_settle). Returns 0 or a
+ * negative errno. */
 int capture_settle(struct capture *c);
 /* The memory osmosis may use for buffers now: --max-memory, and never more than 90% of what
  * the machine and osmosis's cgroup have available. */

@@ -14,11 +14,11 @@
  *                hand the target to a clone)
  *   freeze_jobs  before the freeze: copy jobs the method may queue in it beyond one per run
  *                of t's layout (the job array does not grow inside the freeze)
+ *   last_round   after every target's rounds and the shared objects', before the layouts for
+ *                the freeze are read: make what the freeze copies smaller (pre-copy: one more
+ *                round when the last is old, the set's others having run theirs since)
  *   freeze_room  before the freeze, t's layout read: take the room the freeze will need beyond
  *                the layout's (pre-copy: extents for runs of written pages)
- *   settle       last before the freeze, the room taken: make what the freeze copies smaller
- *                (pre-copy: one more round when the last is old, the set's others having run
- *                theirs since)
  *   frozen       inside the freeze, after t's registers and layout: keep t's memory as it is
  *                now (queue copy jobs, make a clone); may hand t to the copy method
  *   thawed       right after the thaw: undo what slows t down (pre-copy's write tracking)
@@ -63,6 +63,8 @@ struct capture_ops {
 	int (*choose)(struct capture *c, struct target *t);
 	uint64_t (*arena_bytes)(const struct capture *c, const struct target *t);
 	int (*rounds)(struct capture *c, struct target *t);
+	/* 0, or a negative errno (-ESRCH: t ended) */
+	int (*last_round)(struct capture *c, struct target *t);
 	/* of the requested method (auto), after another's rounds: judge what they found */
 	void (*review)(struct capture *c, struct target *t);
 	/* copy jobs the method may queue in the freeze beyond one per run of t's layout */
@@ -75,8 +77,6 @@ struct capture_ops {
 	 * pages, never more than it tracks), which the arena may grow to hold before the freeze */
 	uint64_t (*freeze_bytes)(const struct capture *c, const struct target *t,
 				 uint64_t *ret_bounded);
-	/* 0, or a negative errno (-ESRCH: t ended) */
-	int (*settle)(struct capture *c, struct target *t);
 	int (*frozen)(struct capture *c, struct target *t);
 	void (*thawed)(struct capture *c, struct target *t);
 	int (*finish)(struct capture *c, struct target *t);

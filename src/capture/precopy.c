@@ -854,13 +854,15 @@ static size_t precopy_freeze_jobs(const struct capture *c, const struct target *
 }
 
 /*
- * A target's last round may be long past when the freeze comes: in a set the others' rounds and
- * the shared objects' ran since (a PostgreSQL backend's, 0.7 s before the freeze of 26), and
+ * A target's last round may be long past by the freeze: in a set the others' rounds and the
+ * shared objects' ran since (a PostgreSQL backend's, 0.3-1.7 s before the freeze of 26), and
  * what it wrote meanwhile would be copied in the pause. One more round now, when the time since
  * the last is more than twice what a round takes: a target that rewrites its memory as fast as a
- * round copies it gains nothing from one, and gets none.
+ * round copies it gains nothing from one, and gets none. It comes before the layouts for the
+ * freeze are read: the room they take (freeze_room) is counted from what was written since this
+ * round, and the freeze finds that and what is written after.
  */
-static int precopy_settle(struct capture *c, struct target *t)
+static int precopy_one_more_round(struct capture *c, struct target *t)
 {
 	struct precopy_target *pt = pt_of(t);
 	struct written_ctx w = {0};
@@ -921,7 +923,7 @@ const struct capture_ops capture_precopy = {
     .freeze_jobs = precopy_freeze_jobs,
     .freeze_room = precopy_freeze_room,
     .freeze_bytes = precopy_freeze_bytes,
-    .settle = precopy_settle,
+    .last_round = precopy_one_more_round,
     .frozen = precopy_keep,
     .thawed = precopy_thawed,
     .abandon = precopy_abandon,
