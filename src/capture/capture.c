@@ -152,19 +152,30 @@ static int reserve(struct capture *c)
 	return 0;
 }
 
-/* After every target's rounds and the shared objects': each method's last_round (pre-copy: one
- * more round for a target whose last is old by now), before the layouts for the freeze are read
- * and its room counted from what was written since. */
+/*
+ * After the layouts for the freeze are read and its room taken: each method's last_round
+ * (pre-copy: one more round for a target whose last is old by now, the others' rounds and the
+ * layouts having run since). A target's last round comes before the others': the room its
+ * freeze needs is counted again after all of them (freeze_room only ever adds), so that what the
+ * freeze finds is what was counted and what is written in the moments after, as for a target
+ * without a last round.
+ */
 static int last_rounds(struct capture *c)
 {
 	size_t ph = timeline_begin(c->tl, "last-rounds", 0);
+	bool *again = calloc(c->set->n ? c->set->n : 1, sizeof(*again));
 	int r = 0;
 
+	if (!again)
+		return log_error(ENOMEM, "out of memory");
 	for (size_t i = 0; i < c->set->n && r == 0; i++) {
 		struct target *t = c->set->v[i];
 		if (!target_live(t) || !t->method->last_round)
 			continue;
 		r = t->method->last_round(c, t);
+		again[i] = r > 0;
+		if (r > 0)
+			r = 0;
 		if (r < 0 && member_lost(t, r, "in pre-copy's last round")) {
 			r = 0;
 			continue;
@@ -173,6 +184,13 @@ static int last_rounds(struct capture *c)
 			log_error(r, "pre-copy of pid %d failed in its last round: %s",
 				  t->proc->pid, strerror(-r));
 	}
+	for (size_t i = 0; i < c->set->n && r == 0; i++) {
+		struct target *t = c->set->v[i];
+		if (again[i] && target_live(t) && t->method->freeze_room &&
+		    t->method->freeze_room(c, t) < 0)
+			r = log_error(ENOMEM, "out of memory");
+	}
+	free(again);
 	timeline_end(c->tl, ph);
 	return r;
 }
@@ -391,8 +409,6 @@ int capture_prepare(struct capture *c)
 			r = shared_rounds(c);
 		timeline_end(c->tl, ph);
 	}
-	if (r == 0)
-		r = last_rounds(c);
 	if (r < 0)
 		return r;
 	/* Reserving and pre-copying took time: if a target's layout changed meanwhile, read its
@@ -403,7 +419,7 @@ int capture_prepare(struct capture *c)
 			capture_refresh_layout(c, c->set->v[i]);
 	r = reserve_frozen(c);
 	timeline_end(c->tl, ph);
-	return r;
+	return r < 0 ? r : last_rounds(c);
 }
 
 int capture_settle(struct capture *c)

@@ -14,11 +14,11 @@
  *                hand the target to a clone)
  *   freeze_jobs  before the freeze: copy jobs the method may queue in it beyond one per run
  *                of t's layout (the job array does not grow inside the freeze)
- *   last_round   after every target's rounds and the shared objects', before the layouts for
- *                the freeze are read: make what the freeze copies smaller (pre-copy: one more
- *                round when the last is old, the set's others having run theirs since)
  *   freeze_room  before the freeze, t's layout read: take the room the freeze will need beyond
- *                the layout's (pre-copy: extents for runs of written pages)
+ *                the layout's (pre-copy: extents for runs of written pages); only ever adds
+ *   last_round   after every target's layout for the freeze is read: make what the freeze copies
+ *                smaller (pre-copy: one more round when the last is old, the set's others having
+ *                run theirs since); returns 1 when it did, and freeze_room is called again
  *   frozen       inside the freeze, after t's registers and layout: keep t's memory as it is
  *                now (queue copy jobs, make a clone); may hand t to the copy method
  *   thawed       right after the thaw: undo what slows t down (pre-copy's write tracking)
@@ -63,7 +63,8 @@ struct capture_ops {
 	int (*choose)(struct capture *c, struct target *t);
 	uint64_t (*arena_bytes)(const struct capture *c, const struct target *t);
 	int (*rounds)(struct capture *c, struct target *t);
-	/* 0, or a negative errno (-ESRCH: t ended) */
+	/* 1 when it made a round (freeze_room is called again), 0, or a negative errno (-ESRCH:
+	 * t ended) */
 	int (*last_round)(struct capture *c, struct target *t);
 	/* of the requested method (auto), after another's rounds: judge what they found */
 	void (*review)(struct capture *c, struct target *t);

@@ -858,9 +858,8 @@ static size_t precopy_freeze_jobs(const struct capture *c, const struct target *
  * shared objects' ran since (a PostgreSQL backend's, 0.3-1.7 s before the freeze of 26), and
  * what it wrote meanwhile would be copied in the pause. One more round now, when the time since
  * the last is more than twice what a round takes: a target that rewrites its memory as fast as a
- * round copies it gains nothing from one, and gets none. It comes before the layouts for the
- * freeze are read: the room they take (freeze_room) is counted from what was written since this
- * round, and the freeze finds that and what is written after.
+ * round copies it gains nothing from one, and gets none. The room the freeze needs for what is
+ * written after it is counted again after every target's last round (capture.c, last_rounds).
  */
 static int precopy_one_more_round(struct capture *c, struct target *t)
 {
@@ -888,7 +887,7 @@ static int precopy_one_more_round(struct capture *c, struct target *t)
 		  (double)(now_ns() - t0) / 1e6);
 	pt->round_end_ns = now_ns();
 	pt->round_ns = pt->round_end_ns - t0;
-	return 0;
+	return 1;
 }
 
 static int precopy_keep(struct capture *c, struct target *t)
