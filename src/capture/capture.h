@@ -191,7 +191,7 @@ void tracker_close(struct target *t);
 
 /* precopy.c */
 /* Bytes of arena pre-copy needs for t (tracked mappings whole, the rest as planned). */
-uint64_t precopy_arena_bytes(const struct capture *c, const struct target *t);
+uint64_t precopy_arena_bytes(const struct target *t);
 /* Before the freeze: create the tracker in the target (injected userfaultfd, taken with
  * pidfd_getfd, the target's copy closed), register and write-protect the tracked mappings.
  * Returns 0 or a negative errno; does not log (the caller chooses another method). */

@@ -112,7 +112,7 @@ static struct precopy_target *pt_of(const struct target *t)
  * (sink.c): no gigabytes of dirty pages for the kernel to throttle the machine with. */
 #define STAGE_FLUSH (16u << 20)
 
-static bool tracked_kind(const struct capture *c, const struct osm_mapping *m)
+static bool tracked_kind(const struct osm_mapping *m)
 {
 	uint64_t resident = m->rss_bytes + m->swap_bytes;
 
@@ -133,11 +133,10 @@ static bool tracked_kind(const struct capture *c, const struct osm_mapping *m)
 	 * tables for every absent page (write protection marks them: a 256 MiB mapping of 3 MiB
 	 * grew the target's page tables from 52 KiB to 556 KiB), and into the arena they would
 	 * need room for pages that do not exist. */
-	(void)c;
 	return resident * 2 >= m->dump_len || m->dump_len <= (1u << 20);
 }
 
-uint64_t precopy_arena_bytes(const struct capture *c, const struct target *t)
+uint64_t precopy_arena_bytes(const struct target *t)
 {
 	struct precopy_target *pt = pt_of(t);
 	uint64_t n = 0;
@@ -148,7 +147,7 @@ uint64_t precopy_arena_bytes(const struct capture *c, const struct target *t)
 	for (size_t i = 0; i < t->n_pre_maps; i++) {
 		const struct osm_mapping *m = &t->pre_maps[i];
 		bool tracked = pt->n_pc || t->uffd >= 0 ? k < pt->n_pc && pt->pc[k].map_index == i
-							: tracked_kind(c, m);
+							: tracked_kind(m);
 		if (tracked)
 			k++;
 		n += tracked ? (capture_staged(t) ? 0 : m->dump_len) : capture_planned_size(m);
@@ -360,6 +359,7 @@ int precopy_track(struct capture *c, struct target *t)
 	struct precopy_target *pt = pt_of(t);
 	int r;
 
+	(void)c;
 	r = tracker_open(t);
 	if (r < 0)
 		return r;
@@ -372,7 +372,7 @@ int precopy_track(struct capture *c, struct target *t)
 		struct uffdio_writeprotect wp = {.range = reg.range,
 						 .mode = UFFDIO_WRITEPROTECT_MODE_WP};
 
-		if (!tracked_kind(c, m))
+		if (!tracked_kind(m))
 			continue;
 		if (walk_ioctl(t->uffd, UFFDIO_REGISTER, &reg) < 0) {
 			log_debug("pid %d: %#llx-%#llx not tracked: %m", t->proc->pid,
@@ -675,7 +675,8 @@ static int precopy_choose(struct capture *c, struct target *t)
 
 static uint64_t precopy_arena(const struct capture *c, const struct target *t)
 {
-	return precopy_arena_bytes(c, t);
+	(void)c;
+	return precopy_arena_bytes(t);
 }
 
 /* The rounds; then the room the freeze needs for what is written meanwhile; under auto, a
