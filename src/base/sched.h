@@ -89,16 +89,29 @@ void sched_freeze_raise(struct sched_freeze *f);
 void sched_freeze_lower(struct sched_freeze *f);
 
 /*
- * Holding a target's lock. A call that walks the target's page tables holding its mmap lock
- * (registering and unregistering write tracking, write-protecting, PAGEMAP_SCAN) reschedules
- * inside its walk when other tasks want the CPU: on a busy machine osmosis was seen off the CPU
- * for 375 ms in one 1 GiB unregister, in 16 MiB slices, every thread of the target that faulted
- * meanwhile waiting for the lock. sched_hold_begin makes the calling thread SCHED_FIFO (lowest
- * real-time priority) for one such call, so that no ordinary task takes its CPU while it holds
- * the lock; sched_hold_end gives back the policy it had (SCHED_IDLE, nice values and all). The
- * calls are bounded (a slice of a few MiB, well under a millisecond of work): the CPU is held
- * no longer than the lock. Without CAP_SYS_NICE or an RLIMIT_RTPRIO osmosis runs them as it
- * is; a thread already real-time is left alone.
+ * A real-time hold for the freeze's threads. sched_hold_begin makes the calling thread
+ * SCHED_FIFO (lowest real-time priority) until sched_hold_end gives back the policy it had
+ * (SCHED_IDLE, nice values and all): the freezing thread's (sched_freeze_raise) and the copy
+ * workers' for the first 50 ms of a copy in the freeze. Without CAP_SYS_NICE or an RLIMIT_RTPRIO
+ * osmosis runs as it is; a thread already real-time is left alone.
+ *
+ * Holds in a row, never while the targets run. Earlier, every call that walked a running
+ * target's page tables under its mmap lock (registering, write-protecting, PAGEMAP_SCAN,
+ * unregistering) and every copy of pre-copy's rounds took a hold of its own, so that osmosis
+ * would not be rescheduled while it held the lock. But time at SCHED_FIFO is not charged to a
+ * thread's fair-class runtime: a thread taking a hold for each of many calls in a row came
+ * back to the fair class after each with the lag it had left with, was picked again at once,
+ * and took the next hold. It kept its CPU for the whole loop as if it were real-time, and the
+ * target's threads woken on that CPU waited for the loop to end. A scheduler trace of one
+ * snapshot of a PostgreSQL of 26 processes under pgbench (2 CPUs, both busy): osmosis's two
+ * copy threads kept one CPU for 196 ms while three backends woken there waited 204 ms on its
+ * run queue; with the holds allowed 2 ms in each 10 ms of a CPU, still 107-209 ms; with no
+ * holds before the freeze, the longest wait of a backend before the pause was 3-23 ms, and the
+ * longest transaction begun there 64 ms against 142-306 ms (docs/performance.md). The calls are
+ * bounded instead (slices of a few MiB, ~0.3 ms of work: capture/precopy.c), and made at
+ * osmosis's own policy, where the fair class charges them. The one exception is unregistering
+ * pre-copy's tracking, after the thaw: it holds the target's lock for writing, so every thread
+ * of the target that faults meanwhile waits for it, and each of its slices is held.
  */
 void sched_hold_begin(struct sched_hold *h);
 void sched_hold_end(struct sched_hold *h);

@@ -26,18 +26,16 @@ struct copier;
 /* Start n_workers threads (0 is fine: the caller copies alone). Returns NULL on failure. */
 struct copier *copier_new(unsigned n_workers, size_t page_size);
 /* Run all jobs to completion using the workers and the calling thread. Stops early and returns
- * the guard's error when a signal or the watchdog interrupts. Returns 0 or a negative errno. */
+ * the guard's error when a signal or the watchdog interrupts. Returns 0 or a negative errno.
+ * Out of running targets (pre-copy's rounds, the shared objects' reads) at the threads' own
+ * policy, never real-time (base/sched.h: holds in a row); a run of less than a few MiB is copied
+ * by the calling thread alone (copier.c, PARALLEL_MIN_BYTES). */
 int copier_run(struct copier *c, struct copy_job *jobs, size_t n_jobs);
 /* The same inside the freeze: the workers copy at real-time priority, as the freezing thread
  * does (base/sched.h, the freeze), so that CPU hogs beside the frozen targets do not stretch
  * the pause; for the first 50 ms of the copy, after which they leave the machine's other work
  * its CPUs. */
 int copier_run_frozen(struct copier *c, struct copy_job *jobs, size_t n_jobs);
-/* The same for jobs out of a running target (pre-copy's rounds): each process_vm_readv, which
- * pins the target's pages under its mmap lock, made at real-time priority (base/sched.h,
- * sched_hold_begin), so that osmosis is not rescheduled while the lock is held. Jobs are at
- * most 1 MiB (a fraction of a millisecond). */
-int copier_run_held(struct copier *c, struct copy_job *jobs, size_t n_jobs);
 /* fn(ctx, i) for every i < n, on the workers and the calling thread at once, as the copy in the
  * freeze runs (real-time priority): work of the pause that is one independent piece per target
  * (reading each target's layout) takes the targets' idle CPUs too. */

@@ -61,23 +61,11 @@
  * write-protecting 1 GiB in one call took 155 ms here, and on a kernel without preemption a
  * target thread woken on osmosis's CPU waits for the call to end. 16 MiB is ~0.3 ms. */
 #define WALK_SLICE (16ull << 20)
-
-/* One call that walks the target's page tables under its mmap lock, made at real-time priority
- * (base/sched.h, sched_hold_begin): rescheduled inside the walk, osmosis would keep the target
- * waiting for as long as the machine's other tasks run. Returns what ioctl() returns, errno
- * kept. */
-static int walk_ioctl(int fd, unsigned long request, void *arg)
-{
-	struct sched_hold h;
-	int r, e;
-
-	sched_hold_begin(&h);
-	r = ioctl(fd, request, arg);
-	e = errno;
-	sched_hold_end(&h);
-	errno = e;
-	return r;
-}
+/* These calls run at osmosis's own policy (base/sched.h, holds in a row): the slices bound how
+ * long a target waits for one of them on the CPU osmosis runs on. Only an unregister slice,
+ * which holds the lock for writing, is made at real-time priority: preempted inside it, osmosis
+ * kept every faulting thread of the target waiting (375 ms in one 1 GiB unregister on a busy
+ * machine, docs/performance.md); it comes once per snapshot, after the thaw. */
 
 struct precopy_region {
 	uint64_t start, end, pgoff, inode;
@@ -192,10 +180,7 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
 					.category_inverted = inverted,
 					.category_mask = category_mask,
 					.return_mask = return_mask};
-		/* Unbounded (in the freeze, the target stopped): at osmosis's own policy, so that
-		 * no real-time call is ever longer than a slice. */
-		int n = slice == UINT64_MAX ? ioctl(t->pagemap_fd, PAGEMAP_SCAN, &a)
-					    : walk_ioctl(t->pagemap_fd, PAGEMAP_SCAN, &a);
+		int n = ioctl(t->pagemap_fd, PAGEMAP_SCAN, &a);
 		if (n < 0)
 			return -errno;
 		for (int i = 0; i < n; i++) {
@@ -311,7 +296,7 @@ static int run_staged(struct capture *c, struct target *t, bool first)
 			c->jobs[j].dest = c->bounce + used;
 			used += c->jobs[j].len;
 		}
-		r = copier_run_held(c->copier, c->jobs + i, j - i);
+		r = copier_run(c->copier, c->jobs + i, j - i);
 		for (size_t k = i; k < j && r == 0; k++) {
 			struct copy_job *jb = &c->jobs[k];
 			r = stage_write(t->stage.fd, jb->dest, jb->len, jb->file_off, c->page_size,
@@ -349,7 +334,7 @@ static int run_jobs(struct capture *c, struct target *t, bool first)
 {
 	if (capture_staged(t) && c->bounce)
 		return run_staged(c, t, first);
-	int r = copier_run_held(c->copier, c->jobs, c->n_jobs);
+	int r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->n_jobs = 0;
 	return r;
 }
@@ -374,7 +359,7 @@ int precopy_track(struct capture *c, struct target *t)
 
 		if (!tracked_kind(m))
 			continue;
-		if (walk_ioctl(t->uffd, UFFDIO_REGISTER, &reg) < 0) {
+		if (ioctl(t->uffd, UFFDIO_REGISTER, &reg) < 0) {
 			log_debug("pid %d: %#llx-%#llx not tracked: %m", t->proc->pid,
 				  (unsigned long long)m->start, (unsigned long long)m->end);
 			continue;
@@ -382,7 +367,7 @@ int precopy_track(struct capture *c, struct target *t)
 		for (uint64_t a = m->start; a < m->end; a += WALK_SLICE) {
 			wp.range =
 			    (struct uffdio_range){.start = a, .len = MIN(WALK_SLICE, m->end - a)};
-			if (walk_ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
+			if (ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
 				return -errno;
 		}
 		if (grow_array((void **)&pt->pc, &pt->cap_pc, pt->n_pc + 1, sizeof(*pt->pc)))
@@ -591,7 +576,11 @@ void precopy_stop(struct target *t)
 			     a += UNREGISTER_SLICE) {
 				struct uffdio_range rg = {
 				    .start = a, .len = MIN(UNREGISTER_SLICE, pt->pc[i].end - a)};
-				if (walk_ioctl(t->uffd, UFFDIO_UNREGISTER, &rg) < 0)
+				struct sched_hold h;
+				sched_hold_begin(&h);
+				int r = ioctl(t->uffd, UFFDIO_UNREGISTER, &rg);
+				sched_hold_end(&h);
+				if (r < 0)
 					break; /* the layout changed: the release will do it */
 			}
 		}
