@@ -42,7 +42,6 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/parse.h"
-#include "base/sched.h"
 #include "base/timeutil.h"
 #include "base/util.h"
 #include "capture/capture.h"
@@ -61,11 +60,8 @@
  * write-protecting 1 GiB in one call took 155 ms here, and on a kernel without preemption a
  * target thread woken on osmosis's CPU waits for the call to end. 16 MiB is ~0.3 ms. */
 #define WALK_SLICE (16ull << 20)
-/* These calls run at osmosis's own policy (base/sched.h, holds in a row): the slices bound how
- * long a target waits for one of them on the CPU osmosis runs on. Only an unregister slice,
- * which holds the lock for writing, is made at real-time priority: preempted inside it, osmosis
- * kept every faulting thread of the target waiting (375 ms in one 1 GiB unregister on a busy
- * machine, docs/performance.md); it comes once per snapshot, after the thaw. */
+/* These calls run at osmosis's own policy, never real-time (base/sched.h, holds in a row): the
+ * slices bound how long a target waits for one of them on the CPU osmosis runs on. */
 
 struct precopy_region {
 	uint64_t start, end, pgoff, inode;
@@ -576,11 +572,7 @@ void precopy_stop(struct target *t)
 			     a += UNREGISTER_SLICE) {
 				struct uffdio_range rg = {
 				    .start = a, .len = MIN(UNREGISTER_SLICE, pt->pc[i].end - a)};
-				struct sched_hold h;
-				sched_hold_begin(&h);
-				int r = ioctl(t->uffd, UFFDIO_UNREGISTER, &rg);
-				sched_hold_end(&h);
-				if (r < 0)
+				if (ioctl(t->uffd, UFFDIO_UNREGISTER, &rg) < 0)
 					break; /* the layout changed: the release will do it */
 			}
 		}

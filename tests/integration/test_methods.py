@@ -433,37 +433,46 @@ def test_osmosis_steps_aside_while_writing_cores():
 
 
 def test_no_real_time_while_the_targets_run():
-    """Before the freeze osmosis never takes SCHED_FIFO. Time at real-time priority is not
-    charged to a thread's fair-class runtime: a thread that took a hold for each copy and walk
-    of pre-copy's rounds came back to the fair class after each, was picked again at once, and
-    kept its CPU for the whole loop (a PostgreSQL backend woken there waited 204 ms). Traced
-    with strace from the start to the last point before the freeze (a write to a marker file),
-    a pre-copy of a running process makes no sched_setscheduler(SCHED_FIFO) call there, and the
-    freeze after it does make one (so the trace sees them)."""
+    """osmosis takes SCHED_FIFO only in the freeze. Time at real-time priority is not charged to
+    a thread's fair-class runtime: a thread that took a hold for each copy and walk of pre-copy's
+    rounds came back to the fair class after each, was picked again at once, and kept its CPU
+    for the whole loop (a PostgreSQL backend woken there waited 204 ms). Traced with strace, a
+    pre-copy of a running process makes no sched_setscheduler(SCHED_FIFO) call before the last
+    point before the freeze (a write to one marker file) nor after the thaw (to another, the
+    unregister included), and the freeze between them does make one (so the trace sees them)."""
     with Victim("basic") as v, TempDir() as tmp:
-        mark, log = os.path.join(tmp, "mark"), os.path.join(tmp, "strace.log")
-        open(mark, "w").close()
+        m1, m2 = os.path.join(tmp, "settled"), os.path.join(tmp, "thawed")
+        log = os.path.join(tmp, "strace.log")
+        for m in (m1, m2):
+            open(m, "w").close()
         cmd = ["strace", "-f", "-qq", "--seccomp-bpf", "-e",
                "trace=sched_setscheduler,openat", "-o", log, osmtest.OSMOSIS, "snap",
                "--method", "precopy", "--sample", "0", "-o", os.path.join(tmp, "s"),
                str(v.pid)]
-        e = dict(os.environ, OSMOSIS_FAULT="settled:write=" + mark)
+        e = dict(os.environ, OSMOSIS_FAULT="settled:write=%s;thawed:write=%s" % (m1, m2))
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=e)
         check(r.returncode == 0, "osmosis under strace failed (%d): %s" %
               (r.returncode, r.stderr[-2000:]))
         with open(log) as f:
             lines = f.read().splitlines()
-        at = [i for i, l in enumerate(lines) if "openat(" in l and '"%s"' % mark in l]
-        check(at, "the trace has no write to the marker: %s" % lines[-20:])
+
+        def opened(path):
+            at = [i for i, l in enumerate(lines) if "openat(" in l and '"%s"' % path in l]
+            check(at, "the trace has no write to %s: %s" % (path, lines[-20:]))
+            return at[0]
+
         # Holds are at the lowest real-time priority; the watchdog, asleep until --max-pause
         # runs out, sits one above them from its start (freeze/guard.c).
         def holds(ls):
             return [l for l in ls if "sched_setscheduler(" in l and "SCHED_FIFO, [1]" in l]
-        before, after = holds(lines[:at[0]]), holds(lines[at[0]:])
+        i1, i2 = opened(m1), opened(m2)
+        before, frozen, after = holds(lines[:i1]), holds(lines[i1:i2]), holds(lines[i2:])
         check(not before, "%d real-time holds before the freeze, the first: %s" %
               (len(before), before[:3]))
-        check(after, "no real-time hold in the freeze either: is strace seeing them?")
+        check(not after, "%d real-time holds after the thaw, the first: %s" %
+              (len(after), after[:3]))
+        check(frozen, "no real-time hold in the freeze either: is strace seeing them?")
         v.verify()
 
 

@@ -72,11 +72,45 @@ static void test_a_copy_after_them_copies_everything(void **state)
 	copier_free(c);
 }
 
+/* Outside the freeze a small run is copied by the caller alone and a large one by every thread:
+ * both copy every byte, run after run, in any order of sizes. */
+static void test_small_and_large_runs_copy_everything(void **state)
+{
+	const size_t len = 32u << 20, job = 1u << 20;
+	struct copier *c = copier_new(2, 4096);
+	uint8_t *src = malloc(len), *dst = malloc(len);
+	struct copy_job jobs[32];
+	(void)state;
+	assert_non_null(c);
+	assert_non_null(src);
+	assert_non_null(dst);
+	for (size_t i = 0; i < len; i++)
+		src[i] = (uint8_t)(i * 13 + 5);
+	for (int run = 0; run < 12; run++) {
+		size_t n = run % 3 == 0 ? 32 : (size_t)(run % 3); /* 32 MiB, or 1-2 MiB */
+		memset(dst, 0, len);
+		for (size_t k = 0; k < n; k++)
+			jobs[k] = (struct copy_job){.pid = getpid(),
+						    .memfd = -1,
+						    .remote = (uint64_t)(uintptr_t)(src + k * job),
+						    .len = job,
+						    .dest = dst + k * job};
+		assert_int_equal(copier_run(c, jobs, n), 0);
+		assert_memory_equal(src, dst, n * job);
+		for (size_t k = 0; k < n; k++)
+			assert_int_equal(jobs[k].unreadable, 0);
+	}
+	free(src);
+	free(dst);
+	copier_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_each_piece_is_done_once),
 	    cmocka_unit_test(test_a_copy_after_them_copies_everything),
+	    cmocka_unit_test(test_small_and_large_runs_copy_everything),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
