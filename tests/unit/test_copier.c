@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "capture/copier.h"
@@ -105,12 +106,53 @@ static void test_small_and_large_runs_copy_everything(void **state)
 	copier_free(c);
 }
 
+/* Small jobs of one process go in one call; a page it refuses in the middle of them (no access
+ * there) is counted and zeroed in its job alone, and every other job is copied whole. */
+static void test_a_refused_page_among_batched_jobs_costs_its_job_only(void **state)
+{
+	const size_t page = 4096, n = 200;
+	struct copier *c = copier_new(1, page);
+	uint8_t *src =
+	    mmap(NULL, n * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *dst = malloc(n * page);
+	struct copy_job jobs[200];
+	(void)state;
+	assert_non_null(c);
+	assert_true(src != MAP_FAILED);
+	assert_non_null(dst);
+	for (size_t i = 0; i < n * page; i++)
+		src[i] = (uint8_t)(i * 11 + 3);
+	assert_int_equal(mprotect(src + 70 * page, page, PROT_NONE), 0);
+	memset(dst, 0xee, n * page);
+	for (size_t k = 0; k < n; k++)
+		jobs[k] = (struct copy_job){.pid = getpid(),
+					    .memfd = -1,
+					    .remote = (uint64_t)(uintptr_t)(src + k * page),
+					    .len = page,
+					    .dest = dst + k * page};
+	assert_int_equal(copier_run_frozen(c, jobs, n), 0);
+	for (size_t k = 0; k < n; k++) {
+		if (k == 70) {
+			assert_int_equal(jobs[k].unreadable, page);
+			for (size_t b = 0; b < page; b++)
+				assert_int_equal(dst[k * page + b], 0);
+			continue;
+		}
+		assert_int_equal(jobs[k].unreadable, 0);
+		assert_memory_equal(src + k * page, dst + k * page, page);
+	}
+	munmap(src, n * page);
+	free(dst);
+	copier_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_each_piece_is_done_once),
 	    cmocka_unit_test(test_a_copy_after_them_copies_everything),
 	    cmocka_unit_test(test_small_and_large_runs_copy_everything),
+	    cmocka_unit_test(test_a_refused_page_among_batched_jobs_costs_its_job_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
