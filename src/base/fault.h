@@ -31,6 +31,7 @@
 	X("prepared", "any", "methods chosen, buffers reserved, before the freeze")                \
 	X("settled", "any", "the shared objects' last check done, nothing left before the freeze") \
 	X("frozen", "any", "every thread stopped")                                                 \
+	X("shared-scan", "shared", "in the freeze, a shared mapping about to be scanned")          \
 	X("injecting", "clone", "in the freeze, a thread chosen for the clone")                    \
 	X("trampoline", "clone", "the trampoline page mapped in the target")                       \
 	X("intermediate", "clone", "the intermediate made and held, before it makes the clone")    \

@@ -1319,6 +1319,9 @@ static void scan_frozen_one(void *ctx, size_t i)
 	struct shared_object *o = &ss->v[k];
 	struct shared_map *sm = &o->maps[i];
 	sm->scan_bytes = 0;
+	sm->scan_rc = fault_point("shared-scan");
+	if (sm->scan_rc < 0)
+		return;
 	if (sm->late)
 		/* Untracked, mapped since: what it touched, it may have written. */
 		sm->scan_rc =
@@ -1385,7 +1388,7 @@ static int find_frozen(struct capture *c)
 	else
 		for (size_t i = 0; i < n_maps; i++)
 			scan_frozen_one(ss, i);
-	if (c->copier && r < 0)
+	if (r < 0)
 		return r;
 	for (size_t k = 0; ss && k < ss->n; k++) {
 		struct shared_object *o = &ss->v[k];

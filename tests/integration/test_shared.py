@@ -328,6 +328,33 @@ def test_mapper_exiting_during_the_rounds_costs_a_round_not_a_copy_in_the_pause(
                 no_write_protection(pid, what, fam.base, fam.base + fam.size)
 
 
+def test_written_pages_that_cannot_be_read_in_the_freeze_cost_a_whole_copy():
+    """The freeze's scan of a tracked mapping for its written pages fails (fault point
+    shared-scan, on the copy threads): the object is copied whole in the pause instead, the
+    manifest says why, the snapshot succeeds, every core shows one instant and no write
+    protection is left."""
+    with Family("anon", 16, 4, 1) as fam, TempDir() as tmp:
+        for m in ("auto", "clone"):
+            what = "shared-scan:fail (%s)" % m
+            out = os.path.join(tmp, m)
+            r = snap("--tree", "--method", m, "--sample", "0", "-o", out, fam.pid,
+                     env={"OSMOSIS_FAULT": "shared-scan:fail"}, timeout=900)
+            check("fault point shared-scan: injected failure" in r.stderr,
+                  "%s: not reached: %s" % (what, r.stderr))
+            man = manifest(out)
+            o = the_object(man, fam, what)
+            check(o["kept"] == "copied" and "could not be read" in (o["kept_reason"] or ""),
+                  "%s: kept %s (%s)" % (what, o["kept"], o["kept_reason"]))
+            check(o["copied_in_pause_bytes"] == fam.size, "%s: %d bytes copied in the pause" %
+                  (what, o["copied_in_pause_bytes"]))
+            check_one_instant(out, fam, fam.pids(), what)
+            print("  %s: pause %.1f ms; %s" % (what, man["pause_us"] / 1000, o["kept_reason"]))
+            shutil.rmtree(out)
+            fam.assert_running()
+            for pid in fam.pids():
+                no_write_protection(pid, what, fam.base, fam.base + fam.size)
+
+
 def test_mapper_gone_before_its_tracking_began_costs_nothing():
     """A writer killed after the private pre-copy and before the shared object's tracking begins
     (fault point precopied; a backend ending under connection churn): it writes no more, and the
