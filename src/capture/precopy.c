@@ -100,16 +100,14 @@ static bool tracked_kind(const struct osm_mapping *m)
 {
 	uint64_t resident = m->rss_bytes + m->swap_bytes;
 
-	/* Read-only private mappings count when large: a library's relocated part (RELRO, r--p,
-	 * its pages written by the loader) is dumped whole, 1.3 MiB in each PostgreSQL backend
-	 * (libcrypto's alone 392 KiB), and copying it in every freeze cost 35 MiB per pause for 26
-	 * backends. Nothing writes it without making it writable first (mprotect keeps the
-	 * registration: the write is tracked), or a debugger's write through /proc/PID/mem (a
-	 * write fault too). The small ones (most are a page or two) cost less to copy in the
-	 * freeze than one more scan there. */
-	if (m->dump_len == 0 || m->shared || m->elf_header_only)
-		return false;
-	if (!(m->prot & PROT_WRITE) && (!(m->prot & PROT_READ) || m->dump_len < (64u << 10)))
+	/* Read-only private mappings count too: a library's relocated part (RELRO, r--p, its
+	 * pages written by the loader) is dumped whole, 1.3 MiB in each PostgreSQL backend, most
+	 * of them a page or two; copying them in every freeze was 2 of the 3 copies per library
+	 * there, 35 MiB per pause for 26 backends. Walked with the .data and .bss they touch (one
+	 * PAGEMAP_SCAN for the three), they cost the freeze nothing more. Nothing writes them
+	 * without making them writable first (mprotect keeps the registration: the write is
+	 * tracked), or a debugger's write through /proc/PID/mem (a write fault too). */
+	if (m->dump_len == 0 || m->shared || m->elf_header_only || !(m->prot & PROT_READ))
 		return false;
 	if (m->vmflags & (VMF_HUGETLB | VMF_IO | VMF_PFNMAP | VMF_DONTDUMP))
 		return false;
@@ -189,6 +187,85 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
 		start = a.walk_end;
 	}
 	return 0;
+}
+
+/*
+ * Tracked mappings that touch (a library's relocated part, .data and .bss) are walked with one
+ * PAGEMAP_SCAN: a PostgreSQL backend has some 70 libraries, and each call costs a few
+ * microseconds here, in the freeze 26 backends one after another. Each returned region goes to
+ * the mappings it covers (one can run across two). Every mapping of a span is registered, so the
+ * kernel's check of the whole range (PM_SCAN_CHECK_WPASYNC) still holds for each.
+ */
+#define SPAN_MAX 32
+
+struct span {
+	struct precopy_region *g[SPAN_MAX];
+	void *ctx[SPAN_MAX];
+	size_t n;
+	scan_fn fn;
+	uint64_t flags, slice;
+};
+
+static int deal(struct capture *c, struct target *t, struct precopy_region *whole,
+		const struct page_region *pr, void *ctx)
+{
+	struct span *s = ctx;
+
+	(void)whole;
+	for (size_t k = 0; k < s->n; k++) {
+		struct precopy_region *g = s->g[k];
+		struct page_region part = *pr;
+		part.start = MAX(pr->start, g->start);
+		part.end = MIN(pr->end, g->start + g->dump_len);
+		if (part.start >= part.end)
+			continue;
+		int r = s->fn(c, t, g, &part, s->ctx[k]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int span_flush(struct capture *c, struct target *t, struct span *s)
+{
+	if (s->n == 0)
+		return 0;
+	const struct precopy_region *last = s->g[s->n - 1];
+	struct precopy_region whole = {.start = s->g[0]->start,
+				       .dump_len = last->start + last->dump_len - s->g[0]->start};
+	int r = scan(c, t, &whole, s->flags, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, deal, s, s->slice);
+	s->n = 0;
+	return r;
+}
+
+/* g joins the span, which is walked first when g does not touch it. */
+static int span_add(struct capture *c, struct target *t, struct span *s, struct precopy_region *g,
+		    void *ctx)
+{
+	if (s->n &&
+	    (s->n == SPAN_MAX || s->g[s->n - 1]->start + s->g[s->n - 1]->dump_len != g->start)) {
+		int r = span_flush(c, t, s);
+		if (r < 0)
+			return r;
+	}
+	s->g[s->n] = g;
+	s->ctx[s->n++] = ctx;
+	return 0;
+}
+
+/* Each tracked mapping of t's written pages since the last round: fn for each run, the pages
+ * protected again (a round). */
+static int scan_rounds(struct capture *c, struct target *t, scan_fn fn, void *ctx)
+{
+	struct precopy_target *pt = pt_of(t);
+	struct span s = {.fn = fn, .flags = PM_SCAN_WP_MATCHING, .slice = WALK_SLICE};
+
+	for (size_t i = 0; i < pt->n_pc; i++) {
+		int r = span_add(c, t, &s, &pt->pc[i], ctx);
+		if (r < 0)
+			return r;
+	}
+	return span_flush(c, t, &s);
 }
 
 struct written_ctx {
@@ -435,12 +512,9 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 		struct written_ctx w = {0};
 		t0 = now_ns();
 		prev = written;
-		for (size_t i = 0; i < pt->n_pc; i++) {
-			r = scan(c, t, &pt->pc[i], PM_SCAN_WP_MATCHING, 0, PAGE_IS_WRITTEN,
-				 WRITTEN_RETURN, queue_written, &w, WALK_SLICE);
-			if (r < 0)
-				return r;
-		}
+		r = scan_rounds(c, t, queue_written, &w);
+		if (r < 0)
+			return r;
 		written = w.bytes;
 		r = run_jobs(c, t, false);
 		if (r < 0)
@@ -460,26 +534,23 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 }
 
 /* Inside the freeze, for one tracked mapping: its image is the arena's, with the pages written
- * since the last round copied (or zeroed, if dropped) now. */
-static int frozen_region(struct capture *c, struct target *t, struct precopy_region *g,
-			 struct osm_mapping *m)
+ * since the last round copied (or zeroed, if dropped) now, when its span is walked. */
+static int frozen_region(struct capture *c, struct target *t, struct span *s,
+			 struct precopy_region *g, struct osm_mapping *m, struct written_ctx *w)
 {
-	struct written_ctx w = {0};
-	int r = 0;
-
+	*w = (struct written_ctx){0};
 	if (g->dest) {
-		r = mapping_add_extent(m, 0, g->dump_len, g->dest);
+		int r = mapping_add_extent(m, 0, g->dump_len, g->dest);
+		if (r < 0)
+			return r;
 	} else {
 		/* Staged: the bytes are in the stage file; only what was written since goes in
 		 * the arena. */
 		m->core_off = g->core_off;
 		g->in_core = true;
-		w.m = m;
+		w->m = m;
 	}
-	if (r == 0)
-		r = scan(c, t, g, 0, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, queue_written, &w,
-			 UINT64_MAX);
-	return r;
+	return span_add(c, t, s, g, w);
 }
 
 /* The region tracked for m, if m is still the mapping it was (regions are in address order). */
@@ -507,9 +578,12 @@ static struct precopy_region *find_region(const struct target *t, const struct o
 int precopy_frozen(struct capture *c, struct target *t)
 {
 	struct osm_process *p = t->proc;
-	int r;
+	struct written_ctx w[SPAN_MAX];
+	struct span s = {.fn = queue_written, .slice = UINT64_MAX};
+	size_t k = 0;
+	int r = 0;
 
-	for (size_t i = 0; i < p->n_maps; i++) {
+	for (size_t i = 0; i < p->n_maps && r >= 0; i++) {
 		struct osm_mapping *m = &p->maps[i];
 		struct precopy_region *g;
 
@@ -528,12 +602,25 @@ int precopy_frozen(struct capture *c, struct target *t)
 				return r;
 			continue;
 		}
-		r = frozen_region(c, t, g, m);
-		if ((r == -ENOBUFS || r == -ENOMEM) && c->arena.sealed)
-			return r; /* past the reservation: the caller records it */
-		if (r < 0)
-			return log_error(r, "cannot scan the written pages of pid %d: %m", p->pid);
+		/* A span is walked when full or when g does not touch it: then its contexts are
+		 * free again. */
+		if (s.n == 0)
+			k = 0;
+		else if (s.n == SPAN_MAX ||
+			 s.g[s.n - 1]->start + s.g[s.n - 1]->dump_len != g->start) {
+			r = span_flush(c, t, &s);
+			k = 0;
+			if (r < 0)
+				break;
+		}
+		r = frozen_region(c, t, &s, g, m, &w[k++]);
 	}
+	if (r >= 0)
+		r = span_flush(c, t, &s);
+	if ((r == -ENOBUFS || r == -ENOMEM) && c->arena.sealed)
+		return r; /* past the reservation: the caller records it */
+	if (r < 0)
+		return log_error(r, "cannot scan the written pages of pid %d: %m", p->pid);
 	return 0;
 }
 
@@ -854,12 +941,9 @@ static int precopy_one_more_round(struct capture *c, struct target *t)
 	    t0 - pt->round_end_ns <= 2 * pt->round_ns + 1000000)
 		return 0;
 	c->n_jobs = 0;
-	for (size_t i = 0; i < pt->n_pc; i++) {
-		r = scan(c, t, &pt->pc[i], PM_SCAN_WP_MATCHING, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN,
-			 queue_written, &w, WALK_SLICE);
-		if (r < 0)
-			return r;
-	}
+	r = scan_rounds(c, t, queue_written, &w);
+	if (r < 0)
+		return r;
 	r = run_jobs(c, t, false);
 	if (r < 0)
 		return r;

@@ -205,6 +205,26 @@ def test_single_instant_under_every_method():
         v.verify()
 
 
+def test_writer_across_adjacent_mappings_is_one_instant():
+    """The writer victim's pages as 68 adjacent mappings (as a library's RELRO, .data and .bss
+    touch; pre-copy walks touching mappings with one scan and deals out what it returns): one
+    boundary, every page in its place."""
+    npages = 4096
+    with Victim("splitwriter", npages) as v, TempDir() as tmp:
+        base = v.hexinfo("pages")
+        with open("/proc/%d/maps" % v.pid) as f:
+            n = sum(1 for l in f if base <= int(l.split("-")[0], 16) < base + npages * 4096)
+        check(n > 50, "the victim's pages are %d mappings" % n)
+        for m, i, core in snapshots_under_every_method(v, tmp, 2):
+            gens = page_words(core, base, npages)
+            hi = max(gens)
+            descents = sum(1 for x, y in zip(gens, gens[1:]) if x != y)
+            check(hi > 0 and all(g in (hi, hi - 1) for g in gens) and descents <= 1,
+                  "%s: snapshot %d is not one instant: generations %s" %
+                  (m, i, sorted(set(gens))[:10]))
+        v.verify()
+
+
 def test_read_only_mapping_made_writable_and_back_is_one_instant():
     """Pages of a read-only private mapping (tracked by pre-copy, as a library's RELRO is) that
     a thread makes writable, writes and makes read-only again, nonstop: every method's core

@@ -562,12 +562,18 @@ static void *pages_filled(size_t pages, int fill)
 
 /* pages of memory, the first written of them rewritten nonstop (all when 0); the rest holds
  * bytes that do not change (a counter per 64 bytes), so that a core shows them. */
-static void setup_writer(size_t pages, size_t written)
+static void setup_writer(size_t pages, size_t written, bool split)
 {
 	pthread_t t;
 	n_wpages = pages;
 	n_written_pages = written && written < pages ? written : pages;
 	wpages = pages_filled(pages, 0);
+	/* split: the pages as many adjacent mappings of 61 pages (every other one without huge
+	 * pages, so that they do not merge), as a library's RELRO, .data and .bss touch. */
+	for (size_t i = 61; split && i < pages; i += 122)
+		if (madvise((uint8_t *)wpages + i * 4096, (pages - i < 61 ? pages - i : 61) * 4096,
+			    MADV_NOHUGEPAGE) < 0)
+			exit(2);
 	for (size_t i = n_written_pages * 512; written && i < pages * 512; i += 8)
 		wpages[i] = i;
 	pthread_create(&t, NULL, t_writer, NULL);
@@ -1365,9 +1371,10 @@ int main(int argc, char **argv)
 		setup_still();
 	} else if (!strcmp(mode, "grower")) {
 		setup_grower();
-	} else if (!strcmp(mode, "writer")) {
+	} else if (!strcmp(mode, "writer") || !strcmp(mode, "splitwriter")) {
 		setup_writer(argc > 2 ? strtoul(argv[2], NULL, 10) : 16384,
-			     argc > 3 ? strtoul(argv[3], NULL, 10) : 0);
+			     argc > 3 ? strtoul(argv[3], NULL, 10) : 0,
+			     !strcmp(mode, "splitwriter"));
 	} else if (!strcmp(mode, "scatter")) {
 		setup_scatter(argc > 2 ? strtoul(argv[2], NULL, 10) : 16384);
 	} else if (!strcmp(mode, "rotoggle")) {
