@@ -190,18 +190,22 @@ def page_words(core, base, npages):
     return [struct.unpack_from("<Q", data, p * 4096)[0] for p in range(npages)]
 
 
+def check_one_boundary(core, base, npages, what):
+    """The writer victim's pages in a core: generation g then g - 1, one boundary."""
+    gens = page_words(core, base, npages)
+    hi = max(gens)
+    descents = sum(1 for x, y in zip(gens, gens[1:]) if x != y)
+    check(hi > 0 and all(g in (hi, hi - 1) for g in gens) and descents <= 1,
+          "%s is not one instant: generations %s" % (what, sorted(set(gens))[:10]))
+
+
 def test_single_instant_under_every_method():
     """The writer victim (generation g written page after page, nonstop): one boundary."""
     npages = 16384
     with Victim("writer", npages) as v, TempDir() as tmp:
         base = v.hexinfo("pages")
         for m, i, core in snapshots_under_every_method(v, tmp, 2):
-            gens = page_words(core, base, npages)
-            hi = max(gens)
-            descents = sum(1 for x, y in zip(gens, gens[1:]) if x != y)
-            check(hi > 0 and all(g in (hi, hi - 1) for g in gens) and descents <= 1,
-                  "%s: snapshot %d is not one instant: generations %s" %
-                  (m, i, sorted(set(gens))[:10]))
+            check_one_boundary(core, base, npages, "%s: snapshot %d" % (m, i))
         v.verify()
 
 
@@ -216,12 +220,7 @@ def test_writer_across_adjacent_mappings_is_one_instant():
             n = sum(1 for l in f if base <= int(l.split("-")[0], 16) < base + npages * 4096)
         check(n > 50, "the victim's pages are %d mappings" % n)
         for m, i, core in snapshots_under_every_method(v, tmp, 2):
-            gens = page_words(core, base, npages)
-            hi = max(gens)
-            descents = sum(1 for x, y in zip(gens, gens[1:]) if x != y)
-            check(hi > 0 and all(g in (hi, hi - 1) for g in gens) and descents <= 1,
-                  "%s: snapshot %d is not one instant: generations %s" %
-                  (m, i, sorted(set(gens))[:10]))
+            check_one_boundary(core, base, npages, "%s: snapshot %d" % (m, i))
         v.verify()
 
 
