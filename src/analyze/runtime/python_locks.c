@@ -371,6 +371,23 @@ static void lock_waits(struct analysis *a, struct aprocess *ap, const struct rme
 	}
 }
 
+/* Whether one of t's innermost native frames is the interpreter's take_gil (an optimizer's suffix
+ * such as ".lto_priv.0" allowed): t is in the GIL's wait loop even when the freeze met it between
+ * two of its timed waits, running that loop's code (on a busy machine a waiter woken by its 5 ms
+ * timeout can wait that long for a CPU). Needs symbols; without them the futex says it. */
+static bool in_take_gil(const struct athread *t)
+{
+	for (size_t k = 0, native = 0; k < t->n_frames && native < 8; k++) {
+		const char *f = t->frames[k].function;
+		if (t->frames[k].kind != FRAME_NATIVE)
+			break;
+		native++;
+		if (f && !strncmp(f, "take_gil", 8) && (f[8] == 0 || f[8] == '.'))
+			return true;
+	}
+	return false;
+}
+
 static void gil_waits(struct aprocess *ap, struct py_state *st)
 {
 	const struct py_layout *L = &st->L;
@@ -385,8 +402,9 @@ static void gil_waits(struct aprocess *ap, struct py_state *st)
 	for (size_t i = 0; i < ap->n_threads; i++) {
 		struct athread *t = &ap->threads[i];
 		uint64_t w = t->wait.addr, g = st->gil.addr;
-		if (t->wait.kind == WAIT_NONE || !w || w < g + L->gil_cond ||
-		    w >= g + L->gil_switch_cond)
+		bool on_gil = t->wait.kind != WAIT_NONE && w && w >= g + L->gil_cond &&
+			      w < g + L->gil_switch_cond;
+		if (t == holder || (!on_gil && (t->wait.kind != WAIT_NONE || !in_take_gil(t))))
 			continue;
 		t->waits_gil = true;
 		if (holder && holder != t) {
