@@ -32,6 +32,8 @@
 	X("settled", "any", "the shared objects' last check done, nothing left before the freeze") \
 	X("frozen", "any", "every thread stopped")                                                 \
 	X("shared-scan", "shared", "in the freeze, a shared mapping about to be scanned")          \
+	X("gap-scan", "precopy",                                                                   \
+	  "in the freeze, a walk of tracked mappings across untracked ones about to start")        \
 	X("injecting", "clone", "in the freeze, a thread chosen for the clone")                    \
 	X("trampoline", "clone", "the trampoline page mapped in the target")                       \
 	X("intermediate", "clone", "the intermediate made and held, before it makes the clone")    \

@@ -626,7 +626,9 @@ int capture_finish(struct capture *c)
 		p->mappings_count = p->n_maps;
 		for (size_t j = 0; j < p->n_maps; j++) {
 			struct osm_mapping *m = &p->maps[j];
-			if (m->elf_header_only && !starts_with_elf_magic(m)) {
+			/* Placed whole in the stage (pre-copy tracked it: it was checked then). */
+			bool staged = m->core_off && m->n_ext == 0;
+			if (m->elf_header_only && !staged && !starts_with_elf_magic(m)) {
 				m->dump_len = 0;
 				m->n_ext = 0;
 			}

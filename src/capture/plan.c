@@ -172,11 +172,28 @@ int capture_add_staged_job(struct capture *c, struct target *t, uint64_t remote,
 	return add_jobs(c, t, remote, len, NULL, file_off);
 }
 
+/*
+ * Whether a pagemap entry that shows a swap entry is a page in swap. Pre-copy's write protection
+ * marks never-touched pages too (UFFD_FEATURE_WP_UNPOPULATED), and such a marker reads as a swap
+ * entry; reading it as a page would give the target a page it never had (a sleep's 132 KiB heap
+ * and stack, 16 KiB of each resident, were left wholly resident). With pfns shown (root), a
+ * marker is swap type 31, the last of the 32 (SWP_PTE_MARKER: docs/kernel-facts.md); without,
+ * a mapping that had nothing in swap when its smaps were read has only markers.
+ */
+static bool in_swap(uint64_t ent, const struct osm_mapping *m)
+{
+	if (!(ent & PM_SWAPPED))
+		return false;
+	if (ent & PM_PFN_MASK)
+		return (ent & 0x1f) != 31;
+	return !(m->vmflags & VMF_KNOWN) || m->swap_bytes > 0;
+}
+
 /* Whether a pagemap entry shows a page whose bytes must be read. */
-static bool page_has_data(uint64_t ent, uint64_t zero_pfn)
+static bool page_has_data(uint64_t ent, uint64_t zero_pfn, const struct osm_mapping *m)
 {
 	if (ent & PM_SWAPPED)
-		return true;
+		return in_swap(ent, m);
 	if (!(ent & PM_PRESENT))
 		return false;
 	return !zero_pfn || (ent & PM_PFN_MASK) != zero_pfn;
@@ -208,11 +225,11 @@ int capture_runs(struct capture *c, struct target *t, struct osm_mapping *m, int
 		n = (uint64_t)got / sizeof(uint64_t);
 		for (uint64_t i = 0; i < n;) {
 			uint64_t j = i;
-			if (!page_has_data(pm[i], zpfn)) {
+			if (!page_has_data(pm[i], zpfn, m)) {
 				i++;
 				continue;
 			}
-			while (j < n && page_has_data(pm[j], zpfn))
+			while (j < n && page_has_data(pm[j], zpfn, m))
 				j++;
 			r = emit(c, t, m, (base + i) * c->page_size, (j - i) * c->page_size, ctx);
 			if (r < 0)
@@ -266,7 +283,7 @@ void capture_count_swapped_stacks(struct capture *c, struct target *t)
 			    MIN((uint64_t)16, (mp->end - first * c->page_size) / c->page_size);
 			ssize_t got = pread(t->pagemap_fd, pm, count * 8, (off_t)(first * 8));
 			for (ssize_t k = 0; k < got / 8; k++)
-				n += (pm[k] & PM_SWAPPED) != 0;
+				n += in_swap(pm[k], mp);
 			break;
 		}
 		th->stack_swapped_pages = n;

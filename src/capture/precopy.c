@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "base/fault.h"
@@ -71,12 +72,21 @@ struct precopy_region {
 	uint8_t *dest;	   /* the arena's image of [start, start + dump_len), or NULL (staged) */
 	uint64_t core_off; /* staged: where [start, start + dump_len) sits in the stage file */
 	bool in_core;	   /* staged: the mapping was the same at the freeze (placed there) */
+	bool lost;	   /* its registration is gone (region_lost): copied whole in the freeze */
+};
+
+/* A mapping registered but not protected, so that the freeze walks the tracked mappings around
+ * it with one PAGEMAP_SCAN (see gap_kind). */
+struct precopy_gap {
+	uint64_t start, end;
 };
 
 /* The method's state for one target (t->method_priv). */
 struct precopy_target {
 	struct precopy_region *pc; /* the tracked mappings, in address order */
 	size_t n_pc, cap_pc;
+	struct precopy_gap *gap; /* the registered ones between them, in address order */
+	size_t n_gap, cap_gap;
 	uint64_t stage_next;   /* staged: the next free offset in the stage file */
 	uint64_t last_written; /* bytes the last round found written */
 	uint64_t written_now;  /* bytes written since, counted just before the freeze (freeze_room);
@@ -106,8 +116,11 @@ static bool tracked_kind(const struct osm_mapping *m)
 	 * there, 35 MiB per pause for 26 backends. Walked with the .data and .bss they touch (one
 	 * PAGEMAP_SCAN for the three), they cost the freeze nothing more. Nothing writes them
 	 * without making them writable first (mprotect keeps the registration: the write is
-	 * tracked), or a debugger's write through /proc/PID/mem (a write fault too). */
-	if (m->dump_len == 0 || m->shared || m->elf_header_only || !(m->prot & PROT_READ))
+	 * tracked), or a debugger's write through /proc/PID/mem (a write fault too). A library's
+	 * first mapping is dumped for its ELF header page only (elf_header_only): that page is
+	 * tracked alone, the rest of the mapping only registered (precopy_track), and it is no
+	 * longer one of the 44 pages a PostgreSQL backend copied in every freeze. */
+	if (m->dump_len == 0 || m->shared || !(m->prot & PROT_READ))
 		return false;
 	if (m->vmflags & (VMF_HUGETLB | VMF_IO | VMF_PFNMAP | VMF_DONTDUMP))
 		return false;
@@ -116,6 +129,38 @@ static bool tracked_kind(const struct osm_mapping *m)
 	 * grew the target's page tables from 52 KiB to 556 KiB), and into the arena they would
 	 * need room for pages that do not exist. */
 	return resident * 2 >= m->dump_len || m->dump_len <= (1u << 20);
+}
+
+/*
+ * A library is five mappings or so: its ELF header and constants (r--p), code (r-xp), more
+ * constants, then the tracked relocated part, .data and .bss. Its code and constants are never
+ * written, so they are not tracked; registered without any protection (nothing in them changes:
+ * their page tables stay as they are), they let the freeze's PAGEMAP_SCAN, which needs every
+ * mapping of its range registered (PM_SCAN_CHECK_WPASYNC), run across them: one call walks the
+ * tracked parts of many libraries, where a call per library cost a PostgreSQL backend 48 calls
+ * in the pause (3.5 us each here). What the scan returns for them is ignored.
+ */
+#define GAP_MAX (512u << 10)
+
+static bool gap_kind(const struct osm_mapping *m)
+{
+	return m->path && m->path[0] == '/' && !m->shared && !tracked_kind(m) &&
+	       !(m->vmflags & (VMF_HUGETLB | VMF_IO | VMF_PFNMAP)) && m->end - m->start <= GAP_MAX;
+}
+
+/* Whether m is a gap registered before the rounds, as it was then. */
+static bool is_gap(const struct precopy_target *pt, const struct osm_mapping *m)
+{
+	size_t lo = 0, hi = pt->n_gap;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (pt->gap[mid].start < m->start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < pt->n_gap && pt->gap[lo].start == m->start && pt->gap[lo].end == m->end;
 }
 
 uint64_t precopy_arena_bytes(const struct target *t)
@@ -128,10 +173,11 @@ uint64_t precopy_arena_bytes(const struct target *t)
 	 * order). Staged, tracked mappings need no arena before the freeze. */
 	for (size_t i = 0; i < t->n_pre_maps; i++) {
 		const struct osm_mapping *m = &t->pre_maps[i];
-		bool tracked = pt->n_pc || t->uffd >= 0 ? k < pt->n_pc && pt->pc[k].map_index == i
-							: tracked_kind(m);
-		if (tracked)
-			k++;
+		bool started = pt->n_pc || t->uffd >= 0;
+		bool tracked = started ? k < pt->n_pc && pt->pc[k].map_index == i : tracked_kind(m);
+		/* A lost one is copied whole in the freeze: into its image, or staged the arena. */
+		if (started && tracked && pt->pc[k++].lost && capture_staged(t))
+			tracked = false;
 		n += tracked ? (capture_staged(t) ? 0 : m->dump_len) : capture_planned_size(m);
 	}
 	return n;
@@ -144,10 +190,8 @@ uint64_t precopy_untracked_bytes(const struct target *t)
 	size_t k = 0;
 
 	for (size_t i = 0; i < t->n_pre_maps; i++) {
-		if (k < pt->n_pc && pt->pc[k].map_index == i) {
-			k++;
+		if (k < pt->n_pc && pt->pc[k].map_index == i && !pt->pc[k++].lost)
 			continue;
-		}
 		n += capture_planned_size(&t->pre_maps[i]);
 	}
 	return n;
@@ -196,12 +240,13 @@ static int scan(struct capture *c, struct target *t, struct precopy_region *g, u
  * the mappings it covers (one can run across two). Every mapping of a span is registered, so the
  * kernel's check of the whole range (PM_SCAN_CHECK_WPASYNC) still holds for each.
  */
-#define SPAN_MAX 32
+#define SPAN_MAX 128
 
 struct span {
 	struct precopy_region *g[SPAN_MAX];
 	void *ctx[SPAN_MAX];
 	size_t n;
+	size_t dealt; /* regions given to fn so far */
 	scan_fn fn;
 	uint64_t flags, slice;
 };
@@ -219,11 +264,17 @@ static int deal(struct capture *c, struct target *t, struct precopy_region *whol
 		part.end = MIN(pr->end, g->start + g->dump_len);
 		if (part.start >= part.end)
 			continue;
+		s->dealt++;
 		int r = s->fn(c, t, g, &part, s->ctx[k]);
 		if (r < 0)
 			return r;
 	}
 	return 0;
+}
+
+static bool span_touches(const struct span *s, const struct precopy_region *g)
+{
+	return s->g[s->n - 1]->start + s->g[s->n - 1]->dump_len == g->start;
 }
 
 static int span_flush(struct capture *c, struct target *t, struct span *s)
@@ -233,23 +284,99 @@ static int span_flush(struct capture *c, struct target *t, struct span *s)
 	const struct precopy_region *last = s->g[s->n - 1];
 	struct precopy_region whole = {.start = s->g[0]->start,
 				       .dump_len = last->start + last->dump_len - s->g[0]->start};
-	int r = scan(c, t, &whole, s->flags, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, deal, s, s->slice);
+	int r;
+
+	s->dealt = 0;
+	r = scan(c, t, &whole, s->flags, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, deal, s, s->slice);
 	s->n = 0;
 	return r;
 }
 
-/* g joins the span, which is walked first when g does not touch it. */
-static int span_add(struct capture *c, struct target *t, struct span *s, struct precopy_region *g,
-		    void *ctx)
+struct written_ctx {
+	uint64_t bytes;
+	struct osm_mapping *m;	 /* in the freeze, staged: the extents of the written set */
+	struct osm_mapping *map; /* in the freeze: the mapping */
+	struct capture *c;
+};
+
+static int emit_region(struct capture *c, struct target *t, struct osm_mapping *m, uint64_t off,
+		       uint64_t len, void *ctx)
 {
-	if (s->n &&
-	    (s->n == SPAN_MAX || s->g[s->n - 1]->start + s->g[s->n - 1]->dump_len != g->start)) {
-		int r = span_flush(c, t, s);
+	struct precopy_region *g = ctx;
+
+	if (!g->dest)
+		return capture_add_staged_job(c, t, m->start + off, len, g->core_off + off);
+	return capture_add_job(c, t, m->start + off, len, g->dest + off);
+}
+
+/*
+ * A tracked mapping's registration is gone when the target unmapped it and mapped the same range
+ * again since (an allocator's buffer given back and taken again: CPython's mmap of a private
+ * MiB, a loop's; a thread's stack): a walk that covers it is refused (EPERM, from
+ * PM_SCAN_CHECK_WPASYNC). It is no longer tracked, and is copied whole in the freeze, as a new
+ * mapping is. In the freeze itself (ctx is its written_ctx), that copy is planned now: into its
+ * image, or staged into the arena.
+ */
+static int region_lost(struct capture *c, struct target *t, struct precopy_region *g, void *ctx,
+		       bool frozen)
+{
+	struct written_ctx *w = ctx;
+
+	log_debug("pid %d: %#llx-%#llx was unmapped and mapped again since it was registered: "
+		  "copied whole in the freeze",
+		  t->proc->pid, (unsigned long long)g->start, (unsigned long long)g->end);
+	g->lost = true;
+	if (!frozen)
+		return 0;
+	if (g->dest) {
+		memset(g->dest, 0, g->dump_len);
+		return capture_runs(c, t, w->map, t->pagemap_fd, emit_region, g);
+	}
+	w->map->core_off = 0;
+	w->map->n_ext = 0;
+	g->in_core = false;
+	w->m = NULL;
+	return capture_copy_mapping(c, t, w->map);
+}
+
+/*
+ * Walks s; when the kernel refuses (a registration gone, or refused says the walk is not to be
+ * tried), each mapping alone, and region_lost for the one refused. A walk that protects what it
+ * finds (the rounds) can be walked again: what it gave is protected, and comes back only if
+ * written again. One that does not (the freeze) only when nothing of it was given.
+ */
+static int span_flush_careful(struct capture *c, struct target *t, struct span *s, bool frozen,
+			      bool refused)
+{
+	struct precopy_region *g[SPAN_MAX];
+	void *ctx[SPAN_MAX];
+	size_t n = s->n;
+	int r;
+
+	if (n == 0)
+		return 0;
+	memcpy(g, s->g, n * sizeof(*g));
+	memcpy(ctx, s->ctx, n * sizeof(*ctx));
+	if (!refused) {
+		r = span_flush(c, t, s);
+		if (r != -EPERM || (frozen && s->dealt))
+			return r;
+	}
+	s->n = 0;
+	if (n > 1 || refused)
+		log_debug("pid %d: the walk of %#llx-%#llx was refused: its mappings one at a time",
+			  t->proc->pid, (unsigned long long)g[0]->start,
+			  (unsigned long long)(g[n - 1]->start + g[n - 1]->dump_len));
+	for (size_t k = 0; k < n; k++) {
+		struct span one = {.fn = s->fn, .flags = s->flags, .slice = s->slice, .n = 1};
+		one.g[0] = g[k];
+		one.ctx[0] = ctx[k];
+		r = n == 1 && !refused ? -EPERM : span_flush(c, t, &one);
+		if (r == -EPERM && !(frozen && one.dealt))
+			r = region_lost(c, t, g[k], ctx[k], frozen);
 		if (r < 0)
 			return r;
 	}
-	s->g[s->n] = g;
-	s->ctx[s->n++] = ctx;
 	return 0;
 }
 
@@ -261,18 +388,19 @@ static int scan_rounds(struct capture *c, struct target *t, scan_fn fn, void *ct
 	struct span s = {.fn = fn, .flags = PM_SCAN_WP_MATCHING, .slice = WALK_SLICE};
 
 	for (size_t i = 0; i < pt->n_pc; i++) {
-		int r = span_add(c, t, &s, &pt->pc[i], ctx);
+		struct precopy_region *g = &pt->pc[i];
+		int r = 0;
+		if (g->lost)
+			continue;
+		if (s.n && (s.n == SPAN_MAX || !span_touches(&s, g)))
+			r = span_flush_careful(c, t, &s, false, false);
 		if (r < 0)
 			return r;
+		s.g[s.n] = g;
+		s.ctx[s.n++] = ctx;
 	}
-	return span_flush(c, t, &s);
+	return span_flush_careful(c, t, &s, false, false);
 }
-
-struct written_ctx {
-	uint64_t bytes;
-	struct osm_mapping *m; /* in the freeze, staged: the extents of the written set */
-	struct capture *c;
-};
 
 /* A page written since it was protected: copy it. A page written but neither present nor
  * swapped was dropped (MADV_DONTNEED: the kernel reports a zapped page as written): zero. */
@@ -309,16 +437,6 @@ static int queue_written(struct capture *c, struct target *t, struct precopy_reg
 		return 0;
 	}
 	return capture_add_job(c, t, pr->start, len, g->dest + off);
-}
-
-static int emit_region(struct capture *c, struct target *t, struct osm_mapping *m, uint64_t off,
-		       uint64_t len, void *ctx)
-{
-	struct precopy_region *g = ctx;
-
-	if (!g->dest)
-		return capture_add_staged_job(c, t, m->start + off, len, g->core_off + off);
-	return capture_add_job(c, t, m->start + off, len, g->dest + off);
 }
 
 /* Staged jobs, a bounce buffer at a time: copied out of the target, then written at their
@@ -412,12 +530,30 @@ static int run_jobs(struct capture *c, struct target *t, bool first)
 	return r;
 }
 
+/*
+ * Whether m begins with the ELF magic, as the kernel wants of a page it dumps for the ELF header
+ * only (capture.c drops such a page from the core otherwise). Read before tracking: a staged
+ * mapping's page is then only in the stage file, where capture.c does not look, and nothing
+ * changes it unseen afterwards (a write is tracked, and makes it looked at again).
+ */
+static bool elf_magic(const struct target *t, const struct osm_mapping *m)
+{
+	char magic[4];
+	struct iovec local = {.iov_base = magic, .iov_len = sizeof(magic)};
+	struct iovec remote = {.iov_base = (void *)(uintptr_t)m->start, .iov_len = sizeof(magic)};
+
+	return process_vm_readv(t->proc->pid, &local, 1, &remote, 1, 0) == sizeof(magic) &&
+	       !memcmp(magic,
+		       "\x7f"
+		       "ELF",
+		       4);
+}
+
 int precopy_track(struct capture *c, struct target *t)
 {
 	struct precopy_target *pt = pt_of(t);
 	int r;
 
-	(void)c;
 	r = tracker_open(t);
 	if (r < 0)
 		return r;
@@ -430,16 +566,28 @@ int precopy_track(struct capture *c, struct target *t)
 		struct uffdio_writeprotect wp = {.range = reg.range,
 						 .mode = UFFDIO_WRITEPROTECT_MODE_WP};
 
-		if (!tracked_kind(m))
+		if (!tracked_kind(m) || (m->elf_header_only && !elf_magic(t, m))) {
+			/* Registered only (gap_kind): a refusal just ends the freeze's walks there.
+			 */
+			if (!gap_kind(m) || ioctl(t->uffd, UFFDIO_REGISTER, &reg) < 0)
+				continue;
+			if (grow_array((void **)&pt->gap, &pt->cap_gap, pt->n_gap + 1,
+				       sizeof(*pt->gap)))
+				return -ENOMEM;
+			pt->gap[pt->n_gap++] =
+			    (struct precopy_gap){.start = m->start, .end = m->end};
 			continue;
+		}
 		if (ioctl(t->uffd, UFFDIO_REGISTER, &reg) < 0) {
 			log_debug("pid %d: %#llx-%#llx not tracked: %m", t->proc->pid,
 				  (unsigned long long)m->start, (unsigned long long)m->end);
 			continue;
 		}
-		for (uint64_t a = m->start; a < m->end; a += WALK_SLICE) {
+		/* What is dumped: all of it, or an ELF header page. */
+		uint64_t end = m->start + ALIGN_UP(m->dump_len, (uint64_t)c->page_size);
+		for (uint64_t a = m->start; a < end; a += WALK_SLICE) {
 			wp.range =
-			    (struct uffdio_range){.start = a, .len = MIN(WALK_SLICE, m->end - a)};
+			    (struct uffdio_range){.start = a, .len = MIN(WALK_SLICE, end - a)};
 			if (ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
 				return -errno;
 		}
@@ -461,7 +609,7 @@ uint64_t precopy_tracked_bytes(const struct target *t)
 	struct precopy_target *pt = pt_of(t);
 	uint64_t n = 0;
 	for (size_t i = 0; i < pt->n_pc; i++)
-		n += pt->pc[i].dump_len;
+		n += pt->pc[i].lost ? 0 : pt->pc[i].dump_len;
 	return n;
 }
 
@@ -538,7 +686,7 @@ static int rounds(struct capture *c, struct target *t, uint64_t *ret_freeze_byte
 static int frozen_region(struct capture *c, struct target *t, struct span *s,
 			 struct precopy_region *g, struct osm_mapping *m, struct written_ctx *w)
 {
-	*w = (struct written_ctx){0};
+	*w = (struct written_ctx){.map = m};
 	if (g->dest) {
 		int r = mapping_add_extent(m, 0, g->dump_len, g->dest);
 		if (r < 0)
@@ -550,7 +698,23 @@ static int frozen_region(struct capture *c, struct target *t, struct span *s,
 		g->in_core = true;
 		w->m = m;
 	}
-	return span_add(c, t, s, g, w);
+	s->g[s->n] = g;
+	s->ctx[s->n++] = w;
+	return 0;
+}
+
+/* In the freeze, a span whose mappings need not touch: between them only gaps (registered, see
+ * gap_kind) or no mapping at all. A gap no longer registered (its mapping replaced by one alike
+ * since) makes the kernel refuse the walk: then each mapping is walked alone. */
+static int span_flush_loose(struct capture *c, struct target *t, struct span *s, bool *first)
+{
+	int r = 0;
+
+	if (s->n && *first) {
+		*first = false;
+		r = fault_point("gap-scan");
+	}
+	return span_flush_careful(c, t, s, true, r < 0);
 }
 
 /* The region tracked for m, if m is still the mapping it was (regions are in address order). */
@@ -569,7 +733,7 @@ static struct precopy_region *find_region(const struct target *t, const struct o
 	if (lo == pt->n_pc)
 		return NULL;
 	struct precopy_region *g = &pt->pc[lo];
-	if (g->start == m->start && g->end == m->end && g->pgoff == m->pgoff &&
+	if (!g->lost && g->start == m->start && g->end == m->end && g->pgoff == m->pgoff &&
 	    g->inode == m->inode && g->prot == m->prot && g->dump_len == m->dump_len)
 		return g;
 	return NULL;
@@ -577,19 +741,30 @@ static struct precopy_region *find_region(const struct target *t, const struct o
 
 int precopy_frozen(struct capture *c, struct target *t)
 {
+	struct precopy_target *pt = pt_of(t);
 	struct osm_process *p = t->proc;
 	struct written_ctx w[SPAN_MAX];
 	struct span s = {.fn = queue_written, .slice = UINT64_MAX};
-	size_t k = 0;
+	bool first = true;
 	int r = 0;
 
+	/* One walk for the tracked mappings from one mapping that is neither tracked nor a gap to
+	 * the next (or SPAN_MAX of them): then the contexts are free again. */
 	for (size_t i = 0; i < p->n_maps && r >= 0; i++) {
 		struct osm_mapping *m = &p->maps[i];
 		struct precopy_region *g;
 
-		if (m->shared_object)
-			continue; /* kept once for all its mappers (shared.c) */
+		if (m->shared_object) {
+			/* Kept once for all its mappers (shared.c); its written pages would fill
+			 * the walk. */
+			r = span_flush_loose(c, t, &s, &first);
+			continue;
+		}
 		g = find_region(t, m);
+		if (!g && !is_gap(pt, m))
+			r = span_flush_loose(c, t, &s, &first);
+		if (r < 0)
+			break;
 		if (!g) {
 			if (capture_planned_size(m))
 				log_debug(
@@ -602,21 +777,17 @@ int precopy_frozen(struct capture *c, struct target *t)
 				return r;
 			continue;
 		}
-		/* A span is walked when full or when g does not touch it: then its contexts are
-		 * free again. */
-		if (s.n == 0)
-			k = 0;
-		else if (s.n == SPAN_MAX ||
-			 s.g[s.n - 1]->start + s.g[s.n - 1]->dump_len != g->start) {
-			r = span_flush(c, t, &s);
-			k = 0;
-			if (r < 0)
-				break;
-		}
-		r = frozen_region(c, t, &s, g, m, &w[k++]);
+		if (s.n == SPAN_MAX)
+			r = span_flush_loose(c, t, &s, &first);
+		if (r >= 0)
+			r = frozen_region(c, t, &s, g, m, &w[s.n]);
+		/* Not dumped beyond its first page, a large mapping (an ELF header of a data
+		 * library, libicudata's 30 MiB) would be walked whole if the span went on. */
+		if (r >= 0 && g->end - g->start > g->dump_len + GAP_MAX)
+			r = span_flush_loose(c, t, &s, &first);
 	}
 	if (r >= 0)
-		r = span_flush(c, t, &s);
+		r = span_flush_loose(c, t, &s, &first);
 	if ((r == -ENOBUFS || r == -ENOMEM) && c->arena.sealed)
 		return r; /* past the reservation: the caller records it */
 	if (r < 0)
@@ -663,6 +834,12 @@ void precopy_stop(struct target *t)
 					break; /* the layout changed: the release will do it */
 			}
 		}
+		for (size_t i = 0; pt && i < pt->n_gap; i++) {
+			struct uffdio_range rg = {.start = pt->gap[i].start,
+						  .len = pt->gap[i].end - pt->gap[i].start};
+			if (ioctl(t->uffd, UFFDIO_UNREGISTER, &rg) < 0)
+				break;
+		}
 		tracker_close(t);
 		log_debug("pid %d: write tracking removed in %.2f ms", t->proc->pid,
 			  (double)(now_ns() - t0) / 1e6);
@@ -671,6 +848,9 @@ void precopy_stop(struct target *t)
 		free(pt->pc);
 		pt->pc = NULL;
 		pt->n_pc = pt->cap_pc = 0;
+		free(pt->gap);
+		pt->gap = NULL;
+		pt->n_gap = pt->cap_gap = 0;
 	}
 }
 
@@ -888,9 +1068,17 @@ static int precopy_freeze_room(struct capture *c, struct target *t)
 		struct precopy_region *g = &pt->pc[i];
 		struct written_count rc = {0};
 		struct osm_mapping *m = NULL;
+		int r;
 
-		if (scan(c, t, g, 0, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, count_written, &rc,
-			 WALK_SLICE) < 0) {
+		if (g->lost)
+			continue;
+		r = scan(c, t, g, 0, 0, PAGE_IS_WRITTEN, WRITTEN_RETURN, count_written, &rc,
+			 WALK_SLICE);
+		if (r == -EPERM) {
+			region_lost(c, t, g, NULL, false);
+			continue;
+		}
+		if (r < 0) {
 			pt->written_now = UINT64_MAX;
 			continue;
 		}

@@ -221,6 +221,17 @@ def test_writer_across_adjacent_mappings_is_one_instant():
         check(n > 50, "the victim's pages are %d mappings" % n)
         for m, i, core in snapshots_under_every_method(v, tmp, 2):
             check_one_boundary(core, base, npages, "%s: snapshot %d" % (m, i))
+        # The freeze's walk across the libraries refused (as when a library's mapping was
+        # replaced since): each mapping is walked alone, still one instant.
+        for i in range(2):
+            out = os.path.join(tmp, "refused%d" % i)
+            r = osmosis("snap", "-v", "--method", "precopy", "--sample", "0", "-o", out, v.pid,
+                        env={"OSMOSIS_FAULT": "gap-scan:fail"})
+            check(r.returncode == 0 and "fault point gap-scan: injected failure" in r.stderr and
+                  "was refused: its mappings one at a time" in r.stderr,
+                  "gap-scan:fail: rc %d %s" % (r.returncode, r.stderr[-400:]))
+            check_one_boundary(Core(os.path.join(out, "core.%d" % v.pid)), base, npages,
+                               "gap-scan:fail: snapshot %d" % i)
         v.verify()
 
 
@@ -241,6 +252,52 @@ def test_read_only_mapping_made_writable_and_back_is_one_instant():
                   "%s: snapshot %d is not one instant: last whole %d, pages %s" %
                   (m, i, g, sorted(set(gens))[:10]))
         v.verify()
+
+
+CHURN = r"""
+import mmap, sys, time
+data = [bytes([i]) * (1 << 20) for i in range(4)]
+print("ready", flush=True)
+i = 0
+while True:  # a buffer given back and taken again: the same range, a new mapping each time
+    m = mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE)
+    m.write(data[i % 4])
+    time.sleep(0.001)
+    m.close()
+    i += 1
+"""
+
+
+def test_mapping_unmapped_and_mapped_again_during_precopy():
+    """CPython's mmap of a private MiB, closed and made again in a loop, lands at the same
+    address: a new mapping without the registration pre-copy gave the old one, and the kernel
+    refused the next walk over it (every snapshot failed with "Operation not permitted"). Each
+    snapshot succeeds, pre-copy's without falling back; the mapping is copied whole in the
+    freeze."""
+    p = subprocess.Popen([sys.executable, "-c", CHURN], stdout=subprocess.PIPE, text=True)
+    try:
+        check(p.stdout.readline().startswith("ready"), "the churning victim did not start")
+        time.sleep(0.3)
+        lost = 0
+        with TempDir() as tmp:
+            for m in ("precopy", "auto"):
+                for i in range(4):
+                    out = os.path.join(tmp, "%s-%d" % (m, i))
+                    r = osmosis("snap", "-v", "--method", m, "--sample", "0", "-o", out, p.pid)
+                    check(r.returncode == 0, "%s: rc %d: %s" % (m, r.returncode,
+                                                                r.stderr.splitlines()[-1:]))
+                    (pr,) = manifest(out)["processes"]
+                    # auto may choose a clone by cost, never because pre-copy failed
+                    check(pr["capture"] == "memory" and "failed" not in pr["method_reason"] and
+                          (pr["method"] == "precopy" or m == "auto"),
+                          "%s: kept by %s (%s)" % (m, pr["method"], pr["method_reason"]))
+                    lost += "was unmapped and mapped again" in r.stderr
+                    check(p.poll() is None, "%s: the victim died" % m)
+                    no_write_protection(p.pid, m)
+        check(lost > 0, "no snapshot met the mapping made again: the test proves nothing")
+    finally:
+        p.kill()
+        p.wait()
 
 
 def test_tree_one_instant_under_every_method():
