@@ -17,12 +17,16 @@ void thread_label(const struct athread *t, char *buf, size_t len)
 {
 	const struct osm_process *p = t->proc->p;
 	/* A runtime's name for the thread (threading.Thread.name) says more than the OS's. */
-	const char *name = t->runtime_name ? t->runtime_name : t->t->name;
+	const char *name = t->runtime_name && t->runtime_name[0] ? t->runtime_name : t->t->name;
+	char quoted[160] = "";
+
+	if (name[0])
+		snprintf(quoted, sizeof(quoted), " \"%s\"", name);
 	if (t->t->tid == p->pid)
-		snprintf(buf, len, "thread %d \"%s\" (main thread of pid %d %s)", t->t->tid, name,
+		snprintf(buf, len, "thread %d%s (main thread of pid %d %s)", t->t->tid, quoted,
 			 p->pid, p->comm);
 	else
-		snprintf(buf, len, "thread %d \"%s\" of pid %d (%s)", t->t->tid, name, p->pid,
+		snprintf(buf, len, "thread %d%s of pid %d (%s)", t->t->tid, quoted, p->pid,
 			 p->comm);
 }
 

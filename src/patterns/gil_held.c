@@ -27,9 +27,21 @@ static bool glue_module(const char *m)
 	return m && (!strncmp(m, "libffi", 6) || !strncmp(m, "_ctypes", 7));
 }
 
+/* The C library and its kin, which the interpreter itself calls all the time (a list grown with
+ * memmove, a deque with malloc): the holder running in one of them is the interpreter at work. */
+static bool runtime_module(const char *m)
+{
+	static const char *const libs[] = {"libc.so",	    "libm.so",	   "ld-linux",
+					   "libpthread.so", "libgcc_s.so", NULL};
+	for (size_t i = 0; m && libs[i]; i++)
+		if (!strncmp(m, libs[i], strlen(libs[i])))
+			return true;
+	return false;
+}
+
 /* The C function the thread called from Python: the outermost frame of its innermost run of
  * native frames outside the interpreter (and outside ctypes' glue). */
-static bool c_call(const struct athread *t, char *buf, size_t len)
+static const struct frame *c_call(const struct athread *t, char *buf, size_t len)
 {
 	const struct frame *last = NULL;
 	for (size_t i = 0; i < t->n_frames; i++) {
@@ -40,10 +52,27 @@ static bool c_call(const struct athread *t, char *buf, size_t len)
 		last = f;
 	}
 	if (!last)
-		return false;
+		return NULL;
 	snprintf(buf, len, "%s, in %s", last->function ? last->function : "?",
 		 last->module ? last->module : "?");
-	return true;
+	return last;
+}
+
+/*
+ * Whether the holder's C call stops the others: it blocks in the kernel, or it runs long. A busy
+ * threaded program always has a holder at work and threads waiting for it (they take turns every
+ * 5 ms), so a running holder counts only when its call is not the interpreter's own work in the
+ * C library, and it ran through the whole sample without once giving up the CPU.
+ */
+static bool stops_the_others(const struct analysis *a, const struct athread *holder,
+			     const struct frame *call)
+{
+	/* Blocked: asleep, on a lock, on I/O. A call that only passes through the kernel (the
+	 * mmap under a malloc) is as good as running. */
+	if (holder->wait.kind != WAIT_NONE && holder->wait.kind != WAIT_OTHER)
+		return true;
+	return !runtime_module(call->module) && a->snap->sample_ms &&
+	       holder->t->switches_in_sample == 0;
 }
 
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
@@ -59,9 +88,11 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 				holder = &ap->threads[j];
 			waiters += ap->threads[j].waits_gil;
 		}
-		if (!holder || !waiters || !c_call(holder, call, sizeof(call)))
+		const struct frame *cf =
+		    holder && waiters ? c_call(holder, call, sizeof(call)) : NULL;
+		if (!cf || !stops_the_others(a, holder, cf))
 			continue;
-		bool blocked = holder->wait.kind != WAIT_NONE;
+		bool blocked = holder->wait.kind != WAIT_NONE && holder->wait.kind != WAIT_OTHER;
 		thread_label(holder, label, sizeof(label));
 		struct finding *f = finding_new(
 		    out, self, SEV_WARNING,
@@ -97,8 +128,9 @@ const struct pattern pattern_gil_held = {
     .id = "gil-held-in-blocking-call",
     .title = "GIL held in a C call",
     .severity = SEV_WARNING,
-    .description = "A CPython thread holds the GIL inside a C call that blocks (or runs long) "
-		   "while other Python threads of its process wait for the GIL.",
+    .description = "A CPython thread holds the GIL inside a C call that blocks (or runs long: "
+		   "outside the C library, on the CPU through the whole sample) while other Python "
+		   "threads of its process wait for the GIL.",
     .needs = "cores (CPython's GIL and thread states; the holder's native stack) and the "
 	     "manifest (syscalls)",
     .thresholds = NULL,

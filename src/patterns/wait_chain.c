@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* wait-chain: a chain of waits, every link and every possible waker named, and where it ends.
  * Reported when it runs into a deadlock or a dead owner (error), ends in a problem or holds
- * locks across two or more waits (warning), or is a lone lock wait that lasted the whole
- * sample (note); a parent waiting for a child that runs or sleeps is supervision, not a hang. */
+ * locks across two or more waits or has waited on a lock for seconds (warning), or is a lone
+ * lock wait that lasted the whole sample (note); a parent waiting for a child that runs or sleeps
+ * is supervision, not a hang. */
 #include <stdio.h>
 
 #include "patterns/pattern.h"
@@ -20,7 +21,19 @@ static const struct threshold thresholds[] = {
     {"wait-chain.length", 2, "waits",
      "the shortest chain through a lock reported as a warning (a parent waiting for a child "
      "does not count)"},
+    {"wait-chain.lock-wait-ms", 5000, "ms",
+     "a chain through a lock whose first thread has not run for this long is a warning, "
+     "however short (a request handler behind a lock held across a sleep)"},
 };
+
+/* The chain's head has not run for at least ms (and not once in the sample, if there was one).
+ * A snapshot wakes every thread it stops, so after an earlier one this counts from there. */
+static bool waited_for(const struct athread *head, double ms)
+{
+	if (head->t->switches_in_sample > 0)
+		return false;
+	return (double)head->t->last_ran_ago_ms >= ms;
+}
 
 static bool supervision(enum edge_kind k)
 {
@@ -30,7 +43,7 @@ static bool supervision(enum edge_kind k)
 static bool lock_link(enum edge_kind k)
 {
 	return k == EDGE_MUTEX || k == EDGE_RWLOCK || k == EDGE_FILE_LOCK || k == EDGE_RUNTIME ||
-	       k == EDGE_MONITOR;
+	       k == EDGE_PYLOCK || k == EDGE_MONITOR;
 }
 
 /* The thread that stands for where the chain ends. */
@@ -117,6 +130,7 @@ static const char *end_problem(const struct chain *c, char *buf, size_t len)
 static void match(const struct analysis *a, const struct pattern *self, struct findings *out)
 {
 	double min = pattern_threshold(a, self, "wait-chain.length");
+	double long_ms = pattern_threshold(a, self, "wait-chain.lock-wait-ms");
 
 	for (size_t i = 0; i < a->n_chains; i++) {
 		const struct chain *c = &a->chains[i];
@@ -139,7 +153,8 @@ static void match(const struct analysis *a, const struct pattern *self, struct f
 		 * is working are not problems. */
 		if (c->ends_in_cycle || c->stuck)
 			sev = SEV_ERROR;
-		else if (problem || (locks && (double)links >= min))
+		else if (problem || (locks && (double)links >= min) ||
+			 (locks && waited_for(c->steps[0].t, long_ms)))
 			sev = SEV_WARNING;
 		else if (locks && c->steps[0].t->t->switches_in_sample == 0 && a->snap->sample_ms)
 			sev = SEV_INFO;
@@ -192,7 +207,7 @@ const struct pattern pattern_wait_chain = {
 	     "CPython, GIL waits and threading.Lock/RLock waits are links too (GIL waiter, GIL "
 	     "holder, mutex owner is one chain), each step named with its Python frame",
     .thresholds = thresholds,
-    .n_thresholds = 1,
+    .n_thresholds = 2,
     .recommendations = recs,
     .match = match,
 };

@@ -175,6 +175,10 @@ int proc_top_consumers(const struct proc_cpu_sample *before, uint64_t interval_n
 		char pid[16], comm[OSM_COMM_LEN + 1];
 		uint64_t ticks, now;
 		double pct;
+		/* osmosis itself is not a consumer of the machine it looks at (its own sample and
+		 * pre-copy ran in the interval) */
+		if (before->pids[i] == getpid())
+			continue;
 		snprintf(pid, sizeof(pid), "%d", before->pids[i]);
 		if (read_pid_ticks(dirfd, pid, &ticks, comm) < 0 || ticks <= before->ticks[i])
 			continue;

@@ -213,8 +213,12 @@ static void where_text(const struct py_frame *f, char *buf, size_t len)
 
 static void holder_label(const struct athread *h, char *buf, size_t len)
 {
-	snprintf(buf, len, "thread %d \"%s\"", h->t->tid,
-		 h->runtime_name ? h->runtime_name : h->t->name);
+	const char *name = h->runtime_name && h->runtime_name[0] ? h->runtime_name : h->t->name;
+
+	if (name[0])
+		snprintf(buf, len, "thread %d \"%s\"", h->t->tid, name);
+	else
+		snprintf(buf, len, "thread %d", h->t->tid);
 }
 
 /* What a library wait is, from the outermost threading.py / queue.py frame. */
