@@ -1442,6 +1442,7 @@ int shared_frozen(struct capture *c)
 		return 0; /* nothing looked at: no "written" time */
 	r = find_frozen(c);
 	timeline_pause_part(c->tl, PAUSE_WRITTEN, now_ns() - t0);
+	log_debug("shared objects: written pages found in %.2f ms", (double)(now_ns() - t0) / 1e6);
 	return r;
 }
 
