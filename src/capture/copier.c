@@ -334,6 +334,11 @@ static int run(struct copier *c, struct copy_job *jobs, size_t n_jobs, bool froz
 	return run_each(c, jobs, n_jobs, frozen, NULL, NULL);
 }
 
+int copier_each(struct copier *c, void (*fn)(void *ctx, size_t i), void *ctx, size_t n)
+{
+	return run_each(c, NULL, n, false, fn, ctx);
+}
+
 int copier_each_frozen(struct copier *c, void (*fn)(void *ctx, size_t i), void *ctx, size_t n)
 {
 	return run_each(c, NULL, n, true, fn, ctx);

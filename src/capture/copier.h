@@ -40,6 +40,9 @@ int copier_run_frozen(struct copier *c, struct copy_job *jobs, size_t n_jobs);
  * freeze runs (real-time priority): work of the pause that is one independent piece per target
  * (reading each target's layout) takes the targets' idle CPUs too. */
 int copier_each_frozen(struct copier *c, void (*fn)(void *ctx, size_t i), void *ctx, size_t n);
+/* The same out of the freeze, at the threads' own policy (as copier_run): the shared objects'
+ * rounds scan their mappings, one process's page tables each, on every copy thread. */
+int copier_each(struct copier *c, void (*fn)(void *ctx, size_t i), void *ctx, size_t n);
 void copier_free(struct copier *c);
 
 /* Copy one job on the calling thread (used by copier_run and by tests). */

@@ -971,14 +971,6 @@ static int scan_map_into(struct shared_object *o, struct shared_map *sm, uint64_
 	return 0;
 }
 
-static int scan_map(struct shared_object *o, struct shared_map *sm, uint64_t flags,
-		    uint64_t category_mask, uint64_t *bytes)
-{
-	static struct page_region vec[SCAN_VEC];
-
-	return scan_map_into(o, sm, flags, category_mask, bytes, vec, SCAN_VEC);
-}
-
 static int run_jobs(struct capture *c)
 {
 	int r = copier_run(c->copier, c->jobs, c->n_jobs);
@@ -1092,18 +1084,46 @@ static unsigned check_maps(struct capture *c, struct shared_object *o)
  * UINT64_MAX after a whole read (no measure of what is written per round). Returns 0 or a
  * negative errno; o may have become copied in the freeze.
  */
+/* One tracked mapping's written pages since the last round, marked and protected again. */
+static void scan_round_one(void *ctx, size_t i)
+{
+	struct shared_object *o = ctx;
+	struct shared_map *sm = &o->maps[i];
+	struct page_region vec[FROZEN_SCAN_VEC];
+
+	sm->scan_bytes = 0;
+	if (sm->tracked)
+		sm->scan_rc = scan_map_into(o, sm, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+					    PAGE_IS_WRITTEN, &sm->scan_bytes, vec, FROZEN_SCAN_VEC);
+}
+
 static int round_once(struct capture *c, struct shared_object *o, bool whole, uint64_t *ret_written)
 {
 	uint64_t written = 0, t0 = now_ns();
 	int r;
 
 	c->n_jobs = 0;
+	if (!whole && o->track) {
+		/* Each mapping is another process's page tables: the scans run on every copy
+		 * thread (the marks are atomic). Every page a target writes during the last
+		 * round, the pause copies. */
+		for (size_t i = 0; i < o->n_maps; i++)
+			o->maps[i].scan_rc = 0;
+		r = 0;
+		if (c->copier)
+			r = copier_each(c->copier, scan_round_one, o, o->n_maps);
+		else
+			for (size_t i = 0; i < o->n_maps; i++)
+				scan_round_one(o, i);
+		if (r < 0)
+			return r; /* interrupted: osmosis is asked to stop */
+	}
 	for (size_t i = 0; !whole && o->track && i < o->n_maps; i++) {
 		struct shared_map *sm = &o->maps[i];
 		if (!sm->tracked)
 			continue;
-		r = scan_map(o, sm, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN,
-			     &written);
+		r = sm->scan_rc;
+		written += sm->scan_bytes;
 		if (r == -ENOMEM)
 			return r;
 		if (r < 0 && map_state(o, sm) == 0)
