@@ -177,8 +177,8 @@ int capture_add_staged_job(struct capture *c, struct target *t, uint64_t remote,
  * marks never-touched pages too (UFFD_FEATURE_WP_UNPOPULATED), and such a marker reads as a swap
  * entry; reading it as a page would give the target a page it never had (a sleep's 132 KiB heap
  * and stack, 16 KiB of each resident, were left wholly resident). With pfns shown (root), a
- * marker is swap type 31, the last of the 32 (SWP_PTE_MARKER: docs/kernel-facts.md); without,
- * a mapping that had nothing in swap when its smaps were read has only markers.
+ * marker is swap type 31, the last of the 32 (SWP_PTE_MARKER: docs/design/kernel-facts.md);
+ * without, a mapping that had nothing in swap when its smaps were read has only markers.
  */
 static bool in_swap(uint64_t ent, const struct osm_mapping *m)
 {

@@ -538,15 +538,13 @@ static int run_jobs(struct capture *c, struct target *t, bool first)
  */
 static bool elf_magic(const struct target *t, const struct osm_mapping *m)
 {
+	static const char elf[4] = {0x7f, 'E', 'L', 'F'};
 	char magic[4];
 	struct iovec local = {.iov_base = magic, .iov_len = sizeof(magic)};
 	struct iovec remote = {.iov_base = (void *)(uintptr_t)m->start, .iov_len = sizeof(magic)};
 
 	return process_vm_readv(t->proc->pid, &local, 1, &remote, 1, 0) == sizeof(magic) &&
-	       !memcmp(magic,
-		       "\x7f"
-		       "ELF",
-		       4);
+	       !memcmp(magic, elf, sizeof(elf));
 }
 
 int precopy_track(struct capture *c, struct target *t)
@@ -567,8 +565,7 @@ int precopy_track(struct capture *c, struct target *t)
 						 .mode = UFFDIO_WRITEPROTECT_MODE_WP};
 
 		if (!tracked_kind(m) || (m->elf_header_only && !elf_magic(t, m))) {
-			/* Registered only (gap_kind): a refusal just ends the freeze's walks there.
-			 */
+			/* Registered only (gap_kind); refused, it ends the freeze's walks there */
 			if (!gap_kind(m) || ioctl(t->uffd, UFFDIO_REGISTER, &reg) < 0)
 				continue;
 			if (grow_array((void **)&pt->gap, &pt->cap_gap, pt->n_gap + 1,
