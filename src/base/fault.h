@@ -33,7 +33,8 @@
 	X("frozen", "any", "every thread stopped")                                                 \
 	X("shared-scan", "shared", "in the freeze, a shared mapping about to be scanned")          \
 	X("gap-scan", "precopy",                                                                   \
-	  "in the freeze, a walk of tracked mappings across untracked ones about to start")        \
+	  "in the freeze, a target's written pages about to be found (fail: as if the walks "      \
+	  "across untracked mappings were refused)")                                               \
 	X("injecting", "clone", "in the freeze, a thread chosen for the clone")                    \
 	X("trampoline", "clone", "the trampoline page mapped in the target")                       \
 	X("intermediate", "clone", "the intermediate made and held, before it makes the clone")    \

@@ -515,6 +515,25 @@ static int keep_memory(struct capture *c, struct target *t)
 	return t->method->frozen(c, t);
 }
 
+/* One target's method's frozen_scan (the set's i-th), on whichever copy thread. */
+static void frozen_scan_one(void *ctx, size_t i)
+{
+	struct capture *c = ctx;
+	struct target *t = c->set->v[i];
+
+	if (target_live(t) && t->method && t->method->frozen_scan)
+		t->method->frozen_scan(c, t);
+}
+
+static void frozen_scans(struct capture *c)
+{
+	uint64_t t0 = now_ns();
+
+	if (c->copier && copier_each_frozen(c->copier, frozen_scan_one, c, c->set->n) < 0)
+		return; /* interrupted: what is not done, frozen does itself */
+	timeline_pause_part(c->tl, PAUSE_WRITTEN, now_ns() - t0);
+}
+
 int capture_frozen(struct capture *c)
 {
 	uint64_t t0;
@@ -525,6 +544,7 @@ int capture_frozen(struct capture *c)
 	if (!c->state_only) {
 		shared_frozen_reaped(c);
 		capture_prefetch_layouts(c);
+		frozen_scans(c);
 	}
 	for (size_t i = 0; i < c->set->n; i++) {
 		struct target *t = c->set->v[i];

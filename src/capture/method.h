@@ -19,6 +19,9 @@
  *   last_round   after every target's layout for the freeze is read: make what the freeze copies
  *                smaller (pre-copy: one more round when the last is old, the set's others having
  *                run theirs since); returns 1 when it did, and freeze_room is called again
+ *   frozen_scan  inside the freeze, before any target's frozen, on the copy threads for every
+ *                target at once: work of one target alone that frozen then uses (pre-copy:
+ *                the written pages' scans); may fill only what freeze_room reserved
  *   frozen       inside the freeze, after t's registers and layout: keep t's memory as it is
  *                now (queue copy jobs, make a clone); may hand t to the copy method
  *   thawed       right after the thaw: undo what slows t down (pre-copy's write tracking)
@@ -78,6 +81,7 @@ struct capture_ops {
 	 * pages, never more than it tracks), which the arena may grow to hold before the freeze */
 	uint64_t (*freeze_bytes)(const struct capture *c, const struct target *t,
 				 uint64_t *ret_bounded);
+	void (*frozen_scan)(struct capture *c, struct target *t);
 	int (*frozen)(struct capture *c, struct target *t);
 	void (*thawed)(struct capture *c, struct target *t);
 	int (*finish)(struct capture *c, struct target *t);
