@@ -53,6 +53,12 @@ static int try_thread(struct target *t, pid_t tid, inject_fn fn, void *ctx, int 
 	}
 	r = fn ? fn(&in, ctx) : 0;
 	int e = inject_end(&in);
+	long resumed = arch_gregs_restart_block_nr(&in.saved);
+	for (size_t i = 0; e == 0 && resumed >= 0 && i < p->n_threads; i++)
+		if (p->threads[i]->tid == tid) {
+			p->threads[i]->resumed_nr = resumed;
+			p->threads[i]->resumed_pc = arch_gregs_pc(&in.saved);
+		}
 	*lost = in.lost_signal;
 	if (in.fault_signal) {
 		*why = "an injected syscall raised a signal (suppressed)";

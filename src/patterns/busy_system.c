@@ -7,8 +7,8 @@
 
 static const char *const recs[] = {
     "The machine is short of CPU: everything on it runs slower, timeouts fire. Find the "
-    "consumers (named below; a spiking-thread finding, where there is one, names the thread) "
-    "and limit them.",
+    "consumers (named in the evidence; a spiking-thread finding, where there is one, names the "
+    "thread) and limit them.",
     "If this is normal load, the machine needs more CPUs or the service more instances.",
     NULL,
 };

@@ -6,9 +6,10 @@
 #include "patterns/pattern.h"
 
 static const char *const recs[] = {
-    "Findings about the processes and threads named here may be incomplete.",
-    "Take the snapshot again (as root for other users' processes, on a disk with room, "
-    "without --state-only when stacks and locks matter).",
+    "Findings about the processes and threads named here may be incomplete. A short-lived "
+    "process that ended during the snapshot (a worker done with its task) is normal.",
+    "Where what is missing matters, take the snapshot again (as root for other users' "
+    "processes, on a disk with room, without --state-only when stacks and locks matter).",
     NULL,
 };
 

@@ -118,6 +118,7 @@ struct osm_thread *process_add_thread(struct osm_process *p, pid_t tid)
 	t->voluntary_in_sample = -1;
 	t->last_ran_ago_ms = -1;
 	t->switches_after_thaw = -1;
+	t->resumed_nr = -1;
 	p->threads[p->n_threads++] = t;
 	return t;
 }

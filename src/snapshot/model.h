@@ -39,6 +39,11 @@ struct osm_thread {
 					 snapshot had resumed it: what the freeze itself caused is
 					 counted before the next snapshot's figure; -1 unknown */
 	uint64_t stack_swapped_pages; /* stack pages in swap at the freeze (pagemap) */
+	/* An injection before the freeze interrupted it in this syscall, which the kernel resumes
+	 * as restart_syscall at resumed_pc: that is the call it is in when the freeze finds it
+	 * there (capture/threads.c); -1 none */
+	long resumed_nr;
+	uint64_t resumed_pc;
 	/* schedstat (proc/schedstat.h): totals when its state was read, and over the sampling
 	 * interval the share of a CPU it ran and waited runnable for one (its demand) */
 	uint64_t sched_run_ns, sched_wait_ns, sched_slices;

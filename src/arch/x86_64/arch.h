@@ -71,6 +71,9 @@ int64_t arch_gregs_syscall_result(const arch_gregs_t *r);
  * to the syscall instruction, the number in place of -ERESTART*), because resuming from another
  * stop than the interrupt's does not pass through the kernel's restart logic. */
 void arch_gregs_restart_fixup(arch_gregs_t *r);
+/* The syscall r was interrupted in when the kernel resumes it as restart_syscall (a sleep, a
+ * timed futex wait: its time left kept by the kernel), or -1. */
+long arch_gregs_restart_block_nr(const arch_gregs_t *r);
 
 /* The self-restoring trampoline (trampoline.S): its bytes, with the registers it restores
  * (after arch_gregs_restart_fixup) written into its data block. *ret_len <= ARCH_TRAMP_MAX. */
