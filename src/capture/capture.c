@@ -528,7 +528,14 @@ static void frozen_scan_one(void *ctx, size_t i)
 static void frozen_scans(struct capture *c)
 {
 	uint64_t t0 = now_ns();
+	bool any = false;
 
+	/* none (a clone, a copy): no "written" time */
+	for (size_t i = 0; i < c->set->n && !any; i++)
+		any = target_live(c->set->v[i]) && c->set->v[i]->method &&
+		      c->set->v[i]->method->frozen_scan;
+	if (!any)
+		return;
 	if (c->copier && copier_each_frozen(c->copier, frozen_scan_one, c, c->set->n) < 0)
 		return; /* interrupted: what is not done, frozen does itself */
 	timeline_pause_part(c->tl, PAUSE_WRITTEN, now_ns() - t0);
