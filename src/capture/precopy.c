@@ -30,6 +30,7 @@
  * whole as the copy method does.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,19 +154,32 @@ static bool gap_kind(const struct osm_mapping *m)
 	       !(m->vmflags & (VMF_HUGETLB | VMF_IO | VMF_PFNMAP)) && m->end - m->start <= GAP_MAX;
 }
 
-/* Whether m is a gap registered before the rounds, as it was then. */
-static bool is_gap(const struct precopy_target *pt, const struct osm_mapping *m)
+/* The index of the first of n records (each size bytes, a uint64_t start first, in address
+ * order) that starts at or after start: a region's or a gap's. */
+_Static_assert(offsetof(struct precopy_region, start) == 0, "start first");
+_Static_assert(offsetof(struct precopy_gap, start) == 0, "start first");
+static size_t first_from(const void *v, size_t n, size_t size, uint64_t start)
 {
-	size_t lo = 0, hi = pt->n_gap;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (pt->gap[mid].start < m->start)
+		uint64_t at;
+		memcpy(&at, (const char *)v + mid * size, sizeof(at));
+		if (at < start)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < pt->n_gap && pt->gap[lo].start == m->start && pt->gap[lo].end == m->end;
+	return lo;
+}
+
+/* Whether m is a gap registered before the rounds, as it was then. */
+static bool is_gap(const struct precopy_target *pt, const struct osm_mapping *m)
+{
+	size_t k = first_from(pt->gap, pt->n_gap, sizeof(*pt->gap), m->start);
+
+	return k < pt->n_gap && pt->gap[k].start == m->start && pt->gap[k].end == m->end;
 }
 
 uint64_t precopy_arena_bytes(const struct target *t)
@@ -727,15 +741,8 @@ static int span_flush_loose(struct capture *c, struct target *t, struct span *s,
 static struct precopy_region *find_region(const struct target *t, const struct osm_mapping *m)
 {
 	struct precopy_target *pt = pt_of(t);
-	size_t lo = 0, hi = pt->n_pc;
+	size_t lo = first_from(pt->pc, pt->n_pc, sizeof(*pt->pc), m->start);
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (pt->pc[mid].start < m->start)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
 	if (lo == pt->n_pc)
 		return NULL;
 	struct precopy_region *g = &pt->pc[lo];
