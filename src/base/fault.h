@@ -28,6 +28,9 @@
 	X("tracking", "precopy", "write tracking registered, before the first round")              \
 	X("precopied", "precopy", "pre-copy's rounds done, before the freeze")                     \
 	X("shared-round", "shared", "a round over a tracked shared object done, before the next")  \
+	X("child-watch", "shared",                                                                 \
+	  "the children of members that fork about to be watched to their exits (fail: not "       \
+	  "watched)")                                                                              \
 	X("prepared", "any", "methods chosen, buffers reserved, before the freeze")                \
 	X("settled", "any", "the shared objects' last check done, nothing left before the freeze") \
 	X("frozen", "any", "every thread stopped")                                                 \

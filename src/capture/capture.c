@@ -332,6 +332,15 @@ static int reserve_frozen(struct capture *c)
 		return r;
 	/* A tree's child born meanwhile joins in the freeze, copied: as large as the largest. */
 	jobs += largest;
+	/* The children of the tree met as the rounds ran that still run join in the freeze too,
+	 * each copied there (a backend per connection under churn): room for their private memory,
+	 * twice what they hold now (they go on growing), within the budget. Without it, the
+	 * first of them to be copied would find the reservation full and be let go. */
+	uint64_t joiners = 2 * shared_joiners_bytes(c);
+	if (joiners && joiners <= capture_budget_left(c) &&
+	    arena_reserve_more(&c->arena, joiners) == 0)
+		log_debug("room for the tree's children born meanwhile: %llu bytes",
+			  (unsigned long long)joiners);
 	if (grow_array((void **)&c->jobs, &c->cap_jobs, jobs, sizeof(*c->jobs)) < 0)
 		return log_error(ENOMEM, "out of memory");
 	capture_note_buffers(c);

@@ -150,6 +150,9 @@ int shared_collect(struct capture *c);
 bool shared_tracks(const struct capture *c, const struct target *t);
 /* Copy jobs the shared objects may need in the freeze. */
 size_t shared_jobs_bound(const struct capture *c);
+/* The private memory of the tree's children met as the rounds ran that still run (joiners: each
+ * joins in the freeze and is copied there), from their statm: room for them in the freeze. */
+uint64_t shared_joiners_bytes(const struct capture *c);
 /* Bytes the shared objects' buffers may hold (each object once). */
 uint64_t shared_buffer_bytes(const struct capture *c);
 /* Bytes of t's planned dump that its shared objects hold (not in the arena). */

@@ -66,6 +66,7 @@
 #include "base/timeutil.h"
 #include "base/util.h"
 #include "capture/capture.h"
+#include "capture/childwatch.h"
 #include "capture/uffd.h"
 #include "inject/inject.h"
 #include "proc/maps.h"
@@ -142,6 +143,10 @@ struct shared_object {
 	unsigned rereads;		 /* whole reads after a tracked mapping went away */
 	pid_t last_gone;		 /* the last mapper whose mapping went away */
 	bool last_gone_reaped; /* last_gone is the parent of a child that exited, reaped */
+	/* Children seen to their exit by the watch (childwatch.h), what they touched marked: */
+	unsigned children;	 /* atomic: the watch's thread adds */
+	uint64_t children_bytes; /* atomic */
+	pid_t children_of;	 /* atomic: the member whose children they were (the last) */
 };
 
 /* A member of the set, watched for the children it forks and reaps while the rounds run. */
@@ -150,6 +155,11 @@ struct parent {
 	uint64_t cfaults; /* its reaped children's faults, as last read */
 	bool forks;	  /* seen with a child, or reaping one: looked at again in the freeze */
 	bool reaped;	  /* found in the freeze to have reaped a child since the last look */
+	/* Held by the watch (every child it forks is seen to its exit): a rise of cfaults is
+	 * explained by the children it accounted for and that are reaped since. */
+	bool watched;
+	struct watched_child *pending; /* accounted for, not yet known reaped */
+	size_t n_pending;
 };
 
 struct shared_set {
@@ -159,6 +169,7 @@ struct shared_set {
 	size_t n_parents;
 	pid_t seen[MAX_SEEN]; /* children met outside the set since: joiners, exited, outside */
 	size_t n_seen;
+	struct child_watch *watch; /* from the tracking's start to the end of shared_settle */
 };
 
 static bool candidate(const struct osm_mapping *m)
@@ -446,7 +457,7 @@ static int note_parents(struct capture *c, struct shared_set *ss)
 			continue;
 		struct child_look cl = {c, &ss->parents[ss->n_parents]};
 		ss->parents[ss->n_parents++] =
-		    (struct parent){t->proc->pid, st.cfaults, false, false};
+		    (struct parent){.pid = t->proc->pid, .cfaults = st.cfaults};
 		for_each_child(t, seen_child, &cl);
 	}
 	return 0;
@@ -465,6 +476,8 @@ static void look_at_child(void *arg, pid_t pid)
 
 	if (target_set_find(cl->c->set, pid) || seen_before(ss, pid))
 		return;
+	if (child_watch_accounted(ss->watch, pid, NULL))
+		return; /* seen to its exit: what it touched is marked */
 	note_seen(ss, pid);
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 	if (proc_read_stat(AT_FDCWD, path, &st) < 0 || st.state == 'Z') {
@@ -493,6 +506,71 @@ static void look_at_child(void *arg, pid_t pid)
 	}
 }
 
+/* The faults of pa's accounted children that are reaped (their /proc entry gone), each such
+ * one flagged. Allocates nothing: also in the freeze. */
+static uint64_t reaped_faults(struct parent *pa)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < pa->n_pending; i++) {
+		char path[32];
+		snprintf(path, sizeof(path), "/proc/%d", pa->pending[i].pid);
+		pa->pending[i].reaped = access(path, F_OK) < 0 && errno == ENOENT;
+		if (pa->pending[i].reaped)
+			sum += pa->pending[i].faults;
+	}
+	return sum;
+}
+
+/*
+ * A look at a parent the watch holds: each child it forked since the watch began was seen to
+ * its exit, and accounted for or not (then counted as an exit). Its cfaults grow as it reaps
+ * them; a rise that the accounted children it reaped do not explain is a child the watch did
+ * not see (forked before the watch, or adopted), which counts as an exit. Read in the order
+ * that makes the sum sound: cfaults, then the accounted children (each is accounted before
+ * it can be reaped), then which are reaped, then cfaults again (a reap meanwhile: again).
+ */
+static void watched_look(struct capture *c, struct parent *pa, const struct target *t)
+{
+	struct shared_set *ss = c->shared;
+	struct proc_stat st, again;
+	uint64_t explained = 0;
+	unsigned unknown = child_watch_take_unknown(ss->watch, pa->pid);
+	int tries = 0;
+
+	if (unknown) {
+		log_debug("pid %d: %u children exited unseen as the rounds ran", pa->pid, unknown);
+		count_exit(ss, pa->pid, pa->pid, true);
+	}
+	do {
+		if (proc_read_stat(t->ref.procfd, "stat", &st) < 0)
+			return;
+		ssize_t n =
+		    child_watch_take_children(ss->watch, pa->pid, &pa->pending, pa->n_pending);
+		if (n < 0) {
+			count_exit(ss, pa->pid, pa->pid, true);
+			return;
+		}
+		pa->n_pending = (size_t)n;
+		explained = reaped_faults(pa);
+		if (proc_read_stat(t->ref.procfd, "stat", &again) < 0)
+			return;
+	} while (again.cfaults != st.cfaults && ++tries < 3);
+	if (st.cfaults != pa->cfaults) {
+		pa->forks = true;
+		if (again.cfaults != st.cfaults || st.cfaults - pa->cfaults != explained) {
+			log_debug("pid %d reaped a child the watch did not account for", pa->pid);
+			count_exit(ss, pa->pid, pa->pid, true);
+		}
+		pa->cfaults = again.cfaults;
+		for (size_t i = 0; i < pa->n_pending;)
+			if (pa->pending[i].reaped)
+				pa->pending[i] = pa->pending[--pa->n_pending];
+			else
+				i++;
+	}
+}
+
 /* Exits and new children since the last look (each object's exits grow by its own). */
 static void watch_children(struct capture *c)
 {
@@ -504,13 +582,19 @@ static void watch_children(struct capture *c)
 		struct child_look cl = {c, pa};
 		struct proc_stat st;
 
-		if (!t || !target_live(t) || proc_read_stat(t->ref.procfd, "stat", &st) < 0)
+		if (!t || !target_live(t))
 			continue; /* a member gone: its own mappings say so */
-		if (st.cfaults != pa->cfaults) {
-			log_debug("pid %d reaped a child as the rounds ran", pa->pid);
-			pa->cfaults = st.cfaults;
-			pa->forks = true;
-			count_exit(ss, pa->pid, pa->pid, true);
+		if (pa->watched) {
+			watched_look(c, pa, t);
+		} else {
+			if (proc_read_stat(t->ref.procfd, "stat", &st) < 0)
+				continue;
+			if (st.cfaults != pa->cfaults) {
+				log_debug("pid %d reaped a child as the rounds ran", pa->pid);
+				pa->cfaults = st.cfaults;
+				pa->forks = true;
+				count_exit(ss, pa->pid, pa->pid, true);
+			}
 		}
 		for_each_child(t, look_at_child, &cl);
 	}
@@ -690,6 +774,34 @@ bool shared_tracks(const struct capture *c, const struct target *t)
 				return true;
 	}
 	return false;
+}
+
+uint64_t shared_joiners_bytes(const struct capture *c)
+{
+	const struct shared_set *ss = c->shared;
+	pid_t seen[MAX_JOINERS];
+	size_t n_seen = 0;
+	uint64_t sum = 0;
+
+	for (size_t k = 0; ss && k < ss->n; k++)
+		for (size_t i = 0; i < ss->v[k].n_joiners; i++) {
+			const struct joiner *j = &ss->v[k].joiners[i];
+			bool dup = false;
+			for (size_t x = 0; x < n_seen && !dup; x++)
+				dup = seen[x] == j->pid;
+			if (dup || j->gone || n_seen == MAX_JOINERS || !joiner_runs(j))
+				continue;
+			seen[n_seen++] = j->pid;
+			_cleanup_free_ char *text = NULL;
+			char path[40];
+			unsigned long long size, resident, shared;
+			snprintf(path, sizeof(path), "/proc/%d/statm", j->pid);
+			if (read_file_at(AT_FDCWD, path, &text, NULL) == 0 &&
+			    sscanf(text, "%llu %llu %llu", &size, &resident, &shared) == 3 &&
+			    resident > shared)
+				sum += (resident - shared) * c->page_size;
+		}
+	return sum;
 }
 
 size_t shared_jobs_bound(const struct capture *c)
@@ -879,34 +991,42 @@ static void mark(struct shared_object *o, uint64_t off, uint64_t len, uint64_t *
 
 static void clear_marks(struct shared_object *o)
 {
-	memset(o->marks, 0, o->n_marks * sizeof(*o->marks));
+	/* atomic: the watch's thread marks what exiting children touched (child_exited) */
+	for (size_t i = 0; i < o->n_marks; i++)
+		__atomic_store_n(&o->marks[i], 0, __ATOMIC_RELAXED);
 }
 
-/* Every run of marked pages queued for the copy threads; the marks cleared. */
+/* Every run of marked pages queued for the copy threads; the marks taken (each word swapped
+ * for zero: a mark made meanwhile by another thread stays for the next round). */
 static int queue_marked(struct capture *c, struct shared_object *o)
 {
 	uint64_t pages = (o->hi - o->lo) >> o->page_shift, run = 0, n = 0;
 	int r;
 
-	for (uint64_t p = 0; p < pages;) {
-		if (p % 64 == 0 && n == 0 && !o->marks[p / 64]) {
-			p += 64; /* a word without a mark */
-			continue;
+	for (uint64_t wi = 0; wi < o->n_marks; wi++) {
+		uint64_t word = __atomic_load_n(&o->marks[wi], __ATOMIC_RELAXED)
+				    ? __atomic_exchange_n(&o->marks[wi], 0, __ATOMIC_RELAXED)
+				    : 0;
+		if (!word && !n)
+			continue; /* a word without a mark */
+		for (unsigned b = 0; b < 64; b++) {
+			uint64_t p = wi * 64 + b;
+			if (p >= pages)
+				break;
+			if (word >> b & 1) {
+				if (n++ == 0)
+					run = p;
+			} else if (n) {
+				r = queue_object(c, o, o->lo + (run << o->page_shift),
+						 n << o->page_shift);
+				if (r < 0)
+					return r;
+				n = 0;
+			}
 		}
-		if (o->marks[p / 64] >> (p % 64) & 1) {
-			if (n++ == 0)
-				run = p;
-		} else if (n) {
-			r = queue_object(c, o, o->lo + (run << o->page_shift), n << o->page_shift);
-			if (r < 0)
-				return r;
-			n = 0;
-		}
-		p++;
 	}
 	if (n && (r = queue_object(c, o, o->lo + (run << o->page_shift), n << o->page_shift)) < 0)
 		return r;
-	clear_marks(o);
 	return 0;
 }
 
@@ -941,11 +1061,13 @@ static uint64_t written_anyof(void)
 /* One PAGEMAP_SCAN pass over a mapping, the regions found read into vec (n_vec of them at a
  * time); each is marked (object offsets). A scan for written pages sees holes only where
  * written_anyof says so. */
-static int scan_map_into(struct shared_object *o, struct shared_map *sm, uint64_t flags,
-			 uint64_t category_mask, uint64_t *bytes, struct page_region *vec,
-			 size_t n_vec)
+/* The pages of [start, end) in the pagemap fd that match, marked in o (start maps o's offset
+ * pgoff). */
+static int scan_range_into(struct shared_object *o, int pagemap_fd, uint64_t start, uint64_t end,
+			   uint64_t pgoff, uint64_t flags, uint64_t category_mask, uint64_t *bytes,
+			   struct page_region *vec, size_t n_vec)
 {
-	uint64_t start = sm->start, end = sm->end;
+	uint64_t first = start;
 	uint64_t anyof = category_mask == PAGE_IS_WRITTEN ? written_anyof() : 0;
 
 	while (start < end) {
@@ -958,12 +1080,11 @@ static int scan_map_into(struct shared_object *o, struct shared_map *sm, uint64_
 					.category_mask = category_mask,
 					.category_anyof_mask = anyof,
 					.return_mask = category_mask | anyof};
-		int n = ioctl(sm->t->pagemap_fd, PAGEMAP_SCAN, &a);
+		int n = ioctl(pagemap_fd, PAGEMAP_SCAN, &a);
 		if (n < 0)
 			return -errno;
 		for (int i = 0; i < n; i++)
-			mark(o, sm->pgoff + (vec[i].start - sm->start), vec[i].end - vec[i].start,
-			     bytes);
+			mark(o, pgoff + (vec[i].start - first), vec[i].end - vec[i].start, bytes);
 		if (a.walk_end <= start)
 			return -EIO;
 		start = a.walk_end;
@@ -971,11 +1092,135 @@ static int scan_map_into(struct shared_object *o, struct shared_map *sm, uint64_
 	return 0;
 }
 
+static int scan_map_into(struct shared_object *o, struct shared_map *sm, uint64_t flags,
+			 uint64_t category_mask, uint64_t *bytes, struct page_region *vec,
+			 size_t n_vec)
+{
+	return scan_range_into(o, sm->t->pagemap_fd, sm->start, sm->end, sm->pgoff, flags,
+			       category_mask, bytes, vec, n_vec);
+}
+
+/*
+ * On the watch's thread, at the exit of a child of member with its own memory (childwatch.h):
+ * the pages of each tracked object present in its page tables, where it inherited member's
+ * mappings, are marked (fork copies no page table of a shared mapping, so what it touched
+ * since it was forked, which holds what it wrote). The next round, or the freeze, copies them.
+ * A mapping it no longer has there (unmapped, or mapped again) makes its writes unknown.
+ */
+static int child_exited(void *arg, pid_t tid, pid_t member)
+{
+	struct shared_set *ss = arg;
+	struct page_region vec[FROZEN_SCAN_VEC];
+	char path[96];
+	bool maps = false;
+	int r = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", tid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (size_t k = 0; k < ss->n; k++) {
+		struct shared_object *o = &ss->v[k];
+		uint64_t bytes = 0;
+
+		for (size_t i = 0; i < o->n_maps; i++) {
+			const struct shared_map *sm = &o->maps[i];
+			struct stat st;
+
+			if (sm->t->proc->pid != member || sm->late)
+				continue;
+			maps = true;
+			if (!__atomic_load_n(&o->track, __ATOMIC_RELAXED))
+				continue; /* copied whole in the freeze anyway */
+			snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", tid,
+				 (unsigned long long)sm->start, (unsigned long long)sm->end);
+			if (stat(path, &st) < 0 || st.st_ino != o->inode ||
+			    major(st.st_dev) != o->dev_major || minor(st.st_dev) != o->dev_minor) {
+				r = -ENOENT;
+				continue;
+			}
+			int s = scan_range_into(o, fd, sm->start, sm->end, sm->pgoff, 0,
+						PAGE_IS_PRESENT, &bytes, vec, FROZEN_SCAN_VEC);
+			if (s < 0)
+				r = s;
+		}
+		if (maps) {
+			__atomic_store_n(&o->children_of, member, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&o->children, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&o->children_bytes, bytes, __ATOMIC_RELAXED);
+		}
+	}
+	return maps ? r : -ENOENT;
+}
+
 static int run_jobs(struct capture *c)
 {
 	int r = copier_run(c->copier, c->jobs, c->n_jobs);
 	c->n_jobs = 0;
 	return r;
+}
+
+/* The members that map a tracked object and fork (a postmaster): held by the watch from now to
+ * the end of shared_settle, so that each child they fork is seen to its exit (childwatch.h). */
+static void watch_start(struct capture *c)
+{
+	struct shared_set *ss = c->shared;
+	_cleanup_free_ pid_t *pids = NULL;
+	size_t n = 0;
+
+	if (!ss || !ss->n_parents || fault_point("child-watch") < 0)
+		return;
+	pids = calloc(ss->n_parents, sizeof(*pids));
+	if (!pids)
+		return;
+	for (size_t i = 0; i < ss->n_parents; i++) {
+		struct parent *pa = &ss->parents[i];
+		bool tracked = false;
+		for (size_t k = 0; k < ss->n && !tracked; k++)
+			tracked = ss->v[k].track && maps_object(&ss->v[k], pa->pid);
+		if (pa->forks && tracked)
+			pids[n++] = pa->pid;
+	}
+	if (!n)
+		return;
+	ss->watch = child_watch_start(pids, n, child_exited, ss);
+	for (size_t i = 0; ss->watch && i < ss->n_parents; i++) {
+		struct parent *pa = &ss->parents[i];
+		pa->watched = child_watch_holds(ss->watch, pa->pid);
+		if (pa->watched)
+			log_debug("pid %d: its children are watched to their exits", pa->pid);
+	}
+}
+
+/* The watch's end, just before the freeze: every task let go (the freeze seizes them). A child
+ * whose exit it saw but could not account for since the last look makes the objects its parent
+ * maps copied whole in the freeze. The parents' accounted children not yet reaped stay pending:
+ * the freeze's look at cfaults (shared_frozen_reaped) counts them. */
+static void watch_stop(struct capture *c)
+{
+	struct shared_set *ss = c->shared;
+
+	if (!ss || !ss->watch)
+		return;
+	child_watch_stop(ss->watch);
+	for (size_t i = 0; i < ss->n_parents; i++) {
+		struct parent *pa = &ss->parents[i];
+		if (!pa->watched)
+			continue;
+		ssize_t n =
+		    child_watch_take_children(ss->watch, pa->pid, &pa->pending, pa->n_pending);
+		if (n >= 0)
+			pa->n_pending = (size_t)n;
+		if (n < 0 || child_watch_take_unknown(ss->watch, pa->pid))
+			for (size_t k = 0; k < ss->n; k++)
+				if (ss->v[k].track && maps_object(&ss->v[k], pa->pid))
+					copy_whole(&ss->v[k],
+						   "a child of pid %d exited as the freeze began, "
+						   "and what it wrote is unknown",
+						   pa->pid);
+	}
+	child_watch_free(ss->watch);
+	ss->watch = NULL;
 }
 
 int shared_track(struct capture *c)
@@ -1003,6 +1248,7 @@ int shared_track(struct capture *c)
 					   sm->t->proc->pid, strerror(-r));
 		}
 	}
+	watch_start(c);
 	return 0;
 }
 
@@ -1059,6 +1305,11 @@ static unsigned check_maps(struct capture *c, struct shared_object *o)
 		struct joiner *j = &o->joiners[i];
 		if (j->gone || joiner_runs(j))
 			continue;
+		if (child_watch_accounted(c->shared->watch, j->pid, NULL)) {
+			/* Seen to its exit, what it touched marked: its room is free again. */
+			o->joiners[i--] = o->joiners[--o->n_joiners];
+			continue;
+		}
 		log_debug("shared object %u: pid %d, forked in the tree, exited", o->id, j->pid);
 		j->gone = true;
 		o->last_gone = j->pid;
@@ -1256,8 +1507,10 @@ int shared_settle(struct capture *c)
 		    now_ns() - o->round_end_ns > 2 * o->round_ns + 1000000 &&
 		    (r = round_once(c, o, false, &w)) < 0)
 			return r;
-		prefault(c, o);
 	}
+	watch_stop(c);
+	for (size_t k = 0; ss && k < ss->n; k++)
+		prefault(c, &ss->v[k]);
 	return 0;
 }
 
@@ -1321,6 +1574,9 @@ void shared_frozen_reaped(struct capture *c)
 		pa->reaped = pa->forks && t && target_live(t) &&
 			     proc_read_stat(t->ref.procfd, "stat", &st) == 0 &&
 			     st.cfaults != pa->cfaults;
+		/* Children the watch accounted for, reaped since its end, explain a rise. */
+		if (pa->reaped && pa->watched && st.cfaults - pa->cfaults == reaped_faults(pa))
+			pa->reaped = false;
 	}
 }
 
@@ -1522,6 +1778,16 @@ int shared_describe(struct capture *c, struct osm_snapshot *s)
 			o->last_gone_reaped ? "a child of pid" : "pid", o->last_gone, o->rereads,
 			o->rereads == 1 ? "" : "s") < 0)
 			o->why = NULL;
+		char b[32];
+		if (!o->why && o->children &&
+		    asprintf(
+			&o->why,
+			"tracked; %u child%s of pid %d seen to %s exit before the freeze: what "
+			"%s touched (%s) was copied, not the whole object",
+			o->children, o->children == 1 ? "" : "ren", o->children_of,
+			o->children == 1 ? "its" : "their", o->children == 1 ? "it" : "they",
+			format_bytes(o->children_bytes, b, sizeof(b))) < 0)
+			o->why = NULL;
 
 		*d = (struct osm_shared_object){.id = o->id,
 						.kind = o->kind,
@@ -1575,6 +1841,9 @@ void shared_release(struct capture *c)
 		free(o->marks);
 		free(o->outside);
 	}
+	child_watch_free(ss->watch);
+	for (size_t i = 0; i < ss->n_parents; i++)
+		free(ss->parents[i].pending);
 	free(ss->v);
 	free(ss->parents);
 	free(ss);

@@ -65,6 +65,7 @@ int proc_parse_stat(const char *buf, struct proc_stat *ret)
 	st.utime = f[10];
 	st.stime = f[11];
 	st.starttime = f[18];
+	st.faults = f[6] + f[8];
 	st.cfaults = f[7] + f[9];
 	st.processor = (int)f[35];
 	st.exit_signal = (int)f[34];

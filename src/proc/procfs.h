@@ -20,8 +20,9 @@ struct proc_stat {
 	unsigned flags;
 	uint64_t utime, stime; /* clock ticks */
 	uint64_t starttime;    /* clock ticks since boot */
-	uint64_t cfaults;      /* cminflt + cmajflt: the faults of its reaped children (it grows
-				  each time it reaps one: every process faults at least once) */
+	uint64_t faults;  /* minflt + majflt: its own (the whole process's in /proc/PID/stat) */
+	uint64_t cfaults; /* cminflt + cmajflt: the faults of its reaped children (it grows
+			     each time it reaps one: every process faults at least once) */
 	int processor;
 	int exit_signal; /* sent to the parent at exit (0 for a clone made without one) */
 };

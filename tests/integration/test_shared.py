@@ -517,23 +517,30 @@ FLASH_MAGIC = 0x666c617368
 def test_child_that_writes_and_exits_during_the_rounds_is_seen():
     """After the first round, the parent forks a child that writes its slice and header word and
     exits, reaped at once (fault point shared-round; a short-lived worker under connection
-    churn). Its mapping was never tracked, yet its writes are in every core: its parent's reaped
-    children's faults rose, so the object was read whole again (or copied in the pause), and the
-    manifest names the parent. As a tree and as named pids."""
+    churn). Its mapping was never tracked, yet its writes are in every core. The parent forks,
+    so it is watched: the child was seen to its exit and what it touched copied, without a whole
+    read, and the manifest names the parent. As a tree and as named pids. Without the watch
+    (fault point child-watch), its parent's reaped children's faults rose, and the object was
+    read whole again (or copied in the pause)."""
     with TempDir() as tmp:
-        for scope, m in (("tree", "precopy"), ("pids", "clone")):
-            fifo = os.path.join(tmp, "fork-" + scope)
+        for scope, m, fault, want in (("tree", "precopy", "", "seen to its exit"),
+                                      ("pids", "clone", "", "seen to its exit"),
+                                      ("tree", "precopy", "child-watch:fail", "a child of pid")):
+            fifo = os.path.join(tmp, "fork-%s-%s" % (scope, bool(fault)))
             os.mkfifo(fifo, 0o600)
             with Family("anon", 16, 3, 1, env={"SHM_FORK_FIFO": fifo, "SHM_FLASH": "1"}) as fam:
-                out = os.path.join(tmp, scope)
+                out = os.path.join(tmp, "%s-%s" % (scope, bool(fault)))
                 who = ["--tree", fam.pid] if scope == "tree" else fam.pids()
+                faults = "shared-round:write=%s" % fifo + (";" + fault if fault else "")
                 snap("--method", m, "--sample", "0", "-o", out, *who,
-                     env={"OSMOSIS_FAULT": "shared-round:write=%s" % fifo}, timeout=900)
-                what = "%s, %s" % (scope, m)
+                     env={"OSMOSIS_FAULT": faults}, timeout=900)
+                what = "%s, %s%s" % (scope, m, ", " + fault if fault else "")
                 man = manifest(out)
                 o = the_object(man, fam, what)
-                check("a child of pid %d" % fam.pid in (o["kept_reason"] or ""),
-                      "%s: kept %s (%s)" % (what, o["kept"], o["kept_reason"]))
+                why = o["kept_reason"] or ""
+                check(want in why and "of pid %d" % fam.pid in why and
+                      (fault or "read whole again" not in why),
+                      "%s: kept %s (%s)" % (what, o["kept"], why))
                 slot = len(fam.kids)
                 for pid in fam.pids():
                     data = Core(os.path.join(out, "core.%d" % pid)).read(fam.base, fam.size)
@@ -544,8 +551,7 @@ def test_child_that_writes_and_exits_during_the_rounds_is_seen():
                           (what, pid, h, pg))
                 check_one_instant(out, fam, fam.pids(), what)
                 print("  %s: pause %.1f ms, %d bytes copied in the pause; %s" %
-                      (what, man["pause_us"] / 1000, o["copied_in_pause_bytes"],
-                       o["kept_reason"]))
+                      (what, man["pause_us"] / 1000, o["copied_in_pause_bytes"], why))
                 fam.assert_running()
 
 
