@@ -1122,6 +1122,7 @@ static int child_exited(void *arg, pid_t tid, pid_t member)
 	for (size_t k = 0; k < ss->n; k++) {
 		struct shared_object *o = &ss->v[k];
 		uint64_t bytes = 0;
+		bool mapped = false; /* by member: the child inherited it */
 
 		for (size_t i = 0; i < o->n_maps; i++) {
 			const struct shared_map *sm = &o->maps[i];
@@ -1129,7 +1130,7 @@ static int child_exited(void *arg, pid_t tid, pid_t member)
 
 			if (sm->t->proc->pid != member || sm->late)
 				continue;
-			maps = true;
+			maps = mapped = true;
 			if (!__atomic_load_n(&o->track, __ATOMIC_RELAXED))
 				continue; /* copied whole in the freeze anyway */
 			snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", tid,
@@ -1144,7 +1145,7 @@ static int child_exited(void *arg, pid_t tid, pid_t member)
 			if (s < 0)
 				r = s;
 		}
-		if (maps) {
+		if (mapped) {
 			__atomic_store_n(&o->children_of, member, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&o->children, 1, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&o->children_bytes, bytes, __ATOMIC_RELAXED);
