@@ -40,7 +40,6 @@
 #define SEIZE_PASSES	 5 /* listings of a member's threads until none is new */
 #define LET_GO_NS	 (2000ull * 1000 * 1000) /* for every task to stop once, at the end */
 #define RELEASED_WAIT_NS (200ull * 1000 * 1000)
-#define ROOM		 64 /* first size of the tables */
 
 struct task {
 	pid_t tid, tgid;
@@ -116,14 +115,8 @@ static struct task *add_task(struct child_watch *w, pid_t tid)
 
 	if (t)
 		return t;
-	if (w->n_tasks == w->cap_tasks) {
-		size_t cap = w->cap_tasks ? 2 * w->cap_tasks : ROOM;
-		struct task *v = realloc(w->tasks, cap * sizeof(*v));
-		if (!v)
-			return NULL;
-		w->tasks = v;
-		w->cap_tasks = cap;
-	}
+	if (grow_array((void **)&w->tasks, &w->cap_tasks, w->n_tasks + 1, sizeof(*w->tasks)) < 0)
+		return NULL;
 	t = &w->tasks[w->n_tasks++];
 	*t = (struct task){.tid = tid, .tgid = tid};
 	return t;
@@ -161,15 +154,9 @@ static void record_exit(struct child_watch *w, const struct task *t)
 			w->recs[i].faults = faults; /* a later thread's exit: the latest count */
 			return;
 		}
-	if (w->n_recs == w->cap_recs) {
-		size_t cap = w->cap_recs ? 2 * w->cap_recs : ROOM;
-		struct record *v = realloc(w->recs, cap * sizeof(*v));
-		if (!v) {
-			count_unknown(w, t->member);
-			return;
-		}
-		w->recs = v;
-		w->cap_recs = cap;
+	if (grow_array((void **)&w->recs, &w->cap_recs, w->n_recs + 1, sizeof(*w->recs)) < 0) {
+		count_unknown(w, t->member);
+		return;
 	}
 	w->recs[w->n_recs++] = (struct record){t->tgid, t->parent, faults, false};
 }
@@ -505,25 +492,22 @@ bool child_watch_accounted(struct child_watch *w, pid_t pid, uint64_t *faults)
 	return found;
 }
 
-ssize_t child_watch_take_children(struct child_watch *w, pid_t member, struct watched_child **v,
-				  size_t n)
+int child_watch_take_children(struct child_watch *w, pid_t member, struct watched_child **v,
+			      size_t *n, size_t *cap)
 {
-	ssize_t r = (ssize_t)n;
+	int r = 0;
 
 	if (!w)
-		return r;
+		return 0;
 	pthread_mutex_lock(&w->lock);
 	for (size_t i = 0; i < w->n_recs; i++) {
 		struct record *rec = &w->recs[i];
 		if (rec->taken || rec->parent != member)
 			continue;
-		struct watched_child *nv = realloc(*v, ((size_t)r + 1) * sizeof(**v));
-		if (!nv) {
-			r = -ENOMEM;
+		r = grow_array((void **)v, cap, *n + 1, sizeof(**v));
+		if (r < 0)
 			break;
-		}
-		*v = nv;
-		(*v)[r++] = (struct watched_child){rec->pid, rec->faults, false};
+		(*v)[(*n)++] = (struct watched_child){rec->pid, rec->faults, false};
 		rec->taken = true;
 	}
 	pthread_mutex_unlock(&w->lock);

@@ -40,14 +40,15 @@ bool child_watch_holds(const struct child_watch *w, pid_t member);
 bool child_watch_accounted(struct child_watch *w, pid_t pid, uint64_t *faults);
 
 /* The accounted children that member forked itself, not yet looked at by this call: their
- * pids and faults appended to *v (grown with realloc). Returns the new count or -ENOMEM. */
+ * pids and faults appended to *v (*n of *cap used; grown with grow_array). Returns 0 or
+ * -ENOMEM. */
 struct watched_child {
 	pid_t pid;
 	uint64_t faults;
 	bool reaped; /* the caller's */
 };
-ssize_t child_watch_take_children(struct child_watch *w, pid_t member, struct watched_child **v,
-				  size_t n);
+int child_watch_take_children(struct child_watch *w, pid_t member, struct watched_child **v,
+			      size_t *n, size_t *cap);
 /* Exits of member's descendants whose writes are unknown (a child that ran a new program, or
  * whose memory could not be read at its exit) since the last call. */
 unsigned child_watch_take_unknown(struct child_watch *w, pid_t member);

@@ -1222,14 +1222,9 @@ static int precopy_freeze_room(struct capture *c, struct target *t)
 	    MIN((size_t)(2 * pt->last_written / c->page_size) + 4 * (pt->n_pc + pt->n_gap) + 1024,
 		(size_t)FZ_MAX);
 	pt->fz_ok = false;
-	if (fz > pt->fz_cap) {
-		struct page_region *v = realloc(pt->fz, fz * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		pt->fz = v;
-		pt->fz_cap = fz;
-	}
-	memset(pt->fz, 0, pt->fz_cap * sizeof(*pt->fz)); /* touched now, not in the pause */
+	/* grow_array zeroes what it adds: touched now, not in the pause */
+	if (grow_array((void **)&pt->fz, &pt->fz_cap, fz, sizeof(*pt->fz)) < 0)
+		return -ENOMEM;
 	if (!capture_staged(t))
 		return 0;
 	pt->written_now = 0;
@@ -1260,13 +1255,8 @@ static int precopy_freeze_room(struct capture *c, struct target *t)
 			continue;
 		size_t pages = (size_t)(g->dump_len / c->page_size) + 1;
 		size_t want = m->n_ext + MIN(pages, 4 * rc.runs + 16);
-		if (want > m->cap_ext) {
-			struct osm_extent *e = realloc(m->ext, want * sizeof(*e));
-			if (!e)
-				return -ENOMEM;
-			m->ext = e;
-			m->cap_ext = want;
-		}
+		if (grow_array((void **)&m->ext, &m->cap_ext, want, sizeof(*m->ext)) < 0)
+			return -ENOMEM;
 	}
 	return 0;
 }

@@ -159,7 +159,7 @@ struct parent {
 	 * explained by the children it accounted for and that are reaped since. */
 	bool watched;
 	struct watched_child *pending; /* accounted for, not yet known reaped */
-	size_t n_pending;
+	size_t n_pending, cap_pending;
 };
 
 struct shared_set {
@@ -545,13 +545,11 @@ static void watched_look(struct capture *c, struct parent *pa, const struct targ
 	do {
 		if (proc_read_stat(t->ref.procfd, "stat", &st) < 0)
 			return;
-		ssize_t n =
-		    child_watch_take_children(ss->watch, pa->pid, &pa->pending, pa->n_pending);
-		if (n < 0) {
+		if (child_watch_take_children(ss->watch, pa->pid, &pa->pending, &pa->n_pending,
+					      &pa->cap_pending) < 0) {
 			count_exit(ss, pa->pid, pa->pid, true);
 			return;
 		}
-		pa->n_pending = (size_t)n;
 		explained = reaped_faults(pa);
 		if (proc_read_stat(t->ref.procfd, "stat", &again) < 0)
 			return;
@@ -1208,11 +1206,9 @@ static void watch_stop(struct capture *c)
 		struct parent *pa = &ss->parents[i];
 		if (!pa->watched)
 			continue;
-		ssize_t n =
-		    child_watch_take_children(ss->watch, pa->pid, &pa->pending, pa->n_pending);
-		if (n >= 0)
-			pa->n_pending = (size_t)n;
-		if (n < 0 || child_watch_take_unknown(ss->watch, pa->pid))
+		int r = child_watch_take_children(ss->watch, pa->pid, &pa->pending, &pa->n_pending,
+						  &pa->cap_pending);
+		if (r < 0 || child_watch_take_unknown(ss->watch, pa->pid))
 			for (size_t k = 0; k < ss->n; k++)
 				if (ss->v[k].track && maps_object(&ss->v[k], pa->pid))
 					copy_whole(&ss->v[k],

@@ -92,9 +92,7 @@ int capture_thread_state(struct osm_process *p)
 		long nr = arch_regs_syscall(&t->regs, t->syscall_args, &result);
 		/* Back in the call an injection interrupted (resumed as restart_syscall, with its
 		 * arguments in place): that call, not "a call resumed after a stop". */
-		if (nr >= 0 && t->resumed_nr >= 0 &&
-		    !strcmp(arch_syscall_name(nr) ? arch_syscall_name(nr) : "",
-			    "restart_syscall") &&
+		if (t->resumed_nr >= 0 && arch_syscall_is_restart(nr) &&
 		    arch_regs_pc(&t->regs) == t->resumed_pc)
 			nr = t->resumed_nr;
 		t->syscall_nr = waits_in(p, t, nr, result) ? nr : -1;

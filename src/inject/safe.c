@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <stdbool.h>
-#include <string.h>
 
 #include "base/fault.h"
 #include "freeze/guard.h"
@@ -55,14 +54,13 @@ static int try_thread(struct target *t, pid_t tid, inject_fn fn, void *ctx, int 
 	r = fn ? fn(&in, ctx) : 0;
 	int e = inject_end(&in);
 	long resumed = arch_gregs_restart_block_nr(&in.saved);
-	const char *rname = resumed >= 0 ? arch_syscall_name(resumed) : NULL;
 	for (size_t i = 0; e == 0 && resumed >= 0 && i < p->n_threads; i++) {
 		struct osm_thread *th = p->threads[i];
 		if (th->tid != tid)
 			continue;
 		/* A second injection finds it in the restart of the call the first interrupted:
 		 * that call it still is. */
-		if (rname && !strcmp(rname, "restart_syscall") && th->resumed_nr >= 0 &&
+		if (arch_syscall_is_restart(resumed) && th->resumed_nr >= 0 &&
 		    th->resumed_pc == arch_gregs_pc(&in.saved))
 			continue;
 		th->resumed_nr = resumed;

@@ -555,6 +555,47 @@ def test_child_that_writes_and_exits_during_the_rounds_is_seen():
                 fam.assert_running()
 
 
+def tracers(pid):
+    """The tracer of each thread of pid (0 for none)."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                out += [int(l.split()[1]) for l in f if l.startswith("TracerPid:")]
+        except OSError:
+            pass
+    return out
+
+
+def test_watch_of_children_lets_go_when_osmosis_fails_or_is_killed():
+    """The parent of the writers forks, so its children are watched during the rounds: osmosis
+    is its tracer then. When the snapshot fails there (fault point shared-round, fail) or
+    osmosis is killed there (sigkill), the parent and its children are left untraced and
+    running, and the next snapshot takes them."""
+    with Family("anon", 16, 3, 1) as fam, TempDir() as tmp:
+        for action in ("fail", "sigkill"):
+            out = os.path.join(tmp, action)
+            r = osmosis("snap", "-v", "--tree", "--method", "precopy", "--sample", "0", "-o",
+                        out, fam.pid, env={"OSMOSIS_FAULT": "shared-round:" + action},
+                        timeout=900)
+            check(r.returncode != 0, "%s: osmosis exited 0" % action)
+            if action == "fail":
+                check("children are watched to their exits" in r.stderr,
+                      "fail: the parent was not watched: %s" % r.stderr[-2000:])
+            deadline = time.time() + 5
+            while time.time() < deadline and any(any(tracers(p)) for p in fam.pids()):
+                time.sleep(0.05)
+            for pid in fam.pids():
+                check(not any(tracers(pid)), "%s: pid %d still traced: %s" %
+                      (action, pid, tracers(pid)))
+            fam.assert_running()
+        out = os.path.join(tmp, "after")
+        snap("--tree", "--sample", "0", "-o", out, fam.pid, timeout=900)
+        o = the_object(manifest(out), fam, "after")
+        check(o["kept"] == "tracked", "after: kept %s (%s)" % (o["kept"], o["kept_reason"]))
+        fam.assert_running()
+
+
 def test_children_of_a_member_that_maps_nothing_cost_the_object_nothing():
     """The writers are started by a shell that goes on running commands (a supervisor, a
     wrapper script; any process under --all): it reaps a child every few milliseconds. Those

@@ -277,6 +277,11 @@ int64_t arch_gregs_syscall_result(const arch_gregs_t *r)
 
 #define NR_RESTART_SYSCALL 219
 
+bool arch_syscall_is_restart(long nr)
+{
+	return nr == NR_RESTART_SYSCALL;
+}
+
 long arch_gregs_restart_block_nr(const arch_gregs_t *r)
 {
 	return (long)r->orig_rax >= 0 && (long)r->rax == -ERESTART_RESTARTBLOCK_ ? (long)r->orig_rax

@@ -74,6 +74,8 @@ void arch_gregs_restart_fixup(arch_gregs_t *r);
 /* The syscall r was interrupted in when the kernel resumes it as restart_syscall (a sleep, a
  * timed futex wait: its time left kept by the kernel), or -1. */
 long arch_gregs_restart_block_nr(const arch_gregs_t *r);
+/* Whether nr is restart_syscall, the call such an interrupted call is resumed as. */
+bool arch_syscall_is_restart(long nr);
 
 /* The self-restoring trampoline (trampoline.S): its bytes, with the registers it restores
  * (after arch_gregs_restart_fixup) written into its data block. *ret_len <= ARCH_TRAMP_MAX. */
